@@ -1,0 +1,185 @@
+"""projectcalico.org/v3 kinds: IPPool, BGPConfiguration, BGPPeer and Calico's Node."""
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from . import validation as v
+from .base import Model, Resource
+from .calico_selector import check_selector
+
+CALICO_V3 = "projectcalico.org/v3"
+EncapMode = Literal["Always", "CrossSubnet", "Never"]
+
+
+class IPPoolSpec(Model):
+    cidr: str
+    block_size: int | None = None
+    ipip_mode: EncapMode = Field(default="Never", alias="ipipMode")
+    vxlan_mode: EncapMode = Field(default="Never", alias="vxlanMode")
+    nat_outgoing: bool = False
+    disabled: bool = False
+    disable_bgp_export: bool | None = Field(default=None, alias="disableBGPExport")
+    node_selector: str = "all()"
+    allowed_uses: list[Literal["Workload", "Tunnel", "LoadBalancer"]] | None = None
+    assignment_mode: Literal["Automatic", "Manual"] | None = None
+
+    _check_cidr = v.field_check("cidr", v.check_cidr)
+    _check_selector = v.field_check("node_selector", check_selector)
+
+    @model_validator(mode="after")
+    def _pool_rules(self) -> "IPPoolSpec":
+        net = ipaddress.ip_network(self.cidr, strict=False)
+        size = self.effective_block_size
+        low = 20 if net.version == 4 else 116
+        high = 32 if net.version == 4 else 128
+        if not low <= size <= high:
+            raise ValueError(f"blockSize: {size} must be between {low} and {high} for IPv{net.version}")
+        if size < net.prefixlen:
+            raise ValueError(f"blockSize: {size} is larger than the pool {self.cidr} itself")
+        if self.ipip_mode != "Never" and self.vxlan_mode != "Never":
+            raise ValueError("ipipMode and vxlanMode cannot both be enabled: pick one encapsulation")
+        return self
+
+    @property
+    def effective_block_size(self) -> int:
+        if self.block_size is not None:
+            return self.block_size
+        return 26 if ipaddress.ip_network(self.cidr, strict=False).version == 4 else 122
+
+    @property
+    def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+        return ipaddress.ip_network(self.cidr, strict=False)
+
+
+class IPPool(Resource):
+    API_VERSION: ClassVar[str] = CALICO_V3
+    KIND: ClassVar[str] = "IPPool"
+    PLURAL: ClassVar[str] = "ippools"
+    SHORT_NAMES: ClassVar[tuple[str, ...]] = ("ippool", "pool")
+    NAMESPACED: ClassVar[bool] = False
+
+    api_version: Literal["projectcalico.org/v3"] = CALICO_V3
+    kind: Literal["IPPool"] = "IPPool"
+    spec: IPPoolSpec
+
+
+class BGPConfigurationSpec(Model):
+    as_number: int | None = None
+    node_to_node_mesh_enabled: bool | None = None
+    log_severity_screen: Literal["Debug", "Info", "Warning", "Error", "Fatal"] | None = None
+    service_cluster_ips: list[dict[str, str]] | None = Field(default=None, alias="serviceClusterIPs")
+    service_external_ips: list[dict[str, str]] | None = Field(default=None, alias="serviceExternalIPs")
+    service_load_balancer_ips: list[dict[str, str]] | None = Field(default=None, alias="serviceLoadBalancerIPs")
+    listen_port: int | None = None
+    node_mesh_password: dict[str, Any] | None = None
+    communities: list[dict[str, Any]] | None = None
+    prefix_advertisements: list[dict[str, Any]] | None = None
+
+    @model_validator(mode="after")
+    def _asn(self) -> "BGPConfigurationSpec":
+        if self.as_number is not None and not 1 <= self.as_number <= 4294967295:
+            raise ValueError(f"asNumber: {self.as_number} must be between 1 and 4294967295")
+        return self
+
+    @property
+    def effective_as_number(self) -> int:
+        return self.as_number if self.as_number is not None else 64512
+
+    @property
+    def mesh_enabled(self) -> bool:
+        return self.node_to_node_mesh_enabled is not False
+
+
+class BGPConfiguration(Resource):
+    API_VERSION: ClassVar[str] = CALICO_V3
+    KIND: ClassVar[str] = "BGPConfiguration"
+    PLURAL: ClassVar[str] = "bgpconfigurations"
+    SHORT_NAMES: ClassVar[tuple[str, ...]] = ("bgpconfig", "bgpconfiguration")
+    NAMESPACED: ClassVar[bool] = False
+
+    api_version: Literal["projectcalico.org/v3"] = CALICO_V3
+    kind: Literal["BGPConfiguration"] = "BGPConfiguration"
+    spec: BGPConfigurationSpec = Field(default_factory=BGPConfigurationSpec)
+
+
+class BGPPeerSpec(Model):
+    node: str | None = None
+    node_selector: str | None = None
+    peer_ip: str | None = Field(default=None, alias="peerIP")
+    peer_selector: str | None = None
+    as_number: int | None = None
+    keep_original_next_hop: bool | None = None
+    password: dict[str, Any] | None = None
+    source_address: str | None = None
+    max_restart_time: str | None = None
+
+    _check_node_selector = v.field_check("node_selector", check_selector)
+    _check_peer_selector = v.field_check("peer_selector", check_selector)
+
+    @model_validator(mode="after")
+    def _peer_rules(self) -> "BGPPeerSpec":
+        if self.node and self.node_selector:
+            raise ValueError("node and nodeSelector cannot both be set")
+        if self.peer_ip and self.peer_selector:
+            raise ValueError("peerIP and peerSelector cannot both be set")
+        if not self.peer_ip and not self.peer_selector:
+            raise ValueError("one of peerIP or peerSelector must be set")
+        if self.peer_ip:
+            v.check_ip(self.peer_ip.rsplit(":", 1)[0] if self.peer_ip.count(":") == 1 else self.peer_ip)
+            if self.as_number is None:
+                raise ValueError("asNumber: required with peerIP")
+        return self
+
+
+class BGPPeer(Resource):
+    API_VERSION: ClassVar[str] = CALICO_V3
+    KIND: ClassVar[str] = "BGPPeer"
+    PLURAL: ClassVar[str] = "bgppeers"
+    SHORT_NAMES: ClassVar[tuple[str, ...]] = ("bgppeer",)
+    NAMESPACED: ClassVar[bool] = False
+
+    api_version: Literal["projectcalico.org/v3"] = CALICO_V3
+    kind: Literal["BGPPeer"] = "BGPPeer"
+    spec: BGPPeerSpec
+
+
+class CalicoNodeBGP(Model):
+    ipv4_address: str | None = Field(default=None, alias="ipv4Address")
+    ipv6_address: str | None = Field(default=None, alias="ipv6Address")
+    as_number: int | None = None
+    route_reflector_cluster_id: str | None = Field(default=None, alias="routeReflectorClusterID")
+    ipv4_ipip_tunnel_addr: str | None = Field(default=None, alias="ipv4IPIPTunnelAddr")
+
+    @model_validator(mode="after")
+    def _addresses(self) -> "CalicoNodeBGP":
+        if self.ipv4_address:
+            v.check_cidr(self.ipv4_address) if "/" in self.ipv4_address else v.check_ip(self.ipv4_address)
+        if self.route_reflector_cluster_id:
+            v.check_ip(self.route_reflector_cluster_id)
+        return self
+
+
+class CalicoNodeSpec(Model):
+    bgp: CalicoNodeBGP | None = None
+    ipv4_vxlan_tunnel_addr: str | None = Field(default=None, alias="ipv4VXLANTunnelAddr")
+    vxlan_tunnel_mac_addr: str | None = Field(default=None, alias="vxlanTunnelMACAddr")
+    addresses: list[dict[str, str]] | None = None
+    orch_refs: list[dict[str, str]] | None = None
+
+
+class CalicoNode(Resource):
+    """Calico's view of a node (``calicoctl get node``); same name as the v1 Node."""
+
+    API_VERSION: ClassVar[str] = CALICO_V3
+    KIND: ClassVar[str] = "Node"
+    PLURAL: ClassVar[str] = "caliconodes"
+    SHORT_NAMES: ClassVar[tuple[str, ...]] = ("caliconode", "cnode")
+    NAMESPACED: ClassVar[bool] = False
+
+    api_version: Literal["projectcalico.org/v3"] = CALICO_V3
+    kind: Literal["Node"] = "Node"
+    spec: CalicoNodeSpec = Field(default_factory=CalicoNodeSpec)
+    status: dict[str, Any] | None = None

@@ -1,0 +1,164 @@
+"""The Calico selector language, parsed once into a matcher.
+
+Grammar (projectcalico.org/v3): ``all()``, ``global()``, ``k == 'v'``, ``k != 'v'``, ``has(k)``,
+``!has(k)``, ``k in {'a','b'}``, ``k not in {..}``, ``k contains 'x'``, ``k starts with 'x'``,
+``k ends with 'x'``, ``!``, ``&&``, ``||`` and parentheses. An empty selector means all().
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Callable, Mapping
+
+Labels = Mapping[str, str]
+Matcher = Callable[[Labels], bool]
+
+_TOKEN = re.compile(
+    r"\s*(?:(?P<op>&&|\|\||==|!=|!|\(|\)|\{|\}|,)"
+    r"|(?P<str>'[^']*'|\"[^\"]*\")"
+    r"|(?P<word>[A-Za-z0-9_./-]+(?:\(\))?))"
+)
+
+
+@dataclass(frozen=True)
+class Selector:
+    """A parsed Calico selector; ``matches(labels)`` answers whether it selects them."""
+
+    text: str
+    _match: Matcher
+
+    def matches(self, labels: Labels) -> bool:
+        return self._match(labels)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens: list[tuple[str, str, int]] = []
+        pos = 0
+        while pos < len(text):
+            m = _TOKEN.match(text, pos)
+            if not m or m.end() == pos:
+                if text[pos:].strip() == "":
+                    break
+                raise ValueError(f"selector {text!r}: unexpected character at position {pos + 1}: {text[pos:pos + 10]!r}")
+            kind = m.lastgroup or ""
+            self.tokens.append((kind, m.group(kind), m.start(kind)))
+            pos = m.end()
+        self.i = 0
+
+    def peek(self) -> tuple[str, str, int] | None:
+        return self.tokens[self.i] if self.i < len(self.tokens) else None
+
+    def take(self, value: str | None = None) -> tuple[str, str, int]:
+        tok = self.peek()
+        if tok is None:
+            raise ValueError(f"selector {self.text!r}: unexpected end, expected {value or 'more'}")
+        if value is not None and tok[1] != value:
+            raise ValueError(f"selector {self.text!r}: expected {value!r} at position {tok[2] + 1}, found {tok[1]!r}")
+        self.i += 1
+        return tok
+
+    def parse(self) -> Matcher:
+        if not self.tokens:
+            return lambda labels: True
+        matcher = self.parse_or()
+        if self.peek() is not None:
+            tok = self.peek()
+            assert tok is not None
+            raise ValueError(f"selector {self.text!r}: unexpected {tok[1]!r} at position {tok[2] + 1}")
+        return matcher
+
+    def parse_or(self) -> Matcher:
+        terms = [self.parse_and()]
+        while self.peek() and self.peek()[1] == "||":  # type: ignore[index]
+            self.take()
+            terms.append(self.parse_and())
+        return terms[0] if len(terms) == 1 else (lambda labels: any(t(labels) for t in terms))
+
+    def parse_and(self) -> Matcher:
+        terms = [self.parse_unary()]
+        while self.peek() and self.peek()[1] == "&&":  # type: ignore[index]
+            self.take()
+            terms.append(self.parse_unary())
+        return terms[0] if len(terms) == 1 else (lambda labels: all(t(labels) for t in terms))
+
+    def parse_unary(self) -> Matcher:
+        tok = self.peek()
+        if tok and tok[1] == "!":
+            self.take()
+            inner = self.parse_unary()
+            return lambda labels: not inner(labels)
+        if tok and tok[1] == "(":
+            self.take()
+            inner = self.parse_or()
+            self.take(")")
+            return inner
+        return self.parse_term()
+
+    def parse_term(self) -> Matcher:
+        kind, word, pos = self.take()
+        if kind != "word":
+            raise ValueError(f"selector {self.text!r}: expected a label key or function at position {pos + 1}, found {word!r}")
+        if word in ("all()", "global()"):
+            return lambda labels: True
+        if word == "has":
+            self.take("(")
+            key = self.take()[1]
+            self.take(")")
+            return lambda labels: key in labels
+        key = word
+        op_tok = self.take()
+        op = op_tok[1]
+        if op in ("==", "!="):
+            value = self._string()
+            if op == "==":
+                return lambda labels: labels.get(key) == value
+            return lambda labels: labels.get(key) != value
+        if op == "in":
+            values = self._set()
+            return lambda labels: labels.get(key) in values
+        if op == "not":
+            self.take("in")
+            values = self._set()
+            return lambda labels: labels.get(key) not in values
+        if op == "contains":
+            value = self._string()
+            return lambda labels: key in labels and value in labels[key]
+        if op in ("starts", "ends"):
+            self.take("with")
+            value = self._string()
+            if op == "starts":
+                return lambda labels: key in labels and labels[key].startswith(value)
+            return lambda labels: key in labels and labels[key].endswith(value)
+        raise ValueError(f"selector {self.text!r}: unknown operator {op!r} at position {op_tok[2] + 1} (use ==, !=, in, not in)")
+
+    def _string(self) -> str:
+        kind, value, pos = self.take()
+        if kind != "str":
+            raise ValueError(f"selector {self.text!r}: expected a quoted value at position {pos + 1}, found {value!r}")
+        return value[1:-1]
+
+    def _set(self) -> frozenset[str]:
+        self.take("{")
+        values: set[str] = set()
+        while self.peek() and self.peek()[1] != "}":  # type: ignore[index]
+            values.add(self._string())
+            if self.peek() and self.peek()[1] == ",":  # type: ignore[index]
+                self.take()
+        self.take("}")
+        return frozenset(values)
+
+
+@lru_cache(maxsize=4096)
+def parse_selector(text: str) -> Selector:
+    """Parse ``text``; raises ValueError naming the position of a syntax error."""
+    return Selector(text, _Parser(text).parse())
+
+
+def check_selector(text: str) -> None:
+    parse_selector(text)

@@ -1,0 +1,42 @@
+"""Which kinds exist, and how users name them (kind, plural, short names, plural.group)."""
+from __future__ import annotations
+
+from .apps import Deployment
+from .base import Resource
+from .calico import BGPConfiguration, BGPPeer, CalicoNode, IPPool
+from .core import Namespace, Node, Pod, Service
+from .networking import NetworkPolicy
+
+KINDS: tuple[type[Resource], ...] = (
+    Namespace, Pod, Node, Service, Deployment, NetworkPolicy,
+    IPPool, BGPConfiguration, BGPPeer, CalicoNode,
+)
+
+_BY_API_KIND: dict[tuple[str, str], type[Resource]] = {(k.API_VERSION, k.KIND): k for k in KINDS}
+
+
+def kind_for(api_version: str, kind: str) -> type[Resource] | None:
+    """The class for a manifest's apiVersion and kind, or None."""
+    return _BY_API_KIND.get((api_version, kind))
+
+
+def _names(cls: type[Resource]) -> set[str]:
+    names = {cls.KIND.lower(), cls.PLURAL, cls.resource_name(), *cls.SHORT_NAMES}
+    names.add(f"{cls.KIND.lower()}.{cls.group()}" if cls.group() else cls.KIND.lower())
+    return names
+
+
+def lookup_resource(name: str) -> type[Resource] | None:
+    """Resolve what a user typed after ``get``/``delete``: ``po``, ``pods``, ``netpol``, ``ippool``…
+
+    Plain ``node``/``nodes`` mean the v1 Node, as in kubectl; Calico's is ``caliconode``.
+    """
+    key = name.lower()
+    for cls in KINDS:
+        if key in _names(cls):
+            return cls
+    return None
+
+
+def all_resource_names() -> list[str]:
+    return sorted({n for cls in KINDS for n in _names(cls)})

@@ -1,0 +1,138 @@
+"""Kubernetes' validation rules for names, labels, ports and CIDRs, as the API server applies them.
+
+Each ``check_*`` raises ``ValueError`` with a message a user can act on; pydantic attaches the
+field path. Rules follow k8s.io/apimachinery/pkg/util/validation.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any, Callable
+
+from pydantic import field_validator
+
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+IANA_SVC_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+PROTOCOLS = ("TCP", "UDP", "SCTP")
+
+
+def field_check(name: str, check: Callable[[Any], Any]) -> Any:
+    """A pydantic validator running ``check`` on field ``name`` after type validation."""
+
+    def run(cls: type, value: Any) -> Any:
+        if value is not None:
+            check(value)
+        return value
+
+    return field_validator(name)(classmethod(run))  # type: ignore[arg-type]
+
+
+def check_dns1123_label(value: str) -> None:
+    if len(value) > 63:
+        raise ValueError(f"{value!r} must be no more than 63 characters")
+    if not DNS1123_LABEL.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid DNS-1123 label: lower case letters, digits and '-', "
+            "starting and ending with a letter or digit (e.g. 'my-name')"
+        )
+
+
+def check_dns1123_subdomain(value: str) -> None:
+    if len(value) > 253:
+        raise ValueError(f"{value!r} must be no more than 253 characters")
+    if not DNS1123_SUBDOMAIN.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid DNS-1123 subdomain: lower case letters, digits, '-' and "
+            "'.', starting and ending with a letter or digit (e.g. 'example.com')"
+        )
+
+
+def check_qualified_name(value: str) -> None:
+    """A label or annotation key: optional DNS subdomain prefix, '/', name of ≤ 63 chars."""
+    prefix, slash, name = value.rpartition("/")
+    if slash:
+        if not prefix:
+            raise ValueError(f"key {value!r}: prefix before '/' must not be empty")
+        check_dns1123_subdomain(prefix)
+    if not name:
+        raise ValueError(f"key {value!r}: name part must not be empty")
+    if len(name) > 63:
+        raise ValueError(f"key {value!r}: name part must be no more than 63 characters")
+    if not QUALIFIED_NAME.match(name):
+        raise ValueError(
+            f"key {value!r} is not valid: alphanumerics, '-', '_' or '.', starting and ending "
+            "with an alphanumeric (e.g. 'app' or 'example.com/app')"
+        )
+
+
+def check_label_value(value: str) -> None:
+    if len(value) > 63:
+        raise ValueError(f"label value {value!r} must be no more than 63 characters")
+    if not LABEL_VALUE.match(value):
+        raise ValueError(
+            f"label value {value!r} is not valid: empty, or alphanumerics, '-', '_' or '.', "
+            "starting and ending with an alphanumeric"
+        )
+
+
+def check_labels(labels: dict[str, str]) -> None:
+    for key, value in labels.items():
+        check_qualified_name(key)
+        check_label_value(value)
+
+
+def check_annotations(annotations: dict[str, str]) -> None:
+    for key in annotations:
+        check_qualified_name(key)
+    if sum(len(k) + len(v) for k, v in annotations.items()) > 256 * 1024:
+        raise ValueError("annotations must not be larger than 256 KiB in total")
+
+
+def check_port_number(value: int) -> None:
+    if not 1 <= value <= 65535:
+        raise ValueError(f"port {value} must be between 1 and 65535, inclusive")
+
+
+def check_port_name(value: str) -> None:
+    """IANA_SVC_NAME: ≤ 15 chars, lower case alphanumerics and '-', at least one letter."""
+    if len(value) > 15:
+        raise ValueError(f"port name {value!r} must be no more than 15 characters")
+    if not IANA_SVC_NAME.match(value) or "--" in value:
+        raise ValueError(
+            f"port name {value!r} is not a valid IANA_SVC_NAME: lower case letters, digits and "
+            "'-', no '--', starting and ending with a letter or digit"
+        )
+    if not any(c.isalpha() for c in value):
+        raise ValueError(f"port name {value!r} must contain at least one letter")
+
+
+def check_int_or_port_name(value: int | str) -> None:
+    if isinstance(value, int):
+        check_port_number(value)
+    else:
+        check_port_name(value)
+
+
+def check_protocol(value: str) -> None:
+    if value not in PROTOCOLS:
+        raise ValueError(f"protocol {value!r} is not supported: use one of TCP, UDP, SCTP")
+
+
+def check_cidr(value: str) -> None:
+    """A CIDR as the API server accepts it: host bits may be set (e.g. 10.244.1.7/4)."""
+    if "/" not in value:
+        raise ValueError(f"{value!r} is not a CIDR: write it as ADDRESS/PREFIX, e.g. 10.0.0.0/8")
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a valid CIDR: {exc}") from None
+
+
+def check_ip(value: str) -> None:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a valid IP address") from None
