@@ -1,0 +1,61 @@
+"""The ``podnet`` command: a thin shell. Each subcommand lives in its own module and is
+imported only when used, so ``podnet --help`` and small commands start fast."""
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from podnet.errors import PodnetError
+
+# command name → "module:attribute" of a click command. Add a line to add a command.
+COMMANDS: dict[str, str] = {
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports a subcommand's module on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module, _, attr = target.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--state-dir", envvar="PODNET_STATE_DIR", default="/var/lib/podnet", show_default=True,
+              help="Where the embedded store and cluster state live.")
+@click.version_option(package_name="podnet")
+@click.pass_context
+def cli(ctx: click.Context, state_dir: str) -> None:
+    """podnet: Kubernetes pod networking on the real Linux kernel."""
+    ctx.ensure_object(dict)
+    ctx.obj["state_dir"] = state_dir
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Entry point: user errors exit 1 with a message, usage errors exit 2 (click's own)."""
+    try:
+        return cli.main(args=argv, prog_name="podnet", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except PodnetError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
