@@ -1,0 +1,282 @@
+"""Named network namespaces, created without forking and recorded as podnet's.
+
+Layout is the one iproute2 uses (a bind mount of the namespace under ``/run/netns/NAME``), so
+``ip netns``, ``nsenter --net=/run/netns/NAME`` and CNI runtimes all see the same names. Creating
+one takes a thread-local ``unshare`` + bind mount + ``setns`` back (no ``ip`` exec, no fork:
+about 3x faster than ``ip netns add``). Every namespace podnet makes is also recorded under
+``/run/podnet/netns`` with its inode, so ``remove`` deletes only what podnet created, never
+something that merely has the same name.
+
+Processes run inside a namespace through ``nsenter --net`` (not ``ip netns exec``, which also
+remounts ``/sys`` and hides the cgroup hierarchy container runtimes need).
+"""
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import os
+import subprocess
+import threading
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
+
+from podnet.errors import AlreadyExists, NotFound, PodnetError
+
+NETNS_DIR = "/run/netns"
+RECORD_DIR = "/run/podnet/netns"
+
+CLONE_NEWNET = 0x40000000
+MS_REC = 0x4000
+MS_BIND = 0x1000
+MS_SHARED = 1 << 20
+MNT_DETACH = 2
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_dir_lock = threading.Lock()
+_dir_ready = False
+
+
+def _oserror(what: str) -> OSError:
+    err = ctypes.get_errno()
+    return OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def path(name: str) -> str:
+    """The bind-mount path of a named namespace (what CNI_NETNS should be)."""
+    _check_name(name)
+    return os.path.join(NETNS_DIR, name)
+
+
+def _check_name(name: str) -> None:
+    if not name or "/" in name or name in (".", "..") or len(name) > 200:
+        raise PodnetError(f"invalid network namespace name {name!r}",
+                          hint="use a non-empty name without '/' (at most 200 characters)")
+
+
+def _ensure_dir() -> None:
+    """Make /run/netns a shared mount point, as ``ip netns add`` does, so namespaces mounted
+    there are visible to processes in other mount namespaces (container runtimes)."""
+    global _dir_ready
+    if _dir_ready:
+        return
+    with _dir_lock:
+        if _dir_ready:
+            return
+        os.makedirs(NETNS_DIR, mode=0o755, exist_ok=True)
+        os.makedirs(RECORD_DIR, mode=0o700, exist_ok=True)
+        target = NETNS_DIR.encode()
+        if _libc.mount(b"none", target, None, MS_SHARED | MS_REC, None) != 0:
+            if ctypes.get_errno() != errno.EINVAL:
+                raise _oserror(f"make {NETNS_DIR} shared")
+            # Not a mount point yet: bind it onto itself first, then share it.
+            if _libc.mount(target, target, b"none", MS_BIND | MS_REC, None) != 0:
+                raise _oserror(f"bind {NETNS_DIR}")
+            if _libc.mount(b"none", target, None, MS_SHARED | MS_REC, None) != 0:
+                raise _oserror(f"make {NETNS_DIR} shared")
+        _dir_ready = True
+
+
+def exists(name: str) -> bool:
+    """True if ``/run/netns/NAME`` is a live namespace mount (not just a stale empty file)."""
+    try:
+        return _is_nsfs(path(name))
+    except FileNotFoundError:
+        return False
+
+
+def _is_nsfs(p: str) -> bool:
+    st = os.stat(p)
+    # An nsfs inode lives on a different device than the tmpfs file it is mounted on.
+    return st.st_dev != os.stat(os.path.dirname(p)).st_dev
+
+
+def inode(name: str) -> int:
+    """The namespace's inode number (identity: stable while it lives, unique among live ones)."""
+    try:
+        return os.stat(path(name)).st_ino
+    except FileNotFoundError:
+        raise NotFound(f"network namespace {name!r} does not exist") from None
+
+
+def _record_path(name: str) -> str:
+    return os.path.join(RECORD_DIR, name + ".json")
+
+
+def owned(name: str) -> bool:
+    """True if podnet created the namespace now mounted under ``name``."""
+    try:
+        with open(_record_path(name)) as f:
+            rec = json.load(f)
+        return exists(name) and rec.get("inode") == inode(name)
+    except (FileNotFoundError, ValueError, NotFound):
+        return False
+
+
+def create(name: str, *, owner: str = "podnet") -> int:
+    """Create namespace ``name`` with ``lo`` up; return its inode. Raises AlreadyExists.
+
+    Runs in the calling thread: unshare(CLONE_NEWNET) affects only this thread, and the thread
+    is switched back before returning, whatever happens.
+    """
+    p = path(name)
+    _ensure_dir()
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0)
+        os.close(fd)
+    except FileExistsError:
+        if exists(name):
+            raise AlreadyExists(f"network namespace {name!r} already exists",
+                                hint=f"remove it first (podnet owns it: {owned(name)})") from None
+        # A stale file from an interrupted create or delete: reuse it.
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _libc.unshare(CLONE_NEWNET) != 0:
+            raise _oserror("unshare(CLONE_NEWNET)")
+        try:
+            if _libc.mount(b"/proc/thread-self/ns/net", p.encode(), b"none", MS_BIND, None) != 0:
+                raise _oserror(f"bind-mount namespace on {p}")
+            _set_lo_up()
+        finally:
+            if _libc.setns(home, CLONE_NEWNET) != 0:  # pragma: no cover - would be fatal
+                raise _oserror("setns back to the original namespace")
+    except BaseException:
+        _unmount_and_unlink(p)
+        raise
+    finally:
+        os.close(home)
+    ino = os.stat(p).st_ino
+    rec = {"name": name, "inode": ino, "owner": owner, "pid": os.getpid(), "created": time.time()}
+    tmp = _record_path(name) + f".{os.getpid()}.{threading.get_ident()}"
+    with open(tmp, "w") as f:
+        json.dump(rec, f)
+    os.replace(tmp, _record_path(name))
+    return ino
+
+
+def _set_lo_up() -> None:
+    """Bring up ``lo`` in the current thread's namespace with one ioctl (no netlink socket)."""
+    import fcntl
+    import socket
+    import struct
+
+    SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = struct.pack("16sH", b"lo", 0)
+        flags = struct.unpack("16sH", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req + b"\0" * 22)[:18])[1]
+        fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH", b"lo", flags | IFF_UP) + b"\0" * 22)
+
+
+def _unmount_and_unlink(p: str) -> None:
+    if _libc.umount2(p.encode(), MNT_DETACH) != 0 and ctypes.get_errno() not in (errno.EINVAL, errno.ENOENT):
+        raise _oserror(f"unmount {p}")
+    try:
+        os.unlink(p)
+    except FileNotFoundError:
+        pass
+
+
+def remove(name: str, *, only_owned: bool = True) -> bool:
+    """Delete a namespace podnet created; False if it was not there (idempotent).
+
+    The kernel frees the namespace (and the veth peers in it) once the last process and
+    mount let go, asynchronously. Raises PodnetError for a namespace podnet did not create
+    unless ``only_owned=False``.
+    """
+    p = path(name)
+    if not os.path.lexists(p):
+        _drop_record(name)
+        return False
+    if exists(name) and only_owned and not owned(name):
+        raise PodnetError(f"network namespace {name!r} was not created by podnet; refusing to remove it",
+                          hint=f"remove it yourself with `ip netns del {name}` if it is really unused")
+    _unmount_and_unlink(p)
+    _drop_record(name)
+    return True
+
+
+def _drop_record(name: str) -> None:
+    try:
+        os.unlink(_record_path(name))
+    except FileNotFoundError:
+        pass
+
+
+def list_owned() -> list[str]:
+    """Names of the live namespaces podnet created (for leak checks and crash recovery)."""
+    try:
+        names = [f[:-5] for f in os.listdir(RECORD_DIR) if f.endswith(".json")]
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in names if owned(n))
+
+
+def list_all() -> list[str]:
+    """Names of every namespace mounted under /run/netns."""
+    try:
+        return sorted(n for n in os.listdir(NETNS_DIR) if exists(n))
+    except FileNotFoundError:
+        return []
+
+
+@contextmanager
+def enter(name_or_path: str) -> Iterator[None]:
+    """Switch the calling thread into a namespace for the ``with`` block, then back.
+
+    Accepts a name under /run/netns or any path to a netns file (``/proc/PID/ns/net``). Sockets
+    opened inside stay bound to that namespace after the block ends, which is how podnet talks
+    netlink to many namespaces from one process without forking.
+    """
+    target = name_or_path if name_or_path.startswith("/") else path(name_or_path)
+    try:
+        fd = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise NotFound(f"network namespace {name_or_path!r} does not exist") from None
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _libc.setns(fd, CLONE_NEWNET) != 0:
+            raise _oserror(f"enter network namespace {name_or_path}")
+        try:
+            yield
+        finally:
+            if _libc.setns(home, CLONE_NEWNET) != 0:  # pragma: no cover - would be fatal
+                raise _oserror("setns back to the original namespace")
+    finally:
+        os.close(fd)
+        os.close(home)
+
+
+def nsenter_argv(name_or_path: str, argv: Sequence[str]) -> list[str]:
+    """The argv that runs ``argv`` inside the namespace, switching only the network namespace."""
+    target = name_or_path if name_or_path.startswith("/") else path(name_or_path)
+    return ["nsenter", f"--net={target}", "--", *argv]
+
+
+def run_in(name: str, argv: Sequence[str], *, check: bool = False, capture: bool = True,
+           timeout: float | None = 30, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """Run a command inside a namespace and wait for it (text mode; output captured by default)."""
+    if not exists(name) and not name.startswith("/"):
+        raise NotFound(f"network namespace {name!r} does not exist")
+    if capture:
+        kwargs.setdefault("stdout", subprocess.PIPE)
+        kwargs.setdefault("stderr", subprocess.PIPE)
+    return subprocess.run(nsenter_argv(name, argv), check=check, text=True, timeout=timeout, **kwargs)
+
+
+def popen_in(name: str, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
+    """Start a long-running process inside a namespace; the caller records and owns its PID."""
+    if not exists(name) and not name.startswith("/"):
+        raise NotFound(f"network namespace {name!r} does not exist")
+    return subprocess.Popen(nsenter_argv(name, argv), **kwargs)
+
+
+def wait_gone(name: str, timeout: float = 5.0) -> bool:
+    """Wait until nothing is mounted at the name (removal of the mount is synchronous; the
+    namespace's links disappear asynchronously afterwards)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not os.path.lexists(path(name)):
+            return True
+        time.sleep(0.01)
+    return False
