@@ -1,0 +1,408 @@
+"""The normalised policy IR: what every NetworkPolicy means, with provenance on every part.
+
+The explainer (``evaluate``), the connectivity matrix and the nftables compiler all read
+this IR, so what podnet explains and what the kernel enforces come from one source.
+
+Shape (one ``PolicyIR`` per NetworkPolicy)::
+
+    PolicyIR(namespace, name, pod_selector, isolates={"ingress", "egress"}, source="f.yaml:3")
+      .ingress: tuple[Rule]   # only when "Ingress" is in the effective policyTypes
+      .egress:  tuple[Rule]   # only when "Egress" is in the effective policyTypes
+    Rule(direction, index, peers, ports, provenance)
+      peers: None            -> the rule matches every peer (``from``/``to`` missing or empty),
+                                pods and addresses outside the cluster alike
+             tuple[Peer]     -> OR of the peers (never empty)
+      ports: None            -> every port of every protocol (``ports`` missing or empty),
+                                including ICMP and anything else
+             tuple[PortMatch]-> OR of the port terms (never empty)
+    Peer = PodPeer | IPBlockPeer
+      PodPeer(pod_selector, namespace_selector, namespace)
+          namespace_selector None  -> pods of ``namespace`` (the policy's own namespace)
+          namespace_selector set   -> pods of every namespace it matches (``{}`` = all)
+          pod_selector             -> AND with the namespace scope (``{}`` when absent = all)
+          Never matches hostNetwork pods or addresses outside the cluster.
+      IPBlockPeer(cidr, excepts)  -> addresses in cidr and in no except entry. Whether it also
+          matches pod-network pod IPs is a cluster option (``ipblock_matches_pods``, default
+          True, as Calico and the Kubernetes e2e suite expect); see ``docs/policy.md``.
+    PortMatch(protocol, port, end_port)
+          port None  -> every port of ``protocol``
+          port int   -> that port, or the range port..end_port when end_port is set
+          port str   -> a named port, resolved against the DESTINATION pod's containerPorts with
+                        the same name and protocol (for ingress rules the destination is the
+                        selected pod; for egress rules it is the peer). Matches nothing when the
+                        destination does not declare it, and never matches external addresses.
+
+Every ``Rule``, ``Peer`` and ``PortMatch`` carries a ``Provenance``: policy namespace/name,
+direction, rule index, peer index, port index and the manifest ``file:line`` when known (from
+the ``podnet.io/source`` annotation). Indexes are those of the manifest, so ``spec.ingress[0]
+.from[1]`` is rule 0, peer 1.
+
+Semantics the IR fixes (Kubernetes networking.k8s.io/v1):
+
+* a policy selects pods of its own namespace matching ``spec.podSelector`` (hostNetwork pods
+  never); a selected pod is isolated for each direction in ``effective_policy_types``;
+* policyTypes default to [Ingress] plus Egress iff an ``egress`` section exists; rules of a
+  direction not in policyTypes are ignored (kept in ``ignored_directions`` for lint);
+* ``ingress: []`` / absent with Ingress in policyTypes -> isolated with no rules (deny all);
+  ``ingress: [{}]`` -> one rule with ``peers=None, ports=None`` (allow all).
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Iterable, Literal, Sequence, Union
+
+from podnet.model import NetworkPolicy
+from podnet.model.networking import IPBlock, NetworkPolicyPeer, NetworkPolicyPort
+from podnet.model.selectors import EVERYTHING, LabelSelector
+
+Direction = Literal["ingress", "egress"]
+DIRECTIONS: tuple[Direction, Direction] = ("ingress", "egress")
+SOURCE_ANNOTATION = "podnet.io/source"
+IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+
+
+@dataclass(frozen=True, order=True)
+class Provenance:
+    """Where a piece of policy came from, down to the port entry and the manifest line."""
+
+    namespace: str
+    policy: str
+    direction: Direction | None = None
+    rule: int | None = None
+    peer: int | None = None
+    port: int | None = None
+    source: str | None = None
+
+    @property
+    def policy_ref(self) -> str:
+        return f"{self.namespace}/{self.policy}"
+
+    @property
+    def field_path(self) -> str:
+        """The manifest path, as kubectl prints it: ``spec.ingress[0].from[1]``."""
+        if self.direction is None:
+            return "spec"
+        path = f"spec.{self.direction}"
+        if self.rule is None:
+            return path
+        path += f"[{self.rule}]"
+        if self.peer is not None:
+            path += f".{'from' if self.direction == 'ingress' else 'to'}[{self.peer}]"
+        elif self.port is not None:
+            path += f".ports[{self.port}]"
+        return path
+
+    def describe(self) -> str:
+        """Human form: ``ingress rule 0, peer 1 of default/web-policy``."""
+        parts = []
+        if self.direction is not None and self.rule is not None:
+            parts.append(f"{self.direction} rule {self.rule}")
+        elif self.direction is not None:
+            parts.append(f"{self.direction} section")
+        if self.peer is not None:
+            parts.append(f"peer {self.peer}")
+        if self.port is not None:
+            parts.append(f"port {self.port}")
+        where = ", ".join(parts)
+        return f"{where} of {self.policy_ref}" if where else self.policy_ref
+
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"policy": self.policy_ref}
+        for key in ("direction", "rule", "peer", "port", "source"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        out["field"] = self.field_path
+        return out
+
+
+@dataclass(frozen=True)
+class PodPeer:
+    """Pods chosen by label: ``pod_selector`` AND the namespace scope."""
+
+    pod_selector: LabelSelector
+    namespace_selector: LabelSelector | None
+    namespace: str
+    provenance: Provenance
+    has_pod_selector: bool = True
+
+    def namespace_in_scope(self, namespace: str, namespace_labels: dict[str, str]) -> bool:
+        if self.namespace_selector is None:
+            return namespace == self.namespace
+        return self.namespace_selector.matches(namespace_labels)
+
+    def describe(self) -> str:
+        parts = []
+        if self.namespace_selector is not None:
+            parts.append(f"namespaceSelector {_sel(self.namespace_selector)}")
+        if self.has_pod_selector or self.namespace_selector is None:
+            parts.append(f"podSelector {_sel(self.pod_selector)}")
+        text = " AND ".join(parts)
+        if self.namespace_selector is None:
+            text += f" (namespace {self.namespace} only)"
+        return text
+
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"type": "pods", "podSelector": self.pod_selector.to_dict()}
+        if self.namespace_selector is not None:
+            out["namespaceSelector"] = self.namespace_selector.to_dict()
+        else:
+            out["namespace"] = self.namespace
+        out["provenance"] = self.provenance.to_dict()
+        return out
+
+
+@dataclass(frozen=True)
+class IPBlockPeer:
+    """Addresses in ``cidr`` but in no ``excepts`` entry."""
+
+    cidr: str
+    excepts: tuple[str, ...]
+    provenance: Provenance
+    network: IPNetwork = field(compare=False, repr=False, default=None)  # type: ignore[assignment]
+    except_networks: tuple[IPNetwork, ...] = field(compare=False, repr=False, default=())
+
+    def contains(self, ip: str | None) -> bool:
+        if not ip:
+            return False
+        addr = ipaddress.ip_address(ip)
+        if addr.version != self.network.version or addr not in self.network:
+            return False
+        return not any(addr in net for net in self.except_networks)
+
+    def excluded_by(self, ip: str) -> str | None:
+        """The except entry that removes ``ip``, if any (for explanations)."""
+        addr = ipaddress.ip_address(ip)
+        for text, net in zip(self.excepts, self.except_networks):
+            if addr.version == net.version and addr in net:
+                return text
+        return None
+
+    def describe(self) -> str:
+        if self.excepts:
+            return f"ipBlock {self.cidr} except {', '.join(self.excepts)}"
+        return f"ipBlock {self.cidr}"
+
+    def to_dict(self) -> dict[str, object]:
+        return {"type": "ipBlock", "cidr": self.cidr, "except": list(self.excepts),
+                "provenance": self.provenance.to_dict()}
+
+
+Peer = Union[PodPeer, IPBlockPeer]
+
+
+@dataclass(frozen=True)
+class PortMatch:
+    """One ``ports`` entry: protocol plus a number, a range, a name, or every port."""
+
+    protocol: str
+    port: int | str | None
+    end_port: int | None
+    provenance: Provenance
+
+    @property
+    def is_named(self) -> bool:
+        return isinstance(self.port, str)
+
+    def resolve(self, named_ports: dict[tuple[str, str], int] | None) -> tuple[int, int] | None:
+        """The concrete (first, last) port range at a destination; None when it cannot match.
+
+        ``named_ports`` is the destination's (name, protocol) → number map; None means the
+        destination is not a pod (an external address), where names never resolve.
+        """
+        if self.port is None:
+            return (0, 65535)
+        if isinstance(self.port, str):
+            number = (named_ports or {}).get((self.port, self.protocol))
+            return None if number is None else (number, number)
+        return (self.port, self.end_port if self.end_port is not None else self.port)
+
+    def matches(self, port: int | None, protocol: str, named_ports: dict[tuple[str, str], int] | None) -> bool:
+        if protocol != self.protocol:
+            return False
+        span = self.resolve(named_ports)
+        if span is None:
+            return False
+        if port is None:
+            return self.port is None
+        return span[0] <= port <= span[1]
+
+    def describe(self) -> str:
+        if self.port is None:
+            return f"all {self.protocol} ports"
+        if self.end_port is not None:
+            return f"{self.port}-{self.end_port}/{self.protocol}"
+        return f"{self.port}/{self.protocol}"
+
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"protocol": self.protocol}
+        if self.port is not None:
+            out["port"] = self.port
+        if self.end_port is not None:
+            out["endPort"] = self.end_port
+        out["provenance"] = self.provenance.to_dict()
+        return out
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One ingress or egress rule: (any of ``peers``) AND (any of ``ports``); None = all."""
+
+    direction: Direction
+    index: int
+    peers: tuple[Peer, ...] | None
+    ports: tuple[PortMatch, ...] | None
+    provenance: Provenance
+
+    def describe_ports(self) -> str:
+        if self.ports is None:
+            return "all ports and protocols"
+        return "[" + ", ".join(p.describe() for p in self.ports) + "]"
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "direction": self.direction,
+            "index": self.index,
+            "peers": None if self.peers is None else [p.to_dict() for p in self.peers],
+            "ports": None if self.ports is None else [p.to_dict() for p in self.ports],
+            "provenance": self.provenance.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class PolicyIR:
+    """One NetworkPolicy, normalised: whom it selects, what it isolates, what it allows."""
+
+    namespace: str
+    name: str
+    pod_selector: LabelSelector
+    isolates: frozenset[str]
+    ingress: tuple[Rule, ...]
+    egress: tuple[Rule, ...]
+    source: str | None = None
+    #: directions whose rules are present in the manifest but ignored (not in policyTypes)
+    ignored_directions: tuple[str, ...] = ()
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def provenance(self) -> Provenance:
+        return Provenance(self.namespace, self.name, source=self.source)
+
+    def rules(self, direction: Direction) -> tuple[Rule, ...]:
+        return self.ingress if direction == "ingress" else self.egress
+
+    def isolates_direction(self, direction: Direction) -> bool:
+        return direction in self.isolates
+
+    def selects(self, namespace: str, labels: dict[str, str], host_network: bool = False) -> bool:
+        """Whether this policy applies to a pod (hostNetwork pods are never selected)."""
+        return not host_network and namespace == self.namespace and self.pod_selector.matches(labels)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "policy": self.ref,
+            "podSelector": self.pod_selector.to_dict(),
+            "isolates": sorted(self.isolates),
+            "ingress": [r.to_dict() for r in self.ingress],
+            "egress": [r.to_dict() for r in self.egress],
+            "source": self.source,
+        }
+
+
+def _sel(selector: LabelSelector) -> str:
+    return "{} (all)" if selector.is_empty else selector.describe()
+
+
+def compile_policy(policy: NetworkPolicy, source: str | None = None) -> PolicyIR:
+    """NetworkPolicy → PolicyIR. ``source`` defaults to the ``podnet.io/source`` annotation."""
+    namespace = policy.metadata.namespace or "default"
+    name = policy.metadata.name
+    source = source or policy.metadata.annotations.get(SOURCE_ANNOTATION)
+    spec = policy.spec
+    types = {t.lower() for t in spec.effective_policy_types}
+    ingress: tuple[Rule, ...] = ()
+    egress: tuple[Rule, ...] = ()
+    ignored = []
+    if "ingress" in types:
+        ingress = tuple(
+            _rule("ingress", i, r.from_, r.ports, namespace, name, source) for i, r in enumerate(spec.ingress or ())
+        )
+    elif spec.ingress:
+        ignored.append("ingress")
+    if "egress" in types:
+        egress = tuple(_rule("egress", i, r.to, r.ports, namespace, name, source) for i, r in enumerate(spec.egress or ()))
+    elif spec.egress:
+        ignored.append("egress")
+    return PolicyIR(
+        namespace=namespace,
+        name=name,
+        pod_selector=spec.pod_selector,
+        isolates=frozenset(types),
+        ingress=ingress,
+        egress=egress,
+        source=source,
+        ignored_directions=tuple(ignored),
+    )
+
+
+def compile_policies(policies: Iterable[NetworkPolicy], sources: dict[str, str] | None = None) -> tuple[PolicyIR, ...]:
+    """All policies, in a canonical order (namespace, name) so results never depend on arrival order.
+
+    ``sources`` optionally maps ``ns/name`` to ``file:line`` (e.g. from the manifest loader).
+    """
+    sources = sources or {}
+    compiled = [compile_policy(p, sources.get(f"{p.metadata.namespace or 'default'}/{p.metadata.name}")) for p in policies]
+    return tuple(sorted(compiled, key=lambda p: (p.namespace, p.name)))
+
+
+def _rule(
+    direction: Direction,
+    index: int,
+    peers: Sequence[NetworkPolicyPeer] | None,
+    ports: Sequence[NetworkPolicyPort] | None,
+    namespace: str,
+    name: str,
+    source: str | None,
+) -> Rule:
+    prov = Provenance(namespace, name, direction, index, source=source)
+    ir_peers = (
+        tuple(_peer(p, Provenance(namespace, name, direction, index, peer=j, source=source), namespace)
+              for j, p in enumerate(peers))
+        if peers else None
+    )
+    ir_ports = (
+        tuple(
+            PortMatch(p.protocol or "TCP", p.port, p.end_port,
+                      Provenance(namespace, name, direction, index, port=k, source=source))
+            for k, p in enumerate(ports)
+        )
+        if ports else None
+    )
+    return Rule(direction, index, ir_peers, ir_ports, prov)
+
+
+def _peer(peer: NetworkPolicyPeer, prov: Provenance, namespace: str) -> Peer:
+    if peer.ip_block is not None:
+        return ip_block_peer(peer.ip_block, prov)
+    return PodPeer(
+        pod_selector=peer.pod_selector if peer.pod_selector is not None else EVERYTHING,
+        namespace_selector=peer.namespace_selector,
+        namespace=namespace,
+        provenance=prov,
+        has_pod_selector=peer.pod_selector is not None,
+    )
+
+
+def ip_block_peer(block: IPBlock, prov: Provenance) -> IPBlockPeer:
+    excepts = tuple(block.except_ or ())
+    return IPBlockPeer(
+        cidr=block.cidr,
+        excepts=excepts,
+        provenance=prov,
+        network=ipaddress.ip_network(block.cidr, strict=False),
+        except_networks=tuple(ipaddress.ip_network(e, strict=False) for e in excepts),
+    )
