@@ -60,7 +60,8 @@ class Resource(Model):
     PLURAL: ClassVar[str] = ""
     SHORT_NAMES: ClassVar[tuple[str, ...]] = ()
     NAMESPACED: ClassVar[bool] = True
-    #: How ``metadata.name`` must look: "dns1123-subdomain" (most kinds) or "dns1123-label".
+    #: How ``metadata.name`` must look: "dns1123-subdomain" (most kinds), "dns1123-label"
+    #: (Namespace) or "dns1035-label" (Service); see validation.NAME_CHECKS.
     NAME_RULE: ClassVar[str] = "dns1123-subdomain"
 
     api_version: str

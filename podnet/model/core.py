@@ -289,7 +289,7 @@ class Service(Resource):
     KIND: ClassVar[str] = "Service"
     PLURAL: ClassVar[str] = "services"
     SHORT_NAMES: ClassVar[tuple[str, ...]] = ("svc",)
-    NAME_RULE: ClassVar[str] = "dns1123-label"
+    NAME_RULE: ClassVar[str] = "dns1035-label"
 
     api_version: Literal["v1"] = "v1"
     kind: Literal["Service"] = "Service"

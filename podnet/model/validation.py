@@ -136,3 +136,29 @@ def check_ip(value: str) -> None:
         ipaddress.ip_address(value)
     except ValueError:
         raise ValueError(f"{value!r} is not a valid IP address") from None
+
+
+DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+def check_dns1035_label(value: str) -> None:
+    """Service names: a DNS-1035 label (starts with a letter, so it can be a DNS name part)."""
+    if len(value) > 63:
+        raise ValueError(f"{value!r} must be no more than 63 characters")
+    if not DNS1035_LABEL.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid DNS-1035 label: lower case letters, digits and '-', "
+            "starting with a letter and ending with a letter or digit (e.g. 'my-name')"
+        )
+
+
+NAME_CHECKS: dict[str, Callable[[str], None]] = {
+    "dns1123-subdomain": check_dns1123_subdomain,
+    "dns1123-label": check_dns1123_label,
+    "dns1035-label": check_dns1035_label,
+}
+
+
+def check_object_name(rule: str, value: str) -> None:
+    """``metadata.name`` as the API server checks it for a kind's NAME_RULE."""
+    NAME_CHECKS[rule](value)
