@@ -29,7 +29,8 @@ class Event:
     key: str
     revision: int
     value: dict[str, Any] | None  # the new value (PUT) or None (DELETE)
-    prev_value: dict[str, Any] | None = None
+    prev_value: dict[str, Any] | None = None  # the deleted value (DELETE); None for PUT
+    version: int = 0  # the key's version after a PUT (1 = it was created here); 0 for DELETE
 
 
 @dataclass(frozen=True)

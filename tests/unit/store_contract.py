@@ -1,0 +1,438 @@
+"""The store contract: what every Store backend must do, as one suite parametrised over backends.
+
+``test_store_contract.py`` collects these classes. A new backend (etcd) joins by adding a case
+to ``Backend.make``; nothing else changes. Cross-process cases run real child processes for
+backends several processes can share, and threads for the in-process memory backend.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from podnet.errors import AlreadyExists, Compacted, Conflict, NotFound, PodnetError
+from podnet.store.api import Compare, Delete, Event, Put, Store
+from podnet.store.open import open_backend
+
+BACKENDS = ["memory", "sqlite"]
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass
+class Backend:
+    """How to reach one backend's data: more handles (another 'client'), and a URL for children."""
+
+    name: str
+    url: str
+    shared: Store | None = None  # memory: one instance is the whole store
+
+    @property
+    def multiprocess(self) -> bool:
+        return self.shared is None
+
+    def open(self) -> Store:
+        return self.shared if self.shared is not None else open_backend(self.url)
+
+    @classmethod
+    def make(cls, name: str, tmp: Path) -> "Backend":
+        if name == "memory":
+            return cls(name, "memory://", open_backend("memory://"))
+        if name == "sqlite":
+            return cls(name, f"sqlite://{tmp}/store.db")
+        raise ValueError(name)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    b = Backend.make(request.param, tmp_path)
+    yield b
+    if b.shared is not None:
+        b.shared.close()
+
+
+@pytest.fixture
+def store(backend: Backend) -> Iterator[Store]:
+    s = backend.open()
+    yield s
+    s.close()
+
+
+def run_children(script: str, args: list[list[str]], timeout: float = 60) -> list[str]:
+    """Run one Python child per argument list (all at once) and return their stdout."""
+    code = textwrap.dedent(script)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), *sys.path]))
+    procs = [subprocess.Popen([sys.executable, "-c", code, *a], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env) for a in args]
+    outs = []
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=timeout)
+            assert p.returncode == 0, f"child failed: {err}"
+            outs.append(out)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    return outs
+
+
+def cas_increments(store: Store, key: str, count: int) -> int:
+    """Increment a counter ``count`` times by compare-and-swap; returns how many CAS attempts lost."""
+    lost = 0
+    done = 0
+    while done < count:
+        rec = store.get(key)
+        assert rec is not None
+        try:
+            store.update(key, {"n": rec.value["n"] + 1}, mod_revision=rec.mod_revision)
+            done += 1
+        except Conflict:
+            lost += 1
+    return lost
+
+
+def txn_increments(store: Store, key: str, count: int) -> int:
+    """The same through ``txn`` with a Compare, as IPAM does it."""
+    lost = 0
+    done = 0
+    while done < count:
+        rec = store.get(key)
+        assert rec is not None
+        if store.txn([Compare(key, rec.mod_revision)], [Put(key, {"n": rec.value["n"] + 1})]).succeeded:
+            done += 1
+        else:
+            lost += 1
+    return lost
+
+
+def collect(store: Store, prefix: str, start: int, until: int, timeout: float = 10) -> list[Event]:
+    """Watch until an event at revision ``until`` arrives (or fail after ``timeout``)."""
+    out: list[Event] = []
+    deadline = time.monotonic() + timeout
+    for ev in store.watch(prefix, start, timeout=timeout):
+        out.append(ev)
+        if ev.revision >= until:
+            break
+        assert time.monotonic() < deadline, "watch too slow"
+    return out
+
+
+class TestRevisions:
+    def test_empty_store_is_at_revision_zero(self, store: Store) -> None:
+        assert store.revision() == 0
+        assert store.get("/a") is None
+        assert store.list("/") == ([], 0)
+
+    def test_each_write_bumps_the_global_revision(self, store: Store) -> None:
+        r1 = store.create("/k/a", {"v": 1})
+        assert (r1.create_revision, r1.mod_revision, r1.version) == (1, 1, 1)
+        r2 = store.create("/k/b", {"v": 1})
+        assert (r2.create_revision, r2.mod_revision) == (2, 2)
+        r3 = store.update("/k/a", {"v": 2})
+        assert (r3.create_revision, r3.mod_revision, r3.version) == (1, 3, 2)
+        assert store.get("/k/a") == r3
+        assert store.delete("/k/b") is True
+        assert store.revision() == 4
+
+    def test_failed_writes_do_not_bump_the_revision(self, store: Store) -> None:
+        store.create("/k/a", {"v": 1})
+        with pytest.raises(AlreadyExists):
+            store.create("/k/a", {"v": 2})
+        with pytest.raises(Conflict):
+            store.update("/k/a", {"v": 2}, mod_revision=99)
+        with pytest.raises(NotFound):
+            store.update("/k/missing", {"v": 2})
+        assert store.delete("/k/missing") is False
+        assert store.revision() == 1
+        assert store.get("/k/a").value == {"v": 1}  # type: ignore[union-attr]
+
+    def test_recreated_key_starts_a_new_life(self, store: Store) -> None:
+        store.create("/k/a", {"v": 1})
+        store.update("/k/a", {"v": 2})
+        store.delete("/k/a")
+        again = store.create("/k/a", {"v": 3})
+        assert (again.create_revision, again.mod_revision, again.version) == (4, 4, 1)
+
+    def test_values_are_copies(self, store: Store) -> None:
+        value = {"spec": {"items": [1, 2]}}
+        store.create("/k/a", value)
+        value["spec"]["items"].append(3)
+        got = store.get("/k/a")
+        assert got is not None and got.value == {"spec": {"items": [1, 2]}}
+        got.value["spec"]["items"].clear()
+        assert store.get("/k/a").value == {"spec": {"items": [1, 2]}}  # type: ignore[union-attr]
+
+    def test_bad_values_and_keys_are_refused(self, store: Store) -> None:
+        with pytest.raises(PodnetError, match="JSON"):
+            store.create("/k/a", {"when": object()})
+        with pytest.raises(PodnetError, match="non-empty"):
+            store.create("", {})
+        assert store.revision() == 0
+
+    def test_state_survives_reopening(self, backend: Backend, store: Store) -> None:
+        store.create("/k/a", {"v": 1})
+        other = backend.open()
+        assert other.get("/k/a").value == {"v": 1}  # type: ignore[union-attr]
+        assert other.revision() == 1
+        if other is not store:
+            other.close()
+
+
+class TestConditionalWrites:
+    def test_update_at_current_revision_succeeds_then_stale_conflicts(self, store: Store) -> None:
+        rec = store.create("/k/a", {"v": 1})
+        new = store.update("/k/a", {"v": 2}, mod_revision=rec.mod_revision)
+        with pytest.raises(Conflict, match="modified"):
+            store.update("/k/a", {"v": 3}, mod_revision=rec.mod_revision)
+        assert store.get("/k/a") == new
+
+    def test_delete_with_stale_revision_conflicts_and_keeps_the_key(self, store: Store) -> None:
+        rec = store.create("/k/a", {"v": 1})
+        store.update("/k/a", {"v": 2})
+        with pytest.raises(Conflict):
+            store.delete("/k/a", mod_revision=rec.mod_revision)
+        assert store.get("/k/a") is not None
+        assert store.delete("/k/a", mod_revision=rec.mod_revision + 1) is True
+        assert store.delete("/k/a") is False  # idempotent
+
+    def test_two_clients_racing_one_update_one_wins(self, backend: Backend) -> None:
+        a, b = backend.open(), backend.open()
+        try:
+            rec = a.create("/k/x", {"n": 0})
+            a.update("/k/x", {"n": 1}, mod_revision=rec.mod_revision)
+            with pytest.raises(Conflict):
+                b.update("/k/x", {"n": 1}, mod_revision=rec.mod_revision)
+            assert b.get("/k/x").value == {"n": 1}  # type: ignore[union-attr]
+        finally:
+            for s in {id(a): a, id(b): b}.values():
+                s.close()
+
+
+class TestList:
+    def test_prefix_is_exact_and_sorted(self, store: Store) -> None:
+        for key in ["/r/pods/ns1/b", "/r/pods/ns1/a", "/r/pods/ns10/a", "/r/podsx/a", "/r/pod", "/s/a"]:
+            store.create(key, {"k": key})
+        records, rev = store.list("/r/pods/ns1/")
+        assert [r.key for r in records] == ["/r/pods/ns1/a", "/r/pods/ns1/b"]
+        assert rev == 6
+        assert [r.key for r in store.list("/r/pods/")[0]] == ["/r/pods/ns1/a", "/r/pods/ns1/b", "/r/pods/ns10/a"]
+        assert len(store.list("")[0]) == 6
+        assert store.list("/nothing/")[0] == []
+        assert all(r.value == {"k": r.key} for r in records)
+
+    def test_list_reports_each_records_revisions(self, store: Store) -> None:
+        store.create("/p/a", {})
+        store.create("/p/b", {})
+        store.update("/p/a", {"x": 1})
+        records, rev = store.list("/p/")
+        assert [(r.key, r.create_revision, r.mod_revision, r.version) for r in records] == [
+            ("/p/a", 1, 3, 2), ("/p/b", 2, 2, 1)]
+        assert rev == 3
+
+
+class TestTxn:
+    def test_all_ops_land_at_one_revision(self, store: Store) -> None:
+        a = store.create("/t/a", {"v": 1})
+        result = store.txn([Compare("/t/a", a.mod_revision), Compare("/t/new", 0)],
+                           [Put("/t/new", {"v": 9}), Put("/t/a", {"v": 2}), Delete("/t/gone")])
+        assert result.succeeded and result.revision == 2 and result.failed_keys == ()
+        assert store.get("/t/a").mod_revision == store.get("/t/new").mod_revision == 2  # type: ignore[union-attr]
+
+    def test_one_failed_compare_means_nothing_happens(self, store: Store) -> None:
+        a = store.create("/t/a", {"v": 1})
+        store.create("/t/b", {"v": 1})
+        before = store.list("")
+        result = store.txn([Compare("/t/a", a.mod_revision), Compare("/t/b", 0), Compare("/t/c", 5)],
+                           [Put("/t/a", {"v": 2}), Delete("/t/b"), Put("/t/c", {})])
+        assert not result.succeeded
+        assert result.revision == 2
+        assert set(result.failed_keys) == {"/t/b", "/t/c"}
+        assert store.list("") == before
+
+    def test_ops_without_compares_and_delete_of_absent_keys(self, store: Store) -> None:
+        assert store.txn([], [Delete("/t/none")]) .revision == 0  # nothing changed, no revision
+        assert store.txn([], [Put("/t/x", {}), Delete("/t/none")]).revision == 1
+        assert store.txn([], []).succeeded
+
+    def test_a_key_twice_in_one_txn_is_refused(self, store: Store) -> None:
+        with pytest.raises(PodnetError, match="twice"):
+            store.txn([], [Put("/t/a", {}), Delete("/t/a")])
+        assert store.revision() == 0
+
+    def test_txn_put_then_delete_in_op_order(self, store: Store) -> None:
+        store.create("/t/old", {"v": 0})
+        store.txn([], [Put("/t/b", {}), Delete("/t/old"), Put("/t/a", {})])
+        events = list(store.watch("/t/", 2, timeout=0.05))
+        assert [(e.type, e.key, e.revision) for e in events] == [
+            ("PUT", "/t/b", 2), ("DELETE", "/t/old", 2), ("PUT", "/t/a", 2)]
+
+
+class TestWatch:
+    def _history(self, store: Store) -> None:
+        store.create("/w/a", {"v": 1})                   # 1
+        store.create("/x/other", {"v": 1})               # 2
+        store.update("/w/a", {"v": 2})                   # 3
+        store.txn([], [Put("/w/b", {"v": 1}), Put("/w/c", {"v": 1})])  # 4
+        store.delete("/w/a")                             # 5
+
+    def test_replays_history_in_order_with_values(self, store: Store) -> None:
+        self._history(store)
+        events = list(store.watch("/w/", 1, timeout=0.05))
+        assert [(e.type, e.key, e.revision, e.version) for e in events] == [
+            ("PUT", "/w/a", 1, 1), ("PUT", "/w/a", 3, 2), ("PUT", "/w/b", 4, 1), ("PUT", "/w/c", 4, 1),
+            ("DELETE", "/w/a", 5, 0)]
+        assert events[1].value == {"v": 2}
+        assert events[-1].value is None and events[-1].prev_value == {"v": 2}
+
+    def test_start_revision_and_resume(self, store: Store) -> None:
+        self._history(store)
+        everything = list(store.watch("", 1, timeout=0.05))
+        assert [e.revision for e in everything] == [1, 2, 3, 4, 4, 5]
+        first = []
+        for ev in store.watch("", 1, timeout=0.05):
+            first.append(ev)
+            if ev.revision == 3:
+                break
+        rest = list(store.watch("", first[-1].revision + 1, timeout=0.05))
+        assert first + rest == everything
+        assert list(store.watch("", 6, timeout=0.05)) == []
+
+    def test_live_events_arrive_in_order_without_gaps(self, backend: Backend, store: Store) -> None:
+        writer = backend.open()
+        count = 61  # the last write is a single create, so the watch can stop at it
+
+        def write() -> None:
+            for i in range(count):
+                if i % 3 == 2:
+                    writer.txn([], [Put(f"/live/{i}", {"i": i}), Put(f"/live/{i}b", {"i": i})])
+                else:
+                    writer.create(f"/live/{i}", {"i": i})
+
+        thread = threading.Thread(target=write)
+        thread.start()
+        events = collect(store, "/live/", 1, until=count)
+        thread.join()
+        revisions = [e.revision for e in events]
+        assert sorted(set(revisions)) == list(range(1, count + 1))  # every revision, no gaps
+        assert revisions == sorted(revisions)
+        assert len(events) == count + sum(1 for i in range(count) if i % 3 == 2)
+        if writer is not store:
+            writer.close()
+
+    def test_timeout_ends_an_idle_watch(self, store: Store) -> None:
+        start = time.monotonic()
+        assert list(store.watch("/", 1, timeout=0.2)) == []
+        assert 0.15 <= time.monotonic() - start < 2
+
+    def test_compacted_history_raises_with_the_oldest_kept(self, store: Store) -> None:
+        for i in range(10):
+            store.create(f"/c/{i}", {})
+        store.compact(6)
+        with pytest.raises(Compacted) as info:
+            list(store.watch("/c/", 3, timeout=0.05))
+        assert info.value.requested == 3 and info.value.compacted == 6
+        assert "list again" in str(info.value)
+        assert [e.revision for e in store.watch("/c/", 6, timeout=0.05)] == [6, 7, 8, 9, 10]
+        assert len(store.list("/c/")[0]) == 10  # compaction keeps current values
+
+    def test_watcher_falling_behind_compaction_is_told(self, store: Store) -> None:
+        store.create("/c/0", {})
+        it = store.watch("/c/", 1, timeout=2)
+        assert next(it).revision == 1
+        for i in range(1, 5):
+            store.create(f"/c/{i}", {})
+        store.compact(4)
+        with pytest.raises(Compacted):
+            list(it)
+
+
+class TestConcurrency:
+    WORKERS = 8
+    EACH = 100
+
+    def test_concurrent_cas_increments_lose_nothing(self, backend: Backend, store: Store) -> None:
+        """8 writers (processes when the backend allows, else threads) increment one counter."""
+        store.create("/cnt", {"n": 0})
+        if backend.multiprocess:
+            outs = run_children(
+                """
+                import sys, time
+                from podnet.store.open import open_backend
+                from store_contract import cas_increments, txn_increments
+                s = open_backend(sys.argv[1])
+                fn = cas_increments if sys.argv[3] == "update" else txn_increments
+                time.sleep(max(0.0, float(sys.argv[4]) - time.time()))  # all start together
+                print(fn(s, "/cnt", int(sys.argv[2])))
+                """,
+                [[backend.url, str(self.EACH), "update" if i % 2 else "txn", str(time.time() + 1.5)]
+                 for i in range(self.WORKERS)],
+            )
+            lost = sum(int(o) for o in outs)
+        else:
+            losses: list[int] = []
+            threads = [threading.Thread(target=lambda f=f: losses.append(f(store, "/cnt", self.EACH)))
+                       for f in [cas_increments, txn_increments] * (self.WORKERS // 2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            lost = sum(losses)
+        total = self.WORKERS * self.EACH
+        final = store.get("/cnt")
+        assert final is not None and final.value == {"n": total}
+        assert final.version == total + 1
+        values = [e.value["n"] for e in store.watch("/cnt", 1, timeout=0.05)]  # type: ignore[index]
+        assert values == list(range(total + 1))  # every increment is in the history, in order
+        print(f"{backend.name}: {lost} CAS attempts lost the race and retried")
+
+    def test_watcher_in_another_process_sees_every_revision_in_order(self, backend: Backend, store: Store) -> None:
+        writes = 150
+        start = store.revision() + 1
+        if backend.multiprocess:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", textwrap.dedent("""
+                    import json, sys, time
+                    from podnet.store.open import open_backend
+                    s = open_backend(sys.argv[1])
+                    last = int(sys.argv[3])
+                    for ev in s.watch("/", int(sys.argv[2]), timeout=20):
+                        print(json.dumps([ev.revision, ev.type, ev.key, ev.value, time.time()]), flush=True)
+                        if ev.revision >= last:
+                            break
+                    """), backend.url, str(start), str(start + writes - 1)],
+                stdout=subprocess.PIPE, text=True, env=dict(os.environ))
+        try:
+            sent: dict[int, float] = {}
+            for i in range(writes):
+                time.sleep(0.002 if i % 10 == 0 else 0)
+                sent[start + i] = time.time()
+                if i % 5 == 4:
+                    store.delete(f"/w/{i - 1}")
+                else:
+                    store.create(f"/w/{i}", {"i": i})
+            if backend.multiprocess:
+                out, _ = proc.communicate(timeout=30)
+                assert proc.returncode == 0
+                seen = [json.loads(line) for line in out.splitlines()]
+            else:
+                seen = [[e.revision, e.type, e.key, e.value, time.time()] for e in collect(store, "/", start, start + writes - 1)]
+        finally:
+            if backend.multiprocess and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        expected = [[e.revision, e.type, e.key, e.value] for e in store.watch("/", start, timeout=0.05)]
+        assert [s[:4] for s in seen] == expected
+        assert [s[0] for s in seen] == list(range(start, start + writes))
+        if backend.multiprocess:  # delivery latency of the writes paced by sleeps (not a backlog)
+            lags = sorted(s[4] - sent[s[0]] for s in seen if (s[0] - start) % 10 == 0)
+            assert lags[len(lags) // 2] < 0.05, f"median cross-process watch delivery {lags[len(lags) // 2]:.3f}s"
