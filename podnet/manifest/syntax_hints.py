@@ -147,8 +147,15 @@ def explain_yaml_error(exc: yaml.MarkedYAMLError, text: str, filename: str) -> F
             return FieldProblem(path_at_line(lines, index), f"{slip[0]}; {stuck}",
                                 Location(filename, index + 1, indent + 1), hint=slip[1])
     hint = next((h for needle, h in _GENERIC_HINTS if needle in what), None)
-    if _lost_indentation(lines, min(line_index, len(lines) - 1)) if lines else False:
-        hint = ("the manifest seems to have lost its indentation (every line starts in column 1): "
+    if "simple key" in (exc.context or "") and exc.context_mark is not None:
+        line_index, column = exc.context_mark.line, exc.context_mark.column + 1  # where the non-key began
+        text_here = lines[line_index].strip() if line_index < len(lines) else ""
+        stuck = f"YAML syntax error: line {line_index + 1} is not 'key: value' and is not indented under a key"
+        if text_here and ":" not in text_here:
+            hint = "this looks like prose pasted into the manifest: make it a comment by starting it with '#'"
+    if lines and _lost_indentation(lines, min(line_index, len(lines) - 1)):
+        lost = ("the manifest seems to have lost its indentation (every line starts in column 1): "
                 "indent the fields under metadata: and spec: by two spaces per level")
+        hint = f"{hint}; also, {lost}" if hint else lost
     path = path_at_line(lines, line_index) if line_index < len(lines) else ()
     return FieldProblem(path, stuck, Location(filename, line_index + 1, column), hint=hint)
