@@ -1,0 +1,488 @@
+"""ResourceStore: typed Kubernetes/Calico objects over a raw Store, with API-server semantics.
+
+What the API server would do is done here, so every caller (CLI, agents, controllers) gets it
+the same way: keys ``/registry/<plural>/[<namespace>/]<name>``; server-set metadata (uid,
+creationTimestamp, generation; resourceVersion is the key's mod_revision, never stored);
+namespaced objects default to namespace ``default`` and need that namespace to exist; every
+Namespace carries ``kubernetes.io/metadata.name``; status is a subresource (``update`` and
+``apply`` keep the stored status, ``update_status`` changes only it).
+
+Multi-object writes (``apply``, ``delete_many``) are one transaction guarded by a compare on
+every key they read, retried a few times on conflict: all or nothing, no lost update.
+"""
+from __future__ import annotations
+
+import builtins
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterator, Literal, Mapping, Protocol, Sequence, Union
+
+from ..errors import AlreadyExists, Conflict, NotFound, PodnetError
+from ..model import KINDS, Namespace, Resource
+from .api import Compare, Delete, Put, Record, Store
+
+REGISTRY = "/registry/"
+NAME_LABEL = "kubernetes.io/metadata.name"
+BOOTSTRAP_NAMESPACES = ("default", "kube-system")
+PROTECTED_NAMESPACES = ("default", "kube-system")
+#: metadata the server owns: ignored in what users send, kept from what is stored.
+SERVER_FIELDS = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields",
+                 "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds")
+#: annotations that record where an object came from, not what it is: a difference in them
+#: alone is written (so citations stay right) but reported as "unchanged".
+PROVENANCE_ANNOTATIONS = ("podnet.io/source", "kubectl.kubernetes.io/last-applied-configuration")
+ATTEMPTS = 8
+
+Action = Literal["created", "configured", "unchanged"]
+WatchType = Literal["ADDED", "MODIFIED", "DELETED"]
+Ref = Union[Resource, tuple[type[Resource], str, Union[str, None]]]
+
+_BY_PLURAL: dict[str, type[Resource]] = {cls.PLURAL: cls for cls in KINDS}
+
+
+class Matcher(Protocol):
+    def matches(self, labels: Mapping[str, str]) -> bool: ...
+
+
+# -- keys ----------------------------------------------------------------------------------------
+def _check_kind(cls: type[Resource]) -> None:
+    if _BY_PLURAL.get(cls.PLURAL) is not cls:
+        raise PodnetError(f"{cls.__name__} is not a kind the store knows",
+                          hint="register it in podnet.model.registry.KINDS")
+
+
+def key_for(cls: type[Resource], name: str, namespace: str | None = None) -> str:
+    """The store key of one object (namespaced kinds default to namespace ``default``)."""
+    _check_kind(cls)
+    if cls.NAMESPACED:
+        return f"{REGISTRY}{cls.PLURAL}/{namespace or 'default'}/{name}"
+    return f"{REGISTRY}{cls.PLURAL}/{name}"
+
+
+def prefix_for(cls: type[Resource], namespace: str | None = None) -> str:
+    """The key prefix of a kind, or of a kind in one namespace."""
+    _check_kind(cls)
+    if cls.NAMESPACED and namespace:
+        return f"{REGISTRY}{cls.PLURAL}/{namespace}/"
+    return f"{REGISTRY}{cls.PLURAL}/"
+
+
+def kind_of_key(key: str) -> type[Resource] | None:
+    if not key.startswith(REGISTRY):
+        return None
+    return _BY_PLURAL.get(key[len(REGISTRY):].split("/", 1)[0])
+
+
+def decode(record: Record, cls: type[Resource] | None = None) -> Resource:
+    """A stored record as its typed value, with resourceVersion = the record's mod_revision."""
+    cls = cls or kind_of_key(record.key)
+    if cls is None:
+        raise PodnetError(f"store key {record.key!r} is not a resource key")
+    return _from_dict(cls, record.value, record.mod_revision)
+
+
+def _from_dict(cls: type[Resource], value: dict[str, Any], revision: int) -> Resource:
+    value = {**value, "metadata": {**value["metadata"], "resourceVersion": str(revision)}}
+    return cls.model_validate(value)
+
+
+# -- value shaping -------------------------------------------------------------------------------
+def _desired(obj: Resource) -> tuple[type[Resource], str, dict[str, Any]]:
+    """What a user's object asks for: normalised, without server-owned metadata and status."""
+    cls = type(obj)
+    _check_kind(cls)
+    if not obj.metadata.name:
+        raise PodnetError(f"{cls.KIND} has no metadata.name", hint="give every object a name")
+    value = obj.to_dict()
+    value.pop("status", None)
+    meta = value["metadata"]
+    for name in SERVER_FIELDS:
+        meta.pop(name, None)
+    if cls.NAMESPACED:
+        meta["namespace"] = obj.metadata.namespace or "default"
+    else:
+        meta.pop("namespace", None)  # ignored for cluster-scoped kinds, as the API server does
+    if cls is Namespace:
+        meta["labels"] = {**meta.get("labels", {}), NAME_LABEL: obj.metadata.name}
+    return cls, key_for(cls, obj.metadata.name, meta.get("namespace")), value
+
+
+def _comparable(value: dict[str, Any], drop_provenance: bool = False) -> dict[str, Any]:
+    out = {k: v for k, v in value.items() if k != "status"}
+    meta = {k: v for k, v in value["metadata"].items() if k not in SERVER_FIELDS}
+    if drop_provenance and "annotations" in meta:
+        meta["annotations"] = {k: v for k, v in meta["annotations"].items() if k not in PROVENANCE_ANNOTATIONS}
+    out["metadata"] = meta
+    return out
+
+
+def _spec_part(value: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in value.items() if k not in ("metadata", "status")}
+
+
+def _merge(desired: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
+    """The new stored value: the user's fields, the server's metadata and the stored status."""
+    value = dict(desired)
+    meta = dict(desired["metadata"])
+    for name in SERVER_FIELDS:
+        if name in stored["metadata"]:
+            meta[name] = stored["metadata"][name]
+    generation = stored["metadata"].get("generation", 1)
+    meta["generation"] = generation + 1 if _spec_part(desired) != _spec_part(stored) else generation
+    value["metadata"] = meta
+    if "status" in stored:
+        value["status"] = stored["status"]
+    return value
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Every object at one revision, for pure planners: ``objects[KIND]`` is sorted by
+    (namespace, name); ``raw`` holds the keys outside ``/registry/`` (IPAM blocks, affinities)."""
+
+    revision: int
+    objects: Mapping[str, tuple[Resource, ...]] = field(default_factory=dict)
+    raw: Mapping[str, dict[str, Any]] = field(default_factory=dict)
+
+    def of(self, cls: type[Resource]) -> tuple[Resource, ...]:
+        return self.objects.get(cls.KIND, ())
+
+    def get(self, cls: type[Resource], name: str, namespace: str | None = None) -> Resource | None:
+        ns = (namespace or "default") if cls.NAMESPACED else None
+        return next((o for o in self.of(cls) if o.metadata.name == name and
+                     (o.metadata.namespace if cls.NAMESPACED else None) == ns), None)
+
+
+class ResourceStore:
+    """Typed objects over a raw ``Store`` (``kv``; IPAM uses it directly for its own keys)."""
+
+    def __init__(self, kv: Store, clock: Callable[[], datetime] | None = None) -> None:
+        self.kv = kv
+        self._clock = clock or (lambda: datetime.now(timezone.utc))
+
+    def revision(self) -> int:
+        return self.kv.revision()
+
+    def close(self) -> None:
+        self.kv.close()
+
+    # -- reads ---------------------------------------------------------------------------------
+    def get(self, cls: type[Resource], name: str, namespace: str | None = None) -> Resource | None:
+        record = self.kv.get(key_for(cls, name, namespace))
+        return None if record is None else decode(record, cls)
+
+    def list(self, cls: type[Resource], namespace: str | None = None,
+             selector: Matcher | None = None) -> builtins.list[Resource]:
+        """Objects of a kind sorted by (namespace, name); ``namespace`` None = all namespaces."""
+        records, _ = self.kv.list(prefix_for(cls, namespace))
+        objs = [decode(r, cls) for r in records]
+        return [o for o in objs if selector is None or selector.matches(o.metadata.labels)]
+
+    def snapshot(self) -> Snapshot:
+        records, revision = self.kv.list("")
+        objects: dict[str, builtins.list[Resource]] = {}
+        raw: dict[str, dict[str, Any]] = {}
+        for record in records:
+            cls = kind_of_key(record.key)
+            if cls is None:
+                raw[record.key] = record.value
+            else:
+                objects.setdefault(cls.KIND, []).append(decode(record, cls))
+        return Snapshot(revision, {k: tuple(v) for k, v in objects.items()}, raw)
+
+    def watch(self, from_revision: int, timeout: float | None = None,
+              kinds: Sequence[type[Resource]] | None = None) -> Iterator[tuple[WatchType, Resource]]:
+        """Changes with revision ≥ ``from_revision``, in order, as (ADDED|MODIFIED|DELETED, object).
+
+        A DELETED object is its last state with resourceVersion = the deletion's revision. To
+        resume, watch from the last object's resourceVersion + 1 (or from the same revision
+        to be sure not to miss the rest of a multi-object transaction). Raises ``Compacted``:
+        then ``snapshot()`` again and watch from its revision + 1.
+        """
+        wanted = {cls.KIND for cls in kinds} if kinds else None
+        for event in self.kv.watch(REGISTRY, from_revision, timeout):
+            cls = kind_of_key(event.key)
+            if cls is None or (wanted is not None and cls.KIND not in wanted):
+                continue
+            if event.type == "DELETE":
+                assert event.prev_value is not None
+                yield "DELETED", _from_dict(cls, event.prev_value, event.revision)
+            else:
+                assert event.value is not None
+                yield ("ADDED" if event.version == 1 else "MODIFIED"), _from_dict(cls, event.value, event.revision)
+
+    # -- single-object writes ------------------------------------------------------------------
+    def create(self, obj: Resource) -> Resource:
+        """Create; keeps ``status`` as given (components create objects with what they know).
+        ``AlreadyExists`` if it exists; ``NotFound`` if its namespace does not."""
+        if not obj.metadata.name and obj.metadata.generate_name:
+            obj = obj.with_meta(name=obj.metadata.generate_name + uuid.uuid4().hex[:5])
+        cls, key, value = _desired(obj)
+        status = obj.to_dict().get("status")
+        if status is not None:
+            value["status"] = status
+        for _ in range(ATTEMPTS):
+            compares = [Compare(key, 0)]
+            ns_key = self._namespace_guard(cls, value, compares)
+            new = self._stamp(value)
+            result = self.kv.txn(compares, [Put(key, new)])
+            if result.succeeded:
+                return _from_dict(cls, new, result.revision)
+            if key in result.failed_keys:
+                raise AlreadyExists(f'{cls.resource_name()} "{obj.metadata.name}" already exists'
+                                    + _in_ns(cls, value), hint="use apply or update to change it")
+            assert ns_key in result.failed_keys
+        raise _too_busy([key])
+
+    def update(self, obj: Resource, check_version: bool = True) -> Resource:
+        """Replace what a user owns (spec, labels, annotations); keep server metadata and status.
+
+        With ``check_version`` and a ``metadata.resourceVersion`` on ``obj``, the update happens
+        only if the object is still at that version (else ``Conflict``)."""
+        cls, key, value = _desired(obj)
+        expected = _version_of(obj) if check_version else None
+        for _ in range(ATTEMPTS):
+            record = self._existing(cls, key, value)
+            if expected is not None and record.mod_revision != expected:
+                raise _stale(cls, value, expected, record.mod_revision)
+            new = _merge(value, record.value)
+            result = self.kv.txn([Compare(key, record.mod_revision)], [Put(key, new)])
+            if result.succeeded:
+                return _from_dict(cls, new, result.revision)
+        raise _too_busy([key])
+
+    def update_status(self, obj: Resource, check_version: bool = False) -> Resource:
+        """Set only ``status`` (the status subresource): for agents and controllers reporting."""
+        cls, key, value = _desired(obj)
+        status = obj.to_dict().get("status")
+        expected = _version_of(obj) if check_version else None
+        for _ in range(ATTEMPTS):
+            record = self._existing(cls, key, value)
+            if expected is not None and record.mod_revision != expected:
+                raise _stale(cls, value, expected, record.mod_revision)
+            new = {k: v for k, v in record.value.items() if k != "status"}
+            if status is not None:
+                new["status"] = status
+            if new == record.value:
+                return decode(record, cls)
+            result = self.kv.txn([Compare(key, record.mod_revision)], [Put(key, new)])
+            if result.succeeded:
+                return _from_dict(cls, new, result.revision)
+        raise _too_busy([key])
+
+    def delete(self, cls: type[Resource], name: str, namespace: str | None = None) -> bool:
+        """Delete one object (a Namespace takes its objects with it); False if it was absent."""
+        return self.delete_many([(cls, name, namespace)])[0] is not None
+
+    # -- multi-object writes -------------------------------------------------------------------
+    def apply(self, objs: Sequence[Resource]) -> builtins.list[tuple[Resource, Action]]:
+        """Create or update every object in one transaction: all or nothing.
+
+        Returns (stored object, "created" | "configured" | "unchanged") in input order.
+        "unchanged" means spec, labels and annotations already matched (server metadata and
+        status are not compared). Raises ``NotFound`` (nothing written) if an object's
+        namespace neither exists nor is created by this apply.
+        """
+        prepared = [_desired(o) for o in objs]
+        _refuse_duplicates(prepared)
+        keys = [key for _, key, _ in prepared]
+        creating_ns = {value["metadata"]["name"] for cls, _, value in prepared if cls is Namespace}
+        needed_ns: dict[str, builtins.list[str]] = {}
+        for cls, _, value in prepared:
+            ns = value["metadata"].get("namespace")
+            if ns is not None and ns not in creating_ns:
+                needed_ns.setdefault(ns, []).append(f"{cls.KIND} {ns}/{value['metadata']['name']}")
+        ns_keys = [key_for(Namespace, ns) for ns in needed_ns]
+        for _ in range(ATTEMPTS):
+            current = self._read_many(keys + ns_keys)
+            missing = [ns for ns, k in zip(needed_ns, ns_keys) if k not in current]
+            if missing:
+                raise _missing_namespaces(missing, needed_ns)
+            compares = [Compare(k, current[k].mod_revision if k in current else 0) for k in keys + ns_keys]
+            puts: builtins.list[Put] = []
+            plan: builtins.list[tuple[type[Resource], dict[str, Any], Action, int | None]] = []
+            for cls, key, value in prepared:
+                record = current.get(key)
+                if record is None:
+                    new = self._stamp(value)
+                    puts.append(Put(key, new))
+                    plan.append((cls, new, "created", None))
+                    continue
+                if _comparable(value) == _comparable(record.value):
+                    plan.append((cls, record.value, "unchanged", record.mod_revision))
+                    continue
+                new = _merge(value, record.value)
+                puts.append(Put(key, new))
+                same = _comparable(value, True) == _comparable(record.value, True)
+                plan.append((cls, new, "unchanged" if same else "configured", None))
+            if puts:
+                result = self.kv.txn(compares, puts)
+                if not result.succeeded:
+                    continue
+                revision = result.revision
+            else:
+                revision = 0
+            return [(_from_dict(cls, value, rev or revision), action) for cls, value, action, rev in plan]
+        raise _too_busy(keys)
+
+    def delete_many(self, refs: Sequence[Ref], missing_ok: bool = True) -> builtins.list[Resource | None]:
+        """Delete objects in one transaction; a Namespace takes every object in it along.
+
+        Returns, per ref, the deleted object (resourceVersion = the deletion's revision) or None
+        if it was absent. With ``missing_ok=False`` an absent object raises ``NotFound`` and
+        nothing is deleted. ``default`` and ``kube-system`` may not be deleted.
+        """
+        targets = [_ref_key(r) for r in refs]
+        for cls, name, _ in targets:
+            if cls is Namespace and name in PROTECTED_NAMESPACES:
+                raise PodnetError(f'namespaces "{name}" is forbidden: this namespace may not be deleted')
+        keys = [key for _, _, key in targets]
+        for _ in range(ATTEMPTS):
+            current = self._read_many(keys)
+            absent = [f"{cls.resource_name()} \"{name}\"" for cls, name, key in targets if key not in current]
+            if absent and not missing_ok:
+                raise NotFound(f"{', '.join(absent)} not found; nothing was deleted",
+                               hint="check the names and namespaces (podnet get …), or ignore missing objects")
+            contents = self._namespace_contents([name for cls, name, key in targets
+                                                 if cls is Namespace and key in current])
+            doomed = {**contents, **{k: r for k, r in current.items()}}
+            compares = [Compare(k, r.mod_revision) for k, r in doomed.items()]
+            result = self.kv.txn(compares, [Delete(k) for k in doomed])
+            if result.succeeded:
+                if contents:  # objects created in a namespace while it was being deleted
+                    self._sweep([name for cls, name, key in targets if cls is Namespace and key in current])
+                return [decode(_at(current[key], result.revision), cls) if key in current else None
+                        for cls, _, key in targets]
+        raise _too_busy(keys)
+
+    def bootstrap(self) -> None:
+        """Make sure the namespaces ``default`` and ``kube-system`` exist (idempotent)."""
+        for name in BOOTSTRAP_NAMESPACES:
+            if self.kv.get(key_for(Namespace, name)) is None:
+                try:
+                    self.create(Namespace.model_validate({"metadata": {"name": name}}))
+                except AlreadyExists:
+                    pass
+
+    # -- internals -----------------------------------------------------------------------------
+    def _stamp(self, value: dict[str, Any]) -> dict[str, Any]:
+        """Server metadata of a new object."""
+        meta = {**value["metadata"], "uid": str(uuid.uuid4()), "generation": 1,
+                "creationTimestamp": self._clock().strftime("%Y-%m-%dT%H:%M:%SZ")}
+        return {**value, "metadata": meta}
+
+    def _namespace_guard(self, cls: type[Resource], value: dict[str, Any], compares: builtins.list[Compare]) -> str | None:
+        """For a namespaced object: check its namespace exists and guard on it in the txn."""
+        ns = value["metadata"].get("namespace")
+        if ns is None:
+            return None
+        ns_key = key_for(Namespace, ns)
+        record = self.kv.get(ns_key)
+        if record is None:
+            raise _missing_namespaces([ns], {ns: [f"{cls.KIND} {ns}/{value['metadata']['name']}"]})
+        compares.append(Compare(ns_key, record.mod_revision))
+        return ns_key
+
+    def _existing(self, cls: type[Resource], key: str, value: dict[str, Any]) -> Record:
+        record = self.kv.get(key)
+        if record is None:
+            raise NotFound(f'{cls.resource_name()} "{value["metadata"]["name"]}" not found' + _in_ns(cls, value),
+                           hint="create it first (podnet apply -f …)")
+        return record
+
+    def _read_many(self, keys: Sequence[str]) -> dict[str, Record]:
+        """Current records of ``keys``: one prefix list where many keys share a parent, else gets."""
+        groups: dict[str, builtins.list[str]] = {}
+        for key in keys:
+            groups.setdefault(key.rpartition("/")[0] + "/", []).append(key)
+        found: dict[str, Record] = {}
+        for prefix, members in groups.items():
+            if len(members) > 8:
+                wanted = set(members)
+                found.update((r.key, r) for r in self.kv.list(prefix)[0] if r.key in wanted)
+            else:
+                for key in members:
+                    record = self.kv.get(key)
+                    if record is not None:
+                        found[key] = record
+        return found
+
+    def _namespace_contents(self, namespaces: Sequence[str]) -> dict[str, Record]:
+        found: dict[str, Record] = {}
+        for ns in namespaces:
+            for cls in KINDS:
+                if cls.NAMESPACED:
+                    found.update((r.key, r) for r in self.kv.list(prefix_for(cls, ns))[0])
+        return found
+
+    def _sweep(self, namespaces: Sequence[str]) -> None:
+        for _ in range(ATTEMPTS):
+            leftovers = self._namespace_contents(namespaces)
+            if not leftovers:
+                return
+            self.kv.txn([Compare(k, r.mod_revision) for k, r in leftovers.items()], [Delete(k) for k in leftovers])
+
+
+def _ref_key(ref: Ref) -> tuple[type[Resource], str, str]:
+    if isinstance(ref, Resource):
+        cls, name, ns = type(ref), ref.metadata.name, ref.metadata.namespace
+    else:
+        cls, name, ns = ref
+    return cls, name, key_for(cls, name, ns)
+
+
+def _at(record: Record, revision: int) -> Record:
+    return Record(record.key, record.value, record.create_revision, revision, record.version)
+
+
+def _version_of(obj: Resource) -> int | None:
+    rv = obj.metadata.resource_version
+    if not rv:
+        return None
+    try:
+        return int(rv)
+    except ValueError:
+        raise PodnetError(f"{type(obj).KIND} {obj.ref}: metadata.resourceVersion {rv!r} is not a podnet revision",
+                          hint="get the object again, or remove resourceVersion") from None
+
+
+def _in_ns(cls: type[Resource], value: dict[str, Any]) -> str:
+    return f' in namespace "{value["metadata"]["namespace"]}"' if cls.NAMESPACED else ""
+
+
+def _stale(cls: type[Resource], value: dict[str, Any], expected: int, actual: int) -> Conflict:
+    return Conflict(
+        f'Operation cannot be fulfilled on {cls.resource_name()} "{value["metadata"]["name"]}": the object has been '
+        f"modified (resourceVersion {expected} → {actual})",
+        hint="get the latest version, apply your changes to it, and try again",
+    )
+
+
+def _too_busy(keys: Sequence[str]) -> Conflict:
+    shown = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+    return Conflict(f"{shown} kept changing under concurrent writers ({ATTEMPTS} attempts); nothing was written",
+                    hint="try again")
+
+
+def _missing_namespaces(missing: Sequence[str], users: Mapping[str, Sequence[str]]) -> NotFound:
+    parts = []
+    for ns in missing:
+        who = users.get(ns, [])
+        shown = ", ".join(who[:3]) + (f" and {len(who) - 3} more" if len(who) > 3 else "")
+        parts.append(f'namespaces "{ns}" not found (needed by {shown})')
+    return NotFound(
+        "; ".join(parts) + "; nothing was applied",
+        hint="create the namespace first (apiVersion: v1, kind: Namespace) or include it in the same apply",
+    )
+
+
+def _refuse_duplicates(prepared: Sequence[tuple[type[Resource], str, dict[str, Any]]]) -> None:
+    seen: dict[str, int] = {}
+    for i, (cls, key, value) in enumerate(prepared):
+        if key in seen:
+            meta = value["metadata"]
+            what = f"{cls.KIND} {meta.get('namespace') + '/' if meta.get('namespace') else ''}{meta['name']}"
+            raise PodnetError(f"{what} appears twice (objects {seen[key] + 1} and {i + 1}); nothing was applied",
+                              hint="keep one definition of each object")
+        seen[key] = i
