@@ -32,6 +32,7 @@ class _Shape:
 
 
 def _shape(line: str) -> _Shape | None:
+    line = line.replace("\t", "  ")
     stripped = line.strip()
     if not stripped or stripped.startswith("#") or stripped in ("---", "..."):
         return None
@@ -147,6 +148,9 @@ def explain_yaml_error(exc: yaml.MarkedYAMLError, text: str, filename: str) -> F
             return FieldProblem(path_at_line(lines, index), f"{slip[0]}; {stuck}",
                                 Location(filename, index + 1, indent + 1), hint=slip[1])
     hint = next((h for needle, h in _GENERIC_HINTS if needle in what), None)
+    if (exc.context or "").startswith("while parsing a flow") and exc.context_mark is not None:
+        line_index, column = exc.context_mark.line, exc.context_mark.column + 1  # the unclosed bracket
+        stuck = f"YAML syntax error: {what} for the bracket opened at line {line_index + 1}, column {column}"
     if "simple key" in (exc.context or "") and exc.context_mark is not None:
         line_index, column = exc.context_mark.line, exc.context_mark.column + 1  # where the non-key began
         text_here = lines[line_index].strip() if line_index < len(lines) else ""

@@ -46,6 +46,8 @@ def _is_list(data: dict[str, Any]) -> bool:
 def validate_document(doc: Document) -> tuple[list[Validated], list[FieldProblem]]:
     """The objects in one document (several for a List) and the problems found."""
     data = doc.data
+    if data is None:
+        return [], []  # an empty document ('---' with nothing after it) is allowed, as kubectl does
     if not isinstance(data, dict):
         return [], [_problem(doc, (), (), f"a manifest must be a mapping with apiVersion, kind and metadata, "
                              f"got {describe_value(data)}",
