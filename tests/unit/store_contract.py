@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -15,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
@@ -436,3 +437,296 @@ class TestConcurrency:
         if backend.multiprocess:  # delivery latency of the writes paced by sleeps (not a backlog)
             lags = sorted(s[4] - sent[s[0]] for s in seen if (s[0] - start) % 10 == 0)
             assert lags[len(lags) // 2] < 0.05, f"median cross-process watch delivery {lags[len(lags) // 2]:.3f}s"
+
+
+# -- ResourceStore over every backend -----------------------------------------------------------
+from podnet.model import IPPool, Namespace, NetworkPolicy, Pod, Resource  # noqa: E402
+from podnet.model.selectors import parse_label_selector_string  # noqa: E402
+from podnet.store.resources import ResourceStore, key_for  # noqa: E402
+
+
+@pytest.fixture
+def rs(store: Store) -> ResourceStore:
+    r = ResourceStore(store)
+    r.bootstrap()
+    return r
+
+
+def ns(name: str, **labels: str) -> Namespace:
+    return Namespace.model_validate({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}})
+
+
+def pod(name: str, namespace: str | None = None, image: str = "nginx", status: dict | None = None, **labels: str) -> Pod:
+    meta: dict = {"name": name, "labels": labels}
+    if namespace:
+        meta["namespace"] = namespace
+    doc = {"apiVersion": "v1", "kind": "Pod", "metadata": meta,
+           "spec": {"containers": [{"name": "c", "image": image, "ports": [{"containerPort": 80}]}]}}
+    if status:
+        doc["status"] = status
+    return Pod.model_validate(doc)
+
+
+def netpol(name: str, namespace: str = "default") -> NetworkPolicy:
+    return NetworkPolicy.model_validate({
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"podSelector": {"matchLabels": {"app": "web"}}, "policyTypes": ["Ingress"]}})
+
+
+def pool(name: str, cidr: str) -> IPPool:
+    return IPPool.model_validate({"apiVersion": "projectcalico.org/v3", "kind": "IPPool",
+                                  "metadata": {"name": name}, "spec": {"cidr": cidr}})
+
+
+def state(r: ResourceStore) -> tuple[int, list]:
+    """Everything the store holds, for before/after comparisons."""
+    records, rev = r.kv.list("")
+    return rev, records
+
+
+class TestResourceBasics:
+    def test_bootstrap_creates_the_standard_namespaces_once(self, rs: ResourceStore) -> None:
+        names = [n.name for n in rs.list(Namespace)]
+        assert names == ["default", "kube-system"]
+        before = rs.revision()
+        rs.bootstrap()
+        assert rs.revision() == before
+        assert rs.get(Namespace, "kube-system").labels == {"kubernetes.io/metadata.name": "kube-system"}  # type: ignore[union-attr]
+
+    def test_create_sets_server_metadata(self, rs: ResourceStore) -> None:
+        created = rs.create(pod("web", app="web"))
+        meta = created.metadata
+        assert meta.namespace == "default"
+        assert re.fullmatch(r"[0-9a-f-]{36}", meta.uid or "")
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", meta.creation_timestamp or "")
+        assert meta.generation == 1
+        assert meta.resource_version == str(rs.revision())
+        assert rs.get(Pod, "web") == created
+        assert rs.kv.get("/registry/pods/default/web") is not None
+        assert "resourceVersion" not in rs.kv.get("/registry/pods/default/web").value["metadata"]  # type: ignore[union-attr]
+
+    def test_create_refuses_duplicates_and_missing_namespaces(self, rs: ResourceStore) -> None:
+        rs.create(pod("web"))
+        with pytest.raises(AlreadyExists, match='pods "web" already exists in namespace "default"'):
+            rs.create(pod("web"))
+        before = state(rs)
+        with pytest.raises(NotFound, match='namespaces "prod" not found') as info:
+            rs.create(pod("web", "prod"))
+        assert "Pod prod/web" in str(info.value) and "create the namespace first" in str(info.value)
+        assert state(rs) == before
+
+    def test_generate_name(self, rs: ResourceStore) -> None:
+        obj = Pod.model_validate({"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": "web-"},
+                                  "spec": {"containers": [{"name": "c"}]}})
+        made = rs.create(obj)
+        assert re.fullmatch(r"web-[0-9a-f]{5}", made.name)
+
+    def test_namespace_label_is_enforced(self, rs: ResourceStore) -> None:
+        made = rs.create(ns("team-a", env="prod", **{"kubernetes.io/metadata.name": "wrong"}))
+        assert made.labels == {"env": "prod", "kubernetes.io/metadata.name": "team-a"}
+        (applied, action), = rs.apply([ns("team-b")])
+        assert action == "created" and applied.labels == {"kubernetes.io/metadata.name": "team-b"}
+
+    def test_cluster_scoped_objects_ignore_namespace(self, rs: ResourceStore) -> None:
+        made = rs.create(pool("p1", "10.244.0.0/16").with_meta(namespace="default"))
+        assert made.metadata.namespace is None
+        assert rs.get(IPPool, "p1") == made
+        assert rs.kv.get(key_for(IPPool, "p1")) is not None and key_for(IPPool, "p1") == "/registry/ippools/p1"
+
+    def test_list_by_namespace_and_selector(self, rs: ResourceStore) -> None:
+        rs.apply([ns("prod"), pod("a", app="web", tier="fe"), pod("b", app="db"),
+                  pod("c", "prod", app="web"), pod("d", "prod")])
+        assert [p.ref for p in rs.list(Pod)] == ["default/a", "default/b", "prod/c", "prod/d"]
+        assert [p.ref for p in rs.list(Pod, "prod")] == ["prod/c", "prod/d"]
+        sel = parse_label_selector_string("app=web")
+        assert [p.ref for p in rs.list(Pod, selector=sel)] == ["default/a", "prod/c"]
+        sel = parse_label_selector_string("app in (web,db),!tier")
+        assert [p.ref for p in rs.list(Pod, selector=sel)] == ["default/b", "prod/c"]
+        assert rs.list(Pod, "nowhere") == []
+
+
+class TestResourceUpdates:
+    def test_update_keeps_server_metadata_and_status(self, rs: ResourceStore) -> None:
+        made = rs.create(pod("web", status={"phase": "Running", "podIP": "10.244.1.5"}, app="web"))
+        changed = rs.update(pod("web", image="httpd", app="web").with_meta(resource_version=made.metadata.resource_version))
+        assert changed.metadata.uid == made.metadata.uid
+        assert changed.metadata.creation_timestamp == made.metadata.creation_timestamp
+        assert changed.metadata.generation == 2  # the spec changed
+        assert changed.status.pod_ip == "10.244.1.5"  # type: ignore[attr-defined]
+        relabelled = rs.update(pod("web", image="httpd", app="web2"))
+        assert relabelled.metadata.generation == 2  # metadata only: generation stays
+        assert relabelled.labels == {"app": "web2"}
+
+    def test_update_at_a_stale_version_conflicts(self, rs: ResourceStore) -> None:
+        made = rs.create(pod("web"))
+        rs.update(pod("web", app="x"))
+        before = state(rs)
+        with pytest.raises(Conflict, match="has been modified"):
+            rs.update(pod("web", app="y").with_meta(resource_version=made.metadata.resource_version))
+        assert state(rs) == before
+        done = rs.update(pod("web", app="y").with_meta(resource_version=made.metadata.resource_version), check_version=False)
+        assert done.labels == {"app": "y"}
+
+    def test_update_of_a_missing_object(self, rs: ResourceStore) -> None:
+        with pytest.raises(NotFound, match='pods "ghost" not found'):
+            rs.update(pod("ghost"))
+
+    def test_update_status_changes_only_status(self, rs: ResourceStore) -> None:
+        made = rs.create(pod("web", app="web"))
+        reported = rs.update_status(pod("web", image="IGNORED", app="IGNORED", status={"phase": "Running", "podIP": "10.244.0.9"}))
+        assert reported.status.pod_ip == "10.244.0.9"  # type: ignore[attr-defined]
+        assert reported.labels == {"app": "web"} and reported.spec.containers[0].image == "nginx"  # type: ignore[attr-defined]
+        assert reported.metadata.generation == made.metadata.generation
+        rev = rs.revision()
+        rs.update_status(reported)  # same status: no write
+        assert rs.revision() == rev
+        with pytest.raises(Conflict):
+            rs.update_status(made, check_version=True)
+
+
+class TestApply:
+    def test_created_configured_unchanged(self, rs: ResourceStore) -> None:
+        first = rs.apply([ns("prod"), pod("a", "prod", app="web"), netpol("deny", "prod")])
+        assert [a for _, a in first] == ["created", "created", "created"]
+        rev = rs.revision()
+        assert all(o.metadata.resource_version == str(rev) for o, _ in first)
+        again = rs.apply([ns("prod"), pod("a", "prod", app="web"), netpol("deny", "prod")])
+        assert [a for _, a in again] == ["unchanged"] * 3
+        assert rs.revision() == rev  # nothing written
+        assert [o for o, _ in again] == [o for o, _ in first]
+        third = rs.apply([ns("prod"), pod("a", "prod", image="httpd", app="web"), netpol("deny", "prod")])
+        assert [a for _, a in third] == ["unchanged", "configured", "unchanged"]
+        assert third[1][0].metadata.uid == first[1][0].metadata.uid
+
+    def test_server_metadata_and_status_in_the_input_do_not_count(self, rs: ResourceStore) -> None:
+        (made, _), = rs.apply([pod("a", app="web")])
+        dump = made.model_copy(update={"status": made.status.model_copy(update={"phase": "Failed"})})  # type: ignore[attr-defined]
+        dump = dump.with_meta(uid="00000000-0000-0000-0000-000000000000", resource_version="999", generation=7)
+        (kept, action), = rs.apply([dump])
+        assert action == "unchanged" and kept == made
+
+    def test_provenance_annotation_alone_is_refreshed_but_unchanged(self, rs: ResourceStore) -> None:
+        rs.apply([pod("a").with_meta(annotations={"podnet.io/source": "a.yaml:1"})])
+        (obj, action), = rs.apply([pod("a").with_meta(annotations={"podnet.io/source": "b.yaml:7"})])
+        assert action == "unchanged"
+        assert rs.get(Pod, "a").metadata.annotations == {"podnet.io/source": "b.yaml:7"}  # type: ignore[union-attr]
+
+    def test_apply_keeps_the_stored_status(self, rs: ResourceStore) -> None:
+        rs.create(pod("a", status={"phase": "Running", "podIP": "10.0.0.3"}))
+        (obj, action), = rs.apply([pod("a", image="httpd")])
+        assert action == "configured" and obj.status.pod_ip == "10.0.0.3"  # type: ignore[attr-defined]
+
+    def test_missing_namespace_fails_everything(self, rs: ResourceStore) -> None:
+        rs.apply([pod("keep")])
+        before = state(rs)
+        with pytest.raises(NotFound) as info:
+            rs.apply([pod("new"), pod("keep", image="changed"), pod("x", "staging"), netpol("p", "qa")])
+        text = str(info.value)
+        assert 'namespaces "staging" not found (needed by Pod staging/x)' in text
+        assert 'namespaces "qa" not found (needed by NetworkPolicy qa/p)' in text
+        assert "nothing was applied" in text and "include it in the same apply" in text
+        assert state(rs) == before  # revision and contents identical
+
+    def test_duplicates_fail_everything(self, rs: ResourceStore) -> None:
+        before = state(rs)
+        with pytest.raises(PodnetError, match="appears twice"):
+            rs.apply([pod("a"), pod("b"), pod("a", image="other")])
+        assert state(rs) == before
+
+    def test_large_apply_is_one_revision(self, rs: ResourceStore) -> None:
+        objs = [ns("bulk")] + [pod(f"p{i:03d}", "bulk", app=str(i % 7)) for i in range(200)]
+        rev = rs.revision()
+        result = rs.apply(objs)
+        assert rs.revision() == rev + 1
+        assert {a for _, a in result} == {"created"}
+        again = rs.apply(objs[:1] + [pod(f"p{i:03d}", "bulk", app="x" if i == 5 else str(i % 7)) for i in range(200)])
+        assert [a for _, a in again].count("configured") == 1 and rs.revision() == rev + 2
+
+    def test_a_concurrent_status_report_is_not_lost(self, backend: Backend, rs: ResourceStore) -> None:
+        """An agent reports status between apply's read and its transaction: apply retries."""
+        rs.apply([pod("a", app="v1")])
+        agent = ResourceStore(backend.open())
+        racing = RacingStore(rs.kv, lambda: agent.update_status(pod("a", status={"phase": "Running", "podIP": "10.1.1.1"})))
+        (obj, action), = ResourceStore(racing).apply([pod("a", app="v2")])
+        assert racing.fired and racing.failed_txns == 1
+        assert action == "configured"
+        final = rs.get(Pod, "a")
+        assert final.labels == {"app": "v2"} and final.status.pod_ip == "10.1.1.1"  # type: ignore[union-attr]
+        assert final == obj
+
+
+class RacingStore:
+    """A real store with one concurrent write slipped in just before the first transaction."""
+
+    def __init__(self, inner: Store, race: Callable[[], object]) -> None:
+        self.inner, self.race, self.fired, self.failed_txns = inner, race, False, 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def txn(self, compares, ops):  # type: ignore[no-untyped-def]
+        if not self.fired:
+            self.fired = True
+            self.race()
+        result = self.inner.txn(compares, ops)
+        self.failed_txns += not result.succeeded
+        return result
+
+
+class TestDelete:
+    def test_delete_is_idempotent(self, rs: ResourceStore) -> None:
+        rs.create(pod("a"))
+        assert rs.delete(Pod, "a") is True
+        assert rs.delete(Pod, "a") is False
+        assert rs.get(Pod, "a") is None
+
+    def test_deleting_a_namespace_deletes_its_objects(self, rs: ResourceStore) -> None:
+        rs.apply([ns("prod"), ns("dev"), pod("a", "prod"), netpol("np", "prod"), pod("a", "dev")])
+        assert rs.delete(Namespace, "prod") is True
+        assert rs.list(Pod, "prod") == [] and rs.list(NetworkPolicy) == []
+        assert [p.ref for p in rs.list(Pod)] == ["dev/a"]
+        with pytest.raises(NotFound):
+            rs.create(pod("b", "prod"))
+
+    def test_delete_many_is_all_or_nothing(self, rs: ResourceStore) -> None:
+        rs.apply([pod("a"), pod("b")])
+        before = state(rs)
+        with pytest.raises(NotFound, match='pods "zz" not found; nothing was deleted'):
+            rs.delete_many([(Pod, "a", None), (Pod, "zz", "default"), (Pod, "b", None)], missing_ok=False)
+        assert state(rs) == before
+        gone = rs.delete_many([pod("a"), (Pod, "zz", None), (Pod, "b", "default")])
+        assert [g.name if g else None for g in gone] == ["a", None, "b"]
+        assert rs.revision() == before[0] + 1
+        assert gone[0].metadata.resource_version == str(rs.revision())  # type: ignore[union-attr]
+
+    def test_standard_namespaces_are_protected(self, rs: ResourceStore) -> None:
+        for name in ("default", "kube-system"):
+            with pytest.raises(PodnetError, match="may not be deleted"):
+                rs.delete(Namespace, name)
+
+
+class TestSnapshotAndWatch:
+    def test_snapshot_is_one_revision_of_everything(self, rs: ResourceStore) -> None:
+        rs.apply([ns("prod"), pod("a", "prod"), pool("p", "10.244.0.0/16")])
+        rs.kv.create("/podnet/ipam/blocks/10.244.0.0-26", {"node": "n1"})
+        snap = rs.snapshot()
+        assert snap.revision == rs.revision()
+        assert [n.name for n in snap.of(Namespace)] == ["default", "kube-system", "prod"]
+        assert snap.get(Pod, "a", "prod") is not None and snap.get(Pod, "a") is None
+        assert [p.name for p in snap.of(IPPool)] == ["p"]
+        assert snap.raw == {"/podnet/ipam/blocks/10.244.0.0-26": {"node": "n1"}}
+        with pytest.raises(Exception):
+            snap.revision = 0  # type: ignore[misc]
+
+    def test_watch_reports_added_modified_deleted_and_resumes(self, rs: ResourceStore) -> None:
+        start = rs.revision() + 1
+        rs.apply([pod("a"), netpol("np")])
+        rs.update(pod("a", app="x"))
+        rs.delete(Pod, "a")
+        seen = [(t, o.kind, o.name, o.metadata.resource_version) for t, o in rs.watch(start, timeout=0.05)]
+        assert seen == [("ADDED", "Pod", "a", str(start)), ("ADDED", "NetworkPolicy", "np", str(start)),
+                        ("MODIFIED", "Pod", "a", str(start + 1)), ("DELETED", "Pod", "a", str(start + 2))]
+        only = [(t, o.name) for t, o in rs.watch(start, timeout=0.05, kinds=[NetworkPolicy])]
+        assert only == [("ADDED", "np")]
+        assert [t for t, _ in rs.watch(start + 2, timeout=0.05)] == ["DELETED"]
