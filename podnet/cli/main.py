@@ -12,6 +12,9 @@ from podnet.errors import PodnetError
 
 # command name → "module:attribute" of a click command. Add a line to add a command.
 COMMANDS: dict[str, str] = {
+    "explain": "podnet.cli.policy_cmds:explain",
+    "matrix": "podnet.cli.policy_cmds:matrix",
+    "lint": "podnet.cli.policy_cmds:lint",
 }
 
 

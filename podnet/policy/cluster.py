@@ -13,7 +13,7 @@ from typing import Iterable, Mapping
 
 from podnet.model import Namespace, NetworkPolicy, Pod
 
-from .ir import Direction, IPBlockPeer, PodPeer, PolicyIR, PortMatch, Rule, compile_policies
+from .ir import Direction, IPBlockPeer, Locator, PodPeer, PolicyIR, PortMatch, Rule, compile_policies
 
 NAME_LABEL = "kubernetes.io/metadata.name"
 PROTOCOLS = ("TCP", "UDP", "SCTP")
@@ -34,6 +34,8 @@ class Endpoint:
     node: str | None = None
     host_ip: str | None = None
     named_ports: Mapping[tuple[str, str], int] = field(default_factory=dict, compare=False)
+    #: every declared containerPort as (number, protocol), in declaration order
+    container_ports: tuple[tuple[int, str], ...] = ()
 
     @property
     def is_pod(self) -> bool:
@@ -76,6 +78,7 @@ def endpoint_for_pod(pod: Pod) -> Endpoint:
         node=pod.spec.node_name,
         host_ip=pod.status.host_ip,
         named_ports=MappingProxyType(pod.spec.named_ports()),
+        container_ports=tuple((p.container_port, p.protocol) for c in pod.spec.containers for p in c.ports or ()),
     )
 
 
@@ -100,9 +103,11 @@ class ClusterState:
         *,
         ipblock_matches_pods: bool = True,
         sources: dict[str, str] | None = None,
+        locators: dict[str, Locator] | None = None,
     ) -> "ClusterState":
-        """From model values. ``sources`` maps ``ns/name`` of a policy to ``file:line``."""
-        return cls.from_parts(namespaces, [endpoint_for_pod(p) for p in pods], compile_policies(policies, sources),
+        """From model values. ``sources``/``locators``: see ``ir.compile_policies``."""
+        return cls.from_parts(namespaces, [endpoint_for_pod(p) for p in pods],
+                              compile_policies(policies, sources, locators),
                               ipblock_matches_pods=ipblock_matches_pods)
 
     @classmethod

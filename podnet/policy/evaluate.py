@@ -212,9 +212,10 @@ def _check_rule(state: ClusterState, pol: PolicyIR, rule: Rule, peer: Endpoint, 
         else:
             peer_summary = "; ".join(f"peer {p.provenance.peer}: {p.text}" for p in peers)
     ports, ports_ok, port_summary = _check_ports(rule, port, protocol, dst)
-    check = RuleCheck(rule, pol.source, peers_ok, ports_ok, peers, ports, peer_summary, port_summary)
+    source = rule.provenance.source
+    check = RuleCheck(rule, source, peers_ok, ports_ok, peers, ports, peer_summary, port_summary)
     fix = _rule_fix(state, pol, check, peer, port, protocol)
-    return RuleCheck(rule, pol.source, peers_ok, ports_ok, peers, ports, peer_summary, port_summary, fix)
+    return RuleCheck(rule, source, peers_ok, ports_ok, peers, ports, peer_summary, port_summary, fix)
 
 
 def _labels(labels: Mapping[str, str]) -> str:
@@ -308,8 +309,11 @@ def _check_ports(rule: Rule, port: int | None, protocol: str, dst: Endpoint) -> 
 
 
 def _where(pol: PolicyIR, rule: Rule, peer_index: int | None = None) -> str:
-    prov = Provenance(pol.namespace, pol.name, rule.direction, rule.index, peer=peer_index, source=pol.source)
-    src = f" ({pol.source})" if pol.source else ""
+    source = rule.provenance.source
+    if peer_index is not None and rule.peers is not None:
+        source = rule.peers[peer_index].provenance.source
+    prov = Provenance(pol.namespace, pol.name, rule.direction, rule.index, peer=peer_index, source=source)
+    src = f" ({source})" if source else ""
     return f"{prov.field_path} of {pol.ref}{src}"
 
 

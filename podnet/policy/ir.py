@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Iterable, Literal, Sequence, Union
+from typing import Callable, Iterable, Literal, Sequence, Union
 
 from podnet.model import NetworkPolicy
 from podnet.model.networking import IPBlock, NetworkPolicyPeer, NetworkPolicyPort
@@ -60,6 +60,8 @@ Direction = Literal["ingress", "egress"]
 DIRECTIONS: tuple[Direction, Direction] = ("ingress", "egress")
 SOURCE_ANNOTATION = "podnet.io/source"
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+#: Maps a manifest field path (e.g. ("spec", "ingress", 0, "from", 1)) to "file:line".
+Locator = Callable[[tuple[Union[str, int], ...]], Union[str, None]]
 
 
 @dataclass(frozen=True, order=True)
@@ -283,6 +285,9 @@ class PolicyIR:
     source: str | None = None
     #: directions whose rules are present in the manifest but ignored (not in policyTypes)
     ignored_directions: tuple[str, ...] = ()
+    #: policyTypes as written (None when omitted) and which rule sections the manifest has
+    declared_types: tuple[str, ...] | None = None
+    sections: tuple[str, ...] = ()
 
     @property
     def ref(self) -> str:
@@ -317,24 +322,32 @@ def _sel(selector: LabelSelector) -> str:
     return "{} (all)" if selector.is_empty else selector.describe()
 
 
-def compile_policy(policy: NetworkPolicy, source: str | None = None) -> PolicyIR:
-    """NetworkPolicy → PolicyIR. ``source`` defaults to the ``podnet.io/source`` annotation."""
+def compile_policy(policy: NetworkPolicy, source: str | None = None, locate: Locator | None = None) -> PolicyIR:
+    """NetworkPolicy → PolicyIR. ``source`` defaults to the ``podnet.io/source`` annotation.
+
+    With ``locate`` (from the manifest loader's positions) every rule, peer and port carries its
+    own ``file:line``; otherwise they carry the policy's.
+    """
     namespace = policy.metadata.namespace or "default"
     name = policy.metadata.name
     source = source or policy.metadata.annotations.get(SOURCE_ANNOTATION)
     spec = policy.spec
+
+    def at(*path: str | int) -> str | None:
+        return (locate(path) if locate else None) or source
+
     types = {t.lower() for t in spec.effective_policy_types}
     ingress: tuple[Rule, ...] = ()
     egress: tuple[Rule, ...] = ()
     ignored = []
     if "ingress" in types:
         ingress = tuple(
-            _rule("ingress", i, r.from_, r.ports, namespace, name, source) for i, r in enumerate(spec.ingress or ())
+            _rule("ingress", i, r.from_, r.ports, namespace, name, at) for i, r in enumerate(spec.ingress or ())
         )
     elif spec.ingress:
         ignored.append("ingress")
     if "egress" in types:
-        egress = tuple(_rule("egress", i, r.to, r.ports, namespace, name, source) for i, r in enumerate(spec.egress or ()))
+        egress = tuple(_rule("egress", i, r.to, r.ports, namespace, name, at) for i, r in enumerate(spec.egress or ()))
     elif spec.egress:
         ignored.append("egress")
     return PolicyIR(
@@ -346,16 +359,24 @@ def compile_policy(policy: NetworkPolicy, source: str | None = None) -> PolicyIR
         egress=egress,
         source=source,
         ignored_directions=tuple(ignored),
+        declared_types=tuple(spec.policy_types) if spec.policy_types else None,
+        sections=tuple(d for d, rules in (("ingress", spec.ingress), ("egress", spec.egress)) if rules is not None),
     )
 
 
-def compile_policies(policies: Iterable[NetworkPolicy], sources: dict[str, str] | None = None) -> tuple[PolicyIR, ...]:
+def compile_policies(policies: Iterable[NetworkPolicy], sources: dict[str, str] | None = None,
+                     locators: dict[str, Locator] | None = None) -> tuple[PolicyIR, ...]:
     """All policies, in a canonical order (namespace, name) so results never depend on arrival order.
 
-    ``sources`` optionally maps ``ns/name`` to ``file:line`` (e.g. from the manifest loader).
+    ``sources`` optionally maps ``ns/name`` to ``file:line`` and ``locators`` ``ns/name`` to a
+    field-path locator (both from the manifest loader).
     """
     sources = sources or {}
-    compiled = [compile_policy(p, sources.get(f"{p.metadata.namespace or 'default'}/{p.metadata.name}")) for p in policies]
+    locators = locators or {}
+    compiled = []
+    for p in policies:
+        ref = f"{p.metadata.namespace or 'default'}/{p.metadata.name}"
+        compiled.append(compile_policy(p, sources.get(ref), locators.get(ref)))
     return tuple(sorted(compiled, key=lambda p: (p.namespace, p.name)))
 
 
@@ -366,18 +387,21 @@ def _rule(
     ports: Sequence[NetworkPolicyPort] | None,
     namespace: str,
     name: str,
-    source: str | None,
+    at: Callable[..., str | None],
 ) -> Rule:
-    prov = Provenance(namespace, name, direction, index, source=source)
+    key = "from" if direction == "ingress" else "to"
+    prov = Provenance(namespace, name, direction, index, source=at("spec", direction, index))
     ir_peers = (
-        tuple(_peer(p, Provenance(namespace, name, direction, index, peer=j, source=source), namespace)
+        tuple(_peer(p, Provenance(namespace, name, direction, index, peer=j, source=at("spec", direction, index, key, j)),
+                    namespace)
               for j, p in enumerate(peers))
         if peers else None
     )
     ir_ports = (
         tuple(
             PortMatch(p.protocol or "TCP", p.port, p.end_port,
-                      Provenance(namespace, name, direction, index, port=k, source=source))
+                      Provenance(namespace, name, direction, index, port=k,
+                                 source=at("spec", direction, index, "ports", k)))
             for k, p in enumerate(ports)
         )
         if ports else None
