@@ -63,10 +63,12 @@ class IPAM:
         pools = self.pools()
         if pools:
             return pools
+        cidr = cidr or self.default_cidr
+        block = max(26, ipaddress.ip_network(cidr, strict=False).prefixlen)  # a tiny --pod-cidr is one block
         pool = IPPool.model_validate({
             "apiVersion": "projectcalico.org/v3", "kind": "IPPool",
             "metadata": {"name": DEFAULT_POOL_NAME},
-            "spec": {"cidr": cidr or self.default_cidr, "blockSize": 26, "ipipMode": "Never",
+            "spec": {"cidr": cidr, "blockSize": block, "ipipMode": "Never",
                      "vxlanMode": "Never", "natOutgoing": True, "nodeSelector": "all()"}})
         self.store.txn([Compare(POOLS + DEFAULT_POOL_NAME, 0)], [Put(POOLS + DEFAULT_POOL_NAME, pool.to_dict())])
         return self.pools()

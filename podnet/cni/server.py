@@ -1,0 +1,94 @@
+"""The node agent's CNI socket: the fast path behind the thin ``podnet-cni`` executable.
+
+The plugin process sends ``[4-byte length][JSON {env, stdin}]`` plus its network namespace as
+a file descriptor (SCM_RIGHTS); the answer is JSON ``{code, stdout}``. The handler then runs in
+this long-lived process, where pyroute2, the store connection and IPAM are already loaded, so
+an ADD costs the kernel work plus one interpreter start, not a full import of podnet.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import socketserver
+import struct
+import threading
+from typing import Any
+
+from .handler import Handler
+
+MAX_REQUEST = 4 << 20
+
+
+class _Conn(socketserver.BaseRequestHandler):
+    server: "CniServer"
+
+    def handle(self) -> None:
+        sock: socket.socket = self.request
+        fds: list[int] = []
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(sock, 65536, 4)
+            if len(data) < 4:
+                raise ValueError("short request")
+            (size,) = struct.unpack("!I", data[:4])
+            if size > MAX_REQUEST:
+                raise ValueError(f"request of {size} bytes is too large")
+            body = data[4:]
+            while len(body) < size:
+                more = sock.recv(min(65536, size - len(body)))
+                if not more:
+                    raise ValueError("truncated request")
+                body += more
+            req = json.loads(body)
+            if len(fds) != 1:
+                raise ValueError("expected the caller's network namespace as one file descriptor")
+            code, out = self.server.handler.run(req["env"], req["stdin"].encode(), f"/proc/self/fd/{fds[0]}")
+            reply: dict[str, Any] = {"code": code, "stdout": out}
+        except (ValueError, KeyError) as exc:
+            reply = {"code": 1, "stdout": json.dumps({"cniVersion": "1.1.0", "code": 6,
+                                                      "msg": f"bad request from the plugin: {exc}"})}
+        finally:
+            for fd in fds:
+                os.close(fd)
+        sock.sendall(json.dumps(reply).encode())
+
+
+class CniServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """Serves CNI requests on ``path`` (created 0600, removed on ``close``)."""
+
+    daemon_threads = True
+    allow_reuse_address = False
+
+    def __init__(self, path: str, handler: Handler) -> None:
+        self.path = path
+        self.handler = handler
+        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+        if os.path.exists(path):  # a stale socket of a previous run (connect would be refused)
+            probe = socket.socket(socket.AF_UNIX)
+            try:
+                probe.connect(path)
+                probe.close()
+                raise OSError(f"another agent is serving CNI on {path}")
+            except ConnectionRefusedError:
+                os.unlink(path)
+            finally:
+                probe.close()
+        old = os.umask(0o177)
+        try:
+            super().__init__(path, _Conn)
+        finally:
+            os.umask(old)
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> "CniServer":
+        self._thread = threading.Thread(target=self.serve_forever, name="cni-server", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self.shutdown()
+        self.server_close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass

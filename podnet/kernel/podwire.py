@@ -1,0 +1,174 @@
+"""Calico-style pod wiring over netlink: one veth per pod, /32 routes, proxy ARP.
+
+Pod side: ``eth0`` with the pod's /32, a link route to 169.254.1.1 and the default route via
+it. Host side: ``cali…`` with MAC ee:ee:ee:ee:ee:ee, up, a /32 route to the pod, proxy_arp
+(so the node answers the pod's ARP for 169.254.1.1 with its own MAC) and proxy_delay 0
+(a child namespace has no ``neigh.default``; without it the first answer waits up to 0.8 s).
+
+All sockets are opened inside the target namespaces by switching only the calling thread
+(``netns.enter``), so nothing forks. Every step can be undone (``unwire`` is idempotent).
+"""
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+from dataclasses import dataclass
+from typing import Callable, Iterator
+from contextlib import contextmanager
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from . import netns
+
+GATEWAY = "169.254.1.1"
+HOST_MAC = "ee:ee:ee:ee:ee:ee"
+RT_SCOPE_LINK = 253
+RTPROT_PODNET_POD = 3  # "boot", as CNI plugins install pod routes; routing appliers leave it alone
+
+Hook = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Wired:
+    """What the kernel now has for one pod attachment."""
+
+    host_ifname: str
+    host_mac: str
+    ifname: str
+    mac: str
+
+
+@contextmanager
+def ipr_in(ns: str) -> Iterator[IPRoute]:
+    """An rtnetlink socket bound to ``ns`` (a /run/netns name or any netns path)."""
+    with netns.enter(ns):
+        ipr = IPRoute()
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
+def _sysctl(ns: str, path: str, value: str) -> None:
+    with netns.enter(ns):
+        with open("/proc/sys/net/" + path, "w") as f:
+            f.write(value)
+
+
+def _index(ipr: IPRoute, ifname: str) -> int | None:
+    found = ipr.link_lookup(ifname=ifname)
+    return found[0] if found else None
+
+
+def _mac(ipr: IPRoute, index: int) -> str:
+    return ipr.link("get", index=index)[0].get_attr("IFLA_ADDRESS")
+
+
+def _route_once(ipr: IPRoute, **route: object) -> None:
+    """Add a route; an existing one (a second interface in the same pod) is kept as it is."""
+    try:
+        ipr.route("add", **route)
+    except NetlinkError as exc:
+        if exc.code != errno.EEXIST:
+            raise
+
+
+def wire(host_ns: str, pod_ns: str, ifname: str, host_ifname: str, address: str, mtu: int,
+         hook: Hook = lambda step: None) -> Wired:
+    """Create and configure the veth pair; on any failure remove what was made and re-raise.
+
+    ``hook(step)`` runs after each step (veth, pod-side, host-side): it lets tests inject a
+    failure at every point and prove the rollback leaves nothing behind.
+    """
+    ip = ipaddress.ip_interface(address).ip
+    plen = ip.max_prefixlen
+    host_fd = os.open(host_ns if host_ns.startswith("/") else netns.path(host_ns), os.O_RDONLY | os.O_CLOEXEC)
+    created = False
+    try:
+        with ipr_in(pod_ns) as pod, ipr_in(host_ns) as host:
+            stale = _index(host, host_ifname)
+            if stale is not None:  # left over from a pod of the same name whose DEL never came
+                host.link("del", index=stale)
+            if _index(pod, ifname) is not None:
+                raise FileExistsError(errno.EEXIST, f"interface {ifname} already exists in {pod_ns}")
+            pod.link("add", ifname=ifname, kind="veth", mtu=mtu,
+                     peer={"ifname": host_ifname, "net_ns_fd": host_fd, "address": HOST_MAC, "mtu": mtu})
+            created = True
+            hook("veth")
+            eth = _index(pod, ifname)
+            assert eth is not None
+            pod.addr("add", index=eth, address=str(ip), prefixlen=plen)
+            pod.link("set", index=eth, state="up")
+            _route_once(pod, dst=f"{GATEWAY}/32", oif=eth, scope=RT_SCOPE_LINK)
+            _route_once(pod, dst="0.0.0.0/0", gateway=GATEWAY, oif=eth)
+            mac = _mac(pod, eth)
+            hook("pod-side")
+            hidx = _index(host, host_ifname)
+            assert hidx is not None
+            _sysctl(host_ns, f"ipv4/conf/{host_ifname}/proxy_arp", "1")
+            _sysctl(host_ns, f"ipv4/neigh/{host_ifname}/proxy_delay", "0")
+            host.link("set", index=hidx, state="up")
+            host.route("add", dst=f"{ip}/{plen}", oif=hidx, scope=RT_SCOPE_LINK, proto=RTPROT_PODNET_POD)
+            hook("host-side")
+            return Wired(host_ifname, _mac(host, hidx), ifname, mac)
+    except BaseException:
+        if created:
+            unwire(host_ns, pod_ns, ifname, host_ifname)
+        raise
+    finally:
+        os.close(host_fd)
+
+
+def unwire(host_ns: str, pod_ns: str | None, ifname: str, host_ifname: str) -> bool:
+    """Remove the pair (its /32 route goes with it). Idempotent; works when the pod namespace
+    is already gone. True if something was removed."""
+    removed = False
+    with ipr_in(host_ns) as host:
+        idx = _index(host, host_ifname)
+        if idx is not None:
+            try:
+                host.link("del", index=idx)
+                removed = True
+            except NetlinkError as exc:
+                if exc.code != errno.ENODEV:
+                    raise
+    if pod_ns and not removed and os.path.exists(pod_ns if pod_ns.startswith("/") else netns.path(pod_ns)):
+        with ipr_in(pod_ns) as pod:
+            idx = _index(pod, ifname)
+            if idx is not None:
+                try:
+                    pod.link("del", index=idx)
+                    removed = True
+                except NetlinkError as exc:
+                    if exc.code != errno.ENODEV:
+                        raise
+    return removed
+
+
+def check(host_ns: str, pod_ns: str, ifname: str, host_ifname: str, address: str) -> list[str]:
+    """What differs from the expected wiring (empty list = all good), for CNI CHECK."""
+    problems: list[str] = []
+    ip = ipaddress.ip_interface(address).ip
+    with ipr_in(pod_ns) as pod:
+        eth = _index(pod, ifname)
+        if eth is None:
+            return [f"interface {ifname} is missing in the container namespace"]
+        addrs = {a.get_attr("IFA_ADDRESS") for a in pod.get_addr(index=eth)}
+        if str(ip) not in addrs:
+            problems.append(f"{ifname} does not have address {ip} (has {sorted(addrs)})")
+        routes = pod.get_routes(oif=eth)
+        dsts = {(r.get_attr("RTA_DST"), r.get_attr("RTA_GATEWAY")) for r in routes}
+        if (None, GATEWAY) not in dsts:
+            problems.append(f"default route via {GATEWAY} is missing")
+        if (GATEWAY, None) not in dsts:
+            problems.append(f"link route to {GATEWAY} is missing")
+    with ipr_in(host_ns) as host:
+        hidx = _index(host, host_ifname)
+        if hidx is None:
+            problems.append(f"host interface {host_ifname} is missing")
+        else:
+            if not any(r.get_attr("RTA_DST") == str(ip) for r in host.get_routes(oif=hidx)):
+                problems.append(f"host route to {ip} via {host_ifname} is missing")
+    return problems
