@@ -12,6 +12,12 @@ from podnet.errors import PodnetError
 
 # command name → "module:attribute" of a click command. Add a line to add a command.
 COMMANDS: dict[str, str] = {
+    "apply": "podnet.cli.apply:command",
+    "completion": "podnet.cli.completion:command",
+    "delete": "podnet.cli.delete:command",
+    "describe": "podnet.cli.describe:command",
+    "get": "podnet.cli.get:command",
+    "label": "podnet.cli.label:command",
     "explain": "podnet.cli.policy_cmds:explain",
     "matrix": "podnet.cli.policy_cmds:matrix",
     "lint": "podnet.cli.policy_cmds:lint",

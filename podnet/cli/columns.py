@@ -1,0 +1,194 @@
+"""Which columns ``podnet get`` prints for each kind: kubectl's for Kubernetes kinds,
+calicoctl's for Calico's. Each printer turns one object into cells; output.table aligns them."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Callable
+
+from podnet.model import (BGPConfiguration, BGPPeer, CalicoNode, Deployment, IPPool, Namespace,
+                          NetworkPolicy, Node, Pod, Resource, Service)
+
+from .output import NONE, age, labels_text
+
+Cells = Callable[[Resource, datetime], list[str]]
+
+
+@dataclass(frozen=True)
+class Printer:
+    headers: tuple[str, ...]
+    cells: Cells
+    wide_headers: tuple[str, ...] = ()
+    wide_cells: Callable[[Resource], list[str]] = lambda obj: []
+    has_age: bool = True
+
+
+def _pod(obj: Resource, now: datetime) -> list[str]:
+    assert isinstance(obj, Pod)
+    statuses = obj.status.container_statuses or []
+    ready = sum(1 for s in statuses if s.ready)
+    restarts = sum(s.restart_count for s in statuses)
+    phase = "Terminating" if obj.metadata.deletion_timestamp else (obj.status.phase or "Pending")
+    return [obj.name, f"{ready}/{len(obj.spec.containers)}", phase, str(restarts), age(obj, now)]
+
+
+def _pod_wide(obj: Resource) -> list[str]:
+    assert isinstance(obj, Pod)
+    return [obj.status.pod_ip or NONE, obj.spec.node_name or NONE, NONE, NONE]
+
+
+def _namespace(obj: Resource, now: datetime) -> list[str]:
+    phase = (obj.status or {}).get("phase", "Active") if isinstance(obj, Namespace) else "Active"
+    return [obj.name, str(phase), age(obj, now)]
+
+
+def _node_status(obj: Node) -> str:
+    conditions = {c.get("type"): c.get("status") for c in obj.status.conditions or []}
+    state = {"True": "Ready", "False": "NotReady"}.get(str(conditions.get("Ready")), "Unknown")
+    if obj.spec.unschedulable:
+        state += ",SchedulingDisabled"
+    return state
+
+
+def _node(obj: Resource, now: datetime) -> list[str]:
+    assert isinstance(obj, Node)
+    prefix = "node-role.kubernetes.io/"
+    roles = sorted(k[len(prefix):] for k in obj.labels if k.startswith(prefix) and k != prefix)
+    version = str((obj.status.node_info or {}).get("kubeletVersion", ""))
+    return [obj.name, _node_status(obj), ",".join(roles) or NONE, age(obj, now), version]
+
+
+def _node_wide(obj: Resource) -> list[str]:
+    assert isinstance(obj, Node)
+    addresses = {a.type: a.address for a in obj.status.addresses or []}
+    info = obj.status.node_info or {}
+    return [addresses.get("InternalIP", NONE), addresses.get("ExternalIP", NONE),
+            str(info.get("osImage", "<unknown>")), str(info.get("kernelVersion", "<unknown>")),
+            str(info.get("containerRuntimeVersion", "<unknown>"))]
+
+
+def _service_ports(obj: Service) -> str:
+    parts = []
+    for port in obj.spec.ports or []:
+        node = f":{port.node_port}" if port.node_port else ""
+        parts.append(f"{port.port}{node}/{port.protocol}")
+    return ",".join(parts) or NONE
+
+
+def _service_external(obj: Service) -> str:
+    if obj.spec.type == "ExternalName":
+        return obj.spec.external_name or NONE
+    ips = list(obj.spec.external_ips or [])
+    if obj.spec.type == "LoadBalancer":
+        ingress = ((obj.status or {}).get("loadBalancer") or {}).get("ingress") or []
+        ips += [i.get("ip") or i.get("hostname") for i in ingress if i.get("ip") or i.get("hostname")]
+        return ",".join(ips) or "<pending>"
+    return ",".join(ips) or NONE
+
+
+def _service(obj: Resource, now: datetime) -> list[str]:
+    assert isinstance(obj, Service)
+    cluster_ip = NONE if obj.spec.type == "ExternalName" else (obj.spec.cluster_ip or NONE)
+    return [obj.name, obj.spec.type, cluster_ip, _service_external(obj), _service_ports(obj), age(obj, now)]
+
+
+def _service_wide(obj: Resource) -> list[str]:
+    assert isinstance(obj, Service)
+    return [labels_text(obj.spec.selector or {})]
+
+
+def _deployment(obj: Resource, now: datetime) -> list[str]:
+    assert isinstance(obj, Deployment)
+    status = obj.status or {}
+    return [obj.name, f"{status.get('readyReplicas', 0)}/{obj.spec.replicas}", str(status.get("updatedReplicas", 0)),
+            str(status.get("availableReplicas", 0)), age(obj, now)]
+
+
+def _deployment_wide(obj: Resource) -> list[str]:
+    assert isinstance(obj, Deployment)
+    containers = obj.spec.template.spec.containers
+    return [",".join(c.name for c in containers), ",".join(c.image or "" for c in containers),
+            obj.spec.selector.describe()]
+
+
+def _policy(obj: Resource, now: datetime) -> list[str]:
+    assert isinstance(obj, NetworkPolicy)
+    return [obj.name, obj.spec.pod_selector.describe(), age(obj, now)]
+
+
+def _ippool(obj: Resource, now: datetime) -> list[str]:
+    assert isinstance(obj, IPPool)
+    return [obj.name, obj.spec.cidr]
+
+
+def _ippool_wide(obj: Resource) -> list[str]:
+    assert isinstance(obj, IPPool)
+    spec = obj.spec
+    return [str(spec.nat_outgoing).lower(), spec.ipip_mode, spec.vxlan_mode, str(spec.disabled).lower()]
+
+
+def _ippool_selector(obj: Resource) -> list[str]:
+    assert isinstance(obj, IPPool)
+    return [obj.spec.node_selector]
+
+
+def _bgppeer(obj: Resource, now: datetime) -> list[str]:
+    assert isinstance(obj, BGPPeer)
+    spec = obj.spec
+    node = spec.node or spec.node_selector or "(global)"
+    return [obj.name, spec.peer_ip or spec.peer_selector or "", node,
+            str(spec.as_number) if spec.as_number is not None else ""]
+
+
+def _bgpconfig(obj: Resource, now: datetime) -> list[str]:
+    assert isinstance(obj, BGPConfiguration)
+    spec = obj.spec
+    return [obj.name, spec.log_severity_screen or "", str(spec.mesh_enabled).lower(),
+            str(spec.as_number) if spec.as_number is not None else "-"]
+
+
+def _caliconode(obj: Resource, now: datetime) -> list[str]:
+    return [obj.name]
+
+
+def _caliconode_wide(obj: Resource) -> list[str]:
+    assert isinstance(obj, CalicoNode)
+    bgp = obj.spec.bgp
+    asn = str(bgp.as_number) if bgp and bgp.as_number is not None else "(64512)"
+    return [asn, (bgp.ipv4_address if bgp else None) or "", (bgp.ipv6_address if bgp else None) or ""]
+
+
+PRINTERS: dict[type[Resource], Printer] = {
+    Pod: Printer(("NAME", "READY", "STATUS", "RESTARTS", "AGE"), _pod,
+                 ("IP", "NODE", "NOMINATED NODE", "READINESS GATES"), _pod_wide),
+    Namespace: Printer(("NAME", "STATUS", "AGE"), _namespace),
+    Node: Printer(("NAME", "STATUS", "ROLES", "AGE", "VERSION"), _node,
+                  ("INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"), _node_wide),
+    Service: Printer(("NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"), _service,
+                     ("SELECTOR",), _service_wide),
+    Deployment: Printer(("NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"), _deployment,
+                        ("CONTAINERS", "IMAGES", "SELECTOR"), _deployment_wide),
+    NetworkPolicy: Printer(("NAME", "POD-SELECTOR", "AGE"), _policy),
+    BGPPeer: Printer(("NAME", "PEERIP", "NODE", "ASN"), _bgppeer, has_age=False),
+    BGPConfiguration: Printer(("NAME", "LOGSEVERITY", "MESHENABLED", "ASNUMBER"), _bgpconfig, has_age=False),
+    CalicoNode: Printer(("NAME",), _caliconode, ("ASN", "IPV4", "IPV6"), _caliconode_wide, has_age=False),
+}
+
+
+def rows_for(cls: type[Resource], objs: list[Resource], now: datetime, wide: bool,
+             all_namespaces: bool, show_labels: bool) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows for ``get``; IPPool's wide columns sit before SELECTOR, as calicoctl's."""
+    if cls is IPPool:
+        headers = ["NAME", "CIDR"] + (["NAT", "IPIPMODE", "VXLANMODE", "DISABLED"] if wide else []) + ["SELECTOR"]
+        rows = [_ippool(o, now) + (_ippool_wide(o) if wide else []) + _ippool_selector(o) for o in objs]
+    else:
+        printer = PRINTERS[cls]
+        headers = list(printer.headers) + (list(printer.wide_headers) if wide else [])
+        rows = [printer.cells(o, now) + (printer.wide_cells(o) if wide else []) for o in objs]
+    if all_namespaces and cls.NAMESPACED:
+        headers.insert(0, "NAMESPACE")
+        rows = [[o.metadata.namespace or "default"] + r for o, r in zip(objs, rows)]
+    if show_labels:
+        headers.append("LABELS")
+        rows = [r + [labels_text(o.labels)] for o, r in zip(objs, rows)]
+    return headers, rows

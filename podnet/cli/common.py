@@ -1,0 +1,135 @@
+"""What the resource commands share: the store, kind names, argument shapes, error exits.
+
+Exit codes as kubectl: 0 ok, 1 a user error (bad input, missing object), 2 a usage error
+(click's own). Every user error is printed as ``error: …`` with its hint.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
+
+import click
+
+from podnet.errors import NotFound, PodnetError
+
+if TYPE_CHECKING:
+    from podnet.model import Resource
+    from podnet.store.resources import ResourceStore
+
+F = TypeVar("F", bound=Callable[..., Any])
+DEFAULT_STATE_DIR = "/var/lib/podnet"
+
+
+def state_dir(ctx: click.Context) -> str:
+    """``--state-dir`` of the root command (also while completing, when callbacks don't run)."""
+    obj = ctx.find_root().obj or {}
+    if obj.get("state_dir"):
+        return str(obj["state_dir"])
+    return str(ctx.find_root().params.get("state_dir") or DEFAULT_STATE_DIR)
+
+
+@contextlib.contextmanager
+def open_resources(ctx: click.Context) -> Iterator["ResourceStore"]:
+    """The cluster's store (namespaces default and kube-system made sure of), closed after use."""
+    from podnet.store.open import open_store
+
+    store = open_store(state_dir(ctx))
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def user_errors(fn: F) -> F:
+    """Print a PodnetError as kubectl would and exit 1 (works under click's test runner too)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except NotFound as exc:
+            click.echo(f"Error from server (NotFound): {exc}", err=True)
+        except PodnetError as exc:
+            click.echo(f"error: {exc}", err=True)
+        click.get_current_context().exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def resolve_kind(name: str) -> type["Resource"]:
+    """``po``, ``pods``, ``netpol``, ``networkpolicies.networking.k8s.io``, ``ippool`` → class."""
+    from podnet.model.registry import all_resource_names, lookup_resource
+
+    from podnet.manifest.problems import did_you_mean
+
+    cls = lookup_resource(name)
+    if cls is None:
+        near = did_you_mean(name, all_resource_names())
+        raise PodnetError(f'the server doesn\'t have a resource type "{name}"',
+                          hint=f"did you mean {near!r}?" if near else "see 'podnet get --help' for the kinds podnet knows")
+    return cls
+
+
+def split_kind_names(args: tuple[str, ...]) -> list[tuple[type["Resource"], list[str]]]:
+    """kubectl's argument shapes: ``KIND [NAME…]``, ``KIND1,KIND2``, ``KIND/NAME [KIND/NAME…]``."""
+    if not args:
+        raise click.UsageError("You must specify the type of resource (e.g. pods, networkpolicies, ippools)")
+    if "/" in args[0]:
+        groups: dict[type[Resource], list[str]] = {}
+        for arg in args:
+            kind, slash, name = arg.partition("/")
+            if not slash or not name:
+                raise click.UsageError(f"there is no need to specify a resource type as a separate argument "
+                                       f"when passing arguments in resource/name form ({arg!r})")
+            groups.setdefault(resolve_kind(kind), []).append(name)
+        return list(groups.items())
+    kinds = [resolve_kind(k) for k in args[0].split(",") if k]
+    names = list(args[1:])
+    if names and len(kinds) > 1:
+        raise click.UsageError("names may only be given with a single resource type")
+    return [(cls, names) for cls in kinds]
+
+
+def kind_choices(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion for the KIND argument."""
+    from click.shell_completion import CompletionItem
+
+    from podnet.model.registry import all_resource_names
+
+    return [CompletionItem(n) for n in all_resource_names() if n.startswith(incomplete)]
+
+
+def name_choices(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion: the kind (first word) or names of objects of that kind in the store."""
+    from click.shell_completion import CompletionItem
+
+    done = [a for a in ctx.params.get(param.name or "", ()) or ()]
+    if not done:
+        return kind_choices(ctx, param, incomplete)
+    try:
+        from podnet.model.registry import lookup_resource
+        from podnet.store.open import open_store
+
+        cls = lookup_resource(done[0].split("/")[0])
+        if cls is None:
+            return []
+        store = open_store(state_dir(ctx), bootstrap=False)
+        try:
+            namespace = ctx.params.get("namespace") or "default"
+            objs = store.list(cls, namespace if cls.NAMESPACED else None)
+        finally:
+            store.close()
+        return [CompletionItem(o.name) for o in objs if o.name.startswith(incomplete)]
+    except Exception:  # completion must never break the shell
+        return []
+
+
+def namespace_option(fn: F) -> F:
+    return click.option("-n", "--namespace", default=None, metavar="NS",
+                        help="The namespace (default: default).")(fn)

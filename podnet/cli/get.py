@@ -1,0 +1,74 @@
+"""``podnet get``: list or show objects as kubectl (and calicoctl, for Calico kinds) prints them."""
+from __future__ import annotations
+
+import click
+
+from podnet.errors import NotFound, PodnetError
+
+from .common import name_choices, namespace_option, now, open_resources, split_kind_names, user_errors
+
+OUTPUTS = ("wide", "yaml", "json", "name")
+
+
+@click.command("get")
+@click.argument("args", nargs=-1, metavar="KIND[,KIND…] [NAME…] | KIND/NAME…", shell_complete=name_choices)
+@namespace_option
+@click.option("-A", "--all-namespaces", is_flag=True, help="List across all namespaces.")
+@click.option("-l", "--selector", default=None, help="Label selector, e.g. app=web,tier!=db,env in (a,b).")
+@click.option("-o", "--output", type=click.Choice(OUTPUTS), default=None, help="Output format.")
+@click.option("--show-labels", is_flag=True, help="Add a LABELS column.")
+@click.pass_context
+@user_errors
+def command(ctx: click.Context, args: tuple[str, ...], namespace: str | None, all_namespaces: bool,
+            selector: str | None, output: str | None, show_labels: bool) -> None:
+    """Show objects: pods (po), namespaces (ns), nodes (no), services (svc), deployments
+    (deploy), networkpolicies (netpol), ippools, bgppeers, bgpconfigurations, caliconodes."""
+    from podnet.model.selectors import parse_label_selector_string
+
+    from . import output as out
+    from .columns import rows_for
+
+    if all_namespaces and namespace:
+        raise click.UsageError("-A and -n cannot be used together")
+    groups = split_kind_names(args)
+    try:
+        matcher = parse_label_selector_string(selector) if selector else None
+    except (ValueError, PodnetError) as exc:
+        raise PodnetError(f"invalid label selector {selector!r}: {exc}") from None
+    ns = None if all_namespaces else (namespace or "default")
+    found: list = []
+    tables: list[str] = []
+    missing: list[str] = []
+    single = len(groups) == 1 and len(groups[0][1]) == 1
+    with open_resources(ctx) as store:
+        for cls, names in groups:
+            if names:
+                objs = []
+                for name in names:
+                    obj = store.get(cls, name, ns if cls.NAMESPACED else None)
+                    if obj is None:
+                        missing.append(f'{cls.resource_name()} "{name}" not found')
+                    else:
+                        objs.append(obj)
+            else:
+                objs = store.list(cls, ns if cls.NAMESPACED else None, matcher)
+            found += objs
+            if output in (None, "wide") and objs:
+                headers, rows = rows_for(cls, objs, now(), output == "wide",
+                                         all_namespaces and not names, show_labels)
+                tables.append(out.table(headers, rows))
+    if output == "yaml" and (found or not missing):
+        click.echo(out.to_yaml(found, single), nl=False)
+    elif output == "json" and (found or not missing):
+        click.echo(out.to_json(found, single))
+    elif output == "name":
+        for obj in found:
+            click.echo(out.ref_name(obj))
+    elif tables:
+        click.echo("\n\n".join(tables))
+    if missing:
+        raise NotFound("; ".join(missing))
+    if not found and output in (None, "wide"):
+        namespaced = any(cls.NAMESPACED for cls, _ in groups)
+        where = f" in {ns} namespace" if namespaced and ns else ""
+        click.echo(f"No resources found{where}.", err=True)

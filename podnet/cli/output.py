@@ -1,0 +1,109 @@
+"""Output formatting only: kubectl-style tables, ages, YAML/JSON/name renderings.
+
+Tables are column-aligned with three spaces between columns, as kubectl's and calicoctl's
+tabwriters print them; AGE follows kubectl's HumanDuration (5s, 3m20s, 2d4h, 400d).
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any, Sequence
+
+import yaml
+
+from podnet.model import Resource
+
+NONE = "<none>"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Rows aligned under headers, columns three spaces apart, no trailing spaces."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+    lines = []
+    for row in [list(headers), *[list(r) for r in rows]]:
+        cells = [cell.ljust(widths[i]) if i < len(row) - 1 else cell for i, cell in enumerate(row)]
+        lines.append("   ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def parse_timestamp(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    except ValueError:
+        try:
+            return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+
+
+def human_duration(seconds: float) -> str:
+    """kubectl's duration.HumanDuration."""
+    s = int(seconds)
+    if s < -1:
+        return "<invalid>"
+    if s < 0:
+        return "0s"
+    if s < 120:
+        return f"{s}s"
+    minutes = s // 60
+    if minutes < 10:
+        rest = s % 60
+        return f"{minutes}m{rest}s" if rest else f"{minutes}m"
+    if minutes < 180:
+        return f"{minutes}m"
+    hours = s // 3600
+    if hours < 8:
+        rest = minutes % 60
+        return f"{hours}h{rest}m" if rest else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    if hours < 24 * 8:
+        rest = hours % 24
+        return f"{hours // 24}d{rest}h" if rest else f"{hours // 24}d"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24}d"
+    if hours < 24 * 365 * 8:
+        rest = (hours // 24) % 365
+        return f"{hours // 24 // 365}y{rest}d" if rest else f"{hours // 24 // 365}y"
+    return f"{hours // 24 // 365}y"
+
+
+def age(obj: Resource, now: datetime) -> str:
+    created = parse_timestamp(obj.metadata.creation_timestamp)
+    return human_duration((now - created).total_seconds()) if created else NONE
+
+
+def type_name(cls: type[Resource]) -> str:
+    """kubectl's ``kind.group`` form used in apply/-o name output: ``deployment.apps``."""
+    group = cls.group()
+    return f"{cls.KIND.lower()}.{group}" if group else cls.KIND.lower()
+
+
+def ref_name(obj: Resource) -> str:
+    """``networkpolicy.networking.k8s.io/test-network-policy``, ``pod/client1``."""
+    return f"{type_name(type(obj))}/{obj.metadata.name}"
+
+
+def labels_text(labels: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or NONE
+
+
+def to_yaml(objs: Sequence[Resource], single: bool) -> str:
+    """One object as itself; several (or a query for many) as a ``kind: List``, as kubectl."""
+    return yaml.safe_dump(_document(objs, single), sort_keys=True, default_flow_style=False, allow_unicode=True)
+
+
+def to_json(objs: Sequence[Resource], single: bool) -> str:
+    return json.dumps(_document(objs, single), indent=4, ensure_ascii=False)
+
+
+def _document(objs: Sequence[Resource], single: bool) -> dict[str, Any]:
+    if single and len(objs) == 1:
+        return objs[0].to_dict()
+    return {"apiVersion": "v1", "items": [o.to_dict() for o in objs], "kind": "List",
+            "metadata": {"resourceVersion": ""}}
