@@ -125,3 +125,24 @@ def random_cluster(seed: int, n_ns: int = 3, n_pods: int = 8, n_pol: int = 4):
         policies.append(NetworkPolicy.model_validate(
             {"metadata": {"name": f"pol{i}", "namespace": rng.choice(namespaces).metadata.name}, "spec": spec}))
     return namespaces, pods, policies
+
+
+# --- small builders for table-driven tests --------------------------------------------------
+
+
+def ns(ns_name: str, **labels: str) -> Namespace:
+    return Namespace.model_validate({"metadata": {"name": ns_name, "labels": labels}})
+
+
+def pod(namespace: str, name: str, labels: dict[str, str] | None = None, ip: str | None = None, *,
+        ports: list[dict[str, Any]] | None = None, host_network: bool = False, node: str = "node1",
+        host_ip: str = "192.168.0.1") -> Pod:
+    return Pod.model_validate({
+        "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
+        "spec": {"containers": [{"name": "c", "ports": ports or []}], "hostNetwork": host_network, "nodeName": node},
+        "status": {"podIP": host_ip if host_network else ip, "hostIP": host_ip},
+    })
+
+
+def netpol(namespace: str, name: str, spec: dict[str, Any]) -> NetworkPolicy:
+    return NetworkPolicy.model_validate({"metadata": {"name": name, "namespace": namespace}, "spec": spec})
