@@ -69,7 +69,9 @@ def load_cluster(ctx: click.Context, from_files: Sequence[str], ipblock_matches_
         for dep in (o for o in objs if isinstance(o, Deployment)):
             pods += _deployment_pods(dep, existing)  # type: ignore[arg-type]
         namespaces = [o for o in objs if isinstance(o, Namespace)]
-        policies = [o for o in objs if isinstance(o, NetworkPolicy)]
+        # A later manifest for the same policy replaces an earlier one, as `apply` would.
+        latest = {(o.metadata.namespace or "default", o.metadata.name): o for o in objs if isinstance(o, NetworkPolicy)}
+        policies = list(latest.values())
         extra_ns = {p.metadata.namespace or "default" for p in policies} | {"default"}
         known = {n.metadata.name for n in namespaces}
         namespaces += [Namespace.model_validate({"metadata": {"name": n}}) for n in sorted(extra_ns - known)]
