@@ -93,17 +93,44 @@ def labels_text(labels: dict[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or NONE
 
 
+class _KubectlDumper(yaml.SafeDumper):
+    """Quotes strings that would read back as another type with double quotes, as kubectl
+    does (``resourceVersion: "5"``, ``access: "true"``)."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    implicit = dumper.resolve(yaml.ScalarNode, value, (True, False))
+    style = '"' if implicit != "tag:yaml.org,2002:str" else None
+    if "\n" in value:
+        style = "|"
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_KubectlDumper.add_representer(str, _represent_str)
+
+
 def to_yaml(objs: Sequence[Resource], single: bool) -> str:
     """One object as itself; several (or a query for many) as a ``kind: List``, as kubectl."""
-    return yaml.safe_dump(_document(objs, single), sort_keys=True, default_flow_style=False, allow_unicode=True)
+    return yaml.dump(_document(objs, single), Dumper=_KubectlDumper, sort_keys=True,
+                     default_flow_style=False, allow_unicode=True)
 
 
 def to_json(objs: Sequence[Resource], single: bool) -> str:
     return json.dumps(_document(objs, single), indent=4, ensure_ascii=False)
 
 
+def _clean(obj: Resource) -> dict[str, Any]:
+    """The object as the API server shows it: empty labels/annotations left out."""
+    value = obj.to_dict()
+    meta = value.get("metadata", {})
+    for key in ("labels", "annotations"):
+        if key in meta and not meta[key]:
+            del meta[key]
+    return value
+
+
 def _document(objs: Sequence[Resource], single: bool) -> dict[str, Any]:
     if single and len(objs) == 1:
-        return objs[0].to_dict()
-    return {"apiVersion": "v1", "items": [o.to_dict() for o in objs], "kind": "List",
+        return _clean(objs[0])
+    return {"apiVersion": "v1", "items": [_clean(o) for o in objs], "kind": "List",
             "metadata": {"resourceVersion": ""}}
