@@ -39,6 +39,8 @@ class IPPoolSpec(Model):
             raise ValueError(f"blockSize: {size} must be between {low} and {high} for IPv{net.version}")
         if size < net.prefixlen:
             raise ValueError(f"blockSize: {size} is larger than the pool {self.cidr} itself")
+        if self.ipip_mode != "Never" and net.version == 6:
+            raise ValueError("ipipMode: IPIP is not supported on an IPv6 pool: use Never (or vxlanMode)")
         if self.ipip_mode != "Never" and self.vxlan_mode != "Never":
             raise ValueError("ipipMode and vxlanMode cannot both be enabled: pick one encapsulation")
         return self
@@ -104,6 +106,17 @@ class BGPConfiguration(Resource):
     kind: Literal["BGPConfiguration"] = "BGPConfiguration"
     spec: BGPConfigurationSpec = Field(default_factory=BGPConfigurationSpec)
 
+    @model_validator(mode="after")
+    def _global_only_fields(self) -> "BGPConfiguration":
+        """As Calico: the mesh switch and the cluster AS number live only in ``default``."""
+        if self.metadata.name and self.metadata.name != "default":
+            for alias, value in (("nodeToNodeMeshEnabled", self.spec.node_to_node_mesh_enabled),
+                                 ("asNumber", self.spec.as_number)):
+                if value is not None:
+                    raise ValueError(f"spec: {alias} may only be set in the BGPConfiguration named 'default' "
+                                     f"(this one is {self.metadata.name!r})")
+        return self
+
 
 class BGPPeerSpec(Model):
     node: str | None = None
@@ -128,10 +141,26 @@ class BGPPeerSpec(Model):
         if not self.peer_ip and not self.peer_selector:
             raise ValueError("one of peerIP or peerSelector must be set")
         if self.peer_ip:
-            v.check_ip(self.peer_ip.rsplit(":", 1)[0] if self.peer_ip.count(":") == 1 else self.peer_ip)
+            try:
+                v.check_ip(_peer_address(self.peer_ip))
+            except ValueError as exc:
+                raise ValueError(f"peerIP: {exc}") from None
             if self.as_number is None:
                 raise ValueError("asNumber: required with peerIP")
+        if self.peer_selector and self.as_number is not None:
+            raise ValueError("asNumber: must be empty when peerSelector is set (the peers' own AS numbers are used)")
+        if self.as_number is not None and not 1 <= self.as_number <= 4294967295:
+            raise ValueError(f"asNumber: {self.as_number} must be between 1 and 4294967295")
         return self
+
+
+def _peer_address(text: str) -> str:
+    """The address part of peerIP, which may carry a port: ``10.0.0.1:179``, ``[fd00::1]:179``."""
+    if text.startswith("[") and "]" in text:
+        return text[1:text.index("]")]
+    if text.count(":") == 1:
+        return text.rsplit(":", 1)[0]
+    return text
 
 
 class BGPPeer(Resource):

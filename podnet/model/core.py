@@ -272,15 +272,19 @@ class ServiceSpec(Model):
         if self.type == "ExternalName":
             if not self.external_name:
                 raise ValueError("externalName: required when type is ExternalName")
-        elif not self.ports:
-            raise ValueError(f"ports: at least one port is required for type {self.type}")
+        elif not self.ports and not (self.type == "ClusterIP" and self.cluster_ip == "None"):
+            raise ValueError(f"ports: at least one port is required for type {self.type} (only a headless "
+                             "Service, clusterIP: None, may have none)")
         names = [p.name for p in self.ports or ()]
         if len(self.ports or ()) > 1 and (None in names or len(set(names)) != len(names)):
             raise ValueError("ports: each port must have a unique name when there is more than one")
         if self.type == "ClusterIP" and any(p.node_port for p in self.ports or ()):
             raise ValueError("ports: nodePort may not be set when type is ClusterIP")
         if self.cluster_ip not in (None, "", "None"):
-            v.check_ip(self.cluster_ip)
+            try:
+                v.check_ip(self.cluster_ip)
+            except ValueError as exc:
+                raise ValueError(f"clusterIP: {exc}") from None
         return self
 
 
