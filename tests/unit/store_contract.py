@@ -406,12 +406,14 @@ class TestConcurrency:
                     from podnet.store.open import open_backend
                     s = open_backend(sys.argv[1])
                     last = int(sys.argv[3])
+                    print("ready", flush=True)
                     for ev in s.watch("/", int(sys.argv[2]), timeout=20):
                         print(json.dumps([ev.revision, ev.type, ev.key, ev.value, time.time()]), flush=True)
                         if ev.revision >= last:
                             break
                     """), backend.url, str(start), str(start + writes - 1)],
                 stdout=subprocess.PIPE, text=True, env=dict(os.environ))
+            assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
         try:
             sent: dict[int, float] = {}
             for i in range(writes):
@@ -730,3 +732,19 @@ class TestSnapshotAndWatch:
         only = [(t, o.name) for t, o in rs.watch(start, timeout=0.05, kinds=[NetworkPolicy])]
         assert only == [("ADDED", "np")]
         assert [t for t, _ in rs.watch(start + 2, timeout=0.05)] == ["DELETED"]
+
+
+class TestApplyResults:
+    def test_apply_returns_exactly_what_get_reads(self, rs: ResourceStore) -> None:
+        dump = pod("d", app="x").with_meta(managed_fields=[{"manager": "kubectl"}], self_link="/api/v1/x",
+                                            uid="u-1", generation=9, creation_timestamp="2020-01-01T00:00:00Z")
+        objs: list[Resource] = [ns("team", a="b"), pod("a", "team", app="web"), netpol("np", "team"), dump,
+                                pool("p", "10.9.0.0/16")]
+        for round_ in range(3):
+            if round_ == 2:
+                objs[1] = pod("a", "team", app="changed")
+                rs.update_status(pod("d", status={"phase": "Running"}))
+            for obj, action in rs.apply(objs):
+                stored = rs.get(type(obj), obj.name, obj.metadata.namespace)
+                assert obj == stored, (round_, action, obj.name)
+        assert rs.get(Pod, "d").metadata.uid != "u-1"  # type: ignore[union-attr]

@@ -7,6 +7,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # so child processes and we share it
 
 from store_contract import (  # noqa: E402,F401
-    TestApply, TestConcurrency, TestConditionalWrites, TestDelete, TestList, TestResourceBasics,
+    TestApply, TestApplyResults, TestConcurrency, TestConditionalWrites, TestDelete, TestList, TestResourceBasics,
     TestResourceUpdates, TestRevisions, TestSnapshotAndWatch, TestTxn, TestWatch, backend, rs, store,
 )
