@@ -26,6 +26,8 @@ class Matrix:
     ports: tuple[int, ...]
     protocols: tuple[str, ...]
     rows: dict[str, tuple[int, ...]]
+    #: how many equivalence classes the pods fell into (0 for the reference evaluator)
+    classes: int = 0
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -371,4 +373,4 @@ def compute_matrix(state: ClusterState, ports: Sequence[int], protocols: Sequenc
         for i in range(n):
             out_rows.append(class_row[class_of[i]] | extra[i])
         rows[key] = tuple(out_rows)
-    return Matrix(tuple(e.key for e in eps), tuple(ports), tuple(p.upper() for p in protocols), rows)
+    return Matrix(tuple(e.key for e in eps), tuple(ports), tuple(p.upper() for p in protocols), rows, nclasses)
