@@ -22,6 +22,7 @@ except AttributeError:  # pragma: no cover - libyaml missing
 
 Path = tuple[str | int, ...]
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_STR = "tag:yaml.org,2002:str"
 _MERGE = "tag:yaml.org,2002:merge"
 
 
@@ -68,8 +69,8 @@ class _Builder:
             doc.problems.append(FieldProblem(path, "nesting too deep (a recursive YAML alias?)", self.loc(node)))
             return None
         if isinstance(node, yaml.ScalarNode):
-            if node.tag == _TIMESTAMP:
-                return node.value  # keep RFC 3339 text as the API does
+            if node.tag == _STR or node.tag == _TIMESTAMP:
+                return node.value  # timestamps stay RFC 3339 text, as the API has them
             return self.constructor.construct_object(node, deep=True)
         if isinstance(node, yaml.SequenceNode):
             out = []
@@ -78,7 +79,7 @@ class _Builder:
                 out.append(self.value(child, path + (index,), doc, depth + 1))
             return out
         assert isinstance(node, yaml.MappingNode)
-        if any(k.tag == _MERGE for k, _ in node.value):
+        if any(k.tag == _MERGE for k, _ in node.value if k.value == "<<"):
             self.constructor.flatten_mapping(node)
         result: dict[Any, Any] = {}
         first_seen: dict[Any, Location] = {}
