@@ -22,6 +22,7 @@ def load_objects(filenames: tuple[str, ...], recursive: bool, namespace: str | N
         raise click.UsageError("must specify one of -f")
     loaded = load_paths(list(filenames), recursive=recursive, stdin=sys.stdin)
     objs = []
+    seen: dict[tuple[str, str | None, str], str] = {}
     for item in loaded:
         obj = with_source(item)
         if type(obj).NAMESPACED:
@@ -32,6 +33,11 @@ def load_objects(filenames: tuple[str, ...], recursive: bool, namespace: str | N
                     f"({item.source})", hint=f"pass --namespace={own}, or remove the namespace from the manifest")
             if not own:
                 obj = obj.with_meta(namespace=namespace or "default")
+        key = (type(obj).resource_name(), obj.metadata.namespace, obj.metadata.name)
+        if key in seen:
+            raise PodnetError(f"{type(obj).KIND} {obj.ref} is defined twice: at {seen[key]} and at {item.source}; "
+                              "nothing was applied", hint="keep one definition, or apply the files one at a time")
+        seen[key] = str(item.source)
         objs.append(obj)
     return objs
 

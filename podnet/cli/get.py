@@ -31,6 +31,8 @@ def command(ctx: click.Context, args: tuple[str, ...], namespace: str | None, al
     if all_namespaces and namespace:
         raise click.UsageError("-A and -n cannot be used together")
     groups = split_kind_names(args)
+    if all_namespaces and any(names and cls.NAMESPACED for cls, names in groups):
+        raise PodnetError("a resource cannot be retrieved by name across all namespaces", hint="use -n NAMESPACE")
     try:
         matcher = parse_label_selector_string(selector) if selector else None
     except (ValueError, PodnetError) as exc:

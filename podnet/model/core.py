@@ -65,6 +65,7 @@ class Container(Model):
     stdin: bool | None = None
     stdin_once: bool | None = None
     tty: bool | None = None
+    resize_policy: list[dict[str, Opaque]] | None = None
 
     _check_name = v.field_check("name", v.check_dns1123_label)
 
@@ -114,6 +115,11 @@ class PodSpec(Model):
     host_aliases: list[dict[str, Opaque]] | None = None
     ephemeral_containers: list[dict[str, Opaque]] | None = None
     os: dict[str, Opaque] | None = None
+    set_hostname_as_fqdn: bool | None = Field(default=None, alias="setHostnameAsFQDN")
+    host_users: bool | None = None
+    scheduling_gates: list[dict[str, Opaque]] | None = None
+    resource_claims: list[dict[str, Opaque]] | None = None
+    resources: dict[str, Opaque] | None = None
 
     @model_validator(mode="after")
     def _unique_container_names(self) -> "PodSpec":
@@ -149,6 +155,12 @@ class ContainerStatus(Model):
     started: bool | None = None
     state: dict[str, Opaque] | None = None
     last_state: dict[str, Opaque] | None = None
+    allocated_resources: dict[str, Opaque] | None = None
+    allocated_resources_status: list[dict[str, Opaque]] | None = None
+    resources: dict[str, Opaque] | None = None
+    volume_mounts: list[dict[str, Opaque]] | None = None
+    user: dict[str, Opaque] | None = None
+    stop_signal: str | None = None
 
 
 class PodStatus(Model):
@@ -164,6 +176,11 @@ class PodStatus(Model):
     container_statuses: list[ContainerStatus] | None = None
     init_container_statuses: list[ContainerStatus] | None = None
     qos_class: str | None = None
+    nominated_node_name: str | None = None
+    ephemeral_container_statuses: list[dict[str, Opaque]] | None = None
+    resize: str | None = None
+    resource_claim_statuses: list[dict[str, Opaque]] | None = None
+    observed_generation: int | None = None
 
 
 class Pod(Resource):
@@ -195,6 +212,12 @@ class NodeStatus(Model):
     node_info: dict[str, Opaque] | None = None
     daemon_endpoints: dict[str, Opaque] | None = None
     images: list[dict[str, Opaque]] | None = None
+    phase: str | None = None
+    volumes_in_use: list[str] | None = None
+    volumes_attached: list[dict[str, Opaque]] | None = None
+    config: dict[str, Opaque] | None = None
+    runtime_handlers: list[dict[str, Opaque]] | None = None
+    features: dict[str, Opaque] | None = None
 
 
 class NodeSpec(Model):
@@ -203,6 +226,8 @@ class NodeSpec(Model):
     unschedulable: bool | None = None
     taints: list[dict[str, Opaque]] | None = None
     provider_id: str | None = Field(default=None, alias="providerID")
+    config_source: dict[str, Opaque] | None = None
+    external_id: str | None = Field(default=None, alias="externalID")
 
 
 class Node(Resource):
@@ -264,6 +289,7 @@ class ServiceSpec(Model):
     allocate_load_balancer_node_ports: bool | None = None
     health_check_node_port: int | None = None
     publish_not_ready_addresses: bool | None = None
+    traffic_distribution: str | None = None
 
     _check_selector = v.field_check("selector", v.check_labels)
 

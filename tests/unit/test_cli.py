@@ -261,3 +261,22 @@ def test_help_everywhere(podnet) -> None:
     for command in ("apply", "delete", "get", "label", "describe", "completion"):
         result = podnet(command, "--help")
         assert result.exit_code == 0 and "Usage:" in result.stdout
+
+
+def test_same_object_twice_in_one_apply_names_both_places(podnet) -> None:
+    result = podnet("apply", "-f", ex("s3"), "-f", ex("s3", "narrowed"))
+    assert result.exit_code == 1
+    assert "defined twice" in result.stderr and "default-deny-all-egress.yaml:2" in result.stderr
+    assert "dns-only-kube-dns.yaml:5" in result.stderr
+    assert podnet("get", "netpol").stderr.startswith("No resources found")
+
+
+def test_name_completion_from_store(podnet, monkeypatch) -> None:
+    podnet("apply", "-f", ex("s1"))
+    runner = CliRunner()
+    env = {"_PODNET_COMPLETE": "bash_complete", "COMP_WORDS": f"podnet --state-dir {podnet.state} get pods cl",
+           "COMP_CWORD": "5"}
+    result = runner.invoke(cli, [], env=env, prog_name="podnet")
+    assert "client1" in result.output and "client2" in result.output
+    env["COMP_WORDS"], env["COMP_CWORD"] = f"podnet --state-dir {podnet.state} get netp", "4"
+    assert "netpol" in runner.invoke(cli, [], env=env, prog_name="podnet").output

@@ -163,3 +163,135 @@ def test_not_utf8(tmp_path) -> None:
     with pytest.raises(ValidationError) as info:
         load_paths([str(tmp_path / "bin.yaml")])
     assert "UTF-8" in str(info.value) and info.value.problems[0].location.line == 2
+
+
+KUBECTL_POD_AND_NODE = """\
+apiVersion: v1
+kind: Pod
+metadata:
+  creationTimestamp: "2021-12-05T09:12:01Z"
+  generateName: web-5dcb957ccc-
+  labels:
+    app: web
+    pod-template-hash: 5dcb957ccc
+  name: web-5dcb957ccc-4dlkf
+  namespace: default
+  ownerReferences:
+  - apiVersion: apps/v1
+    blockOwnerDeletion: true
+    controller: true
+    kind: ReplicaSet
+    name: web-5dcb957ccc
+    uid: 7a1c2f3e-1111-2222-3333-444455556666
+  resourceVersion: "88123"
+  uid: 1c2d3e4f-aaaa-bbbb-cccc-ddddeeeeffff
+spec:
+  containers:
+  - image: nginx
+    imagePullPolicy: Always
+    name: nginx
+    resources: {}
+    terminationMessagePath: /dev/termination-log
+    terminationMessagePolicy: File
+    volumeMounts:
+    - mountPath: /var/run/secrets/kubernetes.io/serviceaccount
+      name: kube-api-access-abcde
+      readOnly: true
+  dnsPolicy: ClusterFirst
+  enableServiceLinks: true
+  nodeName: k8s-node01
+  preemptionPolicy: PreemptLowerPriority
+  priority: 0
+  restartPolicy: Always
+  schedulerName: default-scheduler
+  securityContext: {}
+  serviceAccount: default
+  serviceAccountName: default
+  terminationGracePeriodSeconds: 30
+  tolerations:
+  - effect: NoExecute
+    key: node.kubernetes.io/not-ready
+    operator: Exists
+    tolerationSeconds: 300
+  volumes:
+  - name: kube-api-access-abcde
+    projected:
+      defaultMode: 420
+status:
+  conditions:
+  - lastProbeTime: null
+    lastTransitionTime: "2021-12-05T09:12:01Z"
+    status: "True"
+    type: Ready
+  containerStatuses:
+  - containerID: containerd://0123
+    image: docker.io/library/nginx:latest
+    imageID: docker.io/library/nginx@sha256:0123
+    lastState: {}
+    name: nginx
+    ready: true
+    restartCount: 0
+    started: true
+    state:
+      running:
+        startedAt: "2021-12-05T09:12:10Z"
+  hostIP: 192.168.10.72
+  phase: Running
+  podIP: 10.244.85.202
+  podIPs:
+  - ip: 10.244.85.202
+  qosClass: BestEffort
+  startTime: "2021-12-05T09:12:01Z"
+---
+apiVersion: v1
+kind: Node
+metadata:
+  annotations:
+    node.alpha.kubernetes.io/ttl: "0"
+  creationTimestamp: "2021-12-02T06:38:05Z"
+  labels:
+    kubernetes.io/hostname: k8s-node01
+    route-reflector: "true"
+  name: k8s-node01
+  resourceVersion: "89283550"
+  uid: f297de1c-0dc8-46ad-8ffc-4e52a8438bd3
+spec:
+  podCIDR: 10.244.1.0/24
+  podCIDRs:
+  - 10.244.1.0/24
+status:
+  addresses:
+  - address: 192.168.10.72
+    type: InternalIP
+  - address: k8s-node01
+    type: Hostname
+  allocatable:
+    cpu: "4"
+    memory: 7990552Ki
+  conditions:
+  - lastHeartbeatTime: "2021-12-05T09:00:00Z"
+    message: kubelet is posting ready status
+    reason: KubeletReady
+    status: "True"
+    type: Ready
+  daemonEndpoints:
+    kubeletEndpoint:
+      Port: 10250
+  images:
+  - names:
+    - docker.io/library/nginx@sha256:0123
+    sizeBytes: 56766248
+  nodeInfo:
+    kubeletVersion: v1.22.4
+    osImage: CentOS Linux 7 (Core)
+  volumesInUse: []
+"""
+
+
+def test_real_kubectl_dumps_are_accepted_and_kept() -> None:
+    pod, node = (item.obj for item in load_text(KUBECTL_POD_AND_NODE, "dump.yaml"))
+    assert pod.status.container_statuses[0].state == {"running": {"startedAt": "2021-12-05T09:12:10Z"}}
+    assert pod.metadata.owner_references[0]["kind"] == "ReplicaSet"
+    assert pod.to_dict()["spec"]["tolerations"][0]["tolerationSeconds"] == 300
+    assert node.internal_ip == "192.168.10.72"
+    assert node.to_dict()["status"]["nodeInfo"]["kubeletVersion"] == "v1.22.4"
