@@ -121,10 +121,11 @@ class Bird:
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not os.path.exists(f"/proc/{pid}"):
+            if not _alive(pid):
                 return True
             time.sleep(0.02)
-        os.kill(pid, signal.SIGKILL)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
         return True
 
     # -- control --------------------------------------------------------------------------
@@ -137,6 +138,15 @@ class Bird:
 
     def protocols(self) -> list[ProtocolStatus]:
         return parse_protocols(self.birdc("show", "protocols"))
+
+
+def _alive(pid: int) -> bool:
+    """Running and not a zombie (a daemonised bird is reparented; its reaper may be slow)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
 
 
 _ROW = re.compile(r"^(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s*(.*)$")
