@@ -162,3 +162,30 @@ def parse_protocols(text: str) -> list[ProtocolStatus]:
         if m:
             out.append(ProtocolStatus(name=m[1], proto=m[2], state=m[4], since=m[5], info=m[6].strip()))
     return out
+
+
+PEER_TYPES = {"Mesh": "node-to-node mesh", "Node": "node specific", "Global": "global"}
+
+
+@dataclass(frozen=True)
+class PeerRow:
+    """One row of ``podnet node status`` (calicoctl's table)."""
+
+    address: str
+    peer_type: str
+    state: str
+    since: str
+    info: str
+
+
+def peer_rows(protocols: list[ProtocolStatus]) -> list[PeerRow]:
+    """BGP protocols named Mesh_/Node_/Global_<address> as calicoctl node status shows them."""
+    rows = []
+    for p in protocols:
+        kind, _, addr = p.name.partition("_")
+        if p.proto != "BGP" or kind not in PEER_TYPES:
+            continue
+        since = p.since.split(".")[0]
+        rows.append(PeerRow(address=addr.replace("_", "."), peer_type=PEER_TYPES[kind], state=p.state,
+                            since=since, info=p.info))
+    return rows
