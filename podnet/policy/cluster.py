@@ -7,11 +7,13 @@ explainer, the reference evaluator and the resolver all apply one definition.
 from __future__ import annotations
 
 import ipaddress
+import json
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Iterable, Mapping
 
 from podnet.model import Namespace, NetworkPolicy, Pod
+from podnet.model.selectors import LabelSelector
 
 from .ir import Direction, IPBlockPeer, Locator, PodPeer, PolicyIR, PortMatch, Rule, compile_policies
 
@@ -93,6 +95,8 @@ class ClusterState:
     by_key: Mapping[str, Endpoint] = field(default_factory=dict, compare=False, repr=False)
     by_ip: Mapping[str, Endpoint] = field(default_factory=dict, compare=False, repr=False)
     policies_by_ns: Mapping[str, tuple[PolicyIR, ...]] = field(default_factory=dict, compare=False, repr=False)
+    #: memo of namespace selector → matching namespaces (derived data; the state never changes)
+    ns_match_memo: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def build(
@@ -149,6 +153,14 @@ class ClusterState:
         if namespace is None:
             return _EMPTY
         return self.namespace_labels.get(namespace, MappingProxyType({NAME_LABEL: namespace}))
+
+    def namespaces_matching(self, selector: LabelSelector) -> tuple[str, ...]:
+        """Names of the namespaces a namespaceSelector matches, sorted."""
+        key = json.dumps(selector.to_dict(), sort_keys=True)
+        hit = self.ns_match_memo.get(key)
+        if hit is None:
+            hit = self.ns_match_memo[key] = tuple(ns for ns, labels in self.namespace_labels.items() if selector.matches(labels))
+        return hit
 
     def endpoint(self, ref: str) -> Endpoint:
         """``ns/pod`` or an IP address (a pod's IP resolves to that pod)."""

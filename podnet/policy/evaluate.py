@@ -253,7 +253,7 @@ def _check_peer(state: ClusterState, peer: PodPeer | IPBlockPeer, ep: Endpoint) 
                             f"{ep.key} is in {ep.namespace}")
         else:
             sel = peer.namespace_selector
-            matching = [ns for ns, labels in state.namespace_labels.items() if sel.matches(labels)]
+            matching = state.namespaces_matching(sel)
             if not matching:
                 problems.append(f"namespaceSelector {sel.describe()} matches no namespace "
                                 f"(namespace {ep.namespace} has labels {_labels(ns_labels)})")

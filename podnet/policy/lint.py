@@ -112,7 +112,7 @@ def _check_types_default(pol: PolicyIR, spec_types_given: bool, has_ingress: boo
 
 def _ns_matches(state: ClusterState, peer: PodPeer) -> list[str]:
     assert peer.namespace_selector is not None
-    return [ns for ns, labels in state.namespace_labels.items() if peer.namespace_selector.matches(labels)]
+    return list(state.namespaces_matching(peer.namespace_selector))
 
 
 def _pods_in_scope(state: ClusterState, peer: PodPeer) -> list[Endpoint]:
