@@ -59,7 +59,8 @@ def lint(state: ClusterState, locate: Locate | None = None) -> list[LintWarning]
 
     for pol in state.policies:
         selected = [ep for ep in state.pods if pol.selects(ep.namespace or "", dict(ep.labels), ep.host_network)]
-        _check_subject(state, pol, selected, warn)
+        if state.pods:  # with no pods known (policy files alone), "selects nothing" says nothing
+            _check_subject(state, pol, selected, warn)
         _check_types(pol, warn)
         _check_types_default(pol, pol.declared_types is not None, "ingress" in pol.sections, "egress" in pol.sections, warn)
         for direction in ("ingress", "egress"):
@@ -134,7 +135,7 @@ def _check_rule(state: ClusterState, pol: PolicyIR, rule: Rule, selected: list[E
                 continue
         in_scope = _pods_in_scope(state, peer)
         matched = [ep for ep in in_scope if peer.pod_selector.matches(ep.labels)]
-        if not matched and peer.has_pod_selector:
+        if not matched and peer.has_pod_selector and state.pods:
             scope = (f"namespace {peer.namespace}" if peer.namespace_selector is None
                      else f"namespaces matching {peer.namespace_selector.describe()}")
             elsewhere = [ep for ep in state.pods if ep.selectable and peer.pod_selector.matches(ep.labels)]

@@ -125,3 +125,9 @@ def test_locations_come_from_the_locator():
     found = codes(pol, locate=lambda ref, path: f"f.yaml:{len(path)}")
     assert found["selects-no-pod"][0].location == "f.yaml:2"
     assert str(found["selects-no-pod"][0]).startswith("f.yaml:2: default/p: spec.podSelector:")
+
+
+def test_policy_files_alone_do_not_report_empty_selections():
+    state = ClusterState.build([], [], [netpol("default", "p", {"podSelector": {"matchLabels": {"app": "x"}}, "ingress": [
+        {"from": [{"podSelector": {"matchLabels": {"a": "b"}}}]}]})])
+    assert {w.code for w in lint(state)} == set()
