@@ -43,10 +43,10 @@ def open_backend(url: str) -> Store:
         from .memory import MemoryStore
         return MemoryStore()
     if parts.scheme == "etcd":
-        raise PodnetError(
-            f"store URL {url!r}: the etcd backend is not yet supported",
-            hint="use the embedded store (--state-dir, or sqlite:///path/store.db)",
-        )
+        if not parts.hostname or not parts.port:
+            raise PodnetError(f"bad store URL {url!r}: expected etcd://host:port")
+        from .etcd import EtcdStore
+        return EtcdStore(parts.hostname, parts.port)
     raise PodnetError(
         f"unknown store URL {url!r}",
         hint="use sqlite:///path/store.db, memory:// or etcd://host:port",
