@@ -71,6 +71,10 @@ def lint(state: ClusterState, locate: Locate | None = None) -> list[LintWarning]
     return sorted(out, key=lambda w: (_loc_key(w.location), w.policy, w.path, w.code))
 
 
+def _desc(selector) -> str:  # type: ignore[no-untyped-def]
+    return "{} (all pods)" if selector.is_empty else selector.describe()
+
+
 def _loc_key(location: str | None) -> tuple[str, int]:
     if not location:
         return ("", 0)
@@ -92,7 +96,7 @@ def _check_subject(state: ClusterState, pol: PolicyIR, selected: list[Endpoint],
                 and pol.pod_selector.matches(ep.labels)]
         extra = f"; {len(host)} matching hostNetwork pod(s) are never selected" if host else ""
         warn(pol, ("spec", "podSelector"), "selects-no-pod",
-             f"podSelector {pol.pod_selector.describe()} selects no pod in namespace {pol.namespace}{extra}",
+             f"podSelector {_desc(pol.pod_selector)} selects no pod in namespace {pol.namespace}{extra}",
              "check the labels (kubectl get pods --show-labels) or the policy's namespace")
 
 
@@ -147,7 +151,7 @@ def _check_rule(state: ClusterState, pol: PolicyIR, rule: Rule, selected: list[E
                 hint = (f"together (AND) the two selectors match no pod, but podSelector alone matches "
                         f"{elsewhere[0].key}; if either was meant, write them as two peers (put '-' before podSelector)")
             warn(pol, path + ("podSelector",), "peer-selects-no-pod",
-                 f"podSelector {peer.pod_selector.describe()} matches no pod in {scope}", hint)
+                 f"podSelector {_desc(peer.pod_selector)} matches no pod in {scope}", hint)
     # OR that was probably meant as AND: a namespace-only peer next to a pod-only peer.
     for j in range(len(peers) - 1):
         a, b = peers[j], peers[j + 1]
