@@ -12,6 +12,7 @@ import os
 import socket
 import struct
 import sys
+import time
 
 FALLBACK_PATH: list = []  # filled in by `podnet install-cni`
 SUPPORTED_VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
@@ -35,11 +36,15 @@ def via_agent(path: str, env: dict, data: bytes) -> "tuple[int, str] | None":
     """Ask the agent; None if no agent listens at ``path``."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(120)
-    try:
-        s.connect(path)
-    except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError, PermissionError):
-        s.close()
-        return None
+    for attempt in range(200):
+        try:
+            s.connect(path)
+            break
+        except BlockingIOError:  # the agent's accept queue is full: wait our turn
+            time.sleep(0.005)
+        except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError, PermissionError):
+            s.close()
+            return None
     with s:
         body = json.dumps({"env": env, "stdin": data.decode("utf-8", "replace")}).encode()
         ns = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
@@ -91,4 +96,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except Exception as exc:  # never leave a runtime without the spec's error JSON
+        sys.exit(_fail(100, f"podnet-cni failed: {type(exc).__name__}: {exc}"))

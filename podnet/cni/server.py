@@ -58,6 +58,7 @@ class CniServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
     daemon_threads = True
     allow_reuse_address = False
+    request_queue_size = 1024  # a burst of pod starts must queue, not be refused
 
     def __init__(self, path: str, handler: Handler) -> None:
         self.path = path
