@@ -31,6 +31,9 @@ class DeploymentSpec(Model):
             raise ValueError("replicas: must be greater than or equal to 0")
         if self.selector.is_empty:
             raise ValueError("selector: empty selector is invalid for a Deployment")
+        if self.template.spec.restart_policy not in (None, "Always"):
+            raise ValueError(f"template: spec.restartPolicy {self.template.spec.restart_policy!r} is not supported "
+                             "in a Deployment: only Always (the default)")
         if not self.selector.matches(self.template.metadata.labels):
             raise ValueError(
                 f"selector {self.selector.describe()} does not match template labels "

@@ -40,6 +40,15 @@ class ContainerPort(Model):
     _check_port = v.field_check("container_port", v.check_port_number)
     _check_name = v.field_check("name", v.check_port_name)
 
+    @model_validator(mode="after")
+    def _host_port_range(self) -> "ContainerPort":
+        if self.host_port is not None and self.host_port != 0:  # 0 means "no host port"
+            try:
+                v.check_port_number(self.host_port)
+            except ValueError as exc:
+                raise ValueError(f"hostPort: {exc}") from None
+        return self
+
 
 class Container(Model):
     name: str
@@ -298,6 +307,10 @@ class ServiceSpec(Model):
         if self.type == "ExternalName":
             if not self.external_name:
                 raise ValueError("externalName: required when type is ExternalName")
+            try:
+                v.check_dns1123_subdomain(self.external_name.rstrip("."))
+            except ValueError as exc:
+                raise ValueError(f"externalName: must be a lower-case DNS name: {exc}") from None
         elif not self.ports and not (self.type == "ClusterIP" and self.cluster_ip == "None"):
             raise ValueError(f"ports: at least one port is required for type {self.type} (only a headless "
                              "Service, clusterIP: None, may have none)")

@@ -220,6 +220,17 @@ CASES: list[tuple[str, str, str, int, tuple[str, ...]]] = [
      spec("selector:\n  matchLabels: {app: web}\ntemplate:\n  metadata:\n    labels: {app: api}\n"
           "  spec:\n    containers:\n    - name: c\n"),
      "spec", 5, ("does not match template labels",)),
+    ("pod-host-port-out-of-range",
+     POD + spec("containers:\n- name: c\n  ports:\n  - containerPort: 80\n    hostPort: 70000\n"),
+     "spec.containers[0].ports[0].hostPort", 10, ("between 1 and 65535",)),
+    ("service-externalname-not-dns",
+     SVC + spec("type: ExternalName\nexternalName: My_Host\n"),
+     "spec.externalName", 7, ("DNS name",)),
+    ("deployment-restart-policy-never",
+     "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n" +
+     spec("selector:\n  matchLabels: {app: web}\ntemplate:\n  metadata:\n    labels: {app: web}\n"
+          "  spec:\n    restartPolicy: Never\n    containers:\n    - name: c\n"),
+     "spec.template", 8, ("only Always",)),
     # --- Calico ----------------------------------------------------------------------------------
     ("ippool-ipipmode-lowercase",
      POOL + spec("cidr: 10.244.0.0/16\nipipMode: always\n"),
