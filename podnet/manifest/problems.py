@@ -192,7 +192,7 @@ class ProblemBuilder:
         key = path[-1] if path and isinstance(path[-1], str) else "value"
         if "a string" in wanted and isinstance(value, (bool, int, float)) and value is not None:
             text = str(value).lower() if isinstance(value, bool) else str(value)
-            return f"quote it: {key}: \"{text}\" (YAML reads unquoted {text} as a {describe_value(value).split()[0]})"
+            return f"quote it: {key}: \"{text}\"; unquoted, YAML reads {text} as a {describe_value(value).split()[0]}"
         if isinstance(value, str):
             m = _KEY_VALUE.match(value.strip())
             if m and any(w.startswith("a mapping") for w in wanted):
