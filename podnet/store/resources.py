@@ -105,8 +105,18 @@ def _typed(obj: Resource, cls: type[Resource], stored: dict[str, Any], revision:
     changes.update(resource_version=str(revision), namespace=meta.get("namespace"), labels=meta.get("labels", {}))
     update: dict[str, Any] = {"metadata": obj.metadata.model_copy(update=changes)}
     if "status" in cls.model_fields:
-        update["status"] = cls.model_fields["status"].get_default(call_default_factory=True)
+        update["status"] = _default_status(cls)
     return obj.model_copy(update=update)
+
+
+_DEFAULT_STATUS: dict[type[Resource], Any] = {}
+
+
+def _default_status(cls: type[Resource]) -> Any:
+    """A kind's empty status, made once (values are frozen, so sharing one is safe)."""
+    if cls not in _DEFAULT_STATUS:
+        _DEFAULT_STATUS[cls] = cls.model_fields["status"].get_default(call_default_factory=True)
+    return _DEFAULT_STATUS[cls]
 
 
 def _desired(obj: Resource) -> tuple[type[Resource], str, dict[str, Any]]:
