@@ -23,6 +23,19 @@ def read_node_status(state_dir: str, node: str) -> dict[str, Any] | None:
     return read_status(node_run_dir(state_dir, node))
 
 
+def blocks_from_raw(raw: Mapping[str, Any]) -> dict[str, list[str]]:
+    """node -> CIDRs of the IPAM blocks affine to it, from a snapshot's raw keys."""
+    from podnet.ipam.blocks import BLOCKS, Block
+
+    out: dict[str, list[str]] = {}
+    for key, value in raw.items():
+        if key.startswith(BLOCKS):
+            block = Block.from_dict(value)
+            if block.node:
+                out.setdefault(block.node, []).append(block.cidr)
+    return out
+
+
 def facts_from_snapshot(snapshot: Any, blocks_by_node: Mapping[str, Sequence[str]] | None = None,
                         underlay_mtu: int = 1500, ipip_supported: bool = False) -> ClusterFacts:
     """ClusterFacts from a store snapshot: anything with ``list(cls)``, or a mapping from kind
@@ -30,13 +43,15 @@ def facts_from_snapshot(snapshot: Any, blocks_by_node: Mapping[str, Sequence[str
     from podnet.model import BGPConfiguration, BGPPeer, CalicoNode, IPPool, Node
 
     def items(cls: type) -> list:
+        if hasattr(snapshot, "of"):
+            return [o for o in snapshot.of(cls) if isinstance(o, cls)]
         if hasattr(snapshot, "list"):
             try:
                 return [o for o in snapshot.list(cls) if isinstance(o, cls)]
             except TypeError:
                 pass
         objects = getattr(snapshot, "objects", snapshot)
-        for key in (cls, cls.__name__, getattr(cls, "PLURAL", "")):
+        for key in (cls, cls.__name__, getattr(cls, "PLURAL", ""), getattr(cls, "KIND", "")):
             try:
                 got = objects.get(key)
             except (AttributeError, TypeError):
@@ -46,6 +61,8 @@ def facts_from_snapshot(snapshot: Any, blocks_by_node: Mapping[str, Sequence[str
                 return found
         return []
 
+    if blocks_by_node is None:
+        blocks_by_node = blocks_from_raw(getattr(snapshot, "raw", {}) or {})
     return cluster_facts(items(Node), items(CalicoNode), items(IPPool), items(BGPConfiguration),
                          items(BGPPeer), blocks_by_node=blocks_by_node, underlay_mtu=underlay_mtu,
                          ipip_supported=ipip_supported)

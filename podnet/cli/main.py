@@ -12,6 +12,10 @@ from podnet.errors import PodnetError
 
 # command name → "module:attribute" of a click command. Add a line to add a command.
 COMMANDS: dict[str, str] = {
+    "up": "podnet.cli.cluster_cmds:up",
+    "down": "podnet.cli.cluster_cmds:down",
+    "status": "podnet.cli.cluster_cmds:status",
+    "node": "podnet.cli.cluster_cmds:node",
     "apply": "podnet.cli.apply:command",
     "completion": "podnet.cli.completion:command",
     "delete": "podnet.cli.delete:command",

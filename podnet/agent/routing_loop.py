@@ -1,0 +1,103 @@
+"""A node's routing loop as its own process (``python -m podnet.agent.routing_loop``), run
+inside the node's namespace: snapshot -> reconcile -> wait for a store change or the resync
+timer -> again. ``podnet up`` starts one per node next to the node agent; the same
+``RoutingReconciler`` can equally be plugged into the agent's reconciler list.
+
+It also publishes the node's VTEP MAC and address in its Calico Node resource, which is how
+the other nodes learn them (Flannel keeps them in node annotations)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+from podnet.errors import PodnetError
+from podnet.model import CalicoNode
+
+from .routing import RoutingReconciler, node_run_dir
+
+RESYNC_SECONDS = 5.0
+
+
+def cluster_backend(state_dir: str) -> str:
+    """The backend ``podnet up`` chose, from the cluster record."""
+    try:
+        with open(os.path.join(state_dir, "cluster.json")) as f:
+            return json.load(f)["backend"]
+    except (OSError, ValueError, KeyError):
+        raise PodnetError(f"no cluster recorded in {state_dir}", hint="start the cluster with `podnet up`") from None
+
+
+def publish_vtep(store: Any, node: str, vtep: dict[str, Any] | None) -> bool:
+    """Write the VTEP MAC/address into the node's Calico Node if they differ. True if written."""
+    if not vtep:
+        return False
+    cur = store.get(CalicoNode, node)
+    if cur is None:
+        return False
+    if cur.spec.vxlan_tunnel_mac_addr == vtep["mac"] and cur.spec.ipv4_vxlan_tunnel_addr == vtep["address"]:
+        return False
+    data = cur.to_dict()
+    data["spec"]["vxlanTunnelMACAddr"] = vtep["mac"]
+    if vtep.get("address"):
+        data["spec"]["ipv4VXLANTunnelAddr"] = vtep["address"]
+    store.update(CalicoNode.model_validate(data), check_version=False)
+    return True
+
+
+def run(node: str, state_dir: str, backend: str | None = None, resync: float = RESYNC_SECONDS) -> None:
+    from podnet.store.open import open_store
+
+    store = open_store(state_dir, bootstrap=False)
+    rec = RoutingReconciler(node, backend or cluster_backend(state_dir), state_dir)
+    stopping = False
+
+    def _stop(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    log = open(os.path.join(node_run_dir(state_dir, node), "routing.log"), "a", buffering=1)
+    while not stopping:
+        snap = store.snapshot()
+        st = rec.reconcile(snap)
+        for line in st.changes:
+            print(f"{time.strftime('%H:%M:%S')} {line}", file=log)
+        for line in st.errors:
+            print(f"{time.strftime('%H:%M:%S')} ERROR {line}", file=log)
+        try:
+            publish_vtep(store, node, st.vtep)
+        except PodnetError as exc:
+            print(f"{time.strftime('%H:%M:%S')} ERROR publish vtep: {exc}", file=log)
+        deadline = time.monotonic() + resync
+        # Wake on the first change (or the resync timer, which repairs drift), then let a
+        # burst of changes settle before planning again.
+        while not stopping and time.monotonic() < deadline:
+            if next(iter(store.kv.watch("", snap.revision + 1, timeout=0.25)), None) is not None:
+                time.sleep(0.05)
+                break
+    store.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="podnet-routing")
+    ap.add_argument("--node", required=True)
+    ap.add_argument("--state-dir", required=True)
+    ap.add_argument("--backend")
+    ap.add_argument("--resync", type=float, default=RESYNC_SECONDS)
+    args = ap.parse_args(argv)
+    try:
+        run(args.node, args.state_dir, args.backend, args.resync)
+    except PodnetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""``podnet up`` / ``down`` / ``status`` as library calls (the CLI only formats).
+
+up: topology -> Node and Calico Node resources with underlay addresses, the IP pool, one IPAM
+tunnel address (and so one block) per node -> per-node processes inside the node namespaces
+-> wait until every node reports its routing. Any failure takes down what was made.
+down: stop recorded PIDs, stop BIRD, remove recorded namespaces and files podnet created."""
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import sys
+import time
+from typing import Any, Callable
+
+from podnet.errors import PodnetError
+from podnet.kernel.bird import Bird, peer_rows
+from podnet.kernel.routes_apply import read_status
+from podnet.model import CalicoNode, IPPool, Resource
+from podnet.routing import BACKENDS
+
+from . import builder, processes
+from .lab import node_resources
+from .topology import Topology, plan_topology
+
+Progress = Callable[[str], None]
+
+
+def _noop(_: str) -> None:
+    pass
+
+
+def run_dir(state_dir: str, node: str) -> str:
+    return os.path.join(state_dir, "nodes", node)
+
+
+def up(state_dir: str, nodes: int = 3, underlay: str = "l2", backend: str = "bgp",
+       pod_cidr: str = "10.244.0.0/16", vxlan_mode: str = "Never", prefix: str = "", externals: int = 1,
+       progress: Progress = _noop, timeout: float = 30.0,
+       commands: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Build and start a cluster. ``commands`` are the CLI's subcommands: a node ``agent`` and
+    ``controllers`` process is started only when the shell has those commands."""
+    if backend not in BACKENDS:
+        raise PodnetError(f"unknown backend {backend!r}", hint=f"choose one of: {', '.join(sorted(BACKENDS))}")
+    topo = plan_topology(nodes, underlay, prefix, externals)
+    pool = _pool(pod_cidr, backend, vxlan_mode)
+    created_store = not os.path.exists(os.path.join(state_dir, "store.db"))
+    t0 = time.monotonic()
+    progress(f"underlay {underlay}: {len(topo.namespaces())} namespaces")
+    builder.build(topo, state_dir, {"kind": "cluster", "backend": backend, "pod_cidr": pod_cidr,
+                                    "vxlan_mode": vxlan_mode, "created_store": created_store,
+                                    "started": time.time()})
+    try:
+        progress("registering nodes and the IP pool")
+        _register(state_dir, topo, pool)
+        progress("starting node processes")
+        _start_processes(state_dir, topo, commands)
+        progress("waiting for nodes to report ready")
+        wait_ready(state_dir, topo, backend, timeout)
+    except BaseException:
+        down(state_dir)
+        raise
+    return {"nodes": [n.name for n in topo.nodes], "seconds": time.monotonic() - t0, "backend": backend}
+
+
+def _pool(cidr: str, backend: str, vxlan_mode: str) -> IPPool:
+    size = 24 if backend in ("host-gw", "vxlan") else 26  # Flannel: one /24 per node
+    return IPPool.model_validate({
+        "apiVersion": "projectcalico.org/v3", "kind": "IPPool", "metadata": {"name": "default-ipv4-ippool"},
+        "spec": {"cidr": cidr, "blockSize": size, "ipipMode": "Never", "vxlanMode": vxlan_mode,
+                 "natOutgoing": True, "nodeSelector": "all()"}})
+
+
+def _register(state_dir: str, topo: Topology, pool: IPPool) -> None:
+    from podnet.ipam.allocator import IPAM
+    from podnet.store.open import open_store
+
+    store = open_store(state_dir)
+    try:
+        objs: list[Resource] = node_resources(topo)
+        if not store.list(IPPool):
+            objs.append(pool)
+        store.apply(objs)
+        ipam = IPAM(store.kv)
+        for n in topo.nodes:
+            # Like Calico's tunnel address: it also gives every node its first block up front.
+            tunnel = ipam.assign(f"podnet-tunnel.{n.name}", n.name, {"node": n.name, "type": "tunnel"})
+            cur = store.get(CalicoNode, n.name)
+            assert cur is not None
+            data = cur.to_dict()
+            data["spec"]["ipv4VXLANTunnelAddr"] = tunnel.ip
+            store.update(CalicoNode.model_validate(data), check_version=False)
+    finally:
+        store.close()
+
+
+def _record_process(state_dir: str, rec: processes.ProcessRecord) -> None:
+    state = builder.read_state(state_dir) or {}
+    state.setdefault("processes", []).append(rec.to_dict())
+    builder.write_state(state_dir, state)
+
+
+def _start_processes(state_dir: str, topo: Topology, cmds: frozenset[str]) -> None:
+    py = sys.executable
+    logs = os.path.join(state_dir, "logs")
+    for n in topo.nodes:
+        os.makedirs(run_dir(state_dir, n.name), exist_ok=True)
+        argv = [py, "-m", "podnet.agent.routing_loop", "--node", n.name, "--state-dir", state_dir]
+        _record_process(state_dir, processes.start(f"routing/{n.name}", argv,
+                                                   os.path.join(logs, f"{n.name}-routing.log"), n.netns))
+        if "agent" in cmds:
+            argv = [py, "-m", "podnet.cli.main", "--state-dir", state_dir, "agent", "--node", n.name]
+            _record_process(state_dir, processes.start(f"agent/{n.name}", argv,
+                                                       os.path.join(logs, f"{n.name}-agent.log"), n.netns))
+    if "controllers" in cmds:
+        argv = [py, "-m", "podnet.cli.main", "--state-dir", state_dir, "controllers"]
+        _record_process(state_dir, processes.start("controllers", argv, os.path.join(logs, "controllers.log")))
+
+
+def wait_ready(state_dir: str, topo: Topology, backend: str, timeout: float) -> None:
+    """Every node's routing loop has reported, and (bgp) every BGP session is Established."""
+    state = builder.read_state(state_dir) or {}
+    started = state.get("started", 0)
+    deadline = time.monotonic() + timeout
+    pending = [n.name for n in topo.nodes]
+    while True:
+        procs = [processes.ProcessRecord.from_dict(p) for p in state.get("processes", [])]
+        dead = [p.name for p in procs if not processes.alive(p)]
+        if dead:
+            logs = ", ".join(p.log for p in procs if p.name in dead)
+            raise PodnetError(f"{', '.join(dead)} exited during start-up", hint=f"see {logs}")
+        pending = [n for n in pending if not _node_ready(state_dir, n, backend, started)]
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise PodnetError(f"nodes not ready after {timeout:.0f} s: {', '.join(pending)}",
+                              hint=f"see {os.path.join(state_dir, 'logs')}")
+        time.sleep(0.05)
+
+
+def _node_ready(state_dir: str, node: str, backend: str, started: float) -> bool:
+    st = read_status(run_dir(state_dir, node))
+    if st is None or st.get("time", 0) < started:
+        return False
+    if backend == "bgp":
+        try:
+            rows = peer_rows(Bird(run_dir(state_dir, node)).protocols())
+        except PodnetError:
+            return False
+        return all(r.info == "Established" for r in rows)
+    return True
+
+
+def down(state_dir: str, progress: Progress = _noop) -> list[str]:
+    """Remove the recorded cluster; returns what was removed. Idempotent."""
+    state = builder.read_state(state_dir)
+    if state is None:
+        return []
+    done: list[str] = []
+    for p in reversed(state.get("processes", [])):
+        rec = processes.ProcessRecord.from_dict(p)
+        if processes.stop(rec):
+            done.append(f"process {rec.name} ({rec.pid})")
+    topo = Topology.from_dict(state["topology"])
+    for n in topo.nodes:
+        if Bird(run_dir(state_dir, n.name)).stop():
+            done.append(f"bird on {n.name}")
+    progress(f"removing {len(state.get('netns', []))} namespaces")
+    done += [f"netns {n}" for n in builder.destroy(state_dir)]
+    for sub in ("nodes", "logs"):
+        shutil.rmtree(os.path.join(state_dir, sub), ignore_errors=True)
+    if state.get("created_store"):
+        for f in glob.glob(os.path.join(state_dir, "store.db*")):
+            os.unlink(f)
+    return done
+
+
+def status(state_dir: str) -> dict[str, Any]:
+    """The cluster record plus, per node, its processes and last routing report."""
+    state = builder.read_state(state_dir)
+    if state is None:
+        raise PodnetError(f"no cluster recorded in {state_dir}", hint="start one with `podnet up`")
+    topo = Topology.from_dict(state["topology"])
+    procs = [processes.ProcessRecord.from_dict(p) for p in state.get("processes", [])]
+    rows = []
+    for n in topo.nodes:
+        mine = [p for p in procs if p.name.endswith("/" + n.name)]
+        st = read_status(run_dir(state_dir, n.name)) or {}
+        rows.append({"name": n.name, "netns": n.netns, "address": n.address, "segment": n.segment,
+                     "processes": {p.name.split("/")[0]: (p.pid, processes.alive(p)) for p in mine},
+                     "routes": len(st.get("routes", [])), "refusals": st.get("refusals", []),
+                     "errors": st.get("errors", []) + st.get("problems", []), "reported": st.get("time")})
+    others = [(p.name, p.pid, processes.alive(p)) for p in procs if "/" not in p.name]
+    return {"backend": state.get("backend"), "underlay": topo.underlay, "pod_cidr": state.get("pod_cidr"),
+            "nodes": rows, "processes": others, "externals": [(e.name, e.address) for e in topo.externals],
+            "topology": topo}
+
+
+def node_netns(state_dir: str, node: str) -> str:
+    state = builder.read_state(state_dir)
+    if state is None:
+        raise PodnetError(f"no cluster recorded in {state_dir}", hint="start one with `podnet up`")
+    return Topology.from_dict(state["topology"]).node(node).netns
+
+
+__all__ = ["down", "node_netns", "status", "up", "wait_ready"]

@@ -1,0 +1,84 @@
+"""Processes the lab starts (node agents, routing loops, controllers): started detached with
+their PID recorded, stopped by that PID only after checking it is still the same process."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+from podnet.kernel import netns
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    name: str  # "routing/k8s-master01"
+    pid: int
+    argv: tuple[str, ...]
+    log: str
+    netns: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ProcessRecord":
+        return cls(name=d["name"], pid=d["pid"], argv=tuple(d["argv"]), log=d["log"], netns=d.get("netns"))
+
+
+def start(name: str, argv: Sequence[str], log: str, ns: str | None = None,
+          env: dict[str, str] | None = None) -> ProcessRecord:
+    """Start ``argv`` (inside ``ns`` if given) in its own session, output appended to ``log``."""
+    os.makedirs(os.path.dirname(log), exist_ok=True)
+    full = netns.nsenter_argv(ns, argv) if ns else list(argv)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(full, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, env={**os.environ, **(env or {})})
+    return ProcessRecord(name=name, pid=proc.pid, argv=tuple(argv), log=log, netns=ns)
+
+
+def alive(rec: ProcessRecord) -> bool:
+    """Still running, not a zombie, and still the process we started (PIDs get reused)."""
+    try:
+        with open(f"/proc/{rec.pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                return False
+        with open(f"/proc/{rec.pid}/cmdline", "rb") as f:
+            cmd = f.read().split(b"\0")
+    except (OSError, IndexError):
+        return False
+    want = [a.encode() for a in rec.argv]  # nsenter execs the command, so argv is the process's own
+    return cmd[: len(want)] == want
+
+
+def stop(rec: ProcessRecord, timeout: float = 5.0) -> bool:
+    """SIGTERM, wait, then SIGKILL. False if it was not running (idempotent)."""
+    if not alive(rec):
+        return False
+    try:
+        os.kill(rec.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive(rec):
+            _reap(rec.pid)
+            return True
+        _reap(rec.pid)
+        time.sleep(0.02)
+    try:
+        os.kill(rec.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    _reap(rec.pid)
+    return True
+
+
+def _reap(pid: int) -> None:
+    """Collect our own child's exit status, if it is ours (so it does not linger as a zombie)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
