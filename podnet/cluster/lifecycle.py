@@ -16,7 +16,7 @@ from typing import Any, Callable
 from podnet.errors import PodnetError
 from podnet.kernel.bird import Bird, peer_rows
 from podnet.kernel.routes_apply import read_status
-from podnet.model import CalicoNode, IPPool, Resource
+from podnet.model import CalicoNode, IPPool, Node, Resource
 from podnet.routing import BACKENDS
 
 from . import builder, processes
@@ -81,6 +81,9 @@ def _register(state_dir: str, topo: Topology, pool: IPPool) -> None:
         if not store.list(IPPool):
             objs.append(pool)
         store.apply(objs)
+        for obj in objs:  # apply keeps status out (a subresource): the addresses go in here
+            if isinstance(obj, Node):
+                store.update_status(obj)
         ipam = IPAM(store.kv)
         for n in topo.nodes:
             # Like Calico's tunnel address: it also gives every node its first block up front.

@@ -1,0 +1,107 @@
+"""`podnet up` / `down` end to end through the CLI: nodes registered with underlay addresses,
+BGP Established everywhere, `node status` and `node exec` as in the seeds, routing follows a
+store change (IPPool vxlanMode), a routing process killed with -9 and restarted duplicates
+nothing, and `down` leaves the root namespace exactly as it was."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import pytest
+
+from podnet.kernel import netns
+
+from test_routing_backends import root_state
+
+pytestmark = pytest.mark.kernel
+
+if os.geteuid() != 0:
+    pytest.skip("needs root", allow_module_level=True)
+
+
+@pytest.fixture
+def cluster():
+    sd = tempfile.mkdtemp(prefix="podnet-up-")
+    prefix = f"pt-{uuid.uuid4().hex[:5]}-"
+    before = root_state()
+
+    def podnet(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        res = subprocess.run([sys.executable, "-m", "podnet.cli.main", "--state-dir", sd, *args],
+                             capture_output=True, text=True, timeout=timeout)
+        if check:
+            assert res.returncode == 0, res.stdout + res.stderr
+        return res
+
+    yield podnet, sd, prefix
+    podnet("down", check=False)
+    leftovers = [n for n in netns.list_all() if n.startswith(prefix)]
+    assert leftovers == []
+    assert root_state() == before
+    assert not os.path.exists(os.path.join(sd, "store.db"))
+    shutil.rmtree(sd, ignore_errors=True)
+
+
+def test_up_status_change_restart_down(cluster):
+    podnet, sd, prefix = cluster
+    res = podnet("up", "--nodes", "3", "--backend", "bgp", "--prefix", prefix)
+    assert "cluster up: 3 nodes (k8s-master01, k8s-node01, k8s-node02), backend bgp" in res.stdout
+
+    nodes = json.loads(podnet("get", "nodes", "-o", "json").stdout)
+    items = nodes.get("items", nodes if isinstance(nodes, list) else [])
+    addrs = {i["metadata"]["name"]: i["status"]["addresses"][0]["address"] for i in items}
+    assert addrs == {"k8s-master01": "192.168.10.71", "k8s-node01": "192.168.10.72", "k8s-node02": "192.168.10.73"}
+
+    out = podnet("node", "status", "k8s-master01").stdout
+    assert "Calico process is running." in out
+    assert "| 192.168.10.72 | node-to-node mesh | up    |" in out and out.count("Established") == 2
+
+    routes = podnet("node", "exec", "k8s-master01", "--", "ip", "route").stdout
+    assert "blackhole 10.244.0.0/26 proto bird" in routes
+    assert "10.244.0.64/26 via 192.168.10.72 dev eth0 proto bird" in routes
+    protos = podnet("node", "exec", "k8s-node01", "--", "birdc", "show", "protocols").stdout
+    assert "Mesh_192_168_10_71" in protos
+
+    status = podnet("status").stdout
+    assert status.count("Ready") == 3 and "192.168.94.134" in status
+
+    # A store change reaches every node: vxlanMode Always moves the blocks onto vxlan.calico.
+    pool = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+    pool.write("apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: default-ipv4-ippool\n"
+               "spec:\n  cidr: 10.244.0.0/16\n  blockSize: 26\n  vxlanMode: Always\n  natOutgoing: true\n")
+    pool.close()
+    podnet("apply", "-f", pool.name)
+    os.unlink(pool.name)
+    deadline = time.monotonic() + 10
+    while "dev vxlan.calico" not in podnet("node", "exec", "k8s-master01", "--", "ip", "route").stdout:
+        assert time.monotonic() < deadline, "routing did not follow the IPPool change"
+        time.sleep(0.1)
+    fdb = podnet("node", "exec", "k8s-master01", "--", "bridge", "fdb", "show", "dev", "vxlan.calico").stdout
+    assert fdb.count("self permanent") == 2
+
+    # kill -9 a routing process; a new one adopts the kernel state: no change, nothing duplicated.
+    with open(os.path.join(sd, "cluster.json")) as f:
+        state = json.load(f)
+    rec = next(p for p in state["processes"] if p["name"] == "routing/k8s-node01")
+    os.kill(rec["pid"], signal.SIGKILL)
+    before = podnet("node", "exec", "k8s-node01", "--", "ip", "route").stdout
+    ns = f"{prefix}k8s-node01"
+    again = netns.run_in(ns, [sys.executable, "-c",
+                              "import json, sys; from podnet.agent.routing import RoutingReconciler; "
+                              "from podnet.store.open import open_store; "
+                              f"r = RoutingReconciler('k8s-node01', 'bgp', {sd!r}); "
+                              f"s = r.reconcile(open_store({sd!r}, bootstrap=False).snapshot()); "
+                              "print(json.dumps([s.changes, s.errors, s.bird]))"])
+    changes, errors, bird = json.loads(again.stdout)
+    assert (changes, errors, bird) == ([], [], "unchanged"), again.stderr
+    assert podnet("node", "exec", "k8s-node01", "--", "ip", "route").stdout == before
+
+    res = podnet("down")
+    assert "cluster down" in res.stdout
+    assert podnet("down").stdout.strip() == "no cluster is running"
