@@ -16,7 +16,7 @@ import builtins
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterator, Literal, Mapping, Protocol, Sequence, Union
+from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Protocol, Sequence, Union
 
 from ..errors import AlreadyExists, Conflict, NotFound, PodnetError
 from ..model import KINDS, Namespace, Resource
@@ -175,14 +175,18 @@ class Snapshot:
     revision: int
     objects: Mapping[str, tuple[Resource, ...]] = field(default_factory=dict)
     raw: Mapping[str, dict[str, Any]] = field(default_factory=dict)
+    _index: dict[tuple[str, str | None, str], Resource] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        index = {(kind, o.metadata.namespace, o.metadata.name): o for kind, objs in self.objects.items() for o in objs}
+        object.__setattr__(self, "_index", index)
 
     def of(self, cls: type[Resource]) -> tuple[Resource, ...]:
         return self.objects.get(cls.KIND, ())
 
     def get(self, cls: type[Resource], name: str, namespace: str | None = None) -> Resource | None:
         ns = (namespace or "default") if cls.NAMESPACED else None
-        return next((o for o in self.of(cls) if o.metadata.name == name and
-                     (o.metadata.namespace if cls.NAMESPACED else None) == ns), None)
+        return self._index.get((cls.KIND, ns, name))
 
 
 class ResourceStore:
@@ -207,7 +211,7 @@ class ResourceStore:
              selector: Matcher | None = None) -> builtins.list[Resource]:
         """Objects of a kind sorted by (namespace, name); ``namespace`` None = all namespaces."""
         records, _ = self.kv.list(prefix_for(cls, namespace))
-        objs = [decode(r, cls) for r in records]
+        objs = _sorted(decode(r, cls) for r in records)
         return [o for o in objs if selector is None or selector.matches(o.metadata.labels)]
 
     def snapshot(self) -> Snapshot:
@@ -220,7 +224,7 @@ class ResourceStore:
                 raw[record.key] = record.value
             else:
                 objects.setdefault(cls.KIND, []).append(decode(record, cls))
-        return Snapshot(revision, {k: tuple(v) for k, v in objects.items()}, raw)
+        return Snapshot(revision, {k: tuple(_sorted(v)) for k, v in objects.items()}, raw)
 
     def watch(self, from_revision: int, timeout: float | None = None,
               kinds: Sequence[type[Resource]] | None = None) -> Iterator[tuple[WatchType, Resource]]:
@@ -454,6 +458,11 @@ class ResourceStore:
             if not leftovers:
                 return
             self.kv.txn([Compare(k, r.mod_revision) for k, r in leftovers.items()], [Delete(k) for k in leftovers])
+
+
+def _sorted(objs: Iterable[Resource]) -> builtins.list[Resource]:
+    """By (namespace, name), as kubectl lists (key order differs: '/' sorts after '-')."""
+    return sorted(objs, key=lambda o: (o.metadata.namespace or "", o.metadata.name))
 
 
 def _ref_key(ref: Ref) -> tuple[type[Resource], str, str]:

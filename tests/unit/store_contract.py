@@ -822,3 +822,13 @@ class TestApplyResults:
                 stored = rs.get(type(obj), obj.name, obj.metadata.namespace)
                 assert obj == stored, (round_, action, obj.name)
         assert rs.get(Pod, "d").metadata.uid != "u-1"  # type: ignore[union-attr]
+
+
+class TestOrdering:
+    def test_lists_and_snapshots_sort_by_namespace_then_name(self, rs: ResourceStore) -> None:
+        rs.apply([ns("a"), ns("a-b"), pod("z", "a"), pod("y", "a-b"), pod("x", "a")])
+        expected = ["a/x", "a/z", "a-b/y"]
+        assert [p.ref for p in rs.list(Pod)] == expected
+        snap = rs.snapshot()
+        assert [p.ref for p in snap.of(Pod)] == expected
+        assert snap.get(Pod, "y", "a-b") is not None and snap.get(Namespace, "a-b") is not None

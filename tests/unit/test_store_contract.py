@@ -8,5 +8,5 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # so child processes a
 
 from store_contract import (  # noqa: E402,F401
     TestApply, TestApplyResults, TestConcurrency, TestConditionalWrites, TestDelete, TestList, TestResourceBasics,
-    TestResourceUpdates, TestRevisions, TestSnapshotAndWatch, TestTxn, TestWatch, backend, rs, store,
+    TestOrdering, TestResourceUpdates, TestRevisions, TestSnapshotAndWatch, TestTxn, TestWatch, backend, rs, store,
 )
