@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Iterable, Mapping
 
+from podnet.errors import NotFound, PodnetError
 from podnet.model import Namespace, NetworkPolicy, Pod
 from podnet.model.selectors import LabelSelector
 
@@ -168,14 +169,10 @@ class ClusterState:
             try:
                 return self.by_key[ref]
             except KeyError:
-                from podnet.errors import NotFound
-
                 raise NotFound(f"pod {ref} not found", hint="give NAMESPACE/POD of an existing pod, or an IP address") from None
         try:
             ip = str(ipaddress.ip_address(ref))
         except ValueError:
-            from podnet.errors import PodnetError
-
             raise PodnetError(f"{ref!r} is neither NAMESPACE/POD nor an IP address",
                               hint="write e.g. default/web or 10.244.1.5") from None
         return self.by_ip.get(ip) or Endpoint(ip=ip)

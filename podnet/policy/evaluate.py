@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from .cluster import ICMP, NAME_LABEL, ClusterState, Endpoint, always_allowed, port_matches
+from podnet.model.selectors import LabelSelector
+
 from .ir import Direction, IPBlockPeer, PodPeer, PolicyIR, PortMatch, Provenance, Rule
 
 
@@ -271,7 +273,7 @@ def _check_peer(state: ClusterState, peer: PodPeer | IPBlockPeer, ep: Endpoint) 
     return PartCheck(prov, True, f"{desc} matches {ep.key} ({scope}, labels {_labels(ep.labels)})")
 
 
-def _sel(selector) -> str:  # type: ignore[no-untyped-def]
+def _sel(selector: LabelSelector) -> str:
     return "{} (all)" if selector.is_empty else selector.describe()
 
 

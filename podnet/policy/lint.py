@@ -13,6 +13,8 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+from podnet.model.selectors import LabelSelector
+
 from .cluster import NAME_LABEL, ClusterState, Endpoint, direction_allowed
 from .ir import Direction, IPBlockPeer, PodPeer, PolicyIR, PortMatch, Rule
 
@@ -47,6 +49,8 @@ class LintWarning:
 
 
 Locate = Callable[[str, Path], "str | None"]
+#: warn(policy, field path, code, message, hint=None): records one finding
+Warn = Callable[..., None]
 
 
 def lint(state: ClusterState, locate: Locate | None = None) -> list[LintWarning]:
@@ -71,7 +75,7 @@ def lint(state: ClusterState, locate: Locate | None = None) -> list[LintWarning]
     return sorted(out, key=lambda w: (_loc_key(w.location), w.policy, w.path, w.code))
 
 
-def _desc(selector) -> str:  # type: ignore[no-untyped-def]
+def _desc(selector: LabelSelector) -> str:
     return "{} (all pods)" if selector.is_empty else selector.describe()
 
 
@@ -90,7 +94,7 @@ def _peer_key(rule: Rule) -> str:
     return "from" if rule.direction == "ingress" else "to"
 
 
-def _check_subject(state: ClusterState, pol: PolicyIR, selected: list[Endpoint], warn) -> None:  # type: ignore[no-untyped-def]
+def _check_subject(state: ClusterState, pol: PolicyIR, selected: list[Endpoint], warn: Warn) -> None:
     if not selected:
         host = [ep for ep in state.pods if ep.namespace == pol.namespace and ep.host_network
                 and pol.pod_selector.matches(ep.labels)]
@@ -100,7 +104,7 @@ def _check_subject(state: ClusterState, pol: PolicyIR, selected: list[Endpoint],
              "check the labels (kubectl get pods --show-labels) or the policy's namespace")
 
 
-def _check_types(pol: PolicyIR, warn) -> None:  # type: ignore[no-untyped-def]
+def _check_types(pol: PolicyIR, warn: Warn) -> None:
     for direction in pol.ignored_directions:
         kind = direction.capitalize()
         warn(pol, ("spec", "policyTypes"), "ignored-rules",
@@ -108,7 +112,7 @@ def _check_types(pol: PolicyIR, warn) -> None:  # type: ignore[no-untyped-def]
              f"add {kind} to policyTypes, or remove the {direction} section")
 
 
-def _check_types_default(pol: PolicyIR, spec_types_given: bool, has_ingress: bool, has_egress: bool, warn) -> None:  # type: ignore[no-untyped-def]
+def _check_types_default(pol: PolicyIR, spec_types_given: bool, has_ingress: bool, has_egress: bool, warn: Warn) -> None:
     if not spec_types_given and has_egress and not has_ingress:
         warn(pol, ("spec",), "implicit-ingress-isolation",
              "policyTypes is missing and only egress rules are present: the default [Ingress, Egress] also denies "
@@ -124,7 +128,7 @@ def _pods_in_scope(state: ClusterState, peer: PodPeer) -> list[Endpoint]:
     return [ep for ep in state.pods if ep.selectable and peer.namespace_in_scope(ep.namespace or "", dict(state.ns_labels(ep.namespace)))]
 
 
-def _check_rule(state: ClusterState, pol: PolicyIR, rule: Rule, selected: list[Endpoint], warn) -> None:  # type: ignore[no-untyped-def]
+def _check_rule(state: ClusterState, pol: PolicyIR, rule: Rule, selected: list[Endpoint], warn: Warn) -> None:
     key = _peer_key(rule)
     peers = rule.peers or ()
     for j, peer in enumerate(peers):
@@ -174,7 +178,7 @@ def _check_rule(state: ClusterState, pol: PolicyIR, rule: Rule, selected: list[E
     _check_dns_protocols(pol, rule, warn)
 
 
-def _warn_ns_selector(state: ClusterState, pol: PolicyIR, peer: PodPeer, path: Path, warn) -> None:  # type: ignore[no-untyped-def]
+def _warn_ns_selector(state: ClusterState, pol: PolicyIR, peer: PodPeer, path: Path, warn: Warn) -> None:
     sel = peer.namespace_selector
     assert sel is not None
     keys = set((sel.match_labels or {}).keys()) | {e.key for e in sel.match_expressions or ()}
@@ -193,7 +197,7 @@ def _warn_ns_selector(state: ClusterState, pol: PolicyIR, peer: PodPeer, path: P
              "check the namespace labels (kubectl get ns --show-labels)")
 
 
-def _check_block(pol: PolicyIR, peer: IPBlockPeer, path: Path, warn) -> None:  # type: ignore[no-untyped-def]
+def _check_block(pol: PolicyIR, peer: IPBlockPeer, path: Path, warn: Warn) -> None:
     try:
         ipaddress.ip_network(peer.cidr, strict=True)
     except ValueError:
@@ -208,7 +212,7 @@ def _check_block(pol: PolicyIR, peer: IPBlockPeer, path: Path, warn) -> None:  #
 
 
 def _check_named(state: ClusterState, pol: PolicyIR, rule: Rule, pm: PortMatch, k: int, selected: list[Endpoint],
-                 warn) -> None:  # type: ignore[no-untyped-def]
+                 warn: Warn) -> None:
     if rule.direction == "ingress":
         targets, who = selected, "selected pod"
     elif rule.peers is None:
@@ -237,7 +241,7 @@ def _admits(pm: PortMatch, port: int, protocol: str) -> bool:
     return not pm.is_named and pm.matches(port, protocol, None)
 
 
-def _check_dns_protocols(pol: PolicyIR, rule: Rule, warn) -> None:  # type: ignore[no-untyped-def]
+def _check_dns_protocols(pol: PolicyIR, rule: Rule, warn: Warn) -> None:
     if rule.ports is None:
         return
     udp = any(_admits(pm, 53, "UDP") for pm in rule.ports)
@@ -249,7 +253,7 @@ def _check_dns_protocols(pol: PolicyIR, rule: Rule, warn) -> None:  # type: igno
              "DNS uses UDP and falls back to TCP for large answers: allow port 53 for both")
 
 
-def _check_dns(state: ClusterState, pol: PolicyIR, selected: list[Endpoint], warn) -> None:  # type: ignore[no-untyped-def]
+def _check_dns(state: ClusterState, pol: PolicyIR, selected: list[Endpoint], warn: Warn) -> None:
     if "egress" not in pol.isolates or not selected:
         return
     dns_pods = [ep for ep in state.pods if ep.selectable and ep.labels.get(DNS_LABEL[0]) == DNS_LABEL[1]]
@@ -316,7 +320,7 @@ def _rule_covered(rule: Rule, by: Rule) -> bool:
     return True
 
 
-def _check_redundant(state: ClusterState, warn) -> None:  # type: ignore[no-untyped-def]
+def _check_redundant(state: ClusterState, warn: Warn) -> None:
     """A is redundant if B (same namespace) selects every pod A selects, isolates every direction
     A isolates, and each rule of A is covered by a rule of B: removing A changes nothing."""
     for ns, policies in state.policies_by_ns.items():

@@ -9,7 +9,7 @@ different numbers on different pods.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Callable, Mapping
 
 from .cluster import ClusterState, Endpoint, peer_matches
 from .ir import Direction, IPBlockPeer, PolicyIR, PortMatch, Rule
@@ -108,7 +108,8 @@ def resolve(state: ClusterState) -> dict[str, PodPolicy]:
     return out
 
 
-def _resolve_rule(rule: Rule, ep: Endpoint, direction: str, rule_peer_pods, all_pods: tuple[Endpoint, ...]) -> ResolvedRule:  # type: ignore[no-untyped-def]
+def _resolve_rule(rule: Rule, ep: Endpoint, direction: str, rule_peer_pods: Callable[[Rule], tuple[Endpoint, ...]],
+                  all_pods: tuple[Endpoint, ...]) -> ResolvedRule:
     peers = () if rule.peers is None else rule_peer_pods(rule)
     cidrs = () if rule.peers is None else tuple(p for p in rule.peers if isinstance(p, IPBlockPeer))
     ports: tuple[ResolvedPort, ...] | None
