@@ -5,6 +5,10 @@ for each rule of those policies the concrete peers (pod IPs, CIDRs with excepts,
 and concrete ports. Named ports are resolved per destination: for ingress against the pod
 itself; for egress against each peer pod (``ports_by_ip``), since the same name can map to
 different numbers on different pods.
+
+ipBlock and pod IPs: with ``state.ipblock_matches_pods`` (the default) pods inside a CIDR are
+already listed in ``peer_ips`` and ``cidrs`` may be matched against any address; with it off,
+``cidrs`` must not match pod-network pod addresses (exclude the pod CIDRs when compiling).
 """
 from __future__ import annotations
 
