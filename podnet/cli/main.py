@@ -12,6 +12,12 @@ from podnet.errors import PodnetError
 
 # command name → "module:attribute" of a click command. Add a line to add a command.
 COMMANDS: dict[str, str] = {
+    "agent": "podnet.cli.pods_cmds:agent",
+    "controllers": "podnet.cli.pods_cmds:controllers",
+    "exec": "podnet.cli.pods_cmds:exec_",
+    "logs": "podnet.cli.pods_cmds:logs",
+    "ipam": "podnet.cli.pods_cmds:ipam",
+    "install-cni": "podnet.cli.pods_cmds:install_cni",
     "up": "podnet.cli.cluster_cmds:up",
     "down": "podnet.cli.cluster_cmds:down",
     "status": "podnet.cli.cluster_cmds:status",
