@@ -1,0 +1,69 @@
+"""The control plane loop (``podnet controllers``): Deployments → Pods, the scheduler, and IPAM
+leak collection, each a pure planner in ``podnet.controllers`` applied to the store here."""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable
+
+from podnet.controllers import deployments, ipamgc, scheduler
+from podnet.errors import AlreadyExists, Conflict, NotFound, PodnetError
+from podnet.ipam.allocator import IPAM
+from podnet.ipam.blocks import LeakTracker
+from podnet.model.apps import Deployment
+from podnet.model.core import Node, Pod
+
+log = logging.getLogger("podnet.controllers")
+
+
+class ControlLoop:
+    """A reconciler for ``Agent``: one pass per snapshot."""
+
+    def __init__(self, store: Any, gc_grace: float = 60.0, gc_every: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self.tracker = LeakTracker(grace=gc_grace)
+        self.gc_every = gc_every
+        self.clock = clock
+        self._last_gc = -1e9
+
+    def reconcile(self, snap: Any) -> None:
+        pods = list(snap.of(Pod))
+        deps = list(snap.of(Deployment))
+        for dep in deps:
+            p = deployments.plan(dep, pods)
+            for pod in p.create:
+                try:
+                    self.store.create(pod)
+                except (AlreadyExists, NotFound):
+                    pass
+            for pod in p.delete:
+                self.store.delete(Pod, pod.name, pod.namespace)
+            if (dep.status or {}) != {**(dep.status or {}), **p.status}:
+                data = dep.to_dict()
+                data["status"] = {**(dep.status or {}), **p.status}
+                try:
+                    self.store.update_status(Deployment.model_validate(data))
+                except PodnetError:
+                    pass
+        for pod in deployments.orphans(pods, deps):
+            self.store.delete(Pod, pod.name, pod.namespace)
+        for pod, node in scheduler.schedule(pods, list(snap.of(Node))):
+            try:
+                self.store.update(scheduler.bind(pod, node), check_version=True)
+            except (Conflict, NotFound):
+                pass  # changed or deleted meanwhile: the next pass decides again
+        if self.clock() - self._last_gc >= self.gc_every:
+            self._last_gc = self.clock()
+            self.collect_ipam_leaks()
+
+    def collect_ipam_leaks(self) -> list[str]:
+        ipam = IPAM(self.store.kv)
+
+        def live() -> set[str]:
+            return ipamgc.live_handles(ipam.handles(), self.store.list(Pod))
+
+        freed = ipam.collect_leaks(live, self.tracker, self.clock())
+        for h in freed:
+            log.info("released leaked IPAM handle %s", h)
+        return freed

@@ -1,0 +1,385 @@
+"""The pod runner (the kubelet's job on one node).
+
+For every Pod bound to this node: create its network namespace, call the CNI plugin exactly as
+a runtime does, start each container as a process inside the namespace (PIDs recorded on
+disk), report status (phase, podIP, hostIP, ready, restarts), restart crashed containers with
+back-off, and on delete stop the processes by PID, call CNI DEL and remove the namespace.
+State survives an agent restart: recorded processes that are still the same process (PID
+plus start time) are adopted, not restarted.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from podnet.errors import PodnetError
+from podnet.kernel import netns
+from podnet.model.core import Node, Pod
+from podnet.workloads.images import UnknownImage, launch_for
+
+from .cnicall import CniRuntime
+
+log = logging.getLogger("podnet.agent.pods")
+STOP_GRACE = 2.0
+MAX_BACKOFF = 10.0
+
+
+def pod_netns_name(node: str, namespace: str, name: str, uid: str) -> str:
+    """The pod's namespace under /run/netns: readable, unique per pod incarnation."""
+    return f"{node}-{namespace}-{name}-{(uid or 'nouid').replace('-', '')[:6]}"[:200]
+
+
+def sandbox_id(uid: str, namespace: str, name: str) -> str:
+    """The container id CNI sees for the pod (one per incarnation, 64 hex like a runtime's)."""
+    return hashlib.sha256(f"{uid}/{namespace}/{name}".encode()).hexdigest()
+
+
+def pods_dir(state_dir: str, node: str) -> str:
+    return os.path.join(state_dir, "nodes", node, "pods")
+
+
+def pod_dir(state_dir: str, node: str, namespace: str, name: str) -> str:
+    return os.path.join(pods_dir(state_dir, node), f"{namespace}_{name}")
+
+
+def podbin_dir(state_dir: str) -> str:
+    return os.path.join(state_dir, "podbin")
+
+
+def now_rfc3339() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def proc_start_time(pid: int) -> int | None:
+    """The kernel's start time of ``pid`` (field 22 of /proc/PID/stat), None if gone/zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] in ("Z", "X") else int(fields[19])
+
+
+@dataclass
+class ContainerState:
+    name: str
+    image: str
+    argv: list[str]
+    env: dict[str, str]
+    pid: int = 0
+    start_ticks: int = 0
+    started_at: str = ""
+    restarts: int = 0
+    last_exit: int | None = None
+    exited_at: float = 0.0  # monotonic-free wall clock seconds, for back-off
+    finished: bool = False  # exited and not to be restarted
+
+
+@dataclass
+class LocalPod:
+    namespace: str
+    name: str
+    uid: str
+    netns: str = ""
+    sandbox: str = ""
+    cni_result: dict[str, Any] | None = None
+    containers: list[ContainerState] = field(default_factory=list)
+    phase: str = "Pending"
+    message: str = ""
+    reason: str = ""
+    start_time: str = ""
+    restart_policy: str = "Always"
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+    @property
+    def ip(self) -> str | None:
+        if not self.cni_result:
+            return None
+        return self.cni_result["ips"][0]["address"].split("/")[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "LocalPod":
+        d = dict(d)
+        d["containers"] = [ContainerState(**c) for c in d.get("containers", [])]
+        return cls(**d)
+
+
+class PodRunner:
+    """Reconciles this node's pods; ``reconcile(snapshot)`` is called by the agent loop."""
+
+    def __init__(self, store: Any, node: str, state_dir: str, cni: CniRuntime, podbin: str,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.node = node
+        self.state_dir = state_dir
+        self.cni = cni
+        self.podbin = podbin
+        self.clock = clock
+        self.local: dict[tuple[str, str], LocalPod] = {}
+        self.children: dict[int, subprocess.Popen[bytes]] = {}
+        self.retry_at: dict[tuple[str, str], float] = {}
+        os.makedirs(pods_dir(state_dir, node), exist_ok=True)
+        self._load()
+
+    # ---- persistence -------------------------------------------------------------------------
+
+    def _state_file(self, lp: LocalPod) -> str:
+        return os.path.join(pod_dir(self.state_dir, self.node, lp.namespace, lp.name), "pod.json")
+
+    def _save(self, lp: LocalPod) -> None:
+        path = self._state_file(lp)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path + ".tmp", "w") as f:
+            json.dump(lp.to_dict(), f)
+        os.replace(path + ".tmp", path)
+
+    def _load(self) -> None:
+        base = pods_dir(self.state_dir, self.node)
+        for entry in sorted(os.listdir(base)):
+            path = os.path.join(base, entry, "pod.json")
+            try:
+                with open(path) as f:
+                    lp = LocalPod.from_dict(json.load(f))
+            except (OSError, ValueError, TypeError):
+                continue
+            self.local[lp.key] = lp
+
+    # ---- the loop ----------------------------------------------------------------------------
+
+    def reconcile(self, snapshot: Any) -> None:
+        desired = {(p.namespace or "default", p.name): p for p in snapshot.of(Pod)
+                   if p.spec.node_name == self.node and not p.metadata.deletion_timestamp}
+        for key, lp in list(self.local.items()):
+            pod = desired.get(key)
+            if pod is None or (pod.metadata.uid or "") != lp.uid:
+                self.teardown(lp)
+        host_ip = self._host_ip(snapshot)
+        for key, pod in desired.items():
+            lp = self.local.get(key)
+            if lp is None:
+                if self.clock() < self.retry_at.get(key, 0):
+                    continue
+                lp = self.start(pod)
+                if lp is None:
+                    continue
+            else:
+                self.supervise(lp)
+            self._report(pod, lp, host_ip)
+
+    def _host_ip(self, snapshot: Any) -> str | None:
+        node = snapshot.get(Node, self.node)
+        for a in (node.status.addresses or []) if node and node.status else []:
+            if a.type == "InternalIP":
+                return a.address
+        return None
+
+    # ---- start -------------------------------------------------------------------------------
+
+    def start(self, pod: Pod) -> LocalPod | None:
+        """Sandbox + CNI ADD + containers. A failed CNI ADD removes the namespace and retries
+        later; an unknown image fails the pod for good (the user must change the spec)."""
+        ns = pod.namespace or "default"
+        uid = pod.metadata.uid or ""
+        lp = LocalPod(ns, pod.name, uid, restart_policy=pod.spec.restart_policy or "Always",
+                      start_time=now_rfc3339())
+        try:
+            launches = [(c, launch_for(pod, c, self.podbin)) for c in pod.spec.containers]
+        except UnknownImage as exc:
+            lp.phase, lp.reason, lp.message = "Failed", "UnknownImage", str(exc)
+            self.local[lp.key] = lp
+            self._save(lp)
+            return lp
+        lp.netns = pod_netns_name(self.node, ns, pod.name, uid)
+        lp.sandbox = sandbox_id(uid, ns, pod.name)
+        try:
+            if netns.exists(lp.netns):  # a half-made sandbox of an earlier crash
+                netns.remove(lp.netns)
+            netns.create(lp.netns, owner=f"pod:{self.node}")
+            lp.cni_result = self.cni.call("ADD", lp.sandbox, netns.path(lp.netns), "eth0", args=self._cni_args(lp))
+        except PodnetError as exc:
+            log.warning("pod %s/%s: sandbox failed: %s", ns, pod.name, exc)
+            self._cni_del(lp)
+            netns.remove(lp.netns)
+            self.retry_at[lp.key] = self.clock() + 2.0
+            self._set_pending(pod, str(exc))
+            return None
+        self.retry_at.pop(lp.key, None)
+        for c, launch in launches:
+            st = ContainerState(c.name, c.image or "", list(launch.argv), dict(launch.env))
+            lp.containers.append(st)
+            self._spawn(lp, st)
+        lp.phase = "Running"
+        self.local[lp.key] = lp
+        self._save(lp)
+        return lp
+
+    def _cni_args(self, lp: LocalPod) -> dict[str, str]:
+        return {"IgnoreUnknown": "1", "K8S_POD_NAMESPACE": lp.namespace, "K8S_POD_NAME": lp.name,
+                "K8S_POD_INFRA_CONTAINER_ID": lp.sandbox, "K8S_POD_UID": lp.uid}
+
+    def _spawn(self, lp: LocalPod, st: ContainerState) -> None:
+        logdir = pod_dir(self.state_dir, self.node, lp.namespace, lp.name)
+        os.makedirs(logdir, exist_ok=True)
+        with open(os.path.join(logdir, f"{st.name}.log"), "ab") as out:
+            proc = netns.popen_in(lp.netns, st.argv, stdin=subprocess.DEVNULL, stdout=out,
+                                  stderr=subprocess.STDOUT, start_new_session=True, cwd=logdir,
+                                  env={**st.env, "POD_IP": lp.ip or ""})
+        self.children[proc.pid] = proc
+        st.pid = proc.pid
+        st.start_ticks = proc_start_time(proc.pid) or 0
+        st.started_at = now_rfc3339()
+        st.finished = False
+
+    # ---- supervise -----------------------------------------------------------------------------
+
+    def _alive(self, st: ContainerState) -> bool:
+        child = self.children.get(st.pid)
+        if child is not None:
+            if child.poll() is None:
+                return True
+            st.last_exit = child.returncode
+            del self.children[st.pid]
+            return False
+        return st.pid > 0 and proc_start_time(st.pid) == st.start_ticks  # adopted after a restart
+
+    def supervise(self, lp: LocalPod) -> None:
+        """Restart exited containers per restartPolicy, with exponential back-off."""
+        if lp.phase in ("Failed", "Succeeded") or not lp.netns:
+            return
+        changed = False
+        for st in lp.containers:
+            if st.finished or st.pid == 0 or self._alive(st):
+                continue
+            if st.exited_at == 0:
+                st.exited_at = self.clock()
+                changed = True
+            restart = lp.restart_policy == "Always" or (lp.restart_policy == "OnFailure" and st.last_exit != 0)
+            if not restart:
+                st.finished, st.pid = True, 0
+                changed = True
+                continue
+            backoff = min(MAX_BACKOFF, 0.5 * (2 ** st.restarts))
+            if self.clock() - st.exited_at >= backoff:
+                st.restarts += 1
+                st.exited_at = 0
+                self._spawn(lp, st)
+                changed = True
+        if lp.containers and all(st.finished for st in lp.containers):
+            lp.phase = "Succeeded" if all(st.last_exit == 0 for st in lp.containers) else "Failed"
+            changed = True
+        if changed:
+            self._save(lp)
+
+    # ---- status --------------------------------------------------------------------------------
+
+    def status_for(self, lp: LocalPod, host_ip: str | None) -> dict[str, Any]:
+        cs = []
+        for st in lp.containers:
+            running = st.pid > 0 and not st.finished and st.exited_at == 0
+            if running:
+                state: dict[str, Any] = {"running": {"startedAt": st.started_at}}
+            elif st.finished:
+                state = {"terminated": {"exitCode": st.last_exit if st.last_exit is not None else -1,
+                                        "reason": "Completed" if st.last_exit == 0 else "Error"}}
+            else:
+                state = {"waiting": {"reason": "CrashLoopBackOff",
+                                     "message": f"last exit code {st.last_exit}"}}
+            cs.append({"name": st.name, "ready": running, "restartCount": st.restarts, "image": st.image,
+                       "imageID": "", "containerID": f"podnet://{lp.sandbox[:12]}-{st.name}",
+                       "started": running, "state": state})
+        ready = bool(cs) and all(c["ready"] for c in cs) and lp.phase == "Running"
+        status: dict[str, Any] = {"phase": lp.phase, "startTime": lp.start_time,
+                                  "conditions": [{"type": "Ready", "status": "True" if ready else "False"},
+                                                 {"type": "ContainersReady", "status": "True" if ready else "False"},
+                                                 {"type": "PodScheduled", "status": "True"}]}
+        if lp.message:
+            status["message"], status["reason"] = lp.message, lp.reason
+        if lp.ip:
+            status["podIP"], status["podIPs"] = lp.ip, [{"ip": lp.ip}]
+        if host_ip:
+            status["hostIP"], status["hostIPs"] = host_ip, [{"ip": host_ip}]
+        if cs:
+            status["containerStatuses"] = cs
+        return status
+
+    def _report(self, pod: Pod, lp: LocalPod, host_ip: str | None) -> None:
+        status = self.status_for(lp, host_ip)
+        if pod.to_dict().get("status") == status:
+            return
+        self._write_status(pod, status)
+
+    def _set_pending(self, pod: Pod, message: str) -> None:
+        self._write_status(pod, {"phase": "Pending", "reason": "SandboxFailed", "message": message,
+                                 "conditions": [{"type": "PodScheduled", "status": "True"}]})
+
+    def _write_status(self, pod: Pod, status: dict[str, Any]) -> None:
+        data = pod.to_dict()
+        data["status"] = status
+        try:
+            self.store.update_status(Pod.model_validate(data))
+        except PodnetError as exc:  # deleted meanwhile: the next pass tears it down
+            log.info("status of %s/%s not written: %s", pod.namespace, pod.name, exc)
+
+    # ---- teardown ------------------------------------------------------------------------------
+
+    def _stop_processes(self, lp: LocalPod) -> None:
+        targets = [st for st in lp.containers if st.pid > 0 and self._alive(st)]
+        for st in targets:
+            try:
+                os.killpg(st.pid, signal.SIGTERM)  # the container's own session: it and its children
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + STOP_GRACE
+        while targets and time.monotonic() < deadline:
+            targets = [st for st in targets if self._alive(st)]
+            if targets:
+                time.sleep(0.01)
+        for st in targets:
+            try:
+                os.killpg(st.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            child = self.children.pop(st.pid, None)
+            if child is not None:
+                child.wait(timeout=5)
+        for st in lp.containers:
+            st.pid = 0
+
+    def _cni_del(self, lp: LocalPod) -> None:
+        if not lp.sandbox:
+            return
+        try:
+            self.cni.call("DEL", lp.sandbox, netns.path(lp.netns) if netns.exists(lp.netns) else "", "eth0",
+                          args=self._cni_args(lp), prev_result=lp.cni_result)
+        except PodnetError as exc:
+            log.warning("CNI DEL for %s/%s failed: %s", lp.namespace, lp.name, exc)
+
+    def teardown(self, lp: LocalPod) -> None:
+        """Stop processes by PID, CNI DEL, remove the namespace, forget the pod. Idempotent."""
+        self._stop_processes(lp)
+        self._cni_del(lp)
+        if lp.netns:
+            netns.remove(lp.netns)
+        self.local.pop(lp.key, None)
+        self.retry_at.pop(lp.key, None)
+        shutil.rmtree(os.path.dirname(self._state_file(lp)), ignore_errors=True)
+        log.info("pod %s/%s torn down", lp.namespace, lp.name)
+
+    def teardown_all(self) -> None:
+        for lp in list(self.local.values()):
+            self.teardown(lp)

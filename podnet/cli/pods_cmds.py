@@ -1,0 +1,249 @@
+"""Pod commands: agent, controllers, exec, logs, ipam show, install-cni (thin shells)."""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+import click
+
+from .common import namespace_option, state_dir, user_errors
+from podnet.errors import NotFound, PodnetError
+
+
+def _stop_on_signals(stop: Any) -> None:
+    def handler(*_: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+@click.command("agent")
+@click.option("--node", required=True, help="This node's name (the agent runs inside its network namespace).")
+@click.option("--resync", default=1.0, show_default=True, help="Seconds between passes without changes.")
+@click.option("--keep-pods", is_flag=True, help="Leave pods running when the agent stops.")
+@click.pass_context
+@user_errors
+def agent(ctx: click.Context, node: str, resync: float, keep_pods: bool) -> None:
+    """Run the node agent: the CNI socket for podnet-cni and this node's pods."""
+    from podnet.agent.cnicall import CniRuntime
+    from podnet.agent.core import Agent
+    from podnet.agent.pods import PodRunner, podbin_dir
+    from podnet.cni.handler import Handler
+    from podnet.cni.install import install
+    from podnet.cni.server import CniServer
+    from podnet.store.open import open_store
+    from podnet.workloads.podbin import ensure_podbin
+
+    _logging()
+    sd = os.path.abspath(state_dir(ctx))
+    store = open_store(sd, bootstrap=False)
+    node_dir = os.path.join(sd, "nodes", node)
+    bin_dir, conf_dir = os.path.join(node_dir, "cni", "bin"), os.path.join(node_dir, "cni", "net.d")
+    _, conf_path = install(bin_dir, conf_dir, node=node, state_dir=sd)
+    import json
+    with open(conf_path) as f:
+        conflist = json.load(f)
+    server = CniServer(conflist["plugins"][0]["agentSocket"], Handler(lambda conf: store.kv, node)).start()
+    runner = PodRunner(store, node, sd, CniRuntime(conflist, bin_dirs=(bin_dir,)), ensure_podbin(podbin_dir(sd)))
+    loop = Agent(store, node, [runner], resync=resync)
+    _stop_on_signals(loop.stop)
+    with open(os.path.join(node_dir, "agent.ready"), "w") as f:
+        f.write(str(os.getpid()))
+    logging.getLogger("podnet.agent").info("agent for node %s running", node)
+    try:
+        loop.run()
+    finally:
+        if not keep_pods:
+            runner.teardown_all()
+        server.close()
+        try:
+            os.unlink(os.path.join(node_dir, "agent.ready"))
+        except FileNotFoundError:
+            pass
+        store.close()
+
+
+@click.command("controllers")
+@click.option("--resync", default=1.0, show_default=True)
+@click.option("--gc-grace", default=60.0, show_default=True, help="Seconds an IPAM leak must persist before it is freed.")
+@click.pass_context
+@user_errors
+def controllers(ctx: click.Context, resync: float, gc_grace: float) -> None:
+    """Run the control plane: Deployments → Pods, the scheduler and IPAM leak collection."""
+    from podnet.agent.control import ControlLoop
+    from podnet.agent.core import Agent
+    from podnet.store.open import open_store
+
+    _logging()
+    store = open_store(state_dir(ctx))
+    loop = Agent(store, "controllers", [ControlLoop(store, gc_grace=gc_grace)], resync=resync)
+    _stop_on_signals(loop.stop)
+    try:
+        loop.run()
+    finally:
+        store.close()
+
+
+def _find_pod(ctx: click.Context, name: str, namespace: str | None) -> Any:
+    from podnet.model.core import Pod
+    from podnet.store.open import open_store
+
+    store = open_store(state_dir(ctx), bootstrap=False)
+    try:
+        pod = store.get(Pod, name, namespace or "default")
+    finally:
+        store.close()
+    if pod is None:
+        raise NotFound(f'pods "{name}" not found in namespace "{namespace or "default"}"')
+    return pod
+
+
+@click.command("exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("pod")
+@namespace_option
+@click.option("-i", "--stdin", "interactive", is_flag=True, help="Pass stdin to the command.")
+@click.option("-t", "--tty", is_flag=True, help="Stdin is a terminal.")
+@click.option("-it", "it", is_flag=True, hidden=True)
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_context
+@user_errors
+def exec_(ctx: click.Context, pod: str, namespace: str | None, interactive: bool, tty: bool, it: bool,
+          command: tuple[str, ...]) -> None:
+    """Run COMMAND inside POD's network namespace (busybox applets on PATH); its exit code is ours."""
+    from podnet.agent.pods import pod_dir, pod_netns_name, podbin_dir
+    from podnet.kernel import netns
+    from podnet.workloads.podbin import ensure_podbin
+
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise PodnetError("no command given", hint="podnet exec POD -- CMD [ARGS…]")
+    p = _find_pod(ctx, pod, namespace)
+    ns = p.namespace or "default"
+    if not p.spec.node_name:
+        raise PodnetError(f"pod {ns}/{pod} is not scheduled to a node yet", hint="wait for it to be Running")
+    name = pod_netns_name(p.spec.node_name, ns, p.name, p.metadata.uid or "")
+    if not netns.exists(name):
+        raise PodnetError(f"pod {ns}/{pod} has no running sandbox (phase {p.status.phase or 'Pending'})",
+                          hint=f"check `podnet get pod {pod} -n {ns}` and `podnet logs {pod} -n {ns}`")
+    sd = os.path.abspath(state_dir(ctx))
+    podbin = ensure_podbin(podbin_dir(sd))
+    env = {"PATH": f"{podbin}:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME": p.name, "HOME": "/root",
+           "TERM": os.environ.get("TERM", "dumb"), "POD_NAME": p.name, "POD_NAMESPACE": ns}
+    cwd = pod_dir(sd, p.spec.node_name, ns, p.name)
+    if os.path.isdir(cwd):
+        os.chdir(cwd)
+    sys.stdout.flush()
+    argv = netns.nsenter_argv(name, command)
+    if not (interactive or it):
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+    os.execvpe(argv[0], argv, env)
+
+
+@click.command("logs")
+@click.argument("pod")
+@namespace_option
+@click.option("-c", "--container", default=None, help="Container name (default: the first).")
+@click.option("-f", "--follow", is_flag=True)
+@click.option("--tail", default=-1, help="Lines from the end (-1: all).")
+@click.pass_context
+@user_errors
+def logs(ctx: click.Context, pod: str, namespace: str | None, container: str | None, follow: bool, tail: int) -> None:
+    """Print a container's output."""
+    from podnet.agent.pods import pod_dir
+
+    p = _find_pod(ctx, pod, namespace)
+    ns = p.namespace or "default"
+    names = [c.name for c in p.spec.containers]
+    cname = container or names[0]
+    if cname not in names:
+        raise PodnetError(f"container {cname} is not valid for pod {pod}", hint=f"choose one of: {' '.join(names)}")
+    if not p.spec.node_name:
+        raise PodnetError(f"pod {ns}/{pod} is not scheduled yet; it has no logs")
+    path = os.path.join(pod_dir(os.path.abspath(state_dir(ctx)), p.spec.node_name, ns, p.name), f"{cname}.log")
+    if not os.path.exists(path):
+        raise PodnetError(f"container {cname} in pod {ns}/{pod} has not started (phase {p.status.phase or 'Pending'})")
+    with open(path, "rb") as f:
+        lines = f.read().decode(errors="replace").splitlines(keepends=True)
+        click.echo("".join(lines[-tail:] if tail >= 0 else lines), nl=False)
+        while follow:
+            chunk = f.read()
+            if chunk:
+                click.echo(chunk.decode(errors="replace"), nl=False)
+            else:
+                time.sleep(0.2)
+
+
+@click.group("ipam")
+def ipam() -> None:
+    """IP address management (calicoctl ipam style)."""
+
+
+@ipam.command("show")
+@click.option("--show-blocks", is_flag=True, help="Also list every block with its node and usage.")
+@click.pass_context
+@user_errors
+def ipam_show(ctx: click.Context, show_blocks: bool) -> None:
+    """Pools (and blocks) with total, used and free addresses."""
+    from podnet.ipam.allocator import IPAM
+    from podnet.store.open import open_store
+
+    store = open_store(state_dir(ctx), bootstrap=False)
+    try:
+        rows = IPAM(store.kv).usage()
+    finally:
+        store.close()
+    click.echo(render_usage(rows, show_blocks), nl=False)
+
+
+def _pct(n: int, total: int) -> str:
+    return f"{n} ({round(100 * n / total) if total else 0}%)"
+
+
+def render_usage(rows: Any, show_blocks: bool) -> str:
+    """calicoctl's table: GROUPING, CIDR, (NODE), IPS TOTAL, IPS IN USE, IPS FREE."""
+    head = ["GROUPING", "CIDR"] + (["NODE"] if show_blocks else []) + ["IPS TOTAL", "IPS IN USE", "IPS FREE"]
+    table = []
+    for u in rows:
+        table.append(["IP Pool" + (" (disabled)" if u.disabled else ""), u.cidr] + (["" ] if show_blocks else [])
+                     + [str(u.size), _pct(u.used, u.size), _pct(u.free, u.size)])
+        if show_blocks:
+            for b in u.blocks:
+                table.append(["Block", b.cidr, b.node or "(none)", str(b.size), _pct(b.used, b.size),
+                              _pct(b.free, b.size)])
+    widths = [max(len(r[i]) for r in [head] + table) for i in range(len(head))]
+    sep = "+" + "+".join("-" * (w + 2) for w in widths) + "+\n"
+
+    def line(r: list[str]) -> str:
+        return "|" + "|".join(f" {c:<{w}} " for c, w in zip(r, widths)) + "|\n"
+
+    return sep + line(head) + sep + "".join(line(r) for r in table) + sep
+
+
+@click.command("install-cni")
+@click.option("--bin-dir", default="/opt/cni/bin", show_default=True)
+@click.option("--conf-dir", default="/etc/cni/net.d", show_default=True)
+@click.option("--node", default=None, help="This node's name (default: the host name).")
+@click.option("--mtu", default=1500, show_default=True)
+@click.option("--pod-cidr", default="10.244.0.0/16", show_default=True)
+@click.option("--network", default="k8s-pod-network", show_default=True)
+@click.pass_context
+@user_errors
+def install_cni(ctx: click.Context, bin_dir: str, conf_dir: str, node: str | None, mtu: int, pod_cidr: str,
+                network: str) -> None:
+    """Install the podnet-cni plugin and write its conflist."""
+    from podnet.cni.install import install
+
+    exe, conf = install(bin_dir, conf_dir, node=node or os.uname().nodename, state_dir=state_dir(ctx),
+                        mtu=mtu, pod_cidr=pod_cidr, name=network)
+    click.echo(f"installed {exe}\nwrote {conf}")
