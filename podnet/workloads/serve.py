@@ -66,6 +66,14 @@ def _serve_udp(port: int, name: str) -> None:
         _log(f"{peer[0]} udp")
 
 
+def sctp_supported() -> bool:
+    try:
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_SCTP).close()
+        return True
+    except OSError:
+        return False
+
+
 def serve(argv: list) -> int:
     ap = argparse.ArgumentParser(prog="serve")
     ap.add_argument("--name", required=True)
@@ -75,13 +83,16 @@ def serve(argv: list) -> int:
     threads = []
     for spec in a.ports:
         proto, _, port = spec.partition(":")
+        if proto == "sctp" and not sctp_supported():
+            _log(f"sctp:{port} not served: this kernel has no SCTP support")
+            continue
         target = _serve_udp if proto == "udp" else _serve_stream
         args = (int(port), a.name) if proto == "udp" else (int(port), proto, a.name)
         t = threading.Thread(target=target, args=args, daemon=True)
         t.start()
         threads.append(t)
     _log(f"{a.name} serving {' '.join(a.ports)}")
-    while all(t.is_alive() for t in threads):
+    while all(t.is_alive() for t in threads) and threads:
         time.sleep(1)
     return 1  # a listener died (port in use?): exit so the pod restarts it
 
