@@ -1,0 +1,133 @@
+"""Pure parts of the pod machinery: scheduler, Deployment planner, IPAM liveness, CNI spec values."""
+from __future__ import annotations
+
+import itertools
+import re
+
+import pytest
+
+from podnet.cni import spec
+from podnet.controllers import deployments, ipamgc, scheduler
+from podnet.model.apps import Deployment
+from podnet.model.core import Node, Pod
+from podnet.workloads.images import UnknownImage, image_base, launch_for
+
+
+def node(name: str, **labels: str) -> Node:
+    return Node.model_validate({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels}})
+
+
+def pod(name: str, node_name: str | None = None, ns: str = "default", phase: str | None = None,
+        selector: dict | None = None, image: str = "busybox", labels: dict | None = None) -> Pod:
+    spec_: dict = {"containers": [{"name": "c", "image": image}]}
+    if node_name:
+        spec_["nodeName"] = node_name
+    if selector:
+        spec_["nodeSelector"] = selector
+    d = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns, "labels": labels or {}},
+         "spec": spec_}
+    if phase:
+        d["status"] = {"phase": phase}
+    return Pod.model_validate(d)
+
+
+def dep(replicas: int = 3, image: str = "nginx") -> Deployment:
+    return Deployment.model_validate({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "default", "uid": "u1"},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "nginx", "image": image}]}}}})
+
+
+def test_scheduler_fewest_pods_first_and_selector() -> None:
+    nodes = [node("b"), node("a", disk="ssd"), node("c")]
+    pods = [pod("x1", "a"), pod("x2", "a"), pod("x3", "b"), pod("done", "c", phase="Succeeded"),
+            pod("p1"), pod("p2"), pod("p3"), pod("ssd", selector={"disk": "ssd"}), pod("nowhere", selector={"gpu": "1"})]
+    got = {p.name: n for p, n in scheduler.schedule(pods, nodes)}
+    # c has no live pods → p1; then b and c tie at 1 → b (name order); then c
+    assert got == {"p1": "c", "p2": "b", "p3": "c", "ssd": "a"}
+    assert scheduler.bind(pod("p1"), "c").spec.node_name == "c"
+
+
+def test_scheduler_is_order_independent() -> None:
+    nodes = [node("n1"), node("n2")]
+    pods = [pod(f"p{i}") for i in range(5)] + [pod("old", "n1")]
+    results = {tuple((p.name, n) for p, n in scheduler.schedule(list(perm), nodes))
+               for perm in itertools.permutations(pods)}
+    assert len(results) == 1
+
+
+def test_deployment_plan_names_scale_and_template_change() -> None:
+    d = dep(3)
+    p = deployments.plan(d, [])
+    names = [x.name for x in p.create]
+    assert len(names) == 3 and len(set(names)) == 3
+    h = deployments.template_hash(d)
+    assert all(re.fullmatch(rf"web-{h}-[bcdfghjklmnpqrstvwxz2456789]{{5}}", n) for n in names)
+    assert all(x.labels == {"app": "web", "pod-template-hash": h} for x in p.create)
+    assert p.create[0].metadata.owner_references[0]["name"] == "web"  # type: ignore[index]
+    assert deployments.plan(d, []).create == p.create  # deterministic
+    # all exist → nothing to do; scale to 1 → delete two
+    assert deployments.plan(d, list(p.create)).create == () and deployments.plan(d, list(p.create)).delete == ()
+    down = deployments.plan(dep(1), list(p.create))
+    assert len(down.delete) == 2 and down.create == ()
+    # a new template → 3 new pods, the old ones deleted
+    newer = deployments.plan(dep(3, image="httpd"), list(p.create))
+    assert len(newer.create) == 3 and {x.name for x in newer.delete} == set(names)
+    assert deployments.orphans(list(p.create), []) == list(p.create)
+    assert deployments.orphans(list(p.create), [d]) == []
+
+
+def test_ipam_liveness() -> None:
+    handles = {"a": {"namespace": "default", "pod": "web", "node": "n1", "containerID": "1"},
+               "b": {"namespace": "default", "pod": "gone", "node": "n1", "containerID": "2"},
+               "c": {"namespace": "default", "pod": "moved", "node": "n1", "containerID": "3"},
+               "podman": {"containerID": "4"}}
+    pods = [pod("web", "n1"), pod("moved", "n2")]
+    assert ipamgc.live_handles(handles, pods) == {"a", "podman"}
+
+
+def test_cni_spec_values() -> None:
+    with pytest.raises(spec.CniError) as e:
+        spec.parse_env({"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c", "CNI_IFNAME": "eth0", "CNI_PATH": "/x"})
+    assert e.value.code == 4 and "CNI_NETNS" in e.value.msg
+    with pytest.raises(spec.CniError) as e:
+        spec.parse_env({})
+    assert e.value.code == 4
+    env = spec.parse_env({"CNI_COMMAND": "DEL", "CNI_CONTAINERID": "c", "CNI_IFNAME": "eth0", "CNI_PATH": "/x",
+                          "CNI_ARGS": "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web"})
+    assert env.pod == ("default", "web") and spec.host_ifname(env) == "cali" + __import__("hashlib").sha1(
+        b"default.web").hexdigest()[:11]
+    for bad, field in ((b'{"cniVersion":"1.1.0","name":"n","nodeName":"x","mtu":0}', "mtu"),
+                       (b'{"cniVersion":"1.1.0","nodeName":"x"}', "name"),
+                       (b'{"cniVersion":"1.1.0","name":"n"}', "nodeName")):
+        with pytest.raises(spec.CniError) as e:
+            spec.parse_config(bad)
+        assert e.value.code == 7 and f"'{field}'" in e.value.msg
+    with pytest.raises(spec.CniError) as e:
+        spec.parse_config(b"[")
+    assert e.value.code == 6
+    with pytest.raises(spec.CniError) as e:
+        spec.check_command_version("GC", "1.0.0")
+    assert e.value.code == 1
+    r = spec.add_result("0.4.0", host_if="cali1", host_mac="m", ifname="eth0", mac="m2", sandbox="/s",
+                        address="10.0.0.1/32", mtu=1500)
+    assert r["ips"][0]["version"] == "4" and "mtu" not in r["interfaces"][0]
+
+
+def test_plugin_supported_versions_match_spec() -> None:
+    from pathlib import Path
+    src = (Path(spec.__file__).parent / "plugin.py").read_text()
+    assert f"SUPPORTED_VERSIONS = {list(spec.SUPPORTED_VERSIONS)!r}".replace("'", '"') in src
+
+
+def test_images() -> None:
+    assert image_base("docker.io/library/nginx:1.25") == "nginx"
+    web = pod("web", image="nginx")
+    assert launch_for(web, web.spec.containers[0], "/pb").argv[-1] == "tcp:80"
+    bb = Pod.model_validate({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "c"},
+                             "spec": {"containers": [{"name": "c", "image": "busybox", "command": ["sleep", "36000"]}]}})
+    assert launch_for(bb, bb.spec.containers[0], "/pb").argv == ("sleep", "36000")
+    bad = pod("x", image="mystery")
+    with pytest.raises(UnknownImage, match="mystery"):
+        launch_for(bad, bad.spec.containers[0], "/pb")
