@@ -75,7 +75,7 @@ def bench_writers(tmp: str, writers: int, each: int) -> None:
     span = max(r["end"] for r in results) - min(r["start"] for r in results)
     print(f"sqlite writes, {writers} writer process{'es' if writers > 1 else ''}: "
           f"{len(lat) / span:,.0f} writes/s; latency p50 {pct(lat, 50) * 1e3:.2f} ms, "
-          f"p99 {pct(lat, 99) * 1e3:.2f} ms ({len(lat)} writes)")
+          f"p90 {pct(lat, 90) * 1e3:.2f} ms, p99 {pct(lat, 99) * 1e3:.2f} ms ({len(lat)} writes)")
 
 
 def bench_watch(tmp: str, count: int) -> None:
