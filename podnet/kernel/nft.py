@@ -1,0 +1,151 @@
+"""Atomic apply of the ``inet podnet`` table through libnftables' JSON API, with read-back.
+
+One ``NftApplier`` per node namespace. ``sync(desired)`` diffs the desired table against what
+the kernel has (read back, or the cached result of the last successful sync), and commits the
+difference as ONE nftables transaction: either all of it lands or none. A failed commit drops
+the cache, reads the kernel back and retries once from the truth. The table is not owned by a
+process, so the rules stay when the agent dies (fail closed). Only ``inet podnet`` is touched.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from podnet.dataplane.nft_diff import SyncPlan, plan_sync
+from podnet.dataplane.nft_model import FAMILY, TABLE, NftTable, parse_listing
+from podnet.errors import PodnetError
+
+from . import netns as _netns
+
+
+@dataclass(frozen=True)
+class RuleCounter:
+    """A rule's packet counter (what ``explain --trace`` reads)."""
+
+    chain: str
+    comment: str
+    packets: int
+    bytes: int
+
+
+class NftApplier:
+    """Keeps the ``inet podnet`` table of one network namespace (None: the caller's) in sync."""
+
+    def __init__(self, netns_name: str | None = None) -> None:
+        self.netns = netns_name
+        self._nft: Any = None
+        self._cache: NftTable | None = None
+        self._lock = threading.Lock()
+        self.last_plan: SyncPlan | None = None
+        self.last_seconds = 0.0
+
+    @contextmanager
+    def _inside(self) -> Iterator[Any]:
+        """The libnftables context, used with the calling thread inside the namespace (the
+        netlink socket must be opened and used there)."""
+        if self.netns is None:
+            yield self._ctx()
+            return
+        with _netns.enter(self.netns):
+            yield self._ctx()
+
+    def _ctx(self) -> Any:
+        if self._nft is None:
+            import nftables
+
+            nft = nftables.Nftables()
+            nft.set_json_output(True)
+            nft.set_handle_output(False)
+            self._nft = nft
+        return self._nft
+
+    def _run(self, nft: Any, cmds: list[dict[str, Any]]) -> dict[str, Any]:
+        rc, out, err = nft.json_cmd({"nftables": cmds})
+        if rc != 0:
+            raise PodnetError(f"nftables rejected the {FAMILY} {TABLE} update in "
+                              f"{self.netns or 'this namespace'}: {str(err).strip()}",
+                              hint="nothing was changed (one transaction); run `nft list table inet podnet` "
+                                   "in the node namespace to compare")
+        return out or {}
+
+    def _listing(self, nft: Any) -> list[dict[str, Any]] | None:
+        rc, out, _ = nft.json_cmd({"nftables": [{"list": {"table": {"family": FAMILY, "name": TABLE}}}]})
+        if rc != 0:
+            return None
+        return [i for i in (out or {}).get("nftables", []) if "metainfo" not in i]
+
+    def read(self) -> NftTable | None:
+        """The live table, or None when it does not exist."""
+        with self._lock, self._inside() as nft:
+            items = self._listing(nft)
+        return None if items is None else parse_listing(items)
+
+    def sync(self, desired: NftTable, *, read_back: bool = False) -> SyncPlan:
+        """Make the kernel hold ``desired``; returns the plan that was committed (maybe empty).
+
+        ``read_back`` ignores the cache and diffs against the kernel (drift repair on resync).
+        """
+        t0 = time.perf_counter()
+        with self._lock, self._inside() as nft:
+            observed = None if read_back else self._cache
+            if observed is None:
+                items = self._listing(nft)
+                observed = None if items is None else parse_listing(items)
+            plan = plan_sync(desired, observed)
+            if not plan.empty:
+                try:
+                    self._run(nft, plan.commands)
+                except PodnetError:
+                    # The cache may have been stale (someone changed the table): retry from the truth.
+                    self._cache = None
+                    items = self._listing(nft)
+                    plan = plan_sync(desired, None if items is None else parse_listing(items))
+                    if not plan.empty:
+                        self._run(nft, plan.commands)
+            self._cache = desired
+        self.last_plan = plan
+        self.last_seconds = time.perf_counter() - t0
+        return plan
+
+    def remove(self) -> bool:
+        """Delete the table (idempotent): True if it was there."""
+        with self._lock, self._inside() as nft:
+            self._cache = None
+            if self._listing(nft) is None:
+                return False
+            self._run(nft, [{"delete": {"table": {"family": FAMILY, "name": TABLE}}}])
+            return True
+
+    def counters(self) -> list[RuleCounter]:
+        """Every rule's counter, in chain order (rules without a counter are left out)."""
+        with self._lock, self._inside() as nft:
+            items = self._listing(nft) or []
+        out = []
+        for item in items:
+            rule = item.get("rule")
+            if not rule:
+                continue
+            for e in rule.get("expr", ()):
+                if isinstance(e, dict) and isinstance(e.get("counter"), dict):
+                    c = e["counter"]
+                    out.append(RuleCounter(rule["chain"], rule.get("comment", ""), int(c.get("packets", 0)),
+                                           int(c.get("bytes", 0))))
+        return out
+
+    def listing_text(self) -> str:
+        """``nft list table inet podnet`` as text (for people and docs)."""
+        with self._lock, self._inside() as nft:
+            nft.set_json_output(False)
+            try:
+                rc, out, err = nft.cmd(f"list table {FAMILY} {TABLE}")
+            finally:
+                nft.set_json_output(True)
+        return out if rc == 0 else ""
+
+
+def table_exists(netns_name: str | None = None) -> bool:
+    """Whether ``inet podnet`` exists in a namespace (leak checks)."""
+    return NftApplier(netns_name).read() is not None
