@@ -386,8 +386,9 @@ class ResourceStore:
             compares = [Compare(k, r.mod_revision) for k, r in doomed.items()]
             result = self.kv.txn(compares, [Delete(k) for k in doomed])
             if result.succeeded:
-                if contents:  # objects created in a namespace while it was being deleted
-                    self._sweep([name for cls, name, key in targets if cls is Namespace and key in current])
+                # A create in the namespace may have committed between our read and our txn
+                # (it guards on the namespace key, which only our txn changes): sweep it up.
+                self._sweep([name for cls, name, key in targets if cls is Namespace and key in current])
                 return [decode(_at(current[key], result.revision), cls) if key in current else None
                         for cls, _, key in targets]
         raise _too_busy(keys)

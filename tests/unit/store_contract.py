@@ -765,6 +765,14 @@ class TestDelete:
         with pytest.raises(NotFound):
             rs.create(pod("b", "prod"))
 
+    def test_an_object_created_while_its_namespace_is_deleted_goes_too(self, rs: ResourceStore) -> None:
+        rs.apply([ns("prod")])  # empty when read: only a sweep after the txn can catch the late one
+        other = ResourceStore(rs.kv)
+        racing = RacingStore(rs.kv, lambda: other.create(pod("late", "prod")))
+        assert ResourceStore(racing).delete(Namespace, "prod") is True
+        assert racing.fired and racing.failed_txns == 0  # the late create slipped past the compares
+        assert rs.list(Pod, "prod") == [] and rs.get(Namespace, "prod") is None
+
     def test_delete_many_is_all_or_nothing(self, rs: ResourceStore) -> None:
         rs.apply([pod("a"), pod("b")])
         before = state(rs)
