@@ -259,7 +259,7 @@ class ResourceStore:
             value["status"] = status
         for _ in range(ATTEMPTS):
             compares = [Compare(key, 0)]
-            ns_key = self._namespace_guard(cls, value, compares)
+            self._namespace_guard(cls, value, compares)
             new = self._stamp(value)
             result = self.kv.txn(compares, [Put(key, new)])
             if result.succeeded:
@@ -267,7 +267,7 @@ class ResourceStore:
             if key in result.failed_keys:
                 raise AlreadyExists(f'{cls.resource_name()} "{obj.metadata.name}" already exists'
                                     + _in_ns(cls, value), hint="use apply or update to change it")
-            assert ns_key in result.failed_keys
+            # else the namespace changed under us (relabelled, or deleted): check it again
         raise _too_busy([key])
 
     def update(self, obj: Resource, check_version: bool = True) -> Resource:
@@ -409,17 +409,16 @@ class ResourceStore:
                 "creationTimestamp": self._clock().strftime("%Y-%m-%dT%H:%M:%SZ")}
         return {**value, "metadata": meta}
 
-    def _namespace_guard(self, cls: type[Resource], value: dict[str, Any], compares: builtins.list[Compare]) -> str | None:
+    def _namespace_guard(self, cls: type[Resource], value: dict[str, Any], compares: builtins.list[Compare]) -> None:
         """For a namespaced object: check its namespace exists and guard on it in the txn."""
         ns = value["metadata"].get("namespace")
         if ns is None:
-            return None
+            return
         ns_key = key_for(Namespace, ns)
         record = self.kv.get(ns_key)
         if record is None:
             raise _missing_namespaces([ns], {ns: [f"{cls.KIND} {ns}/{value['metadata']['name']}"]})
         compares.append(Compare(ns_key, record.mod_revision))
-        return ns_key
 
     def _existing(self, cls: type[Resource], key: str, value: dict[str, Any]) -> Record:
         record = self.kv.get(key)
