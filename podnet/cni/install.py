@@ -24,10 +24,11 @@ def podnet_paths() -> list[str]:
     return list(dict.fromkeys(paths))
 
 
-def plugin_source(python: str = "/usr/bin/python3") -> str:
+def plugin_source(agent_socket_path: str = "", python: str = "/usr/bin/python3") -> str:
     src = (Path(__file__).parent / "plugin.py").read_text()
     body = src.split("\n", 1)[1]
     body = body.replace("FALLBACK_PATH: list = []", f"FALLBACK_PATH: list = {podnet_paths()!r}", 1)
+    body = body.replace('AGENT_SOCKET = ""', f"AGENT_SOCKET = {agent_socket_path!r}", 1)
     return f"#!{python} -IS\n" + body
 
 
@@ -52,7 +53,7 @@ def install(bin_dir: str, conf_dir: str, node: str, state_dir: str, **conf: obje
     exe = os.path.join(bin_dir, PLUGIN_NAME)
     tmp = exe + ".tmp"
     with open(tmp, "w") as f:
-        f.write(plugin_source())
+        f.write(plugin_source(str(conf.get("socket") or agent_socket(state_dir, node))))
     os.chmod(tmp, 0o755)
     os.replace(tmp, exe)  # atomic: a runtime mid-exec keeps the old file
     path = os.path.join(conf_dir, CONFLIST_NAME)

@@ -1,0 +1,218 @@
+"""CNI benchmark: podnet-cni vs Debian's reference bridge + host-local, invoked the same way.
+
+1. ADD and DEL latency, p50/p99, over N interleaved runs (default 500): for each run a fresh
+   container namespace is made outside the timer, then podnet ADD, reference ADD, podnet DEL,
+   reference DEL are each timed as one exec of the plugin (env + JSON on stdin) from a process
+   sitting in the node namespace. The reference gets its own subnet and a private dataDir.
+2. The same for podnet-cni's in-process fallback (no agent listening), fewer runs.
+3. 100 pods on one node to Running with `podnet agent` + `podnet controllers`: total time and
+   memory per pod (container processes' PSS, and the machine's MemAvailable drop).
+
+Usage: .venv/bin/python bench/cni.py [--runs 500] [--pods 100]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from podnet.cni.handler import Handler  # noqa: E402
+from podnet.cni.install import install  # noqa: E402
+from podnet.cni.server import CniServer  # noqa: E402
+from podnet.kernel import netns  # noqa: E402
+from podnet.store.open import open_backend, state_dir_url  # noqa: E402
+
+REF = "/usr/lib/cni"
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+def call(exe: str, conf: dict, command: str, cid: str, ns_path: str, env_extra: dict | None = None) -> float:
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CNI_COMMAND": command, "CNI_CONTAINERID": cid,
+           "CNI_NETNS": ns_path, "CNI_IFNAME": "eth0", "CNI_PATH": f"{os.path.dirname(exe)}:{REF}",
+           **(env_extra or {})}
+    data = json.dumps(conf).encode()
+    t = time.perf_counter()
+    proc = subprocess.run([exe], input=data, env=env, capture_output=True)
+    dt = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise RuntimeError(f"{exe} {command} failed: {proc.stdout.decode()} {proc.stderr.decode()}")
+    return dt * 1000
+
+
+def latency(runs: int, inprocess_runs: int) -> None:
+    tag = secrets.token_hex(3)
+    node = f"pb-{tag}-node"
+    work = tempfile.mkdtemp(prefix="podnet-bench-")
+    netns.create(node)
+    netns.run_in(node, ["sh", "-c", "sysctl -qw net.ipv4.ip_forward=1 && ip addr add 192.168.200.1/32 dev lo"
+                        " && ip route add default dev lo"], check=True)
+    server = None
+    made: list[str] = []
+    try:
+        exe, conf_path = install(os.path.join(work, "bin"), os.path.join(work, "net.d"), node="n1",
+                                 state_dir=os.path.join(work, "state"))
+        with open(conf_path) as f:
+            cl = json.load(f)
+        podnet_conf = {**cl["plugins"][0], "name": cl["name"], "cniVersion": "1.0.0"}
+        store = open_backend(state_dir_url(os.path.join(work, "state")))
+        server = CniServer(podnet_conf["agentSocket"], Handler(lambda c: store)).start()
+        ref_conf = {"cniVersion": "1.0.0", "name": "refnet", "type": "bridge", "bridge": "cni-bench0",
+                    "isGateway": True, "ipMasq": False,
+                    "ipam": {"type": "host-local", "subnet": "10.245.0.0/16", "dataDir": os.path.join(work, "hl"),
+                             "routes": [{"dst": "0.0.0.0/0"}]}}
+        ref = os.path.join(REF, "bridge")
+        res: dict[str, list[float]] = {k: [] for k in ("p_add", "p_del", "r_add", "r_del", "i_add", "i_del")}
+        with netns.enter(node):  # plugins run in the node namespace, as a runtime would call them
+            for i in range(runs + inprocess_runs):
+                a, b = f"pb-{tag}-a{i}", f"pb-{tag}-b{i}"
+                netns.create(a)
+                netns.create(b)
+                made += [a, b]
+                if i < runs:
+                    res["p_add"].append(call(exe, podnet_conf, "ADD", f"c{i}", netns.path(a)))
+                    res["r_add"].append(call(ref, ref_conf, "ADD", f"c{i}", netns.path(b)))
+                    res["p_del"].append(call(exe, podnet_conf, "DEL", f"c{i}", netns.path(a)))
+                    res["r_del"].append(call(ref, ref_conf, "DEL", f"c{i}", netns.path(b)))
+                else:
+                    env = {"PODNET_CNI_INPROCESS": "1"}
+                    res["i_add"].append(call(exe, podnet_conf, "ADD", f"c{i}", netns.path(a), env))
+                    res["i_del"].append(call(exe, podnet_conf, "DEL", f"c{i}", netns.path(a), env))
+                netns.remove(a)
+                netns.remove(b)
+                made = made[:-2]
+        ver = [call(exe, podnet_conf, "VERSION", "", "") for _ in range(50)]
+        ver_ref = [call(ref, ref_conf, "VERSION", "", "") for _ in range(50)]
+        print(f"== CNI latency, {runs} interleaved runs (ms)           p50     p99    mean")
+        for label, key in (("podnet-cni ADD (thin plugin → agent)", "p_add"), ("bridge+host-local ADD", "r_add"),
+                           ("podnet-cni DEL", "p_del"), ("bridge+host-local DEL", "r_del"),
+                           (f"podnet-cni ADD in-process ({inprocess_runs} runs)", "i_add"),
+                           (f"podnet-cni DEL in-process ({inprocess_runs} runs)", "i_del")):
+            xs = res[key]
+            if xs:
+                print(f"  {label:<46} {pct(xs, 50):7.1f} {pct(xs, 99):7.1f} {statistics.mean(xs):7.1f}")
+        print(f"  {'exec only: VERSION podnet-cni / bridge':<46} {pct(ver, 50):7.1f} / {pct(ver_ref, 50):.1f}")
+        print(f"  ADD p50 ratio podnet/reference: {pct(res['p_add'], 50) / pct(res['r_add'], 50):.2f}x"
+              f"   DEL p50 ratio: {pct(res['p_del'], 50) / pct(res['r_del'], 50):.2f}x")
+        store.close()
+    finally:
+        if server is not None:
+            server.close()
+        for n in made:
+            netns.remove(n)
+        netns.remove(node)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _meminfo(key: str) -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def _pss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def hundred_pods(n: int) -> None:
+    from podnet.model.core import Node, Pod
+    from podnet.store.open import open_store
+
+    tag = secrets.token_hex(3)
+    node, node_ns = f"pb-{tag}-n1", f"pb-{tag}-node"
+    work = tempfile.mkdtemp(prefix="podnet-bench-")
+    state = os.path.join(work, "state")
+    netns.create(node_ns)
+    netns.run_in(node_ns, ["sh", "-c", "sysctl -qw net.ipv4.ip_forward=1 && ip addr add 192.168.200.1/32 dev lo"
+                           " && ip route add default dev lo"], check=True)
+    procs: list[subprocess.Popen[bytes]] = []
+    store = open_store(state)
+    try:
+        store.create(Node.model_validate({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}}))
+        py = sys.executable
+        log = open(os.path.join(work, "agent.log"), "ab")
+        procs.append(subprocess.Popen(netns.nsenter_argv(node_ns, [py, "-m", "podnet.cli.main", "--state-dir", state,
+                                                                    "agent", "--node", node, "--resync", "0.5"]),
+                                      stdout=log, stderr=subprocess.STDOUT))
+        procs.append(subprocess.Popen([py, "-m", "podnet.cli.main", "--state-dir", state, "controllers",
+                                       "--resync", "0.5"], stdout=log, stderr=subprocess.STDOUT))
+        ready = os.path.join(state, "nodes", node, "agent.ready")
+        while not os.path.exists(ready):
+            time.sleep(0.01)
+        time.sleep(0.5)
+        mem0 = _meminfo("MemAvailable")
+        t0 = time.perf_counter()
+        pods = [Pod.model_validate({"apiVersion": "v1", "kind": "Pod",
+                                    "metadata": {"name": f"web-{i}", "namespace": "default", "labels": {"app": "web"}},
+                                    "spec": {"containers": [{"name": "nginx", "image": "nginx"}]}}) for i in range(n)]
+        store.apply(pods)
+        while True:
+            running = [p for p in store.list(Pod, "default") if p.status.phase == "Running" and p.status.pod_ip]
+            if len(running) == n:
+                break
+            if time.perf_counter() - t0 > 300:
+                raise RuntimeError(f"only {len(running)}/{n} pods Running after 300 s")
+            time.sleep(0.05)
+        total = time.perf_counter() - t0
+        time.sleep(1)
+        mem1 = _meminfo("MemAvailable")
+        pids = []
+        for d in os.listdir(os.path.join(state, "nodes", node, "pods")):
+            with open(os.path.join(state, "nodes", node, "pods", d, "pod.json")) as f:
+                pids += [c["pid"] for c in json.load(f)["containers"] if c["pid"]]
+        pss = sum(_pss_kib(p) for p in pids)
+        print(f"== {n} pods (nginx → built-in HTTP server) on one node to Running")
+        print(f"  total {total:.2f} s ({total / n * 1000:.0f} ms/pod, scheduler + agent + CNI ADD + process start)")
+        print(f"  memory per pod: container process PSS {pss / n / 1024:.1f} MiB;"
+              f" MemAvailable drop {(mem0 - mem1) / n / 1024:.1f} MiB (processes + netns + veth + store)")
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        store.close()
+        for name in netns.list_all():
+            if name.startswith(node + "-"):  # pod sandboxes the agent failed to remove
+                netns.remove(name, only_owned=False)
+        netns.remove(node_ns)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=500)
+    ap.add_argument("--inprocess-runs", type=int, default=30)
+    ap.add_argument("--pods", type=int, default=100)
+    a = ap.parse_args()
+    latency(a.runs, a.inprocess_runs)
+    if a.pods:
+        hundred_pods(a.pods)
+
+
+if __name__ == "__main__":
+    main()
