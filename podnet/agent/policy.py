@@ -1,0 +1,121 @@
+"""The node agent's policy reconciler: store snapshot → policy IR → this node's nft table.
+
+``PolicyReconciler(node).reconcile(snapshot)`` builds the engine's ``ClusterState`` from the
+snapshot (the very IR ``podnet explain`` reads), renders this node's ``inet podnet`` table and
+syncs it in one transaction. Unchanged snapshots are skipped; every ``readback_every`` seconds
+the sync diffs against the kernel instead of the cache, which repairs drift. It runs in the
+node's network namespace (the agent's own), or targets one by name (tests, benchmarks).
+
+The status of the last pass is written to ``<state>/nodes/<node>/policy.json`` when a state
+directory is given, so ``podnet verify`` and benchmarks can see which revision is enforced.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from podnet.dataplane.nft_render import render
+from podnet.kernel.nft import NftApplier
+from podnet.model import Namespace, NetworkPolicy, Node, Pod
+from podnet.policy.cluster import ClusterState
+
+log = logging.getLogger("podnet.agent.policy")
+READBACK_SECONDS = 10.0
+
+
+@dataclass
+class PolicyStatus:
+    """What the last pass did (also the content of ``policy.json``)."""
+
+    node: str
+    revision: int = -1
+    synced_at: float = 0.0
+    seconds: float = 0.0
+    skipped: bool = False
+    plan: dict[str, Any] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def cluster_state(snapshot: Any) -> ClusterState:
+    """The engine's view of a store snapshot (namespaces, pods, policies)."""
+    return ClusterState.build(snapshot.of(Namespace), snapshot.of(Pod), snapshot.of(NetworkPolicy))
+
+
+def node_ips(snapshot: Any, node: str) -> list[str]:
+    """The node's own addresses from its Node resource (pods' hostIP adds to these)."""
+    obj = snapshot.get(Node, node)
+    if obj is None:
+        return []
+    return sorted({a.address for a in (obj.status.addresses or ()) if a.type in ("InternalIP", "ExternalIP")})
+
+
+class PolicyReconciler:
+    """Keeps this node's ``inet podnet`` table equal to what the policies say."""
+
+    def __init__(self, node: str, *, netns: str | None = None, state_dir: str | None = None,
+                 readback_every: float = READBACK_SECONDS) -> None:
+        self.node = node
+        self.applier = NftApplier(netns)
+        self.state_dir = state_dir
+        self.readback_every = readback_every
+        self._last_revision: int | None = None
+        self._last_readback = 0.0
+        self.status = PolicyStatus(node)
+
+    def reconcile(self, snapshot: Any) -> PolicyStatus:
+        now = time.monotonic()
+        read_back = now - self._last_readback >= self.readback_every
+        if snapshot.revision == self._last_revision and not read_back:
+            self.status.skipped = True
+            return self.status
+        t0 = time.perf_counter()
+        status = PolicyStatus(self.node, revision=snapshot.revision)
+        try:
+            table = render(cluster_state(snapshot), self.node, node_ips=node_ips(snapshot, self.node))
+            plan = self.applier.sync(table, read_back=read_back)
+            status.plan = plan.summary()
+            status.counts = table.counts()
+            self._last_revision = snapshot.revision
+            if read_back:
+                self._last_readback = now
+            if not plan.empty:
+                log.info("node %s: policy table synced at revision %d: %s", self.node, snapshot.revision,
+                         {k: v for k, v in status.plan.items() if v and k != "touched_chains"})
+        except Exception as exc:  # keep the old rules (fail closed) and retry on the next pass
+            status.error = str(exc)
+            self._last_revision = None
+            log.error("node %s: policy sync failed: %s", self.node, exc)
+        status.seconds = time.perf_counter() - t0
+        status.synced_at = time.time()
+        self.status = status
+        self._write_status()
+        if status.error:
+            raise RuntimeError(status.error)
+        return status
+
+    def _write_status(self) -> None:
+        if not self.state_dir:
+            return
+        path = os.path.join(self.state_dir, "nodes", self.node, "policy.json")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}"
+        with open(tmp, "w") as f:
+            json.dump(self.status.to_dict(), f)
+        os.replace(tmp, path)
+
+
+def read_status(state_dir: str, node: str) -> dict[str, Any] | None:
+    """The last pass of a node's policy reconciler, if one ran."""
+    try:
+        with open(os.path.join(state_dir, "nodes", node, "policy.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
