@@ -10,12 +10,19 @@ from .common import name_choices, namespace_option, now, open_resources, split_k
 OUTPUTS = ("wide", "yaml", "json", "name")
 
 
+def _check_output(value: str | None) -> str | None:
+    if value is None or value in OUTPUTS or value.startswith("jsonpath="):
+        return value
+    raise click.BadParameter(f"{value!r} is not one of {', '.join(OUTPUTS)} or jsonpath=TEMPLATE")
+
+
 @click.command("get")
 @click.argument("args", nargs=-1, metavar="KIND[,KIND…] [NAME…] | KIND/NAME…", shell_complete=name_choices)
 @namespace_option
 @click.option("-A", "--all-namespaces", is_flag=True, help="List across all namespaces.")
 @click.option("-l", "--selector", default=None, help="Label selector, e.g. app=web,tier!=db,env in (a,b).")
-@click.option("-o", "--output", type=click.Choice(OUTPUTS), default=None, help="Output format.")
+@click.option("-o", "--output", default=None, callback=lambda ctx, param, value: _check_output(value),
+              help="Output format: wide, yaml, json, name, or jsonpath=TEMPLATE.")
 @click.option("--show-labels", is_flag=True, help="Add a LABELS column.")
 @click.pass_context
 @user_errors
@@ -63,6 +70,12 @@ def command(ctx: click.Context, args: tuple[str, ...], namespace: str | None, al
         click.echo(out.to_yaml(found, single), nl=False)
     elif output == "json" and (found or not missing):
         click.echo(out.to_json(found, single))
+    elif output and output.startswith("jsonpath="):
+        import json
+
+        from .jsonpath import render
+
+        click.echo(render(output[len("jsonpath="):], json.loads(out.to_json(found, single))), nl=False)
     elif output == "name":
         for obj in found:
             click.echo(out.ref_name(obj))
