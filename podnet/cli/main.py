@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "explain": "podnet.cli.policy_cmds:explain",
     "matrix": "podnet.cli.policy_cmds:matrix",
     "lint": "podnet.cli.policy_cmds:lint",
+    "wait": "podnet.cli.wait:command",
 }
 
 
