@@ -233,7 +233,7 @@ def _egress_chain(b: _Builder, pod: Endpoint, ifname: str, policies: tuple[Polic
     ]
     isolating = [p for p in policies if "egress" in p.isolates]
     if not isolating:
-        rules.append(NftRule.make([RETURN], f"{pod.key}: egress not isolated"))
+        rules.append(NftRule.make([COUNTER, RETURN], f"{pod.key}: egress not isolated"))
     else:
         for pol in isolating:
             for rule in pol.egress:
@@ -248,7 +248,8 @@ def _ingress_chain(b: _Builder, pod: Endpoint, ifname: str, policies: tuple[Poli
     rules: list[NftRule] = []
     for ip in node_ips:
         proto = "ip" if ipaddress.ip_address(ip).version == 4 else "ip6"
-        rules.append(NftRule.make([_match(_payload(proto, "saddr"), ip), ACCEPT], f"{pod.key}: from its own node"))
+        rules.append(NftRule.make([_match(_payload(proto, "saddr"), ip), COUNTER, ACCEPT],
+                                  f"{pod.key}: from its own node"))
     for pol in policies:
         for rule in pol.ingress:
             rules += _rule_rules(b, pol, rule, pod)
