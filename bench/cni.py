@@ -55,7 +55,7 @@ def call(exe: str, conf: dict, command: str, cid: str, ns_path: str, env_extra: 
 
 def latency(runs: int, inprocess_runs: int) -> None:
     tag = secrets.token_hex(3)
-    node = f"pb-{tag}-node"
+    node = f"pcb-{tag}-node"
     work = tempfile.mkdtemp(prefix="podnet-bench-")
     netns.create(node)
     netns.run_in(node, ["sh", "-c", "sysctl -qw net.ipv4.ip_forward=1 && ip addr add 192.168.200.1/32 dev lo"
@@ -78,7 +78,7 @@ def latency(runs: int, inprocess_runs: int) -> None:
         res: dict[str, list[float]] = {k: [] for k in ("p_add", "p_del", "r_add", "r_del", "i_add", "i_del")}
         with netns.enter(node):  # plugins run in the node namespace, as a runtime would call them
             for i in range(runs + inprocess_runs):
-                a, b = f"pb-{tag}-a{i}", f"pb-{tag}-b{i}"
+                a, b = f"pcb-{tag}-a{i}", f"pcb-{tag}-b{i}"
                 netns.create(a)
                 netns.create(b)
                 made += [a, b]
@@ -141,7 +141,7 @@ def hundred_pods(n: int) -> None:
     from podnet.store.open import open_store
 
     tag = secrets.token_hex(3)
-    node, node_ns = f"pb-{tag}-n1", f"pb-{tag}-node"
+    node, node_ns = f"pcb-{tag}-n1", f"pcb-{tag}-node"
     work = tempfile.mkdtemp(prefix="podnet-bench-")
     state = os.path.join(work, "state")
     netns.create(node_ns)
