@@ -75,9 +75,10 @@ def agent(ctx: click.Context, node: str, resync: float, keep_pods: bool) -> None
 @click.command("controllers")
 @click.option("--resync", default=1.0, show_default=True)
 @click.option("--gc-grace", default=60.0, show_default=True, help="Seconds an IPAM leak must persist before it is freed.")
+@click.option("--gc-interval", default=10.0, show_default=True, help="Seconds between IPAM leak scans.")
 @click.pass_context
 @user_errors
-def controllers(ctx: click.Context, resync: float, gc_grace: float) -> None:
+def controllers(ctx: click.Context, resync: float, gc_grace: float, gc_interval: float) -> None:
     """Run the control plane: Deployments → Pods, the scheduler and IPAM leak collection."""
     from podnet.agent.control import ControlLoop
     from podnet.agent.core import Agent
@@ -85,7 +86,7 @@ def controllers(ctx: click.Context, resync: float, gc_grace: float) -> None:
 
     _logging()
     store = open_store(state_dir(ctx))
-    loop = Agent(store, "controllers", [ControlLoop(store, gc_grace=gc_grace)], resync=resync)
+    loop = Agent(store, "controllers", [ControlLoop(store, gc_grace=gc_grace, gc_every=gc_interval)], resync=resync)
     _stop_on_signals(loop.stop)
     try:
         loop.run()

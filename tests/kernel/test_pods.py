@@ -120,7 +120,7 @@ def cluster(tmp_path) -> Iterator[Cluster]:  # type: ignore[no-untyped-def]
         c.store.create(Node.model_validate({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node},
                                             "status": {"addresses": [{"type": "InternalIP", "address": "192.168.200.1"}]}}))
         c.start("agent", "--node", node, "--resync", "0.3", ns=node_ns)
-        c.start("controllers", "--resync", "0.3", "--gc-grace", "1")
+        c.start("controllers", "--resync", "0.3", "--gc-grace", "1", "--gc-interval", "0.5")
         yield c
     finally:
         c.stop()
@@ -226,3 +226,53 @@ spec:
     assert c.pod("agn").status.container_statuses[0].restart_count == 0  # type: ignore[index]
     r = c.cli("exec", "probe", "--", "agnhost", "connect", f"{ip}:81", "--protocol", "tcp", "--timeout", "1s", check=False)
     assert r.returncode == 1 and "REFUSED" in r.stdout
+
+
+def test_agent_crash_adopts_running_pods(cluster: Cluster) -> None:
+    c = cluster
+    c.apply(S1.split("---")[1])  # client1
+    c.wait("client1 Running", lambda: c.running("client1"))
+    state_file = os.path.join(c.state, "nodes", c.node, "pods", "default_client1", "pod.json")
+    import json
+    pid = json.load(open(state_file))["containers"][0]["pid"]
+    agent = c.procs[0]
+    agent.kill()  # a crash: no teardown
+    agent.wait()
+    assert os.path.exists(f"/proc/{pid}")
+    c.start("agent", "--node", c.node, "--resync", "0.3", ns=c.node_ns)
+    time.sleep(1.5)
+    p = c.pod("client1")
+    assert c.running("client1") and p.status.container_statuses[0].restart_count == 0  # type: ignore[index]
+    assert json.load(open(state_file))["containers"][0]["pid"] == pid  # adopted, not restarted
+    assert c.cli("exec", "client1", "--", "true").returncode == 0
+
+
+def test_controllers_free_leaked_addresses_after_grace(cluster: Cluster) -> None:
+    from podnet.ipam.allocator import IPAM
+    c = cluster
+    ipam = IPAM(c.store.kv)
+    ipam.assign("k8s-pod-network.dead.eth0", c.node, {"containerID": "dead", "namespace": "default",
+                                                      "pod": "gone", "node": c.node})
+    ipam.assign("podman.x.eth0", c.node, {"containerID": "x"})  # not a pod's: left to CNI GC
+    t0 = time.monotonic()
+    c.wait("leak released", lambda: ipam.handle("k8s-pod-network.dead.eth0") is None)
+    assert time.monotonic() - t0 >= 0.9  # not on the first observation: after the 1 s grace
+    assert ipam.handle("podman.x.eth0") is not None
+    ipam.release("podman.x.eth0")
+
+
+def test_install_cni_command(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+    b, d = tmp_path / "bin", tmp_path / "net.d"
+    out = subprocess.run([PY, "-m", "podnet.cli.main", "--state-dir", str(tmp_path / "s"), "install-cni",
+                          "--bin-dir", str(b), "--conf-dir", str(d), "--node", "n7", "--mtu", "1450"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "podnet-cni" in out
+    exe = b / "podnet-cni"
+    assert exe.read_text().startswith("#!/usr/bin/python3 -IS\n") and os.access(exe, os.X_OK)
+    conf = json.loads((d / "10-podnet.conflist").read_text())
+    assert conf["plugins"][0]["nodeName"] == "n7" and conf["plugins"][0]["mtu"] == 1450
+    assert conf["plugins"][0]["agentSocket"] == str(tmp_path / "s" / "nodes" / "n7" / "cni.sock")
+    v = subprocess.run([str(exe)], input=b'{"cniVersion": "1.0.0"}', capture_output=True,
+                       env={"CNI_COMMAND": "VERSION"})
+    assert v.returncode == 0 and json.loads(v.stdout)["cniVersion"] == "1.0.0"
