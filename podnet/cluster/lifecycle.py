@@ -6,7 +6,7 @@ tunnel address (and so one block) per node -> per-node processes inside the node
 down: stop recorded PIDs, stop BIRD, remove recorded namespaces and files podnet created."""
 from __future__ import annotations
 
-import glob
+import importlib.util
 import os
 import shutil
 import sys
@@ -44,11 +44,11 @@ def up(state_dir: str, nodes: int = 3, underlay: str = "l2", backend: str = "bgp
         raise PodnetError(f"unknown backend {backend!r}", hint=f"choose one of: {', '.join(sorted(BACKENDS))}")
     topo = plan_topology(nodes, underlay, prefix, externals)
     pool = _pool(pod_cidr, backend, vxlan_mode)
-    created_store = not os.path.exists(os.path.join(state_dir, "store.db"))
+    preexisting = sorted(os.listdir(state_dir)) if os.path.isdir(state_dir) else []
     t0 = time.monotonic()
     progress(f"underlay {underlay}: {len(topo.namespaces())} namespaces")
     builder.build(topo, state_dir, {"kind": "cluster", "backend": backend, "pod_cidr": pod_cidr,
-                                    "vxlan_mode": vxlan_mode, "created_store": created_store,
+                                    "vxlan_mode": vxlan_mode, "preexisting": preexisting,
                                     "started": time.time()})
     try:
         progress("registering nodes and the IP pool")
@@ -58,7 +58,7 @@ def up(state_dir: str, nodes: int = 3, underlay: str = "l2", backend: str = "bgp
         progress("waiting for nodes to report ready")
         wait_ready(state_dir, topo, backend, timeout)
     except BaseException:
-        down(state_dir)
+        down(state_dir, keep_logs=True)  # the error's hint points at them
         raise
     return {"nodes": [n.name for n in topo.nodes], "seconds": time.monotonic() - t0, "backend": backend}
 
@@ -113,11 +113,29 @@ def _start_processes(state_dir: str, topo: Topology, cmds: frozenset[str]) -> No
                                                    os.path.join(logs, f"{n.name}-routing.log"), n.netns))
         if "agent" in cmds:
             argv = [py, "-m", "podnet.cli.main", "--state-dir", state_dir, "agent", "--node", n.name]
-            _record_process(state_dir, processes.start(f"agent/{n.name}", argv,
-                                                       os.path.join(logs, f"{n.name}-agent.log"), n.netns))
+            rec = processes.start(f"agent/{n.name}", argv, os.path.join(logs, f"{n.name}-agent.log"), n.netns)
+            _record_process(state_dir, rec)
+            if n is topo.nodes[0]:
+                # The first agent sets up shared files in the state directory; the others
+                # start once it is ready, so they never race to create them.
+                _wait_file(os.path.join(run_dir(state_dir, n.name), "agent.ready"), rec, 20.0)
+        if importlib.util.find_spec("podnet.agent.policy_loop") is not None:
+            argv = [py, "-m", "podnet.agent.policy_loop", "--node", n.name, "--state-dir", state_dir]
+            _record_process(state_dir, processes.start(f"policy/{n.name}", argv,
+                                                       os.path.join(logs, f"{n.name}-policy.log"), n.netns))
     if "controllers" in cmds:
         argv = [py, "-m", "podnet.cli.main", "--state-dir", state_dir, "controllers"]
         _record_process(state_dir, processes.start("controllers", argv, os.path.join(logs, "controllers.log")))
+
+
+def _wait_file(path: str, rec: processes.ProcessRecord, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if not processes.alive(rec):
+            raise PodnetError(f"{rec.name} exited during start-up", hint=f"see {rec.log}")
+        if time.monotonic() > deadline:
+            raise PodnetError(f"{rec.name} not ready after {timeout:.0f} s", hint=f"see {rec.log}")
+        time.sleep(0.02)
 
 
 def wait_ready(state_dir: str, topo: Topology, backend: str, timeout: float) -> None:
@@ -132,7 +150,8 @@ def wait_ready(state_dir: str, topo: Topology, backend: str, timeout: float) -> 
         if dead:
             logs = ", ".join(p.log for p in procs if p.name in dead)
             raise PodnetError(f"{', '.join(dead)} exited during start-up", hint=f"see {logs}")
-        pending = [n for n in pending if not _node_ready(state_dir, n, backend, started)]
+        agents = {p.name.split("/")[1] for p in procs if p.name.startswith("agent/")}
+        pending = [n for n in pending if not _node_ready(state_dir, n, backend, started, n in agents)]
         if not pending:
             return
         if time.monotonic() > deadline:
@@ -141,7 +160,9 @@ def wait_ready(state_dir: str, topo: Topology, backend: str, timeout: float) -> 
         time.sleep(0.05)
 
 
-def _node_ready(state_dir: str, node: str, backend: str, started: float) -> bool:
+def _node_ready(state_dir: str, node: str, backend: str, started: float, agent: bool) -> bool:
+    if agent and not os.path.exists(os.path.join(run_dir(state_dir, node), "agent.ready")):
+        return False
     st = read_status(run_dir(state_dir, node))
     if st is None or st.get("time", 0) < started:
         return False
@@ -154,27 +175,32 @@ def _node_ready(state_dir: str, node: str, backend: str, started: float) -> bool
     return True
 
 
-def down(state_dir: str, progress: Progress = _noop) -> list[str]:
+def down(state_dir: str, progress: Progress = _noop, keep_logs: bool = False) -> list[str]:
     """Remove the recorded cluster; returns what was removed. Idempotent."""
     state = builder.read_state(state_dir)
     if state is None:
         return []
     done: list[str] = []
-    for p in reversed(state.get("processes", [])):
-        rec = processes.ProcessRecord.from_dict(p)
-        if processes.stop(rec):
-            done.append(f"process {rec.name} ({rec.pid})")
+    recs = [processes.ProcessRecord.from_dict(p) for p in state.get("processes", [])]
+    progress(f"stopping {len(recs)} processes")
+    done += [f"process {r.name} ({r.pid})" for r in processes.stop_all(recs)]
     topo = Topology.from_dict(state["topology"])
     for n in topo.nodes:
         if Bird(run_dir(state_dir, n.name)).stop():
             done.append(f"bird on {n.name}")
     progress(f"removing {len(state.get('netns', []))} namespaces")
     done += [f"netns {n}" for n in builder.destroy(state_dir)]
-    for sub in ("nodes", "logs"):
+    for sub in ("nodes",) if keep_logs else ("nodes", "logs"):
         shutil.rmtree(os.path.join(state_dir, sub), ignore_errors=True)
-    if state.get("created_store"):
-        for f in glob.glob(os.path.join(state_dir, "store.db*")):
-            os.unlink(f)
+    if "preexisting" in state:  # whatever the cluster's processes added to the state directory
+        keep = set(state["preexisting"])
+        for entry in os.listdir(state_dir):
+            if entry not in keep:
+                path = os.path.join(state_dir, entry)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    os.unlink(path)
     return done
 
 

@@ -49,8 +49,12 @@ def alive(rec: ProcessRecord) -> bool:
             cmd = f.read().split(b"\0")
     except (OSError, IndexError):
         return False
-    want = [a.encode() for a in rec.argv]  # nsenter execs the command, so argv is the process's own
-    return cmd[: len(want)] == want
+    want = [a.encode() for a in rec.argv]
+    if cmd[: len(want)] == want:
+        return True
+    # Just started: nsenter has not exec'd the command yet.
+    wrapped = [a.encode() for a in netns.nsenter_argv(rec.netns, rec.argv)] if rec.netns else []
+    return bool(wrapped) and cmd[: len(wrapped)] == wrapped
 
 
 def stop(rec: ProcessRecord, timeout: float = 5.0) -> bool:
@@ -82,3 +86,28 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
+
+
+def stop_all(recs: Sequence[ProcessRecord], timeout: float = 10.0) -> list[ProcessRecord]:
+    """Stop many at once: SIGTERM to all, one shared grace period, then SIGKILL the rest.
+    Returns those that were running."""
+    running = [r for r in recs if alive(r)]
+    for r in running:
+        try:
+            os.kill(r.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    left = list(running)
+    while left and time.monotonic() < deadline:
+        for r in left:
+            _reap(r.pid)
+        left = [r for r in left if alive(r)]
+        time.sleep(0.02)
+    for r in left:
+        try:
+            os.kill(r.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        _reap(r.pid)
+    return running
