@@ -55,7 +55,7 @@ def _compatible(desired: NftTable, observed: NftTable) -> bool:
             return False
     for name, m in desired.maps.items():
         om = observed.maps.get(name)
-        if om is not None and om.key_type != m.key_type:
+        if om is not None and om.key_types != m.key_types:
             return False
     for name, c in desired.chains.items():
         oc = observed.chains.get(name)
@@ -110,7 +110,7 @@ def plan_sync(desired: NftTable, observed: NftTable | None) -> SyncPlan:
     # 2. maps that do not exist yet (elements follow once the chains exist).
     for name, m in desired.maps.items():
         if name not in observed.maps:
-            cmds.append({"add": NftMap(m.name, m.key_type, {}).to_json()})
+            cmds.append({"add": NftMap(m.name, m.key_types, {}).to_json()})
     # 3. chains: create new ones, then (re)write the rules of new and changed ones.
     changed: list[NftChain] = []
     for name, c in desired.chains.items():
@@ -134,10 +134,10 @@ def plan_sync(desired: NftTable, observed: NftTable | None) -> SyncPlan:
         stale = sorted(k for k, v in old.items() if m.elements.get(k) != v)
         fresh = sorted(k for k, v in m.elements.items() if old.get(k) != v)
         if stale:
-            cmds.append({"delete": {"element": {**_T, "name": name, "elem": stale}}})
+            cmds.append({"delete": {"element": {**_T, "name": name, "elem": [m.key_json(k) for k in stale]}}})
         if fresh:
             cmds.append({"add": {"element": {**_T, "name": name,
-                                             "elem": [[k, verdict_json(m.elements[k])] for k in fresh]}}})
+                                             "elem": [[m.key_json(k), verdict_json(m.elements[k])] for k in fresh]}}})
         plan.map_changes += len(set(stale) | set(fresh))
     # 5. removals, once nothing refers to them: chains, then maps and sets.
     for name in sorted(set(observed.chains) - set(desired.chains)):

@@ -57,18 +57,27 @@ class NftSet:
 
 @dataclass(frozen=True)
 class NftMap:
-    """A verdict map keyed on an interface name (the pod dispatch maps)."""
+    """A verdict map; keys are tuples of strings (one per key type: an interface name, or an
+    interface name and an address for the dispatch map that also checks the source)."""
 
     name: str
-    key_type: str
-    elements: Mapping[str, Verdict]
+    key_types: tuple[str, ...]
+    elements: Mapping[tuple[str, ...], Verdict]
+
+    def key_json(self, key: tuple[str, ...]) -> Any:
+        return key[0] if len(key) == 1 else {"concat": list(key)}
 
     def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"family": FAMILY, "table": TABLE, "name": self.name, "type": self.key_type,
+        body: dict[str, Any] = {"family": FAMILY, "table": TABLE, "name": self.name,
+                                "type": self.key_types[0] if len(self.key_types) == 1 else list(self.key_types),
                                 "map": "verdict"}
         if self.elements:
-            body["elem"] = [[k, verdict_json(v)] for k, v in sorted(self.elements.items())]
+            body["elem"] = [[self.key_json(k), verdict_json(v)] for k, v in sorted(self.elements.items())]
         return {"map": body}
+
+
+def map_key_parse(value: Any) -> tuple[str, ...]:
+    return tuple(str(v) for v in value["concat"]) if isinstance(value, dict) else (str(value),)
 
 
 @dataclass(frozen=True)
@@ -271,7 +280,8 @@ def parse_listing(items: Iterable[dict[str, Any]]) -> NftTable:
             sets[s["name"]] = NftSet(s["name"], types, "interval" in s.get("flags", ()), elems)
         elif "map" in item:
             m = item["map"]
-            maps[m["name"]] = NftMap(m["name"], m["type"], {k: verdict_parse(v) for k, v in m.get("elem", ())})
+            types = tuple(m["type"]) if isinstance(m["type"], list) else (m["type"],)
+            maps[m["name"]] = NftMap(m["name"], types, {map_key_parse(k): verdict_parse(v) for k, v in m.get("elem", ())})
         elif "chain" in item:
             chains[item["chain"]["name"]] = item["chain"]
         elif "rule" in item:

@@ -2,21 +2,26 @@
 
 Layout (Calico's, in nftables terms)::
 
-    forward (hook forward)   ct established,related accept; ct invalid drop;
-                             iifname "cali*" jump from-wl; oifname "cali*" jump to-wl
-    input   (hook input)     non-cali accept; ct ...; iifname "cali*" jump from-wl
-    from-wl                  iifname vmap @from-pod   (→ goto fw-<if>)   ; else drop
-    to-wl                    oifname vmap @to-pod     (→ goto tw-<if> or accept) ; else drop
-    fw-<if>  (pod egress)    anti-spoofing; policy rules → return; default drop if isolated
-    tw-<if>  (pod ingress)   own node accept; policy rules → accept; default drop
+    forward (hook forward)  ct established,related accept; ct invalid drop;
+                            iifname "cali*" goto from-wl; oifname "cali*" goto to-wl
+    input   (hook input)    non-cali accept; ct …; goto from-wl      (a pod talking to its node)
+    from-wl                 iifname . ip saddr vmap @from-pod  → goto egress-<sig> | goto egress-ok
+                            iifname @pod-ifaces drop  (anti-spoofing: a known veth, a wrong source)
+                            drop                      (unknown cali*: fail closed until programmed)
+    to-wl                   oifname vmap @to-pod  → goto ingress-<sig> | accept ; else drop
+    egress-<sig>            jump po-<policy> for each egress policy selecting the pods; drop
+    ingress-<sig>           own node accept; jump pi-<policy> for each; drop
+    po-<policy> / pi-<policy>   the policy's rules, once per node: allow = goto egress-ok / accept
+    egress-ok               oifname "cali*" goto to-wl; accept   (egress allowed: now ingress)
 
-Egress ends in ``return`` so a pod-to-pod packet on one node meets the sender's egress chain
-and then the receiver's ingress chain. Pod peers become named IP sets, one per selector and
-shared by every rule that uses it, so a label change only adds or removes set elements; ipBlocks
-become interval sets (cidr minus excepts); ports become ``inet_proto . inet_service`` interval
-sets; named ports resolve per destination (ingress: on the pod itself; egress: on each peer pod,
-in an ``ip . proto . port`` set). A ``cali*`` interface the table does not know is dropped both
-ways (fail closed until programmed). Every rule's comment names the policy and manifest field.
+``<sig>`` names the ordered list of policies that isolate a pod, so pods selected by the same
+policies share one chain, and each policy's rules are rendered once per node: rules grow with
+policies + pods, not their product. A pod is two map elements (and one set element); a label
+change moves it between chains by changing its map elements, and changes peer sets by single
+elements. Pod peers are named IP sets, one per selector, shared by every rule that uses it;
+ipBlocks are interval sets (cidr minus excepts); ports are ``inet_proto . inet_service``
+interval sets; named ports resolve per destination in ``ip . proto . port`` sets (ingress: the
+selected local pods; egress: every peer pod). Comments name the policy and manifest field.
 """
 from __future__ import annotations
 
@@ -30,8 +35,8 @@ from podnet.policy.ir import IPBlockPeer, PodPeer, PolicyIR, PortMatch, Rule
 
 from .nft_model import NftChain, NftMap, NftRule, NftSet, NftTable, cidr_minus, merge_intervals, short_hash
 
-FROM_MAP, TO_MAP = "from-pod", "to-pod"
-FROM_WL, TO_WL = "from-wl", "to-wl"
+FROM_MAP, TO_MAP, POD_IFACES = "from-pod", "to-pod", "pod-ifaces"
+FROM_WL, TO_WL, EGRESS_OK = "from-wl", "to-wl", "egress-ok"
 IFACE_PREFIX = "cali"
 _V4 = ("ipv4_addr",)
 _V6 = ("ipv6_addr",)
@@ -42,6 +47,15 @@ _NAMED = ("ipv4_addr", "inet_proto", "inet_service")
 def workload_ifname(namespace: str, name: str) -> str:
     """The pod's host-side veth name, as Calico's CNI plugin names it (cali + 11 hex of sha1)."""
     return IFACE_PREFIX + hashlib.sha1(f"{namespace}.{name}".encode()).hexdigest()[:11]
+
+
+def policy_chain(pol: PolicyIR, direction: str) -> str:
+    """``pi-``/``po-`` + a hash of ``ns/name`` (Calico's cali-pi-/cali-po-)."""
+    return ("pi-" if direction == "ingress" else "po-") + short_hash("policy", pol.ref)
+
+
+def _sig_chain(direction: str, policies: tuple[PolicyIR, ...]) -> str:
+    return f"{direction}-" + short_hash(direction, [p.ref for p in policies])
 
 
 # --- expression helpers ----------------------------------------------------------------------
@@ -59,41 +73,55 @@ def _payload(proto: str, fld: str) -> dict[str, Any]:
     return {"payload": {"protocol": proto, "field": fld}}
 
 
+def _goto(chain: str) -> dict[str, Any]:
+    return {"goto": {"target": chain}}
+
+
+def _jump(chain: str) -> dict[str, Any]:
+    return {"jump": {"target": chain}}
+
+
 _CT_STATE = {"ct": {"key": "state"}}
 _L4_DPORT = {"concat": [_meta("l4proto"), _payload("th", "dport")]}
 ACCEPT: dict[str, Any] = {"accept": None}
 DROP: dict[str, Any] = {"drop": None}
-RETURN: dict[str, Any] = {"return": None}
 COUNTER: dict[str, Any] = {"counter": None}
+_CALI = IFACE_PREFIX + "*"
 
 
 def _ct_rules() -> list[NftRule]:
     return [
         NftRule.make([_match(_CT_STATE, ["established", "related"], "in"), ACCEPT], "replies and related traffic"),
-        NftRule.make([_match(_CT_STATE, "invalid", "in"), DROP], "invalid conntrack state"),
+        NftRule.make([_match(_CT_STATE, "invalid", "in"), COUNTER, DROP], "invalid conntrack state"),
     ]
 
 
 def base_chains() -> dict[str, NftChain]:
-    """The fixed part: hooks and the two dispatch chains."""
-    cali = IFACE_PREFIX + "*"
+    """The fixed part: hooks, the dispatch chains and egress-ok."""
     forward = NftChain("forward", tuple(_ct_rules() + [
-        NftRule.make([_match(_meta("iifname"), cali), {"jump": {"target": FROM_WL}}], "from a pod: its egress policy"),
-        NftRule.make([_match(_meta("oifname"), cali), {"jump": {"target": TO_WL}}], "to a pod: its ingress policy"),
+        NftRule.make([_match(_meta("iifname"), _CALI), _goto(FROM_WL)], "from a pod: its egress policy"),
+        NftRule.make([_match(_meta("oifname"), _CALI), _goto(TO_WL)], "to a pod: its ingress policy"),
     ]), hook="forward")
     inp = NftChain("input", tuple(
-        [NftRule.make([_match(_meta("iifname"), cali, "!="), ACCEPT], "not from a pod: not ours to filter")]
+        [NftRule.make([_match(_meta("iifname"), _CALI, "!="), ACCEPT], "not from a pod: not ours to filter")]
         + _ct_rules()
-        + [NftRule.make([{"jump": {"target": FROM_WL}}], "pod to its node: its egress policy")]), hook="input")
+        + [NftRule.make([_goto(FROM_WL)], "pod to its node: its egress policy")]), hook="input")
     from_wl = NftChain(FROM_WL, (
-        NftRule.make([{"vmap": {"key": _meta("iifname"), "data": "@" + FROM_MAP}}], "dispatch by pod interface"),
+        NftRule.make([{"vmap": {"key": {"concat": [_meta("iifname"), _payload("ip", "saddr")]}, "data": "@" + FROM_MAP}}],
+                     "dispatch by pod interface and its address"),
+        NftRule.make([_match(_meta("iifname"), "@" + POD_IFACES), COUNTER, DROP],
+                     "anti-spoofing: source is not the pod's address"),
         NftRule.make([COUNTER, DROP], "unknown pod interface: fail closed until programmed"),
     ))
     to_wl = NftChain(TO_WL, (
         NftRule.make([{"vmap": {"key": _meta("oifname"), "data": "@" + TO_MAP}}], "dispatch by pod interface"),
         NftRule.make([COUNTER, DROP], "unknown pod interface: fail closed until programmed"),
     ))
-    return {c.name: c for c in (forward, inp, from_wl, to_wl)}
+    egress_ok = NftChain(EGRESS_OK, (
+        NftRule.make([_match(_meta("oifname"), _CALI), _goto(TO_WL)], "egress allowed; to a pod here: its ingress policy"),
+        NftRule.make([COUNTER, ACCEPT], "egress allowed"),
+    ))
+    return {c.name: c for c in (forward, inp, from_wl, to_wl, egress_ok)}
 
 
 # --- peers and ports -------------------------------------------------------------------------
@@ -101,7 +129,7 @@ def base_chains() -> dict[str, NftChain]:
 
 @dataclass(frozen=True)
 class _Addr:
-    """One address matcher: a named set and the address family/field to compare."""
+    """One address matcher: a named set and its address family."""
 
     set_name: str
     version: int
@@ -110,8 +138,9 @@ class _Addr:
 class _Builder:
     """Collects shared sets while chains are rendered; caches per-peer memberships."""
 
-    def __init__(self, state: ClusterState) -> None:
+    def __init__(self, state: ClusterState, local: list[Endpoint]) -> None:
         self.state = state
+        self.local = local
         self.sets: dict[str, NftSet] = {}
         self._pod_ips = tuple(sorted(
             {int(ipaddress.ip_address(p.ip)) for p in state.pods if p.selectable and p.ip and ":" not in p.ip}))
@@ -159,16 +188,20 @@ class _Builder:
         self.sets.setdefault(name, NftSet(name, _PORTS, True, elems))
         return name
 
-    def named_ports(self, pol: PolicyIR, rule: Rule, named: list[PortMatch]) -> str | None:
-        """Egress named ports, resolved on every peer pod: an ``ip . proto . port`` set."""
+    def named_ports(self, pol: PolicyIR, rule: Rule, named: list[PortMatch]) -> str:
+        """Named ports resolved on each destination, as an ``ip . proto . port`` set: for ingress
+        the local pods the policy selects, for egress every pod the rule's peers match."""
         name = "nport-" + short_hash("nport", pol.ref, rule.direction, rule.index)
         if name in self.sets:
             return name
+        if rule.direction == "ingress":
+            dests = [ep for ep in self.local if pol.selects(ep.namespace or "", dict(ep.labels))]
+        else:
+            dests = [ep for ep in self.state.pods if ep.is_pod and (
+                rule.peers is None or any(peer_matches(p, ep, self.state) for p in rule.peers))]
         elems = set()
-        for ep in self.state.pods:
-            if not ep.is_pod or not ep.ip or ":" in ep.ip:
-                continue
-            if rule.peers is not None and not any(peer_matches(p, ep, self.state) for p in rule.peers):
+        for ep in dests:
+            if not ep.ip or ":" in ep.ip:
                 continue
             ip = int(ipaddress.ip_address(ep.ip))
             for pm in named:
@@ -183,11 +216,11 @@ def _addr_match(addr: _Addr, field: str) -> dict[str, Any]:
     return _match(_payload("ip" if addr.version == 4 else "ip6", field), "@" + addr.set_name)
 
 
-def _rule_rules(b: _Builder, pol: PolicyIR, rule: Rule, pod: Endpoint) -> list[NftRule]:
-    """One NetworkPolicy rule → nft rules for one selected pod (OR over peers, × ports)."""
+def _rule_rules(b: _Builder, pol: PolicyIR, rule: Rule) -> list[NftRule]:
+    """One NetworkPolicy rule → nft rules (OR over peers, × the port sets)."""
     ingress = rule.direction == "ingress"
     field = "saddr" if ingress else "daddr"
-    verdict = ACCEPT if ingress else RETURN
+    verdict = ACCEPT if ingress else _goto(EGRESS_OK)
     where = f"{pol.ref} {rule.provenance.field_path}"
     if rule.peers is None:
         matchers: list[tuple[list[Any], str]] = [([], where)]
@@ -198,69 +231,45 @@ def _rule_rules(b: _Builder, pol: PolicyIR, rule: Rule, pod: Endpoint) -> list[N
             matchers.append(([_addr_match(addr, field)], f"{pol.ref} {peer.provenance.field_path}"))
     if rule.ports is None:
         return [NftRule.make(m + [COUNTER, verdict], text) for m, text in matchers]
-    numeric: list[tuple[str, int, int]] = []
-    named: list[PortMatch] = []
-    for pm in rule.ports:
-        if pm.is_named and not ingress:
-            named.append(pm)
-            continue
-        span = pm.resolve(dict(pod.named_ports) if ingress else None)
-        if span is not None:
-            numeric.append((pm.protocol, span[0], span[1]))
+    numeric = [(pm.protocol, pm.port if pm.port is not None else 0,
+                (pm.end_port or pm.port) if pm.port is not None else 65535)
+               for pm in rule.ports if not pm.is_named]
+    named = [pm for pm in rule.ports if pm.is_named]
     out: list[NftRule] = []
-    port_set = b.ports(numeric)
+    port_set = b.ports(numeric)  # type: ignore[arg-type]
     if port_set is not None:
         out += [NftRule.make(m + [_match(_L4_DPORT, "@" + port_set), COUNTER, verdict], text + " ports")
                 for m, text in matchers]
     if named:
         nset = b.named_ports(pol, rule, named)
         key = {"concat": [_payload("ip", "daddr"), _meta("l4proto"), _payload("th", "dport")]}
-        out.append(NftRule.make([_match(key, "@" + nset), COUNTER, verdict], f"{where} named ports"))
+        out += [NftRule.make(m + [_match(key, "@" + nset), COUNTER, verdict], text + " named ports")
+                for m, text in matchers]
     return out
 
 
-# --- per-pod chains --------------------------------------------------------------------------
-
-
-def _egress_chain(b: _Builder, pod: Endpoint, ifname: str, policies: tuple[PolicyIR, ...]) -> NftChain:
-    assert pod.ip is not None
-    version = ipaddress.ip_address(pod.ip).version
-    fam, proto = ("ipv4", "ip") if version == 4 else ("ipv6", "ip6")
-    rules = [
-        NftRule.make([_match(_meta("nfproto"), fam, "!="), COUNTER, DROP], f"{pod.key}: anti-spoofing (no other family)"),
-        NftRule.make([_match(_payload(proto, "saddr"), pod.ip, "!="), COUNTER, DROP],
-                     f"{pod.key}: anti-spoofing (source must be {pod.ip})"),
-    ]
-    isolating = [p for p in policies if "egress" in p.isolates]
-    if not isolating:
-        rules.append(NftRule.make([COUNTER, RETURN], f"{pod.key}: egress not isolated"))
-    else:
-        for pol in isolating:
-            for rule in pol.egress:
-                rules += _rule_rules(b, pol, rule, pod)
-        refs = ", ".join(p.ref for p in isolating)
-        rules.append(NftRule.make([COUNTER, DROP], f"{pod.key}: default deny egress (isolated by {refs})"))
-    return NftChain(f"fw-{ifname}", tuple(rules))
-
-
-def _ingress_chain(b: _Builder, pod: Endpoint, ifname: str, policies: tuple[PolicyIR, ...],
-                   node_ips: tuple[str, ...]) -> NftChain:
+def _policy_chain(b: _Builder, pol: PolicyIR, direction: str) -> NftChain:
     rules: list[NftRule] = []
-    for ip in node_ips:
-        proto = "ip" if ipaddress.ip_address(ip).version == 4 else "ip6"
-        rules.append(NftRule.make([_match(_payload(proto, "saddr"), ip), COUNTER, ACCEPT],
-                                  f"{pod.key}: from its own node"))
-    for pol in policies:
-        for rule in pol.ingress:
-            rules += _rule_rules(b, pol, rule, pod)
+    for rule in pol.rules(direction):  # type: ignore[arg-type]
+        rules += _rule_rules(b, pol, rule)
+    return NftChain(policy_chain(pol, direction), tuple(rules))
+
+
+def _signature_chain(direction: str, policies: tuple[PolicyIR, ...], node_ips: tuple[str, ...]) -> NftChain:
+    rules: list[NftRule] = []
+    if direction == "ingress":
+        for ip in node_ips:
+            proto = "ip" if ipaddress.ip_address(ip).version == 4 else "ip6"
+            rules.append(NftRule.make([_match(_payload(proto, "saddr"), ip), COUNTER, ACCEPT], "from the pod's own node"))
+    rules += [NftRule.make([_jump(policy_chain(p, direction))], f"{p.ref} ({direction})") for p in policies]
     refs = ", ".join(p.ref for p in policies)
-    rules.append(NftRule.make([COUNTER, DROP], f"{pod.key}: default deny ingress (isolated by {refs})"))
-    return NftChain(f"tw-{ifname}", tuple(rules))
+    rules.append(NftRule.make([COUNTER, DROP], f"default deny {direction} (isolated by {refs})"))
+    return NftChain(_sig_chain(direction, policies), tuple(rules))
 
 
 def local_pods(state: ClusterState, node: str) -> list[Endpoint]:
-    """Pod-network pods bound to ``node`` that have an address (the ones to program)."""
-    return [ep for ep in state.pods if ep.selectable and ep.node == node and ep.ip]
+    """Pod-network pods bound to ``node`` that have an IPv4 address (the ones to program)."""
+    return [ep for ep in state.pods if ep.selectable and ep.node == node and ep.ip and ":" not in ep.ip]
 
 
 def render(state: ClusterState, node: str, *, node_ips: Iterable[str] = (),
@@ -270,25 +279,36 @@ def render(state: ClusterState, node: str, *, node_ips: Iterable[str] = (),
     ``interfaces`` maps ``ns/pod`` to the host-side interface when it is not Calico's default
     name; ``node_ips`` adds node addresses to the pods' own ``status.hostIP``.
     """
-    b = _Builder(state)
+    local = local_pods(state, node)
+    b = _Builder(state, local)
     chains = base_chains()
-    from_map: dict[str, tuple[str, ...]] = {}
-    to_map: dict[str, tuple[str, ...]] = {}
-    for pod in local_pods(state, node):
+    own = tuple(sorted({*node_ips, *(p.host_ip for p in local if p.host_ip)}))
+    from_map: dict[tuple[str, ...], tuple[str, ...]] = {}
+    to_map: dict[tuple[str, ...], tuple[str, ...]] = {}
+    ifaces: set[tuple[str]] = set()
+    policies_needed: dict[tuple[str, str], PolicyIR] = {}
+    for pod in local:
         ifname = (interfaces or {}).get(pod.key) or workload_ifname(pod.namespace or "default", pod.name or "")
-        policies = state.selecting_any(pod)
-        egress = _egress_chain(b, pod, ifname, policies)
-        chains[egress.name] = egress
-        from_map[ifname] = ("goto", egress.name)
-        isolating = tuple(p for p in policies if "ingress" in p.isolates)
-        if isolating:
-            ips = tuple(sorted({*node_ips, *([pod.host_ip] if pod.host_ip else [])}))
-            ingress = _ingress_chain(b, pod, ifname, isolating, ips)
-            chains[ingress.name] = ingress
-            to_map[ifname] = ("goto", ingress.name)
-        else:
-            to_map[ifname] = ("accept",)
-    maps = {FROM_MAP: NftMap(FROM_MAP, "ifname", from_map), TO_MAP: NftMap(TO_MAP, "ifname", to_map)}
+        ifaces.add((ifname,))
+        selecting = state.selecting_any(pod)
+        for direction, table_map, allow in (("egress", from_map, ("goto", EGRESS_OK)), ("ingress", to_map, ("accept",))):
+            isolating = tuple(p for p in selecting if direction in p.isolates)
+            key = (ifname, str(pod.ip)) if direction == "egress" else (ifname,)
+            if not isolating:
+                table_map[key] = allow
+                continue
+            sig = _sig_chain(direction, isolating)
+            if sig not in chains:
+                chains[sig] = _signature_chain(direction, isolating, own)
+            for p in isolating:
+                policies_needed[(direction, p.ref)] = p
+            table_map[key] = ("goto", sig)
+    for (direction, _ref), pol in sorted(policies_needed.items()):
+        chain = _policy_chain(b, pol, direction)
+        chains[chain.name] = chain
+    b.sets[POD_IFACES] = NftSet(POD_IFACES, ("ifname",), False, frozenset(ifaces))
+    maps = {FROM_MAP: NftMap(FROM_MAP, ("ifname", "ipv4_addr"), from_map),
+            TO_MAP: NftMap(TO_MAP, ("ifname",), to_map)}
     return NftTable(sets=dict(sorted(b.sets.items())), maps=maps, chains=dict(sorted(chains.items())))
 
 
@@ -297,4 +317,5 @@ def describe_rule(comment: str) -> str:
     return comment.split(" ", 1)[1] if " " in comment else comment
 
 
-__all__ = ["render", "workload_ifname", "local_pods", "base_chains", "describe_rule", "FROM_MAP", "TO_MAP"]
+__all__ = ["render", "workload_ifname", "local_pods", "base_chains", "describe_rule", "policy_chain",
+           "FROM_MAP", "TO_MAP"]

@@ -17,7 +17,7 @@ from podnet.cni.spec import Env, host_ifname
 from podnet.dataplane.nft_diff import plan_sync
 from podnet.dataplane.nft_model import (NftTable, cidr_minus, element_json, element_parse, interval_of,
                                         merge_intervals, parse_listing)
-from podnet.dataplane.nft_render import render, workload_ifname
+from podnet.dataplane.nft_render import policy_chain, render, workload_ifname
 from podnet.model import Namespace, NetworkPolicy, Pod
 from podnet.policy.cluster import ClusterState
 
@@ -141,25 +141,30 @@ def test_golden(scenario: str, node: str) -> None:
 
 
 def test_golden_s1_reads_as_intended() -> None:
-    """The S1 table, spelled out: web's ingress chain lets client1 in on 80/TCP only."""
+    """The S1 table, spelled out: web's ingress goes through the policy's chain, which lets
+    client1 in on 80/TCP only; the other pods are not isolated."""
     state = ClusterState.build(NAMESPACES, PODS, policies(SCENARIOS["s1"]))
     table = render(state, "n1", node_ips=["10.99.0.1"])
     web_if = workload_ifname("default", "web")
-    chain = table.chains[f"tw-{web_if}"]
-    texts = [r.comment.split(" ", 1)[1] for r in chain.rules]
+    verdict = table.maps["to-pod"].elements[(web_if,)]
+    assert verdict[0] == "goto"
+    texts = [r.comment.split(" ", 1)[1] for r in table.chains[verdict[1]].rules]
     assert texts == [
-        "default/web: from its own node",
+        "from the pod's own node",
+        "default/test-network-policy (ingress)",
+        "default deny ingress (isolated by default/test-network-policy)",
+    ]
+    pi = table.chains[policy_chain(state.policies[0], "ingress")]
+    assert [r.comment.split(" ", 1)[1] for r in pi.rules] == [
         "default/test-network-policy spec.ingress[0].from[0] ports",
         "default/test-network-policy spec.ingress[0].from[1] ports",
-        "default/web: default deny ingress (isolated by default/test-network-policy)",
     ]
-    sets = {s.name: s for s in table.sets.values()}
-    members = [s for s in sets.values() if s.name.startswith("pods-") and s.elements]
+    members = [s for s in table.sets.values() if s.name.startswith("pods-") and s.elements]
     assert [sorted(e[0][0] for e in s.elements) for s in members] == [[int(ipaddress.ip_address("10.244.1.3"))]]
-    assert table.maps["to-pod"].elements[workload_ifname("default", "client1")] == ("accept",)
-    assert table.maps["to-pod"].elements[web_if] == ("goto", f"tw-{web_if}")
-    assert workload_ifname("test", "client") in table.maps["from-pod"].elements  # every local pod
-    assert workload_ifname("default", "client2") not in table.maps["from-pod"].elements  # on n2
+    assert table.maps["to-pod"].elements[(workload_ifname("default", "client1"),)] == ("accept",)
+    assert table.maps["from-pod"].elements[(web_if, "10.244.1.2")] == ("goto", "egress-ok")
+    assert (workload_ifname("test", "client"), "10.244.1.4") in table.maps["from-pod"].elements  # every local pod
+    assert not any(k[0] == workload_ifname("default", "client2") for k in table.maps["from-pod"].elements)  # on n2
 
 
 def test_interface_name_matches_the_cni_plugin() -> None:
