@@ -62,8 +62,11 @@ def _index(ipr: IPRoute, ifname: str) -> int | None:
     return found[0] if found else None
 
 
-def _mac(ipr: IPRoute, index: int) -> str:
-    return ipr.link("get", index=index)[0].get_attr("IFLA_ADDRESS")
+def random_mac() -> str:
+    """A random unicast, locally administered MAC (what the kernel would pick, but known up front)."""
+    b = bytearray(os.urandom(6))
+    b[0] = (b[0] & 0xFE) | 0x02
+    return ":".join(f"{x:02x}" for x in b)
 
 
 def _route_once(ipr: IPRoute, **route: object) -> None:
@@ -88,13 +91,19 @@ def wire(host_ns: str, pod_ns: str, ifname: str, host_ifname: str, address: str,
     created = False
     try:
         with ipr_in(pod_ns) as pod, ipr_in(host_ns) as host:
-            stale = _index(host, host_ifname)
-            if stale is not None:  # left over from a pod of the same name whose DEL never came
-                host.link("del", index=stale)
-            if _index(pod, ifname) is not None:
-                raise FileExistsError(errno.EEXIST, f"interface {ifname} already exists in {pod_ns}")
-            pod.link("add", ifname=ifname, kind="veth", mtu=mtu,
-                     peer={"ifname": host_ifname, "net_ns_fd": host_fd, "address": HOST_MAC, "mtu": mtu})
+            mac = random_mac()  # chosen here, so no read-back is needed
+            for attempt in (1, 2):
+                try:
+                    pod.link("add", ifname=ifname, kind="veth", mtu=mtu, address=mac,
+                             peer={"ifname": host_ifname, "net_ns_fd": host_fd, "address": HOST_MAC, "mtu": mtu})
+                    break
+                except NetlinkError as exc:
+                    stale = _index(host, host_ifname) if exc.code == errno.EEXIST else None
+                    if stale is None or attempt == 2:
+                        if exc.code == errno.EEXIST:
+                            raise FileExistsError(errno.EEXIST, f"interface {ifname} already exists in {pod_ns}") from None
+                        raise
+                    host.link("del", index=stale)  # left over from a pod of the same name whose DEL never came
             created = True
             hook("veth")
             eth = _index(pod, ifname)
@@ -103,7 +112,6 @@ def wire(host_ns: str, pod_ns: str, ifname: str, host_ifname: str, address: str,
             pod.link("set", index=eth, state="up")
             _route_once(pod, dst=f"{GATEWAY}/32", oif=eth, scope=RT_SCOPE_LINK)
             _route_once(pod, dst="0.0.0.0/0", gateway=GATEWAY, oif=eth)
-            mac = _mac(pod, eth)
             hook("pod-side")
             hidx = _index(host, host_ifname)
             assert hidx is not None
@@ -112,7 +120,7 @@ def wire(host_ns: str, pod_ns: str, ifname: str, host_ifname: str, address: str,
             host.link("set", index=hidx, state="up")
             host.route("add", dst=f"{ip}/{plen}", oif=hidx, scope=RT_SCOPE_LINK, proto=RTPROT_PODNET_POD)
             hook("host-side")
-            return Wired(host_ifname, _mac(host, hidx), ifname, mac)
+            return Wired(host_ifname, HOST_MAC, ifname, mac)
     except BaseException:
         if created:
             unwire(host_ns, pod_ns, ifname, host_ifname)
