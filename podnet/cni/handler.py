@@ -35,12 +35,11 @@ class Handler:
     def __init__(self, store_for: Callable[[NetConf], Store], default_node: str = "") -> None:
         self.store_for = store_for
         self.default_node = default_node
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
+        self._locks = [threading.Lock() for _ in range(64)]  # striped: bounded memory, rare sharing
 
     def _lock(self, key: str) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks.setdefault(key, threading.Lock())
+        """Serialises ADD/DEL of one attachment (a runtime retrying while the first call runs)."""
+        return self._locks[hash(key) % len(self._locks)]
 
     def run(self, environ: Mapping[str, str], stdin: bytes | str, host_ns: str) -> tuple[int, str]:
         """One invocation. ``host_ns`` is the namespace the runtime called the plugin in."""
@@ -76,6 +75,8 @@ class Handler:
             return 1, json.dumps(CniError(spec.E_PLUGIN, f"injected failure after step {exc}").to_json(version))
         except OSError as exc:
             return 1, json.dumps(CniError(spec.E_PLUGIN, f"kernel refused: {exc}").to_json(version))
+        except Exception as exc:  # netlink errors and bugs: still the spec's error JSON, never silence
+            return 1, json.dumps(CniError(spec.E_PLUGIN, f"{type(exc).__name__}: {exc}").to_json(version))
 
     # ---- commands ----------------------------------------------------------------------------
 

@@ -108,6 +108,19 @@ class Cluster:
         self.store.close()
 
 
+def _processes_under(directory: str) -> list[int]:
+    """PIDs whose working directory is inside ``directory`` (containers run in their pod dir)."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                if os.readlink(f"/proc/{pid}/cwd").startswith(directory):
+                    out.append(int(pid))
+            except OSError:
+                pass
+    return out
+
+
 @pytest.fixture
 def cluster(tmp_path) -> Iterator[Cluster]:  # type: ignore[no-untyped-def]
     prefix = f"pt-{uid()}"
@@ -130,6 +143,7 @@ def cluster(tmp_path) -> Iterator[Cluster]:  # type: ignore[no-untyped-def]
             if n != node_ns:
                 netns.remove(n, only_owned=False)
     # leak checks: the agent tore every pod down on SIGTERM; nothing of ours is left
+    assert _processes_under(state) == [], "container processes left running"
     assert [n for n in leftover if n != node_ns] == [], "pod namespaces left behind"
     assert [n for n in netns.list_all() if n.startswith(prefix)] == []
     for p in c.procs:
@@ -145,6 +159,9 @@ def test_s1_pods_serve_and_clients_fetch(cluster: Cluster) -> None:
     assert len(parts) == 3 and len(parts[1]) == 10 and len(parts[2]) == 5
     for name in (web, "client1", "client2"):
         c.wait(f"{name} Running", lambda n=name: c.running(n))
+    rev = c.store.revision()
+    time.sleep(1.0)  # three agent passes and three control passes with nothing to do
+    assert c.store.revision() == rev, "an idle cluster must not rewrite the store"
     w = c.pod(web)
     assert w.spec.node_name == c.node and w.status.host_ip == "192.168.200.1"
     assert w.labels["app"] == "web" and "pod-template-hash" in w.labels
