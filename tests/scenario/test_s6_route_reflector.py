@@ -1,6 +1,6 @@
 """SCENARIOS S6 as the seeds do it, through the CLI on a 4-node BGP cluster: node-to-node
 mesh, then the route-reflector recipe step by step with the seeds' own manifests; sessions
-drop from N(N-1)/2 to N-1, and pods stay reachable (plain Calico-style pod namespaces)."""
+drop from N(N-1)/2 to N-1, and busybox pods on every node keep reaching each other."""
 from __future__ import annotations
 
 import json
@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from podnet.kernel import netns, underlay
+from podnet.kernel import netns
 
 pytestmark = [pytest.mark.scenario, pytest.mark.kernel]
 
@@ -104,42 +104,55 @@ def test_s6_mesh_to_route_reflector(cli):
     podnet("up", "--nodes", str(n), "--backend", "bgp", "--prefix", prefix)
     with open(os.path.join(sd, "cluster.json")) as f:
         topo = json.load(f)["topology"]
-    # one plain pod per node, addressed from the node's block (its tunnel address is .0)
-    pods = []
-    for i, node in enumerate(topo["nodes"]):
-        ip = f"10.244.0.{64 * i + 10}"
-        pod_ns = f"{prefix}pod{i}"
-        underlay.wire_pod(node["netns"], pod_ns, f"cali{i:011d}", ip)
-        pods.append((pod_ns, ip))
-    try:
-        mesh = wait_status(podnet, "k8s-master01", lambda o: o.count("Established") == n - 1)
-        assert {row[1] for row in peer_lines(mesh)} == {"node-to-node mesh"}
-        for a, _ in pods:
-            for _, ip in pods:
-                assert netns.run_in(a, ["ping", "-c1", "-W2", ip]).returncode == 0
+    # one busybox pod per node, placed by nodeName, run by the node agents
+    docs = [f"""apiVersion: v1
+kind: Pod
+metadata: {{name: bs{i}, namespace: default, labels: {{run: bs{i}}}}}
+spec:
+  nodeName: {node["name"]}
+  containers: [{{name: c, image: busybox, command: [sleep, "36000"]}}]
+""" for i, node in enumerate(topo["nodes"])]
+    apply(podnet, "---\n".join(docs))
+    deadline = time.monotonic() + 30
+    while True:
+        items = json.loads(podnet("get", "pods", "-o", "json"))["items"]
+        ips = {p["metadata"]["name"]: (p.get("status") or {}).get("podIP") for p in items}
+        if len(ips) == n and all(ips.values()):
+            break
+        assert time.monotonic() < deadline, items
+        time.sleep(0.2)
+    pods = [(f"bs{i}", ips[f"bs{i}"]) for i in range(n)]
 
-        # 1. mesh off
-        apply(podnet, BGP_CONFIG)
-        wait_status(podnet, "k8s-node02", lambda o: "No IPv4 peers found." in o)
-        # 2. label the reflector node; 3. its routeReflectorClusterID; 4. the BGPPeer
-        podnet("label", "node", "k8s-node01", "route-reflector=true")
-        apply(podnet, RR_NODE)
-        apply(podnet, PEER)
-        rr = wait_status(podnet, "k8s-node01", lambda o: o.count("Established") == n - 1)
-        assert {row[1] for row in peer_lines(rr)} == {"node specific"}
-        total = 0
-        for node in topo["nodes"]:
-            out = wait_status(podnet, node["name"], lambda o: "Established" in o)
-            rows = peer_lines(out)
-            total += len(rows)
-            if node["name"] != "k8s-node01":
-                assert [(r[0], r[1], r[4]) for r in rows] == [("192.168.10.72", "node specific", "Established")]
-        assert total // 2 == n - 1  # each session seen from both ends
-        deadline = time.monotonic() + 10
-        for a, _ in pods:
-            for _, ip in pods:
-                while netns.run_in(a, ["ping", "-c1", "-W1", ip]).returncode != 0:
-                    assert time.monotonic() < deadline, f"{a} -> {ip}"
-    finally:
-        for pod_ns, _ in pods:
-            netns.remove(pod_ns)
+    def ping(pod: str, ip: str) -> bool:
+        res = subprocess.run([sys.executable, "-m", "podnet.cli.main", "--state-dir", sd, "exec", pod, "--",
+                              "ping", "-c1", "-W2", ip], capture_output=True, text=True, timeout=30)
+        return res.returncode == 0
+
+    mesh = wait_status(podnet, "k8s-master01", lambda o: o.count("Established") == n - 1)
+    assert {row[1] for row in peer_lines(mesh)} == {"node-to-node mesh"}
+    for a, _ in pods:
+        for _, ip in pods:
+            assert ping(a, ip), f"{a} -> {ip}"
+
+    # 1. mesh off
+    apply(podnet, BGP_CONFIG)
+    wait_status(podnet, "k8s-node02", lambda o: "No IPv4 peers found." in o)
+    # 2. label the reflector node; 3. its routeReflectorClusterID; 4. the BGPPeer
+    podnet("label", "node", "k8s-node01", "route-reflector=true")
+    apply(podnet, RR_NODE)
+    apply(podnet, PEER)
+    rr = wait_status(podnet, "k8s-node01", lambda o: o.count("Established") == n - 1)
+    assert {row[1] for row in peer_lines(rr)} == {"node specific"}
+    total = 0
+    for node in topo["nodes"]:
+        out = wait_status(podnet, node["name"], lambda o: "Established" in o)
+        rows = peer_lines(out)
+        total += len(rows)
+        if node["name"] != "k8s-node01":
+            assert [(r[0], r[1], r[4]) for r in rows] == [("192.168.10.72", "node specific", "Established")]
+    assert total // 2 == n - 1  # each session seen from both ends
+    deadline = time.monotonic() + 10
+    for a, _ in pods:
+        for _, ip in pods:
+            while not ping(a, ip):
+                assert time.monotonic() < deadline, f"{a} -> {ip}"
