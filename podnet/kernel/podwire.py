@@ -58,8 +58,13 @@ def _sysctl(ns: str, path: str, value: str) -> None:
 
 
 def _index(ipr: IPRoute, ifname: str) -> int | None:
-    found = ipr.link_lookup(ifname=ifname)
-    return found[0] if found else None
+    """The link's index by name: one RTM_GETLINK (link_lookup would dump every link)."""
+    try:
+        return ipr.link("get", ifname=ifname)[0]["index"]
+    except NetlinkError as exc:
+        if exc.code in (errno.ENODEV, errno.ENOENT):
+            return None
+        raise
 
 
 def random_mac() -> str:
