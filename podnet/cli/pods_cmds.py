@@ -204,6 +204,9 @@ def ipam_show(ctx: click.Context, show_blocks: bool) -> None:
         rows = IPAM(store.kv).usage()
     finally:
         store.close()
+    if not rows:
+        click.echo("No IP pools yet: the first pod creates default-ipv4-ippool (10.244.0.0/16, blockSize 26).")
+        return
     click.echo(render_usage(rows, show_blocks), nl=False)
 
 
@@ -216,7 +219,7 @@ def render_usage(rows: Any, show_blocks: bool) -> str:
     head = ["GROUPING", "CIDR"] + (["NODE"] if show_blocks else []) + ["IPS TOTAL", "IPS IN USE", "IPS FREE"]
     table = []
     for u in rows:
-        table.append(["IP Pool" + (" (disabled)" if u.disabled else ""), u.cidr] + (["" ] if show_blocks else [])
+        table.append(["IP Pool" + (" (disabled)" if u.disabled else ""), u.cidr] + ([""] if show_blocks else [])
                      + [str(u.size), _pct(u.used, u.size), _pct(u.free, u.size)])
         if show_blocks:
             for b in u.blocks:
