@@ -21,7 +21,8 @@ from typing import Any
 from podnet.dataplane.nft_render import render
 from podnet.kernel.nft import NftApplier
 from podnet.model import Namespace, NetworkPolicy, Node, Pod
-from podnet.policy.cluster import ClusterState
+from podnet.policy.cluster import ClusterState, Endpoint, endpoint_for_pod
+from podnet.policy.ir import PolicyIR, compile_policy
 
 log = logging.getLogger("podnet.agent.policy")
 READBACK_SECONDS = 10.0
@@ -49,6 +50,35 @@ def cluster_state(snapshot: Any) -> ClusterState:
     return ClusterState.build(snapshot.of(Namespace), snapshot.of(Pod), snapshot.of(NetworkPolicy))
 
 
+class StateCache:
+    """``cluster_state`` that recompiles only objects whose resourceVersion changed: compiling a
+    thousand policies and ten thousand pods on every pass would dominate a one-label change."""
+
+    def __init__(self) -> None:
+        self._policies: dict[tuple[str, str], tuple[str | None, PolicyIR]] = {}
+        self._pods: dict[tuple[str, str], tuple[str | None, Endpoint]] = {}
+
+    @staticmethod
+    def _fresh(cache: dict, objs: Any, make: Any) -> list[Any]:  # type: ignore[type-arg]
+        out, seen = [], set()
+        for obj in objs:
+            key = (obj.metadata.namespace or "default", obj.metadata.name)
+            rv = obj.metadata.resource_version
+            hit = cache.get(key)
+            if hit is None or rv is None or hit[0] != rv:
+                hit = cache[key] = (rv, make(obj))
+            seen.add(key)
+            out.append(hit[1])
+        for key in set(cache) - seen:
+            del cache[key]
+        return out
+
+    def build(self, snapshot: Any) -> ClusterState:
+        policies = self._fresh(self._policies, snapshot.of(NetworkPolicy), compile_policy)
+        pods = self._fresh(self._pods, snapshot.of(Pod), endpoint_for_pod)
+        return ClusterState.from_parts(snapshot.of(Namespace), pods, policies)
+
+
 def node_ips(snapshot: Any, node: str) -> list[str]:
     """The node's own addresses from its Node resource (pods' hostIP adds to these)."""
     obj = snapshot.get(Node, node)
@@ -68,6 +98,7 @@ class PolicyReconciler:
         self.readback_every = readback_every
         self._last_revision: int | None = None
         self._last_readback = 0.0
+        self._cache = StateCache()
         self.status = PolicyStatus(node)
 
     def reconcile(self, snapshot: Any) -> PolicyStatus:
@@ -79,7 +110,7 @@ class PolicyReconciler:
         t0 = time.perf_counter()
         status = PolicyStatus(self.node, revision=snapshot.revision)
         try:
-            table = render(cluster_state(snapshot), self.node, node_ips=node_ips(snapshot, self.node))
+            table = render(self._cache.build(snapshot), self.node, node_ips=node_ips(snapshot, self.node))
             plan = self.applier.sync(table, read_back=read_back)
             status.plan = plan.summary()
             status.counts = table.counts()

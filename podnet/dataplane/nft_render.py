@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Iterable, Mapping
 
 from podnet.policy.cluster import ClusterState, Endpoint, peer_matches
@@ -44,6 +45,12 @@ _PORTS = ("inet_proto", "inet_service")
 _NAMED = ("ipv4_addr", "inet_proto", "inet_service")
 
 
+@lru_cache(maxsize=65536)
+def _ip_int(ip: str) -> int:
+    return int(ipaddress.ip_address(ip))
+
+
+@lru_cache(maxsize=65536)
 def workload_ifname(namespace: str, name: str) -> str:
     """The pod's host-side veth name, as Calico's CNI plugin names it (cali + 11 hex of sha1)."""
     return IFACE_PREFIX + hashlib.sha1(f"{namespace}.{name}".encode()).hexdigest()[:11]
@@ -143,7 +150,7 @@ class _Builder:
         self.local = local
         self.sets: dict[str, NftSet] = {}
         self._pod_ips = tuple(sorted(
-            {int(ipaddress.ip_address(p.ip)) for p in state.pods if p.selectable and p.ip and ":" not in p.ip}))
+            {_ip_int(p.ip) for p in state.pods if p.selectable and p.ip and ":" not in p.ip}))
         self._groups = self._label_groups()
 
     def _label_groups(self) -> list[tuple[Endpoint, tuple[int, ...]]]:
@@ -153,7 +160,7 @@ class _Builder:
             if not ep.selectable or not ep.ip or ":" in ep.ip:
                 continue
             key = (ep.namespace, tuple(sorted(ep.labels.items())))
-            groups.setdefault(key, (ep, []))[1].append(int(ipaddress.ip_address(ep.ip)))
+            groups.setdefault(key, (ep, []))[1].append(_ip_int(ep.ip))
         return [(ep, tuple(ips)) for _, (ep, ips) in sorted(groups.items(), key=lambda kv: kv[0])]
 
     def pod_peer(self, peer: PodPeer) -> _Addr:
@@ -203,7 +210,7 @@ class _Builder:
         for ep in dests:
             if not ep.ip or ":" in ep.ip:
                 continue
-            ip = int(ipaddress.ip_address(ep.ip))
+            ip = _ip_int(ep.ip)
             for pm in named:
                 span = pm.resolve(dict(ep.named_ports))
                 if span is not None:
@@ -287,22 +294,29 @@ def render(state: ClusterState, node: str, *, node_ips: Iterable[str] = (),
     to_map: dict[tuple[str, ...], tuple[str, ...]] = {}
     ifaces: set[tuple[str]] = set()
     policies_needed: dict[tuple[str, str], PolicyIR] = {}
+    # Pods with the same namespace and labels are selected by the same policies: decide once.
+    verdicts: dict[tuple[Any, ...], dict[str, tuple[str, ...]]] = {}
     for pod in local:
         ifname = (interfaces or {}).get(pod.key) or workload_ifname(pod.namespace or "default", pod.name or "")
         ifaces.add((ifname,))
-        selecting = state.selecting_any(pod)
-        for direction, table_map, allow in (("egress", from_map, ("goto", EGRESS_OK)), ("ingress", to_map, ("accept",))):
-            isolating = tuple(p for p in selecting if direction in p.isolates)
-            key = (ifname, str(pod.ip)) if direction == "egress" else (ifname,)
-            if not isolating:
-                table_map[key] = allow
-                continue
-            sig = _sig_chain(direction, isolating)
-            if sig not in chains:
-                chains[sig] = _signature_chain(direction, isolating, own)
-            for p in isolating:
-                policies_needed[(direction, p.ref)] = p
-            table_map[key] = ("goto", sig)
+        group = (pod.namespace, tuple(sorted(pod.labels.items())))
+        decided = verdicts.get(group)
+        if decided is None:
+            decided = verdicts[group] = {}
+            selecting = state.selecting_any(pod)
+            for direction, allow in (("egress", ("goto", EGRESS_OK)), ("ingress", ("accept",))):
+                isolating = tuple(p for p in selecting if direction in p.isolates)
+                if not isolating:
+                    decided[direction] = allow
+                    continue
+                sig = _sig_chain(direction, isolating)
+                if sig not in chains:
+                    chains[sig] = _signature_chain(direction, isolating, own)
+                for p in isolating:
+                    policies_needed[(direction, p.ref)] = p
+                decided[direction] = ("goto", sig)
+        from_map[(ifname, str(pod.ip))] = decided["egress"]
+        to_map[(ifname,)] = decided["ingress"]
     for (direction, _ref), pol in sorted(policies_needed.items()):
         chain = _policy_chain(b, pol, direction)
         chains[chain.name] = chain

@@ -1,0 +1,377 @@
+"""Policy enforcement benchmark: what the ``inet podnet`` table costs and how fast it follows.
+
+  1. datapath with 0, 100 and 1,000 policies (20 pods per node, 2 nodes, an allowed pair across
+     nodes whose ends are both isolated and selected by 1/20 of the policies): new-connection
+     rate, 1-byte request/response rate, iperf3 single-stream throughput, each as a ratio to
+     0 policies measured in the same run; with veth offloads on and off.
+     (goals: new connections >= 0.90x, request/response >= 0.97x, throughput >= 0.98x)
+  2. nft rules, chains and set/map elements against policies and pods (must grow with
+     policies + pods, not pods²).
+  3. policy write -> enforced latency through the store and the policy loop process, with
+     1,000 policies and 200 pods (goal p99 <= 100 ms).
+  4. one label change at 10,000 objects vs the same change at 10 (goal <= 1.2x): the
+     reconciler's pass (render + diff + commit), and separately the store snapshot it reads.
+
+Run as root: .venv/bin/python bench/policy_dataplane.py [--quick] [--json FILE]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Any
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from podnet.agent.policy import PolicyReconciler, read_status  # noqa: E402
+from podnet.dataplane.nft_render import render  # noqa: E402
+from podnet.kernel import netns  # noqa: E402
+from podnet.kernel.nft_lab import PolicyLab  # noqa: E402
+from podnet.model import Namespace, NetworkPolicy, Pod  # noqa: E402
+from podnet.policy.cluster import ClusterState  # noqa: E402
+from podnet.store.open import open_store  # noqa: E402
+
+NS = "bench"
+SERVER_PORT, IPERF_PORT = 8080, 5201
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+# --- policies ---------------------------------------------------------------------------------
+
+
+def make_policies(n: int) -> list[NetworkPolicy]:
+    """``n`` policies in ``bench``: policy j isolates app=a{j%20} both ways and allows a
+    neighbouring app on its own port; every 20th one (selecting a0 / a1) also carries the rule
+    that lets the client (a1) reach the server (a0), so both ends walk their full policy lists."""
+    out = []
+    for j in range(n):
+        spec: dict[str, Any] = {
+            "podSelector": {"matchLabels": {"app": f"a{j % 20}"}},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": f"a{(j + 3) % 20}"}}}],
+                         "ports": [{"port": 10000 + j}]}],
+            "egress": [{"to": [{"podSelector": {"matchLabels": {"app": f"a{(j + 5) % 20}"}}}],
+                        "ports": [{"port": 20000 + j}]}],
+        }
+        out.append(NetworkPolicy.model_validate({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                                                 "metadata": {"name": f"np{j:04d}", "namespace": NS}, "spec": spec}))
+    allow = [
+        {"metadata": {"name": "zz-server-in", "namespace": NS},
+         "spec": {"podSelector": {"matchLabels": {"app": "a0"}},
+                  "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "a1"}}}],
+                               "ports": [{"port": SERVER_PORT}, {"port": IPERF_PORT}]}]}},
+        {"metadata": {"name": "zz-client-out", "namespace": NS},
+         "spec": {"podSelector": {"matchLabels": {"app": "a1"}}, "policyTypes": ["Egress"],
+                  "egress": [{"to": [{"podSelector": {"matchLabels": {"app": "a0"}}}],
+                              "ports": [{"port": SERVER_PORT}, {"port": IPERF_PORT}]}]}},
+    ]
+    if n:
+        out += [NetworkPolicy.model_validate({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", **d})
+                for d in allow]
+    return out
+
+
+# --- traffic ----------------------------------------------------------------------------------
+
+
+class Server:
+    """Accept-and-echo TCP server on SERVER_PORT inside a pod namespace (threads in this process)."""
+
+    def __init__(self, ns: str, ip: str) -> None:
+        with netns.enter(ns):
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((ip, SERVER_PORT))
+        self.sock.listen(1024)
+        self.stop = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.stop:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _echo(conn: socket.socket) -> None:
+        with conn:
+            try:
+                while data := conn.recv(64):
+                    conn.sendall(data)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.stop = True
+        self.sock.close()
+
+
+def conn_rate(ns: str, ip: str, seconds: float) -> float:
+    """New TCP connections per second (connect + close, reset so no TIME_WAIT piles up)."""
+    n, end = 0, time.perf_counter() + seconds
+    linger = b"\x01\x00\x00\x00\x00\x00\x00\x00"
+    while time.perf_counter() < end:
+        with netns.enter(ns):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+        s.settimeout(2)
+        s.connect((ip, SERVER_PORT))
+        s.close()
+        n += 1
+    return n / seconds
+
+
+def rr_rate(ns: str, ip: str, seconds: float) -> float:
+    with netns.enter(ns):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.connect((ip, SERVER_PORT))
+    n, end = 0, time.perf_counter() + seconds
+    with s:
+        while time.perf_counter() < end:
+            s.sendall(b"x")
+            s.recv(1)
+            n += 1
+    return n / seconds
+
+
+def iperf(client_ns: str, server_ns: str, ip: str, seconds: float) -> float:
+    srv = netns.popen_in(server_ns, ["iperf3", "-s", "-1", "-B", ip, "-p", str(IPERF_PORT)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(50):
+            res = netns.run_in(client_ns, ["iperf3", "-c", ip, "-p", str(IPERF_PORT), "-t", str(seconds), "-J"],
+                               timeout=seconds + 20)
+            if res.returncode == 0:
+                return json.loads(res.stdout)["end"]["sum_received"]["bits_per_second"] / 1e9
+            time.sleep(0.05)  # server not listening yet
+        raise RuntimeError(f"iperf3 failed: {res.stdout[-300:]}")
+    finally:
+        if srv.poll() is None:
+            srv.kill()
+        srv.wait()
+
+
+def set_offloads(lab: PolicyLab, on: bool) -> None:
+    state = "on" if on else "off"
+    for node in lab.nodes.values():
+        devs = ["eth0"] + [p.ifname for p in lab.pods.values() if p.node == node.name]
+        for dev in devs:
+            netns.run_in(node.netns, ["ethtool", "-K", dev, "tso", state, "gso", state, "gro", state])
+    for p in lab.pods.values():
+        netns.run_in(p.netns, ["ethtool", "-K", "eth0", "tso", state, "gso", state, "gro", state])
+    ul = f"{lab.prefix}-ul"
+    for dev in [f"{n}-ul" for n in lab.nodes]:
+        netns.run_in(ul, ["ethtool", "-K", dev, "tso", state, "gso", state, "gro", state])
+
+
+def datapath(seconds: float, counts: list[int], runs: int) -> dict[str, Any]:
+    lab = PolicyLab.build(f"pb-{secrets.token_hex(2)}")
+    out: dict[str, Any] = {}
+    try:
+        for node in ("n1", "n2"):
+            for i in range(20):
+                app = "a0" if (node, i) == ("n1", 0) else "a1" if (node, i) == ("n2", 0) else f"a{2 + i % 18}"
+                lab.add_pod(NS, f"{node}-p{i}", node, {"app": app})
+        server, client = lab.pods[f"{NS}/n1-p0"], lab.pods[f"{NS}/n2-p0"]
+        srv = Server(server.netns, server.ip)
+        try:
+            for offload in (True, False):
+                set_offloads(lab, offload)
+                res: dict[int, dict[str, list[float]]] = {c: {"conn": [], "rr": [], "bw": []} for c in counts}
+                for _ in range(runs):  # interleave counts so drift hits all of them
+                    for c in counts:
+                        state = lab.state(make_policies(c))
+                        lab.apply(state)
+                        res[c]["conn"].append(conn_rate(client.netns, server.ip, seconds))
+                        res[c]["rr"].append(rr_rate(client.netns, server.ip, seconds))
+                        res[c]["bw"].append(iperf(client.netns, server.netns, server.ip, seconds))
+                key = "offloads_on" if offload else "offloads_off"
+                base = {m: statistics.median(v) for m, v in res[0].items()}
+                out[key] = {}
+                for c in counts:
+                    med = {m: statistics.median(v) for m, v in res[c].items()}
+                    out[key][c] = {"conn_per_s": round(med["conn"]), "rr_per_s": round(med["rr"]),
+                                   "gbit_s": round(med["bw"], 2),
+                                   "conn_ratio": round(med["conn"] / base["conn"], 3),
+                                   "rr_ratio": round(med["rr"] / base["rr"], 3),
+                                   "bw_ratio": round(med["bw"] / base["bw"], 3)}
+                    r = out[key][c]
+                    print(f"  {key:12s} {c:5d} policies: conn {r['conn_per_s']:6d}/s ({r['conn_ratio']:.3f}x)  "
+                          f"rr {r['rr_per_s']:6d}/s ({r['rr_ratio']:.3f}x)  iperf3 {r['gbit_s']:6.2f} Gbit/s "
+                          f"({r['bw_ratio']:.3f}x)", flush=True)
+        finally:
+            srv.close()
+    finally:
+        lab.close()
+    return out
+
+
+# --- sizes ------------------------------------------------------------------------------------
+
+
+def synthetic_pods(n: int, nodes: int = 2) -> list[Pod]:
+    return [Pod.model_validate({
+        "metadata": {"name": f"p{i:05d}", "namespace": NS, "labels": {"app": f"a{i % 20}"}},
+        "spec": {"nodeName": f"n{1 + i % nodes}", "containers": [{"name": "c", "image": "nginx"}]},
+        "status": {"phase": "Running", "podIP": f"10.{244 + i // 65000}.{(i // 250) % 256}.{2 + i % 250}",
+                   "hostIP": f"10.99.0.{1 + i % nodes}"}}) for i in range(n)]
+
+
+def sizes() -> list[dict[str, Any]]:
+    rows = []
+    nss = [Namespace.model_validate({"metadata": {"name": NS}})]
+    for pods in (40, 200, 1000):
+        for pols in (0, 100, 1000):
+            t0 = time.perf_counter()
+            table = render(ClusterState.build(nss, synthetic_pods(pods), make_policies(pols)), "n1")
+            c = table.counts()
+            rows.append({"pods": pods, "policies": pols, **c, "render_s": round(time.perf_counter() - t0, 3)})
+            print(f"  {pods:5d} pods {pols:5d} policies: rules {c['rules']:5d}  chains {c['chains']:5d}  "
+                  f"set elements {c['set_elements']:6d}  map elements {c['map_elements']:5d}", flush=True)
+    return rows
+
+
+# --- write -> enforced -------------------------------------------------------------------------
+
+
+def write_to_enforced(samples: int) -> dict[str, Any]:
+    lab = PolicyLab.build(f"pw-{secrets.token_hex(2)}", nodes=1)
+    sd = tempfile.mkdtemp(prefix="podnet-bench-")
+    proc = None
+    try:
+        store = open_store(sd)
+        store.create(Namespace.model_validate({"metadata": {"name": NS}}))
+        for p in synthetic_pods(200, nodes=2):
+            created = store.create(Pod.model_validate({k: v for k, v in p.to_dict().items() if k != "status"}))
+            store.update_status(Pod.model_validate({**created.to_dict(), "status": p.to_dict()["status"]}))
+        for pol in make_policies(1000):
+            store.create(pol)
+        proc = subprocess.Popen([sys.executable, "-m", "podnet.agent.policy_loop", "--node", "n1", "--state-dir", sd,
+                                 "--netns", lab.nodes["n1"].netns, "--resync", "5"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def wait(rev: int) -> dict[str, Any]:
+            while True:
+                st = read_status(sd, "n1")
+                if st and st["revision"] >= rev:
+                    return st
+                if proc.poll() is not None:
+                    raise RuntimeError("policy loop exited")
+                time.sleep(0.0005)
+
+        wait(store.revision())
+        lat, sync = [], []
+        for i in range(samples):
+            cur = store.get(NetworkPolicy, f"np{i % 1000:04d}", NS)
+            data = cur.to_dict()
+            data["spec"]["ingress"][0]["ports"] = [{"port": 30000 + i}]
+            t0 = time.perf_counter()
+            store.update(NetworkPolicy.model_validate(data), check_version=False)
+            st = wait(store.revision())
+            lat.append((time.perf_counter() - t0) * 1000)
+            sync.append(st["seconds"] * 1000)
+        out = {"samples": samples, "p50_ms": round(pct(lat, 50), 1), "p99_ms": round(pct(lat, 99), 1),
+               "max_ms": round(max(lat), 1), "reconcile_p50_ms": round(pct(sync, 50), 1)}
+        print(f"  write -> enforced (1,000 policies, 200 pods): p50 {out['p50_ms']} ms  p99 {out['p99_ms']} ms  "
+              f"(reconcile pass p50 {out['reconcile_p50_ms']} ms)", flush=True)
+        store.close()
+        return out
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            proc.wait(10)
+        lab.close()
+        shutil.rmtree(sd, ignore_errors=True)
+
+
+# --- one change at 10 vs 10,000 objects ---------------------------------------------------------
+
+
+def one_change(objects: int, repeats: int) -> dict[str, float]:
+    lab = PolicyLab.build(f"po-{secrets.token_hex(2)}", nodes=1)
+    sd = tempfile.mkdtemp(prefix="podnet-bench-")
+    try:
+        store = open_store(sd)
+        store.create(Namespace.model_validate({"metadata": {"name": NS}}))
+        npol = objects // 10
+        pods = synthetic_pods(objects - npol, nodes=2)
+        for p in pods:
+            created = store.create(Pod.model_validate({k: v for k, v in p.to_dict().items() if k != "status"}))
+            store.update_status(Pod.model_validate({**created.to_dict(), "status": p.to_dict()["status"]}))
+        for pol in make_policies(npol):
+            store.create(pol)
+        rec = PolicyReconciler("n1", netns=lab.nodes["n1"].netns, readback_every=1e9)
+        rec.reconcile(store.snapshot())
+        passes, snaps = [], []
+        target = pods[1].metadata.name  # a pod on n2: its label change is one set element on n1
+        for i in range(repeats):
+            cur = store.get(Pod, target, NS)
+            data = cur.to_dict()
+            data["metadata"]["labels"] = {"app": "a3" if i % 2 == 0 else "a1"}
+            store.update(Pod.model_validate(data), check_version=False)
+            t0 = time.perf_counter()
+            snap = store.snapshot()
+            t1 = time.perf_counter()
+            rec.reconcile(snap)
+            t2 = time.perf_counter()
+            snaps.append(t1 - t0)
+            passes.append(t2 - t1)
+        store.close()
+        return {"objects": objects, "pass_ms": round(statistics.median(passes) * 1000, 2),
+                "snapshot_ms": round(statistics.median(snaps) * 1000, 2),
+                "commands": rec.status.plan.get("commands", 0)}
+    finally:
+        lab.close()
+        shutil.rmtree(sd, ignore_errors=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="shorter runs, fewer samples")
+    ap.add_argument("--json", default=None, help="also write the figures to this file")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("run as root", file=sys.stderr)
+        return 1
+    secs, runs, samples = (1.0, 1, 30) if args.quick else (2.0, 3, 100)
+    out: dict[str, Any] = {}
+    print("1. datapath, allowed pair across nodes, 20 pods per node", flush=True)
+    out["datapath"] = datapath(secs, [0, 100, 1000], runs)
+    print("2. table size", flush=True)
+    out["sizes"] = sizes()
+    print("3. policy write -> enforced", flush=True)
+    out["write_to_enforced"] = write_to_enforced(samples)
+    print("4. one pod label change: 10 objects vs 10,000", flush=True)
+    small, big = one_change(10, 10 if args.quick else 20), one_change(10000, 5 if args.quick else 10)
+    out["one_change"] = {"small": small, "big": big,
+                         "pass_ratio": round(big["pass_ms"] / small["pass_ms"], 2),
+                         "with_snapshot_ratio": round((big["pass_ms"] + big["snapshot_ms"])
+                                                      / (small["pass_ms"] + small["snapshot_ms"]), 2)}
+    oc = out["one_change"]
+    print(f"  10 objects: pass {small['pass_ms']} ms (+ snapshot {small['snapshot_ms']} ms); 10,000 objects: pass "
+          f"{big['pass_ms']} ms (+ snapshot {big['snapshot_ms']} ms); ratio {oc['pass_ratio']}x "
+          f"({oc['with_snapshot_ratio']}x with the snapshot); kernel commands per change: {big['commands']}", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
