@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any
 
-from podnet.errors import PodnetError
+from podnet.errors import Compacted, PodnetError
 from podnet.model import CalicoNode
 
 from .routing import RoutingReconciler, node_run_dir
@@ -78,7 +78,11 @@ def run(node: str, state_dir: str, backend: str | None = None, resync: float = R
         # Wake on the first change (or the resync timer, which repairs drift), then let a
         # burst of changes settle before planning again.
         while not stopping and time.monotonic() < deadline:
-            if next(iter(store.kv.watch("", snap.revision + 1, timeout=0.25)), None) is not None:
+            try:
+                changed = next(iter(store.kv.watch("", snap.revision + 1, timeout=0.25)), None) is not None
+            except Compacted:  # history gone: a fresh snapshot is the answer anyway
+                changed = True
+            if changed:
                 time.sleep(0.05)
                 break
     store.close()

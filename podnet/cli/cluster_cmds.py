@@ -76,8 +76,14 @@ def status(ctx: click.Context) -> None:
         health = "Ready" if all(ok for _, ok in n["processes"].values()) and not n["errors"] else "NotReady"
         if n["refusals"]:
             health += f" ({len(n['refusals'])} unreachable blocks)"
-        rows.append([n["name"], n["address"], n["segment"], n["netns"], procs, str(n["routes"]), health])
-    click.echo(table(["NAME", "ADDRESS", "SEGMENT", "NETNS", "PROCESSES", "ROUTES", "HEALTH"], rows))
+        if st["backend"] == "bgp":
+            routing = f"{n['bgp'][0]}/{n['bgp'][1]} peers up" if n["bgp"] else "bird not running"
+            if not n["bgp"] or n["bgp"][0] < n["bgp"][1]:
+                health = "NotReady"
+        else:
+            routing = f"{n['routes']} routes"
+        rows.append([n["name"], n["address"], n["segment"], n["netns"], procs, routing, health])
+    click.echo(table(["NAME", "ADDRESS", "SEGMENT", "NETNS", "PROCESSES", "ROUTING", "HEALTH"], rows))
     for name, pid, ok in st["processes"]:
         click.echo(f"{name}: pid {pid} {'running' if ok else 'not running'}")
     for name, addr in st["externals"]:

@@ -215,7 +215,14 @@ def status(state_dir: str) -> dict[str, Any]:
     for n in topo.nodes:
         mine = [p for p in procs if p.name.endswith("/" + n.name)]
         st = read_status(run_dir(state_dir, n.name)) or {}
-        rows.append({"name": n.name, "netns": n.netns, "address": n.address, "segment": n.segment,
+        bgp = None
+        if state.get("backend") == "bgp":
+            try:
+                peers = peer_rows(Bird(run_dir(state_dir, n.name)).protocols())
+                bgp = (sum(1 for p in peers if p.info == "Established"), len(peers))
+            except PodnetError:
+                bgp = None
+        rows.append({"bgp": bgp, "name": n.name, "netns": n.netns, "address": n.address, "segment": n.segment,
                      "processes": {p.name.split("/")[0]: (p.pid, processes.alive(p)) for p in mine},
                      "routes": len(st.get("routes", [])), "refusals": st.get("refusals", []),
                      "errors": st.get("errors", []) + st.get("problems", []), "reported": st.get("time")})
