@@ -188,7 +188,7 @@ def test_s1_pods_serve_and_clients_fetch(cluster: Cluster) -> None:
     c.wait("client1 restarted", lambda: (c.pod("client1").status.container_statuses or [None])[0] is not None
            and c.pod("client1").status.container_statuses[0].restart_count == before + 1 and c.running("client1"))
     # delete: processes stopped, CNI DEL, netns removed, address freed
-    old_ns = [n for n in netns.list_all() if "client2" in n]
+    old_ns = [n for n in netns.list_all() if n.startswith(c.node + "-") and "client2" in n]
     assert len(old_ns) == 1
     c.store.delete(Pod, "client2", "default")
     c.wait("client2 torn down", lambda: not netns.exists(old_ns[0]))
@@ -207,7 +207,7 @@ spec:
     c.wait("weird Failed", lambda: c.pod("weird").status.phase == "Failed")
     msg = c.pod("weird").status.message or ""
     assert "mystery" in msg and "nginx" in msg
-    assert not [n for n in netns.list_all() if "weird" in n]
+    assert not [n for n in netns.list_all() if n.startswith(c.node + "-") and "weird" in n]
 
 
 def test_agnhost_serves_every_protocol_and_connect_probes(cluster: Cluster) -> None:
