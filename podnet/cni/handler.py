@@ -96,7 +96,8 @@ class Handler:
         handle = handle_id_for(conf.name, env.container_id, env.ifname)
         pod = env.pod
         attrs = {"containerID": env.container_id, "ifname": env.ifname, "network": conf.name,
-                 "hostIf": host_if, **({"namespace": pod[0], "pod": pod[1]} if pod else {})}
+                 "hostIf": host_if, **({"namespace": pod[0], "pod": pod[1]} if pod else {}),
+                 **({"podUID": env.args["K8S_POD_UID"]} if env.args.get("K8S_POD_UID") else {})}
         assignment = ipam.assign(handle, conf.node_name, attrs)
         try:
             hook("ipam")

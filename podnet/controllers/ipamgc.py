@@ -8,15 +8,16 @@ from podnet.model.core import Pod
 
 
 def live_handles(handles: Mapping[str, Mapping[str, Any]], pods: Iterable[Pod]) -> set[str]:
-    """Handles whose (namespace, pod) exists and is bound to the handle's node. Handles made
-    outside Kubernetes (no pod attributes: podman, tunnels) count as live: the runtime's CNI GC
-    is their authority, not the pod list."""
-    where = {((p.namespace or "default"), p.name): p.spec.node_name for p in pods}
+    """Handles whose pod (by uid) exists and is bound to the handle's node.
+
+    Only handles made for a Kubernetes pod carry ``podUID`` (podnet's kubelet passes
+    K8S_POD_UID). Other runtimes also pass K8S_POD_NAME (podman sets it to the container name),
+    so names alone would misjudge them: handles without a uid count as live, and the runtime's
+    CNI GC is their authority, not the pod list."""
+    where = {p.metadata.uid: p.spec.node_name for p in pods if p.metadata.uid}
     out = set()
     for h, attrs in handles.items():
-        key = (attrs.get("namespace"), attrs.get("pod"))
-        if key[0] is None or key[1] is None:
-            out.add(h)
-        elif key in where and where[key] == attrs.get("node"):
+        uid = attrs.get("podUID")
+        if not uid or where.get(uid) == attrs.get("node"):
             out.add(h)
     return out

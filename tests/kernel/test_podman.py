@@ -87,6 +87,10 @@ def test_podman_container_gets_podnet_address(lab: Lab, podman: Podman) -> None:
     handles = lab.ipam().handles()
     assert [h["ips"][0] for h in handles.values()] == [ip]  # the address came from podnet IPAM
     assert ip.startswith("10.244.")
+    # podman names the container as a "pod" in CNI_ARGS but passes no pod UID: podnet's
+    # controllers therefore never reap this address; podman's own DEL/GC frees it
+    (attrs,) = handles.values()
+    assert "podUID" not in attrs and attrs["network"] == "podnet"
     # reachable from the node
     assert ping(lab.node_ns, ip)
     out = netns.run_in(lab.node_ns, ["busybox", "wget", "-qO-", f"http://{ip}/"]).stdout

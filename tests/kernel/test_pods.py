@@ -269,8 +269,8 @@ def test_controllers_free_leaked_addresses_after_grace(cluster: Cluster) -> None
     c = cluster
     ipam = IPAM(c.store.kv)
     ipam.assign("k8s-pod-network.dead.eth0", c.node, {"containerID": "dead", "namespace": "default",
-                                                      "pod": "gone", "node": c.node})
-    ipam.assign("podman.x.eth0", c.node, {"containerID": "x"})  # not a pod's: left to CNI GC
+                                                      "pod": "gone", "podUID": "uid-gone", "node": c.node})
+    ipam.assign("podman.x.eth0", c.node, {"containerID": "x", "namespace": "x", "pod": "x"})  # no uid: CNI GC's
     t0 = time.monotonic()
     c.wait("leak released", lambda: ipam.handle("k8s-pod-network.dead.eth0") is None)
     assert time.monotonic() - t0 >= 0.9  # not on the first observation: after the 1 s grace

@@ -79,12 +79,14 @@ def test_deployment_plan_names_scale_and_template_change() -> None:
 
 
 def test_ipam_liveness() -> None:
-    handles = {"a": {"namespace": "default", "pod": "web", "node": "n1", "containerID": "1"},
-               "b": {"namespace": "default", "pod": "gone", "node": "n1", "containerID": "2"},
-               "c": {"namespace": "default", "pod": "moved", "node": "n1", "containerID": "3"},
-               "podman": {"containerID": "4"}}
-    pods = [pod("web", "n1"), pod("moved", "n2")]
-    assert ipamgc.live_handles(handles, pods) == {"a", "podman"}
+    handles = {"a": {"namespace": "default", "pod": "web", "podUID": "u-web", "node": "n1", "containerID": "1"},
+               "b": {"namespace": "default", "pod": "gone", "podUID": "u-gone", "node": "n1", "containerID": "2"},
+               "c": {"namespace": "default", "pod": "moved", "podUID": "u-moved", "node": "n1", "containerID": "3"},
+               "old": {"namespace": "default", "pod": "web", "podUID": "u-old-web", "node": "n1", "containerID": "5"},
+               "podman": {"namespace": "pm1", "pod": "pm1", "containerID": "4"}}
+    web = pod("web", "n1").with_meta(uid="u-web")
+    moved = pod("moved", "n2").with_meta(uid="u-moved")
+    assert ipamgc.live_handles(handles, [web, moved]) == {"a", "podman"}
 
 
 def test_cni_spec_values() -> None:
