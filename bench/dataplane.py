@@ -26,6 +26,7 @@ import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from podnet.cli.main import COMMANDS  # noqa: E402
 from podnet.cluster import lifecycle  # noqa: E402
 from podnet.cluster.lab import Lab  # noqa: E402
 from podnet.kernel import netns, underlay  # noqa: E402
@@ -197,7 +198,8 @@ def up_time(nodes: int) -> dict:
     sd = tempfile.mkdtemp(prefix="podnet-bench-")
     try:
         t0 = time.perf_counter()
-        lifecycle.up(sd, nodes=nodes, backend="bgp", prefix=f"pu-{uuid.uuid4().hex[:4]}-", timeout=60)
+        lifecycle.up(sd, nodes=nodes, backend="bgp", prefix=f"pu-{uuid.uuid4().hex[:4]}-", timeout=90,
+                     commands=frozenset(COMMANDS))  # with node agents, policy loops, controllers
         t_up = time.perf_counter() - t0
         t0 = time.perf_counter()
         lifecycle.down(sd)
@@ -205,7 +207,7 @@ def up_time(nodes: int) -> dict:
     finally:
         lifecycle.down(sd)
         shutil.rmtree(sd, ignore_errors=True)
-    print(f"podnet up, {nodes} nodes, bgp, until every session is Established: {t_up:.2f} s (down {t_down:.2f} s)",
+    print(f"podnet up, {nodes} nodes, bgp, all processes, until every agent is ready and session Established: {t_up:.2f} s (down {t_down:.2f} s)",
           flush=True)
     return {"nodes": nodes, "up_s": round(t_up, 2), "down_s": round(t_down, 2)}
 
