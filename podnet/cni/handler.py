@@ -119,7 +119,8 @@ class Handler:
         record = ipam.handle(handle) or {}
         host_if = record.get("hostIf") or spec.host_ifname(env)
         pod_ns = env.netns if env.netns and os.path.exists(env.netns) else None
-        podwire.unwire(host_ns, pod_ns, env.ifname, host_if)
+        address = (record.get("ips") or [None])[0]
+        podwire.unwire(host_ns, pod_ns, env.ifname, host_if, address)
         ipam.release(handle)
 
     def check(self, env: Env, conf: NetConf, ipam: IPAM, host_ns: str) -> None:

@@ -134,30 +134,37 @@ def wire(host_ns: str, pod_ns: str, ifname: str, host_ifname: str, address: str,
         os.close(host_fd)
 
 
-def unwire(host_ns: str, pod_ns: str | None, ifname: str, host_ifname: str) -> bool:
-    """Remove the pair (its /32 route goes with it). Idempotent; works when the pod namespace
-    is already gone. True if something was removed."""
-    removed = False
+def unwire(host_ns: str, pod_ns: str | None, ifname: str, host_ifname: str, address: str | None = None) -> bool:
+    """Remove the pair (its /32 route goes with it). Idempotent. True if something was removed.
+
+    With the pod's namespace at hand the pair is deleted from the pod side, so a host-side
+    name shared with a newer incarnation of the same pod is never touched. Without it (the
+    runtime already removed the namespace) the host side is deleted only if it still routes
+    ``address``, i.e. it provably belongs to this attachment.
+    """
+    if pod_ns and os.path.exists(pod_ns if pod_ns.startswith("/") else netns.path(pod_ns)):
+        with ipr_in(pod_ns) as pod:
+            return _delete(pod, _index(pod, ifname))
+    if not address:
+        return False
+    ip = str(ipaddress.ip_interface(address).ip)
     with ipr_in(host_ns) as host:
         idx = _index(host, host_ifname)
-        if idx is not None:
-            try:
-                host.link("del", index=idx)
-                removed = True
-            except NetlinkError as exc:
-                if exc.code != errno.ENODEV:
-                    raise
-    if pod_ns and not removed and os.path.exists(pod_ns if pod_ns.startswith("/") else netns.path(pod_ns)):
-        with ipr_in(pod_ns) as pod:
-            idx = _index(pod, ifname)
-            if idx is not None:
-                try:
-                    pod.link("del", index=idx)
-                    removed = True
-                except NetlinkError as exc:
-                    if exc.code != errno.ENODEV:
-                        raise
-    return removed
+        if idx is None or not any(r.get_attr("RTA_DST") == ip for r in host.get_routes(oif=idx)):
+            return False
+        return _delete(host, idx)
+
+
+def _delete(ipr: IPRoute, index: int | None) -> bool:
+    if index is None:
+        return False
+    try:
+        ipr.link("del", index=index)
+        return True
+    except NetlinkError as exc:
+        if exc.code != errno.ENODEV:
+            raise
+        return False
 
 
 def check(host_ns: str, pod_ns: str, ifname: str, host_ifname: str, address: str) -> list[str]:

@@ -198,3 +198,20 @@ def test_mtu_from_config(lab: Lab) -> None:
     assert res and res["interfaces"][1]["mtu"] == 1450
     assert "mtu 1450" in netns.run_in(p, ["ip", "link", "show", "eth0"]).stdout
     rt.call("DEL", "c1", netns.path(p), "eth0")
+
+
+def test_stale_del_never_touches_a_newer_incarnation(lab: Lab) -> None:
+    """Same pod name, two sandboxes: the old one's late DEL must leave the new one working."""
+    rt = lab.runtime()
+    args = {"K8S_POD_NAMESPACE": "default", "K8S_POD_NAME": "web"}
+    old_ns, new_ns = lab.pod_ns(), lab.pod_ns()
+    old = rt.call("ADD", "old", netns.path(old_ns), "eth0", args=args)
+    new = rt.call("ADD", "new", netns.path(new_ns), "eth0", args=args)  # replaces the stale host link
+    assert old and new and old["interfaces"][0]["name"] == new["interfaces"][0]["name"]
+    new_ip = new["ips"][0]["address"].split("/")[0]
+    netns.remove(old_ns)  # the runtime already dropped the old sandbox
+    rt.call("DEL", "old", netns.path(old_ns), "eth0", args=args, prev_result=old)
+    assert ping(lab.node_ns, new_ip)
+    assert sorted(lab.ipam().handles()) == ["k8s-pod-network.new.eth0"]
+    rt.call("DEL", "new", netns.path(new_ns), "eth0", args=args, prev_result=new)
+    assert links(lab.node_ns) == ["lo"] and lab.ipam().handles() == {}
