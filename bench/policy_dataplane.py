@@ -155,10 +155,14 @@ def iperf(client_ns: str, server_ns: str, ip: str, seconds: float) -> float:
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(50):
-            res = netns.run_in(client_ns, ["iperf3", "-c", ip, "-p", str(IPERF_PORT), "-t", str(seconds), "-J"],
+            res = netns.run_in(client_ns, ["iperf3", "-c", ip, "-p", str(IPERF_PORT), "-t", str(max(1, round(seconds))), "-J"],
                                timeout=seconds + 20)
-            if res.returncode == 0:
-                return json.loads(res.stdout)["end"]["sum_received"]["bits_per_second"] / 1e9
+            try:
+                end = json.loads(res.stdout).get("end", {})
+            except ValueError:
+                end = {}
+            if res.returncode == 0 and "sum_received" in end:
+                return end["sum_received"]["bits_per_second"] / 1e9
             time.sleep(0.05)  # server not listening yet
         raise RuntimeError(f"iperf3 failed: {res.stdout[-300:]}")
     finally:
@@ -276,20 +280,32 @@ def write_to_enforced(samples: int) -> dict[str, Any]:
                 time.sleep(0.0005)
 
         wait(store.revision())
-        lat, sync = [], []
+        import gc
+
+        gc.collect()
+        gc.freeze()  # keep this process's collector out of the timings
+        lat, sync, after_commit = [], [], []
         for i in range(samples):
             cur = store.get(NetworkPolicy, f"np{i % 1000:04d}", NS)
             data = cur.to_dict()
             data["spec"]["ingress"][0]["ports"] = [{"port": 30000 + i}]
             t0 = time.perf_counter()
             store.update(NetworkPolicy.model_validate(data), check_version=False)
+            t1 = time.perf_counter()
             st = wait(store.revision())
-            lat.append((time.perf_counter() - t0) * 1000)
+            t2 = time.perf_counter()
+            lat.append((t2 - t0) * 1000)
+            after_commit.append((t2 - t1) * 1000)
             sync.append(st["seconds"] * 1000)
+        worst = sorted(zip(lat, sync), reverse=True)[:3]
         out = {"samples": samples, "p50_ms": round(pct(lat, 50), 1), "p99_ms": round(pct(lat, 99), 1),
-               "max_ms": round(max(lat), 1), "reconcile_p50_ms": round(pct(sync, 50), 1)}
+               "worst_ms": [(round(a, 1), round(b, 1)) for a, b in worst],
+               "max_ms": round(max(lat), 1), "reconcile_p50_ms": round(pct(sync, 50), 1),
+               "from_commit_p50_ms": round(pct(after_commit, 50), 1),
+               "from_commit_p99_ms": round(pct(after_commit, 99), 1)}
         print(f"  write -> enforced (1,000 policies, 200 pods): p50 {out['p50_ms']} ms  p99 {out['p99_ms']} ms  "
-              f"(reconcile pass p50 {out['reconcile_p50_ms']} ms)", flush=True)
+              f"(from the store commit: p50 {out['from_commit_p50_ms']} ms, p99 {out['from_commit_p99_ms']} ms; "
+              f"reconcile pass p50 {out['reconcile_p50_ms']} ms)", flush=True)
         store.close()
         return out
     finally:

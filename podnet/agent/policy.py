@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from podnet.dataplane.nft_render import render
+from podnet.dataplane.nft_render import RenderMemo, render
 from podnet.kernel.nft import NftApplier
 from podnet.model import Namespace, NetworkPolicy, Node, Pod
 from podnet.policy.cluster import ClusterState, Endpoint, endpoint_for_pod
@@ -99,18 +99,24 @@ class PolicyReconciler:
         self._last_revision: int | None = None
         self._last_readback = 0.0
         self._cache = StateCache()
+        self._memo = RenderMemo()
         self.status = PolicyStatus(node)
 
     def reconcile(self, snapshot: Any) -> PolicyStatus:
         now = time.monotonic()
-        read_back = now - self._last_readback >= self.readback_every
-        if snapshot.revision == self._last_revision and not read_back:
+        idle = snapshot.revision == self._last_revision
+        overdue = now - self._last_readback
+        # Reading the table back costs a full listing: do it on idle passes (the resync timer),
+        # so a change is never delayed by it, unless changes have kept it away for too long.
+        read_back = overdue >= self.readback_every and (idle or overdue >= 6 * self.readback_every)
+        if idle and not read_back:
             self.status.skipped = True
             return self.status
         t0 = time.perf_counter()
         status = PolicyStatus(self.node, revision=snapshot.revision)
         try:
-            table = render(self._cache.build(snapshot), self.node, node_ips=node_ips(snapshot, self.node))
+            table = render(self._cache.build(snapshot), self.node, node_ips=node_ips(snapshot, self.node),
+                           memo=self._memo)
             plan = self.applier.sync(table, read_back=read_back)
             status.plan = plan.summary()
             status.counts = table.counts()

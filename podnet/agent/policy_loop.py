@@ -8,6 +8,7 @@ until another loop takes over and reconciles from what is there.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import sys
@@ -17,6 +18,7 @@ from typing import Any
 from podnet.errors import PodnetError
 
 from .policy import PolicyReconciler
+from .policy_view import LiveView
 
 RESYNC_SECONDS = 2.0
 
@@ -26,6 +28,7 @@ def run(node: str, state_dir: str, resync: float = RESYNC_SECONDS, netns: str | 
 
     store = open_store(state_dir, bootstrap=False)
     rec = PolicyReconciler(node, netns=netns, state_dir=state_dir)
+    view = LiveView(store)
     stopping = False
 
     def _stop(*_: Any) -> None:
@@ -34,13 +37,20 @@ def run(node: str, state_dir: str, resync: float = RESYNC_SECONDS, netns: str | 
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    first = True
     try:
         while not stopping:
-            snap = store.snapshot()
+            snap = view.refresh()
             try:
                 rec.reconcile(snap)
             except RuntimeError:
                 pass  # logged by the reconciler; the old rules stay and the next pass retries
+            if first:
+                # The cluster view is long-lived: move it out of the collector's sight so a full
+                # collection does not walk it in the middle of a pass (a latency spike).
+                gc.collect()
+                gc.freeze()
+                first = False
             deadline = time.monotonic() + resync
             while not stopping and time.monotonic() < deadline:
                 if next(iter(store.kv.watch("", snap.revision + 1, timeout=0.25)), None) is not None:

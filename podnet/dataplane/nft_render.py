@@ -58,11 +58,21 @@ def workload_ifname(namespace: str, name: str) -> str:
 
 def policy_chain(pol: PolicyIR, direction: str) -> str:
     """``pi-``/``po-`` + a hash of ``ns/name`` (Calico's cali-pi-/cali-po-)."""
-    return ("pi-" if direction == "ingress" else "po-") + short_hash("policy", pol.ref)
+    return _policy_chain_name(pol.ref, direction)
+
+
+@lru_cache(maxsize=65536)
+def _policy_chain_name(ref: str, direction: str) -> str:
+    return ("pi-" if direction == "ingress" else "po-") + short_hash("policy", ref)
 
 
 def _sig_chain(direction: str, policies: tuple[PolicyIR, ...]) -> str:
-    return f"{direction}-" + short_hash(direction, [p.ref for p in policies])
+    return _sig_chain_name(direction, tuple(p.ref for p in policies))
+
+
+@lru_cache(maxsize=4096)
+def _sig_chain_name(direction: str, refs: tuple[str, ...]) -> str:
+    return f"{direction}-" + short_hash(direction, list(refs))
 
 
 # --- expression helpers ----------------------------------------------------------------------
@@ -149,6 +159,8 @@ class _Builder:
         self.state = state
         self.local = local
         self.sets: dict[str, NftSet] = {}
+        #: the set-making calls made while rendering one policy chain (replayed on a memo hit)
+        self.requests: list[tuple[Any, ...]] | None = None
         self._pod_ips = tuple(sorted(
             {_ip_int(p.ip) for p in state.pods if p.selectable and p.ip and ":" not in p.ip}))
         self._groups = self._label_groups()
@@ -163,7 +175,16 @@ class _Builder:
             groups.setdefault(key, (ep, []))[1].append(_ip_int(ep.ip))
         return [(ep, tuple(ips)) for _, (ep, ips) in sorted(groups.items(), key=lambda kv: kv[0])]
 
+    def _note(self, *request: Any) -> None:
+        if self.requests is not None:
+            self.requests.append(request)
+
+    def replay(self, requests: list[tuple[Any, ...]]) -> None:
+        for kind, *args in requests:
+            getattr(self, kind)(*args)
+
     def pod_peer(self, peer: PodPeer) -> _Addr:
+        self._note("pod_peer", peer)
         scope = peer.namespace if peer.namespace_selector is None else peer.namespace_selector.to_dict()
         name = "pods-" + short_hash("pods", scope, peer.pod_selector.to_dict())
         if name not in self.sets:
@@ -173,6 +194,7 @@ class _Builder:
         return _Addr(name, 4)
 
     def ip_block(self, peer: IPBlockPeer) -> _Addr:
+        self._note("ip_block", peer)
         version = peer.network.version
         holes = list(peer.excepts)
         if not self.state.ipblock_matches_pods and version == 4:
@@ -185,6 +207,8 @@ class _Builder:
 
     def ports(self, spans: Iterable[tuple[str, int, int]]) -> str | None:
         """A shared ``proto . port`` interval set for these ranges (None when empty)."""
+        spans = list(spans)
+        self._note("ports", spans)
         by_proto: dict[str, list[tuple[int, int]]] = {}
         for proto, lo, hi in spans:
             by_proto.setdefault(proto.lower(), []).append((lo, hi))
@@ -198,6 +222,7 @@ class _Builder:
     def named_ports(self, pol: PolicyIR, rule: Rule, named: list[PortMatch]) -> str:
         """Named ports resolved on each destination, as an ``ip . proto . port`` set: for ingress
         the local pods the policy selects, for egress every pod the rule's peers match."""
+        self._note("named_ports", pol, rule, named)
         name = "nport-" + short_hash("nport", pol.ref, rule.direction, rule.index)
         if name in self.sets:
             return name
@@ -255,6 +280,37 @@ def _rule_rules(b: _Builder, pol: PolicyIR, rule: Rule) -> list[NftRule]:
     return out
 
 
+class RenderMemo:
+    """Per-policy chains from earlier renders, reused while the policy is the same object (the
+    agent keeps compiled policies by resourceVersion). Only a cache: output is identical with
+    or without it. The sets a chain needs are rebuilt every time, from the current pods."""
+
+    def __init__(self) -> None:
+        self._chains: dict[tuple[int, str, bool], tuple[PolicyIR, NftChain, list[tuple[Any, ...]]]] = {}
+        self._used: set[tuple[int, str, bool]] = set()
+
+    def chain(self, b: _Builder, pol: PolicyIR, direction: str) -> NftChain:
+        key = (id(pol), direction, b.state.ipblock_matches_pods)
+        self._used.add(key)
+        hit = self._chains.get(key)
+        if hit is not None and hit[0] is pol:
+            b.replay(hit[2])
+            return hit[1]
+        b.requests = []
+        try:
+            chain = _policy_chain(b, pol, direction)
+            self._chains[key] = (pol, chain, b.requests)
+        finally:
+            b.requests = None
+        return chain
+
+    def sweep(self) -> None:
+        """Forget chains the last render did not use."""
+        for key in set(self._chains) - self._used:
+            del self._chains[key]
+        self._used.clear()
+
+
 def _policy_chain(b: _Builder, pol: PolicyIR, direction: str) -> NftChain:
     rules: list[NftRule] = []
     for rule in pol.rules(direction):  # type: ignore[arg-type]
@@ -263,15 +319,19 @@ def _policy_chain(b: _Builder, pol: PolicyIR, direction: str) -> NftChain:
 
 
 def _signature_chain(direction: str, policies: tuple[PolicyIR, ...], node_ips: tuple[str, ...]) -> NftChain:
+    return _signature_chain_of(direction, tuple(p.ref for p in policies), node_ips)
+
+
+@lru_cache(maxsize=4096)
+def _signature_chain_of(direction: str, refs: tuple[str, ...], node_ips: tuple[str, ...]) -> NftChain:
     rules: list[NftRule] = []
     if direction == "ingress":
         for ip in node_ips:
             proto = "ip" if ipaddress.ip_address(ip).version == 4 else "ip6"
             rules.append(NftRule.make([_match(_payload(proto, "saddr"), ip), COUNTER, ACCEPT], "from the pod's own node"))
-    rules += [NftRule.make([_jump(policy_chain(p, direction))], f"{p.ref} ({direction})") for p in policies]
-    refs = ", ".join(p.ref for p in policies)
-    rules.append(NftRule.make([COUNTER, DROP], f"default deny {direction} (isolated by {refs})"))
-    return NftChain(_sig_chain(direction, policies), tuple(rules))
+    rules += [NftRule.make([_jump(_policy_chain_name(ref, direction))], f"{ref} ({direction})") for ref in refs]
+    rules.append(NftRule.make([COUNTER, DROP], f"default deny {direction} (isolated by {', '.join(refs)})"))
+    return NftChain(_sig_chain_name(direction, refs), tuple(rules))
 
 
 def local_pods(state: ClusterState, node: str) -> list[Endpoint]:
@@ -280,11 +340,12 @@ def local_pods(state: ClusterState, node: str) -> list[Endpoint]:
 
 
 def render(state: ClusterState, node: str, *, node_ips: Iterable[str] = (),
-           interfaces: Mapping[str, str] | None = None) -> NftTable:
+           interfaces: Mapping[str, str] | None = None, memo: RenderMemo | None = None) -> NftTable:
     """The desired ``inet podnet`` table for ``node``.
 
     ``interfaces`` maps ``ns/pod`` to the host-side interface when it is not Calico's default
-    name; ``node_ips`` adds node addresses to the pods' own ``status.hostIP``.
+    name; ``node_ips`` adds node addresses to the pods' own ``status.hostIP``; ``memo`` (kept
+    by the caller between renders) skips re-rendering the chains of unchanged policies.
     """
     local = local_pods(state, node)
     b = _Builder(state, local)
@@ -318,8 +379,10 @@ def render(state: ClusterState, node: str, *, node_ips: Iterable[str] = (),
         from_map[(ifname, str(pod.ip))] = decided["egress"]
         to_map[(ifname,)] = decided["ingress"]
     for (direction, _ref), pol in sorted(policies_needed.items()):
-        chain = _policy_chain(b, pol, direction)
+        chain = memo.chain(b, pol, direction) if memo is not None else _policy_chain(b, pol, direction)
         chains[chain.name] = chain
+    if memo is not None:
+        memo.sweep()
     b.sets[POD_IFACES] = NftSet(POD_IFACES, ("ifname",), False, frozenset(ifaces))
     maps = {FROM_MAP: NftMap(FROM_MAP, ("ifname", "ipv4_addr"), from_map),
             TO_MAP: NftMap(TO_MAP, ("ifname",), to_map)}
@@ -331,5 +394,5 @@ def describe_rule(comment: str) -> str:
     return comment.split(" ", 1)[1] if " " in comment else comment
 
 
-__all__ = ["render", "workload_ifname", "local_pods", "base_chains", "describe_rule", "policy_chain",
+__all__ = ["render", "RenderMemo", "workload_ifname", "local_pods", "base_chains", "describe_rule", "policy_chain",
            "FROM_MAP", "TO_MAP"]

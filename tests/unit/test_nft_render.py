@@ -279,3 +279,36 @@ def test_elements_round_trip(a: int, b: int) -> None:
     for elem, types in [(((lo, hi),), ("ipv4_addr",)), ((("tcp"), (lo % 65536, lo % 65536)), ("inet_proto", "inet_service")),
                         (((lo, lo), "udp", (min(a, b) % 1000, min(a, b) % 1000 + 5)), ("ipv4_addr", "inet_proto", "inet_service"))]:
         assert element_parse(element_json(elem, types), types) == elem
+
+
+def test_render_memo_is_only_a_cache() -> None:
+    """Rendering with the memo the agent keeps gives the same table as without, across policy
+    edits, pod relabels and deletions."""
+    from podnet.dataplane.nft_render import RenderMemo
+    from podnet.policy.cluster import endpoint_for_pod
+    from podnet.policy.ir import compile_policy
+
+    memo = RenderMemo()
+    compiled = {(p.metadata.namespace, p.metadata.name): compile_policy(p)
+                for text in SCENARIOS.values() for p in policies(text)}
+    pods = {p.metadata.name + "/" + (p.metadata.namespace or ""): endpoint_for_pod(p) for p in PODS}
+    rng = random.Random(3)
+    for step in range(30):
+        if step % 3 == 0:  # edit one policy: a new object, so its chain must be re-rendered
+            key = rng.choice(sorted(compiled))
+            pol = next(p for text in SCENARIOS.values() for p in policies(text)
+                       if (p.metadata.namespace, p.metadata.name) == key)
+            data = pol.to_dict()
+            data["spec"]["podSelector"] = {"matchLabels": {"run": rng.choice(["client1", "client2", "client"])}}
+            compiled[key] = compile_policy(NetworkPolicy.model_validate(data))
+        elif step % 3 == 1:
+            key = rng.choice(sorted(pods))
+            p = next(x for x in PODS if x.metadata.name + "/" + (x.metadata.namespace or "") == key)
+            data = p.to_dict()
+            data["metadata"]["labels"] = {"run": rng.choice(["client1", "client2"]), "access": "true"}
+            pods[key] = endpoint_for_pod(Pod.model_validate(data))
+        elif len(compiled) > 2:
+            compiled.pop(rng.choice(sorted(compiled)))
+        state = ClusterState.from_parts(NAMESPACES, list(pods.values()), list(compiled.values()))
+        for node in ("n1", "n2"):
+            assert _canonical(render(state, node, memo=memo)) == _canonical(render(state, node))
