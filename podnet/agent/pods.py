@@ -30,6 +30,7 @@ from .cnicall import CniRuntime
 
 log = logging.getLogger("podnet.agent.pods")
 STOP_GRACE = 2.0
+START_WORKERS = 8
 MAX_BACKOFF = 10.0
 
 
@@ -169,16 +170,24 @@ class PodRunner:
             if pod is None or (pod.metadata.uid or "") != lp.uid:
                 self.teardown(lp)
         host_ip = self._host_ip(snapshot)
+        new = [pod for key, pod in desired.items()
+               if key not in self.local and self.clock() >= self.retry_at.get(key, 0)]
+        if len(new) > 1:  # CNI ADD and process start are mostly waiting: overlap them
+            from concurrent.futures import ThreadPoolExecutor
+            with ThreadPoolExecutor(min(START_WORKERS, len(new))) as pool:
+                list(pool.map(lambda p: self._start_and_report(p, host_ip), new))
+        elif new:
+            self._start_and_report(new[0], host_ip)
+        started = {(p.namespace or "default", p.name) for p in new}
         for key, pod in desired.items():
             lp = self.local.get(key)
-            if lp is None:
-                if self.clock() < self.retry_at.get(key, 0):
-                    continue
-                lp = self.start(pod)
-                if lp is None:
-                    continue
-            else:
+            if lp is not None and key not in started:
                 self.supervise(lp)
+                self._report(pod, lp, host_ip)
+
+    def _start_and_report(self, pod: Pod, host_ip: str | None) -> None:
+        lp = self.start(pod)
+        if lp is not None:
             self._report(pod, lp, host_ip)
 
     def _host_ip(self, snapshot: Any) -> str | None:
