@@ -2,7 +2,6 @@
 installed plugin, the agent-side CNI socket, and a leak check that runs after each test."""
 from __future__ import annotations
 
-import os
 import secrets
 import subprocess
 from dataclasses import dataclass
