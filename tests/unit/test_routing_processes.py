@@ -1,0 +1,25 @@
+"""Cluster processes are stopped by recorded PID only while that PID still runs the recorded
+command (PIDs get reused), all at once, and stopping twice is harmless."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+from podnet.cluster.processes import ProcessRecord, alive, start, stop, stop_all
+
+
+def test_start_alive_stop(tmp_path):
+    log = str(tmp_path / "logs" / "p.log")
+    recs = [start(f"p{i}", [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(30)"], log)
+            for i in range(3)]
+    assert all(alive(r) for r in recs)
+    assert ProcessRecord.from_dict(recs[0].to_dict()) == recs[0]
+    # Same PID, different command: not ours, so never signalled.
+    impostor = dataclasses.replace(recs[0], argv=("/bin/true",))
+    assert not alive(impostor) and not stop(impostor)
+    assert alive(recs[0])
+    assert sorted(r.pid for r in stop_all(recs, timeout=5)) == sorted(r.pid for r in recs)
+    assert not any(alive(r) for r in recs)
+    assert stop_all(recs) == [] and not stop(recs[0])
+    assert os.path.exists(log)
