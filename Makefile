@@ -29,7 +29,7 @@ $(PIP_STAMP): $(APT_STAMP) pyproject.toml requirements.lock
 	@touch $@
 
 demo: setup
-	@$(PY) -m podnet.cli.main demo
+	@bash scripts/demo.sh
 
 test: setup lint
 	@$(PY) -m pytest -q -p no:cacheprovider tests
