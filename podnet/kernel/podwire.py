@@ -14,13 +14,14 @@ import errno
 import ipaddress
 import os
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 from contextlib import contextmanager
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from . import netns
+from .rtnl import Rtnl
 
 GATEWAY = "169.254.1.1"
 HOST_MAC = "ee:ee:ee:ee:ee:ee"
@@ -74,13 +75,12 @@ def random_mac() -> str:
     return ":".join(f"{x:02x}" for x in b)
 
 
-def _route_once(ipr: IPRoute, **route: object) -> None:
+def _route_once(rt: Rtnl, dst: str, oif: int, **kw: Any) -> None:
     """Add a route; an existing one (a second interface in the same pod) is kept as it is."""
     try:
-        ipr.route("add", **route)
-    except NetlinkError as exc:
-        if exc.code != errno.EEXIST:
-            raise
+        rt.add_route(dst, oif, **kw)
+    except FileExistsError:
+        pass
 
 
 def wire(host_ns: str, pod_ns: str, ifname: str, host_ifname: str, address: str, mtu: int,
@@ -88,42 +88,39 @@ def wire(host_ns: str, pod_ns: str, ifname: str, host_ifname: str, address: str,
     """Create and configure the veth pair; on any failure remove what was made and re-raise.
 
     ``hook(step)`` runs after each step (veth, pod-side, host-side): it lets tests inject a
-    failure at every point and prove the rollback leaves nothing behind.
+    failure at every point and prove the rollback leaves nothing behind. Nine rtnetlink
+    requests in all (``rtnl.Rtnl``); the pod end is created up, with MTU and MACs set.
     """
     ip = ipaddress.ip_interface(address).ip
     plen = ip.max_prefixlen
     host_fd = os.open(host_ns if host_ns.startswith("/") else netns.path(host_ns), os.O_RDONLY | os.O_CLOEXEC)
     created = False
     try:
-        with ipr_in(pod_ns) as pod, ipr_in(host_ns) as host:
+        with Rtnl(pod_ns) as pod, Rtnl(host_ns) as host:
             mac = random_mac()  # chosen here, so no read-back is needed
             for attempt in (1, 2):
                 try:
-                    pod.link("add", ifname=ifname, kind="veth", mtu=mtu, address=mac,
-                             peer={"ifname": host_ifname, "net_ns_fd": host_fd, "address": HOST_MAC, "mtu": mtu})
+                    pod.add_veth(ifname, host_ifname, host_fd, mtu=mtu, mac=mac, peer_mac=HOST_MAC)
                     break
-                except NetlinkError as exc:
-                    stale = _index(host, host_ifname) if exc.code == errno.EEXIST else None
+                except FileExistsError:
+                    stale = host.link_index(host_ifname)
                     if stale is None or attempt == 2:
-                        if exc.code == errno.EEXIST:
-                            raise FileExistsError(errno.EEXIST, f"interface {ifname} already exists in {pod_ns}") from None
-                        raise
-                    host.link("del", index=stale)  # left over from a pod of the same name whose DEL never came
+                        raise FileExistsError(errno.EEXIST, f"interface {ifname} already exists in {pod_ns}") from None
+                    host.del_link(stale)  # left over from a pod of the same name whose DEL never came
             created = True
             hook("veth")
-            eth = _index(pod, ifname)
+            eth = pod.link_index(ifname)
             assert eth is not None
-            pod.addr("add", index=eth, address=str(ip), prefixlen=plen)
-            pod.link("set", index=eth, state="up")
-            _route_once(pod, dst=f"{GATEWAY}/32", oif=eth, scope=RT_SCOPE_LINK)
-            _route_once(pod, dst="0.0.0.0/0", gateway=GATEWAY, oif=eth)
+            pod.add_address(eth, str(ip), plen)
+            _route_once(pod, f"{GATEWAY}/32", eth, scope=RT_SCOPE_LINK)
+            _route_once(pod, "0.0.0.0/0", eth, gateway=GATEWAY)
             hook("pod-side")
-            hidx = _index(host, host_ifname)
+            hidx = host.link_index(host_ifname)
             assert hidx is not None
             _sysctl(host_ns, f"ipv4/conf/{host_ifname}/proxy_arp", "1")
             _sysctl(host_ns, f"ipv4/neigh/{host_ifname}/proxy_delay", "0")
-            host.link("set", index=hidx, state="up")
-            host.route("add", dst=f"{ip}/{plen}", oif=hidx, scope=RT_SCOPE_LINK, proto=RTPROT_PODNET_POD)
+            host.set_up(hidx)
+            host.add_route(f"{ip}/{plen}", hidx, scope=RT_SCOPE_LINK, proto=RTPROT_PODNET_POD)
             hook("host-side")
             return Wired(host_ifname, HOST_MAC, ifname, mac)
     except BaseException:
@@ -143,8 +140,9 @@ def unwire(host_ns: str, pod_ns: str | None, ifname: str, host_ifname: str, addr
     ``address``, i.e. it provably belongs to this attachment.
     """
     if pod_ns and os.path.exists(pod_ns if pod_ns.startswith("/") else netns.path(pod_ns)):
-        with ipr_in(pod_ns) as pod:
-            return _delete(pod, _index(pod, ifname))
+        with Rtnl(pod_ns) as pod:
+            idx = pod.link_index(ifname)
+            return idx is not None and pod.del_link(idx)
     if not address:
         return False
     ip = str(ipaddress.ip_interface(address).ip)
