@@ -11,7 +11,7 @@ from podnet.kernel.routes_apply import RoutingStatus, apply_routing, read_status
 from podnet.routing import ClusterFacts, cluster_facts, plan_node
 from podnet.routing.plan import RoutingPlan
 
-__all__ = ["RoutingReconciler", "RoutingStatus", "facts_from_snapshot", "node_run_dir", "read_node_status"]
+__all__ = ["RoutingReconciler", "RoutingStatus", "facts_from_snapshot", "node_run_dir", "pod_mtu", "read_node_status"]
 
 
 def node_run_dir(state_dir: str, node: str) -> str:
@@ -93,3 +93,10 @@ class RoutingReconciler:
 
     def teardown(self) -> None:
         teardown_routing(self.run_dir, self.netns)
+
+
+def pod_mtu(snapshot: Any, node: str, backend: str, underlay_mtu: int = 1500) -> int:
+    """The MTU a pod interface on ``node`` should get: the VTEP's (underlay − 50) when this
+    node encapsulates any pod traffic, else the underlay's (Flannel's FLANNEL_MTU)."""
+    plan = plan_node(facts_from_snapshot(snapshot, underlay_mtu=underlay_mtu), node, backend)
+    return plan.vtep.mtu if plan.vtep is not None else underlay_mtu
