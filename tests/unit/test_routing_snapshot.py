@@ -1,0 +1,40 @@
+"""The agent-side adapters: store snapshot (objects + IPAM blocks) -> routing facts -> plan."""
+from __future__ import annotations
+
+from podnet.agent.routing import blocks_from_raw, facts_from_snapshot, pod_mtu
+from podnet.cluster.lab import default_pool, node_resources
+from podnet.cluster.topology import plan_topology
+from podnet.ipam.blocks import Block, block_key
+from podnet.routing import plan_node
+from podnet.store.resources import Snapshot
+
+
+def snapshot(backend_block: int = 26, raw: dict | None = None) -> Snapshot:
+    objs = node_resources(plan_topology(3)) + [default_pool("10.244.0.0/16", backend_block)]
+    by_kind: dict = {}
+    for o in objs:
+        by_kind.setdefault(o.KIND, []).append(o)  # v1 Node and Calico Node share the kind "Node"
+    return Snapshot(7, {k: tuple(v) for k, v in by_kind.items()}, raw or {})
+
+
+def test_blocks_come_from_ipam_affinities():
+    raw = {block_key("10.244.0.0/26"): Block("10.244.0.0/26", "host:k8s-master01").to_dict(),
+           block_key("10.244.0.64/26"): Block("10.244.0.64/26", "host:k8s-node01").to_dict(),
+           block_key("10.244.0.128/26"): Block("10.244.0.128/26", None).to_dict(),
+           "/podnet/ipam/config": {"strictAffinity": False}}
+    assert blocks_from_raw(raw) == {"k8s-master01": ["10.244.0.0/26"], "k8s-node01": ["10.244.0.64/26"]}
+    facts = facts_from_snapshot(snapshot(raw=raw))
+    assert [(n.name, n.address, n.prefixlen, n.blocks) for n in facts.nodes] == [
+        ("k8s-master01", "192.168.10.71", 24, ("10.244.0.0/26",)),
+        ("k8s-node01", "192.168.10.72", 24, ("10.244.0.64/26",)),
+        ("k8s-node02", "192.168.10.73", 24, ())]
+    plan = plan_node(facts, "k8s-node02", "bgp")
+    assert [n.address for n in plan.bgp.neighbors] == ["192.168.10.71", "192.168.10.72"]
+    assert plan.nat.masquerade == ("10.244.0.0/16",)
+
+
+def test_pod_mtu_follows_encapsulation():
+    s = snapshot(24)
+    assert pod_mtu(s, "k8s-node01", "vxlan") == 1450
+    assert pod_mtu(s, "k8s-node01", "host-gw") == 1500
+    assert pod_mtu(s, "k8s-node01", "vxlan", underlay_mtu=9000) == 8950
