@@ -105,3 +105,13 @@ def test_up_status_change_restart_down(cluster):
     res = podnet("down")
     assert "cluster down" in res.stdout
     assert podnet("down").stdout.strip() == "no cluster is running"
+
+
+def test_l3_host_gw_reason_in_node_status(cluster):
+    podnet, sd, prefix = cluster
+    podnet("up", "--nodes", "3", "--underlay", "l3", "--backend", "host-gw", "--prefix", prefix)
+    out = podnet("node", "status", "k8s-master01").stdout
+    assert "10.244.1.0/24 via 192.168.10.72 dev eth0" in out
+    assert ("unreachable: host-gw: node k8s-node02 (192.168.20.71) is not on this node's L2 segment "
+            "192.168.10.0/24") in out
+    assert "2 unreachable blocks" in podnet("status").stdout
