@@ -42,8 +42,8 @@ WEB_POD=$(podnet get pods -l app=web -o 'jsonpath={.items[0].metadata.name}')
 echo "web pod $WEB_POD has IP $WEB_IP"
 
 step "Before any policy: both clients fetch the page"
-expect ok "client1 fetches http://$WEB_IP/" -- podnet exec client1 -- wget -qO- -T 3 "http://$WEB_IP/"
-expect ok "client2 fetches http://$WEB_IP/" -- podnet exec client2 -- wget -qO- -T 3 "http://$WEB_IP/"
+expect ok "client1 fetches http://$WEB_IP/" -- podnet exec client1 -- timeout 3 wget -qO- "http://$WEB_IP/"
+expect ok "client2 fetches http://$WEB_IP/" -- podnet exec client2 -- timeout 3 wget -qO- "http://$WEB_IP/"
 
 step "Apply the seed's NetworkPolicy (only client1, only TCP 80)"
 run cat examples/s1/pod_policy.yaml
@@ -52,8 +52,8 @@ run podnet get netpol
 sleep 1
 
 step "After the policy: client1 in, client2 out, nobody pings"
-expect ok   "client1 fetches the page"      -- podnet exec client1 -- wget -qO- -T 3 "http://$WEB_IP/"
-expect fail "client2 times out"             -- podnet exec client2 -- wget -qO- -T 3 "http://$WEB_IP/"
+expect ok   "client1 fetches the page"      -- podnet exec client1 -- timeout 3 wget -qO- "http://$WEB_IP/"
+expect fail "client2 times out"             -- podnet exec client2 -- timeout 3 wget -qO- "http://$WEB_IP/"
 expect fail "client1 cannot ping web"       -- podnet exec client1 -- ping -c 1 -W 1 "$WEB_IP"
 
 step "Why is client2 refused?"

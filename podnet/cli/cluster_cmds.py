@@ -38,7 +38,7 @@ def up(ctx: click.Context, nodes: int, underlay: str, backend: str, pod_cidr: st
     from podnet.cluster import lifecycle
 
     _require_root()
-    console = Console(stderr=True)
+    console = Console(stderr=True, log_path=False)
     with console.status("podnet up") as spinner:
         def progress(msg: str) -> None:
             spinner.update(f"podnet up: {msg}")
