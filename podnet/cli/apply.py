@@ -9,9 +9,14 @@ import sys
 
 import click
 
-from podnet.errors import PodnetError
+from typing import TYPE_CHECKING
+
+from podnet.errors import FieldProblem, PodnetError, ValidationError
 
 from .common import namespace_option, open_resources, user_errors
+
+if TYPE_CHECKING:
+    from podnet.manifest import Loaded
 
 
 def load_objects(filenames: tuple[str, ...], recursive: bool, namespace: str | None) -> list:
@@ -23,6 +28,9 @@ def load_objects(filenames: tuple[str, ...], recursive: bool, namespace: str | N
     loaded = load_paths(list(filenames), recursive=recursive, stdin=sys.stdin)
     objs = []
     seen: dict[tuple[str, str | None, str], str] = {}
+    unsupported = [problem for item in loaded if (problem := _kernel_cannot_run(item)) is not None]
+    if unsupported:
+        raise ValidationError(unsupported)
     for item in loaded:
         obj = with_source(item)
         if type(obj).NAMESPACED:
@@ -40,6 +48,23 @@ def load_objects(filenames: tuple[str, ...], recursive: bool, namespace: str | N
         seen[key] = str(item.source)
         objs.append(obj)
     return objs
+
+
+def _kernel_cannot_run(item: "Loaded") -> FieldProblem | None:
+    """An IPPool asking for IPIP on a kernel without the ipip module can never carry traffic:
+    refuse it at apply time, where the user can still pick VXLAN, not later in an agent log."""
+    from podnet.kernel.routes import kernel_has_ipip
+    from podnet.model import IPPool
+
+    obj = item.obj
+    if not isinstance(obj, IPPool) or obj.spec.ipip_mode == "Never" or kernel_has_ipip():
+        return None
+    path = ("spec", "ipipMode")
+    return FieldProblem(
+        path=path, location=item.locate(path), kind="IPPool", name=obj.metadata.name,
+        message=f"ipipMode {obj.spec.ipip_mode} needs the kernel's IPIP module, which this kernel does not have",
+        hint=f"use vxlanMode: {obj.spec.ipip_mode} and ipipMode: Never",
+    )
 
 
 @click.command("apply")

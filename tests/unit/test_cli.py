@@ -112,8 +112,8 @@ def test_yaml_dump_applies_back_unchanged(podnet) -> None:
 def test_calico_kinds_use_calicoctl_columns(podnet) -> None:
     assert podnet("apply", "-f", ex("s6")).exit_code == 0
     wide = podnet("get", "ippool", "-o", "wide").stdout.splitlines()
-    assert wide[0] == "NAME                  CIDR            NAT    IPIPMODE   VXLANMODE   DISABLED   SELECTOR"
-    assert cells(wide[1]) == ["default-ipv4-ippool", "10.244.0.0/16", "true", "Always", "Never", "false", "all()"]
+    assert wide[0] == "NAME                  CIDR            NAT    IPIPMODE   VXLANMODE     DISABLED   SELECTOR"
+    assert cells(wide[1]) == ["default-ipv4-ippool", "10.244.0.0/16", "true", "Never", "CrossSubnet", "false", "all()"]
     assert cells(podnet("get", "ippools").stdout.splitlines()[0]) == ["NAME", "CIDR", "SELECTOR"]
     peers = podnet("get", "bgppeer").stdout.splitlines()
     assert cells(peers[0]) == ["NAME", "PEERIP", "NODE", "ASN"]
@@ -204,7 +204,7 @@ def test_describe_other_kinds(podnet) -> None:
     pod = podnet("describe", "pod", "client1").stdout
     assert "Name:         client1" in pod and "Labels:       run=client1" in pod and "      sleep" in pod
     pool = podnet("describe", "ippool", "default-ipv4-ippool").stdout
-    assert "Ipip Mode:" in pool and "Always" in pool and "Kind:         IPPool" in pool
+    assert "Vxlan Mode:" in pool and "CrossSubnet" in pool and "Kind:         IPPool" in pool
 
 
 def test_invalid_manifest_changes_nothing(podnet, tmp_path) -> None:

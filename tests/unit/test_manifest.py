@@ -108,7 +108,7 @@ def test_multi_document_and_list_dump_kept_with_server_fields() -> None:
 
 
 def test_calicoctl_list_with_unquoted_timestamp() -> None:
-    (item,) = load_paths([os.path.join(EXAMPLES, "s6", "ippool-dump.yaml")])
+    (item,) = load_paths([os.path.join(EXAMPLES, "s6", "ipip", "ippool-dump.yaml")])
     pool = item.obj
     assert isinstance(pool, IPPool)
     assert pool.metadata.creation_timestamp == "2021-12-02T06:38:05Z"  # kept as text
