@@ -30,9 +30,10 @@ def _logging() -> None:
 @click.option("--node", required=True, help="This node's name (the agent runs inside its network namespace).")
 @click.option("--resync", default=1.0, show_default=True, help="Seconds between passes without changes.")
 @click.option("--keep-pods", is_flag=True, help="Leave pods running when the agent stops.")
+@click.option("--mtu", default=0, help="Pod MTU (default: 1450 with VXLAN, else 1500).")
 @click.pass_context
 @user_errors
-def agent(ctx: click.Context, node: str, resync: float, keep_pods: bool) -> None:
+def agent(ctx: click.Context, node: str, resync: float, keep_pods: bool, mtu: int) -> None:
     """Run the node agent: the CNI socket for podnet-cni and this node's pods."""
     from podnet.agent.cnicall import CniRuntime
     from podnet.agent.core import Agent
@@ -48,7 +49,7 @@ def agent(ctx: click.Context, node: str, resync: float, keep_pods: bool) -> None
     store = open_store(sd, bootstrap=False)
     node_dir = os.path.join(sd, "nodes", node)
     bin_dir, conf_dir = os.path.join(node_dir, "cni", "bin"), os.path.join(node_dir, "cni", "net.d")
-    _, conf_path = install(bin_dir, conf_dir, node=node, state_dir=sd)
+    _, conf_path = install(bin_dir, conf_dir, node=node, state_dir=sd, mtu=mtu or pod_mtu(sd, store))
     import json
     with open(conf_path) as f:
         conflist = json.load(f)
@@ -70,6 +71,23 @@ def agent(ctx: click.Context, node: str, resync: float, keep_pods: bool) -> None
         except FileNotFoundError:
             pass
         store.close()
+
+
+def pod_mtu(state_dir: str, store: Any) -> int:
+    """1450 when pods' traffic may be VXLAN-encapsulated (50 bytes of headers on a 1500
+    underlay, as Flannel and Calico size it), else 1500."""
+    import json
+
+    from podnet.model.calico import IPPool
+
+    try:
+        with open(os.path.join(state_dir, "cluster.json")) as f:
+            if json.load(f).get("backend") == "vxlan":
+                return 1450
+    except (OSError, ValueError):
+        pass
+    pools = store.list(IPPool)
+    return 1450 if any(p.spec.vxlan_mode != "Never" for p in pools) else 1500
 
 
 @click.command("controllers")
