@@ -24,6 +24,7 @@ if os.geteuid() != 0:
 
 ROOT = Path(__file__).resolve().parents[2]
 EX = ROOT / "examples"
+PODNET = os.path.join(os.path.dirname(sys.executable), "podnet")  # the installed command users run
 
 
 class Cluster:
@@ -32,7 +33,7 @@ class Cluster:
         self.prefix = prefix
 
     def cli(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        res = subprocess.run([sys.executable, "-m", "podnet.cli.main", "--state-dir", self.sd, *args],
+        res = subprocess.run([PODNET, "--state-dir", self.sd, *args],
                              capture_output=True, text=True, timeout=timeout, cwd=ROOT)
         if check and res.returncode != 0:
             raise AssertionError(f"podnet {' '.join(args)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
@@ -182,7 +183,7 @@ spec:
     cluster.apply(EX / "s3" / "default-deny-all-egress.yaml")
     cluster.enforced()
     cluster.verify("-n", "default,kube-system", "--ports", "53,80", "--protocols", "TCP,UDP")
-    m = cluster.probe("-n", "default,kube-system", "--ports", "53,80")
+    m = cluster.probe("-n", "default,kube-system", "--ports", "53,80", "--protocols", "TCP,UDP")
     assert allowed(m, "53/TCP", "default/client1", "kube-system/coredns")
     assert not allowed(m, "80/TCP", "default/client1", pod_named(m, "default", "web"))
 
@@ -190,7 +191,7 @@ spec:
     cluster.cli("label", "pod", "client1", "networking/allow-internet-egress=true")
     cluster.enforced()
     cluster.verify("-n", "default,kube-system", "--ports", "53,80", "--protocols", "TCP,UDP")
-    m = cluster.probe("-n", "default,kube-system", "--ports", "53,80")
+    m = cluster.probe("-n", "default,kube-system", "--ports", "53,80", "--protocols", "TCP,UDP")
     web = pod_named(m, "default", "web")
     assert allowed(m, "80/TCP", "default/client1", web)       # labelled: reaches everything
     assert not allowed(m, "80/TCP", "default/client2", web)   # not labelled: only DNS
