@@ -98,6 +98,7 @@ class Handler:
         attrs = {"containerID": env.container_id, "ifname": env.ifname, "network": conf.name,
                  "hostIf": host_if, **({"namespace": pod[0], "pod": pod[1]} if pod else {}),
                  **({"podUID": env.args["K8S_POD_UID"]} if env.args.get("K8S_POD_UID") else {})}
+        preexisting = ipam.handle(handle) is not None  # a repeated ADD must not undo the first
         assignment = ipam.assign(handle, conf.node_name, attrs)
         try:
             hook("ipam")
@@ -108,7 +109,8 @@ class Handler:
                 podwire.unwire(host_ns, env.netns, env.ifname, host_if)
                 raise
         except BaseException:
-            ipam.release(handle)
+            if not preexisting:
+                ipam.release(handle)
             raise
         return spec.add_result(conf.cni_version, host_if=wired.host_ifname, host_mac=wired.host_mac,
                                ifname=env.ifname, mac=wired.mac, sandbox=env.netns,

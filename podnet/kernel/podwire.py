@@ -103,7 +103,8 @@ def wire(host_ns: str, pod_ns: str, ifname: str, host_ifname: str, address: str,
                     pod.add_veth(ifname, host_ifname, host_fd, mtu=mtu, mac=mac, peer_mac=HOST_MAC)
                     break
                 except FileExistsError:
-                    stale = host.link_index(host_ifname)
+                    # the pod's own interface exists: a repeated ADD, refuse and touch nothing
+                    stale = None if pod.link_index(ifname) is not None else host.link_index(host_ifname)
                     if stale is None or attempt == 2:
                         raise FileExistsError(errno.EEXIST, f"interface {ifname} already exists in {pod_ns}") from None
                     host.del_link(stale)  # left over from a pod of the same name whose DEL never came

@@ -215,3 +215,18 @@ def test_stale_del_never_touches_a_newer_incarnation(lab: Lab) -> None:
     assert sorted(lab.ipam().handles()) == ["k8s-pod-network.new.eth0"]
     rt.call("DEL", "new", netns.path(new_ns), "eth0", args=args, prev_result=new)
     assert links(lab.node_ns) == ["lo"] and lab.ipam().handles() == {}
+
+
+def test_repeated_add_fails_without_harming_the_first(lab: Lab) -> None:
+    rt = lab.runtime()
+    p = lab.pod_ns()
+    first = rt.call("ADD", "c1", netns.path(p), "eth0")
+    assert first
+    with pytest.raises(CniCallFailed) as err:
+        rt.call("ADD", "c1", netns.path(p), "eth0")
+    assert "already exists" in err.value.msg
+    ip = first["ips"][0]["address"].split("/")[0]
+    assert lab.ipam().handle("k8s-pod-network.c1.eth0")["ips"] == [ip]  # type: ignore[index]
+    assert ping(lab.node_ns, ip)
+    assert rt.call("CHECK", "c1", netns.path(p), "eth0", prev_result=first) is None
+    rt.call("DEL", "c1", netns.path(p), "eth0", prev_result=first)
