@@ -156,3 +156,36 @@ def test_pure_helpers() -> None:
     rows = usage([("p", "10.0.0.0/24", False)], [b])
     assert (rows[0].size, rows[0].used, rows[0].free, rows[0].blocks[0].used) == (256, 2, 254, 2)
     assert Block.from_dict(b.to_dict()) == b
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+OPS = st.lists(st.tuples(st.sampled_from(["assign", "assign", "release"]), st.integers(0, 40),
+                         st.sampled_from(["n1", "n2", "n3"])), max_size=120)
+
+
+@settings(max_examples=60, deadline=None)
+@given(OPS)
+def test_property_blocks_and_handles_always_agree(ops: list) -> None:
+    store = MemoryStore()
+    add_pool(store, "p", "10.5.0.0/27", 29)  # 32 addresses in 4 blocks of 8: 41 handles can exhaust it
+    ipam = IPAM(store)
+    held: dict[str, str] = {}
+    for op, n, node in ops:
+        h = f"h{n}"
+        if op == "assign":
+            try:
+                a = ipam.assign(h, node, {"containerID": h})
+            except ResourceExhausted:
+                assert len(held) == 32 and h not in held
+                continue
+            assert held.setdefault(h, a.ip) == a.ip  # idempotent per handle
+        else:
+            freed = ipam.release(h)
+            assert freed == ([held.pop(h)] if h in held else [])
+        blocks = ipam.blocks()
+        owners = {str(b.address(o)): hh for b in blocks for o, hh in b.allocations.items()}
+        assert owners == {ip: hh for hh, ip in held.items()}  # every address has exactly its handle
+        assert set(ipam.handles()) == set(held)
+        assert len({b.cidr for b in blocks}) == len(blocks) <= 4
