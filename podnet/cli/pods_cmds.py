@@ -49,7 +49,7 @@ def agent(ctx: click.Context, node: str, resync: float, keep_pods: bool, mtu: in
     store = open_store(sd, bootstrap=False)
     node_dir = os.path.join(sd, "nodes", node)
     bin_dir, conf_dir = os.path.join(node_dir, "cni", "bin"), os.path.join(node_dir, "cni", "net.d")
-    _, conf_path = install(bin_dir, conf_dir, node=node, state_dir=sd, mtu=mtu or pod_mtu(sd, store))
+    _, conf_path = install(bin_dir, conf_dir, node=node, state_dir=sd, mtu=mtu or pod_mtu(sd, store, node))
     import json
     with open(conf_path) as f:
         conflist = json.load(f)
@@ -73,19 +73,19 @@ def agent(ctx: click.Context, node: str, resync: float, keep_pods: bool, mtu: in
         store.close()
 
 
-def pod_mtu(state_dir: str, store: Any) -> int:
-    """1450 when pods' traffic may be VXLAN-encapsulated (50 bytes of headers on a 1500
+def pod_mtu(state_dir: str, store: Any, node: str) -> int:
+    """The routing plan's pod MTU (the VTEP's when this node encapsulates) in a cluster made by
+    `podnet up`; elsewhere 1450 if any pool uses VXLAN (50 bytes of headers on a 1500
     underlay, as Flannel and Calico size it), else 1500."""
-    import json
-
     from podnet.model.calico import IPPool
 
     try:
-        with open(os.path.join(state_dir, "cluster.json")) as f:
-            if json.load(f).get("backend") == "vxlan":
-                return 1450
-    except (OSError, ValueError):
-        pass
+        from podnet.agent.routing import pod_mtu as planned_mtu
+        from podnet.agent.routing_loop import cluster_backend
+
+        return planned_mtu(store.snapshot(), node, cluster_backend(state_dir))
+    except Exception as exc:  # no cluster record, or a node the planner does not know yet
+        logging.getLogger("podnet.agent").info("pod MTU from pools, not the routing plan: %s", exc)
     pools = store.list(IPPool)
     return 1450 if any(p.spec.vxlan_mode != "Never" for p in pools) else 1500
 
