@@ -140,6 +140,12 @@ class PolicyLab:
         return {name: node.applier.sync(render(state, name, node_ips=[node.ip]), read_back=read_back)
                 for name, node in self.nodes.items()}
 
+    def flush_conntrack(self) -> None:
+        """Forget every tracked flow on the lab's nodes: an earlier probe's UDP or ICMP flow that
+        happens to reuse a 5-tuple would otherwise count as established after a policy change."""
+        for node in self.nodes.values():
+            netns.run_in(node.netns, ["conntrack", "-F"], check=False)
+
     def probe_pods(self) -> list[ProbePod]:
         return [ProbePod(p.key, p.netns, p.ip) for p in self.pods.values()]
 

@@ -59,6 +59,7 @@ def _policies(text: str) -> list[NetworkPolicy]:
 def _verify(lab: PolicyLab, policies: list[NetworkPolicy], **kw: Any) -> Any:
     state = lab.state(policies, **kw)
     lab.apply(state)
+    lab.flush_conntrack()
     observed, results = probe_all(lab.probe_pods(), PORTS, PROTOCOLS, timeout=TIMEOUT)
     expected = compute_matrix(state, PORTS, PROTOCOLS)
     report = compare(state, expected, observed, {(r.src, r.dst, r.key): r.outcome for r in results})
