@@ -255,7 +255,7 @@ def test_spoofed_source_is_dropped(lab: PolicyLab) -> None:
 
 
 def test_updates_are_atomic_under_a_probe_loop(lab: PolicyLab) -> None:
-    """200 policy updates (rules for other ports come and go, a pod label flips set membership)
+    """1,000 policy updates (rules for other ports come and go, a pod label flips set membership)
     while two pairs are probed continuously: the allowed pair never fails, the denied never passes."""
     base = CASES["s1-one-client"]
     extra = """
@@ -288,7 +288,7 @@ spec:
     for t in threads:
         t.start()
     try:
-        for i in range(200):
+        for i in range(1000):
             text = base + extra.replace("PLACEHOLDER", str(i % 7)).replace("PORT", str(1000 + i % 13))
             lab.pods["default/client1"].labels["churn"] = str(i % 5)
             lab.apply(lab.state(_policies(text)))
