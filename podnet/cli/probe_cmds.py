@@ -102,9 +102,10 @@ def _run_probe(ctx: click.Context, namespaces: tuple[str, ...], ports_text: str 
     progress = None
     bar: Any = None
     if not quiet and sys.stderr.isatty():
+        from rich.console import Console
         from rich.progress import Progress
 
-        bar = Progress(transient=True, console=__import__("rich.console").console.Console(stderr=True))
+        bar = Progress(transient=True, console=Console(stderr=True))
         task = bar.add_task("probing", total=None)
         bar.start()
         progress = lambda done, total: bar.update(task, completed=done, total=total)  # noqa: E731
