@@ -6,7 +6,6 @@ tunnel address (and so one block) per node -> per-node processes inside the node
 down: stop recorded PIDs, stop BIRD, remove recorded namespaces and files podnet created."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import sys
@@ -115,27 +114,12 @@ def _start_processes(state_dir: str, topo: Topology, cmds: frozenset[str]) -> No
             argv = [py, "-m", "podnet.cli.main", "--state-dir", state_dir, "agent", "--node", n.name]
             rec = processes.start(f"agent/{n.name}", argv, os.path.join(logs, f"{n.name}-agent.log"), n.netns)
             _record_process(state_dir, rec)
-            if n is topo.nodes[0]:
-                # The first agent sets up shared files in the state directory; the others
-                # start once it is ready, so they never race to create them.
-                _wait_file(os.path.join(run_dir(state_dir, n.name), "agent.ready"), rec, 20.0)
-        if importlib.util.find_spec("podnet.agent.policy_loop") is not None:
-            argv = [py, "-m", "podnet.agent.policy_loop", "--node", n.name, "--state-dir", state_dir]
-            _record_process(state_dir, processes.start(f"policy/{n.name}", argv,
-                                                       os.path.join(logs, f"{n.name}-policy.log"), n.netns))
+        argv = [py, "-m", "podnet.agent.policy_loop", "--node", n.name, "--state-dir", state_dir]
+        _record_process(state_dir, processes.start(f"policy/{n.name}", argv,
+                                                   os.path.join(logs, f"{n.name}-policy.log"), n.netns))
     if "controllers" in cmds:
         argv = [py, "-m", "podnet.cli.main", "--state-dir", state_dir, "controllers"]
         _record_process(state_dir, processes.start("controllers", argv, os.path.join(logs, "controllers.log")))
-
-
-def _wait_file(path: str, rec: processes.ProcessRecord, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(path):
-        if not processes.alive(rec):
-            raise PodnetError(f"{rec.name} exited during start-up", hint=f"see {rec.log}")
-        if time.monotonic() > deadline:
-            raise PodnetError(f"{rec.name} not ready after {timeout:.0f} s", hint=f"see {rec.log}")
-        time.sleep(0.02)
 
 
 def wait_ready(state_dir: str, topo: Topology, backend: str, timeout: float) -> None:
