@@ -37,6 +37,7 @@ def agent(ctx: click.Context, node: str, resync: float, keep_pods: bool, mtu: in
     """Run the node agent: the CNI socket for podnet-cni and this node's pods."""
     from podnet.agent.cnicall import CniRuntime
     from podnet.agent.core import Agent
+    from podnet.agent.node_status import NodeStatusReporter
     from podnet.agent.pods import PodRunner, podbin_dir
     from podnet.cni.handler import Handler
     from podnet.cni.install import install
@@ -55,7 +56,8 @@ def agent(ctx: click.Context, node: str, resync: float, keep_pods: bool, mtu: in
         conflist = json.load(f)
     server = CniServer(conflist["plugins"][0]["agentSocket"], Handler(lambda conf: store.kv, node)).start()
     runner = PodRunner(store, node, sd, CniRuntime(conflist, bin_dirs=(bin_dir,)), ensure_podbin(podbin_dir(sd)))
-    loop = Agent(store, node, [runner], resync=resync)
+    reporter = NodeStatusReporter(store, node)
+    loop = Agent(store, node, [reporter, runner], resync=resync)
     _stop_on_signals(loop.stop)
     with open(os.path.join(node_dir, "agent.ready"), "w") as f:
         f.write(str(os.getpid()))
@@ -66,6 +68,7 @@ def agent(ctx: click.Context, node: str, resync: float, keep_pods: bool, mtu: in
         if not keep_pods:
             runner.teardown_all()
         server.close()
+        reporter.mark_stopped()
         try:
             os.unlink(os.path.join(node_dir, "agent.ready"))
         except FileNotFoundError:

@@ -1,0 +1,67 @@
+"""The agent reports its node's health the way a kubelet does: a ``Ready`` condition and
+``nodeInfo`` in the v1 Node's status, so ``podnet get nodes`` shows Ready and a version.
+
+It writes only when what it would report changes, so a healthy cluster is not woken by
+heartbeats; ``mark_stopped`` flips the node to NotReady when the agent shuts down.
+"""
+from __future__ import annotations
+
+import os
+import platform
+from datetime import datetime, timezone
+from typing import Any
+
+from podnet import __version__
+from podnet.model import Node
+
+
+def _os_image() -> str:
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return "Linux"
+
+
+def node_info() -> dict[str, str]:
+    """What this machine is, in kubelet's nodeInfo fields."""
+    return {
+        "kubeletVersion": f"v{__version__}-podnet",
+        "kubeProxyVersion": f"v{__version__}-podnet",
+        "kernelVersion": os.uname().release,
+        "osImage": _os_image(),
+        "containerRuntimeVersion": f"podnet://{__version__}",
+        "operatingSystem": "linux",
+        "architecture": {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine()),
+    }
+
+
+class NodeStatusReporter:
+    """An agent reconciler: keeps ``status.conditions[Ready]`` and ``nodeInfo`` current."""
+
+    def __init__(self, store: Any, node: str) -> None:
+        self.store = store
+        self.node = node
+        self.info = node_info()
+
+    def reconcile(self, snapshot: Any) -> None:
+        self._report(snapshot.get(Node, self.node), "True", "PodnetAgentReady", "podnet agent is running")
+
+    def mark_stopped(self) -> None:
+        self._report(self.store.get(Node, self.node), "False", "PodnetAgentStopped", "podnet agent stopped")
+
+    def _report(self, node: Node | None, ready: str, reason: str, message: str) -> None:
+        if node is None:
+            return
+        status = node.status
+        current = {c.get("type"): c for c in status.conditions or []}
+        if current.get("Ready", {}).get("status") == ready and status.node_info == self.info:
+            return
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        current["Ready"] = {"type": "Ready", "status": ready, "reason": reason, "message": message,
+                            "lastHeartbeatTime": now, "lastTransitionTime": now}
+        new_status = status.model_copy(update={"conditions": list(current.values()), "node_info": self.info})
+        self.store.update_status(node.model_copy(update={"status": new_status}))
