@@ -18,7 +18,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from podnet.dataplane.nft_render import RenderMemo, render
+from podnet.dataplane.nft_incremental import update_for_pods
+from podnet.dataplane.nft_render import RenderMemo, render_indexed
 from podnet.kernel.nft import NftApplier
 from podnet.model import Namespace, NetworkPolicy, Node, Pod
 from podnet.policy.cluster import ClusterState, Endpoint, endpoint_for_pod
@@ -100,6 +101,7 @@ class PolicyReconciler:
         self._last_readback = 0.0
         self._cache = StateCache()
         self._memo = RenderMemo()
+        self._last: tuple[Any, Any, ClusterState] | None = None  # (table, index, state) of the last full pass
         self.status = PolicyStatus(node)
 
     def reconcile(self, snapshot: Any) -> PolicyStatus:
@@ -115,9 +117,11 @@ class PolicyReconciler:
         t0 = time.perf_counter()
         status = PolicyStatus(self.node, revision=snapshot.revision)
         try:
-            table = render(self._cache.build(snapshot), self.node, node_ips=node_ips(snapshot, self.node),
-                           memo=self._memo)
+            state = self._cache.build(snapshot)
+            table, index = render_indexed(state, self.node, node_ips=node_ips(snapshot, self.node), memo=self._memo)
+            self._last = None
             plan = self.applier.sync(table, read_back=read_back)
+            self._last = (table, index, state)
             status.plan = plan.summary()
             status.counts = table.counts()
             self._last_revision = snapshot.revision
@@ -138,6 +142,67 @@ class PolicyReconciler:
             raise RuntimeError(status.error)
         return status
 
+    def reconcile_view(self, view: Any) -> PolicyStatus:
+        """One pass over a ``LiveView``: pod-only changes go the fast way (element updates on the
+        last table, no render), anything else through ``reconcile`` with the full snapshot."""
+        changes = view.poll()
+        if changes == [] and self._last is not None and self._last_revision is not None \
+                and view.revision != self._last_revision:
+            self._last_revision = view.revision  # only keys outside the resources moved (IPAM blocks)
+            self.status.revision = view.revision
+            self._write_status()
+            return self.status
+        if changes and self._last is not None and self._last_revision is not None:
+            fast = self._pods_only(view.revision, changes)
+            if fast is not None:
+                return fast
+        return self.reconcile(view.snapshot())
+
+    def _pods_only(self, revision: int, changes: list[tuple[str, Any, Any]]) -> PolicyStatus | None:
+        if any(type(new if new is not None else old) is not Pod for _, old, new in changes):
+            return None
+        if time.monotonic() - self._last_readback >= 6 * self.readback_every:
+            return None  # a read-back is long overdue: take the full path
+        t0 = time.perf_counter()
+        assert self._last is not None
+        table, index, state = self._last
+        pods = self._cache._pods
+        pairs: list[tuple[Endpoint | None, Endpoint | None]] = []
+        fresh: dict[tuple[str, str], tuple[str | None, Endpoint] | None] = {}
+        for _key, old, new in changes:
+            obj = new if new is not None else old
+            k = (obj.metadata.namespace or "default", obj.metadata.name)
+            before = pods.get(k)
+            if old is not None and before is None:
+                return None
+            after = endpoint_for_pod(new) if new is not None else None
+            pairs.append((before[1] if before else None, after))
+            fresh[k] = (new.metadata.resource_version, after) if new is not None else None  # type: ignore[assignment]
+        result = update_for_pods(table, index, pairs, state.policies_by_ns, state.ns_labels)
+        if result is None:
+            return None
+        new_table, cmds = result
+        try:
+            self.applier.apply_elements(cmds, new_table)
+        except Exception as exc:  # the full path reads the kernel back and repairs
+            log.warning("node %s: element update failed (%s); syncing in full", self.node, exc)
+            self._last = None
+            return None
+        for k, hit in fresh.items():
+            if hit is None:
+                pods.pop(k, None)
+            else:
+                pods[k] = hit  # type: ignore[assignment]
+        self._last = (new_table, index, state)
+        self._last_revision = revision
+        status = PolicyStatus(self.node, revision=revision, plan=_element_summary(cmds),
+                              counts=self.status.counts)  # sizes move by a few elements; a full pass recounts
+        status.seconds = time.perf_counter() - t0
+        status.synced_at = time.time()
+        self.status = status
+        self._write_status()
+        return status
+
     def _write_status(self) -> None:
         if not self.state_dir:
             return
@@ -147,6 +212,22 @@ class PolicyReconciler:
         with open(tmp, "w") as f:
             json.dump(self.status.to_dict(), f)
         os.replace(tmp, path)
+
+
+def _element_summary(cmds: list[dict[str, Any]]) -> dict[str, Any]:
+    """A plan summary (same keys as a full sync's) for an element-only update."""
+    out: dict[str, Any] = {"incremental": True, "full": False, "commands": len(cmds), "elements_added": 0,
+                           "elements_removed": 0, "map_changes": 0, "chains_added": 0, "chains_rewritten": 0,
+                           "chains_removed": 0, "sets_added": 0, "sets_removed": 0, "touched_chains": []}
+    for cmd in cmds:
+        (verb, body), = cmd.items()
+        elem = body["element"]
+        n = len(elem["elem"])
+        if elem["name"] in ("from-pod", "to-pod"):
+            out["map_changes"] += n
+        else:
+            out["elements_added" if verb == "add" else "elements_removed"] += n
+    return out
 
 
 def read_status(state_dir: str, node: str) -> dict[str, Any] | None:

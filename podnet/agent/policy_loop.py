@@ -40,9 +40,8 @@ def run(node: str, state_dir: str, resync: float = RESYNC_SECONDS, netns: str | 
     first = True
     try:
         while not stopping:
-            snap = view.refresh()
             try:
-                rec.reconcile(snap)
+                rec.reconcile_view(view)
             except RuntimeError:
                 pass  # logged by the reconciler; the old rules stay and the next pass retries
             if first:
@@ -53,7 +52,7 @@ def run(node: str, state_dir: str, resync: float = RESYNC_SECONDS, netns: str | 
                 first = False
             deadline = time.monotonic() + resync
             while not stopping and time.monotonic() < deadline:
-                if next(iter(store.kv.watch("", snap.revision + 1, timeout=0.25)), None) is not None:
+                if next(iter(store.kv.watch("", view.revision + 1, timeout=0.25)), None) is not None:
                     break
     finally:
         store.close()

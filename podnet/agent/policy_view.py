@@ -24,9 +24,10 @@ class LiveView:
         self._objects: dict[str, Any] = {}  # key → decoded Resource
         self._raw: dict[str, dict[str, Any]] = {}
         self._snapshot: Snapshot | None = None
+        self._loaded = False
         self.full_reads = 0
 
-    def _full(self) -> Snapshot:
+    def _full(self) -> None:
         records, revision = self.store.kv.list("")
         self._objects.clear()
         self._raw.clear()
@@ -38,35 +39,60 @@ class LiveView:
                 self._objects[record.key] = decode(record, cls)
         self.revision = revision
         self.full_reads += 1
-        return self._build()
+        self._loaded = True
+        self._snapshot = None
 
-    def _build(self) -> Snapshot:
-        by_kind: dict[str, list[Any]] = {}
-        for obj in self._objects.values():
-            by_kind.setdefault(obj.KIND, []).append(obj)
-        objects = {k: tuple(sorted(v, key=lambda o: (o.metadata.namespace or "", o.metadata.name)))
-                   for k, v in by_kind.items()}
-        self._snapshot = Snapshot(self.revision, objects, dict(self._raw))
+    def poll(self) -> list[tuple[str, Any, Any]] | None:
+        """Apply what changed since the last call: (key, old object, new object) per changed
+        resource in store order (None for absent), or None when everything was read again."""
+        if not self._loaded:
+            self._full()
+            return None
+        changes: dict[str, tuple[Any, Any]] = {}
+        seen_event = False
+        try:
+            for ev in self.store.kv.watch("", self.revision + 1, timeout=0):
+                seen_event = True
+                self.revision = max(self.revision, ev.revision)
+                cls = kind_of_key(ev.key)
+                if cls is None:
+                    if ev.type == "DELETE":
+                        self._raw.pop(ev.key, None)
+                    else:
+                        self._raw[ev.key] = ev.value or {}
+                    continue
+                old = self._objects.get(ev.key)
+                if ev.type == "DELETE":
+                    self._objects.pop(ev.key, None)
+                    new = None
+                else:
+                    new = self._objects[ev.key] = decode(Record(ev.key, ev.value or {}, 0, ev.revision, ev.version), cls)
+                first = changes.pop(ev.key, (old, None))[0]  # keep the oldest "old", move to the end
+                changes[ev.key] = (first, new)
+        except Compacted:
+            self._full()
+            return None
+        if not seen_event and self.store.kv.revision() > self.revision:
+            self._full()  # a backend whose watch could not answer at once: read it all
+            return None
+        if seen_event:
+            self._snapshot = None
+        return [(k, old, new) for k, (old, new) in changes.items()]
+
+    def snapshot(self) -> Snapshot:
+        """The current state as a Snapshot (built only when something changed)."""
+        if not self._loaded:
+            self._full()
+        if self._snapshot is None:
+            by_kind: dict[str, list[Any]] = {}
+            for obj in self._objects.values():
+                by_kind.setdefault(obj.KIND, []).append(obj)
+            objects = {k: tuple(sorted(v, key=lambda o: (o.metadata.namespace or "", o.metadata.name)))
+                       for k, v in by_kind.items()}
+            self._snapshot = Snapshot(self.revision, objects, dict(self._raw))
         return self._snapshot
 
     def refresh(self) -> Snapshot:
-        if self._snapshot is None:
-            return self._full()
-        changed = False
-        try:
-            for ev in self.store.kv.watch("", self.revision + 1, timeout=0):
-                changed = True
-                self.revision = max(self.revision, ev.revision)
-                cls = kind_of_key(ev.key)
-                if ev.type == "DELETE":
-                    self._objects.pop(ev.key, None)
-                    self._raw.pop(ev.key, None)
-                elif cls is None:
-                    self._raw[ev.key] = ev.value or {}
-                else:
-                    self._objects[ev.key] = decode(Record(ev.key, ev.value or {}, 0, ev.revision, ev.version), cls)
-        except Compacted:
-            return self._full()
-        if self.store.kv.revision() > self.revision and not changed:
-            return self._full()  # a backend whose watch could not answer at once: read it all
-        return self._build() if changed else self._snapshot
+        """``poll`` then ``snapshot``."""
+        self.poll()
+        return self.snapshot()

@@ -159,6 +159,8 @@ class _Builder:
         self.state = state
         self.local = local
         self.sets: dict[str, NftSet] = {}
+        #: pod-selector sets by name, with the peer that defines their members
+        self.pod_peers: dict[str, PodPeer] = {}
         #: the set-making calls made while rendering one policy chain (replayed on a memo hit)
         self.requests: list[tuple[Any, ...]] | None = None
         self._pod_ips = tuple(sorted(
@@ -187,6 +189,7 @@ class _Builder:
         self._note("pod_peer", peer)
         scope = peer.namespace if peer.namespace_selector is None else peer.namespace_selector.to_dict()
         name = "pods-" + short_hash("pods", scope, peer.pod_selector.to_dict())
+        self.pod_peers.setdefault(name, peer)
         if name not in self.sets:
             members = frozenset(((ip, ip),) for ep, ips in self._groups if peer_matches(peer, ep, self.state)
                                 for ip in ips)
@@ -339,8 +342,27 @@ def local_pods(state: ClusterState, node: str) -> list[Endpoint]:
     return [ep for ep in state.pods if ep.selectable and ep.node == node and ep.ip and ":" not in ep.ip]
 
 
+@dataclass(frozen=True)
+class RenderIndex:
+    """What the last full render knew that a per-pod update needs (see ``nft_incremental``)."""
+
+    node: str
+    own: tuple[str, ...]
+    interfaces: Mapping[str, str]
+    pod_sets: Mapping[str, PodPeer]
+    #: sets whose members depend on pods in ways a per-pod update does not redo
+    pod_dependent_extras: bool
+
+
 def render(state: ClusterState, node: str, *, node_ips: Iterable[str] = (),
            interfaces: Mapping[str, str] | None = None, memo: RenderMemo | None = None) -> NftTable:
+    """The desired ``inet podnet`` table for ``node`` (see ``render_indexed``)."""
+    return render_indexed(state, node, node_ips=node_ips, interfaces=interfaces, memo=memo)[0]
+
+
+def render_indexed(state: ClusterState, node: str, *, node_ips: Iterable[str] = (),
+                   interfaces: Mapping[str, str] | None = None,
+                   memo: RenderMemo | None = None) -> tuple[NftTable, RenderIndex]:
     """The desired ``inet podnet`` table for ``node``.
 
     ``interfaces`` maps ``ns/pod`` to the host-side interface when it is not Calico's default
@@ -386,7 +408,11 @@ def render(state: ClusterState, node: str, *, node_ips: Iterable[str] = (),
     b.sets[POD_IFACES] = NftSet(POD_IFACES, ("ifname",), False, frozenset(ifaces))
     maps = {FROM_MAP: NftMap(FROM_MAP, ("ifname", "ipv4_addr"), from_map),
             TO_MAP: NftMap(TO_MAP, ("ifname",), to_map)}
-    return NftTable(sets=dict(sorted(b.sets.items())), maps=maps, chains=dict(sorted(chains.items())))
+    table = NftTable(sets=dict(sorted(b.sets.items())), maps=maps, chains=dict(sorted(chains.items())))
+    extras = any(n.startswith("nport-") for n in b.sets) or (
+        not state.ipblock_matches_pods and any(n.startswith("net") for n in b.sets))
+    index = RenderIndex(node, tuple(sorted(set(node_ips))), dict(interfaces or {}), dict(b.pod_peers), extras)
+    return table, index
 
 
 def describe_rule(comment: str) -> str:
@@ -394,5 +420,5 @@ def describe_rule(comment: str) -> str:
     return comment.split(" ", 1)[1] if " " in comment else comment
 
 
-__all__ = ["render", "RenderMemo", "workload_ifname", "local_pods", "base_chains", "describe_rule", "policy_chain",
+__all__ = ["render", "render_indexed", "RenderIndex", "RenderMemo", "workload_ifname", "local_pods", "base_chains", "describe_rule", "policy_chain",
            "FROM_MAP", "TO_MAP"]

@@ -110,6 +110,20 @@ class NftApplier:
         self.last_seconds = time.perf_counter() - t0
         return plan
 
+    def apply_elements(self, cmds: list[dict[str, Any]], table: NftTable) -> None:
+        """Commit element commands computed against the last synced table (one transaction);
+        afterwards the kernel holds ``table``. On failure the cache is dropped and it raises."""
+        with self._lock, self._inside() as nft:
+            if self._cache is None:
+                raise PodnetError("no synced table to update", hint="sync the whole table first")
+            try:
+                if cmds:
+                    self._run(nft, cmds)
+            except PodnetError:
+                self._cache = None
+                raise
+            self._cache = table
+
     def remove(self) -> bool:
         """Delete the table (idempotent): True if it was there."""
         with self._lock, self._inside() as nft:

@@ -112,6 +112,14 @@ def test_loop_process_enforces_and_rules_survive_sigkill(setup: tuple[PolicyLab,
         assert st["plan"]["elements_added"] == 1 and st["plan"]["chains_rewritten"] == 0, st["plan"]
         assert st["plan"]["chains_added"] == 0 and not st["plan"]["full"]
         assert _tcp(lab, "default/client2", "default/web")
+
+        # With the loop running, a pod change takes the fast path: element commands only.
+        client2 = store.get(Pod, "client2", "default")
+        store.update(Pod.model_validate({**client2.to_dict(), "metadata": {
+            **client2.to_dict()["metadata"], "labels": {"run": "client2"}}}), check_version=False)
+        st = _wait_revision(state_dir, "n1", store.revision())
+        assert st["plan"].get("incremental") and st["plan"]["elements_removed"] == 1, st["plan"]
+        assert not _tcp(lab, "default/client2", "default/web")
     finally:
         if proc.poll() is None:
             proc.terminate()

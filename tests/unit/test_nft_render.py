@@ -312,3 +312,46 @@ def test_render_memo_is_only_a_cache() -> None:
         state = ClusterState.from_parts(NAMESPACES, list(pods.values()), list(compiled.values()))
         for node in ("n1", "n2"):
             assert _canonical(render(state, node, memo=memo)) == _canonical(render(state, node))
+
+
+def test_pod_updates_without_rendering_equal_a_full_render() -> None:
+    """``update_for_pods`` (the agent's fast path for pod changes) gives the very table a full
+    render gives, or declines; over random creates, deletes, relabels and moves."""
+    from podnet.dataplane.nft_incremental import update_for_pods
+    from podnet.dataplane.nft_render import render_indexed
+    from podnet.policy.cluster import endpoint_for_pod
+
+    pols = [p for name in ("s1", "s2", "s3") for p in policies(SCENARIOS[name])]
+    rng = random.Random(11)
+    pods = {f"{p.metadata.namespace}/{p.metadata.name}": endpoint_for_pod(p) for p in PODS}
+    state = ClusterState.from_parts(NAMESPACES, list(pods.values()), ClusterState.build(NAMESPACES, [], pols).policies)
+    table, index = render_indexed(state, "n1", node_ips=["10.99.0.1", "10.99.0.2", "10.99.0.3"])
+    fast = 0
+    fresh_ips = iter(range(2, 250))  # addresses are unique, as IPAM makes them
+    for step in range(60):
+        changes = []
+        for _ in range(rng.randint(1, 3)):
+            key = rng.choice(sorted(pods) + [f"default/new{step}"])
+            old = pods.get(key)
+            ns, name = key.split("/")
+            node = rng.choice(["n1", "n2"])
+            if old is not None and rng.random() < 0.2:
+                pods.pop(key)
+                changes.append((old, None))
+                continue
+            labels = rng.choice([{"app": "web"}, {"run": "client1"}, {"run": "client2"}, {}])
+            ip = old.ip if old is not None and rng.random() < 0.7 else f"10.244.{7 if node == 'n1' else 8}.{next(fresh_ips)}"
+            new = endpoint_for_pod(pod(ns, name, ip, node, labels))
+            pods[key] = new
+            changes.append((old, new))
+        new_state = ClusterState.from_parts(NAMESPACES, list(pods.values()), state.policies)
+        full, new_index = render_indexed(new_state, "n1", node_ips=["10.99.0.1", "10.99.0.2", "10.99.0.3"])
+        got = update_for_pods(table, index, changes, new_state.policies_by_ns, new_state.ns_labels)
+        if got is not None:
+            fast += 1
+            inc, cmds = got
+            assert _canonical(inc) == _canonical(full), f"step {step}: {changes}"
+            assert all(next(iter(next(iter(c.values())))) == "element" for c in cmds)
+            assert plan_sync(full, inc).empty
+        table, index = full, new_index
+    assert fast >= 30  # most pod changes take the fast path
