@@ -19,8 +19,8 @@ policies share one chain, and each policy's rules are rendered once per node: ru
 policies + pods, not their product. A pod is two map elements (and one set element); a label
 change moves it between chains by changing its map elements, and changes peer sets by single
 elements. Pod peers are named IP sets, one per selector, shared by every rule that uses it;
-ipBlocks are interval sets (cidr minus excepts); ports are ``inet_proto . inet_service``
-interval sets; named ports resolve per destination in ``ip . proto . port`` sets (ingress: the
+ipBlocks are interval sets (cidr minus excepts); ports are anonymous ``inet_proto .
+inet_service`` interval sets in the rule; named ports resolve per destination in ``ip . proto . port`` sets (ingress: the
 selected local pods; egress: every peer pod). Comments name the policy and manifest field.
 """
 from __future__ import annotations
@@ -34,7 +34,8 @@ from typing import Any, Iterable, Mapping
 from podnet.policy.cluster import ClusterState, Endpoint, peer_matches
 from podnet.policy.ir import IPBlockPeer, PodPeer, PolicyIR, PortMatch, Rule
 
-from .nft_model import NftChain, NftMap, NftRule, NftSet, NftTable, cidr_minus, merge_intervals, short_hash
+from .nft_model import (NftChain, NftMap, NftRule, NftSet, NftTable, cidr_minus, element_json, merge_intervals,
+                        short_hash)
 
 FROM_MAP, TO_MAP, POD_IFACES = "from-pod", "to-pod", "pod-ifaces"
 FROM_WL, TO_WL, EGRESS_OK = "from-wl", "to-wl", "egress-ok"
@@ -208,19 +209,20 @@ class _Builder:
             self.sets[name] = NftSet(name, _V4 if version == 4 else _V6, True, frozenset((s,) for s in spans))
         return _Addr(name, version)
 
-    def ports(self, spans: Iterable[tuple[str, int, int]]) -> str | None:
-        """A shared ``proto . port`` interval set for these ranges (None when empty)."""
-        spans = list(spans)
-        self._note("ports", spans)
+    @staticmethod
+    def ports(spans: Iterable[tuple[str, int, int]]) -> dict[str, Any] | None:
+        """The ranges as an anonymous ``proto . port`` interval set (None when empty).
+
+        Anonymous, not named: the set changes only with the policy, which rewrites the chain
+        anyway, and every named set makes each later transaction slower (libnftables fetches
+        all set definitions before it commits an element)."""
         by_proto: dict[str, list[tuple[int, int]]] = {}
         for proto, lo, hi in spans:
             by_proto.setdefault(proto.lower(), []).append((lo, hi))
-        elems = frozenset((proto, span) for proto, spans_ in by_proto.items() for span in merge_intervals(spans_))
+        elems = sorted((proto, span) for proto, spans_ in by_proto.items() for span in merge_intervals(spans_))
         if not elems:
             return None
-        name = "ports-" + short_hash("ports", sorted(elems))
-        self.sets.setdefault(name, NftSet(name, _PORTS, True, elems))
-        return name
+        return {"set": [element_json(e, _PORTS) for e in elems]}
 
     def named_ports(self, pol: PolicyIR, rule: Rule, named: list[PortMatch]) -> str:
         """Named ports resolved on each destination, as an ``ip . proto . port`` set: for ingress
@@ -273,7 +275,7 @@ def _rule_rules(b: _Builder, pol: PolicyIR, rule: Rule) -> list[NftRule]:
     out: list[NftRule] = []
     port_set = b.ports(numeric)  # type: ignore[arg-type]
     if port_set is not None:
-        out += [NftRule.make(m + [_match(_L4_DPORT, "@" + port_set), COUNTER, verdict], text + " ports")
+        out += [NftRule.make(m + [_match(_L4_DPORT, port_set), COUNTER, verdict], text + " ports")
                 for m, text in matchers]
     if named:
         nset = b.named_ports(pol, rule, named)

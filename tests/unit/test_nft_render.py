@@ -189,8 +189,8 @@ def test_named_ports_resolve_per_destination() -> None:
     shown = sorted((str(ipaddress.ip_address(e[0][0])), e[1], e[2]) for e in nport.elements)
     assert shown == [("10.244.1.2", "tcp", (80, 80)), ("10.244.2.3", "tcp", (8080, 8080)),
                      ("10.244.3.2", "udp", (53, 53))]
-    ports = [s for s in table.sets.values() if s.name.startswith("ports-")]
-    assert any(("tcp", (30000, 32767)) in s.elements for s in ports)
+    exprs = [r.expr_json for c in table.chains.values() for r in c.rules]
+    assert any('{"concat":["tcp",{"range":[30000,32767]}]}' in e for e in exprs)
 
 
 def test_ipblock_except_becomes_disjoint_intervals() -> None:
