@@ -197,13 +197,13 @@ spec:
     assert not allowed(m, "80/TCP", "default/client2", web)   # not labelled: only DNS
     assert allowed(m, "53/UDP", "default/client2", "kube-system/coredns")
     # ... including a host outside the cluster (ping through the node's natOutgoing).
-    externals = status(cluster.sd)["externals"]
-    if externals:
-        from podnet.kernel.nft_probe import REACHED, probe
+    from podnet.kernel.nft_probe import REACHED, probe
 
-        ext_ip = externals[0][1]
-        assert probe(_pod_netns(cluster, "default", "client1"), ext_ip, None, "ICMP", 1.0)[0] in REACHED
-        assert probe(_pod_netns(cluster, "default", "client2"), ext_ip, None, "ICMP", 0.5)[0] not in REACHED
+    externals = status(cluster.sd)["externals"]
+    assert externals, "the lab has an external host"
+    ext_ip = externals[0][1]
+    assert probe(_pod_netns(cluster, "default", "client1"), ext_ip, None, "ICMP", 1.0)[0] in REACHED
+    assert probe(_pod_netns(cluster, "default", "client2"), ext_ip, None, "ICMP", 0.5)[0] not in REACHED
     cluster.cli("delete", "-f", str(EX / "s3" / "internet-egress.yaml"))
     cluster.cli("delete", "netpol", "default-deny-all-egress")
 
@@ -241,7 +241,8 @@ spec:
     cluster.apply(box)
     cluster.ready("cs1")
     scope = ("-n", "default,cs1,test", "--ports", "80", "--protocols", "TCP,ICMP")
-    for name in ("pod-label-allow", "namespace-allow", "namespace-allow-in", "deny-all-access", "allow-all-egress"):
+    for name in ("pod-label-allow", "namespace-allow", "namespace-allow-in", "deny-all-access", "allow-all-egress",
+                 "deny-all-egress"):
         f = EX / "s4" / f"{name}.yaml"
         cluster.apply(f)
         cluster.enforced()
@@ -249,3 +250,21 @@ spec:
         cluster.cli("delete", "-f", str(f))
     cluster.enforced()
     cluster.verify(*scope)
+
+    # egress to 192.168.0.0/16 except 192.168.94.134: the lab's external host is that address.
+    from podnet.cluster.lifecycle import status
+    from podnet.kernel.nft_probe import REACHED, probe
+
+    ext = [ip for _, ip in status(cluster.sd)["externals"] if ip == "192.168.94.134"]
+    client1 = _pod_netns(cluster, "default", "client1")
+    assert ext, "the lab has the seeds' external host"
+    assert probe(client1, ext[0], None, "ICMP", 1.0)[0] in REACHED
+    cluster.apply(EX / "s4" / "egress-ipblock.yaml")
+    cluster.enforced()
+    cluster.verify(*scope)
+    assert probe(client1, ext[0], None, "ICMP", 0.5)[0] not in REACHED  # removed by the except
+    res = cluster.cli("explain", "--from", "default/client1", "--to", "192.168.94.134:80")
+    assert "except 192.168.94.134/32" in res.stdout
+    cluster.cli("delete", "-f", str(EX / "s4" / "egress-ipblock.yaml"))
+    cluster.enforced()
+    assert probe(client1, ext[0], None, "ICMP", 1.0)[0] in REACHED
