@@ -280,3 +280,20 @@ def wait_gone(name: str, timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.01)
     return False
+
+
+@contextmanager
+def ipr_in(ns: str | None) -> Iterator[Any]:
+    """A pyroute2 IPRoute socket bound to namespace ``ns`` (a name or a path; None: the caller's
+    own). The socket keeps its namespace after the thread switches back, so it is opened inside."""
+    from pyroute2 import IPRoute
+
+    if ns is None:
+        ipr = IPRoute()
+    else:
+        with enter(ns):
+            ipr = IPRoute()
+    try:
+        yield ipr
+    finally:
+        ipr.close()

@@ -14,13 +14,13 @@ import errno
 import ipaddress
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
-from contextlib import contextmanager
+from typing import Any, Callable
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from . import netns
+from .netns import ipr_in
 from .rtnl import Rtnl
 
 GATEWAY = "169.254.1.1"
@@ -39,17 +39,6 @@ class Wired:
     host_mac: str
     ifname: str
     mac: str
-
-
-@contextmanager
-def ipr_in(ns: str) -> Iterator[IPRoute]:
-    """An rtnetlink socket bound to ``ns`` (a /run/netns name or any netns path)."""
-    with netns.enter(ns):
-        ipr = IPRoute()
-    try:
-        yield ipr
-    finally:
-        ipr.close()
 
 
 def _sysctl(ns: str, path: str, value: str) -> None:

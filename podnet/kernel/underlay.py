@@ -6,8 +6,6 @@ no fork), so building a 10-node lab takes well under a second."""
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
-from typing import Iterator
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -15,20 +13,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from podnet.errors import PodnetError
 
 from . import netns
-
-
-@contextmanager
-def ipr_in(ns: str | None) -> Iterator[IPRoute]:
-    """A netlink socket bound to namespace ``ns`` (None: the caller's own namespace)."""
-    if ns is None:
-        ipr = IPRoute()
-    else:
-        with netns.enter(ns):
-            ipr = IPRoute()
-    try:
-        yield ipr
-    finally:
-        ipr.close()
+from .netns import ipr_in
 
 
 def index(ipr: IPRoute, ifname: str) -> int:
@@ -116,24 +101,16 @@ def link_mtu(ns: str | None, ifname: str) -> int:
 
 
 def wire_pod(node_ns: str, pod_ns: str, host_if: str, ip: str, mtu: int = 1500) -> None:
-    """A Calico-style pod: ``eth0`` with a /32, default via 169.254.1.1 (answered by proxy ARP on
-    the host veth), and a /32 route to it on the node. Used by the lab and benchmarks when the
-    CNI plugin is not in play."""
+    """A pod namespace wired exactly as the CNI plugin wires one (``podwire.wire``), for the lab
+    and benchmarks when no agent runs. Removes the namespace again if wiring fails."""
+    from .podwire import wire
+
     netns.create(pod_ns)
     try:
-        wire(pod_ns, "eth0", node_ns, host_if, a_addr=f"{ip}/32", mtu=mtu)
-        sysctl(node_ns, f"net.ipv4.conf.{host_if}.proxy_arp", 1)
-        sysctl(node_ns, f"net.ipv4.neigh.{host_if}.proxy_delay", 0)
-        with ipr_in(pod_ns) as ipr:
-            eth0 = index(ipr, "eth0")
-            ipr.route("add", dst="169.254.1.1/32", oif=eth0, scope=253)
-            ipr.route("add", dst="0.0.0.0/0", gateway="169.254.1.1", oif=eth0)
-        with ipr_in(node_ns) as ipr:
-            ipr.route("replace", dst=f"{ip}/32", oif=index(ipr, host_if), scope=253)
+        wire(node_ns, pod_ns, "eth0", host_if, f"{ip}/32", mtu)
     except BaseException:
         netns.remove(pod_ns)
         raise
-
 
 def remove_link(ns: str, ifname: str) -> bool:
     """Delete a link if present (idempotent)."""
