@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Any
+
 
 import click
 
@@ -62,10 +62,13 @@ def cli(ctx: click.Context, state_dir: str) -> None:
     ctx.obj["state_dir"] = state_dir
 
 
-def main(argv: list[str] | None = None) -> Any:
-    """Entry point: user errors exit 1 with a message, usage errors exit 2 (click's own)."""
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user errors exit 1 with a message, usage errors exit 2 (click's own).
+
+    Returns the exit code (a command's ``ctx.exit(n)`` arrives here as ``n``)."""
     try:
-        return cli.main(args=argv, prog_name="podnet", standalone_mode=False)
+        result = cli.main(args=argv, prog_name="podnet", standalone_mode=False)
+        return result if isinstance(result, int) else 0
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
@@ -80,4 +83,4 @@ def main(argv: list[str] | None = None) -> Any:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
