@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 
 from .cluster import ClusterState, Endpoint, peer_matches
-from .ir import Direction, IPBlockPeer, PolicyIR, PortMatch, Rule
+from .ir import Direction, IPBlockPeer, PortMatch, Rule
 
 
 @dataclass(frozen=True, order=True)
