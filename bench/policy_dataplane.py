@@ -363,26 +363,37 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="shorter runs, fewer samples")
     ap.add_argument("--json", default=None, help="also write the figures to this file")
+    ap.add_argument("--only", choices=["datapath", "sizes", "write", "one-change"], default=None,
+                    help="run only this section")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("run as root", file=sys.stderr)
         return 1
     secs, runs, samples = (1.0, 2, 30) if args.quick else (2.0, 5, 100)
     out: dict[str, Any] = {}
-    print("1. datapath, allowed pair across nodes, 20 pods per node", flush=True)
-    out["datapath"] = datapath(secs, [0, 100, 1000], runs)
-    print("2. table size", flush=True)
-    out["sizes"] = sizes()
-    print("3. policy write -> enforced", flush=True)
-    out["write_to_enforced"] = write_to_enforced(samples)
+    if args.only in (None, "datapath"):
+        print("1. datapath, allowed pair across nodes, 20 pods per node", flush=True)
+        out["datapath"] = datapath(secs, [0, 100, 1000], runs)
+    if args.only in (None, "sizes"):
+        print("2. table size", flush=True)
+        out["sizes"] = sizes()
+    if args.only in (None, "write"):
+        print("3. policy write -> enforced", flush=True)
+        out["write_to_enforced"] = write_to_enforced(samples)
+    if args.only not in (None, "one-change"):
+        return _write(args.json, out)
     print("4. one pod label change: 10 objects vs 10,000", flush=True)
     small, big = one_change(10, 10 if args.quick else 20), one_change(10000, 5 if args.quick else 10)
     out["one_change"] = {"small": small, "big": big, "ratio": round(big["pass_ms"] / small["pass_ms"], 2)}
     print(f"  10 objects: {small['pass_ms']} ms; 10,000 objects: {big['pass_ms']} ms; ratio "
           f"{out['one_change']['ratio']}x (watch poll + table update + commit; kernel commands per change: "
           f"{big['commands']}, element-only path: {big['incremental']})", flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
+    return _write(args.json, out)
+
+
+def _write(path: str | None, out: dict[str, Any]) -> int:
+    if path:
+        with open(path, "w") as f:
             json.dump(out, f, indent=2)
     return 0
 

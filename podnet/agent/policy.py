@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from podnet.dataplane.nft_incremental import update_for_pods
+from podnet.dataplane.nft_incremental import LiveTable
 from podnet.dataplane.nft_render import RenderMemo, render_indexed
 from podnet.kernel.nft import NftApplier
 from podnet.model import Namespace, NetworkPolicy, Node, Pod
@@ -101,7 +101,7 @@ class PolicyReconciler:
         self._last_readback = 0.0
         self._cache = StateCache()
         self._memo = RenderMemo()
-        self._last: tuple[Any, Any, ClusterState] | None = None  # (table, index, state) of the last full pass
+        self._last: tuple[LiveTable, ClusterState] | None = None  # the committed table, the state it came from
         self.status = PolicyStatus(node)
 
     def reconcile(self, snapshot: Any) -> PolicyStatus:
@@ -121,7 +121,7 @@ class PolicyReconciler:
             table, index = render_indexed(state, self.node, node_ips=node_ips(snapshot, self.node), memo=self._memo)
             self._last = None
             plan = self.applier.sync(table, read_back=read_back)
-            self._last = (table, index, state)
+            self._last = (LiveTable(table, index), state)
             status.plan = plan.summary()
             status.counts = table.counts()
             self._last_revision = snapshot.revision
@@ -165,7 +165,7 @@ class PolicyReconciler:
             return None  # a read-back is long overdue: take the full path
         t0 = time.perf_counter()
         assert self._last is not None
-        table, index, state = self._last
+        live, state = self._last
         pods = self._cache._pods
         pairs: list[tuple[Endpoint | None, Endpoint | None]] = []
         fresh: dict[tuple[str, str], tuple[str | None, Endpoint] | None] = {}
@@ -178,12 +178,12 @@ class PolicyReconciler:
             after = endpoint_for_pod(new) if new is not None else None
             pairs.append((before[1] if before else None, after))
             fresh[k] = (new.metadata.resource_version, after) if new is not None else None  # type: ignore[assignment]
-        result = update_for_pods(table, index, pairs, state.policies_by_ns, state.ns_labels)
-        if result is None:
+        update = live.plan(pairs, state.policies_by_ns, state.ns_labels)
+        if update is None:
             return None
-        new_table, cmds = result
+        cmds = update.commands
         try:
-            self.applier.apply_elements(cmds, new_table)
+            how = self.applier.apply_elements(cmds, live.table, lambda: live.apply(update))
         except Exception as exc:  # the full path reads the kernel back and repairs
             log.warning("node %s: element update failed (%s); syncing in full", self.node, exc)
             self._last = None
@@ -193,9 +193,8 @@ class PolicyReconciler:
                 pods.pop(k, None)
             else:
                 pods[k] = hit  # type: ignore[assignment]
-        self._last = (new_table, index, state)
         self._last_revision = revision
-        status = PolicyStatus(self.node, revision=revision, plan=_element_summary(cmds),
+        status = PolicyStatus(self.node, revision=revision, plan={**_element_summary(cmds), "path": how},
                               counts=self.status.counts)  # sizes move by a few elements; a full pass recounts
         status.seconds = time.perf_counter() - t0
         status.synced_at = time.time()

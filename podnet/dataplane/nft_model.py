@@ -15,7 +15,7 @@ import hashlib
 import ipaddress
 import json
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Union
+from typing import AbstractSet, Any, Iterable, Mapping, Union
 
 FAMILY = "inet"
 TABLE = "podnet"
@@ -38,12 +38,14 @@ def short_hash(*parts: object, size: int = 10) -> str:
 
 @dataclass(frozen=True)
 class NftSet:
-    """A named set; ``types`` has one entry, or several for a concatenation."""
+    """A named set; ``types`` has one entry, or several for a concatenation. ``elements`` is a
+    frozenset as rendered; the agent's model of the kernel updates it in place (a set) so a
+    pod change does not copy it."""
 
     name: str
     types: tuple[str, ...]
     interval: bool
-    elements: frozenset[Element]
+    elements: AbstractSet[Element]
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {"family": FAMILY, "table": TABLE, "name": self.name,

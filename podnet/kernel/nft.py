@@ -5,6 +5,12 @@ the kernel has (read back, or the cached result of the last successful sync), an
 difference as ONE nftables transaction: either all of it lands or none. A failed commit drops
 the cache, reads the kernel back and retries once from the truth. The table is not owned by a
 process, so the rules stay when the agent dies (fail closed). Only ``inet podnet`` is touched.
+
+``apply_elements`` is the per-change path: element commands planned against the model (the
+last committed table) go to the kernel as one raw netlink batch (``nft_netlink``), without
+the listing libnftables does before every commit, so a pod change costs the same whatever the
+table size. The model is checked against the kernel by ``sync(read_back=True)`` (the resync
+timer) and after any failed commit.
 """
 from __future__ import annotations
 
@@ -12,13 +18,14 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from podnet.dataplane.nft_diff import SyncPlan, plan_sync
 from podnet.dataplane.nft_model import FAMILY, TABLE, NftTable, parse_listing
 from podnet.errors import PodnetError
 
 from . import netns as _netns
+from . import nft_netlink as _nl
 
 
 @dataclass(frozen=True)
@@ -39,8 +46,10 @@ class NftApplier:
         self._nft: Any = None
         self._cache: NftTable | None = None
         self._lock = threading.Lock()
+        self._elements: _nl.ElementSocket | None = None
         self.last_plan: SyncPlan | None = None
         self.last_seconds = 0.0
+        self.last_path = ""
 
     @contextmanager
     def _inside(self) -> Iterator[Any]:
@@ -110,19 +119,62 @@ class NftApplier:
         self.last_seconds = time.perf_counter() - t0
         return plan
 
-    def apply_elements(self, cmds: list[dict[str, Any]], table: NftTable) -> None:
+    def apply_elements(self, cmds: list[dict[str, Any]], table: NftTable,
+                       on_commit: Callable[[], None] | None = None) -> str:
         """Commit element commands computed against the last synced table (one transaction);
-        afterwards the kernel holds ``table``. On failure the cache is dropped and it raises."""
-        with self._lock, self._inside() as nft:
+        ``on_commit`` then brings ``table`` to the result (the caller may change it in place)
+        and it becomes the model of the kernel. On failure the model is dropped (the next sync
+        reads the kernel back) and it raises. Returns the way it went: "netlink" (a raw batch,
+        no listing: the cost follows the change, not the table), "libnftables" or "none"."""
+        with self._lock:
             if self._cache is None:
                 raise PodnetError("no synced table to update", hint="sync the whole table first")
+            how = "none"
             try:
                 if cmds:
-                    self._run(nft, cmds)
+                    how = self._commit_elements(cmds, self._cache)
             except PodnetError:
                 self._cache = None
                 raise
+            if on_commit is not None:
+                on_commit()
             self._cache = table
+        self.last_path = how
+        return how
+
+    def _commit_elements(self, cmds: list[dict[str, Any]], model: NftTable) -> str:
+        def info(name: str) -> tuple[tuple[str, ...], bool] | None:
+            s = model.sets.get(name)
+            if s is not None:
+                return None if s.interval else (s.types, False)
+            m = model.maps.get(name)
+            return None if m is None else (m.key_types, True)
+
+        sock = self._element_socket()
+        encoded = _nl.encode(cmds, TABLE, info, sock.seq + 1)
+        if encoded is None:
+            with self._inside() as nft:
+                self._run(nft, cmds)
+            return "libnftables"
+        try:
+            sock.commit(*encoded)
+        except OSError as exc:
+            if not isinstance(exc, _nl.NetlinkRejected):  # the socket itself failed: open a new one
+                self._elements.close()
+                self._elements = None
+            raise PodnetError(f"the kernel rejected the {FAMILY} {TABLE} element update in "
+                              f"{self.netns or 'this namespace'}: {exc}",
+                              hint="nothing was changed (one transaction); the next sync reads the table back") from exc
+        return "netlink"
+
+    def _element_socket(self) -> _nl.ElementSocket:
+        if self._elements is None:
+            if self.netns is None:
+                self._elements = _nl.ElementSocket()
+            else:
+                with _netns.enter(self.netns):
+                    self._elements = _nl.ElementSocket()  # bound to the namespace for good
+        return self._elements
 
     def remove(self) -> bool:
         """Delete the table (idempotent): True if it was there."""

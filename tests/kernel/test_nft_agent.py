@@ -119,6 +119,7 @@ def test_loop_process_enforces_and_rules_survive_sigkill(setup: tuple[PolicyLab,
             **client2.to_dict()["metadata"], "labels": {"run": "client2"}}}), check_version=False)
         st = _wait_revision(state_dir, "n1", store.revision())
         assert st["plan"].get("incremental") and st["plan"]["elements_removed"] == 1, st["plan"]
+        assert st["plan"]["path"] == "netlink", st["plan"]  # a raw batch: no listing of the table
         assert not _tcp(lab, "default/client2", "default/web")
     finally:
         if proc.poll() is None:

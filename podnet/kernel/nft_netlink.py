@@ -1,0 +1,195 @@
+"""Set and verdict-map element changes sent to nf_tables as one raw netlink batch.
+
+libnftables resolves every command against a cache it fills first: before committing even one
+element it lists every set and chain definition of the table (milliseconds at a thousand
+policies). An element change needs none of that: the applier already knows each set's key
+types from its model of the table. This module encodes ``add``/``delete element`` commands
+(the nftables JSON the planners emit) as NEWSETELEM/DELSETELEM messages between a batch
+begin and end, so the kernel applies them as ONE transaction (all or nothing), at a cost that
+depends on the change, not on the table.
+
+Only plain (non-interval) sets and maps of fixed-size key types are encoded; anything else
+(``encode`` returns None) goes through libnftables. The socket is opened inside the target
+namespace and stays bound to it, so later commits need no namespace switch.
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import struct
+from typing import Any, Callable, Iterable
+
+NETLINK_NETFILTER = 12
+NFNL_SUBSYS_NFTABLES = 10
+NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END = 0x10, 0x11
+NFT_MSG_NEWSETELEM, NFT_MSG_DELSETELEM = 12, 14
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_CREATE = 0x1, 0x4, 0x400
+NLMSG_ERROR = 0x2
+NLA_F_NESTED = 0x8000
+NFPROTO_INET = 1
+# attributes (linux/netfilter/nf_tables.h)
+NFTA_SET_ELEM_LIST_TABLE, NFTA_SET_ELEM_LIST_SET, NFTA_SET_ELEM_LIST_ELEMENTS = 1, 2, 3
+NFTA_LIST_ELEM = 1
+NFTA_SET_ELEM_KEY, NFTA_SET_ELEM_DATA = 1, 2
+NFTA_DATA_VALUE, NFTA_DATA_VERDICT = 1, 2
+NFTA_VERDICT_CODE, NFTA_VERDICT_CHAIN = 1, 2
+VERDICT_CODES = {"drop": 0, "accept": 1, "jump": -3, "goto": -4}
+IFNAMSIZ = 16
+
+#: (key types, is a verdict map) of a named set or map, or None when it cannot be encoded here
+SetInfo = tuple[tuple[str, ...], bool]
+
+
+class NetlinkRejected(OSError):
+    """The kernel refused the batch (nothing was applied)."""
+
+
+def _attr(kind: int, payload: bytes) -> bytes:
+    data = struct.pack("=HH", 4 + len(payload), kind) + payload
+    return data + b"\0" * (-len(data) % 4)
+
+
+def _nest(kind: int, parts: Iterable[bytes]) -> bytes:
+    return _attr(kind | NLA_F_NESTED, b"".join(parts))
+
+
+def _strz(text: str) -> bytes:
+    return text.encode() + b"\0"
+
+
+def _component(value: Any, typ: str) -> bytes:
+    if typ == "ipv4_addr":
+        return ipaddress.IPv4Address(value).packed
+    if typ == "ipv6_addr":
+        return ipaddress.IPv6Address(value).packed
+    if typ == "ifname":
+        raw = str(value).encode()
+        if len(raw) >= IFNAMSIZ:
+            raise ValueError(f"interface name {value!r} is longer than {IFNAMSIZ - 1} bytes")
+        return raw.ljust(IFNAMSIZ, b"\0")
+    if typ == "inet_service":
+        return struct.pack("!H", int(value))
+    if typ == "inet_proto":
+        return struct.pack("B", socket.getprotobyname(value) if isinstance(value, str) else int(value))
+    raise ValueError(f"no netlink encoding for {typ}")
+
+
+SUPPORTED_TYPES = frozenset({"ipv4_addr", "ipv6_addr", "ifname", "inet_service", "inet_proto"})
+
+
+def encode_key(value: Any, types: tuple[str, ...]) -> bytes:
+    """A key as nf_tables stores it: one field, or each field of a concatenation padded to a
+    32-bit register boundary."""
+    if len(types) == 1:
+        return _component(value, types[0])
+    parts = value["concat"] if isinstance(value, dict) else value
+    out = b""
+    for part, typ in zip(parts, types, strict=True):
+        raw = _component(part, typ)
+        out += raw + b"\0" * (-len(raw) % 4)
+    return out
+
+
+def _verdict(value: dict[str, Any]) -> bytes:
+    (kind, arg), = value.items()
+    parts = [_attr(NFTA_VERDICT_CODE, struct.pack("!i", VERDICT_CODES[kind]))]
+    if kind in ("jump", "goto"):
+        parts.append(_attr(NFTA_VERDICT_CHAIN, _strz(arg["target"])))
+    return _nest(NFTA_SET_ELEM_DATA, [_nest(NFTA_DATA_VERDICT, parts)])
+
+
+def _element(value: Any, info: SetInfo, with_data: bool) -> bytes:
+    types, is_map = info
+    data = b""
+    if is_map:
+        key, verdict = value if isinstance(value, (list, tuple)) else (value, None)
+        if with_data:
+            if verdict is None:
+                raise ValueError("a map element to add needs a verdict")
+            data = _verdict(verdict)
+    else:
+        key = value
+    body = _nest(NFTA_SET_ELEM_KEY, [_attr(NFTA_DATA_VALUE, encode_key(key, types))]) + data
+    return _attr(NFTA_LIST_ELEM | NLA_F_NESTED, body)
+
+
+def _message(kind: int, flags: int, seq: int, family: int, res_id: int, payload: bytes) -> bytes:
+    head = struct.pack("=IHHII", 16 + 4 + len(payload), kind, flags, seq, 0)
+    return head + struct.pack("=BBH", family, 0, socket.htons(res_id)) + payload
+
+
+def encode(cmds: list[dict[str, Any]], table: str, info_of: Callable[[str], SetInfo | None],
+           seq: int) -> tuple[bytes, list[int]] | None:
+    """The batch for element commands ({"add"|"delete": {"element": {...}}}), and the sequence
+    numbers the kernel will acknowledge; None when some command cannot be encoded here."""
+    msgs: list[bytes] = []
+    acked: list[int] = []
+    msgs.append(_message(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq, socket.AF_UNSPEC, NFNL_SUBSYS_NFTABLES, b""))
+    try:
+        for cmd in cmds:
+            if len(cmd) != 1:
+                return None
+            (verb, body), = cmd.items()
+            elem = body.get("element") if isinstance(body, dict) else None
+            if verb not in ("add", "delete") or elem is None or len(body) != 1 or elem.get("table") != table:
+                return None
+            info = info_of(elem["name"])
+            if info is None or not set(info[0]) <= SUPPORTED_TYPES:
+                return None
+            adding = verb == "add"
+            payload = (_attr(NFTA_SET_ELEM_LIST_TABLE, _strz(table)) + _attr(NFTA_SET_ELEM_LIST_SET, _strz(elem["name"]))
+                       + _nest(NFTA_SET_ELEM_LIST_ELEMENTS, [_element(v, info, adding) for v in elem["elem"]]))
+            seq += 1
+            kind = (NFNL_SUBSYS_NFTABLES << 8) | (NFT_MSG_NEWSETELEM if adding else NFT_MSG_DELSETELEM)
+            flags = NLM_F_REQUEST | NLM_F_ACK | (NLM_F_CREATE if adding else 0)
+            msgs.append(_message(kind, flags, seq, NFPROTO_INET, 0, payload))
+            acked.append(seq)
+    except (ValueError, KeyError, TypeError):
+        return None
+    seq += 1
+    msgs.append(_message(NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq, socket.AF_UNSPEC, NFNL_SUBSYS_NFTABLES, b""))
+    return b"".join(msgs), acked
+
+
+class ElementSocket:
+    """An nfnetlink socket in the namespace it was opened in; ``commit`` sends one batch."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+        self.sock.bind((0, 0))
+        self.sock.settimeout(5.0)
+        self.seq = int.from_bytes(os.urandom(2), "big") << 12
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def commit(self, batch: bytes, acked: list[int]) -> None:
+        """Send the batch and wait for every acknowledgement; raises NetlinkRejected with the
+        first error (the kernel then applied none of it)."""
+        if not acked:
+            return
+        first, last = acked[0] - 1, acked[-1] + 1  # the batch's begin and end messages
+        self.seq = last
+        self.sock.send(batch)
+        waiting = set(acked)
+        errors: list[tuple[int, int]] = []
+        while waiting:
+            data = self.sock.recv(1 << 16)
+            off = 0
+            while off + 20 <= len(data):
+                length, kind, _flags, seq, _pid = struct.unpack_from("=IHHII", data, off)
+                if length < 16:
+                    break
+                if kind == NLMSG_ERROR and first <= seq <= last:
+                    code, = struct.unpack_from("=i", data, off + 16)
+                    if code:
+                        errors.append((seq, -code))
+                        if seq not in waiting:  # the batch itself was refused: no more answers
+                            waiting.clear()
+                    waiting.discard(seq)
+                off += (length + 3) & ~3
+        if errors:
+            seq, errno = min(errors)
+            raise NetlinkRejected(errno, f"{os.strerror(errno)} (command {acked.index(seq) + 1} of {len(acked)})"
+                                  if seq in acked else os.strerror(errno))

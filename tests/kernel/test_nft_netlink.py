@@ -1,0 +1,117 @@
+"""Element updates sent as raw netlink batches (``kernel/nft_netlink.py``) on the real kernel:
+after every pod change the kernel's table equals a full render, a refused batch changes
+nothing, and the applier recovers by reading the kernel back."""
+from __future__ import annotations
+
+import os
+import random
+import secrets
+from typing import Iterator
+
+import pytest
+
+from podnet.dataplane.nft_diff import plan_sync
+from podnet.dataplane.nft_incremental import LiveTable
+from podnet.dataplane.nft_render import render_indexed
+from podnet.errors import PodnetError
+from podnet.kernel import netns
+from podnet.kernel.nft import NftApplier
+from podnet.model import Namespace, NetworkPolicy, Pod
+from podnet.policy.cluster import ClusterState, Endpoint, endpoint_for_pod
+
+pytestmark = pytest.mark.kernel
+if os.geteuid() != 0:
+    pytest.skip("needs root (network namespaces)", allow_module_level=True)
+
+NODE_IPS = ["10.99.0.1", "10.99.0.2"]
+NAMESPACES = [Namespace.model_validate({"metadata": {"name": "default"}})]
+POLICIES = [NetworkPolicy.model_validate({
+    "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+    "metadata": {"name": f"np-{app}", "namespace": "default"},
+    "spec": {"podSelector": {"matchLabels": {"app": app}}, "policyTypes": ["Ingress", "Egress"],
+             "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": peer}}}], "ports": [{"port": 80}]}],
+             "egress": [{"to": [{"podSelector": {"matchLabels": {"app": peer}}}]}]}})
+    for app, peer in (("web", "client"), ("client", "web"), ("db", "web"))]
+APPS = ["web", "client", "db", "other"]
+
+
+def _pod(name: str, ip: str, node: str, app: str) -> Endpoint:
+    return endpoint_for_pod(Pod.model_validate({
+        "metadata": {"name": name, "namespace": "default", "labels": {"app": app}},
+        "spec": {"nodeName": node, "containers": [{"name": "c", "image": "nginx"}]},
+        "status": {"phase": "Running", "podIP": ip, "hostIP": NODE_IPS[node == "n2"]}}))
+
+
+@pytest.fixture()
+def ns() -> Iterator[str]:
+    name = f"pt-{secrets.token_hex(3)}"
+    netns.create(name)
+    try:
+        yield name
+    finally:
+        netns.remove(name)
+        assert not netns.exists(name), "namespace leaked"
+
+
+def _state(pods: dict[str, Endpoint]) -> ClusterState:
+    return ClusterState.from_parts(NAMESPACES, list(pods.values()), ClusterState.build(NAMESPACES, [], POLICIES).policies)
+
+
+def test_pod_changes_by_netlink_leave_the_kernel_equal_to_a_full_render(ns: str) -> None:
+    rng = random.Random(5)
+    pods = {f"p{i}": _pod(f"p{i}", f"10.244.{1 + i % 2}.{10 + i}", f"n{1 + i % 2}", APPS[i % 4]) for i in range(8)}
+    applier = NftApplier(ns)
+    state = _state(pods)
+    table, index = render_indexed(state, "n1", node_ips=NODE_IPS)
+    applier.sync(table)
+    live = LiveTable(table, index)
+    by_netlink = 0
+    ips = iter(range(100, 250))
+    for step in range(40):
+        name = rng.choice(sorted(pods) + [f"new{step}"])
+        old = pods.get(name)
+        if old is not None and rng.random() < 0.2:
+            new = None
+            pods.pop(name)
+        else:
+            node = rng.choice(["n1", "n2"])
+            ip = old.ip if old is not None and rng.random() < 0.6 else f"10.244.{1 if node == 'n1' else 2}.{next(ips)}"
+            new = pods[name] = _pod(name, ip, node, rng.choice(APPS))  # type: ignore[arg-type]
+        state = _state(pods)
+        full, full_index = render_indexed(state, "n1", node_ips=NODE_IPS)
+        update = live.plan([(old, new)], state.policies_by_ns, state.ns_labels)
+        if update is None:
+            applier.sync(full)
+            live = LiveTable(full, full_index)
+        else:
+            how = applier.apply_elements(update.commands, live.table, lambda: live.apply(update))
+            if update.commands:
+                assert how == "netlink"
+                by_netlink += 1
+        kernel = applier.read()
+        assert kernel is not None
+        assert plan_sync(full, kernel).empty, f"step {step}: the kernel differs from a full render"
+        assert plan_sync(full, live.table).empty, f"step {step}: the model differs from a full render"
+    assert by_netlink >= 15
+
+
+def test_a_refused_batch_changes_nothing_and_the_next_sync_reads_back(ns: str) -> None:
+    pods = {"web": _pod("web", "10.244.1.2", "n1", "web"), "client": _pod("client", "10.244.2.2", "n2", "client")}
+    applier = NftApplier(ns)
+    table, index = render_indexed(_state(pods), "n1", node_ips=NODE_IPS)
+    applier.sync(table)
+    before = applier.read()
+    pod_set = next(n for n in table.sets if n.startswith("pods-"))
+    t = {"family": "inet", "table": "podnet"}
+    cmds = [{"add": {"element": {**t, "name": pod_set, "elem": ["10.244.9.9"]}}},
+            {"delete": {"element": {**t, "name": pod_set, "elem": ["10.244.9.10"]}}}]  # not there: refused
+    with pytest.raises(PodnetError, match="element update"):
+        applier.apply_elements(cmds, table)
+    after = applier.read()
+    assert after is not None and before is not None
+    assert after.sets[pod_set].elements == before.sets[pod_set].elements  # the add did not land either
+    # The model was dropped: the next sync reads the kernel back (and finds nothing to do).
+    assert applier.sync(table).empty
+    # With the model back, the valid half alone goes through.
+    assert applier.apply_elements(cmds[:1], table) == "netlink"
+    assert ((int.from_bytes(bytes([10, 244, 9, 9]), "big"),) * 2,) in applier.read().sets[pod_set].elements  # type: ignore[union-attr]
