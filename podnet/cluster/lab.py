@@ -26,9 +26,12 @@ def node_resources(topo: Topology, blocks: dict[str, list[str]] | None = None) -
     """The v1 Node and Calico Node of every lab node, with their underlay addresses."""
     out: list[Resource] = []
     for n in topo.nodes:
+        labels = {"kubernetes.io/hostname": n.name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}
+        if n is topo.nodes[0]:
+            labels["node-role.kubernetes.io/control-plane"] = ""  # kubeadm's label: ROLES control-plane
         out.append(Node.model_validate({
             "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": n.name, "labels": {"kubernetes.io/hostname": n.name, "kubernetes.io/os": "linux"}},
+            "metadata": {"name": n.name, "labels": labels},
             "status": {"addresses": [{"type": "InternalIP", "address": n.address},
                                      {"type": "Hostname", "address": n.name}]}}))
         out.append(CalicoNode.model_validate({

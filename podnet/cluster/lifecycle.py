@@ -19,7 +19,7 @@ from podnet.model import CalicoNode, IPPool, Node, Resource
 from podnet.routing import BACKENDS
 
 from . import builder, processes
-from .lab import node_resources
+from .lab import default_pool, node_resources
 from .topology import Topology, plan_topology
 
 Progress = Callable[[str], None]
@@ -64,11 +64,7 @@ def up(state_dir: str, nodes: int = 3, underlay: str = "l2", backend: str = "bgp
 
 def _pool(cidr: str, backend: str, vxlan_mode: str) -> IPPool:
     size = 24 if backend in ("host-gw", "vxlan") else 26  # Flannel: one /24 per node
-    return IPPool.model_validate({
-        "apiVersion": "projectcalico.org/v3", "kind": "IPPool", "metadata": {"name": "default-ipv4-ippool"},
-        "spec": {"cidr": cidr, "blockSize": size, "ipipMode": "Never", "vxlanMode": vxlan_mode,
-                 "natOutgoing": True, "nodeSelector": "all()"}})
-
+    return default_pool(cidr, size, vxlan_mode)
 
 def _register(state_dir: str, topo: Topology, pool: IPPool) -> None:
     from podnet.ipam.allocator import IPAM
