@@ -41,8 +41,11 @@ class RuleCounter:
 class NftApplier:
     """Keeps the ``inet podnet`` table of one network namespace (None: the caller's) in sync."""
 
-    def __init__(self, netns_name: str | None = None) -> None:
+    def __init__(self, netns_name: str | None = None, *, raw_elements: bool = True) -> None:
         self.netns = netns_name
+        #: element-only updates as raw netlink batches (False: through libnftables, which
+        #: lists the table before each commit; kept for comparison and as a fallback)
+        self.raw_elements = raw_elements
         self._nft: Any = None
         self._cache: NftTable | None = None
         self._lock = threading.Lock()
@@ -137,7 +140,11 @@ class NftApplier:
                 self._cache = None
                 raise
             if on_commit is not None:
-                on_commit()
+                try:
+                    on_commit()
+                except BaseException:
+                    self._cache = None  # the model may be half updated: read the kernel next time
+                    raise
             self._cache = table
         self.last_path = how
         return how
@@ -150,9 +157,9 @@ class NftApplier:
             m = model.maps.get(name)
             return None if m is None else (m.key_types, True)
 
-        sock = self._element_socket()
-        encoded = _nl.encode(cmds, TABLE, info, sock.seq + 1)
-        if encoded is None:
+        sock = self._element_socket() if self.raw_elements else None
+        encoded = None if sock is None else _nl.encode(cmds, TABLE, info, sock.seq + 1)
+        if sock is None or encoded is None:
             with self._inside() as nft:
                 self._run(nft, cmds)
             return "libnftables"
@@ -175,6 +182,17 @@ class NftApplier:
                 with _netns.enter(self.netns):
                     self._elements = _nl.ElementSocket()  # bound to the namespace for good
         return self._elements
+
+    def model_matches_kernel(self) -> bool:
+        """Whether the kernel holds exactly the model (the last committed table): a drift check
+        that changes nothing. False when there is no model or no table."""
+        with self._lock:
+            model = self._cache
+            with self._inside() as nft:
+                items = self._listing(nft)
+        if model is None or items is None:
+            return False
+        return plan_sync(model, parse_listing(items)).empty
 
     def remove(self) -> bool:
         """Delete the table (idempotent): True if it was there."""

@@ -27,6 +27,7 @@ NFT_MSG_NEWSETELEM, NFT_MSG_DELSETELEM = 12, 14
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_CREATE = 0x1, 0x4, 0x400
 NLMSG_ERROR = 0x2
 NLA_F_NESTED = 0x8000
+SOL_NETLINK, NETLINK_CAP_ACK, SO_SNDBUFFORCE = 270, 10, 32
 NFPROTO_INET = 1
 # attributes (linux/netfilter/nf_tables.h)
 NFTA_SET_ELEM_LIST_TABLE, NFTA_SET_ELEM_LIST_SET, NFTA_SET_ELEM_LIST_ELEMENTS = 1, 2, 3
@@ -114,6 +115,19 @@ def _element(value: Any, info: SetInfo, with_data: bool) -> bytes:
     return _attr(NFTA_LIST_ELEM | NLA_F_NESTED, body)
 
 
+def _chunks(parts: list[bytes], limit: int = 60000) -> Iterable[list[bytes]]:
+    chunk: list[bytes] = []
+    size = 0
+    for part in parts:
+        if chunk and size + len(part) > limit:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(part)
+        size += len(part)
+    if chunk:
+        yield chunk
+
+
 def _message(kind: int, flags: int, seq: int, family: int, res_id: int, payload: bytes) -> bytes:
     head = struct.pack("=IHHII", 16 + 4 + len(payload), kind, flags, seq, 0)
     return head + struct.pack("=BBH", family, 0, socket.htons(res_id)) + payload
@@ -138,14 +152,16 @@ def encode(cmds: list[dict[str, Any]], table: str, info_of: Callable[[str], SetI
             if info is None or not set(info[0]) <= SUPPORTED_TYPES:
                 return None
             adding = verb == "add"
-            payload = (_attr(NFTA_SET_ELEM_LIST_TABLE, _strz(table)) + _attr(NFTA_SET_ELEM_LIST_SET, _strz(elem["name"]))
-                       + _nest(NFTA_SET_ELEM_LIST_ELEMENTS, [_element(v, info, adding) for v in elem["elem"]]))
-            seq += 1
+            head = _attr(NFTA_SET_ELEM_LIST_TABLE, _strz(table)) + _attr(NFTA_SET_ELEM_LIST_SET, _strz(elem["name"]))
             kind = (NFNL_SUBSYS_NFTABLES << 8) | (NFT_MSG_NEWSETELEM if adding else NFT_MSG_DELSETELEM)
             flags = NLM_F_REQUEST | NLM_F_ACK | (NLM_F_CREATE if adding else 0)
-            msgs.append(_message(kind, flags, seq, NFPROTO_INET, 0, payload))
-            acked.append(seq)
-    except (ValueError, KeyError, TypeError):
+            # An attribute's length is 16 bits: many elements go in several messages (still
+            # one batch, so still one transaction).
+            for chunk in _chunks([_element(v, info, adding) for v in elem["elem"]]):
+                seq += 1
+                msgs.append(_message(kind, flags, seq, NFPROTO_INET, 0, head + _nest(NFTA_SET_ELEM_LIST_ELEMENTS, chunk)))
+                acked.append(seq)
+    except (ValueError, KeyError, TypeError, struct.error):
         return None
     seq += 1
     msgs.append(_message(NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq, socket.AF_UNSPEC, NFNL_SUBSYS_NFTABLES, b""))
@@ -157,6 +173,12 @@ class ElementSocket:
 
     def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+        for level, option, value in ((SOL_NETLINK, NETLINK_CAP_ACK, 1),  # errors without our payload echoed
+                                     (socket.SOL_SOCKET, SO_SNDBUFFORCE, 1 << 22)):  # room for a burst of changes
+            try:
+                self.sock.setsockopt(level, option, value)
+            except OSError:
+                pass  # older kernels / no CAP_NET_ADMIN: the defaults still work for small batches
         self.sock.bind((0, 0))
         self.sock.settimeout(5.0)
         self.seq = int.from_bytes(os.urandom(2), "big") << 12

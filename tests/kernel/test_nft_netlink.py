@@ -115,3 +115,20 @@ def test_a_refused_batch_changes_nothing_and_the_next_sync_reads_back(ns: str) -
     # With the model back, the valid half alone goes through.
     assert applier.apply_elements(cmds[:1], table) == "netlink"
     assert ((int.from_bytes(bytes([10, 244, 9, 9]), "big"),) * 2,) in applier.read().sets[pod_set].elements  # type: ignore[union-attr]
+
+
+def test_a_burst_of_elements_is_one_batch(ns: str) -> None:
+    """Thousands of elements (a burst of pod changes polled together) still go as one batch."""
+    pods = {"web": _pod("web", "10.244.1.2", "n1", "web")}
+    applier = NftApplier(ns)
+    table, _ = render_indexed(_state(pods), "n1", node_ips=NODE_IPS)
+    applier.sync(table)
+    pod_set = next(n for n in table.sets if n.startswith("pods-"))
+    before = len(table.sets[pod_set].elements)
+    t = {"family": "inet", "table": "podnet"}
+    ips = [f"10.250.{i // 250}.{1 + i % 250}" for i in range(5000)]
+    assert applier.apply_elements([{"add": {"element": {**t, "name": pod_set, "elem": ips}}}], table) == "netlink"
+    assert len(applier.read().sets[pod_set].elements) == before + 5000  # type: ignore[union-attr]
+    assert applier.apply_elements([{"delete": {"element": {**t, "name": pod_set, "elem": ips}}}], table) == "netlink"
+    assert len(applier.read().sets[pod_set].elements) == before  # type: ignore[union-attr]
+    assert applier.model_matches_kernel()
