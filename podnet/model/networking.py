@@ -80,18 +80,19 @@ class NetworkPolicySpec(Model):
     egress: list[NetworkPolicyEgressRule] | None = None
 
     @model_validator(mode="after")
-    def _unique_types(self) -> "NetworkPolicySpec":
-        types = self.policy_types or []
-        if len(set(types)) != len(types):
-            raise ValueError("policyTypes: each type may be listed once")
+    def _at_most_two_types(self) -> "NetworkPolicySpec":
+        # The API server checks only the length: a repeated type is accepted as it is.
+        if len(self.policy_types or ()) > 2:
+            raise ValueError("policyTypes: may not specify more than two policyTypes")
         return self
 
     @property
     def effective_policy_types(self) -> tuple[str, ...]:
-        """policyTypes, or the API default: Ingress, plus Egress iff an egress section exists."""
+        """policyTypes without repeats, or the API server's default: Ingress, plus Egress iff
+        the egress list has entries (``egress: []`` alone leaves egress unisolated)."""
         if self.policy_types:
-            return tuple(self.policy_types)
-        return ("Ingress", "Egress") if self.egress is not None else ("Ingress",)
+            return tuple(dict.fromkeys(self.policy_types))
+        return ("Ingress", "Egress") if self.egress else ("Ingress",)
 
 
 class NetworkPolicy(Resource):

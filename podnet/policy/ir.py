@@ -41,7 +41,7 @@ Semantics the IR fixes (Kubernetes networking.k8s.io/v1):
 
 * a policy selects pods of its own namespace matching ``spec.podSelector`` (hostNetwork pods
   never); a selected pod is isolated for each direction in ``effective_policy_types``;
-* policyTypes default to [Ingress] plus Egress iff an ``egress`` section exists; rules of a
+* policyTypes default to [Ingress] plus Egress iff the ``egress`` list has entries; rules of a
   direction not in policyTypes are ignored (kept in ``ignored_directions`` for lint);
 * ``ingress: []`` / absent with Ingress in policyTypes -> isolated with no rules (deny all);
   ``ingress: [{}]`` -> one rule with ``peers=None, ports=None`` (allow all).

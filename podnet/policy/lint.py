@@ -66,7 +66,7 @@ def lint(state: ClusterState, locate: Locate | None = None) -> list[LintWarning]
         if state.pods:  # with no pods known (policy files alone), "selects nothing" says nothing
             _check_subject(state, pol, selected, warn)
         _check_types(pol, warn)
-        _check_types_default(pol, pol.declared_types is not None, "ingress" in pol.sections, "egress" in pol.sections, warn)
+        _check_types_default(pol, warn)
         for direction in ("ingress", "egress"):
             for rule in pol.rules(direction):  # type: ignore[arg-type]
                 _check_rule(state, pol, rule, selected, warn)
@@ -112,8 +112,17 @@ def _check_types(pol: PolicyIR, warn: Warn) -> None:
              f"add {kind} to policyTypes, or remove the {direction} section")
 
 
-def _check_types_default(pol: PolicyIR, spec_types_given: bool, has_ingress: bool, has_egress: bool, warn: Warn) -> None:
-    if not spec_types_given and has_egress and not has_ingress:
+def _check_types_default(pol: PolicyIR, warn: Warn) -> None:
+    """Without policyTypes the API server picks them from the rules, which surprises people
+    both ways: egress rules alone also isolate ingress; ``egress: []`` alone isolates nothing."""
+    if pol.declared_types is not None or "egress" not in pol.sections:
+        return
+    if "egress" not in pol.isolates:  # the egress list is empty, so the default is [Ingress]
+        warn(pol, ("spec", "egress"), "empty-egress-not-isolating",
+             "egress: [] without policyTypes does not isolate egress: the API server adds Egress to the "
+             "default policyTypes only when the egress list has entries",
+             "to deny all egress set policyTypes: [Ingress, Egress] (or [Egress]); otherwise remove 'egress: []'")
+    elif "ingress" not in pol.sections:
         warn(pol, ("spec",), "implicit-ingress-isolation",
              "policyTypes is missing and only egress rules are present: the default [Ingress, Egress] also denies "
              "all ingress to the selected pods", "set policyTypes: [Egress] if only egress was meant")

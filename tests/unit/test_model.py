@@ -24,6 +24,15 @@ def test_policy_defaults_and_round_trip() -> None:
     assert policy({"podSelector": {}}).spec.effective_policy_types == ("Ingress",)
 
 
+def test_policy_types_as_the_api_server_validates_and_defaults_them() -> None:
+    # egress: [] adds no Egress to the default; a repeated type is accepted (the API server
+    # only limits the list to two entries of Ingress/Egress); three entries are refused.
+    assert policy({"podSelector": {}, "egress": []}).spec.effective_policy_types == ("Ingress",)
+    assert policy({"podSelector": {}, "policyTypes": ["Egress", "Egress"]}).spec.effective_policy_types == ("Egress",)
+    with pytest.raises(pydantic.ValidationError, match="more than two policyTypes"):
+        policy({"podSelector": {}, "policyTypes": ["Ingress", "Egress", "Ingress"]})
+
+
 def test_end_port_and_named_port_rules() -> None:
     assert policy({"podSelector": {}, "ingress": [{"ports": [{"port": 30000, "endPort": 32767}]}]})
     assert policy({"podSelector": {}, "ingress": [{"ports": [{"port": "http"}]}]})

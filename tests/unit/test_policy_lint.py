@@ -73,6 +73,13 @@ def test_policy_types_missing_or_inconsistent():
     assert "ignored-rules" in found and "Egress" in found["ignored-rules"][0].message
 
 
+def test_empty_egress_list_without_policy_types_isolates_only_ingress():
+    found = codes(netpol("default", "no-egress", {"podSelector": {"matchLabels": {"app": "web"}}, "egress": []}))
+    w = found["empty-egress-not-isolating"][0]
+    assert w.field_path == "spec.egress" and "policyTypes" in w.hint
+    assert "implicit-ingress-isolation" not in found  # the default is [Ingress] here, not [Ingress, Egress]
+
+
 def test_and_or_peer_confusion_both_ways():
     split = netpol("default", "split", {"podSelector": {"matchLabels": {"app": "web"}}, "ingress": [{"from": [
         {"namespaceSelector": {"matchLabels": {"team": "a"}}}, {"podSelector": {"matchLabels": {"run": "client"}}}]}]})

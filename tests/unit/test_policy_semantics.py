@@ -87,6 +87,15 @@ def test_default_policy_types_add_egress_only_with_an_egress_section():
     assert not ok(st, "default/web", "dev/client")
 
 
+def test_an_empty_egress_list_without_policy_types_does_not_isolate_egress():
+    # The API server defaults policyTypes to [Ingress] and adds Egress only when the egress
+    # list has entries (len(spec.egress) != 0): ``egress: []`` alone isolates ingress only.
+    st = state_with(netpol("default", "eg", {"podSelector": WEB, "egress": []}))
+    assert st.policies[0].isolates == frozenset({"ingress"})
+    assert ok(st, "default/web", "dev/client")
+    assert not ok(st, "default/client", "default/web")
+
+
 def test_rules_of_a_type_not_in_policy_types_are_ignored():
     st = state_with(netpol("default", "eg", {"podSelector": WEB, "policyTypes": ["Egress"],
                                              "ingress": [{"from": [{"podSelector": {"matchLabels": {"x": "y"}}}]}]}))
