@@ -9,7 +9,6 @@ import click
 
 from podnet.errors import NotFound
 from podnet.model import Namespace, NetworkPolicy, Pod, Resource
-from podnet.model.selectors import LabelSelector
 
 from .common import name_choices, namespace_option, open_resources, split_kind_names, user_errors
 from .output import NONE, parse_timestamp
@@ -40,10 +39,6 @@ def _header(obj: Resource) -> list[str]:
     return lines
 
 
-def _selector(sel: LabelSelector) -> str:
-    return sel.describe()
-
-
 def _peers(peers: list[Any] | None, word: str, indent: str, none_text: str) -> list[str]:
     if not peers:
         return [f"{indent}{word}: <any> ({none_text})"]
@@ -51,12 +46,12 @@ def _peers(peers: list[Any] | None, word: str, indent: str, none_text: str) -> l
     for peer in peers:
         lines.append(f"{indent}{word}:")
         if peer.pod_selector is not None and peer.namespace_selector is not None:
-            lines.append(f"{indent}  NamespaceSelector: {_selector(peer.namespace_selector)}")
-            lines.append(f"{indent}  PodSelector: {_selector(peer.pod_selector)}")
+            lines.append(f"{indent}  NamespaceSelector: {peer.namespace_selector.describe()}")
+            lines.append(f"{indent}  PodSelector: {peer.pod_selector.describe()}")
         elif peer.pod_selector is not None:
-            lines.append(f"{indent}  PodSelector: {_selector(peer.pod_selector)}")
+            lines.append(f"{indent}  PodSelector: {peer.pod_selector.describe()}")
         elif peer.namespace_selector is not None:
-            lines.append(f"{indent}  NamespaceSelector: {_selector(peer.namespace_selector)}")
+            lines.append(f"{indent}  NamespaceSelector: {peer.namespace_selector.describe()}")
         elif peer.ip_block is not None:
             lines.append(f"{indent}  IPBlock:")
             lines.append(f"{indent}    CIDR: {peer.ip_block.cidr}")
@@ -94,7 +89,7 @@ def describe_network_policy(obj: NetworkPolicy) -> str:
     if spec.pod_selector.is_empty:
         lines.append("  PodSelector:     <none> (Allowing the specific traffic to all pods in this namespace)")
     else:
-        lines.append(f"  PodSelector:     {_selector(spec.pod_selector)}")
+        lines.append(f"  PodSelector:     {spec.pod_selector.describe()}")
     types = spec.effective_policy_types
     if "Ingress" in types:
         lines.append("  Allowing ingress traffic:")

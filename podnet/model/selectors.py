@@ -46,7 +46,7 @@ class LabelSelectorRequirement(Model):
         if self.operator == "DoesNotExist":
             return f"!{self.key}"
         op = "in" if self.operator == "In" else "notin"
-        return f"{self.key} {op} ({','.join(self.values or ())})"
+        return f"{self.key} {op} ({','.join(sorted(self.values or ()))})"
 
 
 class LabelSelector(Model):
@@ -68,10 +68,11 @@ class LabelSelector(Model):
         return all(req.matches(labels) for req in self.match_expressions or ())
 
     def describe(self) -> str:
-        """kubectl's rendering: ``app=web,tier in (a,b)``; ``<none>`` for empty."""
-        parts = [f"{k}={val}" for k, val in sorted((self.match_labels or {}).items())]
-        parts += [req.describe() for req in self.match_expressions or ()]
-        return ",".join(parts) if parts else "<none>"
+        """kubectl's rendering (FormatLabelSelector): ``app=web,tier in (a,b)``, terms sorted by
+        key and values sorted, so two spellings of one selector read the same; ``<none>`` for empty."""
+        parts = [(k, f"{k}={val}") for k, val in (self.match_labels or {}).items()]
+        parts += [(req.key, req.describe()) for req in self.match_expressions or ()]
+        return ",".join(text for _, text in sorted(parts, key=lambda part: part[0])) if parts else "<none>"
 
 
 def parse_label_selector_string(text: str) -> LabelSelector:

@@ -10,9 +10,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from .cluster import ICMP, NAME_LABEL, ClusterState, Endpoint, always_allowed, port_matches
-from podnet.model.selectors import LabelSelector
-
-from .ir import Direction, IPBlockPeer, PodPeer, PolicyIR, PortMatch, Provenance, Rule
+from .ir import Direction, IPBlockPeer, PodPeer, PolicyIR, PortMatch, Provenance, Rule, selector_text
 
 
 @dataclass(frozen=True)
@@ -251,7 +249,7 @@ def _check_peer(state: ClusterState, peer: PodPeer | IPBlockPeer, ep: Endpoint) 
     problems = []
     if not ns_ok:
         if peer.namespace_selector is None:
-            problems.append(f"podSelector {_sel(peer.pod_selector)} only selects pods in namespace {peer.namespace}; "
+            problems.append(f"podSelector {selector_text(peer.pod_selector)} only selects pods in namespace {peer.namespace}; "
                             f"{ep.key} is in {ep.namespace}")
         else:
             sel = peer.namespace_selector
@@ -269,12 +267,8 @@ def _check_peer(state: ClusterState, peer: PodPeer | IPBlockPeer, ep: Endpoint) 
     if problems:
         return PartCheck(prov, False, "; ".join(problems), len(problems))
     scope = (f"namespace {ep.namespace}" if peer.namespace_selector is None
-             else f"namespaceSelector {_sel(peer.namespace_selector)}")
+             else f"namespaceSelector {selector_text(peer.namespace_selector)}")
     return PartCheck(prov, True, f"{desc} matches {ep.key} ({scope}, labels {_labels(ep.labels)})")
-
-
-def _sel(selector: LabelSelector) -> str:
-    return "{} (all)" if selector.is_empty else selector.describe()
 
 
 def _port_text(pm: PortMatch, dst: Endpoint) -> str:

@@ -137,9 +137,9 @@ class PodPeer:
     def describe(self) -> str:
         parts = []
         if self.namespace_selector is not None:
-            parts.append(f"namespaceSelector {_sel(self.namespace_selector)}")
+            parts.append(f"namespaceSelector {selector_text(self.namespace_selector)}")
         if self.has_pod_selector or self.namespace_selector is None:
-            parts.append(f"podSelector {_sel(self.pod_selector)}")
+            parts.append(f"podSelector {selector_text(self.pod_selector)}")
         text = " AND ".join(parts)
         if self.namespace_selector is None:
             text += f" (namespace {self.namespace} only)"
@@ -318,7 +318,9 @@ class PolicyIR:
         }
 
 
-def _sel(selector: LabelSelector) -> str:
+def selector_text(selector: LabelSelector) -> str:
+    """A selector for explanations: kubectl's form, or ``{} (all)`` (kubectl's ``<none>`` would
+    read as "matches nothing")."""
     return "{} (all)" if selector.is_empty else selector.describe()
 
 

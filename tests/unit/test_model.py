@@ -52,6 +52,13 @@ def test_label_selector_matching() -> None:
     assert not parsed.matches({"app": "web", "env": "a", "has": "", "legacy": "1"})
 
 
+def test_label_selector_describe_orders_terms_and_values_as_kubectl() -> None:
+    # kubectl's FormatLabelSelector sorts the requirements by key and each value list.
+    sel = LabelSelector.model_validate({"matchLabels": {"tier": "web"}, "matchExpressions": [
+        {"key": "zone", "operator": "In", "values": ["b", "a"]}, {"key": "app", "operator": "Exists"}]})
+    assert sel.describe() == "app,tier=web,zone in (a,b)"
+
+
 @pytest.mark.parametrize("text,labels,expected", [
     ("all()", {}, True),
     ("route-reflector == 'true'", {"route-reflector": "true"}, True),
