@@ -72,10 +72,14 @@ class CniRuntime:
             full_env["CNI_ARGS"] = ";".join(f"{k}={v}" for k, v in args.items())
         proc = subprocess.run([*self.netns_exec, self.plugin_path()], input=json.dumps(body).encode(),
                               env=full_env, capture_output=True, timeout=timeout)
-        out = proc.stdout.decode().strip()
-        parsed = json.loads(out) if out else None
+        out = proc.stdout.decode(errors="replace").strip()
+        try:
+            parsed = json.loads(out) if out else None
+        except ValueError:
+            raise CniCallFailed(command, -1, f"plugin {self.plugin_path()} printed something that is not JSON: "
+                                f"{out[:200]!r}", proc.stderr.decode(errors="replace").strip()[:500]) from None
         if proc.returncode != 0:
-            err = parsed or {}
+            err = parsed if isinstance(parsed, dict) else {}
             raise CniCallFailed(command, int(err.get("code", -1)),
                                 err.get("msg") or proc.stderr.decode().strip() or f"exit {proc.returncode}",
                                 err.get("details", ""))
