@@ -32,11 +32,17 @@ log = logging.getLogger("podnet.agent.pods")
 STOP_GRACE = 2.0
 START_WORKERS = 8
 MAX_BACKOFF = 10.0
+UID_CHARS = 12  # 48 random bits of the pod's uid in its namespace name
 
 
 def pod_netns_name(node: str, namespace: str, name: str, uid: str) -> str:
-    """The pod's namespace under /run/netns: readable, unique per pod incarnation."""
-    return f"{node}-{namespace}-{name}-{(uid or 'nouid').replace('-', '')[:6]}"[:200]
+    """The pod's namespace under /run/netns: readable, unique per pod incarnation.
+
+    Pod namespaces of every cluster on the machine share /run/netns, and two clusters (or test
+    runs) easily have the same node and pod names, so the uid part must tell them apart: it is
+    long enough not to collide by chance, and it is kept whole when long names are shortened."""
+    tag = (uid or "nouid").replace("-", "")[:UID_CHARS]
+    return f"{node}-{namespace}-{name}"[:200 - len(tag) - 1] + "-" + tag
 
 
 def sandbox_id(uid: str, namespace: str, name: str) -> str:
