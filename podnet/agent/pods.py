@@ -50,6 +50,11 @@ def sandbox_id(uid: str, namespace: str, name: str) -> str:
     return hashlib.sha256(f"{uid}/{namespace}/{name}".encode()).hexdigest()
 
 
+def sandbox_owner(sandbox: str) -> str:
+    """The owner recorded with the pod's namespace: only this pod incarnation may remove it."""
+    return f"pod:{sandbox}"
+
+
 def pods_dir(state_dir: str, node: str) -> str:
     return os.path.join(state_dir, "nodes", node, "pods")
 
@@ -169,12 +174,16 @@ class PodRunner:
     # ---- the loop ----------------------------------------------------------------------------
 
     def reconcile(self, snapshot: Any) -> None:
+        """Tear down pods that are gone (or whose start a crash interrupted), start new ones,
+        supervise and report the rest. A failure with one pod is logged and does not keep
+        the others from being handled."""
         desired = {(p.namespace or "default", p.name): p for p in snapshot.of(Pod)
                    if p.spec.node_name == self.node and not p.metadata.deletion_timestamp}
         for key, lp in list(self.local.items()):
             pod = desired.get(key)
-            if pod is None or (pod.metadata.uid or "") != lp.uid:
-                self.teardown(lp)
+            # "Pending" is only ever on disk: a start that had not finished when the agent died
+            if pod is None or (pod.metadata.uid or "") != lp.uid or lp.phase == "Pending":
+                self._guarded(f"teardown of {lp.namespace}/{lp.name}", self.teardown, lp)
         host_ip = self._host_ip(snapshot)
         new = [pod for key, pod in desired.items()
                if key not in self.local and self.clock() >= self.retry_at.get(key, 0)]
@@ -188,13 +197,25 @@ class PodRunner:
         for key, pod in desired.items():
             lp = self.local.get(key)
             if lp is not None and key not in started:
-                self.supervise(lp)
-                self._report(pod, lp, host_ip)
+                self._guarded(f"supervision of {lp.namespace}/{lp.name}", self._supervise_and_report, pod, lp, host_ip)
+
+    @staticmethod
+    def _guarded(what: str, fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("%s failed", what)
+
+    def _supervise_and_report(self, pod: Pod, lp: LocalPod, host_ip: str | None) -> None:
+        self.supervise(lp)
+        self._report(pod, lp, host_ip)
 
     def _start_and_report(self, pod: Pod, host_ip: str | None) -> None:
-        lp = self.start(pod)
-        if lp is not None:
-            self._report(pod, lp, host_ip)
+        def run() -> None:
+            lp = self.start(pod)
+            if lp is not None:
+                self._report(pod, lp, host_ip)
+        self._guarded(f"start of {pod.namespace or 'default'}/{pod.name}", run)
 
     def _host_ip(self, snapshot: Any) -> str | None:
         node = snapshot.get(Node, self.node)
@@ -206,8 +227,10 @@ class PodRunner:
     # ---- start -------------------------------------------------------------------------------
 
     def start(self, pod: Pod) -> LocalPod | None:
-        """Sandbox + CNI ADD + containers. A failed CNI ADD removes the namespace and retries
-        later; an unknown image fails the pod for good (the user must change the spec)."""
+        """Sandbox + CNI ADD + containers, recorded on disk before each step so that the
+        successor of an agent that died half-way can undo it. Any failure undoes every step
+        (processes, CNI DEL, namespace) and the pod is retried later; an unknown image fails
+        the pod for good (the user must change the spec)."""
         ns = pod.namespace or "default"
         uid = pod.metadata.uid or ""
         lp = LocalPod(ns, pod.name, uid, restart_policy=pod.spec.restart_policy or "Always",
@@ -222,26 +245,39 @@ class PodRunner:
         lp.netns = pod_netns_name(self.node, ns, pod.name, uid)
         lp.sandbox = sandbox_id(uid, ns, pod.name)
         try:
-            if netns.exists(lp.netns):  # a half-made sandbox of an earlier crash
-                netns.remove(lp.netns)
-            netns.create(lp.netns, owner=f"pod:{self.node}")
+            self._make_sandbox(lp)
             lp.cni_result = self.cni.call("ADD", lp.sandbox, netns.path(lp.netns), "eth0", args=self._cni_args(lp))
-        except PodnetError as exc:
-            log.warning("pod %s/%s: sandbox failed: %s", ns, pod.name, exc)
-            self._cni_del(lp)
-            netns.remove(lp.netns)
+            for c, launch in launches:
+                st = ContainerState(c.name, c.image or "", list(launch.argv), dict(launch.env))
+                lp.containers.append(st)
+                self._spawn(lp, st)
+                self._save(lp)
+        except Exception as exc:
+            log.warning("pod %s/%s: start failed, undone: %s", ns, pod.name, exc)
+            self.teardown(lp)
             self.retry_at[lp.key] = self.clock() + 2.0
             self._set_pending(pod, str(exc))
             return None
         self.retry_at.pop(lp.key, None)
-        for c, launch in launches:
-            st = ContainerState(c.name, c.image or "", list(launch.argv), dict(launch.env))
-            lp.containers.append(st)
-            self._spawn(lp, st)
         lp.phase = "Running"
         self.local[lp.key] = lp
         self._save(lp)
         return lp
+
+    def _make_sandbox(self, lp: LocalPod) -> None:
+        """The pod's namespace, replacing a half-made one of this same pod, never anyone else's."""
+        if netns.exists(lp.netns):
+            if not self._sandbox_is_ours(lp):
+                raise PodnetError(f"network namespace {lp.netns} already exists and is not the sandbox of pod "
+                                  f"{lp.namespace}/{lp.name} (uid {lp.uid})",
+                                  hint=f"something else uses that name; remove it with `ip netns del {lp.netns}` "
+                                       "if it is unused")
+            netns.remove(lp.netns)  # left by an earlier start of this pod that did not finish
+        self._save(lp)  # recorded before it exists: whoever finds the record can undo the start
+        netns.create(lp.netns, owner=sandbox_owner(lp.sandbox))
+
+    def _sandbox_is_ours(self, lp: LocalPod) -> bool:
+        return bool(lp.netns) and netns.owner(lp.netns) == sandbox_owner(lp.sandbox)
 
     def _cni_args(self, lp: LocalPod) -> dict[str, str]:
         return {"IgnoreUnknown": "1", "K8S_POD_NAMESPACE": lp.namespace, "K8S_POD_NAME": lp.name,
@@ -383,17 +419,19 @@ class PodRunner:
     def _cni_del(self, lp: LocalPod) -> None:
         if not lp.sandbox:
             return
+        # The namespace is named only when it is this pod's: DEL removes eth0 in whatever it is given.
+        ns_path = netns.path(lp.netns) if self._sandbox_is_ours(lp) else ""
         try:
-            self.cni.call("DEL", lp.sandbox, netns.path(lp.netns) if netns.exists(lp.netns) else "", "eth0",
-                          args=self._cni_args(lp), prev_result=lp.cni_result)
+            self.cni.call("DEL", lp.sandbox, ns_path, "eth0", args=self._cni_args(lp), prev_result=lp.cni_result)
         except PodnetError as exc:
             log.warning("CNI DEL for %s/%s failed: %s", lp.namespace, lp.name, exc)
 
     def teardown(self, lp: LocalPod) -> None:
-        """Stop processes by PID, CNI DEL, remove the namespace, forget the pod. Idempotent."""
+        """Stop processes by PID, CNI DEL, remove the namespace if it is this pod's, forget the
+        pod. Idempotent."""
         self._stop_processes(lp)
         self._cni_del(lp)
-        if lp.netns:
+        if self._sandbox_is_ours(lp):
             netns.remove(lp.netns)
         self.local.pop(lp.key, None)
         self.retry_at.pop(lp.key, None)

@@ -106,12 +106,21 @@ def _record_path(name: str) -> str:
 
 def owned(name: str) -> bool:
     """True if podnet created the namespace now mounted under ``name``."""
+    return owner(name) is not None
+
+
+def owner(name: str) -> str | None:
+    """The ``owner`` podnet recorded when it created the namespace now mounted under ``name``
+    (None: not podnet's). Lets a caller tell its own namespace from another podnet user's of
+    the same name (another cluster, another test run)."""
     try:
         with open(_record_path(name)) as f:
             rec = json.load(f)
-        return exists(name) and rec.get("inode") == inode(name)
+        if exists(name) and rec.get("inode") == inode(name):
+            return str(rec.get("owner", ""))
     except (FileNotFoundError, ValueError, NotFound):
-        return False
+        pass
+    return None
 
 
 def create(name: str, *, owner: str = "podnet") -> int:

@@ -1,0 +1,163 @@
+"""The pod runner driven directly (no agent process): what a failed or interrupted pod start
+leaves behind, and which namespaces it may touch. The CNI plugin is the real one, served by
+the node's CNI socket (the ``lab`` fixture)."""
+from __future__ import annotations
+
+import json
+import os
+import stat
+from typing import Iterator
+
+import pytest
+
+from cni_fixtures import Lab, lab  # noqa: F401  (the fixture)
+from podnet.agent.pods import PodRunner, pod_dir, pod_netns_name, podbin_dir, proc_start_time
+from podnet.kernel import netns
+from podnet.model.core import Pod
+from podnet.store.open import open_store
+from podnet.workloads.podbin import ensure_podbin
+
+pytestmark = pytest.mark.kernel
+
+
+class Node:
+    """A PodRunner for one node of the lab, its store and the pods it was asked to run."""
+
+    def __init__(self, the_lab: Lab) -> None:
+        self.lab = the_lab
+        self.name = f"{the_lab.prefix}-n1"
+        self.store = open_store(the_lab.state_dir)
+        self.podbin = ensure_podbin(podbin_dir(the_lab.state_dir))
+        self.runners: list[PodRunner] = []
+
+    def runner(self, cni_bin: str | None = None) -> PodRunner:
+        rt = self.lab.runtime()
+        if cni_bin is not None:
+            rt = type(rt)(rt.conflist, bin_dirs=(cni_bin,), netns_exec=rt.netns_exec)
+        r = PodRunner(self.store, self.name, self.lab.state_dir, rt, self.podbin)
+        self.runners.append(r)
+        return r
+
+    def create(self, name: str, *commands: list[str]) -> Pod:
+        containers = [{"name": f"c{i}", "image": "busybox", "command": cmd} for i, cmd in enumerate(commands)]
+        return self.store.create(Pod.model_validate({  # type: ignore[return-value]
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+            "spec": {"nodeName": self.name, "containers": containers}}))
+
+    def netns_of(self, pod: Pod) -> str:
+        return pod_netns_name(self.name, "default", pod.name, pod.metadata.uid or "")
+
+
+@pytest.fixture
+def node(lab: Lab) -> Iterator[Node]:  # noqa: F811
+    n = Node(lab)
+    try:
+        yield n
+    finally:
+        for r in reversed(n.runners):  # whatever a failing test left running
+            r.teardown_all()
+        n.store.close()
+    assert _pods_running_in(os.path.join(lab.state_dir, "nodes")) == [], "container processes left running"
+
+
+def _pods_running_in(directory: str) -> list[int]:
+    out = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                if os.readlink(f"/proc/{pid}/cwd").startswith(directory) and proc_start_time(int(pid)):
+                    out.append(int(pid))
+            except OSError:
+                pass
+    return out
+
+
+def _handles(the_lab: Lab) -> dict:
+    return {h: v for h, v in the_lab.ipam().handles().items() if v.get("containerID")}
+
+
+def test_failed_start_leaves_no_netns_address_or_process(node: Node) -> None:
+    """The second container cannot be started (its argv has a NUL byte, which exec refuses):
+    the first container, the CNI attachment and the namespace are all undone."""
+    pod = node.create("broken", ["sleep", "36000"], ["sleep", "36\x00000"])
+    runner = node.runner()
+    runner.reconcile(node.store.snapshot())  # must not raise: one pod cannot stop the pass
+    ns = node.netns_of(pod)
+    assert not netns.exists(ns)
+    assert _pods_running_in(pod_dir(node.lab.state_dir, node.name, "default", "broken")) == []
+    assert _handles(node.lab) == {}
+    assert ("default", "broken") not in runner.local
+    status = node.store.get(Pod, "broken", "default")
+    assert status is not None and status.status.phase == "Pending" and "null byte" in (status.status.message or "")
+
+
+def test_plugin_with_garbage_output_leaves_no_netns(node: Node, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A plugin that answers ADD with something that is not JSON: the sandbox is removed and
+    the pod is retried later, as for any other CNI failure."""
+    bad = tmp_path / "badbin"
+    bad.mkdir()
+    exe = bad / "podnet-cni"
+    exe.write_text("#!/bin/sh\necho 'this is not json'\n")
+    exe.chmod(exe.stat().st_mode | stat.S_IXUSR)
+    pod = node.create("p1", ["sleep", "36000"])
+    runner = node.runner(cni_bin=str(bad))
+    runner.reconcile(node.store.snapshot())
+    assert not netns.exists(node.netns_of(pod))
+    assert ("default", "p1") not in runner.local and ("default", "p1") in runner.retry_at
+
+
+def test_never_removes_a_namespace_of_the_same_name_it_did_not_make(node: Node) -> None:
+    """Another cluster (or test run) with the same node and pod names: its pod namespace is
+    podnet's, but not this pod's sandbox, so the runner must leave it alone."""
+    pod = node.create("twin", ["sleep", "36000"])
+    ns = node.netns_of(pod)
+    ino = netns.create(ns, owner="pod:someone-else")
+    try:
+        runner = node.runner()
+        runner.reconcile(node.store.snapshot())
+        assert netns.exists(ns) and netns.inode(ns) == ino
+        assert ("default", "twin") not in runner.local
+        got = node.store.get(Pod, "twin", "default")
+        assert got is not None and got.status.phase == "Pending" and ns in (got.status.message or "")
+        assert _handles(node.lab) == {}
+    finally:
+        netns.remove(ns)
+
+
+def test_netns_name_keeps_the_uid_when_names_are_long() -> None:
+    uid_a, uid_b = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", "0f1e2d3c-ffff-6978-8796-a5b4c3d2e1f0"
+    long = "x" * 250
+    a, b = pod_netns_name("n1", "default", long, uid_a), pod_netns_name("n1", "default", long, uid_b)
+    assert a != b and len(a) <= 200 and len(b) <= 200
+    # two clusters with the same node and pod names differ by uid only: more than 24 bits of it
+    c = pod_netns_name("n1", "default", "web", "0f1e2d-aaaa")
+    d = pod_netns_name("n1", "default", "web", "0f1e2d-bbbb")
+    assert c != d
+
+
+def test_restart_after_a_crash_mid_start_leaves_one_sandbox(node: Node) -> None:
+    """The agent died after starting the pod's process but before recording the pod as
+    Running: the next agent stops the recorded process, replaces the sandbox and starts once."""
+    pod = node.create("half", ["sleep", "36000"])
+    first = node.runner()
+    first.reconcile(node.store.snapshot())
+    lp = first.local[("default", "half")]
+    old_pid = lp.containers[0].pid
+    path = os.path.join(pod_dir(node.lab.state_dir, node.name, "default", "half"), "pod.json")
+    with open(path) as f:
+        rec = json.load(f)
+    rec["phase"] = "Pending"  # what is on disk when the crash hits before the final save
+    with open(path, "w") as f:
+        json.dump(rec, f)
+    second = node.runner()
+    try:
+        second.reconcile(node.store.snapshot())
+        new = second.local[("default", "half")]
+        assert new.phase == "Running" and new.containers[0].pid != old_pid
+        assert proc_start_time(old_pid) is None
+        assert _pods_running_in(pod_dir(node.lab.state_dir, node.name, "default", "half")) == [new.containers[0].pid]
+        assert netns.exists(node.netns_of(pod)) and len(_handles(node.lab)) == 1
+    finally:
+        second.teardown_all()
+        first.local.clear()  # the same pod, now the second runner's
+    assert not netns.exists(node.netns_of(pod)) and _handles(node.lab) == {}
