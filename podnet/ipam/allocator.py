@@ -218,19 +218,30 @@ class IPAM:
 
     def claim(self, node: str, cidr: str) -> bool:
         """Claim one block for a node: pending affinity, then the block, then confirmed.
-        False if another node owns the block already (our pending affinity is removed)."""
+
+        False if another node owns the block already (our pending affinity is removed). A
+        claim of ours that was interrupted before the block existed is finished here."""
         akey, bkey = affinity_key(node, cidr), block_key(cidr)
         pending = {"node": node, "cidr": cidr, "state": "pending"}
-        res = self.store.txn([Compare(akey, 0)], [Put(akey, pending)])
-        if not res.succeeded:  # we claimed it before (maybe interrupted): ours if the block says so
+        if not self.store.txn([Compare(akey, 0)], [Put(akey, pending)]).succeeded:
+            brec = self.store.get(bkey)  # we claimed it before: ours if the block says so
+            if brec is not None:
+                return self._owns_or_drop(node, brec, akey)
+        if not self.store.txn([Compare(bkey, 0)], [Put(bkey, Block(cidr, f"host:{node}").to_dict())]).succeeded:
             brec = self.store.get(bkey)
-            return brec is not None and brec.value.get("affinity") == f"host:{node}"
-        res = self.store.txn([Compare(bkey, 0)], [Put(bkey, Block(cidr, f"host:{node}").to_dict())])
-        if not res.succeeded:
-            self.store.txn([], [Delete(akey)])
-            return False
+            return brec is not None and self._owns_or_drop(node, brec, akey)
         self.store.txn([], [Put(akey, {**pending, "state": "confirmed"})])
         return True
+
+    def _owns_or_drop(self, node: str, brec: Record, akey: str) -> bool:
+        """True if the block is the node's (maybe made by a concurrent claim of the same node);
+        else the node's affinity to it is stale and is removed while it is still pending."""
+        if brec.value.get("affinity") == f"host:{node}":
+            return True
+        arec = self.store.get(akey)
+        if arec is not None and arec.value.get("state") != "confirmed":
+            self.store.txn([Compare(akey, arec.mod_revision)], [Delete(akey)])
+        return False
 
     # ---- release -------------------------------------------------------------------------
 
@@ -264,12 +275,15 @@ class IPAM:
             brec = self.store.get(block_key(aff.value["cidr"]))
             ops: list[Put | Delete] = [Delete(aff.key)]
             compares = [Compare(aff.key, aff.mod_revision)]
-            if brec is not None:
+            # A pending affinity may point at a block another node won: that block is not ours to touch.
+            mine = brec is not None and Block.from_dict(brec.value).node == node
+            if mine:
+                assert brec is not None
                 block = Block.from_dict(brec.value)
                 compares.append(Compare(brec.key, brec.mod_revision))
                 ops.append(Delete(brec.key) if not block.allocations else
                            Put(brec.key, Block(block.cidr, None, block.allocations).to_dict()))
-            if self.store.txn(compares, ops).succeeded:
+            if self.store.txn(compares, ops).succeeded and mine:
                 dropped.append(aff.value["cidr"])
         return dropped
 

@@ -7,7 +7,7 @@ import pytest
 
 from podnet.errors import ResourceExhausted
 from podnet.ipam.allocator import IPAM
-from podnet.ipam.blocks import POOLS, Block, LeakTracker, next_free_block, usage
+from podnet.ipam.blocks import POOLS, Block, LeakTracker, affinity_key, block_key, next_free_block, usage
 from podnet.store.api import Put
 from podnet.store.memory import MemoryStore
 
@@ -144,6 +144,37 @@ def test_release_node_blocks(store: MemoryStore) -> None:
     ipam.release("h2")
     assert ipam.release_node_blocks("n2") == ["10.244.0.64/26"]
     assert ipam.block_affinities() == {"n1": ["10.244.0.0/26"]}
+
+
+def _pending(store: MemoryStore, node: str, cidr: str) -> None:
+    """What a claim leaves when its process dies after the first of its three steps."""
+    store.txn([], [Put(affinity_key(node, cidr), {"node": node, "cidr": cidr, "state": "pending"})])
+
+
+def test_claim_interrupted_before_the_block_is_finished_next_time(store: MemoryStore) -> None:
+    add_pool(store, "p", "10.7.0.0/24")
+    ipam = IPAM(store)
+    _pending(store, "n2", "10.7.0.0/26")
+    assert ipam.assign("a", "n2", {}).block == "10.7.0.0/26"
+    rec = store.get(affinity_key("n2", "10.7.0.0/26"))
+    assert rec is not None and rec.value["state"] == "confirmed"
+    assert ipam.block_affinities() == {"n2": ["10.7.0.0/26"]}
+
+
+def test_stale_pending_affinity_never_touches_the_block_another_node_won(store: MemoryStore) -> None:
+    add_pool(store, "p", "10.7.0.0/24")
+    ipam = IPAM(store)
+    _pending(store, "n2", "10.7.0.0/26")
+    assert ipam.claim("n1", "10.7.0.0/26") is True  # n1's claim does not see n2's affinity
+    ipam.assign("a", "n1", {})
+    assert ipam.release_node_blocks("n2") == []  # n2 is removed: n1 keeps its block and address
+    rec = store.get(block_key("10.7.0.0/26"))
+    assert rec is not None and Block.from_dict(rec.value) == Block("10.7.0.0/26", "host:n1", {0: "a"})
+    assert store.get(affinity_key("n2", "10.7.0.0/26")) is None
+    _pending(store, "n2", "10.7.0.0/26")
+    assert ipam.claim("n2", "10.7.0.0/26") is False  # lost: the stale pending affinity goes too
+    assert store.get(affinity_key("n2", "10.7.0.0/26")) is None
+    assert ipam.block_affinities() == {"n1": ["10.7.0.0/26"]}
 
 
 def test_pure_helpers() -> None:
