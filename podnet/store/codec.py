@@ -1,14 +1,16 @@
-"""What every backend shares: value encoding and the checks a request must pass.
+"""What every backend shares: value encoding, the checks a request must pass, and the errors
+a request can end in.
 
 Backends store values as compact JSON text, so a value read back is always a fresh copy (no
-aliasing between callers) and the memory backend rejects exactly what SQLite and etcd would.
+aliasing between callers) and the memory backend rejects exactly what SQLite and etcd would,
+in the same words.
 """
 from __future__ import annotations
 
 import json
 from typing import Any, Sequence
 
-from ..errors import PodnetError
+from ..errors import AlreadyExists, Conflict, NotFound, PodnetError
 from .api import Compare, Delete, Put
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -67,3 +69,19 @@ def prefix_end(prefix: str) -> str | None:
     if 0xD800 <= nxt <= 0xDFFF:  # surrogates cannot be encoded; skip past them
         nxt = 0xE000
     return prefix[:-1] + chr(nxt)
+
+
+def already_exists(key: str) -> AlreadyExists:
+    return AlreadyExists(f"key {key!r} already exists", hint="update it instead, or delete it first")
+
+
+def not_found(key: str) -> NotFound:
+    return NotFound(f"key {key!r} not found", hint="create it first")
+
+
+def stale(key: str, expected: int, actual: int) -> Conflict:
+    """A write guarded on ``expected`` found the key at ``actual``."""
+    return Conflict(
+        f"key {key!r} was modified (at revision {actual}) since revision {expected}",
+        hint="read it again and retry the change",
+    )

@@ -18,7 +18,7 @@ from typing import Any, Iterator, Sequence
 
 import requests
 
-from ..errors import AlreadyExists, Compacted, Conflict, NotFound, PodnetError
+from ..errors import Compacted, PodnetError
 from . import codec
 from .api import Compare, Delete, Event, Put, Record, TxnResult
 
@@ -121,7 +121,7 @@ class EtcdStore:
         text = codec.encode(codec.check_key(key), value)
         resp = self._txn([self._exists(key, False)], [self._put_op(key, text)], [])
         if not resp.get("succeeded"):
-            raise AlreadyExists(f"key {key!r} already exists", hint="update it instead, or delete it first")
+            raise codec.already_exists(key)
         rev = self._revision(resp)
         return Record(key, json.loads(text), rev, rev, 1)
 
@@ -132,8 +132,8 @@ class EtcdStore:
         if not resp.get("succeeded"):
             kvs = resp["responses"][0]["response_range"].get("kvs") or []
             if not kvs:
-                raise NotFound(f"key {key!r} not found", hint="create it first")
-            raise _conflict(key, mod_revision or 0, int(kvs[0]["mod_revision"]) - 1)
+                raise codec.not_found(key)
+            raise codec.stale(key, mod_revision or 0, int(kvs[0]["mod_revision"]) - 1)
         prev = resp["responses"][0]["response_put"]["prev_kv"]
         rev = self._revision(resp)
         return Record(key, json.loads(text), int(prev["create_revision"]) - 1, rev, int(prev["version"]) + 1)
@@ -146,7 +146,7 @@ class EtcdStore:
             kvs = resp["responses"][0]["response_range"].get("kvs") or []
             if not kvs:
                 return False
-            raise _conflict(key, mod_revision or 0, int(kvs[0]["mod_revision"]) - 1)
+            raise codec.stale(key, mod_revision or 0, int(kvs[0]["mod_revision"]) - 1)
         return int(resp["responses"][0]["response_delete_range"].get("deleted", 0)) > 0
 
     def txn(self, compares: Sequence[Compare], ops: Sequence[Put | Delete]) -> TxnResult:
@@ -218,10 +218,3 @@ class EtcdStore:
             for resp in list(self._watchers):
                 resp.close()
         self._session.close()
-
-
-def _conflict(key: str, expected: int, actual: int) -> Conflict:
-    return Conflict(
-        f"key {key!r} was modified (at revision {actual}) since revision {expected}",
-        hint="read it again and retry the change",
-    )

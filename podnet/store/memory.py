@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
-from ..errors import AlreadyExists, Compacted, Conflict, NotFound
+from ..errors import Compacted
 from . import codec
 from .api import Compare, Delete, Event, Put, Record, TxnResult
 
@@ -73,7 +73,7 @@ class MemoryStore:
         text = codec.encode(key, value)
         with self._lock:
             if codec.check_key(key) in self._data:
-                raise AlreadyExists(f"key {key!r} already exists", hint="update it instead, or delete it first")
+                raise codec.already_exists(key)
             self._apply([(key, text)])
             return _record(key, self._data[key])
 
@@ -82,9 +82,9 @@ class MemoryStore:
         with self._lock:
             entry = self._data.get(codec.check_key(key))
             if entry is None:
-                raise NotFound(f"key {key!r} not found", hint="create it first")
+                raise codec.not_found(key)
             if mod_revision is not None and entry.mod_revision != mod_revision:
-                raise _conflict(key, mod_revision, entry.mod_revision)
+                raise codec.stale(key, mod_revision, entry.mod_revision)
             self._apply([(key, text)])
             return _record(key, self._data[key])
 
@@ -94,7 +94,7 @@ class MemoryStore:
             if entry is None:
                 return False
             if mod_revision is not None and entry.mod_revision != mod_revision:
-                raise _conflict(key, mod_revision, entry.mod_revision)
+                raise codec.stale(key, mod_revision, entry.mod_revision)
             self._apply([(key, None)])
             return True
 
@@ -185,10 +185,3 @@ def _record(key: str, entry: _Entry) -> Record:
 
 def _mod_revision(entry: _Entry | None) -> int:
     return 0 if entry is None else entry.mod_revision
-
-
-def _conflict(key: str, expected: int, actual: int) -> Conflict:
-    return Conflict(
-        f"key {key!r} was modified (at revision {actual}) since revision {expected}",
-        hint="read it again and retry the change",
-    )

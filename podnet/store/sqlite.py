@@ -25,7 +25,7 @@ import threading
 import time
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
-from ..errors import AlreadyExists, Compacted, Conflict, NotFound, PodnetError
+from ..errors import Compacted, PodnetError
 from . import codec
 from .api import Compare, Delete, Event, Put, Record, TxnResult
 
@@ -100,7 +100,7 @@ class SqliteStore:
 
         def run(conn: sqlite3.Connection, rev: int) -> Record:
             if conn.execute("SELECT 1 FROM kv WHERE key = ?", (key,)).fetchone():
-                raise AlreadyExists(f"key {key!r} already exists", hint="update it instead, or delete it first")
+                raise codec.already_exists(key)
             create_rev, version = self._put(conn, rev, key, text)
             return Record(key, codec.decode(text), create_rev, rev, version)  # type: ignore[arg-type]
 
@@ -112,9 +112,9 @@ class SqliteStore:
         def run(conn: sqlite3.Connection, rev: int) -> Record:
             row = conn.execute("SELECT mod_rev FROM kv WHERE key = ?", (key,)).fetchone()
             if row is None:
-                raise NotFound(f"key {key!r} not found", hint="create it first")
+                raise codec.not_found(key)
             if mod_revision is not None and row[0] != mod_revision:
-                raise _conflict(key, mod_revision, row[0])
+                raise codec.stale(key, mod_revision, row[0])
             create_rev, version = self._put(conn, rev, key, text)
             return Record(key, codec.decode(text), create_rev, rev, version)  # type: ignore[arg-type]
 
@@ -128,7 +128,7 @@ class SqliteStore:
             if row is None:
                 return False
             if mod_revision is not None and row[0] != mod_revision:
-                raise _conflict(key, mod_revision, row[0])
+                raise codec.stale(key, mod_revision, row[0])
             return self._delete(conn, rev, key)
 
         return self._write(run)
@@ -266,6 +266,7 @@ class SqliteStore:
         """Queue a history row; ``_write`` inserts them all at commit, in op order."""
         self._pending.append((rev, len(self._pending) + 1, typ, key, value, prev, version))
 
+
 def _connect(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=LOCK_TIMEOUT, isolation_level=None, check_same_thread=False)
     if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
@@ -342,10 +343,3 @@ def _compact(conn: sqlite3.Connection, revision: int) -> None:
         return
     conn.execute("DELETE FROM history WHERE revision < ?", (revision,))
     conn.execute("UPDATE meta SET value = ? WHERE name = 'compacted'", (revision,))
-
-
-def _conflict(key: str, expected: int, actual: int) -> Conflict:
-    return Conflict(
-        f"key {key!r} was modified (at revision {actual}) since revision {expected}",
-        hint="read it again and retry the change",
-    )
