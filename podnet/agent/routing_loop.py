@@ -49,9 +49,18 @@ def publish_vtep(store: Any, node: str, vtep: dict[str, Any] | None) -> bool:
     return True
 
 
-def run(node: str, state_dir: str, backend: str | None = None, resync: float = RESYNC_SECONDS) -> None:
+def run(node: str, state_dir: str, backend: str | None = None, resync: float = RESYNC_SECONDS,
+        host_network: bool = False) -> None:
+    """Reconcile until SIGTERM, in the namespace this process runs in (the node's)."""
+    from podnet.kernel.netns import current_owned
     from podnet.store.open import open_store
 
+    if not host_network and current_owned() is None:
+        raise PodnetError("the routing loop is not in a network namespace podnet created (this machine's "
+                          "own, or someone else's), whose routes, VXLAN devices, NAT table and BGP daemon "
+                          "it would change",
+                          hint="run it inside the node's namespace (`podnet up` does, with nsenter --net), "
+                               "or pass --host-network on a machine that is itself the node")
     store = open_store(state_dir, bootstrap=False)
     rec = RoutingReconciler(node, backend or cluster_backend(state_dir), state_dir)
     stopping = False
@@ -94,9 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--state-dir", required=True)
     ap.add_argument("--backend")
     ap.add_argument("--resync", type=float, default=RESYNC_SECONDS)
+    ap.add_argument("--host-network", action="store_true",
+                    help="allow running in the machine's own namespace (a real node, not the lab)")
     args = ap.parse_args(argv)
     try:
-        run(args.node, args.state_dir, args.backend, args.resync)
+        run(args.node, args.state_dir, args.backend, args.resync, args.host_network)
     except PodnetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

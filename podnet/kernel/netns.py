@@ -229,6 +229,23 @@ def list_all() -> list[str]:
         return []
 
 
+def current_owned() -> str | None:
+    """The name of the namespace the calling thread is in if podnet created it, else None
+    (the machine's own namespace, or anyone else's)."""
+    here = os.stat("/proc/thread-self/ns/net").st_ino
+    try:
+        records = [f[:-5] for f in os.listdir(RECORD_DIR) if f.endswith(".json")]
+    except FileNotFoundError:
+        return None
+    for name in records:
+        try:
+            if exists(name) and inode(name) == here and owned(name):
+                return name
+        except (OSError, PodnetError):
+            continue
+    return None
+
+
 @contextmanager
 def enter(name_or_path: str) -> Iterator[None]:
     """Switch the calling thread into a namespace for the ``with`` block, then back.

@@ -23,3 +23,18 @@ def test_start_alive_stop(tmp_path):
     assert not any(alive(r) for r in recs)
     assert stop_all(recs) == [] and not stop(recs[0])
     assert os.path.exists(log)
+
+
+def test_routing_loop_refuses_a_namespace_podnet_did_not_create(tmp_path):
+    """Started by hand outside a node namespace, the loop would install routes, a VTEP, a NAT
+    table and BIRD in the machine's own namespace: it refuses before touching anything."""
+    import subprocess
+
+    from podnet.kernel.netns import current_owned
+
+    assert current_owned() is None  # the test suite runs in the machine's namespace
+    proc = subprocess.run([sys.executable, "-m", "podnet.agent.routing_loop", "--node", "n1",
+                           "--state-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "not in a network namespace podnet created" in proc.stderr and "--host-network" in proc.stderr
+    assert os.listdir(tmp_path) == []
