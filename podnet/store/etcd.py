@@ -127,8 +127,9 @@ class EtcdStore:
 
     def update(self, key: str, value: dict[str, Any], mod_revision: int | None = None) -> Record:
         text = codec.encode(codec.check_key(key), value)
-        guard = self._exists(key, True) if mod_revision is None else self._mod_equals(key, mod_revision)
-        resp = self._txn([guard], [self._put_op(key, text)], [self._get_op(key)])
+        # The key must exist even with a mod_revision guard: mod_revision 0 holds for an absent key.
+        guards = [self._exists(key, True)] + ([] if mod_revision is None else [self._mod_equals(key, mod_revision)])
+        resp = self._txn(guards, [self._put_op(key, text)], [self._get_op(key)])
         if not resp.get("succeeded"):
             kvs = resp["responses"][0]["response_range"].get("kvs") or []
             if not kvs:

@@ -268,6 +268,12 @@ class TestConditionalWrites:
             store.update("/k/a", {"v": 3}, mod_revision=rec.mod_revision)
         assert store.get("/k/a") == new
 
+    def test_guarded_update_of_an_absent_key_is_not_found_and_creates_nothing(self, store: Store) -> None:
+        # mod_revision 0 means "absent" in a txn compare; an update must still need the key.
+        with pytest.raises(NotFound):
+            store.update("/k/missing", {"v": 1}, mod_revision=0)
+        assert store.get("/k/missing") is None and store.revision() == 0
+
     def test_delete_with_stale_revision_conflicts_and_keeps_the_key(self, store: Store) -> None:
         rec = store.create("/k/a", {"v": 1})
         store.update("/k/a", {"v": 2})
