@@ -14,7 +14,7 @@ from podnet.errors import FieldProblem, Location, ValidationError
 from podnet.model import Resource
 
 from .validate import validate_document
-from .yamlsource import Document, parse_documents
+from .yamlsource import Document, locate, parse_documents
 
 Path = tuple[str | int, ...]
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
@@ -32,11 +32,7 @@ class Loaded(NamedTuple):
 
     def locate(self, path: Path) -> Location:
         """The location of a field path (or its nearest ancestor present in the text)."""
-        for end in range(len(path), -1, -1):
-            loc = self.positions.get(tuple(path[:end]))
-            if loc is not None:
-                return loc
-        return self.source
+        return locate(self.positions, path, self.source)
 
 
 def _json_fallback(text: str, filename: str) -> list[Document] | None:

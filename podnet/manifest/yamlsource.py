@@ -7,7 +7,7 @@ last one, kubectl refuses them), and timestamps stay strings (the API's wire for
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import yaml
 
@@ -40,12 +40,17 @@ class Document:
     problems: list[FieldProblem] = field(default_factory=list)
 
     def locate(self, path: Path) -> Location:
-        """The location of ``path`` or of its nearest ancestor that exists in the text."""
-        for end in range(len(path), -1, -1):
-            loc = self.positions.get(tuple(path[:end]))
-            if loc is not None:
-                return loc
-        return self.source
+        return locate(self.positions, path, self.source)
+
+
+def locate(positions: Mapping[Path, Location], path: Path, fallback: Location) -> Location:
+    """The location of ``path`` or of its nearest ancestor that exists in the text (a missing
+    field is reported where its parent is), else ``fallback``."""
+    for end in range(len(path), -1, -1):
+        loc = positions.get(tuple(path[:end]))
+        if loc is not None:
+            return loc
+    return fallback
 
 
 class _Builder:
