@@ -9,7 +9,7 @@ from typing import Callable
 from podnet.model import (BGPConfiguration, BGPPeer, CalicoNode, Deployment, IPPool, Namespace,
                           NetworkPolicy, Node, Pod, Resource, Service)
 
-from .output import NONE, age, labels_text
+from .output import NONE, age, labels_text, type_name
 
 Cells = Callable[[Resource, datetime], list[str]]
 
@@ -176,8 +176,11 @@ PRINTERS: dict[type[Resource], Printer] = {
 
 
 def rows_for(cls: type[Resource], objs: list[Resource], now: datetime, wide: bool,
-             all_namespaces: bool, show_labels: bool) -> tuple[list[str], list[list[str]]]:
-    """Headers and rows for ``get``; IPPool's wide columns sit before SELECTOR, as calicoctl's."""
+             all_namespaces: bool, show_labels: bool, with_kind: bool = False) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows for ``get``; IPPool's wide columns sit before SELECTOR, as calicoctl's.
+
+    ``with_kind``: names read ``pod/web``, as kubectl prints them when rows of several kinds
+    are shown together."""
     if cls is IPPool:
         headers = ["NAME", "CIDR"] + (["NAT", "IPIPMODE", "VXLANMODE", "DISABLED"] if wide else []) + ["SELECTOR"]
         rows = [_ippool(o, now) + (_ippool_wide(o) if wide else []) + _ippool_selector(o) for o in objs]
@@ -185,6 +188,8 @@ def rows_for(cls: type[Resource], objs: list[Resource], now: datetime, wide: boo
         printer = PRINTERS[cls]
         headers = list(printer.headers) + (list(printer.wide_headers) if wide else [])
         rows = [printer.cells(o, now) + (printer.wide_cells(o) if wide else []) for o in objs]
+    if with_kind:
+        rows = [[f"{type_name(cls)}/{r[0]}"] + r[1:] for r in rows]
     if all_namespaces and cls.NAMESPACED:
         headers.insert(0, "NAMESPACE")
         rows = [[o.metadata.namespace or "default"] + r for o, r in zip(objs, rows)]

@@ -130,6 +130,12 @@ def name_choices(ctx: click.Context, param: click.Parameter, incomplete: str) ->
         return []
 
 
+def no_resources(kinds: list[type["Resource"]], namespace: str | None) -> str:
+    """kubectl's note for an empty result: the namespace is named only if it was searched."""
+    where = f" in {namespace} namespace" if namespace and any(cls.NAMESPACED for cls in kinds) else ""
+    return f"No resources found{where}."
+
+
 def namespace_option(fn: F) -> F:
     return click.option("-n", "--namespace", default=None, metavar="NS",
                         help="The namespace (default: default).")(fn)

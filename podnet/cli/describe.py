@@ -10,7 +10,7 @@ import click
 from podnet.errors import NotFound
 from podnet.model import Namespace, NetworkPolicy, Pod, Resource
 
-from .common import name_choices, namespace_option, open_resources, split_kind_names, user_errors
+from .common import name_choices, namespace_option, no_resources, open_resources, split_kind_names, user_errors
 from .output import NONE, parse_timestamp
 
 W = 14  # width of the first column: len("Annotations:  ")
@@ -220,8 +220,9 @@ def command(ctx: click.Context, args: tuple[str, ...], namespace: str | None, se
 
     ns = namespace or "default"
     texts: list[str] = []
+    groups = split_kind_names(args)
     with open_resources(ctx) as store:
-        for cls, names in split_kind_names(args):
+        for cls, names in groups:
             scope = ns if cls.NAMESPACED else None
             if names:
                 for name in names:
@@ -233,7 +234,7 @@ def command(ctx: click.Context, args: tuple[str, ...], namespace: str | None, se
                 matcher = parse_label_selector_string(selector) if selector else None
                 texts += [describe(o) for o in store.list(cls, scope, matcher)]
     if not texts:
-        click.echo(f"No resources found in {ns} namespace.", err=True)
+        click.echo(no_resources([cls for cls, _ in groups], ns), err=True)
         return
     click.echo("\n\n\n".join(texts))
 

@@ -5,7 +5,8 @@ import click
 
 from podnet.errors import NotFound, PodnetError
 
-from .common import name_choices, namespace_option, now, open_resources, split_kind_names, user_errors
+from .common import (name_choices, namespace_option, no_resources, now, open_resources, split_kind_names,
+                     user_errors)
 
 OUTPUTS = ("wide", "yaml", "json", "name")
 
@@ -45,8 +46,7 @@ def command(ctx: click.Context, args: tuple[str, ...], namespace: str | None, al
     except (ValueError, PodnetError) as exc:
         raise PodnetError(f"invalid label selector {selector!r}: {exc}") from None
     ns = None if all_namespaces else (namespace or "default")
-    found: list = []
-    tables: list[str] = []
+    results: list[tuple[type, list[str], list]] = []
     missing: list[str] = []
     single = len(groups) == 1 and len(groups[0][1]) == 1
     with open_resources(ctx) as store:
@@ -61,11 +61,16 @@ def command(ctx: click.Context, args: tuple[str, ...], namespace: str | None, al
                         objs.append(obj)
             else:
                 objs = store.list(cls, ns if cls.NAMESPACED else None, matcher)
-            found += objs
-            if output in (None, "wide") and objs:
-                headers, rows = rows_for(cls, objs, now(), output == "wide",
-                                         all_namespaces and not names, show_labels)
-                tables.append(out.table(headers, rows))
+            if objs:
+                results.append((cls, names, objs))
+    found = [obj for _, _, objs in results for obj in objs]
+    tables: list[str] = []
+    if output in (None, "wide"):
+        with_kind = len(results) > 1  # kubectl names rows kind/name when several kinds are shown
+        for cls, names, objs in results:
+            headers, rows = rows_for(cls, objs, now(), output == "wide", all_namespaces and not names,
+                                     show_labels, with_kind)
+            tables.append(out.table(headers, rows))
     if output == "yaml" and (found or not missing):
         click.echo(out.to_yaml(found, single), nl=False)
     elif output == "json" and (found or not missing):
@@ -84,6 +89,4 @@ def command(ctx: click.Context, args: tuple[str, ...], namespace: str | None, al
     if missing:
         raise NotFound("; ".join(missing))
     if not found and output in (None, "wide"):
-        namespaced = any(cls.NAMESPACED for cls, _ in groups)
-        where = f" in {ns} namespace" if namespaced and ns else ""
-        click.echo(f"No resources found{where}.", err=True)
+        click.echo(no_resources([cls for cls, _ in groups], ns), err=True)

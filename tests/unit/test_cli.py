@@ -76,6 +76,20 @@ def test_get_tables(podnet) -> None:
     assert cells(namespaces[1])[0::3] == ["default", "kubernetes.io/metadata.name=default"]
 
 
+def test_get_of_several_kinds_names_rows_with_their_kind_as_kubectl(podnet) -> None:
+    podnet("apply", "-f", ex("s1"))
+    tables = podnet("get", "pods,netpol").stdout.split("\n\n")
+    assert [cells(line)[0] for line in tables[0].splitlines()] == ["NAME", "pod/client1", "pod/client2"]
+    assert cells(tables[1].splitlines()[1])[0] == "networkpolicy.networking.k8s.io/test-network-policy"
+    only_pods = podnet("get", "pods,svc").stdout.splitlines()  # one kind found: plain names
+    assert cells(only_pods[1])[0] == "client1"
+
+
+def test_describe_of_a_cluster_scoped_kind_finding_nothing(podnet) -> None:
+    assert podnet("describe", "ippools").stderr == "No resources found.\n"
+    assert podnet("describe", "pods").stderr == "No resources found in default namespace.\n"
+
+
 def test_get_all_namespaces_and_selector(podnet) -> None:
     assert podnet("apply", "-f", ex("s1"), "-f", ex("s2"), "-f", ex("s4")).exit_code == 0
     out = podnet("get", "netpol", "-A").stdout.splitlines()
