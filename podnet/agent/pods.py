@@ -10,14 +10,11 @@ plus start time) are adopted, not restarted.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -25,6 +22,8 @@ from podnet.errors import PodnetError
 from podnet.kernel import netns
 from podnet.model.core import Node, Pod
 from podnet.workloads.images import UnknownImage, launch_for
+from podnet.workloads.records import (ContainerState, LocalPod, load_pods, pod_dir, pods_dir, proc_start_time,
+                                      record_path, sandbox_owner, save_pod, stop_recorded)
 
 from .cnicall import CniRuntime
 
@@ -50,85 +49,12 @@ def sandbox_id(uid: str, namespace: str, name: str) -> str:
     return hashlib.sha256(f"{uid}/{namespace}/{name}".encode()).hexdigest()
 
 
-def sandbox_owner(sandbox: str) -> str:
-    """The owner recorded with the pod's namespace: only this pod incarnation may remove it."""
-    return f"pod:{sandbox}"
-
-
-def pods_dir(state_dir: str, node: str) -> str:
-    return os.path.join(state_dir, "nodes", node, "pods")
-
-
-def pod_dir(state_dir: str, node: str, namespace: str, name: str) -> str:
-    return os.path.join(pods_dir(state_dir, node), f"{namespace}_{name}")
-
-
 def podbin_dir(state_dir: str) -> str:
     return os.path.join(state_dir, "podbin")
 
 
 def now_rfc3339() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def proc_start_time(pid: int) -> int | None:
-    """The kernel's start time of ``pid`` (field 22 of /proc/PID/stat), None if gone/zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return None if fields[0] in ("Z", "X") else int(fields[19])
-
-
-@dataclass
-class ContainerState:
-    name: str
-    image: str
-    argv: list[str]
-    env: dict[str, str]
-    pid: int = 0
-    start_ticks: int = 0
-    started_at: str = ""
-    restarts: int = 0
-    last_exit: int | None = None
-    exited_at: float = 0.0  # monotonic-free wall clock seconds, for back-off
-    finished: bool = False  # exited and not to be restarted
-
-
-@dataclass
-class LocalPod:
-    namespace: str
-    name: str
-    uid: str
-    netns: str = ""
-    sandbox: str = ""
-    cni_result: dict[str, Any] | None = None
-    containers: list[ContainerState] = field(default_factory=list)
-    phase: str = "Pending"
-    message: str = ""
-    reason: str = ""
-    start_time: str = ""
-    restart_policy: str = "Always"
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.namespace, self.name)
-
-    @property
-    def ip(self) -> str | None:
-        if not self.cni_result:
-            return None
-        return self.cni_result["ips"][0]["address"].split("/")[0]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "LocalPod":
-        d = dict(d)
-        d["containers"] = [ContainerState(**c) for c in d.get("containers", [])]
-        return cls(**d)
 
 
 class PodRunner:
@@ -151,24 +77,13 @@ class PodRunner:
     # ---- persistence -------------------------------------------------------------------------
 
     def _state_file(self, lp: LocalPod) -> str:
-        return os.path.join(pod_dir(self.state_dir, self.node, lp.namespace, lp.name), "pod.json")
+        return record_path(self.state_dir, self.node, lp.namespace, lp.name)
 
     def _save(self, lp: LocalPod) -> None:
-        path = self._state_file(lp)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path + ".tmp", "w") as f:
-            json.dump(lp.to_dict(), f)
-        os.replace(path + ".tmp", path)
+        save_pod(self.state_dir, self.node, lp)
 
     def _load(self) -> None:
-        base = pods_dir(self.state_dir, self.node)
-        for entry in sorted(os.listdir(base)):
-            path = os.path.join(base, entry, "pod.json")
-            try:
-                with open(path) as f:
-                    lp = LocalPod.from_dict(json.load(f))
-            except (OSError, ValueError, TypeError):
-                continue
+        for lp in load_pods(self.state_dir, self.node):
             self.local[lp.key] = lp
 
     # ---- the loop ----------------------------------------------------------------------------
@@ -392,28 +307,14 @@ class PodRunner:
         self._stop_all([lp])
 
     def _stop_all(self, lps: list[LocalPod]) -> None:
-        """SIGTERM every container of ``lps`` at once, one grace period, then SIGKILL."""
-        targets = [st for lp in lps for st in lp.containers if st.pid > 0 and self._alive(st)]
-        for st in targets:
-            try:
-                os.killpg(st.pid, signal.SIGTERM)  # the container's own session: it and its children
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + STOP_GRACE
-        while targets and time.monotonic() < deadline:
-            targets = [st for st in targets if self._alive(st)]
-            if targets:
-                time.sleep(0.01)
-        for st in targets:
-            try:
-                os.killpg(st.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            child = self.children.pop(st.pid, None)
-            if child is not None:
-                child.wait(timeout=5)
+        """SIGTERM every container of ``lps`` at once, one grace period, then SIGKILL; our own
+        children are reaped."""
+        stop_recorded(lps, STOP_GRACE)
         for lp in lps:
             for st in lp.containers:
+                child = self.children.pop(st.pid, None)
+                if child is not None:
+                    child.wait(timeout=5)
                 st.pid = 0
 
     def _cni_del(self, lp: LocalPod) -> None:

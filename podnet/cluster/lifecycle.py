@@ -13,6 +13,7 @@ import time
 from typing import Any, Callable
 
 from podnet.errors import PodnetError
+from podnet.kernel import netns
 from podnet.kernel.bird import Bird, peer_rows
 from podnet.kernel.routes_apply import read_status
 from podnet.model import CalicoNode, IPPool, Node, Resource
@@ -166,6 +167,7 @@ def down(state_dir: str, progress: Progress = _noop, keep_logs: bool = False) ->
     done += [f"process {r.name} ({r.pid})" for r in processes.stop_all(recs)]
     topo = Topology.from_dict(state["topology"])
     for n in topo.nodes:
+        done += [f"pod {p}" for p in _stop_leftover_pods(state_dir, n.name)]
         if Bird(run_dir(state_dir, n.name)).stop():
             done.append(f"bird on {n.name}")
     progress(f"removing {len(state.get('netns', []))} namespaces")
@@ -182,6 +184,22 @@ def down(state_dir: str, progress: Progress = _noop, keep_logs: bool = False) ->
                 else:
                     os.unlink(path)
     return done
+
+
+def _stop_leftover_pods(state_dir: str, node: str) -> list[str]:
+    """The pods a node agent recorded and did not tear down (it died, or was killed after
+    its stop grace): their recorded processes are stopped and their namespaces removed, if
+    still the pod's own, before ``down`` drops the records. CNI DEL is not needed: the node
+    namespace holding the host ends and the store holding the addresses go next."""
+    from podnet.workloads.records import load_pods, sandbox_owner, stop_recorded
+
+    pods = load_pods(state_dir, node)
+    stop_recorded(pods)
+    removed = []
+    for lp in pods:
+        if lp.netns and netns.owner(lp.netns) == sandbox_owner(lp.sandbox) and netns.remove(lp.netns):
+            removed.append(f"{lp.namespace}/{lp.name}")
+    return removed
 
 
 def status(state_dir: str) -> dict[str, Any]:

@@ -115,3 +115,44 @@ def test_l3_host_gw_reason_in_node_status(cluster):
     assert ("unreachable: host-gw: node k8s-node02 (192.168.20.71) is not on this node's L2 segment "
             "192.168.10.0/24") in out
     assert "2 unreachable blocks" in podnet("status").stdout
+
+
+def test_down_stops_the_pods_of_an_agent_that_died(cluster):
+    """An agent killed with -9 never tears its pods down: `down` finds them in the agent's
+    records and stops their processes and removes their namespaces before it drops them."""
+    podnet, sd, prefix = cluster
+    podnet("up", "--nodes", "1", "--backend", "host-gw", "--prefix", prefix)
+    spec = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+    spec.write("apiVersion: v1\nkind: Pod\nmetadata: {name: orphan}\n"
+               "spec:\n  containers: [{name: c, image: busybox, command: [sleep, '36000']}]\n")
+    spec.close()
+    podnet("apply", "-f", spec.name)
+    os.unlink(spec.name)
+    record = os.path.join(sd, "nodes", "k8s-master01", "pods", "default_orphan", "pod.json")
+    deadline = time.monotonic() + 20
+    while '"Running"' not in (open(record).read() if os.path.exists(record) else ""):
+        assert time.monotonic() < deadline, "pod did not start"
+        time.sleep(0.1)
+    with open(record) as f:
+        pod = json.load(f)
+    pod_ns, pid = pod["netns"], pod["containers"][0]["pid"]
+    try:
+        with open(os.path.join(sd, "cluster.json")) as f:
+            agent = next(p for p in json.load(f)["processes"] if p["name"] == "agent/k8s-master01")
+        os.kill(agent["pid"], signal.SIGKILL)
+        podnet("down")
+        assert not netns.exists(pod_ns), "the dead agent's pod namespace was left behind"
+        assert not _running(pid), "the dead agent's container was left running"
+    finally:  # whatever the outcome, nothing of this test stays
+        if _running(pid):
+            os.killpg(pid, signal.SIGKILL)
+        if netns.exists(pod_ns):
+            netns.remove(pod_ns)
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
