@@ -23,19 +23,12 @@ def index(ipr: IPRoute, ifname: str) -> int:
     return found[0]
 
 
-def sysctl(ns: str | None, key: str, value: str | int) -> None:
-    """Write a net.* sysctl inside a namespace (/proc/sys/net follows the calling thread's netns)."""
-    path = "/proc/sys/" + key.replace(".", "/")
-
-    def _write() -> None:
-        with open(path, "w") as f:
+def sysctl(ns: str, key: str, value: str | int) -> None:
+    """Write a net.* sysctl inside a namespace (/proc/sys/net follows the calling thread's
+    netns). There is deliberately no "current namespace" form: that would be the host's."""
+    with netns.enter(ns):
+        with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
             f.write(str(value))
-
-    if ns is None:
-        _write()
-    else:
-        with netns.enter(ns):
-            _write()
 
 
 def read_sysctl(ns: str, key: str) -> str:
