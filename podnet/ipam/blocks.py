@@ -29,11 +29,6 @@ def cidr_key(cidr: str) -> str:
     return cidr.replace("/", "-")
 
 
-def key_cidr(part: str) -> str:
-    net, _, plen = part.rpartition("-")
-    return f"{net}/{plen}"
-
-
 def block_key(cidr: str) -> str:
     return BLOCKS + cidr_key(cidr)
 

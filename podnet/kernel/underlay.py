@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 
 from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
 
 from podnet.errors import PodnetError
 
@@ -29,12 +28,6 @@ def sysctl(ns: str, key: str, value: str | int) -> None:
     with netns.enter(ns):
         with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
             f.write(str(value))
-
-
-def read_sysctl(ns: str, key: str) -> str:
-    with netns.enter(ns):
-        with open("/proc/sys/" + key.replace(".", "/")) as f:
-            return f.read().strip()
 
 
 def add_bridge(ns: str, name: str, address: str | None = None) -> None:
@@ -88,11 +81,6 @@ def add_route(ns: str, dst: str, gateway: str | None = None, dev: str | None = N
         ipr.route("replace", **kw)
 
 
-def link_mtu(ns: str | None, ifname: str) -> int:
-    with ipr_in(ns) as ipr:
-        return ipr.get_links(index(ipr, ifname))[0].get("IFLA_MTU")
-
-
 def wire_pod(node_ns: str, pod_ns: str, host_if: str, ip: str, mtu: int = 1500) -> None:
     """A pod namespace wired exactly as the CNI plugin wires one (``podwire.wire``), for the lab
     and benchmarks when no agent runs. Removes the namespace again if wiring fails."""
@@ -104,19 +92,6 @@ def wire_pod(node_ns: str, pod_ns: str, host_if: str, ip: str, mtu: int = 1500) 
     except BaseException:
         netns.remove(pod_ns)
         raise
-
-def remove_link(ns: str, ifname: str) -> bool:
-    """Delete a link if present (idempotent)."""
-    with ipr_in(ns) as ipr:
-        found = ipr.link_lookup(ifname=ifname)
-        if not found:
-            return False
-        try:
-            ipr.link("del", index=found[0])
-        except NetlinkError as exc:
-            if exc.code != 19:  # ENODEV: already gone
-                raise
-        return True
 
 
 def wait_carrier(namespaces: list[str], timeout: float = 5.0) -> list[str]:
