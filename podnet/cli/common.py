@@ -16,6 +16,7 @@ from podnet.errors import NotFound, PodnetError
 
 if TYPE_CHECKING:
     from podnet.model import Resource
+    from podnet.model.selectors import LabelSelector
     from podnet.store.resources import ResourceStore
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -128,6 +129,19 @@ def name_choices(ctx: click.Context, param: click.Parameter, incomplete: str) ->
         return [CompletionItem(o.name) for o in objs if o.name.startswith(incomplete)]
     except Exception:  # completion must never break the shell
         return []
+
+
+def label_selector(text: str | None) -> "LabelSelector | None":
+    """The ``-l`` option as a selector (None when not given); a bad one is a user error."""
+    if not text:
+        return None
+    from podnet.model.selectors import parse_label_selector_string
+
+    try:
+        return parse_label_selector_string(text)
+    except ValueError as exc:
+        raise PodnetError(f"invalid label selector {text!r}: {exc}",
+                          hint="write e.g. app=web,tier!=db,env in (a,b),!legacy") from None
 
 
 def no_resources(kinds: list[type["Resource"]], namespace: str | None) -> str:

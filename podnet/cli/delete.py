@@ -9,7 +9,8 @@ import click
 
 from podnet.errors import NotFound, PodnetError
 
-from .common import name_choices, namespace_option, open_resources, split_kind_names, user_errors
+from .common import (label_selector, name_choices, namespace_option, open_resources, split_kind_names,
+                     user_errors)
 
 
 @click.command("delete")
@@ -26,11 +27,10 @@ from .common import name_choices, namespace_option, open_resources, split_kind_n
 def command(ctx: click.Context, args: tuple[str, ...], filenames: tuple[str, ...], recursive: bool,
             namespace: str | None, selector: str | None, all_: bool, ignore_not_found: bool) -> None:
     """Delete objects by manifest, by name, by selector or all of a kind."""
-    from podnet.model.selectors import parse_label_selector_string
-
     from .apply import load_objects
     from .output import type_name
 
+    matcher = label_selector(selector)
     refs: list = []
     with open_resources(ctx) as store:
         if filenames:
@@ -43,10 +43,6 @@ def command(ctx: click.Context, args: tuple[str, ...], filenames: tuple[str, ...
                 if names:
                     refs += [(cls, name, ns if cls.NAMESPACED else None) for name in names]
                 elif selector or all_:
-                    try:
-                        matcher = parse_label_selector_string(selector) if selector else None
-                    except ValueError as exc:
-                        raise PodnetError(f"invalid label selector {selector!r}: {exc}") from None
                     refs += [(cls, o.metadata.name, o.metadata.namespace)
                              for o in store.list(cls, ns if cls.NAMESPACED else None, matcher)]
                 else:

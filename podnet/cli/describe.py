@@ -10,7 +10,8 @@ import click
 from podnet.errors import NotFound
 from podnet.model import Namespace, NetworkPolicy, Pod, Resource
 
-from .common import name_choices, namespace_option, no_resources, open_resources, split_kind_names, user_errors
+from .common import (label_selector, name_choices, namespace_option, no_resources, open_resources,
+                     split_kind_names, user_errors)
 from .output import NONE, parse_timestamp
 
 W = 14  # width of the first column: len("Annotations:  ")
@@ -216,11 +217,10 @@ def describe(obj: Resource) -> str:
 @user_errors
 def command(ctx: click.Context, args: tuple[str, ...], namespace: str | None, selector: str | None) -> None:
     """Show one or more objects in detail (all of a kind if no name is given)."""
-    from podnet.model.selectors import parse_label_selector_string
-
     ns = namespace or "default"
     texts: list[str] = []
     groups = split_kind_names(args)
+    matcher = label_selector(selector)
     with open_resources(ctx) as store:
         for cls, names in groups:
             scope = ns if cls.NAMESPACED else None
@@ -231,7 +231,6 @@ def command(ctx: click.Context, args: tuple[str, ...], namespace: str | None, se
                         raise NotFound(f'{cls.resource_name()} "{name}" not found')
                     texts.append(describe(obj))
             else:
-                matcher = parse_label_selector_string(selector) if selector else None
                 texts += [describe(o) for o in store.list(cls, scope, matcher)]
     if not texts:
         click.echo(no_resources([cls for cls, _ in groups], ns), err=True)

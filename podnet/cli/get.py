@@ -5,8 +5,8 @@ import click
 
 from podnet.errors import NotFound, PodnetError
 
-from .common import (name_choices, namespace_option, no_resources, now, open_resources, split_kind_names,
-                     user_errors)
+from .common import (label_selector, name_choices, namespace_option, no_resources, now, open_resources,
+                     split_kind_names, user_errors)
 
 OUTPUTS = ("wide", "yaml", "json", "name")
 
@@ -31,8 +31,6 @@ def command(ctx: click.Context, args: tuple[str, ...], namespace: str | None, al
             selector: str | None, output: str | None, show_labels: bool) -> None:
     """Show objects: pods (po), namespaces (ns), nodes (no), services (svc), deployments
     (deploy), networkpolicies (netpol), ippools, bgppeers, bgpconfigurations, caliconodes."""
-    from podnet.model.selectors import parse_label_selector_string
-
     from . import output as out
     from .columns import rows_for
 
@@ -41,10 +39,7 @@ def command(ctx: click.Context, args: tuple[str, ...], namespace: str | None, al
     groups = split_kind_names(args)
     if all_namespaces and any(names and cls.NAMESPACED for cls, names in groups):
         raise PodnetError("a resource cannot be retrieved by name across all namespaces", hint="use -n NAMESPACE")
-    try:
-        matcher = parse_label_selector_string(selector) if selector else None
-    except (ValueError, PodnetError) as exc:
-        raise PodnetError(f"invalid label selector {selector!r}: {exc}") from None
+    matcher = label_selector(selector)
     ns = None if all_namespaces else (namespace or "default")
     results: list[tuple[type, list[str], list]] = []
     missing: list[str] = []

@@ -12,7 +12,7 @@ import click
 
 from podnet.errors import PodnetError
 
-from .common import namespace_option, open_resources, split_kind_names, user_errors
+from .common import label_selector, namespace_option, open_resources, split_kind_names, user_errors
 
 
 def _parse_timeout(text: str) -> float:
@@ -51,15 +51,13 @@ def condition_met(obj: Any, condition: str) -> bool:
 def command(ctx: click.Context, args: tuple[str, ...], for_: str, namespace: str | None,
             selector: str | None, all_: bool, timeout: str) -> None:
     """Wait until the named (or selected, or --all) objects meet the condition."""
-    from podnet.model.selectors import parse_label_selector_string
-
     if for_ != "delete" and not for_.startswith("condition="):
         raise click.BadParameter("use --for=condition=NAME or --for=delete", param_hint="--for")
     deadline = time.monotonic() + _parse_timeout(timeout)
     groups = split_kind_names(args)
     if not all_ and not selector and not any(names for _, names in groups):
         raise click.UsageError("name the objects, or use -l SELECTOR or --all")
-    matcher = parse_label_selector_string(selector) if selector else None
+    matcher = label_selector(selector)
     ns = namespace or "default"
     with open_resources(ctx) as store:
         while True:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Literal, Mapping
 
+import pydantic
 from pydantic import model_validator
 
 from . import validation as v
@@ -76,29 +77,44 @@ class LabelSelector(Model):
 
 
 def parse_label_selector_string(text: str) -> LabelSelector:
-    """Parse kubectl's ``-l`` syntax: ``a=b,c!=d,e,!f,g in (x,y),h notin (z)``."""
+    """Parse kubectl's ``-l`` syntax: ``a=b,c!=d,e,!f,g in (x,y),h notin (z)``.
+
+    Every term must hold, as in kubectl: ``app=a,app=b`` matches nothing. Raises ValueError
+    with the API server's wording for a bad key or value (not pydantic's report).
+    """
+    if text.count("(") != text.count(")"):
+        raise ValueError(f"unclosed '(' or unmatched ')' in {text!r}: write e.g. 'env in (a,b)'")
     exprs: list[LabelSelectorRequirement] = []
     labels: dict[str, str] = {}
-    for term in _split_terms(text):
-        term = term.strip()
-        if not term:
-            continue
-        low = term.replace("\t", " ")
-        if " notin " in low or " in " in low:
-            key, op, rest = (low.partition(" notin ") if " notin " in low else low.partition(" in "))
-            values = [x.strip() for x in rest.strip().strip("()").split(",") if x.strip()]
-            exprs.append(LabelSelectorRequirement(key=key.strip(), operator="NotIn" if "notin" in op else "In", values=values))
-        elif "!=" in term:
-            key, _, value = term.partition("!=")
-            exprs.append(LabelSelectorRequirement(key=key.strip(), operator="NotIn", values=[value.strip()]))
-        elif "==" in term or "=" in term:
-            key, _, value = term.partition("==") if "==" in term else term.partition("=")
-            labels[key.strip()] = value.strip()
-        elif term.startswith("!"):
-            exprs.append(LabelSelectorRequirement(key=term[1:].strip(), operator="DoesNotExist"))
-        else:
-            exprs.append(LabelSelectorRequirement(key=term, operator="Exists"))
-    return LabelSelector(match_labels=labels or None, match_expressions=exprs or None)
+    try:
+        for term in _split_terms(text):
+            term = term.strip()
+            if not term:
+                continue
+            low = term.replace("\t", " ")
+            if " notin " in low or " in " in low:
+                key, op, rest = (low.partition(" notin ") if " notin " in low else low.partition(" in "))
+                values = [x.strip() for x in rest.strip().strip("()").split(",") if x.strip()]
+                exprs.append(LabelSelectorRequirement(key=key.strip(), operator="NotIn" if "notin" in op else "In",
+                                                      values=values))
+            elif "!=" in term:
+                key, _, value = term.partition("!=")
+                exprs.append(LabelSelectorRequirement(key=key.strip(), operator="NotIn", values=[value.strip()]))
+            elif "=" in term:
+                key, _, value = term.partition("==") if "==" in term else term.partition("=")
+                key, value = key.strip(), value.strip()
+                if key in labels:  # a second value for one key: both must hold
+                    exprs.append(LabelSelectorRequirement(key=key, operator="In", values=[value]))
+                else:
+                    labels[key] = value
+            elif term.startswith("!"):
+                exprs.append(LabelSelectorRequirement(key=term[1:].strip(), operator="DoesNotExist"))
+            else:
+                exprs.append(LabelSelectorRequirement(key=term, operator="Exists"))
+        return LabelSelector(match_labels=labels or None, match_expressions=exprs or None)
+    except pydantic.ValidationError as exc:
+        raise ValueError("; ".join(str(e["ctx"]["error"]) if "error" in e.get("ctx", {}) else e["msg"]
+                                   for e in exc.errors())) from None
 
 
 def _split_terms(text: str) -> list[str]:

@@ -90,6 +90,15 @@ def test_describe_of_a_cluster_scoped_kind_finding_nothing(podnet) -> None:
     assert podnet("describe", "pods").stderr == "No resources found in default namespace.\n"
 
 
+@pytest.mark.parametrize("command", [("get", "pods"), ("describe", "pods"), ("delete", "pods"),
+                                     ("wait", "pods", "--for=delete")])
+def test_a_bad_label_selector_is_a_user_error(podnet, command) -> None:
+    result = podnet(*command, "-l", "a b=c")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: invalid label selector 'a b=c': key 'a b' is not valid")
+    assert "pydantic" not in result.stderr
+
+
 def test_get_all_namespaces_and_selector(podnet) -> None:
     assert podnet("apply", "-f", ex("s1"), "-f", ex("s2"), "-f", ex("s4")).exit_code == 0
     out = podnet("get", "netpol", "-A").stdout.splitlines()

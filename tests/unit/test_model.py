@@ -59,6 +59,16 @@ def test_label_selector_describe_orders_terms_and_values_as_kubectl() -> None:
     assert sel.describe() == "app,tier=web,zone in (a,b)"
 
 
+def test_label_selector_string_edge_cases_as_kubectl() -> None:
+    both = parse_label_selector_string("app=a,app=b")  # every term must hold, even on one key
+    assert not both.matches({"app": "a"}) and not both.matches({"app": "b"})
+    with pytest.raises(ValueError, match=r"unclosed '\('"):
+        parse_label_selector_string("app in (a,b")
+    with pytest.raises(ValueError, match="key 'a b' is not valid") as info:
+        parse_label_selector_string("a b=c")
+    assert "pydantic" not in str(info.value)
+
+
 @pytest.mark.parametrize("text,labels,expected", [
     ("all()", {}, True),
     ("route-reflector == 'true'", {"route-reflector": "true"}, True),
