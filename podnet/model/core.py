@@ -268,7 +268,7 @@ class ServicePort(Model):
     app_protocol: str | None = None
 
     _check_port = v.field_check("port", v.check_port_number)
-    _check_target = v.field_check("target_port", v.check_int_or_port_name)
+    _check_target = v.field_check("target_port", v.check_target_port)
     _check_name = v.field_check("name", v.check_dns1123_label)
 
     @model_validator(mode="after")
@@ -317,6 +317,12 @@ class ServiceSpec(Model):
         names = [p.name for p in self.ports or ()]
         if len(self.ports or ()) > 1 and (None in names or len(set(names)) != len(names)):
             raise ValueError("ports: each port must have a unique name when there is more than one")
+        seen: dict[tuple[int, str], int] = {}
+        for index, port in enumerate(self.ports or ()):
+            first = seen.setdefault((port.port, port.protocol), index)
+            if first != index:
+                raise ValueError(f"ports[{index}]: duplicate port {port.port}/{port.protocol} "
+                                 f"(ports[{first}] has it already): each port and protocol may be listed once")
         if self.type == "ClusterIP" and any(p.node_port for p in self.ports or ()):
             raise ValueError("ports: nodePort may not be set when type is ClusterIP")
         if self.cluster_ip not in (None, "", "None"):

@@ -116,6 +116,12 @@ def check_int_or_port_name(value: int | str) -> None:
         check_port_name(value)
 
 
+def check_target_port(value: int | str) -> None:
+    """A Service's targetPort; 0 and "" are accepted because the API server defaults them to port."""
+    if value not in (0, ""):
+        check_int_or_port_name(value)
+
+
 def check_protocol(value: str) -> None:
     if value not in PROTOCOLS:
         raise ValueError(f"protocol {value!r} is not supported: use one of TCP, UDP, SCTP")

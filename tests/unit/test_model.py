@@ -111,6 +111,19 @@ def test_bgp_rules() -> None:
         BGPConfiguration.model_validate({**node_cfg, "spec": {"asNumber": 64512}})
 
 
+def test_service_ports_as_the_api_server_defaults_and_validates_them() -> None:
+    base = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}}
+
+    def svc(*ports: dict) -> Service:
+        return Service.model_validate({**base, "spec": {"ports": list(ports)}})
+
+    # targetPort 0 or "" is defaulted to port, not refused
+    assert svc({"port": 80, "targetPort": 0}) and svc({"port": 80, "targetPort": ""})
+    with pytest.raises(pydantic.ValidationError, match="duplicate port 80/TCP"):
+        svc({"name": "a", "port": 80}, {"name": "b", "port": 80, "targetPort": 8080})
+    assert svc({"name": "a", "port": 53, "protocol": "UDP"}, {"name": "b", "port": 53})  # one per protocol
+
+
 def test_headless_service_needs_no_ports() -> None:
     base = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db"}}
     assert Service.model_validate({**base, "spec": {"clusterIP": "None", "selector": {"app": "db"}}})
