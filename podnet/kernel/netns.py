@@ -127,31 +127,37 @@ def create(name: str, *, owner: str = "podnet") -> int:
     """Create namespace ``name`` with ``lo`` up; return its inode. Raises AlreadyExists.
 
     Runs in the calling thread: unshare(CLONE_NEWNET) affects only this thread, and the thread
-    is switched back before returning, whatever happens.
+    is switched back before returning, whatever happens. Claiming the name and mounting on it
+    happen under a lock shared by every podnet process, so of several creating one name at
+    once exactly one succeeds (a file another creator has just made is not a stale one).
     """
     p = path(name)
     _ensure_dir()
-    try:
-        fd = os.open(p, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0)
-        os.close(fd)
-    except FileExistsError:
-        if exists(name):
-            raise AlreadyExists(f"network namespace {name!r} already exists",
-                                hint=f"remove it first (podnet owns it: {owned(name)})") from None
-        # A stale file from an interrupted create or delete: reuse it.
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    mounted = False
     try:
         if _libc.unshare(CLONE_NEWNET) != 0:
             raise _oserror("unshare(CLONE_NEWNET)")
         try:
-            if _libc.mount(b"/proc/thread-self/ns/net", p.encode(), b"none", MS_BIND, None) != 0:
-                raise _oserror(f"bind-mount namespace on {p}")
+            with _names_locked():
+                try:
+                    os.close(os.open(p, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+                except FileExistsError:
+                    if exists(name):
+                        raise AlreadyExists(f"network namespace {name!r} already exists",
+                                            hint=f"remove it first (podnet owns it: {owned(name)})") from None
+                    # A stale file from an interrupted create or delete: reuse it.
+                mounted = True  # from here on the file is ours to remove on failure
+                if _libc.mount(b"/proc/thread-self/ns/net", p.encode(), b"none", MS_BIND, None) != 0:
+                    raise _oserror(f"bind-mount namespace on {p}")
             _set_lo_up()
         finally:
             if _libc.setns(home, CLONE_NEWNET) != 0:  # pragma: no cover - would be fatal
                 raise _oserror("setns back to the original namespace")
     except BaseException:
-        _unmount_and_unlink(p)
+        if mounted:
+            with _names_locked():
+                _unmount_and_unlink(p)
         raise
     finally:
         os.close(home)
@@ -162,6 +168,20 @@ def create(name: str, *, owner: str = "podnet") -> int:
         json.dump(rec, f)
     os.replace(tmp, _record_path(name))
     return ino
+
+
+@contextmanager
+def _names_locked() -> Iterator[None]:
+    """Serialise claiming, mounting and unmounting names across processes and threads (an
+    flock on one file: each call opens its own description, so threads exclude each other too)."""
+    import fcntl
+
+    fd = os.open(os.path.join(RECORD_DIR, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _set_lo_up() -> None:
@@ -200,7 +220,9 @@ def remove(name: str, *, only_owned: bool = True) -> bool:
     if exists(name) and only_owned and not owned(name):
         raise PodnetError(f"network namespace {name!r} was not created by podnet; refusing to remove it",
                           hint=f"remove it yourself with `ip netns del {name}` if it is really unused")
-    _unmount_and_unlink(p)
+    _ensure_dir()
+    with _names_locked():
+        _unmount_and_unlink(p)
     _drop_record(name)
     return True
 

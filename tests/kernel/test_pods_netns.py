@@ -52,3 +52,49 @@ def test_bad_names() -> None:
     for bad in ("", "a/b", ".."):
         with pytest.raises(PodnetError):
             netns.path(bad)
+
+
+def _race_create(name: str, barrier, results) -> None:  # type: ignore[no-untyped-def]
+    barrier.wait()
+    try:
+        netns.create(name)
+        results.put("created")
+    except AlreadyExists:
+        results.put("exists")
+    except BaseException as exc:
+        results.put(repr(exc))
+
+
+def _unmount_all(name: str) -> None:
+    """However many mounts a broken create stacked on the name: all gone."""
+    for _ in range(10):
+        if not os.path.lexists(netns.path(name)):
+            return
+        subprocess.run(["umount", "-l", netns.path(name)], capture_output=True)
+        try:
+            netns.remove(name, only_owned=False)
+        except OSError:
+            pass
+
+
+def test_processes_racing_to_create_one_name_one_wins() -> None:
+    """Several agents or CNI calls creating the same name at once: exactly one creates it,
+    the others get AlreadyExists (none may take the fresh file for a stale one and mount a
+    second namespace over it)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    for _ in range(15):
+        name = f"pt-{uid()}-race"
+        barrier, results = ctx.Barrier(4), ctx.Queue()
+        procs = [ctx.Process(target=_race_create, args=(name, barrier, results)) for _ in range(4)]
+        try:
+            for p in procs:
+                p.start()
+            for p in procs:
+                p.join(30)
+            outcome = sorted(results.get(timeout=5) for _ in procs)
+            assert outcome == ["created", "exists", "exists", "exists"]
+        finally:
+            _unmount_all(name)
+        assert not os.path.lexists(netns.path(name))
