@@ -136,8 +136,8 @@ class NftApplier:
             try:
                 if cmds:
                     how = self._commit_elements(cmds, self._cache)
-            except PodnetError:
-                self._cache = None
+            except Exception:
+                self._cache = None  # whatever happened, the next sync reads the kernel back
                 raise
             if on_commit is not None:
                 try:
