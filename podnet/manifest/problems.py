@@ -222,10 +222,8 @@ class ProblemBuilder:
         for prefix in ("Value error, ", "Assertion failed, "):
             if message.startswith(prefix):
                 message = message[len(prefix):]
-        m = _PREFIX.match(message)
-        if m:
-            field, index, rest = m.group(1), m.group(2), m.group(3)
-            if annotation_at(self.cls, path + (field,)) is not None:
-                path = path + (field,) + ((int(index),) if index is not None else ())
-                message = rest
+        # "ports[1]: name: ..." from a model validator names a field below where it was raised.
+        while (m := _PREFIX.match(message)) and annotation_at(self.cls, path + (m.group(1),)) is not None:
+            field, index, message = m.group(1), m.group(2), m.group(3)
+            path = path + (field,) + ((int(index),) if index is not None else ())
         return self.problem(path, message)

@@ -138,6 +138,11 @@ class PodSpec(Model):
             raise ValueError(f"containers: duplicate container name {dupes[0]!r}")
         if not self.containers:
             raise ValueError("containers: at least one container is required")
+        seen = set(names)  # containers and initContainers share one set of names
+        for index, init in enumerate(self.init_containers or ()):
+            if init.name in seen:
+                raise ValueError(f"initContainers[{index}]: name: duplicate container name {init.name!r}")
+            seen.add(init.name)
         return self
 
     def named_ports(self) -> dict[tuple[str, str], int]:

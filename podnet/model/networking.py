@@ -21,7 +21,10 @@ class IPBlock(Model):
     def _except_inside_cidr(self) -> "IPBlock":
         outer = ipaddress.ip_network(self.cidr, strict=False)
         for index, entry in enumerate(self.except_ or ()):
-            v.check_cidr(entry)
+            try:
+                v.check_cidr(entry)
+            except ValueError as exc:
+                raise ValueError(f"except[{index}]: {exc}") from None
             inner = ipaddress.ip_network(entry, strict=False)
             if inner.version != outer.version or not inner.subnet_of(outer) or inner.prefixlen <= outer.prefixlen:  # type: ignore[arg-type]
                 raise ValueError(f"except[{index}]: {entry} must be a strict subset of cidr {self.cidr}")

@@ -172,6 +172,10 @@ CASES: list[tuple[str, str, str, int, tuple[str, ...]]] = [
      NP + spec("podSelector: {}\negress:\n- to:\n  - ipBlock:\n      cidr: 192.168.0.0/16\n      except:\n"
                "      - 10.0.0.0/8\n"),
      "spec.egress[0].to[0].ipBlock.except[0]", 12, ("strict subset",)),
+    ("np-ipblock-except-not-a-cidr",
+     NP + spec("podSelector: {}\negress:\n- to:\n  - ipBlock:\n      cidr: 192.168.0.0/16\n      except:\n"
+               "      - 192.168.1.0/24\n      - 192.168.2.1\n"),
+     "spec.egress[0].to[0].ipBlock.except[1]", 13, ("ADDRESS/PREFIX",)),
     ("np-ipblock-with-podselector",
      NP + spec("podSelector: {}\ningress:\n- from:\n  - ipBlock: {cidr: 10.0.0.0/8}\n    podSelector: {}\n"),
      "spec.ingress[0].from[0]", 9, ("may not be combined",)),
@@ -197,6 +201,9 @@ CASES: list[tuple[str, str, str, int, tuple[str, ...]]] = [
     ("pod-no-containers",
      POD + spec("containers: []\n"),
      "spec.containers", 6, ("at least one container",)),
+    ("pod-init-container-name-repeats-a-container",
+     POD + spec("containers:\n- name: c\ninitContainers:\n- name: c\n"),
+     "spec.initContainers[0].name", 9, ("duplicate container name 'c'",)),
     ("pod-container-port-string",
      POD + spec("containers:\n- name: c\n  ports:\n  - containerPort: \"80\"\n"),
      "spec.containers[0].ports[0].containerPort", 9, ("expected an integer", "remove the quotes")),
