@@ -202,7 +202,7 @@ def peer_matches(peer: PodPeer | IPBlockPeer, ep: Endpoint, state: ClusterState)
         return peer.contains(ep.ip)
     if not ep.selectable:
         return False
-    return peer.namespace_in_scope(ep.namespace or "", dict(state.ns_labels(ep.namespace))) and peer.pod_selector.matches(ep.labels)
+    return peer.namespace_in_scope(ep.namespace or "", state.ns_labels(ep.namespace)) and peer.pod_selector.matches(ep.labels)
 
 
 def rule_peers_match(rule: Rule, ep: Endpoint, state: ClusterState) -> bool:
@@ -210,7 +210,7 @@ def rule_peers_match(rule: Rule, ep: Endpoint, state: ClusterState) -> bool:
 
 
 def port_matches(pm: PortMatch, port: int | None, protocol: str, dst: Endpoint) -> bool:
-    return pm.matches(port, protocol, dict(dst.named_ports) if dst.is_pod else None)
+    return pm.matches(port, protocol, dst.named_ports if dst.is_pod else None)
 
 
 def rule_ports_match(rule: Rule, port: int | None, protocol: str, dst: Endpoint) -> bool:

@@ -244,7 +244,7 @@ def _check_peer(state: ClusterState, peer: PodPeer | IPBlockPeer, ep: Endpoint) 
         return PartCheck(prov, False, f"{desc}: {ep.key} is a hostNetwork pod, which pod and namespace selectors "
                                       f"never match; only an ipBlock peer matches its address {ep.ip}", 2)
     ns_labels = state.ns_labels(ep.namespace)
-    ns_ok = peer.namespace_in_scope(ep.namespace or "", dict(ns_labels))
+    ns_ok = peer.namespace_in_scope(ep.namespace or "", ns_labels)
     pod_ok = peer.pod_selector.matches(ep.labels)
     problems = []
     if not ns_ok:
@@ -274,7 +274,7 @@ def _check_peer(state: ClusterState, peer: PodPeer | IPBlockPeer, ep: Endpoint) 
 def _port_text(pm: PortMatch, dst: Endpoint) -> str:
     text = pm.describe()
     if pm.is_named:
-        number = dict(dst.named_ports).get((str(pm.port), pm.protocol)) if dst.is_pod else None
+        number = dst.named_ports.get((str(pm.port), pm.protocol)) if dst.is_pod else None
         if number is None:
             who = dst.key if dst.is_pod else "an address outside the cluster"
             text += f" (not declared by {who})"
@@ -342,7 +342,7 @@ def _rule_fix(state: ClusterState, pol: PolicyIR, check: RuleCheck, peer: Endpoi
             return f"remove except {excluded} from {where}, or add a peer {_peer_yaml(state, peer, pol.namespace)}"
         return f"add a peer {_peer_yaml(state, peer, pol.namespace)} to {_where(pol, rule)}"
     ns_labels = state.ns_labels(peer.namespace)
-    if not target.namespace_in_scope(peer.namespace or "", dict(ns_labels)):
+    if not target.namespace_in_scope(peer.namespace or "", ns_labels):
         if target.namespace_selector is None:
             return (f"add a namespaceSelector to the same peer ({where}): "
                     f"namespaceSelector: {{matchLabels: {{{NAME_LABEL}: {peer.namespace}}}}}")

@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Literal, Sequence, Union
+from typing import Callable, Iterable, Literal, Mapping, Sequence, Union
 
 from podnet.model import NetworkPolicy
 from podnet.model.networking import IPBlock, NetworkPolicyPeer, NetworkPolicyPort
@@ -129,7 +129,7 @@ class PodPeer:
     provenance: Provenance
     has_pod_selector: bool = True
 
-    def namespace_in_scope(self, namespace: str, namespace_labels: dict[str, str]) -> bool:
+    def namespace_in_scope(self, namespace: str, namespace_labels: Mapping[str, str]) -> bool:
         if self.namespace_selector is None:
             return namespace == self.namespace
         return self.namespace_selector.matches(namespace_labels)
@@ -207,7 +207,7 @@ class PortMatch:
     def is_named(self) -> bool:
         return isinstance(self.port, str)
 
-    def resolve(self, named_ports: dict[tuple[str, str], int] | None) -> tuple[int, int] | None:
+    def resolve(self, named_ports: Mapping[tuple[str, str], int] | None) -> tuple[int, int] | None:
         """The concrete (first, last) port range at a destination; None when it cannot match.
 
         ``named_ports`` is the destination's (name, protocol) → number map; None means the
@@ -220,7 +220,7 @@ class PortMatch:
             return None if number is None else (number, number)
         return (self.port, self.end_port if self.end_port is not None else self.port)
 
-    def matches(self, port: int | None, protocol: str, named_ports: dict[tuple[str, str], int] | None) -> bool:
+    def matches(self, port: int | None, protocol: str, named_ports: Mapping[tuple[str, str], int] | None) -> bool:
         if protocol != self.protocol:
             return False
         span = self.resolve(named_ports)
@@ -303,7 +303,7 @@ class PolicyIR:
     def isolates_direction(self, direction: Direction) -> bool:
         return direction in self.isolates
 
-    def selects(self, namespace: str, labels: dict[str, str], host_network: bool = False) -> bool:
+    def selects(self, namespace: str, labels: Mapping[str, str], host_network: bool = False) -> bool:
         """Whether this policy applies to a pod (hostNetwork pods are never selected)."""
         return not host_network and namespace == self.namespace and self.pod_selector.matches(labels)
 

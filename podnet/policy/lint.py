@@ -62,7 +62,7 @@ def lint(state: ClusterState, locate: Locate | None = None) -> list[LintWarning]
         out.append(LintWarning(pol.ref, path, code, message, hint, where))
 
     for pol in state.policies:
-        selected = [ep for ep in state.pods if pol.selects(ep.namespace or "", dict(ep.labels), ep.host_network)]
+        selected = [ep for ep in state.pods if pol.selects(ep.namespace or "", ep.labels, ep.host_network)]
         if state.pods:  # with no pods known (policy files alone), "selects nothing" says nothing
             _check_subject(state, pol, selected, warn)
         _check_types(pol, warn)
@@ -134,7 +134,7 @@ def _ns_matches(state: ClusterState, peer: PodPeer) -> list[str]:
 
 
 def _pods_in_scope(state: ClusterState, peer: PodPeer) -> list[Endpoint]:
-    return [ep for ep in state.pods if ep.selectable and peer.namespace_in_scope(ep.namespace or "", dict(state.ns_labels(ep.namespace)))]
+    return [ep for ep in state.pods if ep.selectable and peer.namespace_in_scope(ep.namespace or "", state.ns_labels(ep.namespace))]
 
 
 def _check_rule(state: ClusterState, pol: PolicyIR, rule: Rule, selected: list[Endpoint], warn: Warn) -> None:
@@ -242,7 +242,7 @@ def _check_named(state: ClusterState, pol: PolicyIR, rule: Rule, pm: PortMatch, 
 def _peer_pod(state: ClusterState, peer: PodPeer | IPBlockPeer, ep: Endpoint) -> bool:
     if isinstance(peer, IPBlockPeer):
         return state.ipblock_matches_pods and peer.contains(ep.ip)
-    return ep.selectable and peer.namespace_in_scope(ep.namespace or "", dict(state.ns_labels(ep.namespace))) \
+    return ep.selectable and peer.namespace_in_scope(ep.namespace or "", state.ns_labels(ep.namespace)) \
         and peer.pod_selector.matches(ep.labels)
 
 

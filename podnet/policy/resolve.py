@@ -72,7 +72,7 @@ class PodPolicy:
 
 
 def _span(pm: PortMatch, named: Mapping[tuple[str, str], int] | None) -> ResolvedPort | None:
-    span = pm.resolve(dict(named) if named is not None else None)
+    span = pm.resolve(named)
     return None if span is None else ResolvedPort(pm.protocol, span[0], span[1])
 
 
