@@ -209,10 +209,14 @@ class ResourceStore:
 
     def list(self, cls: type[Resource], namespace: str | None = None,
              selector: Matcher | None = None) -> builtins.list[Resource]:
-        """Objects of a kind sorted by (namespace, name); ``namespace`` None = all namespaces."""
+        """Objects of a kind sorted by (namespace, name); ``namespace`` None = all namespaces.
+
+        The selector is tried on the stored labels first, so only matching objects pay for
+        validation into typed values."""
         records, _ = self.kv.list(prefix_for(cls, namespace))
-        objs = _sorted(decode(r, cls) for r in records)
-        return [o for o in objs if selector is None or selector.matches(o.metadata.labels)]
+        if selector is not None:
+            records = [r for r in records if selector.matches(r.value["metadata"].get("labels") or {})]
+        return _sorted(decode(r, cls) for r in records)
 
     def snapshot(self) -> Snapshot:
         records, revision = self.kv.list("")
@@ -382,7 +386,7 @@ class ResourceStore:
                                hint="check the names and namespaces (podnet get …), or ignore missing objects")
             contents = self._namespace_contents([name for cls, name, key in targets
                                                  if cls is Namespace and key in current])
-            doomed = {**contents, **{k: r for k, r in current.items()}}
+            doomed = {**contents, **current}
             compares = [Compare(k, r.mod_revision) for k, r in doomed.items()]
             result = self.kv.txn(compares, [Delete(k) for k in doomed])
             if result.succeeded:
