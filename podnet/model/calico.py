@@ -80,11 +80,7 @@ class BGPConfigurationSpec(Model):
     communities: list[dict[str, Any]] | None = None
     prefix_advertisements: list[dict[str, Any]] | None = None
 
-    @model_validator(mode="after")
-    def _asn(self) -> "BGPConfigurationSpec":
-        if self.as_number is not None and not 1 <= self.as_number <= 4294967295:
-            raise ValueError(f"asNumber: {self.as_number} must be between 1 and 4294967295")
-        return self
+    _check_asn = v.field_check("as_number", v.check_as_number)
 
     @property
     def effective_as_number(self) -> int:
@@ -131,6 +127,7 @@ class BGPPeerSpec(Model):
 
     _check_node_selector = v.field_check("node_selector", check_selector)
     _check_peer_selector = v.field_check("peer_selector", check_selector)
+    _check_asn = v.field_check("as_number", v.check_as_number)
 
     @model_validator(mode="after")
     def _peer_rules(self) -> "BGPPeerSpec":
@@ -149,8 +146,6 @@ class BGPPeerSpec(Model):
                 raise ValueError("asNumber: required with peerIP")
         if self.peer_selector and self.as_number is not None:
             raise ValueError("asNumber: must be empty when peerSelector is set (the peers' own AS numbers are used)")
-        if self.as_number is not None and not 1 <= self.as_number <= 4294967295:
-            raise ValueError(f"asNumber: {self.as_number} must be between 1 and 4294967295")
         return self
 
 
@@ -181,6 +176,8 @@ class CalicoNodeBGP(Model):
     as_number: int | None = None
     route_reflector_cluster_id: str | None = Field(default=None, alias="routeReflectorClusterID")
     ipv4_ipip_tunnel_addr: str | None = Field(default=None, alias="ipv4IPIPTunnelAddr")
+
+    _check_asn = v.field_check("as_number", v.check_as_number)
 
     @model_validator(mode="after")
     def _addresses(self) -> "CalicoNodeBGP":

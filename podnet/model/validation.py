@@ -122,6 +122,12 @@ def check_target_port(value: int | str) -> None:
         check_int_or_port_name(value)
 
 
+def check_as_number(value: int) -> None:
+    """A BGP AS number: 4-byte ASNs, as Calico accepts them (0 is reserved)."""
+    if not 1 <= value <= 4294967295:
+        raise ValueError(f"AS number {value} must be between 1 and 4294967295")
+
+
 def check_protocol(value: str) -> None:
     if value not in PROTOCOLS:
         raise ValueError(f"protocol {value!r} is not supported: use one of TCP, UDP, SCTP")

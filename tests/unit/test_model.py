@@ -124,6 +124,19 @@ def test_service_ports_as_the_api_server_defaults_and_validates_them() -> None:
     assert svc({"name": "a", "port": 53, "protocol": "UDP"}, {"name": "b", "port": 53})  # one per protocol
 
 
+@pytest.mark.parametrize("kind,spec", [
+    ("BGPPeer", {"peerIP": "10.0.0.1", "asNumber": 0}),
+    ("BGPConfiguration", {"asNumber": 4294967296}),
+    ("Node", {"bgp": {"ipv4Address": "10.0.0.1/24", "asNumber": 0}}),
+])
+def test_as_numbers_are_checked_wherever_they_appear(kind: str, spec: dict) -> None:
+    cls = lookup_resource("caliconode" if kind == "Node" else kind)
+    assert cls is not None
+    with pytest.raises(pydantic.ValidationError, match="AS number .* must be between 1 and 4294967295"):
+        cls.model_validate({"apiVersion": "projectcalico.org/v3", "kind": kind, "metadata": {"name": "default"},
+                            "spec": spec})
+
+
 def test_headless_service_needs_no_ports() -> None:
     base = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db"}}
     assert Service.model_validate({**base, "spec": {"clusterIP": "None", "selector": {"app": "db"}}})
