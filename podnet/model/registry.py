@@ -26,17 +26,20 @@ def _names(cls: type[Resource]) -> set[str]:
     return names
 
 
+_BY_NAME: dict[str, type[Resource]] = {}
+for _cls in KINDS:  # first kind wins a shared name: plain "node" is the v1 Node, as in kubectl
+    for _name in _names(_cls):
+        _BY_NAME.setdefault(_name, _cls)
+
+
 def lookup_resource(name: str) -> type[Resource] | None:
     """Resolve what a user typed after ``get``/``delete``: ``po``, ``pods``, ``netpol``, ``ippool``…
 
     Plain ``node``/``nodes`` mean the v1 Node, as in kubectl; Calico's is ``caliconode``.
     """
-    key = name.lower()
-    for cls in KINDS:
-        if key in _names(cls):
-            return cls
-    return None
+    return _BY_NAME.get(name.lower())
 
 
 def all_resource_names() -> list[str]:
-    return sorted({n for cls in KINDS for n in _names(cls)})
+    """Every name ``lookup_resource`` knows, for completion and "did you mean"."""
+    return sorted(_BY_NAME)
