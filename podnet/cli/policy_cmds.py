@@ -16,6 +16,8 @@ from podnet.errors import PodnetError
 from podnet.model import Deployment, Namespace, NetworkPolicy, Pod
 from podnet.policy.cluster import ICMP, PROTOCOLS, ClusterState, Endpoint
 
+from .common import state_dir
+
 _PROTOS = PROTOCOLS + (ICMP,)
 
 from_files_option = click.option(
@@ -78,7 +80,7 @@ def load_cluster(ctx: click.Context, from_files: Sequence[str], ipblock_matches_
     else:
         from podnet.store.open import open_store
 
-        store = open_store(ctx.obj.get("state_dir") if ctx.obj else None, bootstrap=False)
+        store = open_store(state_dir(ctx), bootstrap=False)
         try:
             snap = store.snapshot()
         finally:
