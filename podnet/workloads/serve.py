@@ -92,7 +92,7 @@ def serve(argv: list) -> int:
         t.start()
         threads.append(t)
     _log(f"{a.name} serving {' '.join(a.ports)}")
-    while all(t.is_alive() for t in threads) and threads:
+    while all(t.is_alive() for t in threads):  # none at all (nothing servable): stay up, idle
         time.sleep(1)
     return 1  # a listener died (port in use?): exit so the pod restarts it
 

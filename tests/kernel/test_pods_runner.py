@@ -161,3 +161,32 @@ def test_restart_after_a_crash_mid_start_leaves_one_sandbox(node: Node) -> None:
         second.teardown_all()
         first.local.clear()  # the same pod, now the second runner's
     assert not netns.exists(node.netns_of(pod)) and _handles(node.lab) == {}
+
+
+def test_a_workload_whose_only_port_the_kernel_cannot_serve_stays_up() -> None:
+    """agnhost with only an SCTP port on a kernel without SCTP: the port is reported as not
+    served (in the log) and the container keeps running, instead of exiting into a restart loop."""
+    import subprocess
+    import time
+
+    from cni_fixtures import uid
+    from podnet.workloads.images import PYTHON, SERVE_SCRIPT
+    from podnet.workloads.serve import sctp_supported
+
+    if sctp_supported():
+        pytest.skip("this kernel serves SCTP")
+    name = f"pt-{uid()}-wl"
+    netns.create(name)
+    proc = None
+    try:
+        proc = netns.popen_in(name, [PYTHON, "-IS", SERVE_SCRIPT, "serve", "--name", "x", "sctp:9999"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        time.sleep(1.5)
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+    finally:
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+            if proc.stdout:
+                proc.stdout.close()
+        netns.remove(name)
