@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sysconfig
+import threading
 from pathlib import Path
 
 from .spec import LATEST, PLUGIN_TYPE, IPAM_TYPE
@@ -51,13 +52,24 @@ def install(bin_dir: str, conf_dir: str, node: str, state_dir: str, **conf: obje
     os.makedirs(bin_dir, exist_ok=True)
     os.makedirs(conf_dir, exist_ok=True)
     exe = os.path.join(bin_dir, PLUGIN_NAME)
-    tmp = exe + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(plugin_source(str(conf.get("socket") or agent_socket(state_dir, node))))
-    os.chmod(tmp, 0o755)
-    os.replace(tmp, exe)  # atomic: a runtime mid-exec keeps the old file
+    _write_replace(exe, plugin_source(str(conf.get("socket") or agent_socket(state_dir, node))), 0o755)
     path = os.path.join(conf_dir, CONFLIST_NAME)
-    with open(path + ".tmp", "w") as f:
-        json.dump(conflist(node, os.path.abspath(state_dir), **conf), f, indent=2)  # type: ignore[arg-type]
-    os.replace(path + ".tmp", path)
+    _write_replace(path, json.dumps(conflist(node, os.path.abspath(state_dir), **conf), indent=2), 0o644)  # type: ignore[arg-type]
     return exe, path
+
+
+def _write_replace(path: str, text: str, mode: int) -> None:
+    """Write to a temporary file of this process's own, then rename it over ``path``: a
+    runtime mid-exec keeps the old file, and installs running at once never share one."""
+    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import re
 
 import pytest
@@ -133,3 +134,37 @@ def test_images() -> None:
     bad = pod("x", image="mystery")
     with pytest.raises(UnknownImage, match="mystery"):
         launch_for(bad, bad.spec.containers[0], "/pb")
+
+
+def _install(d: str, barrier, results) -> None:  # type: ignore[no-untyped-def]
+    from podnet.cni.install import install
+
+    barrier.wait()
+    try:
+        install(f"{d}/bin", f"{d}/net.d", "n1", f"{d}/state")
+        results.put("ok")
+    except Exception as exc:
+        results.put(repr(exc))
+
+
+def test_concurrent_installs_of_the_plugin_all_succeed(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Agents (or install-cni runs) writing the same plugin and conflist at once: each writes
+    its own temporary file and renames it into place, so none fails and the result is whole."""
+    import json
+    import multiprocessing
+
+    from podnet.cni.install import plugin_source
+
+    ctx = multiprocessing.get_context("fork")
+    for i in range(3):
+        d = str(tmp_path / str(i))
+        barrier, results = ctx.Barrier(6), ctx.Queue()
+        procs = [ctx.Process(target=_install, args=(d, barrier, results)) for _ in range(6)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(30)
+        assert [results.get(timeout=5) for _ in procs] == ["ok"] * 6
+        assert open(f"{d}/bin/podnet-cni").read() == plugin_source(os.path.join(d, "state", "nodes", "n1", "cni.sock"))
+        assert json.load(open(f"{d}/net.d/10-podnet.conflist"))["plugins"][0]["nodeName"] == "n1"
+        assert sorted(os.listdir(f"{d}/bin")) == ["podnet-cni"] and sorted(os.listdir(f"{d}/net.d")) == ["10-podnet.conflist"]
