@@ -59,25 +59,7 @@ def alive(rec: ProcessRecord) -> bool:
 
 def stop(rec: ProcessRecord, timeout: float = 5.0) -> bool:
     """SIGTERM, wait, then SIGKILL. False if it was not running (idempotent)."""
-    if not alive(rec):
-        return False
-    try:
-        os.kill(rec.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return False
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not alive(rec):
-            _reap(rec.pid)
-            return True
-        _reap(rec.pid)
-        time.sleep(0.02)
-    try:
-        os.kill(rec.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    _reap(rec.pid)
-    return True
+    return bool(stop_all([rec], timeout))
 
 
 def _reap(pid: int) -> None:
