@@ -197,7 +197,7 @@ def logs(ctx: click.Context, pod: str, namespace: str | None, container: str | N
         raise PodnetError(f"container {cname} in pod {ns}/{pod} has not started (phase {p.status.phase or 'Pending'})")
     with open(path, "rb") as f:
         lines = f.read().decode(errors="replace").splitlines(keepends=True)
-        click.echo("".join(lines[-tail:] if tail >= 0 else lines), nl=False)
+        click.echo("".join(lines[len(lines) - tail:] if 0 <= tail < len(lines) else lines), nl=False)
         while follow:
             chunk = f.read()
             if chunk:

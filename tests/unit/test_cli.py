@@ -303,3 +303,18 @@ def test_name_completion_from_store(podnet, monkeypatch) -> None:
     assert "client1" in result.output and "client2" in result.output
     env["COMP_WORDS"], env["COMP_CWORD"] = f"podnet --state-dir {podnet.state} get netp", "4"
     assert "netpol" in runner.invoke(cli, [], env=env, prog_name="podnet").output
+
+
+def test_logs_tail_counts_lines_from_the_end_as_kubectl(podnet) -> None:
+    from podnet.agent.pods import pod_dir
+
+    manifest = ("apiVersion: v1\nkind: Pod\nmetadata: {name: web}\n"
+                "spec: {nodeName: n1, containers: [{name: c, image: nginx}]}\n")
+    assert podnet("apply", "-f", "-", input=manifest).exit_code == 0
+    log_dir = pod_dir(os.path.abspath(podnet.state), "n1", "default", "web")
+    os.makedirs(log_dir)
+    with open(os.path.join(log_dir, "c.log"), "w") as f:
+        f.write("one\ntwo\nthree\n")
+    assert podnet("logs", "web").stdout == "one\ntwo\nthree\n"
+    assert podnet("logs", "web", "--tail", "2").stdout == "two\nthree\n"
+    assert podnet("logs", "web", "--tail", "0").stdout == ""
