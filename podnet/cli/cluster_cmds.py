@@ -10,7 +10,7 @@ from typing import Sequence
 import click
 
 from podnet.cli.common import state_dir
-from podnet.cli.output import table
+from podnet.cli.output import boxed_table, table
 
 
 def _require_root() -> None:
@@ -117,13 +117,8 @@ def node_exec(ctx: click.Context, name: str, command: Sequence[str]) -> None:
 
 def bgp_table(rows: Sequence) -> str:
     """calicoctl's boxed table."""
-    headers = ["PEER ADDRESS", "PEER TYPE", "STATE", "SINCE", "INFO"]
-    data = [[r.address, r.peer_type, r.state, r.since, r.info] for r in rows]
-    widths = [max(len(h), *(len(d[i]) for d in data)) for i, h in enumerate(headers)]
-    sep = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
-    head = "|" + "|".join(f" {h.center(w)} " for h, w in zip(headers, widths)) + "|"
-    body = ["|" + "|".join(f" {c.ljust(w)} " for c, w in zip(d, widths)) + "|" for d in data]
-    return "\n".join([sep, head, sep, *body, sep])
+    return boxed_table(["PEER ADDRESS", "PEER TYPE", "STATE", "SINCE", "INFO"],
+                       [[r.address, r.peer_type, r.state, r.since, r.info] for r in rows])
 
 
 @node.command("status")

@@ -6,6 +6,7 @@ tabwriters print them; AGE follows kubectl's HumanDuration (5s, 3m20s, 2d4h, 400
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone
 from typing import Any, Sequence
 
@@ -27,6 +28,27 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
         cells = [cell.ljust(widths[i]) if i < len(row) - 1 else cell for i, cell in enumerate(row)]
         lines.append("   ".join(cells).rstrip())
     return "\n".join(lines)
+
+
+_NUMBER = re.compile(r"[-+]?\d*\.?\d+")
+
+
+def boxed_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """calicoctl's boxed table (``ipam show``, ``node status``): headers centred with the odd
+    space on the right, numbers right-aligned, other cells left-aligned; no final newline."""
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+
+    def centred(text: str, width: int) -> str:
+        left = (width - len(text)) // 2
+        return " " * left + text + " " * (width - len(text) - left)
+
+    def cell(text: str, width: int) -> str:
+        return text.rjust(width) if _NUMBER.fullmatch(text) else text.ljust(width)
+
+    head = "|" + "|".join(f" {centred(h, w)} " for h, w in zip(headers, widths)) + "|"
+    body = ["|" + "|".join(f" {cell(c, w)} " for c, w in zip(r, widths)) + "|" for r in rows]
+    return "\n".join([rule, head, rule, *body, rule])
 
 
 def parse_timestamp(text: str | None) -> datetime | None:

@@ -237,6 +237,8 @@ def _pct(n: int, total: int) -> str:
 
 def render_usage(rows: Any, show_blocks: bool) -> str:
     """calicoctl's table: GROUPING, CIDR, (NODE), IPS TOTAL, IPS IN USE, IPS FREE."""
+    from .output import boxed_table
+
     head = ["GROUPING", "CIDR"] + (["NODE"] if show_blocks else []) + ["IPS TOTAL", "IPS IN USE", "IPS FREE"]
     table = []
     for u in rows:
@@ -246,13 +248,7 @@ def render_usage(rows: Any, show_blocks: bool) -> str:
             for b in u.blocks:
                 table.append(["Block", b.cidr, b.node or "(none)", str(b.size), _pct(b.used, b.size),
                               _pct(b.free, b.size)])
-    widths = [max(len(r[i]) for r in [head] + table) for i in range(len(head))]
-    sep = "+" + "+".join("-" * (w + 2) for w in widths) + "+\n"
-
-    def line(r: list[str]) -> str:
-        return "|" + "|".join(f" {c:<{w}} " for c, w in zip(r, widths)) + "|\n"
-
-    return sep + line(head) + sep + "".join(line(r) for r in table) + sep
+    return boxed_table(head, table) + "\n"
 
 
 @click.command("install-cni")

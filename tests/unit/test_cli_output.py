@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from podnet.cli.columns import rows_for
-from podnet.cli.output import human_duration, table
+from podnet.cli.output import boxed_table, human_duration, table
 from podnet.model import Pod, Service
 
 
@@ -49,3 +49,15 @@ def test_pod_and_service_cells() -> None:
     headers, rows = rows_for(Service, [svc], now, wide=True, all_namespaces=False, show_labels=False)
     assert headers == ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE", "SELECTOR"]
     assert rows == [["web", "NodePort", "10.96.0.10", "<none>", "80:30080/TCP,53/UDP", "3m20s", "app=web"]]
+
+
+def test_boxed_table_as_calicoctl_prints_ipam_show() -> None:
+    # calicoctl's tablewriter: headers centred (odd space on the right), numbers right-aligned.
+    assert boxed_table(["GROUPING", "CIDR", "IPS TOTAL", "IPS IN USE", "IPS FREE"],
+                       [["IP Pool", "10.244.0.0/16", "65536", "5 (0%)", "65531 (100%)"]]) == (
+        "+----------+---------------+-----------+------------+--------------+\n"
+        "| GROUPING |     CIDR      | IPS TOTAL | IPS IN USE |   IPS FREE   |\n"
+        "+----------+---------------+-----------+------------+--------------+\n"
+        "| IP Pool  | 10.244.0.0/16 |     65536 | 5 (0%)     | 65531 (100%) |\n"
+        "+----------+---------------+-----------+------------+--------------+"
+    )
