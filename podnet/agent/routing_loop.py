@@ -13,14 +13,20 @@ import os
 import signal
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 from podnet.errors import Compacted, PodnetError
-from podnet.model import CalicoNode
+from podnet.ipam.blocks import BLOCKS
+from podnet.model import BGPConfiguration, BGPPeer, CalicoNode, IPPool, Node
+from podnet.store.resources import REGISTRY
 
 from .routing import RoutingReconciler, node_run_dir
 
 RESYNC_SECONDS = 5.0
+# What facts_from_snapshot and publish_vtep read: v1 and Calico nodes, pools, BGP resources,
+# IPAM blocks (their affinities say which node routes which block).
+ROUTING_KEYS = (*(f"{REGISTRY}{cls.PLURAL}/" for cls in (Node, CalicoNode, IPPool, BGPConfiguration, BGPPeer)),
+                BLOCKS)
 
 
 def cluster_backend(state_dir: str) -> str:
@@ -83,18 +89,29 @@ def run(node: str, state_dir: str, backend: str | None = None, resync: float = R
             publish_vtep(store, node, st.vtep)
         except PodnetError as exc:
             print(f"{time.strftime('%H:%M:%S')} ERROR publish vtep: {exc}", file=log)
-        deadline = time.monotonic() + resync
-        # Wake on the first change (or the resync timer, which repairs drift), then let a
-        # burst of changes settle before planning again.
-        while not stopping and time.monotonic() < deadline:
-            try:
-                changed = next(iter(store.kv.watch("", snap.revision + 1, timeout=0.25)), None) is not None
-            except Compacted:  # history gone: a fresh snapshot is the answer anyway
-                changed = True
-            if changed:
-                time.sleep(0.05)
-                break
+        # Wake on the first change routing depends on (or the resync timer, which repairs
+        # drift), then let a burst of changes settle before planning again.
+        if wait_for_routing_change(store.kv, snap.revision, time.monotonic() + resync, lambda: stopping):
+            time.sleep(0.05)
     store.close()
+
+
+def wait_for_routing_change(kv: Any, revision: int, deadline: float, stopping: Callable[[], bool]) -> bool:
+    """True as soon as a key routing reads changed after ``revision`` (or the history is gone);
+    False at ``deadline`` or when ``stopping()``. Pod churn (status writes, IPAM handles) is
+    skipped: it changes no route, and waking every node's loop for it costs a full pass each."""
+    seen = revision
+    while not stopping() and time.monotonic() < deadline:
+        try:
+            for ev in kv.watch("", seen + 1, timeout=0.25):
+                seen = ev.revision
+                if ev.key.startswith(ROUTING_KEYS):
+                    return True
+                if stopping() or time.monotonic() >= deadline:
+                    return False
+        except Compacted:  # history gone: a fresh snapshot is the answer anyway
+            return True
+    return False
 
 
 def main(argv: list[str] | None = None) -> int:

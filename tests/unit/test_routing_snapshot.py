@@ -38,3 +38,30 @@ def test_pod_mtu_follows_encapsulation():
     assert pod_mtu(s, "k8s-node01", "vxlan") == 1450
     assert pod_mtu(s, "k8s-node01", "host-gw") == 1500
     assert pod_mtu(s, "k8s-node01", "vxlan", underlay_mtu=9000) == 8950
+
+
+def test_routing_loop_wakes_only_for_what_routing_reads():
+    """Pod churn (status writes, handles) must not make every node replan its routes; a
+    change to a block, node, pool or BGP resource must."""
+    import time
+
+    from podnet.agent.routing_loop import wait_for_routing_change
+    from podnet.store.api import Put
+    from podnet.store.memory import MemoryStore
+
+    kv = MemoryStore()
+    start = kv.revision()
+    kv.txn([], [Put("/registry/pods/default/p1", {"status": {"phase": "Running"}})])
+    kv.txn([], [Put("/podnet/ipam/handles/net.c1.eth0", {"handleID": "net.c1.eth0"})])
+    t0 = time.monotonic()
+    assert wait_for_routing_change(kv, start, t0 + 0.6, lambda: False) is False
+    assert time.monotonic() - t0 >= 0.55
+    kv.txn([], [Put(block_key("10.244.0.0/26"), Block("10.244.0.0/26", "host:n1").to_dict())])
+    t0 = time.monotonic()
+    assert wait_for_routing_change(kv, start, t0 + 5, lambda: False) is True
+    assert time.monotonic() - t0 < 1
+    for key in ("/registry/nodes/n2", "/registry/caliconodes/n2", "/registry/ippools/p",
+                "/registry/bgppeers/x", "/registry/bgpconfigurations/default"):
+        rev = kv.revision()
+        kv.txn([], [Put(key, {"k": 1})])
+        assert wait_for_routing_change(kv, rev, time.monotonic() + 5, lambda: False) is True, key
