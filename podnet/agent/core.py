@@ -54,8 +54,15 @@ class Agent:
             return
 
     def run(self) -> None:
+        """Passes until ``stop``. A pass or a wait the store fails (busy, unreachable) is
+        retried after ``resync``: ending the loop would end the agent, and an agent that ends
+        tears its pods down."""
         while not self.stop.is_set():
-            snap = self.run_once()
-            if self.stop.is_set():
-                break
-            self.wait_for_change(snap.revision)
+            try:
+                snap = self.run_once()
+                if self.stop.is_set():
+                    break
+                self.wait_for_change(snap.revision)
+            except Exception:
+                log.exception("agent pass failed; retrying in %.1f s", self.resync)
+                self.stop.wait(self.resync)
