@@ -32,6 +32,14 @@ class Location:
         return f"{self.file}:{self.line}:{self.column}"
 
 
+def format_field_path(path: Sequence[str | int]) -> str:
+    """A field path as kubectl prints it: ``spec.ingress[0].from[1].podSelector``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + part
+    return out
+
+
 @dataclass(frozen=True)
 class FieldProblem:
     """One problem with one field of one document."""
@@ -45,14 +53,8 @@ class FieldProblem:
 
     @property
     def field_path(self) -> str:
-        """The path as kubectl prints it: spec.ingress[0].from[1].podSelector."""
-        out = ""
-        for part in self.path:
-            if isinstance(part, int):
-                out += f"[{part}]"
-            else:
-                out += ("." if out else "") + part
-        return out or "<document>"
+        """The path as kubectl prints it, or ``<document>`` for the document as a whole."""
+        return format_field_path(self.path) or "<document>"
 
     def __str__(self) -> str:
         where = f"{self.location}: " if self.location else ""

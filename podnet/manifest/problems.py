@@ -14,7 +14,7 @@ from typing import Any, Iterable
 from pydantic import BaseModel
 from pydantic_core import ErrorDetails
 
-from podnet.errors import FieldProblem
+from podnet.errors import FieldProblem, format_field_path
 
 from .schema_walk import annotation_at, fields_by_alias, model_at, where_field_lives
 from .yamlsource import Document
@@ -56,10 +56,6 @@ def describe_value(value: Any) -> str:
     if isinstance(value, dict):
         return "a mapping"
     return type(value).__name__
-
-
-def field_path(path: Path) -> str:
-    return FieldProblem(path, "").field_path
 
 
 def _trim(data: Any, loc: Path) -> Path:
@@ -164,7 +160,7 @@ class ProblemBuilder:
         near = did_you_mean(name, known)
         if near:
             return self.problem(path, f"unknown field {name!r}", f"did you mean {near!r}?")
-        homes = [p for p in where_field_lives(self.cls, name) if p != field_path(path)]
+        homes = [p for p in where_field_lives(self.cls, name) if p != format_field_path(path)]
         if homes and len(path) == 1:
             return self.problem(path, f"unknown field {name!r} at the top level",
                                 f"{name!r} belongs under {homes[0].rsplit('.', 1)[0]}: — the lines below "

@@ -13,6 +13,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+from podnet.errors import format_field_path
 from podnet.model.selectors import LabelSelector
 
 from .cluster import NAME_LABEL, ClusterState, Endpoint, direction_allowed
@@ -33,10 +34,7 @@ class LintWarning:
 
     @property
     def field_path(self) -> str:
-        out = ""
-        for part in self.path:
-            out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + part
-        return out
+        return format_field_path(self.path)
 
     def __str__(self) -> str:
         where = f"{self.location}: " if self.location else ""
