@@ -11,12 +11,13 @@ directory is given, so ``podnet verify`` and benchmarks can see which revision i
 """
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Mapping
 
 from podnet.dataplane.nft_incremental import LiveTable
 from podnet.dataplane.nft_render import RenderMemo, render_indexed
@@ -101,7 +102,7 @@ class PolicyReconciler:
         self._last_readback = 0.0
         self._cache = StateCache()
         self._memo = RenderMemo()
-        self._last: tuple[LiveTable, ClusterState] | None = None  # the committed table, the state it came from
+        self._last: tuple[LiveTable, _Known] | None = None  # the committed table, what it was made from
         self.status = PolicyStatus(node)
 
     def reconcile(self, snapshot: Any) -> PolicyStatus:
@@ -121,7 +122,7 @@ class PolicyReconciler:
             table, index = render_indexed(state, self.node, node_ips=node_ips(snapshot, self.node), memo=self._memo)
             self._last = None
             plan = self.applier.sync(table, read_back=read_back)
-            self._last = (LiveTable(table, index), state)
+            self._last = (LiveTable(table, index, state), _Known(dict(state.policies_by_ns), state.ns_labels))
             status.plan = plan.summary()
             status.counts = table.counts()
             self._last_revision = snapshot.revision
@@ -144,7 +145,9 @@ class PolicyReconciler:
 
     def reconcile_view(self, view: Any) -> PolicyStatus:
         """One pass over a ``LiveView``: pod-only changes go the fast way (element updates on the
-        last table, no render), anything else through ``reconcile`` with the full snapshot."""
+        last table, no render), and so do policy-only changes (the changed policies' chains, the
+        sets they need and the dispatch entries of the pods they (no longer) select, planned on
+        the last table); anything else through ``reconcile`` with the full snapshot."""
         changes = view.poll()
         if changes == [] and self._last is not None and self._last_revision is not None \
                 and view.revision != self._last_revision:
@@ -154,6 +157,8 @@ class PolicyReconciler:
             return self.status
         if changes and self._last is not None and self._last_revision is not None:
             fast = self._pods_only(view.revision, changes)
+            if fast is None:
+                fast = self._policies_only(view.revision, changes)
             if fast is not None:
                 return fast
         return self.reconcile(view.snapshot())
@@ -165,7 +170,7 @@ class PolicyReconciler:
             return None  # a read-back is long overdue: take the full path
         t0 = time.perf_counter()
         assert self._last is not None
-        live, state = self._last
+        live, known = self._last
         pods = self._cache._pods
         pairs: list[tuple[Endpoint | None, Endpoint | None]] = []
         fresh: dict[tuple[str, str], tuple[str | None, Endpoint] | None] = {}
@@ -178,7 +183,7 @@ class PolicyReconciler:
             after = endpoint_for_pod(new) if new is not None else None
             pairs.append((before[1] if before else None, after))
             fresh[k] = (new.metadata.resource_version, after) if new is not None else None  # type: ignore[assignment]
-        update = live.plan(pairs, state.policies_by_ns, state.ns_labels)
+        update = live.plan(pairs, known.policies_by_ns, known.ns_labels)
         if update is None:
             return None
         cmds = update.commands
@@ -202,6 +207,57 @@ class PolicyReconciler:
         self._write_status()
         return status
 
+    def _policies_only(self, revision: int, changes: list[tuple[str, Any, Any]]) -> PolicyStatus | None:
+        if any(type(new if new is not None else old) is not NetworkPolicy for _, old, new in changes):
+            return None
+        if time.monotonic() - self._last_readback >= 6 * self.readback_every:
+            return None  # a read-back is long overdue: take the full path
+        t0 = time.perf_counter()
+        assert self._last is not None
+        live, known = self._last
+        compiled = self._cache._policies
+        pairs: list[tuple[PolicyIR | None, PolicyIR | None]] = []
+        fresh: dict[tuple[str, str], tuple[str | None, PolicyIR] | None] = {}
+        for _key, old, new in changes:
+            obj = new if new is not None else old
+            k = (obj.metadata.namespace or "default", obj.metadata.name)
+            before = compiled.get(k)
+            if old is not None and before is None:
+                return None
+            try:
+                after = compile_policy(new) if new is not None else None
+            except Exception:  # the full path reports it
+                return None
+            pairs.append((before[1] if before else None, after))
+            fresh[k] = (new.metadata.resource_version, after) if after is not None else None  # type: ignore[assignment]
+        update = live.plan_policies(pairs, known.ns_labels)
+        if update is None:
+            return None
+        try:
+            how = self.applier.apply_elements(update.commands, live.table, lambda: live.apply_policies(update))
+        except Exception as exc:  # the full path reads the kernel back and repairs
+            log.warning("node %s: policy update failed (%s); syncing in full", self.node, exc)
+            self._last = None
+            return None
+        for k, hit in fresh.items():
+            if hit is None:
+                compiled.pop(k, None)
+            else:
+                compiled[k] = hit  # type: ignore[assignment]
+        for old_ir, new_ir in pairs:
+            known.replace(old_ir, new_ir)
+        self._last_revision = revision
+        status = PolicyStatus(self.node, revision=revision, plan={**update.plan.summary(), "incremental": True,
+                                                                  "path": how}, counts=self.status.counts)
+        status.seconds = time.perf_counter() - t0
+        status.synced_at = time.time()
+        self.status = status
+        self._write_status()
+        if not update.plan.empty:
+            log.info("node %s: policy update at revision %d: %s", self.node, revision,
+                     {k: v for k, v in status.plan.items() if v and k != "touched_chains"})
+        return status
+
     def _write_status(self) -> None:
         if not self.state_dir:
             return
@@ -211,6 +267,28 @@ class PolicyReconciler:
         with open(tmp, "w") as f:
             json.dump(self.status.to_dict(), f)
         os.replace(tmp, path)
+
+
+@dataclass
+class _Known:
+    """What the fast paths plan with besides the table: the policies of each namespace (in the
+    engine's order) and the namespaces' labels as of the last full pass."""
+
+    policies_by_ns: dict[str, tuple[PolicyIR, ...]]
+    ns_labels: Callable[[str | None], Mapping[str, str]]
+
+    def replace(self, old: PolicyIR | None, new: PolicyIR | None) -> None:
+        """One policy changed: drop the old version, insert the new one in name order."""
+        pol = new if new is not None else old
+        if pol is None:
+            return
+        current = list(self.policies_by_ns.get(pol.namespace, ()))
+        i = bisect.bisect_left(current, pol.name, key=lambda p: p.name)
+        if i < len(current) and current[i].name == pol.name:
+            del current[i]
+        if new is not None:
+            current.insert(i, new)
+        self.policies_by_ns[pol.namespace] = tuple(current)
 
 
 def _element_summary(cmds: list[dict[str, Any]]) -> dict[str, Any]:

@@ -15,10 +15,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
-from podnet.policy.cluster import Endpoint, peer_matches
+from podnet.policy.cluster import ClusterState, Endpoint, peer_matches
 from podnet.policy.ir import PolicyIR
 
 from .nft_model import FAMILY, TABLE, Element, NftMap, NftSet, NftTable, Verdict, element_json, verdict_json
+from .nft_policy_incremental import PolicyBook, PolicyChange, PolicyUpdate, apply_policies, plan_policies
 from .nft_render import (EGRESS_OK, FROM_MAP, POD_IFACES, TO_MAP, RenderIndex, _sig_chain, workload_ifname)
 
 _T = {"family": FAMILY, "table": TABLE}
@@ -47,19 +48,33 @@ class PodUpdate:
     sets: dict[str, tuple[set[Element], set[Element]]] = field(default_factory=dict)
     #: map name → key → its new verdict (None: removed)
     maps: dict[str, dict[tuple[str, ...], Verdict | None]] = field(default_factory=dict)
+    #: the pod changes themselves (for the policy book's pod groups)
+    pods: list[PodChange] = field(default_factory=list)
 
 
 class LiveTable:
     """The last committed table, kept current in place by pod updates, with what planning one
     needs in O(change): the render index and how many dispatch entries use each verdict (a
-    signature chain no entry uses would disappear in a full render)."""
+    signature chain no entry uses would disappear in a full render). Given the state the table
+    was rendered from, it also keeps the ``PolicyBook`` that policy updates are planned with."""
 
-    def __init__(self, table: NftTable, index: RenderIndex) -> None:
+    def __init__(self, table: NftTable, index: RenderIndex, state: ClusterState | None = None) -> None:
         self.table = table
         self.index = index
         self.usage: Counter[Verdict] = Counter()
         for name in (FROM_MAP, TO_MAP):
             self.usage.update(table.maps[name].elements.values())
+        self.book: PolicyBook | None = None
+        if state is not None and state.ipblock_matches_pods:
+            self.book = PolicyBook(table, index.node, index.interfaces, index.signatures, state.pods, state.policies)
+
+    def plan_policies(self, changes: Sequence[PolicyChange],
+                      ns_labels: Callable[[str | None], Mapping[str, str]]) -> PolicyUpdate | None:
+        """The update for policy changes (old IR, new IR), or None: render in full."""
+        return plan_policies(self, changes, ns_labels)
+
+    def apply_policies(self, update: PolicyUpdate) -> None:
+        apply_policies(self, update)
 
     def plan(self, changes: Sequence[PodChange], policies_by_ns: Mapping[str, Sequence[PolicyIR]],
              ns_labels: Callable[[str | None], Mapping[str, str]]) -> PodUpdate | None:
@@ -89,6 +104,10 @@ class LiveTable:
                 else:
                     elements[key] = verdict  # type: ignore[index]
                     self.usage[verdict] += 1
+        if self.book is not None:
+            for old, new in update.pods:
+                self.book.pod_removed(old)
+                self.book.pod_added(new)
 
 
 def _plan(live: LiveTable, changes: Sequence[PodChange], policies_by_ns: Mapping[str, Sequence[PolicyIR]],
@@ -158,7 +177,7 @@ def _plan(live: LiveTable, changes: Sequence[PodChange], policies_by_ns: Mapping
                     delta[v] += 1
         if any(live.usage[v] + delta[v] <= 0 for v in chains_left):
             return None
-    update = PodUpdate([])
+    update = PodUpdate([], pods=list(changes))
     cmds = update.commands
     for name in sorted(wanted):
         old_set = table.sets[name]

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Iterable, Mapping
 
@@ -354,6 +354,10 @@ class RenderIndex:
     pod_sets: Mapping[str, PodPeer]
     #: sets whose members depend on pods in ways a per-pod update does not redo
     pod_dependent_extras: bool
+    #: signature chain → (direction, the refs of the policies it jumps to, in order)
+    signatures: Mapping[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
+    #: the addresses the ingress signature chains accept as the pod's own node
+    sig_own: tuple[str, ...] = ()
 
 
 def render(state: ClusterState, node: str, *, node_ips: Iterable[str] = (),
@@ -381,6 +385,7 @@ def render_indexed(state: ClusterState, node: str, *, node_ips: Iterable[str] = 
     policies_needed: dict[tuple[str, str], PolicyIR] = {}
     # Pods with the same namespace and labels are selected by the same policies: decide once.
     verdicts: dict[tuple[Any, ...], dict[str, tuple[str, ...]]] = {}
+    signatures: dict[str, tuple[str, tuple[str, ...]]] = {}
     for pod in local:
         ifname = (interfaces or {}).get(pod.key) or workload_ifname(pod.namespace or "default", pod.name or "")
         ifaces.add((ifname,))
@@ -397,6 +402,7 @@ def render_indexed(state: ClusterState, node: str, *, node_ips: Iterable[str] = 
                 sig = _sig_chain(direction, isolating)
                 if sig not in chains:
                     chains[sig] = _signature_chain(direction, isolating, own)
+                    signatures[sig] = (direction, tuple(p.ref for p in isolating))
                 for p in isolating:
                     policies_needed[(direction, p.ref)] = p
                 decided[direction] = ("goto", sig)
@@ -413,7 +419,8 @@ def render_indexed(state: ClusterState, node: str, *, node_ips: Iterable[str] = 
     table = NftTable(sets=dict(sorted(b.sets.items())), maps=maps, chains=dict(sorted(chains.items())))
     extras = any(n.startswith("nport-") for n in b.sets) or (
         not state.ipblock_matches_pods and any(n.startswith("net") for n in b.sets))
-    index = RenderIndex(node, tuple(sorted(set(node_ips))), dict(interfaces or {}), dict(b.pod_peers), extras)
+    index = RenderIndex(node, tuple(sorted(set(node_ips))), dict(interfaces or {}), dict(b.pod_peers), extras,
+                        signatures, own)
     return table, index
 
 
