@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 import time
-from typing import Any, Callable
+from typing import Any, Callable, TextIO
 
 from podnet.errors import Compacted, PodnetError
 from podnet.ipam.blocks import BLOCKS
@@ -77,23 +77,47 @@ def run(node: str, state_dir: str, backend: str | None = None, resync: float = R
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    log = open(os.path.join(node_run_dir(state_dir, node), "routing.log"), "a", buffering=1)
-    while not stopping:
-        snap = store.snapshot()
-        st = rec.reconcile(snap)
-        for line in st.changes:
-            print(f"{time.strftime('%H:%M:%S')} {line}", file=log)
-        for line in st.errors:
-            print(f"{time.strftime('%H:%M:%S')} ERROR {line}", file=log)
+    with open(os.path.join(node_run_dir(state_dir, node), "routing.log"), "a", buffering=1) as log:
+        loop(store, rec, node, log, resync, lambda: stopping)
+    store.close()
+
+
+def loop(store: Any, rec: Any, node: str, log: TextIO, resync: float, stopping: Callable[[], bool]) -> None:
+    """Reconcile, publish the VTEP, wait for a change; until ``stopping()``. A pass the store
+    or the kernel fails is logged and retried: the loop is the node's only routing process."""
+    def note(line: str) -> None:
+        print(f"{time.strftime('%H:%M:%S')} {line}", file=log)
+
+    while not stopping():
         try:
+            snap = store.snapshot()
+        except Exception as exc:
+            note(f"ERROR store: {type(exc).__name__}: {exc}")
+            _sleep_unless(stopping, resync)
+            continue
+        try:
+            st = rec.reconcile(snap)
+            for line in st.changes:
+                note(line)
+            for line in st.errors:
+                note(f"ERROR {line}")
             publish_vtep(store, node, st.vtep)
-        except PodnetError as exc:
-            print(f"{time.strftime('%H:%M:%S')} ERROR publish vtep: {exc}", file=log)
+        except Exception as exc:
+            note(f"ERROR pass failed: {type(exc).__name__}: {exc}")
         # Wake on the first change routing depends on (or the resync timer, which repairs
         # drift), then let a burst of changes settle before planning again.
-        if wait_for_routing_change(store.kv, snap.revision, time.monotonic() + resync, lambda: stopping):
-            time.sleep(0.05)
-    store.close()
+        try:
+            if wait_for_routing_change(store.kv, snap.revision, time.monotonic() + resync, stopping):
+                time.sleep(0.05)
+        except Exception as exc:
+            note(f"ERROR store watch: {type(exc).__name__}: {exc}")
+            _sleep_unless(stopping, resync)
+
+
+def _sleep_unless(stopping: Callable[[], bool], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not stopping() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def wait_for_routing_change(kv: Any, revision: int, deadline: float, stopping: Callable[[], bool]) -> bool:
