@@ -96,8 +96,10 @@ class PodRunner:
                    if p.spec.node_name == self.node and not p.metadata.deletion_timestamp}
         for key, lp in list(self.local.items()):
             pod = desired.get(key)
-            # "Pending" is only ever on disk: a start that had not finished when the agent died
-            if pod is None or (pod.metadata.uid or "") != lp.uid or lp.phase == "Pending":
+            # "Pending" is only ever on disk: a start that had not finished when the agent died.
+            # A sandbox that is gone (a reboot emptied /run, or `ip netns del`) is started afresh.
+            if (pod is None or (pod.metadata.uid or "") != lp.uid or lp.phase == "Pending"
+                    or (lp.netns and not netns.exists(lp.netns))):
                 self._guarded(f"teardown of {lp.namespace}/{lp.name}", self.teardown, lp)
         host_ip = self._host_ip(snapshot)
         new = [pod for key, pod in desired.items()

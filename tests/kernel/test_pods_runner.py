@@ -190,3 +190,20 @@ def test_a_workload_whose_only_port_the_kernel_cannot_serve_stays_up() -> None:
             if proc.stdout:
                 proc.stdout.close()
         netns.remove(name)
+
+
+def test_a_pod_whose_namespace_vanished_is_started_again(node: Node) -> None:
+    """After a reboot (/run is gone, the records in the state directory are not) or an `ip netns
+    del` by hand, a recorded pod has no sandbox: it is torn down and started afresh, instead of
+    failing to restart its containers on every pass."""
+    pod = node.create("lost", ["sleep", "36000"])
+    runner = node.runner()
+    runner.reconcile(node.store.snapshot())
+    ns = node.netns_of(pod)
+    old_pid = runner.local[("default", "lost")].containers[0].pid
+    netns.remove(ns)
+    runner.reconcile(node.store.snapshot())
+    lp = runner.local[("default", "lost")]
+    assert netns.exists(ns) and lp.phase == "Running" and lp.containers[0].pid != old_pid
+    assert proc_start_time(old_pid) is None
+    assert len(_handles(node.lab)) == 1
