@@ -97,6 +97,13 @@ def split_kind_names(args: tuple[str, ...]) -> list[tuple[type["Resource"], list
     return [(cls, names) for cls in kinds]
 
 
+def refuse_names_with_selector(groups: list[tuple[type["Resource"], list[str]]], selector: str | None) -> None:
+    """kubectl refuses NAMEs and ``-l`` together rather than silently ignoring one of them."""
+    if selector and any(names for _, names in groups):
+        raise PodnetError("name cannot be provided when a selector is specified",
+                          hint="drop the names to use the selector, or drop -l")
+
+
 def kind_choices(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
     """Shell completion for the KIND argument."""
     from click.shell_completion import CompletionItem

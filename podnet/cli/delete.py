@@ -9,8 +9,8 @@ import click
 
 from podnet.errors import NotFound, PodnetError
 
-from .common import (label_selector, name_choices, namespace_option, open_resources, split_kind_names,
-                     user_errors)
+from .common import (label_selector, name_choices, namespace_option, open_resources, refuse_names_with_selector,
+                     split_kind_names, user_errors)
 
 
 @click.command("delete")
@@ -39,7 +39,9 @@ def command(ctx: click.Context, args: tuple[str, ...], filenames: tuple[str, ...
             refs = [(type(o), o.metadata.name, o.metadata.namespace) for o in load_objects(filenames, recursive, namespace)]
         else:
             ns = namespace or "default"
-            for cls, names in split_kind_names(args):
+            groups = split_kind_names(args)
+            refuse_names_with_selector(groups, selector)
+            for cls, names in groups:
                 if names:
                     refs += [(cls, name, ns if cls.NAMESPACED else None) for name in names]
                 elif selector or all_:

@@ -11,7 +11,7 @@ from podnet.errors import NotFound
 from podnet.model import Namespace, NetworkPolicy, Pod, Resource
 
 from .common import (label_selector, name_choices, namespace_option, no_resources, open_resources,
-                     split_kind_names, user_errors)
+                     refuse_names_with_selector, split_kind_names, user_errors)
 from .output import NONE, parse_timestamp
 
 W = 14  # width of the first column: len("Annotations:  ")
@@ -220,6 +220,7 @@ def command(ctx: click.Context, args: tuple[str, ...], namespace: str | None, se
     ns = namespace or "default"
     texts: list[str] = []
     groups = split_kind_names(args)
+    refuse_names_with_selector(groups, selector)
     matcher = label_selector(selector)
     with open_resources(ctx) as store:
         for cls, names in groups:

@@ -6,7 +6,7 @@ import click
 from podnet.errors import NotFound, PodnetError
 
 from .common import (label_selector, name_choices, namespace_option, no_resources, now, open_resources,
-                     split_kind_names, user_errors)
+                     refuse_names_with_selector, split_kind_names, user_errors)
 
 OUTPUTS = ("wide", "yaml", "json", "name")
 
@@ -37,6 +37,7 @@ def command(ctx: click.Context, args: tuple[str, ...], namespace: str | None, al
     if all_namespaces and namespace:
         raise click.UsageError("-A and -n cannot be used together")
     groups = split_kind_names(args)
+    refuse_names_with_selector(groups, selector)
     if all_namespaces and any(names and cls.NAMESPACED for cls, names in groups):
         raise PodnetError("a resource cannot be retrieved by name across all namespaces", hint="use -n NAMESPACE")
     matcher = label_selector(selector)

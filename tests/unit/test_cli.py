@@ -99,6 +99,13 @@ def test_a_bad_label_selector_is_a_user_error(podnet, command) -> None:
     assert "pydantic" not in result.stderr
 
 
+@pytest.mark.parametrize("command", ["get", "describe", "delete"])
+def test_names_and_a_selector_together_are_refused_as_kubectl(podnet, command) -> None:
+    result = podnet(command, "pod", "client1", "-l", "app=web")
+    assert result.exit_code == 1
+    assert "name cannot be provided when a selector is specified" in result.stderr
+
+
 def test_get_all_namespaces_and_selector(podnet) -> None:
     assert podnet("apply", "-f", ex("s1"), "-f", ex("s2"), "-f", ex("s4")).exit_code == 0
     out = podnet("get", "netpol", "-A").stdout.splitlines()
