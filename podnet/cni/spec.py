@@ -7,6 +7,7 @@ run under ``python3 -IS`` and start in a few milliseconds.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -167,8 +168,10 @@ def parse_config(text: str | bytes, *, default_node: str = "") -> NetConf:
         raise _bad("ipam.type", f"is {ipam.get('type')!r}, expected {IPAM_TYPE!r}",
                    "podnet-cni allocates from podnet's block IPAM only")
     pool_cidr = ipam.get("podCIDR", "10.244.0.0/16")
-    if not isinstance(pool_cidr, str) or "/" not in pool_cidr:
-        raise _bad("ipam.podCIDR", f"is {pool_cidr!r}, not a CIDR", "e.g. 10.244.0.0/16")
+    try:
+        ipaddress.ip_network(pool_cidr if isinstance(pool_cidr, str) and "/" in pool_cidr else "", strict=False)
+    except ValueError:
+        raise _bad("ipam.podCIDR", f"is {pool_cidr!r}, not a CIDR", "e.g. 10.244.0.0/16") from None
     prev = conf.get("prevResult")
     if prev is not None and not isinstance(prev, dict):
         raise _bad("prevResult", "must be an object", "pass the result of the ADD")

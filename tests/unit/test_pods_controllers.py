@@ -103,7 +103,9 @@ def test_cni_spec_values() -> None:
         b"default.web").hexdigest()[:11]
     for bad, field in ((b'{"cniVersion":"1.1.0","name":"n","nodeName":"x","mtu":0}', "mtu"),
                        (b'{"cniVersion":"1.1.0","nodeName":"x"}', "name"),
-                       (b'{"cniVersion":"1.1.0","name":"n"}', "nodeName")):
+                       (b'{"cniVersion":"1.1.0","name":"n"}', "nodeName"),
+                       (b'{"cniVersion":"1.1.0","name":"n","nodeName":"x","ipam":{"podCIDR":"10.244.0.0/99"}}',
+                        "ipam.podCIDR")):
         with pytest.raises(spec.CniError) as e:
             spec.parse_config(bad)
         assert e.value.code == 7 and f"'{field}'" in e.value.msg
