@@ -70,8 +70,11 @@ class CniRuntime:
             full_env["CNI_IFNAME"] = ifname
         if args:
             full_env["CNI_ARGS"] = ";".join(f"{k}={v}" for k, v in args.items())
-        proc = subprocess.run([*self.netns_exec, self.plugin_path()], input=json.dumps(body).encode(),
-                              env=full_env, capture_output=True, timeout=timeout)
+        try:
+            proc = subprocess.run([*self.netns_exec, self.plugin_path()], input=json.dumps(body).encode(),
+                                  env=full_env, capture_output=True, timeout=timeout)
+        except subprocess.TimeoutExpired:  # run() has killed it
+            raise CniCallFailed(command, -1, f"plugin {self.plugin_path()} did not answer within {timeout:g} s") from None
         out = proc.stdout.decode(errors="replace").strip()
         try:
             parsed = json.loads(out) if out else None

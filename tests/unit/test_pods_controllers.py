@@ -170,3 +170,16 @@ def test_concurrent_installs_of_the_plugin_all_succeed(tmp_path) -> None:  # typ
         assert open(f"{d}/bin/podnet-cni").read() == plugin_source(os.path.join(d, "state", "nodes", "n1", "cni.sock"))
         assert json.load(open(f"{d}/net.d/10-podnet.conflist"))["plugins"][0]["nodeName"] == "n1"
         assert sorted(os.listdir(f"{d}/bin")) == ["podnet-cni"] and sorted(os.listdir(f"{d}/net.d")) == ["10-podnet.conflist"]
+
+
+def test_a_plugin_that_does_not_answer_is_a_cni_failure(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A hung plugin is reported like any CNI error (the pod runner then rolls back and
+    retries), not as a subprocess exception escaping the runner."""
+    from podnet.agent.cnicall import CniCallFailed, CniRuntime
+
+    exe = tmp_path / "podnet-cni"
+    exe.write_text("#!/bin/sh\nexec sleep 5\n")
+    exe.chmod(0o755)
+    rt = CniRuntime({"cniVersion": "1.1.0", "name": "n", "plugins": [{"type": "podnet-cni"}]}, bin_dirs=(str(tmp_path),))
+    with pytest.raises(CniCallFailed, match="did not answer within 0.3 s"):
+        rt.call("DEL", "c1", timeout=0.3)
