@@ -28,9 +28,10 @@ def _map_lines(label: str, mapping: dict[str, str], sep: str) -> list[str]:
     return [_field(label, items[0])] + [" " * W + item for item in items[1:]]
 
 
-def _created(obj: Resource) -> str:
-    when = parse_timestamp(obj.metadata.creation_timestamp)
-    return when.strftime("%a, %d %b %Y %H:%M:%S +0000") if when else NONE
+def _when(timestamp: str | None) -> str:
+    """kubectl's describe time format (RFC 1123 with a numeric zone)."""
+    when = parse_timestamp(timestamp)
+    return when.strftime("%a, %d %b %Y %H:%M:%S %z") if when else NONE
 
 
 def _header(obj: Resource) -> list[str]:
@@ -84,7 +85,7 @@ def _rules(rules: list[Any] | None, direction: str) -> list[str]:
 
 def describe_network_policy(obj: NetworkPolicy) -> str:
     spec = obj.spec
-    lines = _header(obj) + [_field("Created on", _created(obj))]
+    lines = _header(obj) + [_field("Created on", _when(obj.metadata.creation_timestamp))]
     lines += _map_lines("Labels", obj.labels, "=") + _map_lines("Annotations", obj.metadata.annotations, ": ")
     lines.append("Spec:")
     if spec.pod_selector.is_empty:
@@ -112,7 +113,7 @@ def describe_pod(obj: Pod) -> str:
     node = obj.spec.node_name or NONE
     if obj.spec.node_name and status.host_ip:
         node = f"{obj.spec.node_name}/{status.host_ip}"
-    lines += [_field("Node", node), _field("Start Time", status.start_time or NONE)]
+    lines += [_field("Node", node), _field("Start Time", _when(status.start_time))]
     lines += _map_lines("Labels", obj.labels, "=") + _map_lines("Annotations", obj.metadata.annotations, ": ")
     lines += [_field("Status", status.phase or "Pending"), _field("IP", status.pod_ip or "")]
     ips = [p.ip for p in status.pod_ips or []]

@@ -237,6 +237,19 @@ def test_describe_other_kinds(podnet) -> None:
     assert "Vxlan Mode:" in pool and "CrossSubnet" in pool and "Kind:         IPPool" in pool
 
 
+def test_describe_pod_start_time_as_kubectl(podnet) -> None:
+    from podnet.model import Pod
+
+    store = open_store(podnet.state)  # status is the agent's to write: create keeps it, apply does not
+    try:
+        store.create(Pod.model_validate({"metadata": {"name": "web"}, "spec": {"containers": [{"name": "c"}]},
+                                         "status": {"phase": "Running", "startTime": "2026-11-21T18:04:05Z"}}))
+    finally:
+        store.close()
+    lines = podnet("describe", "pod", "web").stdout.splitlines()
+    assert "Start Time:   Sat, 21 Nov 2026 18:04:05 +0000" in lines
+
+
 def test_invalid_manifest_changes_nothing(podnet, tmp_path) -> None:
     podnet("apply", "-f", ex("s1"))
     before = dump_store(podnet.state)
