@@ -148,8 +148,12 @@ class _Parser:
         values: set[str] = set()
         while self.peek() and self.peek()[1] != "}":  # type: ignore[index]
             values.add(self._string())
-            if self.peek() and self.peek()[1] == ",":  # type: ignore[index]
+            nxt = self.peek()
+            if nxt is not None and nxt[1] == ",":
                 self.take()
+            elif nxt is not None and nxt[1] != "}":
+                raise ValueError(f"selector {self.text!r}: expected ',' or '}}' at position {nxt[2] + 1}, "
+                                 f"found {nxt[1]!r}")
         self.take("}")
         return frozenset(values)
 

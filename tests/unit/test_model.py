@@ -84,6 +84,8 @@ def test_calico_selectors(text: str, labels: dict, expected: bool) -> None:
 def test_calico_selector_syntax_error_names_position() -> None:
     with pytest.raises(ValueError, match="position"):
         parse_selector("role = 'x'")
+    with pytest.raises(ValueError, match="expected ',' or '}' at position 11"):
+        parse_selector("k in {'a' 'b'}")
 
 
 def test_ippool_rules() -> None:
