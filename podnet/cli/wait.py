@@ -51,6 +51,8 @@ def condition_met(obj: Any, condition: str) -> bool:
 def command(ctx: click.Context, args: tuple[str, ...], for_: str, namespace: str | None,
             selector: str | None, all_: bool, timeout: str) -> None:
     """Wait until the named (or selected, or --all) objects meet the condition."""
+    from .output import type_name
+
     if for_ != "delete" and not for_.startswith("condition="):
         raise click.BadParameter("use --for=condition=NAME or --for=delete", param_hint="--for")
     deadline = time.monotonic() + _parse_timeout(timeout)
@@ -72,7 +74,7 @@ def command(ctx: click.Context, args: tuple[str, ...], for_: str, namespace: str
                     if not objs and for_ != "delete":
                         pending.append(f"no {cls.PLURAL} found yet")
                 for name, obj in objs.items():
-                    ref = f"{cls.KIND.lower()}/{name}"
+                    ref = f"{type_name(cls)}/{name}"
                     if for_ == "delete":
                         (pending if obj is not None else done).append(ref)
                     elif obj is None or not condition_met(obj, for_.split("=", 1)[1]):
@@ -86,4 +88,4 @@ def command(ctx: click.Context, args: tuple[str, ...], for_: str, namespace: str
                                   hint="see `podnet get pods -o wide` and `podnet describe`")
             time.sleep(0.2)
     for ref in done:
-        click.echo(f"{ref} condition met" if for_ != "delete" else f"{ref} deleted")
+        click.echo(f"{ref} condition met")  # kubectl's words for --for=delete too

@@ -38,6 +38,9 @@ def test_wait_times_out_while_pending_then_succeeds_when_ready(tmp_path: Path) -
 
 def test_wait_for_delete_and_usage_errors(tmp_path: Path) -> None:
     result = _run(tmp_path, "wait", "--for=delete", "pod", "gone", "--timeout=1s")
-    assert result.exit_code == 0 and "pod/gone deleted" in result.output
+    # kubectl prints "condition met" for --for=delete too, naming the object kind.group/name
+    assert result.exit_code == 0 and result.output == "pod/gone condition met\n"
+    result = _run(tmp_path, "wait", "--for=delete", "deployment", "web", "--timeout=1s")
+    assert result.output == "deployment.apps/web condition met\n"
     assert _run(tmp_path, "wait", "--for=condition=Ready", "pod").exit_code == 2
     assert _run(tmp_path, "wait", "--for=sideways", "pod", "x").exit_code == 2
