@@ -6,11 +6,13 @@ difference as ONE nftables transaction: either all of it lands or none. A failed
 the cache, reads the kernel back and retries once from the truth. The table is not owned by a
 process, so the rules stay when the agent dies (fail closed). Only ``inet podnet`` is touched.
 
-``apply_elements`` is the per-change path: element commands planned against the model (the
-last committed table) go to the kernel as one raw netlink batch (``nft_netlink``), without
-the listing libnftables does before every commit, so a pod change costs the same whatever the
-table size. The model is checked against the kernel by ``sync(read_back=True)`` (the resync
-timer) and after any failed commit.
+``apply_elements`` is the per-change path: commands planned against the model (the last
+committed table) — a pod change's elements, a policy change's chain rewrites, new and removed
+chains and sets — go to the kernel as one raw netlink batch (``nft_netlink``), without the
+listing libnftables does before every commit, so a change costs its own size rather than the
+table's (apart from the kernel's own check of the table's jumps, which it runs on any commit
+that adds a rule). The model is checked against the kernel by ``sync(read_back=True)`` (the
+resync timer) and after any failed commit.
 """
 from __future__ import annotations
 
@@ -43,8 +45,8 @@ class NftApplier:
 
     def __init__(self, netns_name: str | None = None, *, raw_elements: bool = True) -> None:
         self.netns = netns_name
-        #: element-only updates as raw netlink batches (False: through libnftables, which
-        #: lists the table before each commit; kept for comparison and as a fallback)
+        #: per-change updates as raw netlink batches (False: through libnftables, which lists
+        #: the table before each commit; kept for comparison and as a fallback)
         self.raw_elements = raw_elements
         self._nft: Any = None
         self._cache: NftTable | None = None
@@ -124,7 +126,8 @@ class NftApplier:
 
     def apply_elements(self, cmds: list[dict[str, Any]], table: NftTable,
                        on_commit: Callable[[], None] | None = None) -> str:
-        """Commit element commands computed against the last synced table (one transaction);
+        """Commit commands computed against the last synced table (one transaction): element
+        changes, and chain, rule and set commands of a policy change;
         ``on_commit`` then brings ``table`` to the result (the caller may change it in place)
         and it becomes the model of the kernel. On failure the model is dropped (the next sync
         reads the kernel back) and it raises. Returns the way it went: "netlink" (a raw batch,

@@ -1,4 +1,4 @@
-"""Set and verdict-map element changes sent to nf_tables as one raw netlink batch.
+"""Changes to the ``inet podnet`` table sent to nf_tables as one raw netlink batch.
 
 libnftables resolves every command against a cache it fills first: before committing even one
 element it lists every set and chain definition of the table (milliseconds at a thousand
@@ -8,7 +8,8 @@ types from its model of the table. This module encodes ``add``/``delete element`
 begin and end, so the kernel applies them as ONE transaction (all or nothing), at a cost that
 depends on the change, not on the table.
 
-Only plain (non-interval) sets and maps of fixed-size key types are encoded; anything else
+Only plain (non-interval) sets and maps of fixed-size key types are encoded here; a policy
+change's chain, rule and set commands are encoded by ``nft_netlink_rules``; anything else
 (``encode`` returns None) goes through libnftables. The socket is opened inside the target
 namespace and stays bound to it, so later commits need no namespace switch.
 """
@@ -19,6 +20,8 @@ import os
 import socket
 import struct
 from typing import Any, Callable, Iterable
+
+from . import nft_netlink_rules as _rules
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_NFTABLES = 10
@@ -135,33 +138,50 @@ def _message(kind: int, flags: int, seq: int, family: int, res_id: int, payload:
 
 def encode(cmds: list[dict[str, Any]], table: str, info_of: Callable[[str], SetInfo | None],
            seq: int) -> tuple[bytes, list[int]] | None:
-    """The batch for element commands ({"add"|"delete": {"element": {...}}}), and the sequence
-    numbers the kernel will acknowledge; None when some command cannot be encoded here."""
+    """The batch for the commands and the sequence numbers the kernel will acknowledge; None
+    when some command cannot be encoded here. Element commands ({"add"|"delete": {"element":
+    {...}}}) are encoded here; chain, rule and set commands by ``nft_netlink_rules``."""
     msgs: list[bytes] = []
     acked: list[int] = []
     msgs.append(_message(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq, socket.AF_UNSPEC, NFNL_SUBSYS_NFTABLES, b""))
+
+    def message(kind: int, flags: int, payload: bytes) -> None:
+        nonlocal seq
+        seq += 1
+        msgs.append(_message((NFNL_SUBSYS_NFTABLES << 8) | kind, NLM_F_REQUEST | NLM_F_ACK | flags, seq,
+                             NFPROTO_INET, 0, payload))
+        acked.append(seq)
+
+    batch = _rules.Batch(table, message)
+
+    def elements(name: str, values: list[Any], adding: bool) -> None:
+        info = batch.new_sets.get(name) or info_of(name)
+        if info is None or not set(info[0]) <= SUPPORTED_TYPES:
+            raise _rules.Unsupported(f"elements of {name}")
+        head = _attr(NFTA_SET_ELEM_LIST_TABLE, _strz(table)) + _attr(NFTA_SET_ELEM_LIST_SET, _strz(name))
+        # An attribute's length is 16 bits: many elements go in several messages (still one
+        # batch, so still one transaction).
+        for chunk in _chunks([_element(v, info, adding) for v in values]):
+            message(NFT_MSG_NEWSETELEM if adding else NFT_MSG_DELSETELEM, NLM_F_CREATE if adding else 0,
+                    head + _nest(NFTA_SET_ELEM_LIST_ELEMENTS, chunk))
+
     try:
         for cmd in cmds:
             if len(cmd) != 1:
                 return None
             (verb, body), = cmd.items()
-            elem = body.get("element") if isinstance(body, dict) else None
-            if verb not in ("add", "delete") or elem is None or len(body) != 1 or elem.get("table") != table:
+            if not isinstance(body, dict) or len(body) != 1:
                 return None
-            info = info_of(elem["name"])
-            if info is None or not set(info[0]) <= SUPPORTED_TYPES:
-                return None
-            adding = verb == "add"
-            head = _attr(NFTA_SET_ELEM_LIST_TABLE, _strz(table)) + _attr(NFTA_SET_ELEM_LIST_SET, _strz(elem["name"]))
-            kind = (NFNL_SUBSYS_NFTABLES << 8) | (NFT_MSG_NEWSETELEM if adding else NFT_MSG_DELSETELEM)
-            flags = NLM_F_REQUEST | NLM_F_ACK | (NLM_F_CREATE if adding else 0)
-            # An attribute's length is 16 bits: many elements go in several messages (still
-            # one batch, so still one transaction).
-            for chunk in _chunks([_element(v, info, adding) for v in elem["elem"]]):
-                seq += 1
-                msgs.append(_message(kind, flags, seq, NFPROTO_INET, 0, head + _nest(NFTA_SET_ELEM_LIST_ELEMENTS, chunk)))
-                acked.append(seq)
-    except (ValueError, KeyError, TypeError, struct.error):
+            (kind, obj), = body.items()
+            if kind == "element":
+                if verb not in ("add", "delete") or obj.get("table") != table:
+                    return None
+                elements(obj["name"], obj["elem"], verb == "add")
+                continue
+            _rules.encode_command(batch, verb, kind, obj)
+            if kind == "set" and verb == "add" and obj.get("elem"):
+                elements(obj["name"], obj["elem"], True)
+    except (ValueError, KeyError, TypeError, AttributeError, struct.error, OSError):
         return None
     seq += 1
     msgs.append(_message(NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq, socket.AF_UNSPEC, NFNL_SUBSYS_NFTABLES, b""))

@@ -1,5 +1,6 @@
-"""The raw netlink encoding of element commands (``kernel/nft_netlink.py``): key layouts as
-nf_tables stores them, and the commands it declines (they go through libnftables)."""
+"""The raw netlink encoding (``kernel/nft_netlink.py``, ``kernel/nft_netlink_rules.py``): key
+layouts as nf_tables stores them, a chain rewrite with its anonymous port sets, and the
+commands it declines (they go through libnftables)."""
 from __future__ import annotations
 
 import struct
@@ -47,7 +48,54 @@ def test_declines_what_it_cannot_encode() -> None:
     info = {**INFO, "net4-x": None}
     assert encode([{"add": {"element": {**T, "name": "net4-x", "elem": ["10.0.0.0/8"]}}}], "podnet", info.get, 1) is None
     assert encode([{"add": {"element": {**T, "name": "unknown", "elem": ["10.0.0.1"]}}}], "podnet", info.get, 1) is None
-    assert encode([{"flush": {"chain": {**T, "name": "to-wl"}}}], "podnet", info.get, 1) is None
+    assert encode([{"flush": {"table": {"family": "inet", "name": "podnet"}}}], "podnet", info.get, 1) is None
+    assert encode([{"flush": {"chain": {"family": "inet", "table": "other", "name": "x"}}}], "podnet", info.get, 1) is None
     assert encode([{"add": {"element": {**T, "name": "to-pod", "elem": ["x" * 16]}}}], "podnet", info.get, 1) is None
     # a map element to add needs its verdict
     assert encode([{"add": {"element": {**T, "name": "to-pod", "elem": ["cali1"]}}}], "podnet", info.get, 1) is None
+
+
+def test_a_chain_rewrite_is_one_batch_with_its_anonymous_port_sets() -> None:
+    """flush + rules with ports: DELRULE, then for each rule its anonymous set (NEWSET, its
+    elements by set id) before the NEWRULE that looks it up; a range makes it an interval
+    concatenation (key and key end per element)."""
+    from podnet.kernel import nft_netlink_rules as r
+
+    ports = {"concat": [{"meta": {"key": "l4proto"}}, {"payload": {"protocol": "th", "field": "dport"}}]}
+    rule = {**T, "chain": "pi-x", "comment": "ab12cd34 ns/pol spec.ingress[0]",
+            "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": "@pods-x"}},
+                     {"match": {"op": "==", "left": ports,
+                                "right": {"set": [{"concat": ["tcp", 80]}, {"concat": ["udp", {"range": [1000, 2000]}]}]}}},
+                     {"counter": None}, {"accept": None}]}
+    got = encode([{"flush": {"chain": {**T, "name": "pi-x"}}}, {"add": {"rule": rule}}], "podnet", INFO.get, 10)
+    assert got is not None
+    batch, acked = got
+    kinds = [m[0] & 0xFF for m in _messages(batch)[1:-1]]
+    assert kinds == [r.NFT_MSG_DELRULE, r.NFT_MSG_NEWSET, NFT_MSG_NEWSETELEM, r.NFT_MSG_NEWRULE] and len(acked) == 4
+    assert b"ab12cd34 ns/pol spec.ingress[0]\0" in batch and b"pods-x\0" in batch and b"__set%d\0" in batch
+    flags = struct.pack("!I", r.NFT_SET_ANONYMOUS | r.NFT_SET_CONSTANT | r.NFT_SET_INTERVAL | r.NFT_SET_CONCAT)
+    assert flags in batch and bytes([17, 0, 0, 0, 0x07, 0xD0, 0, 0]) in batch  # udp . 2000 (the key end)
+    # Without a range: a plain anonymous set, no byteorder step.
+    rule["expr"][1]["match"]["right"] = {"set": [{"concat": ["tcp", 80]}]}
+    plain, _ = encode([{"add": {"rule": rule}}], "podnet", INFO.get, 10)  # type: ignore[misc]
+    assert b"byteorder" not in plain and b"byteorder" in batch
+
+
+def test_declines_what_libnftables_must_send() -> None:
+    named = {"concat": [{"payload": {"protocol": "ip", "field": "daddr"}}, {"meta": {"key": "l4proto"}},
+                        {"payload": {"protocol": "th", "field": "dport"}}]}
+    cases = [
+        {"add": {"chain": {**T, "name": "forward", "type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}}},
+        {"add": {"rule": {**T, "chain": "po-x", "expr": [{"match": {"op": "==", "left": named, "right": "@nport-x"}},
+                                                           {"accept": None}]}}},
+        {"add": {"rule": {**T, "chain": "po-x", "expr": [{"match": {"op": "in", "left": {"ct": {"key": "state"}},
+                                                                     "right": ["established"]}}, {"accept": None}]}}},
+        {"add": {"set": {**T, "name": "net4-x", "type": "ipv4_addr", "flags": ["interval"], "elem": ["10.0.0.0/8"]}}},
+        {"add": {"table": {"family": "inet", "name": "podnet"}}},
+    ]
+    for cmd in cases:
+        assert encode([cmd], "podnet", INFO.get, 1) is None, cmd
+    # A new plain address set and its elements are encoded (the elements find the new set).
+    new = {"add": {"set": {**T, "name": "pods-new", "type": "ipv4_addr", "elem": ["10.0.0.1", "10.0.0.2"]}}}
+    got = encode([new, {"delete": {"set": {**T, "name": "pods-old"}}}], "podnet", INFO.get, 1)
+    assert got is not None and bytes([10, 0, 0, 2]) in got[0]
