@@ -36,7 +36,11 @@ def _select(values: list[Any], path: str) -> list[Any]:
 
 
 def _text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
+    """A value as kubectl prints it: strings bare, everything else as compact JSON with sorted
+    keys (Go's json.Marshal), so ``{.metadata.labels}`` reads ``{"app":"web"}``."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
 
 
 def render(template: str, document: Any) -> str:

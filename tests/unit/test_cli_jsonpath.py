@@ -31,6 +31,10 @@ def test_render(template: str, expected: str) -> None:
 
 def test_render_single_object_and_non_string_values() -> None:
     assert render("{.spec.replicas}", {"spec": {"replicas": 3}}) == "3"
+    # maps and lists as kubectl prints them: compact JSON, keys sorted (Go's json.Marshal)
+    labels = {"metadata": {"labels": {"b": "2", "a": "1"}, "finalizers": ["x", "y"]}}
+    assert render("{.metadata.labels}", labels) == '{"a":"1","b":"2"}'
+    assert render("{.metadata.finalizers}", labels) == '["x","y"]'
 
 
 def test_bad_path_is_a_clear_error() -> None:
