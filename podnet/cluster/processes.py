@@ -45,8 +45,7 @@ def alive(rec: ProcessRecord) -> bool:
         with open(f"/proc/{rec.pid}/stat") as f:
             if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
                 return False
-        with open(f"/proc/{rec.pid}/cmdline", "rb") as f:
-            cmd = f.read().split(b"\0")
+        cmd = _cmdline(rec.pid)
     except (OSError, IndexError):
         return False
     want = [a.encode() for a in rec.argv]
@@ -55,6 +54,18 @@ def alive(rec: ProcessRecord) -> bool:
     # Just started: nsenter has not exec'd the command yet.
     wrapped = [a.encode() for a in netns.nsenter_argv(rec.netns, rec.argv)] if rec.netns else []
     return bool(wrapped) and cmd[: len(wrapped)] == wrapped
+
+
+def _cmdline(pid: int) -> list[bytes]:
+    """The process's argv. Popen returns as soon as exec is under way, a moment before the
+    kernel sets up the new command line (it reads empty then): wait that moment out."""
+    for _ in range(200):
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read()
+        if raw:
+            return raw.split(b"\0")
+        time.sleep(0.001)
+    return [b""]  # a kernel thread, or an exec that never finished: not a command we started
 
 
 def stop(rec: ProcessRecord, timeout: float = 5.0) -> bool:

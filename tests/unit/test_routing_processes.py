@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import sys
 
 from podnet.cluster.processes import ProcessRecord, alive, start, stop, stop_all
@@ -38,3 +39,25 @@ def test_routing_loop_refuses_a_namespace_podnet_did_not_create(tmp_path):
     assert proc.returncode == 1
     assert "not in a network namespace podnet created" in proc.stderr and "--host-network" in proc.stderr
     assert os.listdir(tmp_path) == []
+
+
+def test_alive_right_after_start(tmp_path):
+    """Popen returns once exec has begun, a moment before the kernel shows the new command
+    line (/proc/PID/cmdline reads empty): a process just started is alive all the same (`up`
+    checks its processes at once and took that moment for a crash)."""
+    log = str(tmp_path / "p.log")
+    recs = []
+    try:
+        for i in range(150):
+            rec = start(f"p{i}", ["sleep", "30"], log)
+            recs.append(rec)
+            assert alive(rec), f"start {i}: {rec.pid} not seen alive"
+            if len(recs) >= 25:
+                stop_all(recs, timeout=5)
+                recs = []
+    finally:
+        stopped = stop_all(recs, timeout=5)
+        for rec in recs:  # judged not alive: still our unreaped children, so the PID is still theirs
+            if rec not in stopped:
+                os.kill(rec.pid, signal.SIGKILL)
+                os.waitpid(rec.pid, 0)
