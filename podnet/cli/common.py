@@ -55,7 +55,10 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except NotFound as exc:
-            click.echo(f"Error from server (NotFound): {exc}", err=True)
+            for line in exc.message.splitlines():  # one line per missing object, as kubectl
+                click.echo(f"Error from server (NotFound): {line}", err=True)
+            if exc.hint:
+                click.echo(f"  hint: {exc.hint}", err=True)
         except PodnetError as exc:
             click.echo(f"error: {exc}", err=True)
         click.get_current_context().exit(1)

@@ -63,4 +63,4 @@ def command(ctx: click.Context, args: tuple[str, ...], filenames: tuple[str, ...
         else:
             missing.append(f'{cls.resource_name()} "{name}" not found')
     if missing and not ignore_not_found:
-        raise NotFound("; ".join(missing))
+        raise NotFound("\n".join(missing))

@@ -83,6 +83,6 @@ def command(ctx: click.Context, args: tuple[str, ...], namespace: str | None, al
     elif tables:
         click.echo("\n\n".join(tables))
     if missing:
-        raise NotFound("; ".join(missing))
+        raise NotFound("\n".join(missing))
     if not found and output in (None, "wide"):
         click.echo(no_resources([cls for cls, _ in groups], ns), err=True)

@@ -163,6 +163,9 @@ def test_get_missing_and_unknown(podnet) -> None:
     missing = podnet("get", "pod", "nope")
     assert missing.exit_code == 1
     assert missing.stderr == 'Error from server (NotFound): pods "nope" not found\n'
+    two = podnet("get", "pod", "a", "b")  # one line per object, as kubectl
+    assert two.stderr == ('Error from server (NotFound): pods "a" not found\n'
+                          'Error from server (NotFound): pods "b" not found\n')
     unknown = podnet("get", "netpols")
     assert unknown.exit_code == 1
     assert 'doesn\'t have a resource type "netpols"' in unknown.stderr and "did you mean" in unknown.stderr
