@@ -23,13 +23,36 @@ class Printer:
     has_age: bool = True
 
 
+def _pod_status(obj: Pod) -> str:
+    """kubectl's STATUS: the phase, or the pod's reason, or a container's waiting/terminated
+    reason (CrashLoopBackOff, Error, Completed, ExitCode:N), Terminating while being deleted."""
+    if obj.metadata.deletion_timestamp:
+        return "Terminating"
+    reason = obj.status.reason or obj.status.phase or "Pending"
+    running = False
+    for status in reversed(obj.status.container_statuses or []):  # the first container's wins
+        state = status.state or {}
+        waiting, terminated = state.get("waiting") or {}, state.get("terminated")
+        if waiting.get("reason"):
+            reason = waiting["reason"]
+        elif terminated is not None:
+            signal = terminated.get("signal")
+            reason = terminated.get("reason") or (f"Signal:{signal}" if signal else
+                                                  f"ExitCode:{terminated.get('exitCode', 0)}")
+        elif status.ready and "running" in state:
+            running = True
+    if reason == "Completed" and running:
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in obj.status.conditions or [])
+        reason = "Running" if ready else "NotReady"
+    return str(reason)
+
+
 def _pod(obj: Resource, now: datetime) -> list[str]:
     assert isinstance(obj, Pod)
     statuses = obj.status.container_statuses or []
     ready = sum(1 for s in statuses if s.ready)
     restarts = sum(s.restart_count for s in statuses)
-    phase = "Terminating" if obj.metadata.deletion_timestamp else (obj.status.phase or "Pending")
-    return [obj.name, f"{ready}/{len(obj.spec.containers)}", phase, str(restarts), age(obj, now)]
+    return [obj.name, f"{ready}/{len(obj.spec.containers)}", _pod_status(obj), str(restarts), age(obj, now)]
 
 
 def _pod_wide(obj: Resource) -> list[str]:

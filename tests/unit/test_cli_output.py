@@ -61,3 +61,24 @@ def test_boxed_table_as_calicoctl_prints_ipam_show() -> None:
         "| IP Pool  | 10.244.0.0/16 |     65536 | 5 (0%)     | 65531 (100%) |\n"
         "+----------+---------------+-----------+------------+--------------+"
     )
+
+
+@pytest.mark.parametrize("status,deleting,shown", [
+    ({"phase": "Running", "containerStatuses": [{"name": "a", "ready": True, "state": {"running": {}}}]}, False,
+     "Running"),
+    ({"phase": "Running", "containerStatuses": [
+        {"name": "a", "ready": False, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}, False, "CrashLoopBackOff"),
+    ({"phase": "Succeeded", "containerStatuses": [
+        {"name": "a", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]}, False, "Completed"),
+    ({"phase": "Failed", "containerStatuses": [{"name": "a", "state": {"terminated": {"exitCode": 3}}}]}, False,
+     "ExitCode:3"),
+    ({"phase": "Failed", "reason": "UnknownImage"}, False, "UnknownImage"),
+    ({}, False, "Pending"),
+    ({"phase": "Running"}, True, "Terminating"),
+])
+def test_pod_status_column_as_kubectl(status: dict, deleting: bool, shown: str) -> None:
+    meta = {"name": "p", "namespace": "default"} | ({"deletionTimestamp": "2026-01-01T00:00:00Z"} if deleting else {})
+    pod = Pod.model_validate({"metadata": meta, "spec": {"containers": [{"name": "a"}]}, "status": status})
+    _, rows = rows_for(Pod, [pod], datetime(2026, 1, 1, tzinfo=timezone.utc), wide=False, all_namespaces=False,
+                       show_labels=False)
+    assert rows[0][2] == shown
