@@ -179,13 +179,18 @@ class CalicoNodeBGP(Model):
 
     _check_asn = v.field_check("as_number", v.check_as_number)
 
-    @model_validator(mode="after")
-    def _addresses(self) -> "CalicoNodeBGP":
-        if self.ipv4_address:
-            v.check_cidr(self.ipv4_address) if "/" in self.ipv4_address else v.check_ip(self.ipv4_address)
-        if self.route_reflector_cluster_id:
-            v.check_ip(self.route_reflector_cluster_id)
-        return self
+    _check_ipv4 = v.field_check("ipv4_address", lambda text: _check_node_address(text, 4))
+    _check_ipv6 = v.field_check("ipv6_address", lambda text: _check_node_address(text, 6))
+    _check_cluster_id = v.field_check("route_reflector_cluster_id", v.check_ip)
+
+
+def _check_node_address(text: str, version: int) -> None:
+    """A node's BGP address: an address with its prefix (``192.168.0.2/24``) or a bare address."""
+    if not text:
+        return
+    (v.check_cidr if "/" in text else v.check_ip)(text)
+    if ipaddress.ip_interface(text).version != version:
+        raise ValueError(f"{text!r} is not an IPv{version} address")
 
 
 class CalicoNodeSpec(Model):

@@ -239,6 +239,10 @@ CASES: list[tuple[str, str, str, int, tuple[str, ...]]] = [
           "  spec:\n    restartPolicy: Never\n    containers:\n    - name: c\n"),
      "spec.template", 8, ("only Always",)),
     # --- Calico ----------------------------------------------------------------------------------
+    ("caliconode-bad-ipv6-address",
+     "apiVersion: projectcalico.org/v3\nkind: Node\nmetadata:\n  name: n1\n"
+     + spec("bgp:\n  ipv4Address: 192.168.0.2/24\n  ipv6Address: fd00::zz/64\n"),
+     "spec.bgp.ipv6Address", 8, ("not a valid CIDR",)),
     ("ippool-ipipmode-lowercase",
      POOL + spec("cidr: 10.244.0.0/16\nipipMode: always\n"),
      "spec.ipipMode", 7, ("did you mean 'Always'",)),
