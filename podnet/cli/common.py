@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from podnet.store.resources import ResourceStore
 
 F = TypeVar("F", bound=Callable[..., Any])
-DEFAULT_STATE_DIR = "/var/lib/podnet"
 
 
 def state_dir(ctx: click.Context) -> str:
@@ -28,7 +27,9 @@ def state_dir(ctx: click.Context) -> str:
     obj = ctx.find_root().obj or {}
     if obj.get("state_dir"):
         return str(obj["state_dir"])
-    return str(ctx.find_root().params.get("state_dir") or DEFAULT_STATE_DIR)
+    from podnet.store.open import default_state_dir
+
+    return str(ctx.find_root().params.get("state_dir") or default_state_dir())
 
 
 @contextlib.contextmanager
