@@ -323,13 +323,20 @@ class ServiceSpec(Model):
         if len(self.ports or ()) > 1 and (None in names or len(set(names)) != len(names)):
             raise ValueError("ports: each port must have a unique name when there is more than one")
         seen: dict[tuple[int, str], int] = {}
+        node_ports: dict[tuple[int, str], int] = {}
         for index, port in enumerate(self.ports or ()):
             first = seen.setdefault((port.port, port.protocol), index)
             if first != index:
                 raise ValueError(f"ports[{index}]: duplicate port {port.port}/{port.protocol} "
                                  f"(ports[{first}] has it already): each port and protocol may be listed once")
-        if self.type == "ClusterIP" and any(p.node_port for p in self.ports or ()):
-            raise ValueError("ports: nodePort may not be set when type is ClusterIP")
+            if not port.node_port:
+                continue
+            if self.type == "ClusterIP":
+                raise ValueError(f"ports[{index}]: nodePort: may not be set when type is ClusterIP")
+            first = node_ports.setdefault((port.node_port, port.protocol), index)
+            if first != index:
+                raise ValueError(f"ports[{index}]: nodePort: duplicate nodePort {port.node_port}/{port.protocol} "
+                                 f"(ports[{first}] has it already)")
         if self.cluster_ip not in (None, "", "None"):
             try:
                 v.check_ip(self.cluster_ip)

@@ -216,6 +216,13 @@ CASES: list[tuple[str, str, str, int, tuple[str, ...]]] = [
     ("service-nodeport-out-of-range",
      SVC + spec("type: NodePort\nports:\n- port: 80\n  nodePort: 80\n"),
      "spec.ports[0].nodePort", 9, ("30000-32767",)),
+    ("service-clusterip-with-nodeport",
+     SVC + spec("ports:\n- name: a\n  port: 80\n- name: b\n  port: 81\n  nodePort: 30081\n"),
+     "spec.ports[1].nodePort", 11, ("may not be set when type is ClusterIP",)),
+    ("service-nodeport-twice",
+     SVC + spec("type: NodePort\nports:\n- name: a\n  port: 80\n  nodePort: 30080\n- name: b\n  port: 81\n"
+                "  nodePort: 30080\n"),
+     "spec.ports[1].nodePort", 13, ("duplicate nodePort 30080",)),
     ("service-bad-type",
      SVC + spec("type: Nodeport\nports:\n- port: 80\n"),
      "spec.type", 6, ("did you mean 'NodePort'",)),
