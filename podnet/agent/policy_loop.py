@@ -23,8 +23,13 @@ from .policy_view import LiveView
 RESYNC_SECONDS = 2.0
 
 
-def run(node: str, state_dir: str, resync: float = RESYNC_SECONDS, netns: str | None = None) -> None:
+def run(node: str, state_dir: str, resync: float = RESYNC_SECONDS, netns: str | None = None,
+        host_network: bool = False) -> None:
     from podnet.store.open import open_store
+
+    from .guard import require_node_namespace
+
+    require_node_namespace("policy loop", "nftables rules", target=netns, host_network=host_network)
 
     store = open_store(state_dir, bootstrap=False)
     rec = PolicyReconciler(node, netns=netns, state_dir=state_dir)
@@ -64,10 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--state-dir", required=True)
     ap.add_argument("--resync", type=float, default=RESYNC_SECONDS)
     ap.add_argument("--netns", default=None, help="Program this namespace instead of the current one.")
+    ap.add_argument("--host-network", action="store_true",
+                    help="This machine is the node: program its own namespace.")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        run(args.node, args.state_dir, args.resync, args.netns)
+        run(args.node, args.state_dir, args.resync, args.netns, args.host_network)
     except PodnetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -58,15 +58,12 @@ def publish_vtep(store: Any, node: str, vtep: dict[str, Any] | None) -> bool:
 def run(node: str, state_dir: str, backend: str | None = None, resync: float = RESYNC_SECONDS,
         host_network: bool = False) -> None:
     """Reconcile until SIGTERM, in the namespace this process runs in (the node's)."""
-    from podnet.kernel.netns import current_owned
     from podnet.store.open import open_store
 
-    if not host_network and current_owned() is None:
-        raise PodnetError("the routing loop is not in a network namespace podnet created (this machine's "
-                          "own, or someone else's), whose routes, VXLAN devices, NAT table and BGP daemon "
-                          "it would change",
-                          hint="run it inside the node's namespace (`podnet up` does, with nsenter --net), "
-                               "or pass --host-network on a machine that is itself the node")
+    from .guard import require_node_namespace
+
+    require_node_namespace("routing loop", "routes, VXLAN devices, NAT table and BGP daemon",
+                           host_network=host_network)
     store = open_store(state_dir, bootstrap=False)
     rec = RoutingReconciler(node, backend or cluster_backend(state_dir), state_dir)
     stopping = False
