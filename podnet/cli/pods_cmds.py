@@ -31,12 +31,15 @@ def _logging() -> None:
 @click.option("--resync", default=1.0, show_default=True, help="Seconds between passes without changes.")
 @click.option("--keep-pods", is_flag=True, help="Leave pods running when the agent stops.")
 @click.option("--mtu", default=0, help="Pod MTU (default: 1450 with VXLAN, else 1500).")
+@click.option("--host-network", is_flag=True,
+              help="This machine is the node: wire pods in its own namespace (distributed mode).")
 @click.pass_context
 @user_errors
-def agent(ctx: click.Context, node: str, resync: float, keep_pods: bool, mtu: int) -> None:
+def agent(ctx: click.Context, node: str, resync: float, keep_pods: bool, mtu: int, host_network: bool) -> None:
     """Run the node agent: the CNI socket for podnet-cni and this node's pods."""
     from podnet.agent.cnicall import CniRuntime
     from podnet.agent.core import Agent
+    from podnet.agent.guard import require_node_namespace
     from podnet.agent.node_status import NodeStatusReporter
     from podnet.agent.pods import PodRunner, podbin_dir
     from podnet.cni.handler import Handler
@@ -45,6 +48,8 @@ def agent(ctx: click.Context, node: str, resync: float, keep_pods: bool, mtu: in
     from podnet.store.open import open_store
     from podnet.workloads.podbin import ensure_podbin
 
+    require_node_namespace("agent", "links and routes (one veth and /32 route per pod)",
+                           host_network=host_network)
     _logging()
     sd = os.path.abspath(state_dir(ctx))
     store = open_store(sd, bootstrap=False)
