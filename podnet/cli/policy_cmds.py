@@ -14,11 +14,12 @@ import click
 
 from podnet.errors import PodnetError
 from podnet.model import Deployment, Namespace, NetworkPolicy, Pod
-from podnet.policy.cluster import ICMP, PROTOCOLS, ClusterState, Endpoint
+from podnet.policy.cluster import ICMP, ClusterState, Endpoint
 
 from .common import state_dir
+from .traffic_args import KNOWN_PROTOCOLS, namespaces_arg, ports_arg, protocols_arg
 
-_PROTOS = PROTOCOLS + (ICMP,)
+_PROTOS = KNOWN_PROTOCOLS
 
 from_files_option = click.option(
     "--from-files", "from_files", multiple=True, type=click.Path(exists=True),
@@ -174,24 +175,6 @@ def explain(ctx: click.Context, src_ref: str, dst_ref: str, option_proto: str | 
 # --- matrix -------------------------------------------------------------------------------
 
 
-def _split(values: Sequence[str]) -> list[str]:
-    return [v.strip() for item in values for v in item.split(",") if v.strip()]
-
-
-def _ports(text: str | None, state: ClusterState, pods: Sequence[Endpoint]) -> list[int]:
-    if text:
-        try:
-            ports = sorted({int(p) for p in _split([text])})
-        except ValueError:
-            raise PodnetError(f"--ports {text!r}: ports are numbers separated by commas", hint="e.g. --ports 80,81") from None
-        bad = [p for p in ports if not 1 <= p <= 65535]
-        if bad:
-            raise PodnetError(f"--ports: {bad[0]} is outside 1-65535")
-        return ports
-    declared = sorted({num for ep in pods for num, _ in ep.container_ports})
-    return declared or [80]
-
-
 @click.command("matrix")
 @click.option("-n", "--namespace", "namespaces", multiple=True, help="Only pods of these namespaces (repeat or comma-separate).")
 @click.option("--ports", "ports_text", default=None, help="Ports to check, e.g. 80,81 (default: the pods' declared ports, else 80).")
@@ -206,16 +189,9 @@ def matrix(ctx: click.Context, namespaces: tuple[str, ...], ports_text: str | No
     from podnet.policy.matrix import compute_matrix
 
     state, _ = load_cluster(ctx, from_files, ipblock_matches_pods)
-    wanted = set(_split(namespaces))
-    unknown = sorted(wanted - set(state.namespace_labels))
-    if unknown:
-        raise PodnetError(f"namespace {unknown[0]} not found", hint="list them with `podnet get ns`")
+    wanted = namespaces_arg(namespaces, state.namespace_labels)
     pods = [ep for ep in state.pods if not wanted or ep.namespace in wanted]
-    protocols = [p.upper() for p in _split([protocols_text])]
-    for proto in protocols:
-        if proto not in _PROTOS:
-            raise PodnetError(f"--protocols: unknown protocol {proto!r}", hint=f"use {','.join(_PROTOS)}")
-    result = compute_matrix(state, _ports(ports_text, state, pods), protocols, pods)
+    result = compute_matrix(state, ports_arg(ports_text, pods), protocols_arg(protocols_text), pods)
     if output == "json":
         click.echo(json.dumps(result.to_json()))
     elif output == "csv":

@@ -11,16 +11,16 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import click
 
 from podnet.errors import PodnetError
-from podnet.policy.cluster import ICMP, PROTOCOLS, ClusterState, Endpoint
+from podnet.policy.cluster import ICMP, ClusterState, Endpoint
 
 from .common import state_dir
+from .traffic_args import namespaces_arg, ports_arg, protocols_arg
 
-_PROTOS = PROTOCOLS + (ICMP,)
 
 
 @dataclass(frozen=True)
@@ -60,44 +60,16 @@ def load_running(ctx: click.Context) -> Running:
     return Running(cluster_state(snap), found, tuple(sorted(missing)))
 
 
-def _split(values: Sequence[str]) -> list[str]:
-    return [v.strip() for item in values for v in item.split(",") if v.strip()]
-
-
-def _ports(text: str | None, pods: Sequence[Endpoint]) -> list[int]:
-    if not text:
-        return sorted({n for ep in pods for n, _ in ep.container_ports}) or [80]
-    try:
-        ports = sorted({int(p) for p in _split([text])})
-    except ValueError:
-        raise PodnetError(f"--ports {text!r}: ports are numbers separated by commas", hint="e.g. --ports 80,81") from None
-    bad = [p for p in ports if not 1 <= p <= 65535]
-    if bad:
-        raise PodnetError(f"--ports: {bad[0]} is outside 1-65535")
-    return ports
-
-
-def _protocols(text: str) -> list[str]:
-    out = [p.upper() for p in _split([text])]
-    for proto in out:
-        if proto not in _PROTOS:
-            raise PodnetError(f"--protocols: unknown protocol {proto!r}", hint=f"use {','.join(_PROTOS)}")
-    return out
-
-
 def _run_probe(ctx: click.Context, namespaces: tuple[str, ...], ports_text: str | None, protocols_text: str,
                timeout: float, workers: int, quiet: bool) -> tuple[Running, list[Endpoint], Any, list[Any]]:
     from podnet.kernel.nft_probe import ProbePod, probe_all
 
     running = load_running(ctx)
-    wanted = set(_split(namespaces))
-    unknown = sorted(wanted - set(running.state.namespace_labels))
-    if unknown:
-        raise PodnetError(f"namespace {unknown[0]} not found", hint="list them with `podnet get ns`")
+    wanted = namespaces_arg(namespaces, running.state.namespace_labels)
     eps = [ep for ep in running.state.pods if ep.key in running.netns and (not wanted or ep.namespace in wanted)]
     if not eps:
         raise PodnetError("no running pods to probe", hint="start pods (podnet apply) and wait until they are Running")
-    ports, protocols = _ports(ports_text, eps), _protocols(protocols_text)
+    ports, protocols = ports_arg(ports_text, eps), protocols_arg(protocols_text)
     pods = [ProbePod(ep.key, running.netns[ep.key], ep.ip or "") for ep in eps]
     progress = None
     bar: Any = None
