@@ -81,6 +81,8 @@ def in_process(data: bytes) -> "tuple[int, bytes]":
 
 
 def main() -> int:
+    """Exit code; stdout is written. On the fast paths the process ends here (``posix._exit``
+    after a flush): interpreter finalisation would add ~1.2 ms and there is nothing to clean up."""
     environ = posix.environ
     data = b""
     while True:
@@ -92,18 +94,24 @@ def main() -> int:
         version = _string_field(data, b"cniVersion") or "1.1.0"
         sys.stdout.write('{"cniVersion": "%s", "supportedVersions": [%s]}' % (
             version, ", ".join('"%s"' % v for v in SUPPORTED_VERSIONS)))
-        return 0
+        _exit_now(0)
     answer = None
     if not environ.get(b"PODNET_CNI_INPROCESS"):
         path = _string_field(data, b"agentSocket") or AGENT_SOCKET
         if path:
             env = [k + b"=" + v for k, v in environ.items() if k.startswith(FORWARD)]
             answer = via_agent(path, env, data)
-    if answer is None:
-        answer = in_process(data)
-    code, out = answer
+    if answer is not None:
+        sys.stdout.buffer.write(answer[1])
+        _exit_now(answer[0])
+    code, out = in_process(data)  # a normal exit here: the store connection closes cleanly
     sys.stdout.buffer.write(out)
     return code
+
+
+def _exit_now(code: int) -> None:
+    sys.stdout.flush()
+    posix._exit(code)
 
 
 if __name__ == "__main__":
