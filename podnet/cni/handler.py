@@ -98,8 +98,8 @@ class Handler:
         attrs = {"containerID": env.container_id, "ifname": env.ifname, "network": conf.name,
                  "hostIf": host_if, **({"namespace": pod[0], "pod": pod[1]} if pod else {}),
                  **({"podUID": env.args["K8S_POD_UID"]} if env.args.get("K8S_POD_UID") else {})}
-        preexisting = ipam.handle(handle) is not None  # a repeated ADD must not undo the first
         assignment = ipam.assign(handle, conf.node_name, attrs)
+        preexisting = not assignment.fresh  # a repeated ADD must not undo the first
         try:
             hook("ipam")
             wired = podwire.wire(host_ns, env.netns, env.ifname, host_if, assignment.cidr, conf.mtu, hook)

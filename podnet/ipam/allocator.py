@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from podnet.errors import PodnetError, ResourceExhausted
@@ -36,6 +36,9 @@ class Assignment:
     ip: str
     block: str
     pool: str
+    # False: the handle already held it (a repeated ADD, whose undo must not free it); not part
+    # of the value: the same address for the same handle is the same assignment.
+    fresh: bool = field(default=True, compare=False)
 
     @property
     def cidr(self) -> str:
@@ -133,11 +136,11 @@ class IPAM:
             existing = self.store.get(handle_key(handle_id))
             if existing and existing.value.get("ips"):
                 v = existing.value
-                return Assignment(handle_id, v["ips"][0], v["blocks"][0], v.get("pool", ""))
+                return Assignment(handle_id, v["ips"][0], v["blocks"][0], v.get("pool", ""), fresh=False)
             pools = self.eligible_pools(node)
-            strict = bool(self.config().get("strictAffinity"))
             result = self._try_affine(handle_id, node, pools, existing, attrs)
-            if result is None:
+            if result is None:  # the common case (a free address in an affine block) ends above
+                strict = bool(self.config().get("strictAffinity"))
                 if self._claim_block(node, pools) is not None:
                     continue  # a new affine block: allocate from it on the next pass
                 if not strict:

@@ -41,12 +41,6 @@ class Wired:
     mac: str
 
 
-def _sysctl(ns: str, path: str, value: str) -> None:
-    with netns.enter(ns):
-        with open("/proc/sys/net/" + path, "w") as f:
-            f.write(value)
-
-
 def _index(ipr: IPRoute, ifname: str) -> int | None:
     """The link's index by name: one RTM_GETLINK (link_lookup would dump every link)."""
     try:
@@ -78,7 +72,9 @@ def wire(host_ns: str, pod_ns: str, ifname: str, host_ifname: str, address: str,
 
     ``hook(step)`` runs after each step (veth, pod-side, host-side): it lets tests inject a
     failure at every point and prove the rollback leaves nothing behind. Nine rtnetlink
-    requests in all (``rtnl.Rtnl``); the pod end is created up, with MTU and MACs set.
+    requests in all (``rtnl.Rtnl``), the two per-interface sysctls included, so the host
+    namespace is never entered after its socket is open; the pod end is created up, with MTU
+    and MACs set.
     """
     ip = ipaddress.ip_interface(address).ip
     plen = ip.max_prefixlen
@@ -107,9 +103,8 @@ def wire(host_ns: str, pod_ns: str, ifname: str, host_ifname: str, address: str,
             hook("pod-side")
             hidx = host.link_index(host_ifname)
             assert hidx is not None
-            _sysctl(host_ns, f"ipv4/conf/{host_ifname}/proxy_arp", "1")
-            _sysctl(host_ns, f"ipv4/neigh/{host_ifname}/proxy_delay", "0")
-            host.set_up(hidx)
+            host.set_proxy_delay(hidx, 0)
+            host.set_up(hidx, proxy_arp=True)  # proxy_arp=1 in the same request
             host.add_route(f"{ip}/{plen}", hidx, scope=RT_SCOPE_LINK, proto=RTPROT_PODNET_POD)
             hook("host-side")
             return Wired(host_ifname, HOST_MAC, ifname, mac)

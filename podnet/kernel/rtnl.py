@@ -22,10 +22,15 @@ NETLINK_ROUTE = 0
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 RTM_NEWADDR = 20
 RTM_NEWROUTE = 24
+RTM_SETNEIGHTBL = 67
 NLMSG_ERROR = 2
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 4, 18, 28
 IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
+IFLA_AF_SPEC, IFLA_INET_CONF = 26, 1
+IPV4_DEVCONF_PROXY_ARP = 3  # the attribute type is the devconf index + 1, as in /proc/sys/net/ipv4/conf
+NDTA_NAME, NDTA_PARMS = 1, 6
+NDTPA_IFINDEX, NDTPA_PROXY_DELAY = 1, 13
 IFA_ADDRESS, IFA_LOCAL = 1, 2
 RTA_DST, RTA_OIF, RTA_GATEWAY = 1, 4, 5
 IFF_UP = 0x1
@@ -37,6 +42,7 @@ _NLMSGHDR = struct.Struct("=IHHII")
 _IFINFOMSG = struct.Struct("=BxHiII")
 _IFADDRMSG = struct.Struct("=BBBBI")
 _RTMSG = struct.Struct("=BBBBBBBBI")
+_NDTMSG = struct.Struct("=BxH")
 
 
 def _attr(kind: int, payload: bytes) -> bytes:
@@ -60,7 +66,7 @@ class Rtnl:
     """One rtnetlink socket in one namespace (None = the calling thread's current one)."""
 
     def __init__(self, ns: str | None = None) -> None:
-        if ns is None:
+        if ns is None or _is_current(ns):
             self.sock = self._open()
         else:
             with netns.enter(ns):
@@ -136,8 +142,21 @@ class Rtnl:
                 + _attr(IFLA_LINKINFO, linkinfo))
         self._request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)
 
-    def set_up(self, index: int) -> None:
-        self._request(RTM_NEWLINK, 0, _ifinfo(index=index, flags=IFF_UP, change=IFF_UP))
+    def set_up(self, index: int, *, proxy_arp: bool = False) -> None:
+        """Bring a link up; with ``proxy_arp`` also set its ipv4 ``proxy_arp`` in the same request
+        (IFLA_AF_SPEC/AF_INET/IFLA_INET_CONF: the per-interface sysctl, without entering the
+        link's namespace to write /proc/sys)."""
+        body = _ifinfo(index=index, flags=IFF_UP, change=IFF_UP)
+        if proxy_arp:
+            conf = _attr(IPV4_DEVCONF_PROXY_ARP, struct.pack("=I", 1))
+            body += _attr(IFLA_AF_SPEC, _attr(socket.AF_INET, _attr(IFLA_INET_CONF, conf)))
+        self._request(RTM_NEWLINK, 0, body)
+
+    def set_proxy_delay(self, index: int, msecs: int) -> None:
+        """The link's ARP ``proxy_delay`` (net.ipv4.neigh.<if>.proxy_delay) via RTM_SETNEIGHTBL."""
+        parms = _attr(NDTPA_IFINDEX, struct.pack("=I", index)) + _attr(NDTPA_PROXY_DELAY, struct.pack("=Q", msecs))
+        body = _NDTMSG.pack(socket.AF_INET, 0) + _attr(NDTA_NAME, b"arp_cache\0") + _attr(NDTA_PARMS, parms)
+        self._request(RTM_SETNEIGHTBL, 0, body)
 
     def del_link(self, index: int) -> bool:
         """Delete a link; False if it was already gone."""
@@ -170,6 +189,18 @@ class Rtnl:
             body += _attr(RTA_GATEWAY, ipaddress.ip_address(gateway).packed)
         body += _attr(RTA_OIF, struct.pack("=I", oif))
         self._request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, body)
+
+
+def _is_current(ns: str) -> bool:
+    """True if ``ns`` (a path) is the calling thread's namespace: two stats instead of two
+    setns calls (the node agent is usually called from its own namespace)."""
+    if not ns.startswith("/"):
+        return False
+    try:
+        a, b = os.stat(ns), os.stat("/proc/thread-self/ns/net")
+    except FileNotFoundError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def attrs(payload: bytes, offset: int) -> Iterator[tuple[int, bytes]]:

@@ -1,0 +1,60 @@
+"""The per-interface sysctls podwire sets over rtnetlink (no namespace switch, no /proc write):
+read back through /proc/sys, the authority, in namespaces this test creates and removes."""
+from __future__ import annotations
+
+import secrets
+from typing import Iterator
+
+import pytest
+
+from podnet.kernel import netns, podwire
+from podnet.kernel.rtnl import Rtnl
+
+pytestmark = pytest.mark.kernel
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[str, str]]:
+    tag = secrets.token_hex(3)
+    host, pod = f"pt-{tag}-h", f"pt-{tag}-p"
+    netns.create(host)
+    try:
+        netns.create(pod)
+        try:
+            yield host, pod
+        finally:
+            netns.remove(pod)
+    finally:
+        netns.remove(host)
+    assert not netns.exists(host) and not netns.exists(pod)
+
+
+def _read(ns: str, path: str) -> str:
+    return netns.run_in(ns, ["cat", "/proc/sys/net/" + path], check=True).stdout.strip()
+
+
+def test_wire_sets_proxy_arp_and_proxy_delay_on_the_host_side(pair: tuple[str, str]) -> None:
+    host, pod = pair
+    wired = podwire.wire(host, pod, "eth0", "calirtnltest", "10.9.0.5/32", 1400)
+    assert wired.host_ifname == "calirtnltest"
+    assert _read(host, "ipv4/conf/calirtnltest/proxy_arp") == "1"
+    assert _read(host, "ipv4/neigh/calirtnltest/proxy_delay") == "0"
+    assert "state UP" in netns.run_in(host, ["ip", "-o", "link", "show", "calirtnltest"]).stdout
+    assert _read(host, "ipv4/conf/all/proxy_arp") == "0"  # only the pod's interface, not the namespace
+    assert podwire.unwire(host, pod, "eth0", "calirtnltest")
+
+
+def test_rtnl_sysctl_requests_change_the_values(pair: tuple[str, str]) -> None:
+    host, _ = pair
+    netns.run_in(host, ["ip", "link", "add", "rt0", "type", "veth", "peer", "name", "rt1"], check=True)
+    netns.run_in(host, ["sh", "-c", "echo 50 > /proc/sys/net/ipv4/neigh/rt0/proxy_delay"], check=True)
+    assert _read(host, "ipv4/neigh/rt0/proxy_delay") != "0"  # (userhz, rounded via jiffies)
+    with Rtnl(host) as rt:
+        idx = rt.link_index("rt0")
+        assert idx is not None
+        rt.set_proxy_delay(idx, 0)
+        rt.set_up(idx, proxy_arp=True)
+        with pytest.raises(OSError):
+            rt.set_proxy_delay(idx + 1000, 0)  # no such interface: the kernel's error, not silence
+    assert _read(host, "ipv4/neigh/rt0/proxy_delay") == "0"
+    assert _read(host, "ipv4/conf/rt0/proxy_arp") == "1"
