@@ -8,6 +8,7 @@ interface), so DEL frees exactly what ADD took. Everything here is pure: the all
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping
@@ -22,6 +23,13 @@ HANDLES = PREFIX + "handles/"
 CONFIG_KEY = PREFIX + "config"
 POOLS = "/registry/ippools/"
 NODES = "/registry/nodes/"
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_cidr(cidr: str, strict: bool = True) -> IPNet:
+    """A parsed CIDR, parsed once: every assign asks about the same few block and pool CIDRs,
+    and ``ipaddress`` parsing was a good part of an assign's CPU time (the objects are immutable)."""
+    return ipaddress.ip_network(cidr, strict=strict)
 
 
 def cidr_key(cidr: str) -> str:
@@ -56,7 +64,7 @@ class Block:
 
     @property
     def network(self) -> IPNet:
-        return ipaddress.ip_network(self.cidr)
+        return parse_cidr(self.cidr)
 
     @property
     def size(self) -> int:
@@ -119,9 +127,10 @@ def next_free_block(pool_cidr: str, block_size: int, taken: Iterable[str]) -> st
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def block_in_pool(block_cidr: str, pool_cidr: str) -> bool:
-    b = ipaddress.ip_network(block_cidr)
-    p = ipaddress.ip_network(pool_cidr, strict=False)
+    b = parse_cidr(block_cidr)
+    p = parse_cidr(pool_cidr, strict=False)
     return b.version == p.version and b.subnet_of(p)  # type: ignore[arg-type]
 
 
