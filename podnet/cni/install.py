@@ -43,7 +43,7 @@ def plugin_source(agent_socket_path: str = "", python: str = "/usr/bin/python3")
     for any other. Marshal format 2 has no back-references, so the bytes depend only on the
     source (concurrent installs write identical files)."""
     body = plugin_body(agent_socket_path)
-    blob = marshal.dumps(compile(body, PLUGIN_NAME, "exec"), 2)
+    blob = marshal.dumps(compile(body, PLUGIN_NAME, "exec", optimize=2), 2)  # no docstrings to load
     this = (sys.implementation.cache_tag, sys.hexversion)
     return (f"#!{python} -IS\n"
             "# podnet-cni, written by `podnet install-cni` from podnet/cni/plugin.py: the code object for\n"

@@ -86,7 +86,7 @@ def main() -> int:
     environ = posix.environ
     data = b""
     while True:
-        chunk = posix.read(0, 1 << 20)
+        chunk = posix.read(0, 65536)
         if not chunk:
             break
         data += chunk

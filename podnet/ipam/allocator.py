@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import random
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -59,7 +60,23 @@ class IPAM:
 
     def pools(self) -> list[IPPool]:
         recs, _ = self.store.list(POOLS)
-        return [IPPool.model_validate(r.value) for r in recs]
+        return [self._pool(r) for r in recs]
+
+    def _pool(self, rec: Record) -> IPPool:
+        """An IPPool validated once per version of it: every CNI ADD reads the pools, and model
+        validation was the largest CPU cost of an assign after the store itself. A key's
+        (create_revision, mod_revision) names exactly one value within one store."""
+        try:
+            cache = _PARSED_POOLS.setdefault(self.store, {})
+        except TypeError:  # a store that cannot be weakly referenced: no cache
+            return IPPool.model_validate(rec.value)
+        ident = (rec.key, rec.create_revision, rec.mod_revision)
+        pool = cache.get(ident)
+        if pool is None:
+            if len(cache) > 256:  # old versions of edited pools: bounded, never needed again
+                cache.clear()
+            pool = cache[ident] = IPPool.model_validate(rec.value)
+        return pool
 
     def ensure_default_pool(self, cidr: str | None = None) -> list[IPPool]:
         """Create ``default-ipv4-ippool`` (blockSize 26, natOutgoing) when no pool exists."""
@@ -321,3 +338,4 @@ class IPAM:
 
 
 _RETRY = object()
+_PARSED_POOLS: "weakref.WeakKeyDictionary[Store, dict[tuple[str, int, int], IPPool]]" = weakref.WeakKeyDictionary()
