@@ -72,9 +72,9 @@ def wire(host_ns: str, pod_ns: str, ifname: str, host_ifname: str, address: str,
 
     ``hook(step)`` runs after each step (veth, pod-side, host-side): it lets tests inject a
     failure at every point and prove the rollback leaves nothing behind. Nine rtnetlink
-    requests in all (``rtnl.Rtnl``), the two per-interface sysctls included, so the host
-    namespace is never entered after its socket is open; the pod end is created up, with MTU
-    and MACs set.
+    requests at most (``rtnl.Rtnl``; seven when the kernel echoes the new link's indexes), the
+    two per-interface sysctls included, so the host namespace is never entered after its socket
+    is open; the pod end is created up, with MTU and MACs set.
     """
     ip = ipaddress.ip_interface(address).ip
     plen = ip.max_prefixlen
@@ -85,7 +85,7 @@ def wire(host_ns: str, pod_ns: str, ifname: str, host_ifname: str, address: str,
             mac = random_mac()  # chosen here, so no read-back is needed
             for attempt in (1, 2):
                 try:
-                    pod.add_veth(ifname, host_ifname, host_fd, mtu=mtu, mac=mac, peer_mac=HOST_MAC)
+                    echoed = pod.add_veth(ifname, host_ifname, host_fd, mtu=mtu, mac=mac, peer_mac=HOST_MAC)
                     break
                 except FileExistsError:
                     # the pod's own interface exists: a repeated ADD, refuse and touch nothing
@@ -95,14 +95,12 @@ def wire(host_ns: str, pod_ns: str, ifname: str, host_ifname: str, address: str,
                     host.del_link(stale)  # left over from a pod of the same name whose DEL never came
             created = True
             hook("veth")
-            eth = pod.link_index(ifname)
-            assert eth is not None
+            eth, hidx = echoed or (pod.link_index(ifname), host.link_index(host_ifname))
+            assert eth is not None and hidx is not None
             pod.add_address(eth, str(ip), plen)
             _route_once(pod, f"{GATEWAY}/32", eth, scope=RT_SCOPE_LINK)
             _route_once(pod, "0.0.0.0/0", eth, gateway=GATEWAY)
             hook("pod-side")
-            hidx = host.link_index(host_ifname)
-            assert hidx is not None
             host.set_proxy_delay(hidx, 0)
             host.set_up(hidx, proxy_arp=True)  # proxy_arp=1 in the same request
             host.add_route(f"{ip}/{plen}", hidx, scope=RT_SCOPE_LINK, proto=RTPROT_PODNET_POD)

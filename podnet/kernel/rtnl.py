@@ -24,8 +24,8 @@ RTM_NEWADDR = 20
 RTM_NEWROUTE = 24
 RTM_SETNEIGHTBL = 67
 NLMSG_ERROR = 2
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
-IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 4, 18, 28
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_ECHO, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x8, 0x200, 0x400
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 4, 5, 18, 28
 IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
 IFLA_AF_SPEC, IFLA_INET_CONF = 26, 1
 IPV4_DEVCONF_PROXY_ARP = 3  # the attribute type is the devconf index + 1, as in /proc/sys/net/ipv4/conf
@@ -129,9 +129,13 @@ class Rtnl:
         return None
 
     def add_veth(self, ifname: str, peer: str, peer_ns_fd: int, *, mtu: int, mac: str, peer_mac: str,
-                 up: bool = True) -> None:
+                 up: bool = True) -> tuple[int, int] | None:
         """Create a veth pair here (up if ``up``), its peer straight in another namespace (down:
-        the kernel cannot open a veth end before both exist, so bring it up with ``set_up``)."""
+        the kernel cannot open a veth end before both exist, so bring it up with ``set_up``).
+
+        Returns (index here, peer's index) from the kernel's echo of the new link (NLM_F_ECHO,
+        Linux ≥ 6.1; IFLA_LINK of a veth is its peer), which saves two lookups; None when the
+        kernel does not echo."""
         flags = IFF_UP if up else 0
         peer_msg = (_ifinfo() + _attr(IFLA_IFNAME, peer.encode() + b"\0")
                     + _attr(IFLA_NET_NS_FD, struct.pack("=I", peer_ns_fd)) + _attr(IFLA_MTU, struct.pack("=I", mtu))
@@ -140,7 +144,15 @@ class Rtnl:
         body = (_ifinfo(flags=flags, change=flags) + _attr(IFLA_IFNAME, ifname.encode() + b"\0")
                 + _attr(IFLA_MTU, struct.pack("=I", mtu)) + _attr(IFLA_ADDRESS, _mac(mac))
                 + _attr(IFLA_LINKINFO, linkinfo))
-        self._request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)
+        for mtype, payload in self._request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO, body):
+            if mtype != RTM_NEWLINK:
+                continue
+            index = _IFINFOMSG.unpack_from(payload)[2]
+            link = [v for k, v in attrs(payload, _IFINFOMSG.size) if k == IFLA_LINK]
+            peer_index = struct.unpack("=I", link[0])[0] if link and len(link[0]) == 4 else 0
+            if index > 0 and peer_index > 0:
+                return index, peer_index
+        return None
 
     def set_up(self, index: int, *, proxy_arp: bool = False) -> None:
         """Bring a link up; with ``proxy_arp`` also set its ipv4 ``proxy_arp`` in the same request

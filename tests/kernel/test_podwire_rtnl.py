@@ -2,6 +2,7 @@
 read back through /proc/sys, the authority, in namespaces this test creates and removes."""
 from __future__ import annotations
 
+import os
 import secrets
 from typing import Iterator
 
@@ -58,3 +59,17 @@ def test_rtnl_sysctl_requests_change_the_values(pair: tuple[str, str]) -> None:
             rt.set_proxy_delay(idx + 1000, 0)  # no such interface: the kernel's error, not silence
     assert _read(host, "ipv4/neigh/rt0/proxy_delay") == "0"
     assert _read(host, "ipv4/conf/rt0/proxy_arp") == "1"
+
+
+def test_add_veth_returns_both_indexes_from_the_kernels_echo(pair: tuple[str, str]) -> None:
+    host, pod = pair
+    # links in the host namespace first, so the two ends' indexes differ
+    netns.run_in(host, ["ip", "link", "add", "x0", "type", "veth", "peer", "name", "x1"], check=True)
+    fd = os.open(netns.path(host), os.O_RDONLY)
+    try:
+        with Rtnl(pod) as p, Rtnl(host) as h:
+            got = p.add_veth("eth0", "caliechotest", fd, mtu=1500, mac="02:00:00:00:00:01", peer_mac="ee:ee:ee:ee:ee:ee")
+            assert got == (p.link_index("eth0"), h.link_index("caliechotest"))
+            assert got[0] != got[1]
+    finally:
+        os.close(fd)
