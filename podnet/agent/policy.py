@@ -163,11 +163,25 @@ class PolicyReconciler:
                 return fast
         return self.reconcile(view.snapshot())
 
+    def _fast_path_allowed(self, changes: list[tuple[str, Any, Any]], kind: type) -> bool:
+        """Only changes of one kind, and a read-back not long overdue (else: the full path)."""
+        if any(type(new if new is not None else old) is not kind for _, old, new in changes):
+            return False
+        return time.monotonic() - self._last_readback < 6 * self.readback_every
+
+    def _finish_fast_path(self, revision: int, plan: dict[str, Any], t0: float) -> PolicyStatus:
+        """Record a pass the fast path committed; sizes move by a few elements, a full pass recounts."""
+        self._last_revision = revision
+        status = PolicyStatus(self.node, revision=revision, plan=plan, counts=self.status.counts)
+        status.seconds = time.perf_counter() - t0
+        status.synced_at = time.time()
+        self.status = status
+        self._write_status()
+        return status
+
     def _pods_only(self, revision: int, changes: list[tuple[str, Any, Any]]) -> PolicyStatus | None:
-        if any(type(new if new is not None else old) is not Pod for _, old, new in changes):
+        if not self._fast_path_allowed(changes, Pod):
             return None
-        if time.monotonic() - self._last_readback >= 6 * self.readback_every:
-            return None  # a read-back is long overdue: take the full path
         t0 = time.perf_counter()
         assert self._last is not None
         live, known = self._last
@@ -193,25 +207,12 @@ class PolicyReconciler:
             log.warning("node %s: element update failed (%s); syncing in full", self.node, exc)
             self._last = None
             return None
-        for k, hit in fresh.items():
-            if hit is None:
-                pods.pop(k, None)
-            else:
-                pods[k] = hit  # type: ignore[assignment]
-        self._last_revision = revision
-        status = PolicyStatus(self.node, revision=revision, plan={**_element_summary(cmds), "path": how},
-                              counts=self.status.counts)  # sizes move by a few elements; a full pass recounts
-        status.seconds = time.perf_counter() - t0
-        status.synced_at = time.time()
-        self.status = status
-        self._write_status()
-        return status
+        _merge(pods, fresh)
+        return self._finish_fast_path(revision, {**_element_summary(cmds), "path": how}, t0)
 
     def _policies_only(self, revision: int, changes: list[tuple[str, Any, Any]]) -> PolicyStatus | None:
-        if any(type(new if new is not None else old) is not NetworkPolicy for _, old, new in changes):
+        if not self._fast_path_allowed(changes, NetworkPolicy):
             return None
-        if time.monotonic() - self._last_readback >= 6 * self.readback_every:
-            return None  # a read-back is long overdue: take the full path
         t0 = time.perf_counter()
         assert self._last is not None
         live, known = self._last
@@ -239,20 +240,10 @@ class PolicyReconciler:
             log.warning("node %s: policy update failed (%s); syncing in full", self.node, exc)
             self._last = None
             return None
-        for k, hit in fresh.items():
-            if hit is None:
-                compiled.pop(k, None)
-            else:
-                compiled[k] = hit  # type: ignore[assignment]
+        _merge(compiled, fresh)
         for old_ir, new_ir in pairs:
             known.replace(old_ir, new_ir)
-        self._last_revision = revision
-        status = PolicyStatus(self.node, revision=revision, plan={**update.plan.summary(), "incremental": True,
-                                                                  "path": how}, counts=self.status.counts)
-        status.seconds = time.perf_counter() - t0
-        status.synced_at = time.time()
-        self.status = status
-        self._write_status()
+        status = self._finish_fast_path(revision, {**update.plan.summary(), "incremental": True, "path": how}, t0)
         if not update.plan.empty:
             log.info("node %s: policy update at revision %d: %s", self.node, revision,
                      {k: v for k, v in status.plan.items() if v and k != "touched_chains"})
@@ -267,6 +258,15 @@ class PolicyReconciler:
         with open(tmp, "w") as f:
             json.dump(self.status.to_dict(), f)
         os.replace(tmp, path)
+
+
+def _merge(cache: dict[Any, Any], fresh: dict[Any, Any]) -> None:
+    """Fold a committed fast-path pass into a cache: None drops the entry."""
+    for key, hit in fresh.items():
+        if hit is None:
+            cache.pop(key, None)
+        else:
+            cache[key] = hit
 
 
 @dataclass
