@@ -133,9 +133,15 @@ def test_generated_corpus_agrees_with_engine(lab: PolicyLab) -> None:
         state = lab.state(list(policies.values()))
         lab.apply(state)
         lab.flush_conntrack()
-        observed, results = probe_all(lab.probe_pods(), PORTS, PROTOCOLS, timeout=0.35, workers=256)
         expected = compute_matrix(state, PORTS, PROTOCOLS)
-        report = compare(state, expected, observed, {(r.src, r.dst, r.key): r.outcome for r in results})
+        # 256 parallel probes on two cores can time out on a busy machine; a real disagreement
+        # survives a slower second look, a late answer does not.
+        for timeout in (0.35, 1.5):
+            observed, results = probe_all(lab.probe_pods(), PORTS, PROTOCOLS, timeout=timeout, workers=256)
+            report = compare(state, expected, observed, {(r.src, r.dst, r.key): r.outcome for r in results})
+            if report.ok:
+                break
+            lab.flush_conntrack()
         assert report.ok, f"step {step} ({action}):\n" + "\n".join(d.describe() for d in report.disagreements)
         cells += report.cells
     assert all(actions.get(a, 0) >= 5 for a in ("create", "update", "delete", "relabel-pod", "relabel-namespace")), actions
