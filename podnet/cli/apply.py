@@ -53,11 +53,14 @@ def load_objects(filenames: tuple[str, ...], recursive: bool, namespace: str | N
 def _kernel_cannot_run(item: "Loaded") -> FieldProblem | None:
     """An IPPool asking for IPIP on a kernel without the ipip module can never carry traffic:
     refuse it at apply time, where the user can still pick VXLAN, not later in an agent log."""
-    from podnet.kernel.routes import kernel_has_ipip
     from podnet.model import IPPool
 
     obj = item.obj
-    if not isinstance(obj, IPPool) or obj.spec.ipip_mode == "Never" or kernel_has_ipip():
+    if not isinstance(obj, IPPool) or obj.spec.ipip_mode == "Never":
+        return None
+    from podnet.kernel.routes import kernel_has_ipip  # netlink libraries only when a pool asks for IPIP
+
+    if kernel_has_ipip():
         return None
     path = ("spec", "ipipMode")
     return FieldProblem(
