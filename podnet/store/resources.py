@@ -19,6 +19,7 @@ namespace itself goes with its last pod.
 from __future__ import annotations
 
 import builtins
+import secrets
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -262,7 +263,7 @@ class ResourceStore:
         """Create; keeps ``status`` as given (components create objects with what they know).
         ``AlreadyExists`` if it exists; ``NotFound`` if its namespace does not."""
         if not obj.metadata.name and obj.metadata.generate_name:
-            obj = obj.with_meta(name=obj.metadata.generate_name + uuid.uuid4().hex[:5])
+            obj = obj.with_meta(name=obj.metadata.generate_name + _random_suffix())
         cls, key, value = _desired(obj)
         status = obj.to_dict().get("status")
         if status is not None:
@@ -502,6 +503,12 @@ class ResourceStore:
             if not leftovers:
                 return
             self.kv.txn([Compare(k, r.mod_revision) for k, r in leftovers.items()], [Delete(k) for k in leftovers])
+
+
+def _random_suffix() -> str:
+    """Five characters as the API server appends to ``generateName`` (its safe alphabet)."""
+    alphabet = "bcdfghjklmnpqrstvwxz2456789"
+    return "".join(secrets.choice(alphabet) for _ in range(5))
 
 
 def _sorted(objs: Iterable[Resource]) -> builtins.list[Resource]:
