@@ -36,7 +36,8 @@ from .common import (label_selector, name_choices, namespace_option, open_resour
 @click.option("--now", is_flag=True, help="Signal pods to stop at once (--grace-period=1).")
 @click.option("--force", is_flag=True, help="Remove the objects from the store at once, without waiting for "
                                             "their processes to stop.")
-@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until the objects are gone.")
+@click.option("--wait", type=click.BOOL, default=True, is_flag=False, flag_value=True, show_default=True,
+              help="Wait until the objects are gone (--wait=false: do not).")
 @click.option("--timeout", default=0.0, help="Seconds to wait (0: no limit).")
 @click.pass_context
 @user_errors

@@ -33,9 +33,12 @@ def _logging() -> None:
 @click.option("--mtu", default=0, help="Pod MTU (default: 1450 with VXLAN, else 1500).")
 @click.option("--host-network", is_flag=True,
               help="This machine is the node: wire pods in its own namespace (distributed mode).")
+@click.option("--backoff-base", default=10.0, show_default=True,
+              help="First container restart back-off in seconds (doubles up to 30 times this).")
 @click.pass_context
 @user_errors
-def agent(ctx: click.Context, node: str, resync: float, keep_pods: bool, mtu: int, host_network: bool) -> None:
+def agent(ctx: click.Context, node: str, resync: float, keep_pods: bool, mtu: int, host_network: bool,
+          backoff_base: float) -> None:
     """Run the node agent: the CNI socket for podnet-cni and this node's pods."""
     from podnet.agent.cnicall import CniRuntime
     from podnet.agent.core import Agent
@@ -60,7 +63,8 @@ def agent(ctx: click.Context, node: str, resync: float, keep_pods: bool, mtu: in
     with open(conf_path) as f:
         conflist = json.load(f)
     server = CniServer(conflist["plugins"][0]["agentSocket"], Handler(lambda conf: store.kv, node)).start()
-    runner = PodRunner(store, node, sd, CniRuntime(conflist, bin_dirs=(bin_dir,)), ensure_podbin(podbin_dir(sd)))
+    runner = PodRunner(store, node, sd, CniRuntime(conflist, bin_dirs=(bin_dir,)), ensure_podbin(podbin_dir(sd)),
+                       backoff_base=backoff_base)
     reporter = NodeStatusReporter(store, node)
     loop = Agent(store, node, [reporter, runner], resync=resync)
     _stop_on_signals(loop.stop)

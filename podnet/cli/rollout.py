@@ -87,7 +87,8 @@ def rollout() -> None:
 @rollout.command("status")
 @click.argument("args", nargs=-1, required=True, metavar="deployment/NAME")
 @namespace_option
-@click.option("-w", "--watch/--no-watch", default=True, show_default=True, help="Follow until it is done.")
+@click.option("-w", "--watch", type=click.BOOL, default=True, is_flag=False, flag_value=True, show_default=True,
+              help="Follow until it is done (--watch=false: print once).")
 @click.option("--timeout", default=0.0, help="Seconds to wait (0: no limit).")
 @click.option("--revision", default=0, help="Pin to this revision (fails if it is not the current one).")
 @click.pass_context

@@ -18,7 +18,7 @@ from podnet.errors import PodnetError
 from podnet.model.core import Container, Pod
 
 SERVE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "serve.py")
-GRPC_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "grpc_health.py")
+GRPC_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "grpc_server.py")
 PYTHON = "/usr/bin/python3"
 HTTP_IMAGES = ("nginx", "httpd")
 COMMAND_IMAGES = ("busybox", "alpine")
@@ -106,5 +106,5 @@ def _agnhost(pod: Pod, c: Container) -> tuple[str, ...]:
     if sub == "liveness":
         return (*serve, "serve", "--name", pod.name, "--liveness", "tcp:8080")
     if sub == "grpc-health-checking":
-        return (sys.executable, GRPC_SCRIPT, *rest)
+        return (sys.executable, "-I", GRPC_SCRIPT, *rest)
     return (*serve, "serve", "--name", pod.name, *_ports(c, ["tcp:80", "udp:80"]))
