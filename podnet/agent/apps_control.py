@@ -70,12 +70,12 @@ class AppsController:
         for rs in plan.create:
             self.store.create(rs)
         for name in sorted(set(plan.scale) | set(plan.annotate)):
-            rs = by_name.get(name)
-            if rs is None:
+            current = by_name.get(name)
+            if current is None:
                 continue
-            data = rs.to_dict()
-            data["spec"]["replicas"] = plan.scale.get(name, rs.spec.replicas)
-            data["metadata"]["annotations"] = plan.annotate.get(name, rs.metadata.annotations)
+            data = current.to_dict()
+            data["spec"]["replicas"] = plan.scale.get(name, current.spec.replicas)
+            data["metadata"]["annotations"] = plan.annotate.get(name, current.metadata.annotations)
             self.store.update(ReplicaSet.model_validate(data), check_version=True)
         for rs in plan.delete:
             self.store.delete(ReplicaSet, rs.name, rs.namespace)

@@ -149,9 +149,9 @@ class PodRunner:
         logged and does not keep the others from being handled."""
         with self.lock:
             self.host_ip = self._host_ip(snapshot)
-            self.services = tuple(snapshot.of(Service))  # type: ignore[arg-type]
+            self.services = tuple(snapshot.of(Service))
             mine = {_key(p): p for p in snapshot.of(Pod) if p.spec.node_name == self.node}
-            self.pods = mine  # type: ignore[assignment]
+            self.pods = mine
             for key, lp in list(self.local.items()):
                 pod = mine.get(key)
                 if key in self.jobs:
@@ -164,7 +164,7 @@ class PodRunner:
                     # started afresh.
                     self._guarded(f"teardown of {lp.namespace}/{lp.name}", self.teardown, lp)
                 elif pod.metadata.deletion_timestamp:
-                    self._terminate(lp, pod)  # type: ignore[arg-type]
+                    self._terminate(lp, pod)
             for key, pod in mine.items():
                 if pod.metadata.deletion_timestamp and key not in self.local and key not in self.jobs:
                     self._guarded(f"removal of {key[0]}/{key[1]}", self._finalize, pod)
@@ -179,9 +179,9 @@ class PodRunner:
         started = {_key(p) for p in new}
         with self.lock:
             for key, pod in mine.items():
-                lp = self.local.get(key)
-                if lp is not None and key not in started and key not in self.jobs:
-                    self._guarded(f"supervision of {lp.namespace}/{lp.name}", self._supervise_and_report, pod, lp)
+                known = self.local.get(key)
+                if known is not None and key not in started and key not in self.jobs:
+                    self._guarded(f"supervision of {key[0]}/{key[1]}", self._supervise_and_report, pod, known)
         self.events.flush()
 
     @staticmethod
@@ -254,9 +254,9 @@ class PodRunner:
             self._save(lp)
             self._register_probes(pod, lp, adopt=False)
             for c in pod.spec.containers:
-                st = lp.container(c.name)
-                if st is not None and st.pid:
-                    self._started(pod, lp, st, c)
+                made = lp.container(c.name)
+                if made is not None and made.pid:
+                    self._started(pod, lp, made, c)
         return lp
 
     def _configure(self, pod: Pod, c: Container, st: ContainerState, facts: PodFacts) -> None:

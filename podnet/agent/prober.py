@@ -16,7 +16,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Hashable
+from typing import Callable
 
 from podnet.model.probes import Probe
 
@@ -24,7 +24,7 @@ from . import probes
 from .probes import Target
 
 KINDS = ("startup", "readiness", "liveness")
-PodKey = Hashable
+PodKey = tuple[str, str]  # (namespace, name)
 
 
 @dataclass

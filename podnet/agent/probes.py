@@ -187,13 +187,13 @@ def _grpc(action: GRPCAction, target: Target, timeout: float) -> Result:
             resp = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=action.service or ""), timeout=timeout)
         except grpc.RpcError as exc:
-            code = exc.code()  # type: ignore[attr-defined]
+            code = exc.code()
             if code == grpc.StatusCode.UNIMPLEMENTED:
                 return Result(False, "error: this server does not implement the grpc health protocol "
-                                     f"(grpc.health.v1.Health): {exc.details()}")  # type: ignore[attr-defined]
+                                     f"(grpc.health.v1.Health): {exc.details()}")
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
                 return Result(False, f"timeout: health rpc did not complete within {timeout:g}s")
-            return Result(False, f"error: health rpc probe failed: {code.name}: {exc.details()}")  # type: ignore[attr-defined]
+            return Result(False, f"error: health rpc probe failed: {code.name}: {exc.details()}")
         if resp.status != health_pb2.HealthCheckResponse.SERVING:
             name = health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
             return Result(False, f"service unhealthy (responseCode: {name})")

@@ -50,7 +50,7 @@ def command(ctx: click.Context, args: tuple[str, ...], filenames: tuple[str, ...
 
     grace = grace_period_for(grace_period, now, force)
     matcher = label_selector(selector)
-    refs: list = []
+    refs: list[tuple[type[Resource], str, str | None]] = []
     with open_resources(ctx) as store:
         if filenames:
             if args:

@@ -127,7 +127,7 @@ def describe_probe(probe: Probe) -> str:
     return f"grpc <pod>:{probe.grpc.port} {probe.grpc.service or ''} {attrs}"
 
 
-def _state_lines(title: str, state: dict | None) -> list[str]:
+def _state_lines(title: str, state: dict[str, Any] | None) -> list[str]:
     if not state:
         return [f"    {title + ':':<15}{'Waiting' if title == 'State' else NONE}"] if title == "State" else []
     kind, detail = next(iter(state.items()))

@@ -65,7 +65,7 @@ def _history(store: Any, dep: Deployment) -> dict[int, ReplicaSet]:
     """Revision → ReplicaSet, for the sets the Deployment controls."""
     out: dict[int, ReplicaSet] = {}
     for rs in store.list(ReplicaSet, dep.namespace or "default"):
-        ref = next((r for r in rs.metadata.owner_references or [] if r.get("controller")), {})
+        ref: dict[str, Any] = next((r for r in rs.metadata.owner_references or [] if r.get("controller")), {})
         if ref.get("uid") == dep.metadata.uid and rs.metadata.annotations.get(REVISION, "").isdigit():
             out[int(rs.metadata.annotations[REVISION])] = rs
     return out

@@ -419,7 +419,7 @@ def _moved(before: dict[str, Any], after: dict[str, Any]) -> bool:
     """DeploymentProgressing: more updated, ready or available pods, or fewer old ones."""
     if not before:
         return True
-    return (after["updatedReplicas"] > before.get("updatedReplicas", 0)
+    return bool(after["updatedReplicas"] > before.get("updatedReplicas", 0)
             or after["readyReplicas"] > before.get("readyReplicas", 0)
             or after["availableReplicas"] > before.get("availableReplicas", 0)
             or after["replicas"] - after["updatedReplicas"]
@@ -429,4 +429,4 @@ def _moved(before: dict[str, Any], after: dict[str, Any]) -> bool:
 def _timed_out(dep: Deployment, condition: dict[str, Any], now: datetime) -> bool:
     deadline = 600 if dep.spec.progress_deadline_seconds is None else dep.spec.progress_deadline_seconds
     since = parse_time(condition.get("lastUpdateTime"))
-    return deadline is not None and since is not None and (now - since).total_seconds() > deadline
+    return since is not None and (now - since).total_seconds() > deadline

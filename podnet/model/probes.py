@@ -6,7 +6,7 @@ so a manifest round-trips exactly as written.
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import Field, model_validator
 
@@ -102,7 +102,7 @@ class Probe(Model):
     # The kubelet's defaults (the API server writes them into the object; 0 means the default).
     @property
     def handler(self) -> Handler:
-        return next(getattr(self, n) for n in PROBE_HANDLERS if getattr(self, n) is not None)
+        return cast(Handler, next(getattr(self, n) for n in PROBE_HANDLERS if getattr(self, n) is not None))
 
     @property
     def delay(self) -> int:
@@ -138,7 +138,7 @@ class LifecycleHandler(Model):
 
     @property
     def handler(self) -> Handler:
-        return next(getattr(self, n) for n in HOOK_HANDLERS if getattr(self, n) is not None)
+        return cast(Handler, next(getattr(self, n) for n in HOOK_HANDLERS if getattr(self, n) is not None))
 
 
 class Lifecycle(Model):

@@ -418,9 +418,9 @@ class ResourceStore:
                         plan.add(kind_of_key(key) or Namespace, inner, grace=None)
                 plan.settle_namespace(record, self._pods_in(ns))
             for ns in plan.namespaces_losing_pods():
-                record = self.kv.get(key_for(Namespace, ns))
-                if record is not None and record.value["metadata"].get("deletionTimestamp"):
-                    plan.settle_namespace(record, self._pods_in(ns))
+                ns_record = self.kv.get(key_for(Namespace, ns))
+                if ns_record is not None and ns_record.value["metadata"].get("deletionTimestamp"):
+                    plan.settle_namespace(ns_record, self._pods_in(ns))
             if not plan.ops:
                 return [decode(current[key], cls) if key in current else None for cls, _, key in targets]
             result = self.kv.txn([Compare(k, r.mod_revision) for k, r in plan.seen.items()], plan.ops)
@@ -631,12 +631,11 @@ class _DeletionPlan:
         else:
             self._remove(record)
 
-    def _remove(self, record: Record) -> None:
+    def _remove(self, record: Record, pod: bool = False) -> None:
         self.ops.append(Delete(record.key))
         self.removed.add(record.key)
-        ns = record.value["metadata"].get("namespace")
-        if ns and kind_of_key(record.key) is not None and kind_of_key(record.key).KIND == "Pod":  # type: ignore[union-attr]
-            self._losing.add(ns)
+        if pod:  # its namespace may be Terminating and waiting for exactly this
+            self._losing.add(record.value["metadata"].get("namespace") or "default")
 
     def _mark(self, record: Record, meta: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
         value = {**record.value, **(extra or {}), "metadata": meta}
@@ -649,10 +648,10 @@ class _DeletionPlan:
         if meta.get("deletionTimestamp"):
             pending = meta.get("deletionGracePeriodSeconds")
             if not pending:
-                self._remove(record)
+                self._remove(record, pod=True)
             elif requested is not None and grace < pending:  # only a shorter grace period is taken
                 if grace == 0:
-                    self._remove(record)
+                    self._remove(record, pod=True)
                     return
                 then = datetime.strptime(meta["deletionTimestamp"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
                 meta["deletionTimestamp"] = _rfc3339(then - timedelta(seconds=pending - grace))
@@ -660,7 +659,7 @@ class _DeletionPlan:
                 self._mark(record, meta)
             return
         if grace == 0:
-            self._remove(record)
+            self._remove(record, pod=True)
             return
         meta["deletionTimestamp"] = _rfc3339(self.now + timedelta(seconds=grace))
         meta["deletionGracePeriodSeconds"] = grace
