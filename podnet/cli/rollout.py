@@ -9,15 +9,13 @@ from typing import Any
 
 import click
 
+from podnet.controllers.deployments import CHANGE_CAUSE, REVISION, without_hash
 from podnet.errors import NotFound, PodnetError
 from podnet.model import Deployment, ReplicaSet, Resource
 
 from .common import namespace_option, open_resources, split_kind_names, user_errors
 from .output import NONE, ref_name, table
 
-REVISION = "deployment.kubernetes.io/revision"
-CHANGE_CAUSE = "kubernetes.io/change-cause"
-HASH_LABEL = "pod-template-hash"
 
 
 def _target(args: tuple[str, ...], kinds: tuple[type[Resource], ...] = (Deployment,)) -> tuple[type[Resource], str]:
@@ -69,14 +67,6 @@ def _history(store: Any, dep: Deployment) -> dict[int, ReplicaSet]:
         if ref.get("uid") == dep.metadata.uid and rs.metadata.annotations.get(REVISION, "").isdigit():
             out[int(rs.metadata.annotations[REVISION])] = rs
     return out
-
-
-def _template_without_hash(rs: ReplicaSet) -> dict[str, Any]:
-    assert rs.spec.template is not None
-    tmpl = rs.spec.template.to_dict()
-    labels = {k: v for k, v in (tmpl.get("metadata", {}).get("labels") or {}).items() if k != HASH_LABEL}
-    tmpl["metadata"] = {**tmpl.get("metadata", {}), "labels": labels}
-    return tmpl
 
 
 @click.group("rollout")
@@ -174,9 +164,10 @@ def undo(ctx: click.Context, args: tuple[str, ...], namespace: str | None, to_re
             if len(revisions) < 2:
                 raise PodnetError(f'no rollout history found for deployment "{name}"')
             target = sorted(revisions)[-2]
-        template = _template_without_hash(revisions[target])
-        current = dep.spec.template.to_dict()
-        if template == current:
+        chosen = revisions[target].spec.template
+        assert chosen is not None
+        template = without_hash(chosen.to_dict())
+        if template == without_hash(dep.spec.template.to_dict()):
             click.echo(f"{ref_name(dep)} skipped rollback (current template already matches revision {target})")
             return
         data = dep.to_dict()

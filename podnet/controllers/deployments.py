@@ -49,7 +49,7 @@ def template_hash(template: dict[str, Any], collision_count: int | None = None) 
     return safe_encode(str(_fnv32a(text.encode())))
 
 
-def _without_hash(template: dict[str, Any]) -> dict[str, Any]:
+def without_hash(template: dict[str, Any]) -> dict[str, Any]:
     meta = dict(template.get("metadata") or {})
     labels = {k: v for k, v in (meta.get("labels") or {}).items() if k != HASH_LABEL}
     meta["labels"] = labels
@@ -60,7 +60,7 @@ def _without_hash(template: dict[str, Any]) -> dict[str, Any]:
 
 def same_template(rs: ReplicaSet, dep: Deployment) -> bool:
     return rs.spec.template is not None and \
-        _without_hash(rs.spec.template.to_dict()) == _without_hash(dep.spec.template.to_dict())
+        without_hash(rs.spec.template.to_dict()) == without_hash(dep.spec.template.to_dict())
 
 
 def revision(obj: ReplicaSet | Deployment) -> int:
