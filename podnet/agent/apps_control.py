@@ -5,7 +5,7 @@ a race is left to the next pass, which plans again from what is then stored."""
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from podnet.controllers import deployments, replicasets
@@ -13,6 +13,7 @@ from podnet.errors import AlreadyExists, Conflict, NotFound, PodnetError
 from podnet.model.apps import Deployment, ReplicaSet
 from podnet.model.base import Resource
 from podnet.model.core import Pod
+from podnet.model.events import Event
 
 from .events import EventRecorder
 
@@ -20,9 +21,12 @@ log = logging.getLogger("podnet.controllers.apps")
 
 
 class AppsController:
-    def __init__(self, store: Any, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+    def __init__(self, store: Any, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 event_ttl: float = 3600.0) -> None:
         self.store = store
         self.clock = clock
+        self.event_ttl = event_ttl
+        self._events_collected: datetime | None = None
         self.deployment_events = EventRecorder(store, "deployment-controller")
         self.replicaset_events = EventRecorder(store, "replicaset-controller")
         self.scheduler_events = EventRecorder(store, "default-scheduler")
@@ -45,6 +49,17 @@ class AppsController:
                 self._guarded(f"removal of pod {pod.ref}", self.store.delete, Pod, pod.name, pod.namespace)
         for recorder in (self.deployment_events, self.replicaset_events, self.scheduler_events):
             recorder.flush()
+        if self._events_collected is None or (now - self._events_collected).total_seconds() >= 60:
+            self._events_collected = now
+            self._guarded("event collection", self.collect_events, list(snap.of(Event)), now)
+
+    def collect_events(self, events: list[Event], now: datetime) -> None:
+        """Events live ``event_ttl`` seconds after their last occurrence (the API server's
+        --event-ttl, one hour by default), so they do not pile up in the store."""
+        cutoff = now - timedelta(seconds=self.event_ttl)
+        old = [e for e in events if (replicasets.parse_time(e.last_timestamp or e.first_timestamp) or now) < cutoff]
+        if old:
+            self.store.delete_many(old)
 
     def gc_terminating(self, pods: list[Pod], nodes: list[Any]) -> None:
         """The pod garbage collector's part for deletions: a pod being deleted on a node that no

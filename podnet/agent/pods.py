@@ -332,7 +332,7 @@ class PodRunner:
         result = probes.run(hook.handler, self._target(lp, st, c), float(pod.spec.grace_period or STOP_GRACE))
         if not result.ok and st.pid == pid:
             self.events.record(pod, "Warning", "FailedPostStartHook", result.message, _field(c.name))
-            self._kill_async(pod, lp, st, c, f"FailedPostStartHook", grace=float(pod.spec.grace_period))
+            self._kill_async(pod, lp, st, c, float(pod.spec.grace_period))
 
     def _register_probes(self, pod: Pod, lp: LocalPod, adopt: bool = True) -> None:
         for c in pod.spec.containers:
@@ -476,9 +476,9 @@ class PodRunner:
         grace = (probe.termination_grace_period_seconds if probe else None) or pod.spec.grace_period
         self.events.record(pod, "Normal", "Killing", f"Container {container} failed {kind} probe, will be restarted",
                            _field(container))
-        self._kill_async(pod, lp, st, c, kind, float(grace))
+        self._kill_async(pod, lp, st, c, float(grace))
 
-    def _kill_async(self, pod: Pod, lp: LocalPod, st: ContainerState, c: Container, why: str, grace: float) -> None:
+    def _kill_async(self, pod: Pod, lp: LocalPod, st: ContainerState, c: Container, grace: float) -> None:
         deadline = self.clock() + grace
         threading.Thread(target=self._kill_container, args=(pod, lp, st, c, lambda: deadline, True),
                          name=f"kill-{lp.name}-{c.name}", daemon=True).start()

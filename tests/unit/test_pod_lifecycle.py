@@ -179,3 +179,15 @@ def test_pods_being_deleted_on_a_node_that_is_gone_are_removed() -> None:
     n1 = Node.model_validate({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}})
     AppsController(store).gc_terminating(store.list(Pod), [n1])  # type: ignore[arg-type]
     assert [p.name for p in store.list(Pod)] == ["kept"]
+
+
+def test_events_expire_after_their_ttl() -> None:
+    now = datetime(2024, 1, 1, 12, 0, tzinfo=timezone.utc)
+    store = ResourceStore(MemoryStore(), clock=lambda: now)
+    store.bootstrap()
+    for name, last in (("old", "2024-01-01T10:59:00Z"), ("fresh", "2024-01-01T11:30:00Z")):
+        store.create(Event.model_validate({"apiVersion": "v1", "kind": "Event",
+                                           "metadata": {"name": name, "namespace": "default"},
+                                           "involvedObject": {"kind": "Pod", "name": "p"}, "lastTimestamp": last}))
+    AppsController(store, clock=lambda: now).reconcile(store.snapshot())
+    assert [e.name for e in store.list(Event)] == ["fresh"]
