@@ -236,3 +236,17 @@ def test_replicaset_deletes_unready_pods_first() -> None:
     assert sorted(p.name for p in plan.delete) == ["b", "c"] or sorted(p.name for p in plan.delete) == ["a", "b"]
     assert "b" in {p.name for p in plan.delete}
     assert plan.status["replicas"] == 3 and plan.status["readyReplicas"] == 2
+
+
+def test_min_ready_seconds_delays_availability(sim: Sim) -> None:
+    sim.apply(2, minReadySeconds=5)
+    for _ in range(10):  # until the Deployment reports its pods Ready (for a second or two by then)
+        sim.step()
+        if (sim.deployment().status or {}).get("readyReplicas") == 2:
+            break
+    st = sim.deployment().status or {}
+    assert st["readyReplicas"] == 2 and st["availableReplicas"] == 0
+    assert {c["type"]: c["status"] for c in st["conditions"]}["Available"] == "False"
+    assert sim.sets()[0].spec.min_ready_seconds == 5
+    sim.run(5)
+    assert (sim.deployment().status or {})["availableReplicas"] == 2
