@@ -12,12 +12,11 @@ Wire format (agent side: ``podnet.cni.server``): request = 4-byte big-endian len
 ``KEY=VALUE\\0`` for each forwarded variable, an empty entry, and stdin; answer = 4-byte exit
 code, then stdout.
 """
+import _socket
 import posix
 import sys
 
-import _socket
-
-FALLBACK_PATH: list = []  # filled in by `podnet install-cni`
+FALLBACK_PATH: "list[str]" = []  # filled in by `podnet install-cni`
 AGENT_SOCKET = ""  # filled in by `podnet install-cni`; the conflist's agentSocket wins
 SUPPORTED_VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
 FORWARD = (b"CNI_", b"PODNET_")
@@ -36,7 +35,7 @@ def _string_field(data: bytes, name: bytes) -> "str | None":
     return data[j + 1:k].decode()
 
 
-def via_agent(path: str, env: list, data: bytes) -> "tuple[int, bytes] | None":
+def via_agent(path: str, env: "list[bytes]", data: bytes) -> "tuple[int, bytes] | None":
     """Ask the agent; None if no agent listens at ``path``."""
     s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
@@ -75,6 +74,7 @@ def via_agent(path: str, env: list, data: bytes) -> "tuple[int, bytes] | None":
 def in_process(data: bytes) -> "tuple[int, bytes]":
     sys.path[:0] = [p for p in FALLBACK_PATH if p not in sys.path]
     import os
+
     from podnet.cni.inprocess import run  # imported only on the slow path
     code, out = run({k: v for k, v in os.environ.items() if k.startswith(("CNI_", "PODNET_"))}, data)
     return code, out.encode()
@@ -92,8 +92,8 @@ def main() -> int:
         data += chunk
     if environ.get(b"CNI_COMMAND") == b"VERSION":
         version = _string_field(data, b"cniVersion") or "1.1.0"
-        sys.stdout.write('{"cniVersion": "%s", "supportedVersions": [%s]}' % (
-            version, ", ".join('"%s"' % v for v in SUPPORTED_VERSIONS)))
+        versions = ", ".join(f'"{v}"' for v in SUPPORTED_VERSIONS)
+        sys.stdout.write(f'{{"cniVersion": "{version}", "supportedVersions": [{versions}]}}')
         _exit_now(0)
     answer = None
     if not environ.get(b"PODNET_CNI_INPROCESS"):
@@ -119,5 +119,5 @@ if __name__ == "__main__":
         sys.exit(main())
     except Exception as exc:  # never leave a runtime without the spec's error JSON
         msg = f"podnet-cni failed: {type(exc).__name__}: {exc}".replace("\\", "/").replace('"', "'")
-        sys.stdout.write('{"cniVersion": "1.1.0", "code": 100, "msg": "%s"}' % msg)
+        sys.stdout.write(f'{{"cniVersion": "1.1.0", "code": 100, "msg": "{msg}"}}')
         sys.exit(1)

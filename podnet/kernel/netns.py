@@ -19,8 +19,9 @@ import os
 import subprocess
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from podnet.errors import AlreadyExists, NotFound, PodnetError
 

@@ -14,7 +14,7 @@ import ipaddress
 import os
 import socket
 import struct
-from typing import Iterator
+from collections.abc import Iterator
 
 from . import netns
 
@@ -82,7 +82,7 @@ class Rtnl:
     def close(self) -> None:
         self.sock.close()
 
-    def __enter__(self) -> "Rtnl":
+    def __enter__(self) -> Rtnl:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -125,7 +125,7 @@ class Rtnl:
             raise
         for mtype, payload in msgs:
             if mtype == RTM_NEWLINK:
-                return _IFINFOMSG.unpack_from(payload)[2]
+                return int(_IFINFOMSG.unpack_from(payload)[2])
         return None
 
     def add_veth(self, ifname: str, peer: str, peer_ns_fd: int, *, mtu: int, mac: str, peer_mac: str,

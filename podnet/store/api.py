@@ -7,8 +7,9 @@ Values are JSON-able dicts (the resource's manifest form).
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Literal, Protocol, Sequence
+from typing import Any, Literal, Protocol
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ import textwrap
 import threading
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
@@ -97,7 +97,7 @@ class Backend:
         return self.shared if self.shared is not None else open_backend(self.url)
 
     @classmethod
-    def make(cls, name: str, tmp: Path) -> "Backend":
+    def make(cls, name: str, tmp: Path) -> Backend:
         if name == "memory":
             return cls(name, "memory://", open_backend("memory://"))
         if name == "sqlite":
@@ -806,7 +806,7 @@ class TestSnapshotAndWatch:
         assert snap.get(Pod, "a", "prod") is not None and snap.get(Pod, "a") is None
         assert [p.name for p in snap.of(IPPool)] == ["p"]
         assert snap.raw == {"/podnet/ipam/blocks/10.244.0.0-26": {"node": "n1"}}
-        with pytest.raises(Exception):
+        with pytest.raises(AttributeError):  # a frozen dataclass
             snap.revision = 0  # type: ignore[misc]
 
     def test_watch_reports_added_modified_deleted_and_resumes(self, rs: ResourceStore) -> None:
