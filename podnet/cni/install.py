@@ -2,7 +2,7 @@
 
 The executable is ``plugin.py`` with the paths podnet lives in written into it (used only on
 its in-process fallback path), shipped precompiled: Python never caches the bytecode of the
-script it is started with, and compiling plugin.py costs ~1–2 ms of every CNI call. The code
+script it is started with, and compiling plugin.py would be paid on every CNI call. The code
 object is marshalled into the file for the interpreter that installed it; any other
 interpreter compiles the embedded source instead. The conflist names the node, the state
 directory and the agent's socket, which is all the thin plugin needs to find its agent.

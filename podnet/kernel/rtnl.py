@@ -1,10 +1,10 @@
 """A minimal synchronous rtnetlink client for the CNI hot path (veth, address, routes).
 
 pyroute2 is the general netlink layer of podnet (dumps, read-back and diffing in the
-appliers, CHECK). Its 0.9 synchronous API runs every request through an asyncio loop, about
-0.3–0.5 ms each; a pod ADD needs eight requests, so that overhead alone was more than the
-kernel's own work. These few fixed-shape messages are packed with ``struct`` and sent on a
-plain ``AF_NETLINK`` socket instead (~40 µs each). The socket is opened inside the target
+appliers, CHECK). Its 0.9 synchronous API runs every request through an asyncio loop, and for
+the few requests of a pod ADD that overhead alone was more than the kernel's own work (the
+figures are in docs/cni.md). These few fixed-shape messages are packed with ``struct`` and sent
+on a plain ``AF_NETLINK`` socket instead. The socket is opened inside the target
 namespace (``netns.enter``) and stays bound to it.
 """
 from __future__ import annotations

@@ -1,5 +1,5 @@
 #!/usr/bin/python3 -IS
-"""The built-in workloads (stdlib only: starts in milliseconds, ~10 MB per pod).
+"""The built-in workloads (stdlib only, so quick to start and small; docs/cni.md has the figures).
 
 ``serve --name POD [--http] PROTO:PORT...`` answers on every port: TCP with an HTTP response
 whose body is the pod's name (what an nginx pod's test page is used for: who answered), UDP
