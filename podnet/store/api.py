@@ -61,7 +61,7 @@ class TxnResult:
 
 
 class Store(Protocol):
-    """What every backend implements; ``tests/unit/store_contract.py`` holds it to this."""
+    """What every backend implements; ``tests/unit/test_store_contract.py`` holds it to this."""
 
     def revision(self) -> int:
         """The current global revision (0 for an empty, never-written store)."""
