@@ -6,7 +6,9 @@
   record or a process that is new and still there fails the test (reported at teardown) and
   is then removed. Only this run's objects are looked at (see ``podnet.testing.leaks``):
   namespaces under a prefix from the ``prefixes`` fixture, processes started by this run. So a
-  kernel test names its namespaces with ``prefix`` / ``prefixes.new()``.
+  kernel test names its namespaces with ``prefix`` / ``prefixes.new()``. A process started by
+  one that was running before the test (a module-scoped cluster's agent starting a pod's
+  containers) is checked with that process's scope, at the end of the module.
 
 Pod namespaces that an agent of a ``podnet up`` cluster names after its node (``k8s-node01-…``)
 carry no test prefix; ``podnet down`` accounts for them, and the cluster tests check it.

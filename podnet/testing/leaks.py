@@ -80,6 +80,19 @@ class Leaks:
         return "\n".join(lines)
 
 
+def kernel_unavailable() -> str | None:
+    """Why tests that create network namespaces cannot run here (None: they can)."""
+    if os.geteuid() != 0:
+        return "needs root: it creates network namespaces (run `make test-kernel` as root)"
+    try:
+        res = subprocess.run(["unshare", "--net", "true"], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"cannot create a network namespace: {exc}"
+    if res.returncode != 0:
+        return f"cannot create a network namespace: {res.stderr.decode(errors='replace').strip()}"
+    return None
+
+
 def tag_processes(run_id: str) -> None:
     """Mark this process's environment so every process started from now on is attributable."""
     os.environ[OWNER_ENV] = run_id
@@ -97,9 +110,14 @@ def footprint(prefixes: Prefixes, run_dirs: Sequence[str]) -> Footprint:
 
 
 def leaked(before: Footprint, after: Footprint) -> Leaks:
+    """What is new in ``after``. A new process whose parent (or grandparent …) was already
+    running before is that process's (a module-scoped cluster's agent starting a pod's
+    containers), not the leak of whatever ran in between."""
+    older = {p.pid for p in before.processes}
+    new = [p for p in after.processes - before.processes if not _descends_from(p.pid, older)]
     return Leaks(tuple(sorted(after.namespaces - before.namespaces)),
                  tuple(sorted(after.records - before.records)),
-                 tuple(sorted(after.processes - before.processes, key=lambda p: p.pid)))
+                 tuple(sorted(new, key=lambda p: p.pid)))
 
 
 def remove(leaks: Leaks) -> None:
@@ -146,6 +164,25 @@ def _processes(run_id: str, run_dirs: Iterable[str]) -> Iterable[Process]:
             yield Process(pid, start, argv)
 
 
+def _descends_from(pid: int, ancestors: set[int]) -> bool:
+    parent = _parent(pid)
+    for _ in range(64):  # a chain this deep is not one a test makes
+        if parent is None or parent <= 1:
+            return False
+        if parent in ancestors:
+            return True
+        parent = _parent(parent)
+    return False
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _pod_links(ns: str) -> list[str]:
     out = netns.run_in(ns, ["ip", "-j", "link", "show"]).stdout
     try:
@@ -158,16 +195,3 @@ def _pod_links(ns: str) -> list[str]:
 def _nft_tables(ns: str) -> list[str]:
     out = netns.run_in(ns, ["nft", "list", "tables"]).stdout
     return [line.removeprefix("table ").strip() for line in out.splitlines() if line.startswith("table ")]
-
-
-def kernel_unavailable() -> str | None:
-    """Why tests that create network namespaces cannot run here (None: they can)."""
-    if os.geteuid() != 0:
-        return "needs root: it creates network namespaces (run `make test-kernel` as root)"
-    try:
-        res = subprocess.run(["unshare", "--net", "true"], capture_output=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"cannot create a network namespace: {exc}"
-    if res.returncode != 0:
-        return f"cannot create a network namespace: {res.stderr.decode(errors='replace').strip()}"
-    return None
