@@ -34,7 +34,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _kernel_tier(path: Path) -> bool:
-    return path.resolve().relative_to(TESTS).parts[0] in KERNEL_TIERS
+    return path.resolve().is_relative_to(TESTS) and path.resolve().relative_to(TESTS).parts[0] in KERNEL_TIERS
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
