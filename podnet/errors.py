@@ -4,8 +4,8 @@ The CLI turns a ``PodnetError`` into a message and exit code 1; anything else is
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 
 class PodnetError(Exception):

@@ -8,8 +8,8 @@ agnhost. Anything else is refused with a message the pod's status shows.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from podnet.errors import PodnetError
 from podnet.model.core import Container, Pod

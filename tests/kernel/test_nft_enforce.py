@@ -3,7 +3,6 @@ connections against the engine's matrix (what ``podnet verify`` does), on a 2-no
 from __future__ import annotations
 
 import os
-import secrets
 import socket
 import threading
 import time
@@ -21,10 +20,9 @@ from podnet.kernel.nft_probe import REACHED, probe, probe_all
 from podnet.kernel.underlay import ipr_in
 from podnet.model import NetworkPolicy
 from podnet.policy.matrix import compute_matrix
+from podnet.testing.leaks import Prefixes
 
 pytestmark = pytest.mark.kernel
-if os.geteuid() != 0:
-    pytest.skip("needs root (network namespaces)", allow_module_level=True)
 
 PORTS = [80, 81]
 PROTOCOLS = ["TCP", "UDP", "ICMP"]
@@ -32,9 +30,8 @@ TIMEOUT = 0.4
 
 
 @pytest.fixture(scope="module")
-def lab() -> Iterator[PolicyLab]:
-    prefix = f"pt-{secrets.token_hex(3)}"
-    lab = PolicyLab.build(prefix)
+def lab(prefixes: Prefixes) -> Iterator[PolicyLab]:
+    lab = PolicyLab.build(prefixes.new(sep=""))
     try:
         lab.add_pod("default", "web", "n1", {"app": "web"}, [("http", 80, "TCP")])
         lab.add_pod("default", "client1", "n1", {"run": "client1"})
@@ -47,7 +44,6 @@ def lab() -> Iterator[PolicyLab]:
         yield lab
     finally:
         lab.close()
-        assert lab.leftovers() == [], "namespaces leaked"
         assert NftApplier(None).read() is None, "a podnet table appeared in the root namespace"
 
 

@@ -5,22 +5,18 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
-from podnet.kernel import netns
+from podnet.testing.leaks import Prefixes
 
 pytestmark = [pytest.mark.scenario, pytest.mark.kernel]
-if os.geteuid() != 0:
-    pytest.skip("needs root", allow_module_level=True)
 
 ROOT = Path(__file__).resolve().parents[2]
 EX = ROOT / "examples"
@@ -94,18 +90,13 @@ def pod_named(matrix: dict[str, Any], ns: str, prefix: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    sd = tempfile.mkdtemp(prefix="podnet-policy-scn-")
-    prefix = f"pt{secrets.token_hex(2)}-"
-    c = Cluster(sd, prefix)
+def cluster(tmp_path_factory: pytest.TempPathFactory, prefixes: Prefixes) -> Iterator[Cluster]:
+    c = Cluster(str(tmp_path_factory.mktemp("policy-scn")), prefixes.new())
     try:
-        c.cli("up", "--nodes", "3", "--prefix", prefix, timeout=180)
+        c.cli("up", "--nodes", "3", "--prefix", c.prefix, timeout=180)
         yield c
     finally:
         c.cli("down", check=False, timeout=120)
-        left = [n for n in netns.list_all() if n.startswith(prefix)]
-        shutil.rmtree(sd, ignore_errors=True)
-        assert left == [], f"namespaces leaked: {left}"
 
 
 def test_s1_only_client1_reaches_web(cluster: Cluster) -> None:
