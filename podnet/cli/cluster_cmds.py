@@ -34,7 +34,6 @@ def up(ctx: click.Context, nodes: int, underlay: str, backend: str, pod_cidr: st
     """Build an emulated cluster on this machine and start its node processes."""
     from rich.console import Console
 
-    from podnet.cli.main import COMMANDS
     from podnet.cluster import lifecycle
 
     _require_root()
@@ -45,8 +44,7 @@ def up(ctx: click.Context, nodes: int, underlay: str, backend: str, pod_cidr: st
             console.log(msg)
 
         res = lifecycle.up(state_dir(ctx), nodes=nodes, underlay=underlay, backend=backend, pod_cidr=pod_cidr,
-                           vxlan_mode=vxlan_mode, prefix=prefix, progress=progress, timeout=timeout,
-                           commands=frozenset(COMMANDS))
+                           vxlan_mode=vxlan_mode, prefix=prefix, progress=progress, timeout=timeout)
     click.echo(f"cluster up: {len(res['nodes'])} nodes ({', '.join(res['nodes'])}), backend {backend}, "
                f"underlay {underlay}, in {res['seconds']:.2f} s")
 
