@@ -34,9 +34,9 @@ class Running:
 
 def load_running(ctx: click.Context) -> Running:
     from podnet.agent.pods import pod_netns_name
-    from podnet.agent.policy import cluster_state
     from podnet.kernel import netns
     from podnet.model import Pod
+    from podnet.policy.sources import cluster_from_snapshot
     from podnet.store.open import open_store
 
     store = open_store(state_dir(ctx), bootstrap=False)
@@ -57,7 +57,7 @@ def load_running(ctx: click.Context) -> Running:
             found[key] = name
         else:
             missing.append(key)
-    return Running(cluster_state(snap), found, tuple(sorted(missing)))
+    return Running(cluster_from_snapshot(snap), found, tuple(sorted(missing)))
 
 
 def _run_probe(ctx: click.Context, namespaces: tuple[str, ...], ports_text: str | None, protocols_text: str,
