@@ -30,7 +30,7 @@ COMMANDS: dict[str, str] = {
     "describe": "podnet.cli.describe:command",
     "get": "podnet.cli.get:command",
     "label": "podnet.cli.label:command",
-    "explain": "podnet.cli.probe_cmds:explain",
+    "explain": "podnet.cli.policy_cmds:explain",
     "matrix": "podnet.cli.policy_cmds:matrix",
     "lint": "podnet.cli.policy_cmds:lint",
     "probe": "podnet.cli.probe_cmds:probe",

@@ -73,7 +73,7 @@ def parse_target(text: str) -> tuple[str, str | None, str | None]:
     return ref, match.group("port"), match.group("proto")
 
 
-def _resolve_port(dst: Endpoint, port: str | None, proto: str | None, option_proto: str | None) -> tuple[int | None, str]:
+def resolve_port(dst: Endpoint, port: str | None, proto: str | None, option_proto: str | None) -> tuple[int | None, str]:
     protocol = (proto or option_proto or "TCP").upper()
     if port and port.upper() == ICMP and not proto:
         return None, ICMP
@@ -105,9 +105,11 @@ def _resolve_port(dst: Endpoint, port: str | None, proto: str | None, option_pro
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @from_files_option
 @ipblock_option
+@click.option("--trace", is_flag=True,
+              help="Also send one real attempt and show the nft rules that counted it on each node.")
 @click.pass_context
 def explain(ctx: click.Context, src_ref: str, dst_ref: str, option_proto: str | None, output: str,
-            from_files: tuple[str, ...], ipblock_matches_pods: bool) -> None:
+            from_files: tuple[str, ...], ipblock_matches_pods: bool, trace: bool) -> None:
     """Why traffic from one pod or address to another is allowed or denied, down to the rule."""
     from podnet.policy.evaluate import evaluate
     from podnet.policy.render import render_verdict
@@ -116,12 +118,17 @@ def explain(ctx: click.Context, src_ref: str, dst_ref: str, option_proto: str | 
     src = state.endpoint(src_ref.strip())
     ref, port, proto = parse_target(dst_ref)
     dst = state.endpoint(ref)
-    number, protocol = _resolve_port(dst, port, proto, option_proto)
+    number, protocol = resolve_port(dst, port, proto, option_proto)
     verdict = evaluate(state, src, dst, number, protocol)
     if output == "json":
         click.echo(json.dumps(verdict.to_dict(), indent=2))
     else:
         click.echo(render_verdict(verdict))
+    if trace:
+        from .probe_cmds import trace_lines
+
+        for line in trace_lines(ctx, src_ref, dst_ref, option_proto):
+            click.echo(line, err=output == "json")  # keep stdout valid JSON
 
 
 # --- matrix -------------------------------------------------------------------------------
