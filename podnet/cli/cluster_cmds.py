@@ -71,16 +71,11 @@ def status(ctx: click.Context) -> None:
     rows = []
     for n in st["nodes"]:
         procs = " ".join(f"{k}:{pid}{'' if ok else '(dead)'}" for k, (pid, ok) in sorted(n["processes"].items()))
-        health = "Ready" if all(ok for _, ok in n["processes"].values()) and not n["errors"] else "NotReady"
-        if n["refusals"]:
-            health += f" ({len(n['refusals'])} unreachable blocks)"
         if st["backend"] == "bgp":
             routing = f"{n['bgp'][0]}/{n['bgp'][1]} peers up" if n["bgp"] else "bird not running"
-            if not n["bgp"] or n["bgp"][0] < n["bgp"][1]:
-                health = "NotReady"
         else:
             routing = f"{n['routes']} routes"
-        rows.append([n["name"], n["address"], n["segment"], n["netns"], procs, routing, health])
+        rows.append([n["name"], n["address"], n["segment"], n["netns"], procs, routing, n["health"]])
     click.echo(table(["NAME", "ADDRESS", "SEGMENT", "NETNS", "PROCESSES", "ROUTING", "HEALTH"], rows))
     for name, pid, ok in st["processes"]:
         click.echo(f"{name}: pid {pid} {'running' if ok else 'not running'}")

@@ -199,7 +199,7 @@ def _stop_leftover_pods(state_dir: str, node: str) -> list[str]:
 
 
 def status(state_dir: str) -> dict[str, Any]:
-    """The cluster record plus, per node, its processes and last routing report."""
+    """The cluster record plus, per node, its processes, last routing report and health."""
     state = builder.read_state(state_dir)
     if state is None:
         raise PodnetError(f"no cluster recorded in {state_dir}", hint="start one with `podnet up`")
@@ -216,14 +216,27 @@ def status(state_dir: str) -> dict[str, Any]:
                 bgp = (sum(1 for p in peers if p.info == "Established"), len(peers))
             except PodnetError:
                 bgp = None
-        rows.append({"bgp": bgp, "name": n.name, "netns": n.netns, "address": n.address, "segment": n.segment,
-                     "processes": {p.name.split("/")[0]: (p.pid, processes.alive(p)) for p in mine},
-                     "routes": len(st.get("routes", [])), "refusals": st.get("refusals", []),
-                     "errors": st.get("errors", []) + st.get("problems", []), "reported": st.get("time")})
+        row = {"bgp": bgp, "name": n.name, "netns": n.netns, "address": n.address, "segment": n.segment,
+               "processes": {p.name.split("/")[0]: (p.pid, processes.alive(p)) for p in mine},
+               "routes": len(st.get("routes", [])), "refusals": st.get("refusals", []),
+               "errors": st.get("errors", []) + st.get("problems", []), "reported": st.get("time")}
+        rows.append({**row, "health": node_health(row, state.get("backend") == "bgp")})
     others = [(p.name, p.pid, processes.alive(p)) for p in procs if "/" not in p.name]
     return {"backend": state.get("backend"), "underlay": topo.underlay, "pod_cidr": state.get("pod_cidr"),
             "nodes": rows, "processes": others, "externals": [(e.name, e.address) for e in topo.externals],
             "topology": topo}
+
+
+def node_health(row: dict[str, Any], bgp: bool) -> str:
+    """A node of ``status`` as kubectl shows one: Ready when all its processes run and its
+    routing reports no error (and, with BGP, every session is Established), with the blocks it
+    cannot reach noted."""
+    health = "Ready" if all(ok for _, ok in row["processes"].values()) and not row["errors"] else "NotReady"
+    if row["refusals"]:
+        health += f" ({len(row['refusals'])} unreachable blocks)"
+    if bgp and (not row["bgp"] or row["bgp"][0] < row["bgp"][1]):
+        health = "NotReady"
+    return health
 
 
 def node_netns(state_dir: str, node: str) -> str:
@@ -233,4 +246,4 @@ def node_netns(state_dir: str, node: str) -> str:
     return Topology.from_dict(state["topology"]).node(node).netns
 
 
-__all__ = ["down", "node_netns", "status", "up", "wait_ready"]
+__all__ = ["down", "node_health", "node_netns", "status", "up", "wait_ready"]

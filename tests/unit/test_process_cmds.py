@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from podnet.cli.main import COMMANDS
+from podnet.cluster.lifecycle import node_health
 from podnet.kernel.netns import current_owned
 
 
@@ -35,3 +36,20 @@ def test_the_policy_loop_refuses_a_target_namespace_podnet_did_not_create(tmp_pa
     assert proc.returncode == 1
     assert "network namespace 'not-podnets' was not created by podnet" in proc.stderr
     assert os.listdir(tmp_path) == []
+
+
+def _row(**kw: object) -> dict[str, object]:
+    row: dict[str, object] = {"processes": {"agent": (1, True), "routing": (2, True)}, "errors": [],
+                              "refusals": [], "bgp": None}
+    row.update(kw)
+    return row
+
+
+def test_node_health() -> None:
+    assert node_health(_row(), bgp=False) == "Ready"
+    assert node_health(_row(processes={"agent": (1, False)}), bgp=False) == "NotReady"
+    assert node_health(_row(errors=["route refused"]), bgp=False) == "NotReady"
+    assert node_health(_row(refusals=["a", "b"]), bgp=False) == "Ready (2 unreachable blocks)"
+    assert node_health(_row(bgp=(2, 2)), bgp=True) == "Ready"
+    assert node_health(_row(bgp=(1, 2)), bgp=True) == "NotReady"
+    assert node_health(_row(bgp=None), bgp=True) == "NotReady"  # bird not running
