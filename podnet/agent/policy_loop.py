@@ -12,6 +12,7 @@ import gc
 
 from .policy import PolicyReconciler
 from .policy_view import LiveView
+from .runner import PassFailed
 
 LOOP = "policy-loop"
 
@@ -28,6 +29,8 @@ class PolicyPass:
     def __call__(self) -> int:
         try:
             self.reconciler.reconcile_view(self.view)
+        except RuntimeError as exc:  # the reconciler's signal that the sync failed
+            raise PassFailed(str(exc)) from exc
         finally:
             if self._first:
                 # The cluster view is long-lived: move it out of the collector's sight so a full

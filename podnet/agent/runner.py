@@ -29,8 +29,9 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Protocol
 
 from podnet.errors import Compacted, PodnetError
 from podnet.store.api import Event
@@ -58,6 +59,10 @@ def stop_on_signals() -> threading.Event:
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
     return stop
+
+
+class PassFailed(Exception):
+    """A pass failed for a reason it has already reported: logged in one line, no traceback."""
 
 
 class Changes(Protocol):
@@ -157,7 +162,7 @@ class LoopRunner:
         self.failures += 1
         delay = self.timing.backoff(self.failures)
         self.log.error("%s failed (%d in a row): %s: %s; next try in %.2f s", what, self.failures,
-                       type(exc).__name__, exc, delay, exc_info=not isinstance(exc, PodnetError))
+                       type(exc).__name__, exc, delay, exc_info=not isinstance(exc, (PodnetError, PassFailed)))
         if not self.stop.is_set():
             self.sleep(delay)
 

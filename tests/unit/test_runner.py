@@ -4,11 +4,11 @@ runner's sleeps and waits advance, so nothing here waits for real."""
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 
-from podnet.agent.runner import LoopRunner, StoreChanges, Timing
+from podnet.agent.runner import LoopRunner, PassFailed, StoreChanges, Timing
 from podnet.errors import PodnetError
 from podnet.store.api import Put
 from podnet.store.memory import MemoryStore
@@ -142,6 +142,21 @@ def test_backoff_doubles_up_to_its_cap_and_resets_after_success(caplog: pytest.L
 
 def test_backoff_cap_defaults_to_the_resync() -> None:
     assert [Timing(max_interval=1.0).backoff(n) for n in range(1, 7)] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+
+
+def test_a_reported_failure_is_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    t = FakeTime()
+    runner: LoopRunner
+
+    def failing() -> int:
+        runner.stop.set()
+        raise PassFailed("nft: transaction refused")
+
+    runner = LoopRunner("test-loop", failing, ScriptedChanges(t, []), clock=t.clock, sleep=t.sleep)
+    with caplog.at_level(logging.ERROR, logger="podnet.test-loop"):
+        runner.run()
+    [record] = caplog.records
+    assert "PassFailed: nft: transaction refused" in record.getMessage() and not record.exc_info
 
 
 def test_an_unexpected_error_is_logged_with_its_traceback(caplog: pytest.LogCaptureFixture) -> None:
