@@ -41,7 +41,7 @@ def cluster_backend(state_dir: str) -> str:
         raise PodnetError(f"no cluster recorded in {state_dir}", hint="start the cluster with `podnet up`") from None
 
 
-def node_pod_mtu(store: "ResourceStore", state_dir: str, node: str) -> int:
+def node_pod_mtu(store: ResourceStore, state_dir: str, node: str) -> int:
     """The routing plan's pod MTU in a cluster made by `podnet up`; elsewhere the pools'."""
     from podnet.model import IPPool
     from podnet.routing.mtu import pod_mtu

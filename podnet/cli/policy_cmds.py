@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from typing import Any, Sequence
+from typing import Sequence
 
 import click
 

@@ -2,8 +2,8 @@
 lab, and the podnet nft rules whose packet counters it moved on the nodes of both ends."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from podnet.kernel.nft import NftApplier
 from podnet.kernel.nft_probe import probe

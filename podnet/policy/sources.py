@@ -6,7 +6,8 @@ which hands over its snapshot, so the planners stay free of it.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Protocol, Sequence, TypeVar
+from collections.abc import Iterable, Sequence
+from typing import Protocol, TypeVar
 
 from podnet.errors import Location
 from podnet.manifest import Loaded, load_paths

@@ -2,7 +2,7 @@
 every packet the pod sends."""
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from podnet.model import IPPool
 

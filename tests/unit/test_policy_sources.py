@@ -35,7 +35,7 @@ def test_a_later_manifest_replaces_an_earlier_one_and_namespaces_are_implied(tmp
     (tmp_path / "b.yaml").write_text(POLICY.format(port=81))
     state, _ = cluster_from_files([str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")])
     [policy] = state.policies
-    assert [port.port for rule in policy.ingress for port in rule.ports] == [81]
+    assert [port.port for rule in policy.ingress for port in rule.ports or ()] == [81]
     assert {"default", "team"} <= set(state.namespace_labels)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -23,7 +24,7 @@ def test_every_loop_is_a_command() -> None:
 
 
 @pytest.mark.parametrize("command", ["agent", "policy-loop"])
-def test_node_processes_refuse_a_namespace_podnet_did_not_create(tmp_path, command: str) -> None:
+def test_node_processes_refuse_a_namespace_podnet_did_not_create(tmp_path: Path, command: str) -> None:
     assert current_owned() is None  # the test suite runs in the machine's namespace
     proc = podnet(str(tmp_path), command, "--node", "n1")
     assert proc.returncode == 1, proc.stderr
@@ -31,7 +32,7 @@ def test_node_processes_refuse_a_namespace_podnet_did_not_create(tmp_path, comma
     assert os.listdir(tmp_path) == []
 
 
-def test_the_policy_loop_refuses_a_target_namespace_podnet_did_not_create(tmp_path) -> None:
+def test_the_policy_loop_refuses_a_target_namespace_podnet_did_not_create(tmp_path: Path) -> None:
     proc = podnet(str(tmp_path), "policy-loop", "--node", "n1", "--netns", "not-podnets")
     assert proc.returncode == 1
     assert "network namespace 'not-podnets' was not created by podnet" in proc.stderr
