@@ -272,8 +272,8 @@ def write_to_enforced(samples: int) -> dict[str, Any]:
             store.update_status(Pod.model_validate({**created.to_dict(), "status": p.to_dict()["status"]}))
         for pol in make_policies(1000):
             store.create(pol)
-        proc = subprocess.Popen([sys.executable, "-m", "podnet.agent.policy_loop", "--node", "n1", "--state-dir", sd,
-                                 "--netns", lab.nodes["n1"].netns, "--resync", "5"],
+        proc = subprocess.Popen([sys.executable, "-m", "podnet.cli.main", "--state-dir", sd, "policy-loop",
+                                 "--node", "n1", "--netns", lab.nodes["n1"].netns, "--resync", "5"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
         def wait(rev: int) -> dict[str, Any]:

@@ -1,8 +1,9 @@
-"""The control plane loop (``podnet controllers``): Deployments → Pods, the scheduler, and IPAM
-leak collection, each a pure planner in ``podnet.controllers`` applied to the store here."""
+"""The control plane (``podnet controllers``): Deployments → Pods, the scheduler, and IPAM leak
+collection, each a pure planner in ``podnet.controllers`` applied to the store here, one pass
+per snapshot on the loop runner."""
 from __future__ import annotations
 
-import logging
+import threading
 import time
 from typing import Any, Callable
 
@@ -12,8 +13,14 @@ from podnet.ipam.allocator import IPAM
 from podnet.ipam.blocks import LeakTracker
 from podnet.model.apps import Deployment
 from podnet.model.core import Node, Pod
+from podnet.store.open import open_store
 
-log = logging.getLogger("podnet.controllers")
+from .config import ControllersConfig
+from .core import Agent
+from .runner import loop_logger
+
+LOOP = "controllers"
+log = loop_logger(LOOP)
 
 
 class ControlLoop:
@@ -67,3 +74,13 @@ class ControlLoop:
         for h in freed:
             log.info("released leaked IPAM handle %s", h)
         return freed
+
+
+def run_controllers(config: ControllersConfig, stop: threading.Event) -> None:
+    """The control plane's composition root: its loop over the store until ``stop``."""
+    store = open_store(config.state_dir)
+    try:
+        control = ControlLoop(store, gc_grace=config.gc_grace, gc_every=config.gc_interval)
+        Agent(store, LOOP, [control], resync=config.resync, name=LOOP, stop=stop).run()
+    finally:
+        store.close()

@@ -98,5 +98,7 @@ class RoutingReconciler:
 def pod_mtu(snapshot: Any, node: str, backend: str, underlay_mtu: int = 1500) -> int:
     """The MTU a pod interface on ``node`` should get: the VTEP's (underlay − 50) when this
     node encapsulates any pod traffic, else the underlay's (Flannel's FLANNEL_MTU)."""
-    plan = plan_node(facts_from_snapshot(snapshot, underlay_mtu=underlay_mtu), node, backend)
-    return plan.vtep.mtu if plan.vtep is not None else underlay_mtu
+    from podnet.routing.mtu import pod_mtu as mtu_for
+
+    return mtu_for(plan_node(facts_from_snapshot(snapshot, underlay_mtu=underlay_mtu), node, backend),
+                   underlay_mtu=underlay_mtu)

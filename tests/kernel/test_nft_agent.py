@@ -62,8 +62,8 @@ def _wait_revision(state_dir: str, node: str, revision: int, timeout: float = 10
 
 
 def _start_loop(state_dir: str, lab: PolicyLab) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "podnet.agent.policy_loop", "--node", "n1", "--state-dir", state_dir,
-                             "--netns", lab.nodes["n1"].netns, "--resync", "1"],
+    return subprocess.Popen([sys.executable, "-m", "podnet.cli.main", "--state-dir", state_dir, "policy-loop",
+                             "--node", "n1", "--netns", lab.nodes["n1"].netns, "--resync", "1"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
