@@ -45,10 +45,7 @@ def run(node: str, state_dir: str, resync: float = RESYNC_SECONDS, netns: str | 
     first = True
     try:
         while not stopping:
-            try:
-                rec.reconcile_view(view)
-            except RuntimeError:
-                pass  # logged by the reconciler; the old rules stay and the next pass retries
+            rec.reconcile_view(view)  # a failed pass is logged and in its status; the old rules stay
             if first:
                 # The cluster view is long-lived: move it out of the collector's sight so a full
                 # collection does not walk it in the middle of a pass (a latency spike).

@@ -62,7 +62,8 @@ def load_running(ctx: click.Context) -> Running:
 
 def _run_probe(ctx: click.Context, namespaces: tuple[str, ...], ports_text: str | None, protocols_text: str,
                timeout: float, workers: int, quiet: bool) -> tuple[Running, list[Endpoint], Any, list[Any]]:
-    from podnet.kernel.nft_probe import ProbePod, probe_all
+    from podnet.cluster.probe import probe_matrix
+    from podnet.kernel.probe import ProbePod
 
     running = load_running(ctx)
     wanted = namespaces_arg(namespaces, running.state.namespace_labels)
@@ -89,7 +90,7 @@ def _run_probe(ctx: click.Context, namespaces: tuple[str, ...], ports_text: str 
                 click.echo(f"probing: {done}/{total}", err=True)
                 step["next"] += 0.25
     try:
-        observed, results = probe_all(pods, ports, protocols, timeout=timeout, workers=workers, progress=progress)
+        observed, results = probe_matrix(pods, ports, protocols, timeout=timeout, workers=workers, progress=progress)
     finally:
         if bar is not None:
             bar.stop()
@@ -138,7 +139,7 @@ def probe(ctx: click.Context, namespaces: tuple[str, ...], ports_text: str | Non
 def verify(ctx: click.Context, namespaces: tuple[str, ...], ports_text: str | None, protocols_text: str,
            timeout: float, workers: int, output: str) -> None:
     """Probe the kernel and compare with the engine's matrix; exit 1 on any disagreement."""
-    from podnet.dataplane.nft_verify import compare
+    from podnet.dataplane.nft.verify import compare
     from podnet.policy.matrix import compute_matrix
 
     running, eps, observed, results = _run_probe(ctx, namespaces, ports_text, protocols_text, timeout, workers,
@@ -164,8 +165,8 @@ def kernel_trace(ctx: click.Context, src_ref: str, dst_ref: str, port: int | Non
                  timeout: float = 1.0) -> list[str]:
     """One real attempt from ``src_ref`` and the nft rules whose counters moved, per node."""
     from podnet.cluster.lifecycle import node_netns
-    from podnet.kernel.nft import NftApplier
-    from podnet.kernel.nft_probe import probe as probe_once
+    from podnet.kernel.nft.apply import NftApplier
+    from podnet.kernel.probe import probe as probe_once
 
     running = load_running(ctx)
     src, dst = running.state.endpoint(src_ref), running.state.endpoint(dst_ref)
@@ -180,7 +181,7 @@ def kernel_trace(ctx: click.Context, src_ref: str, dst_ref: str, port: int | Non
     outcome, detail = probe_once(running.netns[src.key], dst.ip, port, protocol, timeout)
     lines = [f"kernel: one {protocol if port is None else f'{port}/{protocol}'} attempt "
              f"{src.key} → {dst.key if dst.is_pod else dst.ip}: {outcome}" + (f" ({detail})" if detail else "")]
-    from podnet.dataplane.nft_render import describe_rule
+    from podnet.dataplane.nft.render import describe_rule
 
     for n, a in appliers.items():
         moved = [(c.chain, c.comment, c.packets - before[n].get((c.chain, c.comment), 0)) for c in a.counters()]

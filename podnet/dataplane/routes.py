@@ -5,8 +5,9 @@ optional VXLAN device with its permanent neighbour and FDB entries, a NAT spec, 
 subnet.env text. BGP-learned routes are BIRD's to install, so they are not here."""
 from __future__ import annotations
 
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
-from typing import Hashable, Iterable, TypeVar
+from typing import TypeVar
 
 from podnet.routing.plan import RoutingPlan
 
