@@ -72,9 +72,9 @@ def test_routing_loop_survives_a_failed_pass():
     routing process, and nothing would restart it."""
     import io
 
+    from podnet.agent.routing import RoutingStatus
     from podnet.agent.routing_loop import loop
     from podnet.errors import PodnetError
-    from podnet.kernel.routes_apply import RoutingStatus
     from podnet.store.memory import MemoryStore
     from podnet.store.resources import ResourceStore
 
