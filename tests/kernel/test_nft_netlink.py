@@ -11,7 +11,7 @@ import pytest
 from podnet.dataplane.nft.diff import plan_sync
 from podnet.dataplane.nft.live import LiveTable
 from podnet.dataplane.nft.render import render_indexed
-from podnet.errors import PodnetError
+from podnet.errors import DataplaneError, PodnetError
 from podnet.kernel import netns
 from podnet.kernel.nft.apply import NftApplier
 from podnet.model import Namespace, NetworkPolicy, Pod
@@ -100,8 +100,9 @@ def test_a_refused_batch_changes_nothing_and_the_next_sync_reads_back(ns: str) -
     t = {"family": "inet", "table": "podnet"}
     cmds = [{"add": {"element": {**t, "name": pod_set, "elem": ["10.244.9.9"]}}},
             {"delete": {"element": {**t, "name": pod_set, "elem": ["10.244.9.10"]}}}]  # not there: refused
-    with pytest.raises(PodnetError, match="element update"):
+    with pytest.raises(PodnetError, match="element update") as refused:
         applier.apply_elements(cmds, table)
+    assert isinstance(refused.value, DataplaneError) and not refused.value.retryable  # the kernel said no
     after = applier.read()
     assert after is not None and before is not None
     assert after.sets[pod_set].elements == before.sets[pod_set].elements  # the add did not land either
