@@ -6,10 +6,8 @@ Service address, reads back equal to what was rendered and changes by element; n
 changes nothing."""
 from __future__ import annotations
 
-import os
-import secrets
 import socket
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -20,25 +18,23 @@ from podnet.errors import DataplaneError
 from podnet.kernel import netns
 from podnet.kernel.nft.apply import NftApplier
 from podnet.kernel.probe import CONNECTED, REACHED, REFUSED, probe
+from podnet.testing.leaks import Prefixes
 from podnet.testing.policy_lab import PolicyLab
 from podnet.testing.service_table import SERVICE_TABLE, service_table
 
 pytestmark = pytest.mark.kernel
-if os.geteuid() != 0:
-    pytest.skip("needs root (network namespaces)", allow_module_level=True)
 
 CLUSTER_IP, PORT, TARGET = "10.96.0.10", 80, 8080
 POD_CIDR = "10.244.0.0/16"
 
 
 @pytest.fixture()
-def lab() -> Iterator[PolicyLab]:
-    lab = PolicyLab.build(f"pt-{secrets.token_hex(3)}", nodes=1)
+def lab(prefixes: Prefixes) -> Iterator[PolicyLab]:
+    lab = PolicyLab.build(prefixes.new(sep=""), nodes=1)
     try:
         yield lab
     finally:
         lab.close()
-        assert lab.leftovers() == [], "namespaces leaked"
         for table in (SERVICE_TABLE, NAT_TABLE):
             assert NftApplier(None, table=table).read() is None, f"{table} appeared in the root namespace"
 
