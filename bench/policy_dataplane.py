@@ -34,12 +34,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from podnet.agent.policy import PolicyReconciler, read_status  # noqa: E402
 from podnet.agent.policy_view import LiveView  # noqa: E402
-from podnet.dataplane.nft_render import render  # noqa: E402
+from podnet.dataplane.nft.render import render  # noqa: E402
 from podnet.kernel import netns  # noqa: E402
-from podnet.kernel.nft_lab import PolicyLab  # noqa: E402
 from podnet.model import Namespace, NetworkPolicy, Pod  # noqa: E402
 from podnet.policy.cluster import ClusterState  # noqa: E402
 from podnet.store.open import open_store  # noqa: E402
+from podnet.testing.policy_lab import PolicyLab  # noqa: E402
 
 NS = "bench"
 SERVER_PORT, IPERF_PORT = 8080, 5201

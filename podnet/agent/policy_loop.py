@@ -28,9 +28,7 @@ class PolicyPass:
 
     def __call__(self) -> int:
         try:
-            self.reconciler.reconcile_view(self.view)
-        except RuntimeError as exc:  # the reconciler's signal that the sync failed
-            raise PassFailed(str(exc)) from exc
+            status = self.reconciler.reconcile_view(self.view)
         finally:
             if self._first:
                 # The cluster view is long-lived: move it out of the collector's sight so a full
@@ -38,4 +36,6 @@ class PolicyPass:
                 gc.collect()
                 gc.freeze()
                 self._first = False
+        if status.error is not None:  # logged by the reconciler; the old rules stay
+            raise PassFailed(status.error)
         return self.view.revision

@@ -122,7 +122,7 @@ def node_status(ctx: click.Context, name: str | None) -> None:
     from podnet.cluster import lifecycle
     from podnet.errors import PodnetError
     from podnet.kernel.bird import Bird, peer_rows
-    from podnet.kernel.routes_apply import read_status
+    from podnet.agent.routing import read_status
 
     sd = state_dir(ctx)
     st = lifecycle.status(sd)

@@ -62,7 +62,8 @@ def load_running(ctx: click.Context) -> Running:
 
 def _run_probe(ctx: click.Context, namespaces: tuple[str, ...], ports_text: str | None, protocols_text: str,
                timeout: float, workers: int, quiet: bool) -> tuple[Running, list[Endpoint], Any, list[Any]]:
-    from podnet.kernel.nft_probe import ProbePod, probe_all
+    from podnet.cluster.probe import probe_matrix
+    from podnet.kernel.probe import ProbePod
 
     running = load_running(ctx)
     wanted = namespaces_arg(namespaces, running.state.namespace_labels)
@@ -89,7 +90,7 @@ def _run_probe(ctx: click.Context, namespaces: tuple[str, ...], ports_text: str 
                 click.echo(f"probing: {done}/{total}", err=True)
                 step["next"] += 0.25
     try:
-        observed, results = probe_all(pods, ports, protocols, timeout=timeout, workers=workers, progress=progress)
+        observed, results = probe_matrix(pods, ports, protocols, timeout=timeout, workers=workers, progress=progress)
     finally:
         if bar is not None:
             bar.stop()
@@ -138,7 +139,7 @@ def probe(ctx: click.Context, namespaces: tuple[str, ...], ports_text: str | Non
 def verify(ctx: click.Context, namespaces: tuple[str, ...], ports_text: str | None, protocols_text: str,
            timeout: float, workers: int, output: str) -> None:
     """Probe the kernel and compare with the engine's matrix; exit 1 on any disagreement."""
-    from podnet.dataplane.nft_verify import compare
+    from podnet.dataplane.nft.verify import compare
     from podnet.policy.matrix import compute_matrix
 
     running, eps, observed, results = _run_probe(ctx, namespaces, ports_text, protocols_text, timeout, workers,
@@ -165,7 +166,7 @@ def trace_lines(ctx: click.Context, src_ref: str, dst_ref: str, option_proto: st
     nft rules whose counters moved, per node, as lines of text."""
     from podnet.cli.policy_cmds import parse_target, resolve_port
     from podnet.cluster.trace import kernel_trace
-    from podnet.dataplane.nft_render import describe_rule
+    from podnet.dataplane.nft.render import describe_rule
 
     ref, port_text, proto = parse_target(dst_ref)
     protocol = (proto or option_proto or "TCP").upper()

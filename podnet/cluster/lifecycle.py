@@ -12,10 +12,10 @@ import sys
 import time
 from typing import Any, Callable
 
+from podnet.agent.routing import read_status
 from podnet.errors import PodnetError
 from podnet.kernel import netns
 from podnet.kernel.bird import Bird, peer_rows
-from podnet.kernel.routes_apply import read_status
 from podnet.model import CalicoNode, IPPool, Node, Resource
 from podnet.routing import BACKENDS
 

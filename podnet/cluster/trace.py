@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from podnet.kernel.nft import NftApplier
-from podnet.kernel.nft_probe import probe
+from podnet.kernel.nft.apply import NftApplier
+from podnet.kernel.probe import probe
 from podnet.policy.cluster import ClusterState, Endpoint
 
 from .lifecycle import node_netns
@@ -18,7 +18,7 @@ class RuleHit:
 
     node: str
     chain: str
-    comment: str  # the rule's comment: what dataplane.nft_render.describe_rule reads
+    comment: str  # the rule's comment: what dataplane.nft.render.describe_rule reads
     packets: int
 
 

@@ -12,12 +12,12 @@ from typing import Any, Iterator
 import pytest
 
 from podnet.agent.policy import PolicyReconciler, read_status
-from podnet.kernel.nft import NftApplier
-from podnet.kernel.nft_lab import PolicyLab
-from podnet.kernel.nft_probe import REACHED, probe
+from podnet.kernel.nft.apply import NftApplier
+from podnet.kernel.probe import REACHED, probe
 from podnet.model import NetworkPolicy, Pod
 from podnet.store.open import open_store
 from podnet.testing.leaks import Prefixes
+from podnet.testing.policy_lab import PolicyLab
 
 pytestmark = pytest.mark.kernel
 

@@ -10,12 +10,12 @@ from typing import Any, Iterator
 
 import pytest
 
-from podnet.dataplane.nft_verify import compare
-from podnet.kernel.nft_lab import PolicyLab
-from podnet.kernel.nft_probe import probe_all
+from podnet.cluster.probe import probe_matrix
+from podnet.dataplane.nft.verify import compare
 from podnet.model import NetworkPolicy
 from podnet.policy.matrix import compute_matrix
 from podnet.testing.leaks import Prefixes
+from podnet.testing.policy_lab import PolicyLab
 
 pytestmark = pytest.mark.kernel
 
@@ -134,7 +134,7 @@ def test_generated_corpus_agrees_with_engine(lab: PolicyLab) -> None:
         # 256 parallel probes on two cores can time out on a busy machine; a real disagreement
         # survives a slower second look, a late answer does not.
         for timeout in (0.35, 1.5):
-            observed, results = probe_all(lab.probe_pods(), PORTS, PROTOCOLS, timeout=timeout, workers=256)
+            observed, results = probe_matrix(lab.probe_pods(), PORTS, PROTOCOLS, timeout=timeout, workers=256)
             report = compare(state, expected, observed, {(r.src, r.dst, r.key): r.outcome for r in results})
             if report.ok:
                 break

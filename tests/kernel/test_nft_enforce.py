@@ -11,16 +11,17 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from podnet.dataplane.nft_render import render
-from podnet.dataplane.nft_verify import compare
+from podnet.cluster.probe import probe_matrix
+from podnet.dataplane.nft.render import render
+from podnet.dataplane.nft.verify import compare
 from podnet.kernel import netns
-from podnet.kernel.nft import NftApplier
-from podnet.kernel.nft_lab import PolicyLab
-from podnet.kernel.nft_probe import REACHED, probe, probe_all
+from podnet.kernel.nft.apply import NftApplier
+from podnet.kernel.probe import REACHED, probe
 from podnet.kernel.underlay import ipr_in
 from podnet.model import NetworkPolicy
 from podnet.policy.matrix import compute_matrix
 from podnet.testing.leaks import Prefixes
+from podnet.testing.policy_lab import PolicyLab
 
 pytestmark = pytest.mark.kernel
 
@@ -56,7 +57,7 @@ def _verify(lab: PolicyLab, policies: list[NetworkPolicy], **kw: Any) -> Any:
     state = lab.state(policies, **kw)
     lab.apply(state)
     lab.flush_conntrack()
-    observed, results = probe_all(lab.probe_pods(), PORTS, PROTOCOLS, timeout=TIMEOUT)
+    observed, results = probe_matrix(lab.probe_pods(), PORTS, PROTOCOLS, timeout=TIMEOUT)
     expected = compute_matrix(state, PORTS, PROTOCOLS)
     report = compare(state, expected, observed, {(r.src, r.dst, r.key): r.outcome for r in results})
     assert report.ok, "\n".join(d.describe() for d in report.disagreements)

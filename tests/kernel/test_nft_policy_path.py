@@ -11,10 +11,10 @@ import pytest
 
 from podnet.agent.policy import PolicyReconciler, cluster_state
 from podnet.agent.policy_view import LiveView
-from podnet.dataplane.nft_diff import plan_sync
-from podnet.dataplane.nft_render import render
+from podnet.dataplane.nft.diff import plan_sync
+from podnet.dataplane.nft.render import render
 from podnet.kernel import netns
-from podnet.kernel.nft import NftApplier
+from podnet.kernel.nft.apply import NftApplier
 from podnet.model import Namespace, NetworkPolicy, Pod
 from podnet.store.open import open_store
 

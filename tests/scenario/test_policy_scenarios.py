@@ -140,7 +140,7 @@ def test_s2_namespace_isolation(cluster: Cluster) -> None:
 
 def test_s5_refused_manifest_changes_nothing(cluster: Cluster) -> None:
     from podnet.cluster.lifecycle import node_netns
-    from podnet.kernel.nft import NftApplier
+    from podnet.kernel.nft.apply import NftApplier
 
     cluster.enforced()
     before = {n: NftApplier(node_netns(cluster.sd, n)).read() for n in cluster.nodes()}
@@ -188,7 +188,7 @@ spec:
     assert not allowed(m, "80/TCP", "default/client2", web)   # not labelled: only DNS
     assert allowed(m, "53/UDP", "default/client2", "kube-system/coredns")
     # ... including a host outside the cluster (ping through the node's natOutgoing).
-    from podnet.kernel.nft_probe import REACHED, probe
+    from podnet.kernel.probe import REACHED, probe
 
     externals = status(cluster.sd)["externals"]
     assert externals, "the lab has an external host"
@@ -244,7 +244,7 @@ spec:
 
     # egress to 192.168.0.0/16 except 192.168.94.134: the lab's external host is that address.
     from podnet.cluster.lifecycle import status
-    from podnet.kernel.nft_probe import REACHED, probe
+    from podnet.kernel.probe import REACHED, probe
 
     ext = [ip for _, ip in status(cluster.sd)["externals"] if ip == "192.168.94.134"]
     client1 = _pod_netns(cluster, "default", "client1")

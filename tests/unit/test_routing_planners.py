@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from podnet.dataplane.routes import RouteSpec, desired_routing, diff
+from podnet.dataplane.node_routing import desired_routing
+from podnet.dataplane.routes import RouteSpec, diff
 from podnet.errors import PodnetError
 from podnet.model import BGPConfiguration, BGPPeer, CalicoNode, IPPool, Node
 from podnet.routing import cluster_facts, plan_node

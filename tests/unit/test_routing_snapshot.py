@@ -77,8 +77,8 @@ def test_routing_loop_survives_a_failed_pass(caplog):
 
     from podnet.agent.routing_loop import LOOP, ROUTING_KEYS, RoutingPass
     from podnet.agent.runner import LoopRunner, StoreChanges, Timing
+    from podnet.agent.routing import RoutingStatus
     from podnet.errors import PodnetError
-    from podnet.kernel.routes_apply import RoutingStatus
     from podnet.store.memory import MemoryStore
     from podnet.store.resources import ResourceStore
 
