@@ -75,9 +75,9 @@ def test_routing_loop_survives_a_failed_pass(caplog):
     import logging
     import threading
 
+    from podnet.agent.routing import RoutingStatus
     from podnet.agent.routing_loop import LOOP, ROUTING_KEYS, RoutingPass
     from podnet.agent.runner import LoopRunner, StoreChanges, Timing
-    from podnet.agent.routing import RoutingStatus
     from podnet.errors import PodnetError
     from podnet.store.memory import MemoryStore
     from podnet.store.resources import ResourceStore
