@@ -37,8 +37,15 @@ test: setup lint
 test-unit: setup
 	@$(PY) -m pytest -q -p no:cacheprovider tests/unit
 
+# Needs root: network namespaces, nftables, BIRD (the tests skip themselves otherwise).
+test-kernel: setup
+	@$(PY) -m pytest -q -p no:cacheprovider tests/kernel tests/scenario
+
+# Import contracts, then ruff, then mypy --strict (pyproject.toml holds the configuration).
 lint: setup
 	@$(VENV)/bin/lint-imports --no-cache
+	@$(VENV)/bin/ruff check --no-cache podnet tests bench
+	@$(VENV)/bin/mypy --cache-dir $(VENV)/.mypy_cache
 
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b; done

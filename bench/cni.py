@@ -26,11 +26,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from podnet.cni.handler import Handler  # noqa: E402
-from podnet.cni.install import install  # noqa: E402
-from podnet.cni.server import CniServer  # noqa: E402
 from podnet.kernel import netns  # noqa: E402
-from podnet.store.open import open_backend, state_dir_url  # noqa: E402
+from podnet.testing.cni_lab import Lab, cni_lab, make_node_ns  # noqa: E402
 
 REF = "/usr/lib/cni"
 
@@ -55,66 +52,58 @@ def call(exe: str, conf: dict, command: str, cid: str, ns_path: str, env_extra: 
 
 def latency(runs: int, inprocess_runs: int) -> None:
     tag = secrets.token_hex(3)
-    node = f"pcb-{tag}-node"
     work = tempfile.mkdtemp(prefix="podnet-bench-")
-    netns.create(node)
-    netns.run_in(node, ["sh", "-c", "sysctl -qw net.ipv4.ip_forward=1 && ip addr add 192.168.200.1/32 dev lo"
-                        " && ip route add default dev lo"], check=True)
-    server = None
     made: list[str] = []
     try:
-        exe, conf_path = install(os.path.join(work, "bin"), os.path.join(work, "net.d"), node="n1",
-                                 state_dir=os.path.join(work, "state"))
-        with open(conf_path) as f:
-            cl = json.load(f)
-        podnet_conf = {**cl["plugins"][0], "name": cl["name"], "cniVersion": "1.0.0"}
-        store = open_backend(state_dir_url(os.path.join(work, "state")))
-        server = CniServer(podnet_conf["agentSocket"], Handler(lambda c: store)).start()
-        ref_conf = {"cniVersion": "1.0.0", "name": "refnet", "type": "bridge", "bridge": "cni-bench0",
-                    "isGateway": True, "ipMasq": False,
-                    "ipam": {"type": "host-local", "subnet": "10.245.0.0/16", "dataDir": os.path.join(work, "hl"),
-                             "routes": [{"dst": "0.0.0.0/0"}]}}
-        ref = os.path.join(REF, "bridge")
-        res: dict[str, list[float]] = {k: [] for k in ("p_add", "p_del", "r_add", "r_del", "i_add", "i_del")}
-        with netns.enter(node):  # plugins run in the node namespace, as a runtime would call them
-            for i in range(runs + inprocess_runs):
-                a, b = f"pcb-{tag}-a{i}", f"pcb-{tag}-b{i}"
-                netns.create(a)
-                netns.create(b)
-                made += [a, b]
-                if i < runs:
-                    res["p_add"].append(call(exe, podnet_conf, "ADD", f"c{i}", netns.path(a)))
-                    res["r_add"].append(call(ref, ref_conf, "ADD", f"c{i}", netns.path(b)))
-                    res["p_del"].append(call(exe, podnet_conf, "DEL", f"c{i}", netns.path(a)))
-                    res["r_del"].append(call(ref, ref_conf, "DEL", f"c{i}", netns.path(b)))
-                else:
-                    env = {"PODNET_CNI_INPROCESS": "1"}
-                    res["i_add"].append(call(exe, podnet_conf, "ADD", f"c{i}", netns.path(a), env))
-                    res["i_del"].append(call(exe, podnet_conf, "DEL", f"c{i}", netns.path(a), env))
-                netns.remove(a)
-                netns.remove(b)
-                made = made[:-2]
-        ver = [call(exe, podnet_conf, "VERSION", "", "") for _ in range(50)]
-        ver_ref = [call(ref, ref_conf, "VERSION", "", "") for _ in range(50)]
-        print(f"== CNI latency, {runs} interleaved runs (ms)           p50     p99    mean")
-        for label, key in (("podnet-cni ADD (thin plugin → agent)", "p_add"), ("bridge+host-local ADD", "r_add"),
-                           ("podnet-cni DEL", "p_del"), ("bridge+host-local DEL", "r_del"),
-                           (f"podnet-cni ADD in-process ({inprocess_runs} runs)", "i_add"),
-                           (f"podnet-cni DEL in-process ({inprocess_runs} runs)", "i_del")):
-            xs = res[key]
-            if xs:
-                print(f"  {label:<46} {pct(xs, 50):7.1f} {pct(xs, 99):7.1f} {statistics.mean(xs):7.1f}")
-        print(f"  {'exec only: VERSION podnet-cni / bridge':<46} {pct(ver, 50):7.1f} / {pct(ver_ref, 50):.1f}")
-        print(f"  ADD p50 ratio podnet/reference: {pct(res['p_add'], 50) / pct(res['r_add'], 50):.2f}x"
-              f"   DEL p50 ratio: {pct(res['p_del'], 50) / pct(res['r_del'], 50):.2f}x")
-        store.close()
+        with cni_lab(work, f"pcb-{tag}-", serve=True) as lab:  # the agent's side served in this process
+            _latency(lab, runs, inprocess_runs, tag, made)
     finally:
-        if server is not None:
-            server.close()
         for n in made:
             netns.remove(n)
-        netns.remove(node)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _latency(lab: Lab, runs: int, inprocess_runs: int, tag: str, made: list[str]) -> None:
+    """The interleaved runs; ``made`` lists the container namespaces not yet removed."""
+    node, exe, cl = lab.node_ns, os.path.join(lab.bin_dir, "podnet-cni"), lab.conflist
+    podnet_conf = {**cl["plugins"][0], "name": cl["name"], "cniVersion": "1.0.0"}
+    ref_conf = {"cniVersion": "1.0.0", "name": "refnet", "type": "bridge", "bridge": "cni-bench0",
+                "isGateway": True, "ipMasq": False,
+                "ipam": {"type": "host-local", "subnet": "10.245.0.0/16", "dataDir": os.path.join(os.path.dirname(lab.state_dir), "hl"),
+                         "routes": [{"dst": "0.0.0.0/0"}]}}
+    ref = os.path.join(REF, "bridge")
+    res: dict[str, list[float]] = {k: [] for k in ("p_add", "p_del", "r_add", "r_del", "i_add", "i_del")}
+    with netns.enter(node):  # plugins run in the node namespace, as a runtime would call them
+        for i in range(runs + inprocess_runs):
+            a, b = f"pcb-{tag}-a{i}", f"pcb-{tag}-b{i}"
+            netns.create(a)
+            netns.create(b)
+            made += [a, b]
+            if i < runs:
+                res["p_add"].append(call(exe, podnet_conf, "ADD", f"c{i}", netns.path(a)))
+                res["r_add"].append(call(ref, ref_conf, "ADD", f"c{i}", netns.path(b)))
+                res["p_del"].append(call(exe, podnet_conf, "DEL", f"c{i}", netns.path(a)))
+                res["r_del"].append(call(ref, ref_conf, "DEL", f"c{i}", netns.path(b)))
+            else:
+                env = {"PODNET_CNI_INPROCESS": "1"}
+                res["i_add"].append(call(exe, podnet_conf, "ADD", f"c{i}", netns.path(a), env))
+                res["i_del"].append(call(exe, podnet_conf, "DEL", f"c{i}", netns.path(a), env))
+            netns.remove(a)
+            netns.remove(b)
+            del made[-2:]
+    ver = [call(exe, podnet_conf, "VERSION", "", "") for _ in range(50)]
+    ver_ref = [call(ref, ref_conf, "VERSION", "", "") for _ in range(50)]
+    print(f"== CNI latency, {runs} interleaved runs (ms)           p50     p99    mean")
+    for label, key in (("podnet-cni ADD (thin plugin → agent)", "p_add"), ("bridge+host-local ADD", "r_add"),
+                       ("podnet-cni DEL", "p_del"), ("bridge+host-local DEL", "r_del"),
+                       (f"podnet-cni ADD in-process ({inprocess_runs} runs)", "i_add"),
+                       (f"podnet-cni DEL in-process ({inprocess_runs} runs)", "i_del")):
+        xs = res[key]
+        if xs:
+            print(f"  {label:<46} {pct(xs, 50):7.1f} {pct(xs, 99):7.1f} {statistics.mean(xs):7.1f}")
+    print(f"  {'exec only: VERSION podnet-cni / bridge':<46} {pct(ver, 50):7.1f} / {pct(ver_ref, 50):.1f}")
+    print(f"  ADD p50 ratio podnet/reference: {pct(res['p_add'], 50) / pct(res['r_add'], 50):.2f}x"
+          f"   DEL p50 ratio: {pct(res['p_del'], 50) / pct(res['r_del'], 50):.2f}x")
 
 
 def _meminfo(key: str) -> int:
@@ -144,9 +133,7 @@ def hundred_pods(n: int) -> None:
     node, node_ns = f"pcb-{tag}-n1", f"pcb-{tag}-node"
     work = tempfile.mkdtemp(prefix="podnet-bench-")
     state = os.path.join(work, "state")
-    netns.create(node_ns)
-    netns.run_in(node_ns, ["sh", "-c", "sysctl -qw net.ipv4.ip_forward=1 && ip addr add 192.168.200.1/32 dev lo"
-                           " && ip route add default dev lo"], check=True)
+    make_node_ns(node_ns)
     procs: list[subprocess.Popen[bytes]] = []
     store = open_store(state)
     try:

@@ -26,7 +26,6 @@ import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from podnet.cli.main import COMMANDS  # noqa: E402
 from podnet.cluster import lifecycle  # noqa: E402
 from podnet.cluster.lab import Lab  # noqa: E402
 from podnet.kernel import netns, underlay  # noqa: E402
@@ -166,12 +165,13 @@ def convergence(backend: str, peers: int = 3, repeats: int = 3) -> dict:
             old = [n.name for n in lab.topo.nodes[:-1]]
             lab.reconcile(old)
             if backend == "bgp":
-                _wait(lambda: all(_has_route(lab, n, lab.blocks[m][0]) for n in old for m in old if m != n), 15)
+                _wait(lambda old=old: all(_has_route(lab, n, lab.blocks[m][0]) for n in old for m in old if m != n),
+                      15)
             lab.resources = full
             t0 = time.perf_counter()
             lab.reconcile([new])   # the new node's agent starts
             lab.reconcile(old)     # the peers see the new Node resources (store watch)
-            _wait(lambda: all(_has_route(lab, n, block) for n in old), 15)
+            _wait(lambda old=old, block=block: all(_has_route(lab, n, block) for n in old), 15)
             times.append(time.perf_counter() - t0)
     out = {"backend": backend, "median_s": round(statistics.median(times), 3), "runs": [round(t, 3) for t in times]}
     print(f"new node's routes on all {peers} peers ({backend}): median {out['median_s']:.3f} s  runs {out['runs']}",
@@ -198,8 +198,7 @@ def up_time(nodes: int) -> dict:
     sd = tempfile.mkdtemp(prefix="podnet-bench-")
     try:
         t0 = time.perf_counter()
-        lifecycle.up(sd, nodes=nodes, backend="bgp", prefix=f"pu-{uuid.uuid4().hex[:4]}-", timeout=90,
-                     commands=frozenset(COMMANDS))  # with node agents, policy loops, controllers
+        lifecycle.up(sd, nodes=nodes, backend="bgp", prefix=f"pu-{uuid.uuid4().hex[:4]}-", timeout=90)
         t_up = time.perf_counter() - t0
         t0 = time.perf_counter()
         lifecycle.down(sd)
@@ -207,8 +206,8 @@ def up_time(nodes: int) -> dict:
     finally:
         lifecycle.down(sd)
         shutil.rmtree(sd, ignore_errors=True)
-    print(f"podnet up, {nodes} nodes, bgp, all processes, until every agent is ready and session Established: {t_up:.2f} s (down {t_down:.2f} s)",
-          flush=True)
+    print(f"podnet up, {nodes} nodes, bgp, all processes, until every agent is ready and session Established: "
+          f"{t_up:.2f} s (down {t_down:.2f} s)", flush=True)
     return {"nodes": nodes, "up_s": round(t_up, 2), "down_s": round(t_down, 2)}
 
 

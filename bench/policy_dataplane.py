@@ -34,12 +34,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from podnet.agent.policy import PolicyReconciler, read_status  # noqa: E402
 from podnet.agent.policy_view import LiveView  # noqa: E402
-from podnet.dataplane.nft_render import render  # noqa: E402
+from podnet.dataplane.nft.render import render  # noqa: E402
 from podnet.kernel import netns  # noqa: E402
-from podnet.kernel.nft_lab import PolicyLab  # noqa: E402
 from podnet.model import Namespace, NetworkPolicy, Pod  # noqa: E402
 from podnet.policy.cluster import ClusterState  # noqa: E402
 from podnet.store.open import open_store  # noqa: E402
+from podnet.testing.policy_lab import PolicyLab  # noqa: E402
 
 NS = "bench"
 SERVER_PORT, IPERF_PORT = 8080, 5201
@@ -272,8 +272,8 @@ def write_to_enforced(samples: int) -> dict[str, Any]:
             store.update_status(Pod.model_validate({**created.to_dict(), "status": p.to_dict()["status"]}))
         for pol in make_policies(1000):
             store.create(pol)
-        proc = subprocess.Popen([sys.executable, "-m", "podnet.agent.policy_loop", "--node", "n1", "--state-dir", sd,
-                                 "--netns", lab.nodes["n1"].netns, "--resync", "5"],
+        proc = subprocess.Popen([sys.executable, "-m", "podnet.cli.main", "--state-dir", sd, "policy-loop",
+                                 "--node", "n1", "--netns", lab.nodes["n1"].netns, "--resync", "5"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
         def wait(rev: int) -> dict[str, Any]:

@@ -4,8 +4,8 @@ The CLI turns a ``PodnetError`` into a message and exit code 1; anything else is
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 
 class PodnetError(Exception):
@@ -104,3 +104,16 @@ class ResourceExhausted(PodnetError):
     """A pool of something (IP addresses, blocks) is used up."""
 
 
+
+
+class DataplaneError(PodnetError):
+    """The kernel did not take a dataplane change; none of it was applied (one transaction).
+
+    ``target`` names what the change was for (``nftables table inet podnet in <netns>``);
+    ``retryable`` tells a channel that failed (the same change may go through on a new one)
+    from a change the kernel refused (it will be refused again until the change differs)."""
+
+    def __init__(self, message: str, *, target: str, retryable: bool, hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.target = target
+        self.retryable = retryable

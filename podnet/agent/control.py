@@ -1,9 +1,9 @@
-"""The control plane loop (``podnet controllers``): Deployments → ReplicaSets → Pods (see
+"""The control plane (``podnet controllers``): Deployments → ReplicaSets → Pods (see
 ``apps_control``), the scheduler, and IPAM leak collection, each a pure planner in
-``podnet.controllers`` applied to the store here."""
+``podnet.controllers`` applied to the store here, one pass per snapshot on the loop runner."""
 from __future__ import annotations
 
-import logging
+import threading
 import time
 from typing import Any, Callable
 
@@ -12,10 +12,15 @@ from podnet.errors import Conflict, NotFound
 from podnet.ipam.allocator import IPAM
 from podnet.ipam.blocks import LeakTracker
 from podnet.model.core import Node, Pod
+from podnet.store.open import open_store
 
 from .apps_control import AppsController
+from .config import ControllersConfig
+from .core import Agent
+from .runner import loop_logger
 
-log = logging.getLogger("podnet.controllers")
+LOOP = "controllers"
+log = loop_logger(LOOP)
 
 
 class ControlLoop:
@@ -55,3 +60,13 @@ class ControlLoop:
         for h in freed:
             log.info("released leaked IPAM handle %s", h)
         return freed
+
+
+def run_controllers(config: ControllersConfig, stop: threading.Event) -> None:
+    """The control plane's composition root: its loop over the store until ``stop``."""
+    store = open_store(config.state_dir)
+    try:
+        control = ControlLoop(store, gc_grace=config.gc_grace, gc_every=config.gc_interval)
+        Agent(store, LOOP, [control], resync=config.resync, name=LOOP, stop=stop).run()
+    finally:
+        store.close()

@@ -1,20 +1,21 @@
-"""The node agent's loop: store snapshot → every reconciler → wait for a change or the timer.
+"""A pass over a list of reconcilers, run by the loop runner: the node agent's and the control
+plane's loop.
 
-Reconcilers are plain objects with ``reconcile(snapshot) -> None`` (the pod runner; the
-routing reconciler can be added to ``Agent.reconcilers``). Each pass sees one consistent
-snapshot; the resync timer re-runs them even without changes, which is what notices crashed
-containers and repairs drift. A failing reconciler is logged and does not stop the others.
+Reconcilers are plain objects with ``reconcile(snapshot)`` (the node status reporter and the
+pod runner; the control loop; the routing and policy reconcilers fit as well). Each pass hands
+every one of them the same consistent snapshot; the resync timer re-runs them even without
+changes, which is what notices crashed containers and repairs drift. A failing reconciler is
+logged and does not stop the others, nor does it slow the loop down: only a pass the store
+fails (busy, unreachable) is retried after a back-off.
 """
 from __future__ import annotations
 
-import logging
 import threading
-import time
 from typing import Any, Protocol
 
-from podnet.errors import Compacted
+from podnet.store.resources import REGISTRY, ResourceStore, Snapshot
 
-log = logging.getLogger("podnet.agent")
+from .runner import LoopRunner, StoreChanges, Timing, loop_logger
 
 
 class Reconciler(Protocol):
@@ -22,47 +23,35 @@ class Reconciler(Protocol):
 
 
 class Agent:
-    """Runs ``reconcilers`` against ``store`` (a ResourceStore) until ``stop`` is set."""
+    """Runs ``reconcilers`` against ``store`` until ``stop`` is set; logs as ``podnet.<name>``."""
 
-    def __init__(self, store: Any, node: str, reconcilers: list[Reconciler] | None = None,
-                 resync: float = 1.0) -> None:
+    def __init__(self, store: ResourceStore, node: str, reconcilers: list[Reconciler] | None = None,
+                 resync: float = 1.0, *, name: str = "agent", stop: threading.Event | None = None) -> None:
         self.store = store
         self.node = node
         self.reconcilers: list[Reconciler] = list(reconcilers or [])
         self.resync = resync
         self.passes = 0
-        self.stop = threading.Event()
+        self.stop = stop if stop is not None else threading.Event()
+        self.log = loop_logger(name)
+        self.runner = LoopRunner(name, self._pass, StoreChanges(store.kv, (REGISTRY,)), Timing(max_interval=resync),
+                                 stop=self.stop)
 
-    def run_once(self) -> Any:
+    def run_once(self) -> Snapshot:
         """One pass over every reconciler with a fresh snapshot; returns the snapshot."""
         snap = self.store.snapshot()
         for r in self.reconcilers:
             try:
                 r.reconcile(snap)
             except Exception:  # one broken reconciler must not starve the others
-                log.exception("reconciler %s failed", type(r).__name__)
+                self.log.exception("reconciler %s failed", type(r).__name__)
         self.passes += 1
         return snap
 
-    def wait_for_change(self, revision: int) -> None:
-        """Block until the store moves past ``revision`` or ``resync`` seconds pass."""
-        deadline = time.monotonic() + self.resync
-        try:
-            for _ in self.store.watch(revision + 1, timeout=max(0.01, deadline - time.monotonic())):
-                return
-        except Compacted:
-            return
+    def _pass(self) -> int:
+        return self.run_once().revision
 
     def run(self) -> None:
-        """Passes until ``stop``. A pass or a wait the store fails (busy, unreachable) is
-        retried after ``resync``: ending the loop would end the agent, and an agent that ends
-        tears its pods down."""
-        while not self.stop.is_set():
-            try:
-                snap = self.run_once()
-                if self.stop.is_set():
-                    break
-                self.wait_for_change(snap.revision)
-            except Exception:
-                log.exception("agent pass failed; retrying in %.1f s", self.resync)
-                self.stop.wait(self.resync)
+        """Passes until ``stop``. A pass the store fails is retried after a back-off: ending the
+        loop would end the agent, and an agent that ends tears its pods down."""
+        self.runner.run()

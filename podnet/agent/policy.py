@@ -17,13 +17,13 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
-from podnet.dataplane.nft_incremental import LiveTable
-from podnet.dataplane.nft_render import RenderMemo, render_indexed
-from podnet.kernel.nft import NftApplier
+from podnet.dataplane.nft.live import LiveTable
+from podnet.dataplane.nft.render import RenderMemo, render_indexed
+from podnet.kernel.nft.apply import NftApplier
 from podnet.model import Namespace, NetworkPolicy, Node, Pod
-from podnet.policy.cluster import ClusterState, Endpoint, endpoint_for_pod
+from podnet.policy.cluster import ClusterState, Endpoint, PeerContext, endpoint_for_pod
 from podnet.policy.ir import PolicyIR, compile_policy
 
 log = logging.getLogger("podnet.agent.policy")
@@ -106,6 +106,8 @@ class PolicyReconciler:
         self.status = PolicyStatus(node)
 
     def reconcile(self, snapshot: Any) -> PolicyStatus:
+        """One full pass; a failed one keeps the old rules and is returned with its ``error``
+        (the next pass retries)."""
         now = time.monotonic()
         idle = snapshot.revision == self._last_revision
         overdue = now - self._last_readback
@@ -122,7 +124,7 @@ class PolicyReconciler:
             table, index = render_indexed(state, self.node, node_ips=node_ips(snapshot, self.node), memo=self._memo)
             self._last = None
             plan = self.applier.sync(table, read_back=read_back)
-            self._last = (LiveTable(table, index, state), _Known(dict(state.policies_by_ns), state.ns_labels))
+            self._last = (LiveTable(table, index, state), _Known(dict(state.policies_by_ns), state))
             status.plan = plan.summary()
             status.counts = table.counts()
             self._last_revision = snapshot.revision
@@ -139,8 +141,6 @@ class PolicyReconciler:
         status.synced_at = time.time()
         self.status = status
         self._write_status()
-        if status.error:
-            raise RuntimeError(status.error)
         return status
 
     def reconcile_view(self, view: Any) -> PolicyStatus:
@@ -197,18 +197,17 @@ class PolicyReconciler:
             after = endpoint_for_pod(new) if new is not None else None
             pairs.append((before[1] if before else None, after))
             fresh[k] = (new.metadata.resource_version, after) if new is not None else None  # type: ignore[assignment]
-        update = live.plan(pairs, known.policies_by_ns, known.ns_labels)
+        update = live.plan_pods(pairs, known.policies_by_ns, known.peers)
         if update is None:
             return None
-        cmds = update.commands
         try:
-            how = self.applier.apply_elements(cmds, live.table, lambda: live.apply(update))
+            how = self.applier.apply_elements(update.commands, live, lambda: live.commit(update))
         except Exception as exc:  # the full path reads the kernel back and repairs
             log.warning("node %s: element update failed (%s); syncing in full", self.node, exc)
             self._last = None
             return None
         _merge(pods, fresh)
-        return self._finish_fast_path(revision, {**_element_summary(cmds), "path": how}, t0)
+        return self._finish_fast_path(revision, {"incremental": True, **update.plan.summary(), "path": how}, t0)
 
     def _policies_only(self, revision: int, changes: list[tuple[str, Any, Any]]) -> PolicyStatus | None:
         if not self._fast_path_allowed(changes, NetworkPolicy):
@@ -231,11 +230,11 @@ class PolicyReconciler:
                 return None
             pairs.append((before[1] if before else None, after))
             fresh[k] = (new.metadata.resource_version, after) if after is not None else None  # type: ignore[assignment]
-        update = live.plan_policies(pairs, known.ns_labels)
+        update = live.plan_policies(pairs, known.peers)
         if update is None:
             return None
         try:
-            how = self.applier.apply_elements(update.commands, live.table, lambda: live.apply_policies(update))
+            how = self.applier.apply_elements(update.commands, live, lambda: live.commit(update))
         except Exception as exc:  # the full path reads the kernel back and repairs
             log.warning("node %s: policy update failed (%s); syncing in full", self.node, exc)
             self._last = None
@@ -272,10 +271,11 @@ def _merge(cache: dict[Any, Any], fresh: dict[Any, Any]) -> None:
 @dataclass
 class _Known:
     """What the fast paths plan with besides the table: the policies of each namespace (in the
-    engine's order) and the namespaces' labels as of the last full pass."""
+    engine's order) and, for peer matching, the cluster of the last full pass (its namespaces'
+    labels)."""
 
     policies_by_ns: dict[str, tuple[PolicyIR, ...]]
-    ns_labels: Callable[[str | None], Mapping[str, str]]
+    peers: PeerContext
 
     def replace(self, old: PolicyIR | None, new: PolicyIR | None) -> None:
         """One policy changed: drop the old version, insert the new one in name order."""
@@ -289,22 +289,6 @@ class _Known:
         if new is not None:
             current.insert(i, new)
         self.policies_by_ns[pol.namespace] = tuple(current)
-
-
-def _element_summary(cmds: list[dict[str, Any]]) -> dict[str, Any]:
-    """A plan summary (same keys as a full sync's) for an element-only update."""
-    out: dict[str, Any] = {"incremental": True, "full": False, "commands": len(cmds), "elements_added": 0,
-                           "elements_removed": 0, "map_changes": 0, "chains_added": 0, "chains_rewritten": 0,
-                           "chains_removed": 0, "sets_added": 0, "sets_removed": 0, "touched_chains": []}
-    for cmd in cmds:
-        (verb, body), = cmd.items()
-        elem = body["element"]
-        n = len(elem["elem"])
-        if elem["name"] in ("from-pod", "to-pod"):
-            out["map_changes"] += n
-        else:
-            out["elements_added" if verb == "add" else "elements_removed"] += n
-    return out
 
 
 def read_status(state_dir: str, node: str) -> dict[str, Any] | None:

@@ -91,8 +91,3 @@ class LiveView:
                        for k, v in by_kind.items()}
             self._snapshot = Snapshot(self.revision, objects, dict(self._raw))
         return self._snapshot
-
-    def refresh(self) -> Snapshot:
-        """``poll`` then ``snapshot``."""
-        self.poll()
-        return self.snapshot()

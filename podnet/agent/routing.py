@@ -1,17 +1,58 @@
-"""The agent's routing reconciler: store snapshot -> cluster facts -> this node's plan ->
-kernel (``kernel.routes_apply``). The agent calls ``reconcile(snapshot)`` on every change and
-on its resync timer; the timer is what repairs drift (a route deleted by hand comes back)."""
+"""The node's routing manager: store snapshot → cluster facts → this node's plan → desired
+kernel state (routes, VXLAN, the natOutgoing table, subnet.env, BIRD's configuration) → the
+kernel (``kernel.node_routing``), and the status of the pass in ``routing-status.json``.
+
+The agent calls ``reconcile(snapshot)`` on every change and on its resync timer; the timer is
+what repairs drift (a route deleted by hand comes back)."""
 from __future__ import annotations
 
+import json
 import os
+import time
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
+from podnet.dataplane.bird_config import render_bird_config
+from podnet.dataplane.node_routing import desired_routing
 from podnet.kernel import routes
-from podnet.kernel.routes_apply import RoutingStatus, apply_routing, read_status, teardown_routing
+from podnet.kernel.node_routing import RoutingApplier, write_file
 from podnet.routing import ClusterFacts, cluster_facts, plan_node
 from podnet.routing.plan import RoutingPlan
 
-__all__ = ["RoutingReconciler", "RoutingStatus", "facts_from_snapshot", "node_run_dir", "pod_mtu", "read_node_status"]
+__all__ = ["RoutingReconciler", "RoutingStatus", "facts_from_snapshot", "node_run_dir", "pod_mtu", "read_node_status",
+           "read_status"]
+
+STATUS_FILE = "routing-status.json"
+
+
+@dataclass
+class RoutingStatus:
+    """What the last reconcile did and what it could not do (shown by ``podnet node status``)."""
+
+    node: str
+    backend: str
+    time: float
+    routes: list[str] = field(default_factory=list)
+    refusals: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    changes: list[str] = field(default_factory=list)
+    bird: str | None = None
+    vtep: dict[str, Any] | None = None
+
+    @property
+    def healthy(self) -> bool:
+        return not self.errors
+
+
+def read_status(run_dir: str) -> dict[str, Any] | None:
+    """The last routing pass recorded in a node's run directory, if one ran."""
+    try:
+        with open(os.path.join(run_dir, STATUS_FILE)) as f:
+            status: dict[str, Any] = json.load(f)
+            return status
+    except (OSError, ValueError):
+        return None
 
 
 def node_run_dir(state_dir: str, node: str) -> str:
@@ -20,6 +61,7 @@ def node_run_dir(state_dir: str, node: str) -> str:
 
 
 def read_node_status(state_dir: str, node: str) -> dict[str, Any] | None:
+    """``read_status`` of a node by its name."""
     return read_status(node_run_dir(state_dir, node))
 
 
@@ -42,7 +84,7 @@ def facts_from_snapshot(snapshot: Any, blocks_by_node: Mapping[str, Sequence[str
     (class, class name, plural) to objects."""
     from podnet.model import BGPConfiguration, BGPPeer, CalicoNode, IPPool, Node
 
-    def items(cls: type) -> list:
+    def items(cls: type) -> list[Any]:
         if hasattr(snapshot, "of"):
             return [o for o in snapshot.of(cls) if isinstance(o, cls)]
         if hasattr(snapshot, "list"):
@@ -81,6 +123,7 @@ class RoutingReconciler:
         self.run_dir = node_run_dir(state_dir, node)
         self.blocks_source = blocks_source
         self.ipip_supported = routes.kernel_has_ipip()
+        self.applier = RoutingApplier(self.run_dir, netns_name)
         self.last_plan: RoutingPlan | None = None
 
     def reconcile(self, snapshot: Any) -> RoutingStatus:
@@ -88,15 +131,29 @@ class RoutingReconciler:
         return self.reconcile_facts(facts_from_snapshot(snapshot, blocks, ipip_supported=self.ipip_supported))
 
     def reconcile_facts(self, facts: ClusterFacts) -> RoutingStatus:
-        self.last_plan = plan_node(facts, self.node, self.backend)
-        return apply_routing(self.last_plan, self.run_dir, self.netns, self.underlay_dev)
+        """Plan this node from ``facts``, render, apply, and record the pass."""
+        plan = self.last_plan = plan_node(facts, self.node, self.backend)
+        status = RoutingStatus(node=plan.node, backend=plan.backend, time=time.time(),
+                               refusals=[f"{r.reason} [{r.dst}]" for r in plan.refusals], problems=list(plan.problems))
+        want = desired_routing(plan, self.underlay_dev)
+        bird_config = None if plan.bgp is None else render_bird_config(plan.bgp, plan.node, self.applier.bird.log)
+        done = self.applier.apply(want, bird_config)
+        status.routes = sorted(f"{r.dst} via {r.gateway} dev {r.dev}{' onlink' if r.onlink else ''}"
+                               for r in want.routes)
+        status.changes, status.errors, status.bird, status.vtep = done.changes, done.errors, done.bird, done.vtep
+        write_file(os.path.join(self.run_dir, STATUS_FILE), json.dumps(asdict(status), indent=1))
+        return status
 
     def teardown(self) -> None:
-        teardown_routing(self.run_dir, self.netns)
+        """Remove what this node's passes made, and their status."""
+        self.applier.teardown()
+        write_file(os.path.join(self.run_dir, STATUS_FILE), None)
 
 
 def pod_mtu(snapshot: Any, node: str, backend: str, underlay_mtu: int = 1500) -> int:
     """The MTU a pod interface on ``node`` should get: the VTEP's (underlay − 50) when this
     node encapsulates any pod traffic, else the underlay's (Flannel's FLANNEL_MTU)."""
-    plan = plan_node(facts_from_snapshot(snapshot, underlay_mtu=underlay_mtu), node, backend)
-    return plan.vtep.mtu if plan.vtep is not None else underlay_mtu
+    from podnet.routing.mtu import pod_mtu as mtu_for
+
+    return mtu_for(plan_node(facts_from_snapshot(snapshot, underlay_mtu=underlay_mtu), node, backend),
+                   underlay_mtu=underlay_mtu)

@@ -34,7 +34,6 @@ def up(ctx: click.Context, nodes: int, underlay: str, backend: str, pod_cidr: st
     """Build an emulated cluster on this machine and start its node processes."""
     from rich.console import Console
 
-    from podnet.cli.main import COMMANDS
     from podnet.cluster import lifecycle
 
     _require_root()
@@ -45,8 +44,7 @@ def up(ctx: click.Context, nodes: int, underlay: str, backend: str, pod_cidr: st
             console.log(msg)
 
         res = lifecycle.up(state_dir(ctx), nodes=nodes, underlay=underlay, backend=backend, pod_cidr=pod_cidr,
-                           vxlan_mode=vxlan_mode, prefix=prefix, progress=progress, timeout=timeout,
-                           commands=frozenset(COMMANDS))
+                           vxlan_mode=vxlan_mode, prefix=prefix, progress=progress, timeout=timeout)
     click.echo(f"cluster up: {len(res['nodes'])} nodes ({', '.join(res['nodes'])}), backend {backend}, "
                f"underlay {underlay}, in {res['seconds']:.2f} s")
 
@@ -73,16 +71,11 @@ def status(ctx: click.Context) -> None:
     rows = []
     for n in st["nodes"]:
         procs = " ".join(f"{k}:{pid}{'' if ok else '(dead)'}" for k, (pid, ok) in sorted(n["processes"].items()))
-        health = "Ready" if all(ok for _, ok in n["processes"].values()) and not n["errors"] else "NotReady"
-        if n["refusals"]:
-            health += f" ({len(n['refusals'])} unreachable blocks)"
         if st["backend"] == "bgp":
             routing = f"{n['bgp'][0]}/{n['bgp'][1]} peers up" if n["bgp"] else "bird not running"
-            if not n["bgp"] or n["bgp"][0] < n["bgp"][1]:
-                health = "NotReady"
         else:
             routing = f"{n['routes']} routes"
-        rows.append([n["name"], n["address"], n["segment"], n["netns"], procs, routing, health])
+        rows.append([n["name"], n["address"], n["segment"], n["netns"], procs, routing, n["health"]])
     click.echo(table(["NAME", "ADDRESS", "SEGMENT", "NETNS", "PROCESSES", "ROUTING", "HEALTH"], rows))
     for name, pid, ok in st["processes"]:
         click.echo(f"{name}: pid {pid} {'running' if ok else 'not running'}")
@@ -129,7 +122,7 @@ def node_status(ctx: click.Context, name: str | None) -> None:
     from podnet.cluster import lifecycle
     from podnet.errors import PodnetError
     from podnet.kernel.bird import Bird, peer_rows
-    from podnet.kernel.routes_apply import read_status
+    from podnet.agent.routing import read_status
 
     sd = state_dir(ctx)
     st = lifecycle.status(sd)

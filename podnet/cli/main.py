@@ -12,8 +12,10 @@ from podnet.errors import PodnetError
 
 # command name → "module:attribute" of a click command. Add a line to add a command.
 COMMANDS: dict[str, str] = {
-    "agent": "podnet.cli.pods_cmds:agent",
-    "controllers": "podnet.cli.pods_cmds:controllers",
+    "agent": "podnet.cli.process_cmds:agent",
+    "controllers": "podnet.cli.process_cmds:controllers",
+    "policy-loop": "podnet.cli.process_cmds:policy_loop",
+    "routing-loop": "podnet.cli.process_cmds:routing_loop",
     "exec": "podnet.cli.pods_cmds:exec_",
     "logs": "podnet.cli.pods_cmds:logs",
     "ipam": "podnet.cli.pods_cmds:ipam",
@@ -28,7 +30,7 @@ COMMANDS: dict[str, str] = {
     "describe": "podnet.cli.describe:command",
     "get": "podnet.cli.get:command",
     "label": "podnet.cli.label:command",
-    "explain": "podnet.cli.probe_cmds:explain",
+    "explain": "podnet.cli.policy_cmds:explain",
     "matrix": "podnet.cli.policy_cmds:matrix",
     "lint": "podnet.cli.policy_cmds:lint",
     "probe": "podnet.cli.probe_cmds:probe",

@@ -1,9 +1,7 @@
-"""Pod commands: agent, controllers, exec, logs, ipam show, install-cni (thin shells)."""
+"""Pod commands: exec, logs, ipam show, install-cni (thin shells)."""
 from __future__ import annotations
 
-import logging
 import os
-import signal
 import sys
 import time
 from typing import Any
@@ -12,116 +10,6 @@ import click
 
 from .common import namespace_option, state_dir, user_errors
 from podnet.errors import NotFound, PodnetError
-
-
-def _stop_on_signals(stop: Any) -> None:
-    def handler(*_: Any) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-
-
-def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-
-
-@click.command("agent")
-@click.option("--node", required=True, help="This node's name (the agent runs inside its network namespace).")
-@click.option("--resync", default=1.0, show_default=True, help="Seconds between passes without changes.")
-@click.option("--keep-pods", is_flag=True, help="Leave pods running when the agent stops.")
-@click.option("--mtu", default=0, help="Pod MTU (default: 1450 with VXLAN, else 1500).")
-@click.option("--host-network", is_flag=True,
-              help="This machine is the node: wire pods in its own namespace (distributed mode).")
-@click.option("--backoff-base", default=10.0, show_default=True,
-              help="First container restart back-off in seconds (doubles up to 30 times this).")
-@click.pass_context
-@user_errors
-def agent(ctx: click.Context, node: str, resync: float, keep_pods: bool, mtu: int, host_network: bool,
-          backoff_base: float) -> None:
-    """Run the node agent: the CNI socket for podnet-cni and this node's pods."""
-    from podnet.agent.cnicall import CniRuntime
-    from podnet.agent.core import Agent
-    from podnet.agent.guard import require_node_namespace
-    from podnet.agent.node_status import NodeStatusReporter
-    from podnet.agent.pods import PodRunner, podbin_dir
-    from podnet.cni.handler import Handler
-    from podnet.cni.install import install
-    from podnet.cni.server import CniServer
-    from podnet.store.open import open_store
-    from podnet.workloads.podbin import ensure_podbin
-
-    require_node_namespace("agent", "links and routes (one veth and /32 route per pod)",
-                           host_network=host_network)
-    _logging()
-    sd = os.path.abspath(state_dir(ctx))
-    store = open_store(sd, bootstrap=False)
-    node_dir = os.path.join(sd, "nodes", node)
-    bin_dir, conf_dir = os.path.join(node_dir, "cni", "bin"), os.path.join(node_dir, "cni", "net.d")
-    _, conf_path = install(bin_dir, conf_dir, node=node, state_dir=sd, mtu=mtu or pod_mtu(sd, store, node))
-    import json
-    with open(conf_path) as f:
-        conflist = json.load(f)
-    server = CniServer(conflist["plugins"][0]["agentSocket"], Handler(lambda conf: store.kv, node)).start()
-    runner = PodRunner(store, node, sd, CniRuntime(conflist, bin_dirs=(bin_dir,)), ensure_podbin(podbin_dir(sd)),
-                       backoff_base=backoff_base)
-    reporter = NodeStatusReporter(store, node)
-    loop = Agent(store, node, [reporter, runner], resync=resync)
-    _stop_on_signals(loop.stop)
-    with open(os.path.join(node_dir, "agent.ready"), "w") as f:
-        f.write(str(os.getpid()))
-    logging.getLogger("podnet.agent").info("agent for node %s running", node)
-    try:
-        loop.run()
-    finally:
-        if not keep_pods:
-            runner.teardown_all()
-        server.close()
-        reporter.mark_stopped()
-        try:
-            os.unlink(os.path.join(node_dir, "agent.ready"))
-        except FileNotFoundError:
-            pass
-        store.close()
-
-
-def pod_mtu(state_dir: str, store: Any, node: str) -> int:
-    """The routing plan's pod MTU (the VTEP's when this node encapsulates) in a cluster made by
-    `podnet up`; elsewhere 1450 if any pool uses VXLAN (50 bytes of headers on a 1500
-    underlay, as Flannel and Calico size it), else 1500."""
-    from podnet.model.calico import IPPool
-
-    try:
-        from podnet.agent.routing import pod_mtu as planned_mtu
-        from podnet.agent.routing_loop import cluster_backend
-
-        return planned_mtu(store.snapshot(), node, cluster_backend(state_dir))
-    except Exception as exc:  # no cluster record, or a node the planner does not know yet
-        logging.getLogger("podnet.agent").info("pod MTU from pools, not the routing plan: %s", exc)
-    pools = store.list(IPPool)
-    return 1450 if any(p.spec.vxlan_mode != "Never" for p in pools) else 1500
-
-
-@click.command("controllers")
-@click.option("--resync", default=1.0, show_default=True)
-@click.option("--gc-grace", default=60.0, show_default=True, help="Seconds an IPAM leak must persist before it is freed.")
-@click.option("--gc-interval", default=10.0, show_default=True, help="Seconds between IPAM leak scans.")
-@click.pass_context
-@user_errors
-def controllers(ctx: click.Context, resync: float, gc_grace: float, gc_interval: float) -> None:
-    """Run the control plane: Deployments → Pods, the scheduler and IPAM leak collection."""
-    from podnet.agent.control import ControlLoop
-    from podnet.agent.core import Agent
-    from podnet.store.open import open_store
-
-    _logging()
-    store = open_store(state_dir(ctx))
-    loop = Agent(store, "controllers", [ControlLoop(store, gc_grace=gc_grace, gc_every=gc_interval)], resync=resync)
-    _stop_on_signals(loop.stop)
-    try:
-        loop.run()
-    finally:
-        store.close()
 
 
 def _find_pod(ctx: click.Context, name: str, namespace: str | None) -> Any:

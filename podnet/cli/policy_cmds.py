@@ -8,13 +8,13 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from typing import Any, Sequence
+from typing import Sequence
 
 import click
 
 from podnet.errors import PodnetError
-from podnet.model import Deployment, Namespace, NetworkPolicy, Pod
 from podnet.policy.cluster import ICMP, ClusterState, Endpoint
+from podnet.policy.lint import Locate
 
 from .common import state_dir
 from .traffic_args import KNOWN_PROTOCOLS, namespaces_arg, ports_arg, protocols_arg
@@ -33,70 +33,22 @@ ipblock_option = click.option(
 # --- reading the cluster ------------------------------------------------------------------
 
 
-def _deployment_pods(dep: Deployment, existing: set[tuple[str, frozenset]]) -> list[Pod]:
-    """Offline only: a Deployment without pods in the files stands for its replicas (no IPs yet)."""
-    ns = dep.metadata.namespace or "default"
-    labels = dict(dep.spec.template.metadata.labels)
-    if (ns, frozenset(labels.items())) in existing:
-        return []
-    return [
-        Pod.model_validate({
-            "metadata": {"name": f"{dep.metadata.name}-{i}", "namespace": ns, "labels": labels},
-            "spec": dep.spec.template.spec.to_dict(),
-        })
-        for i in range(max(dep.spec.replicas, 1))
-    ]
+def load_cluster(ctx: click.Context, from_files: Sequence[str],
+                 ipblock_matches_pods: bool = True) -> tuple[ClusterState, Locate]:
+    """The cluster state from the files, else from the store; and (for lint) a
+    ``locate(policy_ref, field_path) -> file:line``."""
+    from podnet.policy.sources import cluster_from_files, cluster_from_snapshot, no_location
 
-
-def _loc(location: Any) -> str:
-    return f"{location.file}:{location.line}"
-
-
-def load_cluster(ctx: click.Context, from_files: Sequence[str], ipblock_matches_pods: bool = True,
-                 want_locator: bool = False) -> tuple[ClusterState, Any]:
-    """The cluster state, and (for lint) a ``locate(policy_ref, field_path) -> file:line``."""
-    locators: dict[str, Any] = {}
-    sources: dict[str, str] = {}
     if from_files:
-        from podnet.manifest import load_paths
+        return cluster_from_files(from_files, ipblock_matches_pods)
+    from podnet.store.open import open_store
 
-        loaded = load_paths(list(from_files), recursive=True)
-        objs = [item.obj for item in loaded]
-        for item in loaded:
-            if isinstance(item.obj, NetworkPolicy):
-                ref = f"{item.obj.metadata.namespace or 'default'}/{item.obj.metadata.name}"
-                sources[ref] = _loc(item.source)
-                locators[ref] = (lambda path, item=item: _loc(item.locate(path)))
-        pods = [o for o in objs if isinstance(o, Pod)]
-        existing = {(p.metadata.namespace or "default", frozenset(p.metadata.labels.items())) for p in pods}
-        for dep in (o for o in objs if isinstance(o, Deployment)):
-            pods += _deployment_pods(dep, existing)  # type: ignore[arg-type]
-        namespaces = [o for o in objs if isinstance(o, Namespace)]
-        # A later manifest for the same policy replaces an earlier one, as `apply` would.
-        latest = {(o.metadata.namespace or "default", o.metadata.name): o for o in objs if isinstance(o, NetworkPolicy)}
-        policies = list(latest.values())
-        extra_ns = {p.metadata.namespace or "default" for p in policies} | {"default"}
-        known = {n.metadata.name for n in namespaces}
-        namespaces += [Namespace.model_validate({"metadata": {"name": n}}) for n in sorted(extra_ns - known)]
-    else:
-        from podnet.store.open import open_store
-
-        store = open_store(state_dir(ctx), bootstrap=False)
-        try:
-            snap = store.snapshot()
-        finally:
-            store.close()
-        namespaces = list(snap.of(Namespace))  # type: ignore[arg-type]
-        pods = list(snap.of(Pod))  # type: ignore[arg-type]
-        policies = list(snap.of(NetworkPolicy))  # type: ignore[arg-type]
-    state = ClusterState.build(namespaces, pods, policies, ipblock_matches_pods=ipblock_matches_pods,
-                               sources=sources, locators=locators)
-
-    def locate(ref: str, path: tuple) -> str | None:
-        fn = locators.get(ref)
-        return fn(path) if fn else None
-
-    return state, locate
+    store = open_store(state_dir(ctx), bootstrap=False)
+    try:
+        snap = store.snapshot()
+    finally:
+        store.close()
+    return cluster_from_snapshot(snap, ipblock_matches_pods), no_location
 
 
 # --- explain ------------------------------------------------------------------------------
@@ -121,7 +73,7 @@ def parse_target(text: str) -> tuple[str, str | None, str | None]:
     return ref, match.group("port"), match.group("proto")
 
 
-def _resolve_port(dst: Endpoint, port: str | None, proto: str | None, option_proto: str | None) -> tuple[int | None, str]:
+def resolve_port(dst: Endpoint, port: str | None, proto: str | None, option_proto: str | None) -> tuple[int | None, str]:
     protocol = (proto or option_proto or "TCP").upper()
     if port and port.upper() == ICMP and not proto:
         return None, ICMP
@@ -153,9 +105,11 @@ def _resolve_port(dst: Endpoint, port: str | None, proto: str | None, option_pro
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @from_files_option
 @ipblock_option
+@click.option("--trace", is_flag=True,
+              help="Also send one real attempt and show the nft rules that counted it on each node.")
 @click.pass_context
 def explain(ctx: click.Context, src_ref: str, dst_ref: str, option_proto: str | None, output: str,
-            from_files: tuple[str, ...], ipblock_matches_pods: bool) -> None:
+            from_files: tuple[str, ...], ipblock_matches_pods: bool, trace: bool) -> None:
     """Why traffic from one pod or address to another is allowed or denied, down to the rule."""
     from podnet.policy.evaluate import evaluate
     from podnet.policy.render import render_verdict
@@ -164,12 +118,17 @@ def explain(ctx: click.Context, src_ref: str, dst_ref: str, option_proto: str | 
     src = state.endpoint(src_ref.strip())
     ref, port, proto = parse_target(dst_ref)
     dst = state.endpoint(ref)
-    number, protocol = _resolve_port(dst, port, proto, option_proto)
+    number, protocol = resolve_port(dst, port, proto, option_proto)
     verdict = evaluate(state, src, dst, number, protocol)
     if output == "json":
         click.echo(json.dumps(verdict.to_dict(), indent=2))
     else:
         click.echo(render_verdict(verdict))
+    if trace:
+        from .probe_cmds import trace_lines
+
+        for line in trace_lines(ctx, src_ref, dst_ref, option_proto):
+            click.echo(line, err=output == "json")  # keep stdout valid JSON
 
 
 # --- matrix -------------------------------------------------------------------------------

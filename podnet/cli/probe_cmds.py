@@ -1,4 +1,4 @@
-"""``podnet probe``, ``podnet verify`` and ``podnet explain --trace``: the kernel's side of policy.
+"""``podnet probe``, ``podnet verify`` and ``explain --trace``: the kernel's side of policy.
 
 probe: real connections from every running pod to every running pod (in parallel, bounded
 timeout, progress on stderr), printed like ``podnet matrix`` (same JSON). verify: the probe
@@ -34,9 +34,9 @@ class Running:
 
 def load_running(ctx: click.Context) -> Running:
     from podnet.agent.pods import pod_netns_name
-    from podnet.agent.policy import cluster_state
     from podnet.kernel import netns
     from podnet.model import Pod
+    from podnet.policy.sources import cluster_from_snapshot
     from podnet.store.open import open_store
 
     store = open_store(state_dir(ctx), bootstrap=False)
@@ -57,12 +57,13 @@ def load_running(ctx: click.Context) -> Running:
             found[key] = name
         else:
             missing.append(key)
-    return Running(cluster_state(snap), found, tuple(sorted(missing)))
+    return Running(cluster_from_snapshot(snap), found, tuple(sorted(missing)))
 
 
 def _run_probe(ctx: click.Context, namespaces: tuple[str, ...], ports_text: str | None, protocols_text: str,
                timeout: float, workers: int, quiet: bool) -> tuple[Running, list[Endpoint], Any, list[Any]]:
-    from podnet.kernel.nft_probe import ProbePod, probe_all
+    from podnet.cluster.probe import probe_matrix
+    from podnet.kernel.probe import ProbePod
 
     running = load_running(ctx)
     wanted = namespaces_arg(namespaces, running.state.namespace_labels)
@@ -89,7 +90,7 @@ def _run_probe(ctx: click.Context, namespaces: tuple[str, ...], ports_text: str 
                 click.echo(f"probing: {done}/{total}", err=True)
                 step["next"] += 0.25
     try:
-        observed, results = probe_all(pods, ports, protocols, timeout=timeout, workers=workers, progress=progress)
+        observed, results = probe_matrix(pods, ports, protocols, timeout=timeout, workers=workers, progress=progress)
     finally:
         if bar is not None:
             bar.stop()
@@ -138,7 +139,7 @@ def probe(ctx: click.Context, namespaces: tuple[str, ...], ports_text: str | Non
 def verify(ctx: click.Context, namespaces: tuple[str, ...], ports_text: str | None, protocols_text: str,
            timeout: float, workers: int, output: str) -> None:
     """Probe the kernel and compare with the engine's matrix; exit 1 on any disagreement."""
-    from podnet.dataplane.nft_verify import compare
+    from podnet.dataplane.nft.verify import compare
     from podnet.policy.matrix import compute_matrix
 
     running, eps, observed, results = _run_probe(ctx, namespaces, ports_text, protocols_text, timeout, workers,
@@ -160,64 +161,30 @@ def verify(ctx: click.Context, namespaces: tuple[str, ...], ports_text: str | No
 # --- explain --trace -----------------------------------------------------------------------
 
 
-def kernel_trace(ctx: click.Context, src_ref: str, dst_ref: str, port: int | None, protocol: str,
-                 timeout: float = 1.0) -> list[str]:
-    """One real attempt from ``src_ref`` and the nft rules whose counters moved, per node."""
-    from podnet.cluster.lifecycle import node_netns
-    from podnet.kernel.nft import NftApplier
-    from podnet.kernel.nft_probe import probe as probe_once
+def trace_lines(ctx: click.Context, src_ref: str, dst_ref: str, option_proto: str | None) -> list[str]:
+    """``explain --trace``: one real attempt to ``dst_ref`` (``NS/POD|IP[:PORT[/PROTO]]``) and the
+    nft rules whose counters moved, per node, as lines of text."""
+    from podnet.cli.policy_cmds import parse_target, resolve_port
+    from podnet.cluster.trace import kernel_trace
+    from podnet.dataplane.nft.render import describe_rule
 
+    ref, port_text, proto = parse_target(dst_ref)
+    protocol = (proto or option_proto or "TCP").upper()
+    port = None if protocol == ICMP or not port_text or not port_text.isdigit() else int(port_text)
     running = load_running(ctx)
-    src, dst = running.state.endpoint(src_ref), running.state.endpoint(dst_ref)
-    if not src.is_pod or src.key not in running.netns:
-        return [f"kernel: cannot trace from {src.describe()} (only a running pod can send a probe)"]
-    if not dst.ip:
-        return [f"kernel: {dst.describe()} has no address"]
-    sd = state_dir(ctx)
-    nodes = sorted({n for n in (src.node, dst.node) if n})
-    appliers = {n: NftApplier(node_netns(sd, n)) for n in nodes}
-    before = {n: {(c.chain, c.comment): c.packets for c in a.counters()} for n, a in appliers.items()}
-    outcome, detail = probe_once(running.netns[src.key], dst.ip, port, protocol, timeout)
+    if protocol != ICMP and port is None:
+        port, protocol = resolve_port(running.state.endpoint(ref), port_text, proto, option_proto)
+    t = kernel_trace(state_dir(ctx), running.state, running.netns, src_ref.strip(), ref, port, protocol)
+    if t.refused:
+        return [f"kernel: {t.refused}"]
     lines = [f"kernel: one {protocol if port is None else f'{port}/{protocol}'} attempt "
-             f"{src.key} → {dst.key if dst.is_pod else dst.ip}: {outcome}" + (f" ({detail})" if detail else "")]
-    from podnet.dataplane.nft_render import describe_rule
-
-    for n, a in appliers.items():
-        moved = [(c.chain, c.comment, c.packets - before[n].get((c.chain, c.comment), 0)) for c in a.counters()]
-        hits = [m for m in moved if m[2] > 0]
+             f"{t.src.key} → {t.dst.key if t.dst.is_pod else t.dst.ip}: {t.outcome}"
+             + (f" ({t.detail})" if t.detail else "")]
+    for n in t.nodes:
+        hits = [h for h in t.hits if h.node == n]
         if not hits:
             lines.append(f"  node {n}: no podnet rule counted it (accepted by conntrack or not a pod interface)")
-        for chain, comment, delta in hits:
-            lines.append(f"  node {n}: chain {chain}: {describe_rule(comment)} (+{delta} packet{'s' if delta > 1 else ''})")
+        for h in hits:
+            lines.append(f"  node {n}: chain {h.chain}: {describe_rule(h.comment)} "
+                         f"(+{h.packets} packet{'s' if h.packets > 1 else ''})")
     return lines
-
-
-def _explain_with_trace() -> click.Command:
-    """The engine's ``explain`` plus ``--trace``: the same command, one more option."""
-    from podnet.cli import policy_cmds
-
-    base: click.Command = policy_cmds.explain
-
-    @click.pass_context
-    def callback(ctx: click.Context, trace: bool, **kwargs: Any) -> None:
-        ctx.invoke(base.callback, **kwargs)  # type: ignore[arg-type]
-        if not trace:
-            return
-        ref, port_text, proto = policy_cmds.parse_target(kwargs["dst_ref"])
-        protocol = (proto or kwargs.get("option_proto") or "TCP").upper()
-        port = None if protocol == ICMP or not port_text or not port_text.isdigit() else int(port_text)
-        if protocol != ICMP and port is None:
-            running = load_running(ctx)
-            dst = running.state.endpoint(ref)
-            port, protocol = policy_cmds._resolve_port(dst, port_text, proto, kwargs.get("option_proto"))
-        to_stderr = kwargs.get("output") == "json"  # keep stdout valid JSON
-        for line in kernel_trace(ctx, kwargs["src_ref"].strip(), ref, port, protocol):
-            click.echo(line, err=to_stderr)
-
-    trace = click.Option(["--trace"], is_flag=True,
-                         help="Also send one real attempt and show the nft rules that counted it on each node.")
-    return click.Command("explain", params=[*base.params, trace], callback=callback, help=base.help,
-                         short_help=base.short_help)
-
-
-explain = _explain_with_trace()

@@ -12,11 +12,11 @@ import tempfile
 import uuid
 from typing import Any
 
+from podnet.agent.routing import RoutingReconciler, RoutingStatus
 from podnet.kernel import netns
 from podnet.kernel.bird import Bird
-from podnet.kernel.routes_apply import RoutingStatus, apply_routing
 from podnet.model import BGPConfiguration, BGPPeer, CalicoNode, IPPool, Node, Resource
-from podnet.routing import ClusterFacts, cluster_facts, plan_node
+from podnet.routing import ClusterFacts, cluster_facts
 
 from . import builder
 from .topology import Topology, plan_topology
@@ -64,6 +64,7 @@ class Lab:
                                           default_pool(pod_cidr, size, vxlan_mode, nat_outgoing)]
         self.pods: dict[str, tuple[str, str]] = {}  # pod netns -> (node, ip)
         self._pod_count: dict[str, int] = {}
+        self._routing: dict[str, RoutingReconciler] = {}
 
     # -- lifecycle --------------------------------------------------------------------------
     def up(self) -> "Lab":
@@ -103,10 +104,17 @@ class Lab:
     def get(self, cls: type, name: str) -> Any:
         return next(r for r in self.resources if isinstance(r, cls) and r.name == name)
 
+    def routing(self, node: str) -> RoutingReconciler:
+        """The node's routing manager, as its agent would run it."""
+        rec = self._routing.get(node)
+        if rec is None:
+            rec = self._routing[node] = RoutingReconciler(node, self.backend, self.state_dir,
+                                                          netns_name=self.node_ns(node))
+        return rec
+
     def reconcile(self, nodes: list[str] | None = None) -> dict[str, RoutingStatus]:
         facts = self.facts()
-        return {name: apply_routing(plan_node(facts, name, self.backend), self.run_dir(name),
-                                    self.node_ns(name))
+        return {name: self.routing(name).reconcile_facts(facts)
                 for name in (nodes or [n.name for n in self.topo.nodes])}
 
     # -- pods and probes --------------------------------------------------------------------

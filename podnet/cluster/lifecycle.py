@@ -12,10 +12,10 @@ import sys
 import time
 from typing import Any, Callable
 
+from podnet.agent.routing import read_status
 from podnet.errors import PodnetError
 from podnet.kernel import netns
 from podnet.kernel.bird import Bird, peer_rows
-from podnet.kernel.routes_apply import read_status
 from podnet.model import CalicoNode, IPPool, Node, Resource
 from podnet.routing import BACKENDS
 
@@ -36,10 +36,9 @@ def run_dir(state_dir: str, node: str) -> str:
 
 def up(state_dir: str, nodes: int = 3, underlay: str = "l2", backend: str = "bgp",
        pod_cidr: str = "10.244.0.0/16", vxlan_mode: str = "Never", prefix: str = "", externals: int = 1,
-       progress: Progress = _noop, timeout: float = 30.0,
-       commands: frozenset[str] = frozenset()) -> dict[str, Any]:
-    """Build and start a cluster. ``commands`` are the CLI's subcommands: a node ``agent`` and
-    ``controllers`` process is started only when the shell has those commands."""
+       progress: Progress = _noop, timeout: float = 30.0) -> dict[str, Any]:
+    """Build and start a cluster: per node a routing loop, a node agent and a policy loop, and
+    one control plane."""
     if backend not in BACKENDS:
         raise PodnetError(f"unknown backend {backend!r}", hint=f"choose one of: {', '.join(sorted(BACKENDS))}")
     topo = plan_topology(nodes, underlay, prefix, externals)
@@ -54,7 +53,7 @@ def up(state_dir: str, nodes: int = 3, underlay: str = "l2", backend: str = "bgp
         progress("registering nodes and the IP pool")
         _register(state_dir, topo, pool)
         progress("starting node processes")
-        _start_processes(state_dir, topo, commands)
+        _start_processes(state_dir, topo)
         progress("waiting for nodes to report ready")
         wait_ready(state_dir, topo, backend, timeout)
     except BaseException:
@@ -99,24 +98,21 @@ def _record_process(state_dir: str, rec: processes.ProcessRecord) -> None:
     builder.write_state(state_dir, state)
 
 
-def _start_processes(state_dir: str, topo: Topology, cmds: frozenset[str]) -> None:
-    py = sys.executable
+def _start_processes(state_dir: str, topo: Topology) -> None:
+    """Every process through the ``podnet`` command, as on a real node (where each would be a
+    service), so the lab runs exactly what a user would."""
+    podnet = [sys.executable, "-m", "podnet.cli.main", "--state-dir", state_dir]
     logs = os.path.join(state_dir, "logs")
+
+    def start(name: str, args: list[str], log: str, ns: str | None = None) -> None:
+        _record_process(state_dir, processes.start(name, [*podnet, *args], os.path.join(logs, log), ns))
+
     for n in topo.nodes:
         os.makedirs(run_dir(state_dir, n.name), exist_ok=True)
-        argv = [py, "-m", "podnet.agent.routing_loop", "--node", n.name, "--state-dir", state_dir]
-        _record_process(state_dir, processes.start(f"routing/{n.name}", argv,
-                                                   os.path.join(logs, f"{n.name}-routing.log"), n.netns))
-        if "agent" in cmds:
-            argv = [py, "-m", "podnet.cli.main", "--state-dir", state_dir, "agent", "--node", n.name]
-            rec = processes.start(f"agent/{n.name}", argv, os.path.join(logs, f"{n.name}-agent.log"), n.netns)
-            _record_process(state_dir, rec)
-        argv = [py, "-m", "podnet.agent.policy_loop", "--node", n.name, "--state-dir", state_dir]
-        _record_process(state_dir, processes.start(f"policy/{n.name}", argv,
-                                                   os.path.join(logs, f"{n.name}-policy.log"), n.netns))
-    if "controllers" in cmds:
-        argv = [py, "-m", "podnet.cli.main", "--state-dir", state_dir, "controllers"]
-        _record_process(state_dir, processes.start("controllers", argv, os.path.join(logs, "controllers.log")))
+        start(f"routing/{n.name}", ["routing-loop", "--node", n.name], f"{n.name}-routing.log", n.netns)
+        start(f"agent/{n.name}", ["agent", "--node", n.name], f"{n.name}-agent.log", n.netns)
+        start(f"policy/{n.name}", ["policy-loop", "--node", n.name], f"{n.name}-policy.log", n.netns)
+    start("controllers", ["controllers"], "controllers.log")
 
 
 def wait_ready(state_dir: str, topo: Topology, backend: str, timeout: float) -> None:
@@ -203,7 +199,7 @@ def _stop_leftover_pods(state_dir: str, node: str) -> list[str]:
 
 
 def status(state_dir: str) -> dict[str, Any]:
-    """The cluster record plus, per node, its processes and last routing report."""
+    """The cluster record plus, per node, its processes, last routing report and health."""
     state = builder.read_state(state_dir)
     if state is None:
         raise PodnetError(f"no cluster recorded in {state_dir}", hint="start one with `podnet up`")
@@ -220,14 +216,27 @@ def status(state_dir: str) -> dict[str, Any]:
                 bgp = (sum(1 for p in peers if p.info == "Established"), len(peers))
             except PodnetError:
                 bgp = None
-        rows.append({"bgp": bgp, "name": n.name, "netns": n.netns, "address": n.address, "segment": n.segment,
-                     "processes": {p.name.split("/")[0]: (p.pid, processes.alive(p)) for p in mine},
-                     "routes": len(st.get("routes", [])), "refusals": st.get("refusals", []),
-                     "errors": st.get("errors", []) + st.get("problems", []), "reported": st.get("time")})
+        row = {"bgp": bgp, "name": n.name, "netns": n.netns, "address": n.address, "segment": n.segment,
+               "processes": {p.name.split("/")[0]: (p.pid, processes.alive(p)) for p in mine},
+               "routes": len(st.get("routes", [])), "refusals": st.get("refusals", []),
+               "errors": st.get("errors", []) + st.get("problems", []), "reported": st.get("time")}
+        rows.append({**row, "health": node_health(row, state.get("backend") == "bgp")})
     others = [(p.name, p.pid, processes.alive(p)) for p in procs if "/" not in p.name]
     return {"backend": state.get("backend"), "underlay": topo.underlay, "pod_cidr": state.get("pod_cidr"),
             "nodes": rows, "processes": others, "externals": [(e.name, e.address) for e in topo.externals],
             "topology": topo}
+
+
+def node_health(row: dict[str, Any], bgp: bool) -> str:
+    """A node of ``status`` as kubectl shows one: Ready when all its processes run and its
+    routing reports no error (and, with BGP, every session is Established), with the blocks it
+    cannot reach noted."""
+    health = "Ready" if all(ok for _, ok in row["processes"].values()) and not row["errors"] else "NotReady"
+    if row["refusals"]:
+        health += f" ({len(row['refusals'])} unreachable blocks)"
+    if bgp and (not row["bgp"] or row["bgp"][0] < row["bgp"][1]):
+        health = "NotReady"
+    return health
 
 
 def node_netns(state_dir: str, node: str) -> str:
@@ -237,4 +246,4 @@ def node_netns(state_dir: str, node: str) -> str:
     return Topology.from_dict(state["topology"]).node(node).netns
 
 
-__all__ = ["down", "node_netns", "status", "up", "wait_ready"]
+__all__ = ["down", "node_health", "node_netns", "status", "up", "wait_ready"]

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import os
 import threading
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from podnet.errors import PodnetError
 from podnet.ipam.allocator import IPAM

@@ -1,7 +1,7 @@
 """The plugin's slow path: run the handler inside the plugin process (no agent listening)."""
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from podnet.store.api import Store
 from podnet.store.open import open_backend, state_dir_url

@@ -21,7 +21,7 @@ MAX_REQUEST = 4 << 20
 
 
 class _Conn(socketserver.BaseRequestHandler):
-    server: "CniServer"
+    server: CniServer
 
     def handle(self) -> None:
         sock: socket.socket = self.request
@@ -82,7 +82,7 @@ class CniServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             os.umask(old)
         self._thread: threading.Thread | None = None
 
-    def start(self) -> "CniServer":
+    def start(self) -> CniServer:
         self._thread = threading.Thread(target=self.serve_forever, name="cni-server", daemon=True)
         self._thread.start()
         return self

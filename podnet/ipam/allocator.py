@@ -13,17 +13,33 @@ import ipaddress
 import random
 import time
 import weakref
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from podnet.errors import PodnetError, ResourceExhausted
 from podnet.model.calico import IPPool
 from podnet.model.calico_selector import parse_selector
 from podnet.store.api import Compare, Delete, Put, Record, Store
 
-from .blocks import (AFFINITIES, BLOCKS, CONFIG_KEY, HANDLES, NODES, POOLS, Block, LeakTracker,
-                     PoolUsage, affinity_key, block_in_pool, block_key, handle_key, leaked_handles,
-                     next_free_block, usage)
+from .blocks import (
+    AFFINITIES,
+    BLOCKS,
+    CONFIG_KEY,
+    HANDLES,
+    NODES,
+    POOLS,
+    Block,
+    LeakTracker,
+    PoolUsage,
+    affinity_key,
+    block_in_pool,
+    block_key,
+    handle_key,
+    leaked_handles,
+    next_free_block,
+    usage,
+)
 
 DEFAULT_POOL_NAME = "default-ipv4-ippool"
 DEFAULT_POOL_CIDR = "10.244.0.0/16"
@@ -105,7 +121,7 @@ class IPAM:
 
     def node_labels(self, node: str) -> dict[str, str]:
         rec = self.store.get(NODES + node)
-        return dict(((rec.value.get("metadata") or {}).get("labels") or {})) if rec else {}
+        return dict((rec.value.get("metadata") or {}).get("labels") or {}) if rec else {}
 
     def eligible_pools(self, node: str) -> list[IPPool]:
         """Enabled pools whose nodeSelector selects the node; raises if there is none."""
@@ -192,7 +208,7 @@ class IPAM:
         return out
 
     def _try_affine(self, handle_id: str, node: str, pools: list[IPPool], existing: Record | None,
-                    attrs: dict[str, Any] | None) -> "Assignment | object | None":
+                    attrs: dict[str, Any] | None) -> Assignment | object | None:
         for brec in self._affine_blocks(node, pools):
             block = Block.from_dict(brec.value)
             if block.free:
@@ -200,7 +216,7 @@ class IPAM:
         return None
 
     def _try_borrow(self, handle_id: str, node: str, pools: list[IPPool], existing: Record | None,
-                    attrs: dict[str, Any] | None) -> "Assignment | object | None":
+                    attrs: dict[str, Any] | None) -> Assignment | object | None:
         recs, _ = self.store.list(BLOCKS)
         for brec in recs:
             block = Block.from_dict(brec.value)
@@ -209,7 +225,7 @@ class IPAM:
         return None
 
     def _take(self, handle_id: str, node: str, brec: Record, block: Block, pools: list[IPPool],
-              existing: Record | None, attrs: dict[str, Any] | None) -> "Assignment | object":
+              existing: Record | None, attrs: dict[str, Any] | None) -> Assignment | object:
         ordinal = block.first_free()
         assert ordinal is not None
         ip = str(block.address(ordinal))
@@ -338,4 +354,4 @@ class IPAM:
 
 
 _RETRY = object()
-_PARSED_POOLS: "weakref.WeakKeyDictionary[Store, dict[tuple[str, int, int], IPPool]]" = weakref.WeakKeyDictionary()
+_PARSED_POOLS: weakref.WeakKeyDictionary[Store, dict[tuple[str, int, int], IPPool]] = weakref.WeakKeyDictionary()

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
-IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
+from podnet.ipnet import IPNetwork, subnet_of
+
 IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 PREFIX = "/podnet/ipam/"
@@ -26,7 +28,7 @@ NODES = "/registry/nodes/"
 
 
 @functools.lru_cache(maxsize=4096)
-def parse_cidr(cidr: str, strict: bool = True) -> IPNet:
+def parse_cidr(cidr: str, strict: bool = True) -> IPNetwork:
     """A parsed CIDR, parsed once: every assign asks about the same few block and pool CIDRs,
     and ``ipaddress`` parsing was a good part of an assign's CPU time (the objects are immutable)."""
     return ipaddress.ip_network(cidr, strict=strict)
@@ -63,7 +65,7 @@ class Block:
     allocations: Mapping[int, str] = field(default_factory=dict)  # ordinal → handle id
 
     @property
-    def network(self) -> IPNet:
+    def network(self) -> IPNetwork:
         return parse_cidr(self.cidr)
 
     @property
@@ -91,12 +93,12 @@ class Block:
                 return i
         return None
 
-    def assign(self, ordinal: int, handle_id: str) -> "Block":
+    def assign(self, ordinal: int, handle_id: str) -> Block:
         if ordinal in self.allocations:
             raise ValueError(f"{self.address(ordinal)} in block {self.cidr} is already in use")
         return Block(self.cidr, self.affinity, {**self.allocations, ordinal: handle_id})
 
-    def release_handle(self, handle_id: str) -> tuple["Block", list[int]]:
+    def release_handle(self, handle_id: str) -> tuple[Block, list[int]]:
         freed = sorted(o for o, h in self.allocations.items() if h == handle_id)
         kept = {o: h for o, h in self.allocations.items() if h != handle_id}
         return Block(self.cidr, self.affinity, kept), freed
@@ -106,7 +108,7 @@ class Block:
                 "allocations": {str(o): h for o, h in sorted(self.allocations.items())}}
 
     @classmethod
-    def from_dict(cls, value: Mapping[str, Any]) -> "Block":
+    def from_dict(cls, value: Mapping[str, Any]) -> Block:
         return cls(value["cidr"], value.get("affinity"),
                    {int(o): h for o, h in (value.get("allocations") or {}).items()})
 
@@ -131,7 +133,7 @@ def next_free_block(pool_cidr: str, block_size: int, taken: Iterable[str]) -> st
 def block_in_pool(block_cidr: str, pool_cidr: str) -> bool:
     b = parse_cidr(block_cidr)
     p = parse_cidr(pool_cidr, strict=False)
-    return b.version == p.version and b.subnet_of(p)  # type: ignore[arg-type]
+    return subnet_of(b, p)
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 
 Layout is the one iproute2 uses (a bind mount of the namespace under ``/run/netns/NAME``), so
 ``ip netns``, ``nsenter --net=/run/netns/NAME`` and CNI runtimes all see the same names. Creating
-one takes a thread-local ``unshare`` + bind mount + ``setns`` back (no ``ip`` exec, no fork:
-about 3x faster than ``ip netns add``). Every namespace podnet makes is also recorded under
+one takes a thread-local ``unshare`` + bind mount + ``setns`` back (no ``ip`` exec, no fork;
+bench/netns.py compares it with ``ip netns add``). Every namespace podnet makes is also recorded under
 ``/run/podnet/netns`` with its inode, so ``remove`` deletes only what podnet created, never
 something that merely has the same name.
 
@@ -19,8 +19,9 @@ import os
 import subprocess
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from podnet.errors import AlreadyExists, NotFound, PodnetError
 

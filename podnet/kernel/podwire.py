@@ -13,8 +13,9 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -44,7 +45,7 @@ class Wired:
 def _index(ipr: IPRoute, ifname: str) -> int | None:
     """The link's index by name: one RTM_GETLINK (link_lookup would dump every link)."""
     try:
-        return ipr.link("get", ifname=ifname)[0]["index"]
+        return int(ipr.link("get", ifname=ifname)[0]["index"])
     except NetlinkError as exc:
         if exc.code in (errno.ENODEV, errno.ENOENT):
             return None

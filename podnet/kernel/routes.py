@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import socket
+from typing import Any
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -32,8 +33,8 @@ def read_routes(ipr: IPRoute, proto: int = ROUTE_PROTO) -> set[RouteSpec]:
     return out
 
 
-def _route_args(ipr: IPRoute, spec: RouteSpec, proto: int) -> dict:
-    kw: dict = {"dst": spec.dst, "proto": proto, "table": MAIN_TABLE}
+def _route_args(ipr: IPRoute, spec: RouteSpec, proto: int) -> dict[str, Any]:
+    kw: dict[str, Any] = {"dst": spec.dst, "proto": proto, "table": MAIN_TABLE}
     if spec.gateway:
         kw["gateway"] = spec.gateway
     found = ipr.link_lookup(ifname=spec.dev)

@@ -1,10 +1,10 @@
 """A minimal synchronous rtnetlink client for the CNI hot path (veth, address, routes).
 
 pyroute2 is the general netlink layer of podnet (dumps, read-back and diffing in the
-appliers, CHECK). Its 0.9 synchronous API runs every request through an asyncio loop, about
-0.3–0.5 ms each; a pod ADD needs eight requests, so that overhead alone was more than the
-kernel's own work. These few fixed-shape messages are packed with ``struct`` and sent on a
-plain ``AF_NETLINK`` socket instead (~40 µs each). The socket is opened inside the target
+appliers, CHECK). Its 0.9 synchronous API runs every request through an asyncio loop, and for
+the few requests of a pod ADD that overhead alone was more than the kernel's own work (the
+figures are in docs/cni.md). These few fixed-shape messages are packed with ``struct`` and sent
+on a plain ``AF_NETLINK`` socket instead. The socket is opened inside the target
 namespace (``netns.enter``) and stays bound to it.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import ipaddress
 import os
 import socket
 import struct
-from typing import Iterator
+from collections.abc import Iterator
 
 from . import netns
 
@@ -82,7 +82,7 @@ class Rtnl:
     def close(self) -> None:
         self.sock.close()
 
-    def __enter__(self) -> "Rtnl":
+    def __enter__(self) -> Rtnl:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -125,7 +125,7 @@ class Rtnl:
             raise
         for mtype, payload in msgs:
             if mtype == RTM_NEWLINK:
-                return _IFINFOMSG.unpack_from(payload)[2]
+                return int(_IFINFOMSG.unpack_from(payload)[2])
         return None
 
     def add_veth(self, ifname: str, peer: str, peer_ns_fd: int, *, mtu: int, mac: str, peer_mac: str,

@@ -6,6 +6,7 @@ no fork), so building a 10-node lab takes well under a second."""
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from pyroute2 import IPRoute
 
@@ -19,7 +20,7 @@ def index(ipr: IPRoute, ifname: str) -> int:
     found = ipr.link_lookup(ifname=ifname)
     if not found:
         raise PodnetError(f"link {ifname} not found")
-    return found[0]
+    return int(found[0])
 
 
 def sysctl(ns: str, key: str, value: str | int) -> None:
@@ -71,7 +72,7 @@ def wire(a_ns: str, a_if: str, b_ns: str, b_if: str, *, a_addr: str | None = Non
 def add_route(ns: str, dst: str, gateway: str | None = None, dev: str | None = None, scope: int | None = None) -> None:
     """A topology route (default routes of nodes and hosts) in a namespace podnet built."""
     with ipr_in(ns) as ipr:
-        kw: dict = {"dst": dst}
+        kw: dict[str, Any] = {"dst": dst}
         if gateway:
             kw["gateway"] = gateway
         if dev:

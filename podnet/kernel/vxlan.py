@@ -6,6 +6,7 @@ and per remote node one permanent ARP entry (remote VTEP address -> MAC) plus on
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -22,7 +23,7 @@ def _lookup(ipr: IPRoute, name: str) -> int | None:
     return found[0] if found else None
 
 
-def _matches(link, spec: VxlanSpec, underlay_idx: int) -> bool:
+def _matches(link: Any, spec: VxlanSpec, underlay_idx: int) -> bool:
     info = link.get_attr("IFLA_LINKINFO")
     if info is None or info.get_attr("IFLA_INFO_KIND") != "vxlan":
         return False

@@ -16,7 +16,6 @@ DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z
 QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 IANA_SVC_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
-PROTOCOLS = ("TCP", "UDP", "SCTP")
 
 
 def field_check(name: str, check: Callable[[Any], Any]) -> Any:
@@ -126,11 +125,6 @@ def check_as_number(value: int) -> None:
     """A BGP AS number: 4-byte ASNs, as Calico accepts them (0 is reserved)."""
     if not 1 <= value <= 4294967295:
         raise ValueError(f"AS number {value} must be between 1 and 4294967295")
-
-
-def check_protocol(value: str) -> None:
-    if value not in PROTOCOLS:
-        raise ValueError(f"protocol {value!r} is not supported: use one of TCP, UDP, SCTP")
 
 
 def check_cidr(value: str) -> None:

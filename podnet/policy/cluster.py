@@ -10,7 +10,7 @@ import ipaddress
 import json
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Protocol
 
 from podnet.errors import NotFound, PodnetError
 from podnet.model import Namespace, NetworkPolicy, Pod
@@ -195,18 +195,29 @@ class ClusterState:
 # --- per-pair primitives ------------------------------------------------------------------
 
 
-def peer_matches(peer: PodPeer | IPBlockPeer, ep: Endpoint, state: ClusterState) -> bool:
+class PeerContext(Protocol):
+    """What matching a peer needs of the cluster besides the endpoint: its namespace's labels,
+    and whether ipBlocks match pod addresses. ``ClusterState`` is one; the dataplane's live
+    planner passes the state of its last full render."""
+
+    @property
+    def ipblock_matches_pods(self) -> bool: ...
+
+    def ns_labels(self, namespace: str | None) -> Mapping[str, str]: ...
+
+
+def peer_matches(peer: PodPeer | IPBlockPeer, ep: Endpoint, ctx: PeerContext) -> bool:
     if isinstance(peer, IPBlockPeer):
-        if ep.selectable and not state.ipblock_matches_pods:
+        if ep.selectable and not ctx.ipblock_matches_pods:
             return False
         return peer.contains(ep.ip)
     if not ep.selectable:
         return False
-    return peer.namespace_in_scope(ep.namespace or "", state.ns_labels(ep.namespace)) and peer.pod_selector.matches(ep.labels)
+    return peer.namespace_in_scope(ep.namespace or "", ctx.ns_labels(ep.namespace)) and peer.pod_selector.matches(ep.labels)
 
 
-def rule_peers_match(rule: Rule, ep: Endpoint, state: ClusterState) -> bool:
-    return rule.peers is None or any(peer_matches(p, ep, state) for p in rule.peers)
+def rule_peers_match(rule: Rule, ep: Endpoint, ctx: PeerContext) -> bool:
+    return rule.peers is None or any(peer_matches(p, ep, ctx) for p in rule.peers)
 
 
 def port_matches(pm: PortMatch, port: int | None, protocol: str, dst: Endpoint) -> bool:

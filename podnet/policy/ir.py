@@ -257,11 +257,6 @@ class Rule:
     ports: tuple[PortMatch, ...] | None
     provenance: Provenance
 
-    def describe_ports(self) -> str:
-        if self.ports is None:
-            return "all ports and protocols"
-        return "[" + ", ".join(p.describe() for p in self.ports) + "]"
-
     def to_dict(self) -> dict[str, object]:
         return {
             "direction": self.direction,
@@ -299,9 +294,6 @@ class PolicyIR:
 
     def rules(self, direction: Direction) -> tuple[Rule, ...]:
         return self.ingress if direction == "ingress" else self.egress
-
-    def isolates_direction(self, direction: Direction) -> bool:
-        return direction in self.isolates
 
     def selects(self, namespace: str, labels: Mapping[str, str], host_network: bool = False) -> bool:
         """Whether this policy applies to a pod (hostNetwork pods are never selected)."""

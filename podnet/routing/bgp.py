@@ -38,7 +38,7 @@ def _neighbor(me: NodeFacts, address: str, as_number: int, peer_type: PeerType,
     direct = other.shares_subnet(me) and me.shares_subnet(other) if other else \
         me.prefixlen < 32 and ipaddress.ip_address(address) in me.subnet
     # One side listens, the other connects, so the two never race (Calico does the same).
-    passive = ipaddress.ip_address(address) > ipaddress.ip_address(me.address)
+    passive = int(ipaddress.ip_address(address)) > int(ipaddress.ip_address(me.address))
     return BgpNeighbor(name=protocol_name(peer_type, address), address=address, as_number=as_number,
                        peer_type=peer_type, rr_client=rr_client, passive=passive, direct=direct,
                        node=other.name if other else None)

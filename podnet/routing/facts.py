@@ -6,9 +6,10 @@ block-affinity map IPAM keeps, so each planner stays a pure function of one valu
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
 
+from podnet.ipnet import IPNetwork, subnet_of
 from podnet.model import BGPConfiguration, BGPPeer, CalicoNode, IPPool, Node
 
 DEFAULT_AS = 64512
@@ -30,10 +31,10 @@ class NodeFacts:
     rr_cluster_id: str | None = None
 
     @property
-    def subnet(self) -> ipaddress.IPv4Network:
-        return ipaddress.ip_network(f"{self.address}/{self.prefixlen}", strict=False)  # type: ignore[return-value]
+    def subnet(self) -> IPNetwork:
+        return ipaddress.ip_network(f"{self.address}/{self.prefixlen}", strict=False)
 
-    def shares_subnet(self, other: "NodeFacts") -> bool:
+    def shares_subnet(self, other: NodeFacts) -> bool:
         """True when ``other`` is on this node's L2 segment (same underlay subnet)."""
         if self.prefixlen >= 32:
             return False
@@ -50,8 +51,7 @@ class PoolFacts:
     disabled: bool = False
 
     def contains(self, cidr: str) -> bool:
-        return ipaddress.ip_network(cidr, strict=False).subnet_of(
-            ipaddress.ip_network(self.cidr, strict=False))  # type: ignore[arg-type]
+        return subnet_of(ipaddress.ip_network(cidr, strict=False), ipaddress.ip_network(self.cidr, strict=False))
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,8 @@ def node_facts(node: Node | None, calico: CalicoNode | None, blocks: Sequence[st
     """Merge the v1 Node and Calico's Node of one name. None when no underlay address is known.
 
     Labels come from both (``kubectl label node`` sets the v1 ones, which Calico mirrors)."""
-    name = (node or calico).name if (node or calico) else ""
+    named = node or calico
+    name = named.name if named else ""
     address: str | None = None
     prefixlen = 32
     bgp = calico.spec.bgp if calico else None

@@ -1,7 +1,7 @@
 """Backend registry: a backend is a pure function (ClusterFacts, node name) -> RoutingPlan."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from podnet.errors import PodnetError
 

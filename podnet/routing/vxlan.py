@@ -3,19 +3,28 @@ and an onlink route per block via the remote VTEP address."""
 from __future__ import annotations
 
 import ipaddress
+from typing import TypedDict
 
 from .facts import ClusterFacts, NodeFacts
 from .nat import nat_plan
-from .plan import (PlannedRoute, Refusal, RoutingPlan, VtepPlan, VxlanPeer, default_vtep_address,
-                   default_vtep_mac)
+from .plan import PlannedRoute, Refusal, RoutingPlan, VtepPlan, VxlanPeer, default_vtep_address, default_vtep_mac
 
 VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8
 
-FLANNEL = {"name": "flannel.1", "vni": 1, "port": 8472}
-CALICO = {"name": "vxlan.calico", "vni": 4096, "port": 4789}
+
+class VtepStyle(TypedDict):
+    """Whose VXLAN device this is: its name, VNI and UDP port."""
+
+    name: str
+    vni: int
+    port: int
 
 
-def vtep_for(facts: ClusterFacts, me: NodeFacts, style: dict) -> VtepPlan:
+FLANNEL: VtepStyle = {"name": "flannel.1", "vni": 1, "port": 8472}
+CALICO: VtepStyle = {"name": "vxlan.calico", "vni": 4096, "port": 4789}
+
+
+def vtep_for(facts: ClusterFacts, me: NodeFacts, style: VtepStyle) -> VtepPlan:
     return VtepPlan(
         name=style["name"], vni=style["vni"], port=style["port"], local=me.address,
         mtu=facts.underlay_mtu - VXLAN_OVERHEAD,

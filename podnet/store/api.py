@@ -7,8 +7,9 @@ Values are JSON-able dicts (the resource's manifest form).
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Literal, Protocol, Sequence
+from typing import Any, Literal, Protocol
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class TxnResult:
 
 
 class Store(Protocol):
-    """What every backend implements; ``tests/unit/store_contract.py`` holds it to this."""
+    """What every backend implements; ``tests/unit/test_store_contract.py`` holds it to this."""
 
     def revision(self) -> int:
         """The current global revision (0 for an empty, never-written store)."""

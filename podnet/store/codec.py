@@ -8,7 +8,8 @@ in the same words.
 from __future__ import annotations
 
 import json
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any, overload
 
 from ..errors import AlreadyExists, Conflict, NotFound, PodnetError
 from .api import Compare, Delete, Put
@@ -26,8 +27,20 @@ def encode(key: str, value: dict[str, Any]) -> str:
         raise PodnetError(f"store value for {key!r} is not JSON-serialisable: {exc}") from exc
 
 
+@overload
+def decode(text: str) -> dict[str, Any]: ...
+
+
+@overload
+def decode(text: str | None) -> dict[str, Any] | None: ...
+
+
 def decode(text: str | None) -> dict[str, Any] | None:
-    return None if text is None else json.loads(text)
+    """A stored value back (None stays None: a deleted key's absent value)."""
+    if text is None:
+        return None
+    value: dict[str, Any] = json.loads(text)
+    return value
 
 
 def check_key(key: str) -> str:

@@ -14,7 +14,8 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import requests
 
@@ -66,7 +67,8 @@ class EtcdStore:
                               hint="check that etcd runs and the store URL's host:port") from exc
         if resp.status_code != 200:
             raise PodnetError(f"etcd {path} failed ({resp.status_code}): {resp.text.strip()}")
-        return resp.json()
+        answer: dict[str, Any] = resp.json()
+        return answer
 
     @staticmethod
     def _record(kv: dict[str, Any]) -> Record:

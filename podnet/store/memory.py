@@ -7,14 +7,16 @@ lock guards state and a condition wakes watchers.
 from __future__ import annotations
 
 import bisect
+import builtins
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from ..errors import Compacted
 from . import codec
-from .api import Compare, Delete, Event, Put, Record, TxnResult
+from .api import Compare, Delete, Event, EventType, Put, Record, TxnResult
 
 #: Revisions of history kept before automatic compaction (etcd's API server compacts too).
 DEFAULT_HISTORY = 10_000
@@ -30,7 +32,7 @@ class _Entry:
 
 @dataclass(frozen=True)
 class _Change:
-    type: str
+    type: EventType
     key: str
     revision: int
     text: str | None
@@ -135,7 +137,7 @@ class MemoryStore:
                 next_rev = self._revision + 1
             for change in batch:  # yield outside the lock: the consumer may write
                 yield Event(
-                    change.type, change.key, change.revision, codec.decode(change.text),  # type: ignore[arg-type]
+                    change.type, change.key, change.revision, codec.decode(change.text),
                     codec.decode(change.prev_text), change.version,
                 )
 
@@ -145,7 +147,7 @@ class MemoryStore:
             self._lock.notify_all()
 
     # -- internals (lock held) -----------------------------------------------------------------
-    def _apply(self, ops: list[tuple[str, str | None]]) -> None:
+    def _apply(self, ops: builtins.list[tuple[str, str | None]]) -> None:
         """Write ops (key, text) / (key, None = delete), in order, at one new revision; no
         revision at all if nothing changes (only deletes of absent keys)."""
         if all(text is None and key not in self._data for key, text in ops):
@@ -180,7 +182,7 @@ class MemoryStore:
 
 
 def _record(key: str, entry: _Entry) -> Record:
-    return Record(key, codec.decode(entry.text), entry.create_revision, entry.mod_revision, entry.version)  # type: ignore[arg-type]
+    return Record(key, codec.decode(entry.text), entry.create_revision, entry.mod_revision, entry.version)
 
 
 def _mod_revision(entry: _Entry | None) -> int:

@@ -53,7 +53,7 @@ def open_backend(url: str) -> Store:
     )
 
 
-def open_store_url(url: str, bootstrap: bool = True) -> "ResourceStore":
+def open_store_url(url: str, bootstrap: bool = True) -> ResourceStore:
     """A ResourceStore over the backend ``url`` names; ``bootstrap`` makes sure the namespaces
     ``default`` and ``kube-system`` exist (reads two keys; writes only the first time)."""
     from .resources import ResourceStore
@@ -64,7 +64,7 @@ def open_store_url(url: str, bootstrap: bool = True) -> "ResourceStore":
     return store
 
 
-def open_store(state_dir: str | None = None, bootstrap: bool = True) -> "ResourceStore":
+def open_store(state_dir: str | None = None, bootstrap: bool = True) -> ResourceStore:
     """The embedded store at ``<state_dir>/store.db`` (directory created 0700); ``state_dir``
     None means ``default_state_dir()``."""
     state_dir = state_dir or default_state_dir()

@@ -23,7 +23,8 @@ import random
 import sqlite3
 import threading
 import time
-from typing import Any, Callable, Iterator, Sequence, TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 from ..errors import Compacted, PodnetError
 from . import codec
@@ -76,7 +77,7 @@ class SqliteStore:
             row = self._db().execute(
                 "SELECT value, create_rev, mod_rev, version FROM kv WHERE key = ?", (key,)
             ).fetchone()
-        return None if row is None else Record(key, codec.decode(row[0]), row[1], row[2], row[3])  # type: ignore[arg-type]
+        return None if row is None else Record(key, codec.decode(row[0]), row[1], row[2], row[3])
 
     def list(self, prefix: str) -> tuple[list[Record], int]:
         end = codec.prefix_end(prefix)
@@ -92,7 +93,7 @@ class SqliteStore:
                 revision = _meta(conn, "revision")
             finally:
                 conn.execute("COMMIT")
-        return [Record(k, codec.decode(v), c, m, n) for k, v, c, m, n in rows], revision  # type: ignore[arg-type]
+        return [Record(k, codec.decode(v), c, m, n) for k, v, c, m, n in rows], revision
 
     # -- writes --------------------------------------------------------------------------------
     def create(self, key: str, value: dict[str, Any]) -> Record:
@@ -102,7 +103,7 @@ class SqliteStore:
             if conn.execute("SELECT 1 FROM kv WHERE key = ?", (key,)).fetchone():
                 raise codec.already_exists(key)
             create_rev, version = self._put(conn, rev, key, text)
-            return Record(key, codec.decode(text), create_rev, rev, version)  # type: ignore[arg-type]
+            return Record(key, codec.decode(text), create_rev, rev, version)
 
         return self._write(run)
 
@@ -116,7 +117,7 @@ class SqliteStore:
             if mod_revision is not None and row[0] != mod_revision:
                 raise codec.stale(key, mod_revision, row[0])
             create_rev, version = self._put(conn, rev, key, text)
-            return Record(key, codec.decode(text), create_rev, rev, version)  # type: ignore[arg-type]
+            return Record(key, codec.decode(text), create_rev, rev, version)
 
         return self._write(run)
 
@@ -335,7 +336,7 @@ def _lookup(conn: sqlite3.Connection, keys: set[str]) -> dict[str, tuple[int, in
 
 
 def _meta(conn: sqlite3.Connection, name: str) -> int:
-    return conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()[0]
+    return int(conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()[0])
 
 
 def _compact(conn: sqlite3.Connection, revision: int) -> None:

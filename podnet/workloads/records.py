@@ -12,8 +12,9 @@ import json
 import os
 import signal
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 RECORD = "pod.json"
 
@@ -86,13 +87,14 @@ class LocalPod:
     def ip(self) -> str | None:
         if not self.cni_result:
             return None
-        return self.cni_result["ips"][0]["address"].split("/")[0]
+        address: str = self.cni_result["ips"][0]["address"]
+        return address.split("/")[0]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "LocalPod":
+    def from_dict(cls, d: dict[str, Any]) -> LocalPod:
         d = dict(d)
         d["containers"] = [ContainerState(**c) for c in d.get("containers", [])]
         return cls(**d)

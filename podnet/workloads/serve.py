@@ -1,5 +1,5 @@
 #!/usr/bin/python3 -IS
-"""The built-in workloads (stdlib only: starts in milliseconds, ~10 MB per pod).
+"""The built-in workloads (stdlib only, so quick to start and small; docs/cni.md has the figures).
 
 ``serve --name POD [--http] [--delay-shutdown S] PROTO:PORT...`` answers on every port: TCP
 with an HTTP response whose body is the pod's name (what an nginx pod's test page is used for:
@@ -55,7 +55,7 @@ def _log(msg: str) -> None:
     sys.stdout.flush()
 
 
-def _tcp_conn(conn: socket.socket, peer: tuple, name: str, proto: str) -> None:
+def _tcp_conn(conn: socket.socket, peer: tuple[str, int], name: str, proto: str) -> None:
     with conn:
         conn.settimeout(5)
         try:
@@ -115,7 +115,7 @@ def _on_sigterm(delay: float) -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def serve(argv: list) -> int:
+def serve(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="serve")
     ap.add_argument("--name", required=True)
     ap.add_argument("--http", action="store_true")
@@ -142,7 +142,7 @@ def serve(argv: list) -> int:
     return 1  # a listener died (port in use?): exit so the pod restarts it
 
 
-def pause(argv: list) -> int:
+def pause(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="pause")
     ap.add_argument("--delay-shutdown", type=float, default=0.0)
     a = ap.parse_args(argv)
@@ -160,7 +160,7 @@ def _seconds(text: str) -> float:
     return float(text)
 
 
-def connect(argv: list) -> int:
+def connect(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="connect")
     ap.add_argument("target")
     ap.add_argument("--protocol", default="tcp", choices=["tcp", "udp", "sctp"])
@@ -179,7 +179,7 @@ def connect(argv: list) -> int:
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM, proto) as s:
                 s.settimeout(timeout)
                 s.connect((host, int(port)))
-    except (socket.timeout, TimeoutError):
+    except TimeoutError:
         print("TIMEOUT")
         return 1
     except ConnectionRefusedError:

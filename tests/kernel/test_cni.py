@@ -8,11 +8,11 @@ import os
 
 import pytest
 
-from cni_fixtures import Lab, lab, lab_inprocess, links, ping  # noqa: F401  (fixtures)
 from podnet.agent.cnicall import CniCallFailed
 from podnet.cni.handler import ADD_STEPS
 from podnet.cni.spec import SUPPORTED_VERSIONS
 from podnet.kernel import netns
+from podnet.testing.cni_lab import Lab, links, ping
 
 pytestmark = pytest.mark.kernel
 

@@ -5,8 +5,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from cni_fixtures import Lab, lab, lab_inprocess, links  # noqa: F401  (fixtures)
 from podnet.kernel import netns
+from podnet.testing.cni_lab import Lab, links
 
 pytestmark = pytest.mark.kernel
 N = 50

@@ -8,29 +8,36 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 import yaml
 
-from cni_fixtures import make_node_ns, uid
 from podnet.agent.pods import pod_netns_name
 from podnet.kernel import netns
 from podnet.model import Event, Namespace, Node, Pod
 from podnet.model.registry import kind_for
-from test_pods import Cluster, _processes_under
+from podnet.testing import leaks
+from podnet.testing.cni_lab import make_node_ns
+from test_pods import Cluster
 
 pytestmark = pytest.mark.kernel
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.39"
 
 
 class Lifecycle(Cluster):
+    def __init__(self, state: str, node: str, node_ns: str) -> None:
+        super().__init__(state, node, node_ns)
+        self.namespaces: list[str] = []
+
     def ns(self) -> str:
-        name = f"lc-{uid()}"
+        """A namespace for one test; the ``ns`` fixture deletes it (and so its pods) after."""
+        name = f"lc-{secrets.token_hex(3)}"
         self.store.apply([Namespace.model_validate({"metadata": {"name": name}})])
         self.namespaces.append(name)
         return name
@@ -64,35 +71,33 @@ class Lifecycle(Cluster):
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory) -> Iterator[Lifecycle]:  # type: ignore[no-untyped-def]
-    prefix = f"pt-{uid()}"
-    node, node_ns = f"{prefix}-n1", f"{prefix}-node"
+def node(tmp_path_factory: pytest.TempPathFactory, prefixes: leaks.Prefixes) -> Iterator[Lifecycle]:
+    prefix = prefixes.new()
+    node, node_ns = f"{prefix}n1", f"{prefix}node"
     state = str(tmp_path_factory.mktemp("lifecycle") / "state")
     os.makedirs(state)
     make_node_ns(node_ns)
     c = Lifecycle(state, node, node_ns)
-    c.namespaces = []  # type: ignore[attr-defined]
     try:
         c.store.create(Node.model_validate({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node},
                                             "status": {"addresses": [{"type": "InternalIP", "address": "192.168.200.1"}]}}))
         c.start("agent", "--node", node, "--resync", "0.3", "--backoff-base", "0.5", ns=node_ns)
         c.start("controllers", "--resync", "0.3")
-        c.procs.append(subprocess.Popen(
-            netns.nsenter_argv(node_ns, [sys.executable, "-m", "podnet.agent.policy_loop", "--node", node,
-                                         "--state-dir", state]),
-            stdout=open(os.path.join(state, "policy.log"), "ab"), stderr=subprocess.STDOUT))
+        c.start("policy-loop", "--node", node, ns=node_ns)
         yield c
-        for ns in c.namespaces:  # type: ignore[attr-defined]
-            c.cli("delete", "ns", ns, "--ignore-not-found", "--timeout", "30", check=False, timeout=60)
     finally:
         c.stop()
-        leftover = [n for n in netns.list_all() if n.startswith(prefix)]
         netns.remove(node_ns)
-        for n in leftover:
-            if n != node_ns:
-                netns.remove(n, only_owned=False)
-    assert _processes_under(state) == [], "container processes left running"
-    assert [n for n in leftover if n != node_ns] == [], "pod namespaces left behind"
+    # The leak check (tests/conftest.py) finds no pod namespace or container process of this module.
+
+
+@pytest.fixture
+def cluster(node: Lifecycle) -> Iterator[Lifecycle]:
+    """The module's node; the namespaces a test made are deleted (their pods terminated) after it."""
+    yield node
+    for ns in node.namespaces:
+        node.cli("delete", "ns", ns, "--ignore-not-found", "--timeout", "30", check=False, timeout=60)
+    node.namespaces.clear()
 
 
 def test_readiness_probe_turns_a_pod_not_ready_and_back(cluster: Lifecycle) -> None:

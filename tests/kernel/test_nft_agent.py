@@ -3,7 +3,6 @@ SIGKILL the isolated pods stay isolated; a restarted loop adopts the table witho
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -13,15 +12,14 @@ from typing import Any, Iterator
 import pytest
 
 from podnet.agent.policy import PolicyReconciler, read_status
-from podnet.kernel.nft import NftApplier
-from podnet.kernel.nft_lab import PolicyLab
-from podnet.kernel.nft_probe import REACHED, probe
+from podnet.kernel.nft.apply import NftApplier
+from podnet.kernel.probe import REACHED, probe
 from podnet.model import NetworkPolicy, Pod
 from podnet.store.open import open_store
+from podnet.testing.leaks import Prefixes
+from podnet.testing.policy_lab import PolicyLab
 
 pytestmark = pytest.mark.kernel
-if os.geteuid() != 0:
-    pytest.skip("needs root (network namespaces)", allow_module_level=True)
 
 POLICY = {
     "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
@@ -32,8 +30,8 @@ POLICY = {
 
 
 @pytest.fixture()
-def setup(tmp_path: Any) -> Iterator[tuple[PolicyLab, Any, str]]:
-    lab = PolicyLab.build(f"pt-{secrets.token_hex(3)}")
+def setup(tmp_path: Any, prefixes: Prefixes) -> Iterator[tuple[PolicyLab, Any, str]]:
+    lab = PolicyLab.build(prefixes.new(sep=""))
     state_dir = str(tmp_path / "state")
     store = open_store(state_dir)
     try:
@@ -47,7 +45,6 @@ def setup(tmp_path: Any) -> Iterator[tuple[PolicyLab, Any, str]]:
     finally:
         store.close()
         lab.close()
-        assert lab.leftovers() == []
 
 
 def _tcp(lab: PolicyLab, src: str, dst: str) -> bool:
@@ -65,8 +62,8 @@ def _wait_revision(state_dir: str, node: str, revision: int, timeout: float = 10
 
 
 def _start_loop(state_dir: str, lab: PolicyLab) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "podnet.agent.policy_loop", "--node", "n1", "--state-dir", state_dir,
-                             "--netns", lab.nodes["n1"].netns, "--resync", "1"],
+    return subprocess.Popen([sys.executable, "-m", "podnet.cli.main", "--state-dir", state_dir, "policy-loop",
+                             "--node", "n1", "--netns", lab.nodes["n1"].netns, "--resync", "1"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -6,20 +6,18 @@ from __future__ import annotations
 
 import os
 import random
-import secrets
 from typing import Any, Iterator
 
 import pytest
 
-from podnet.dataplane.nft_verify import compare
-from podnet.kernel.nft_lab import PolicyLab
-from podnet.kernel.nft_probe import probe_all
+from podnet.cluster.probe import probe_matrix
+from podnet.dataplane.nft.verify import compare
 from podnet.model import NetworkPolicy
 from podnet.policy.matrix import compute_matrix
+from podnet.testing.leaks import Prefixes
+from podnet.testing.policy_lab import PolicyLab
 
 pytestmark = pytest.mark.kernel
-if os.geteuid() != 0:
-    pytest.skip("needs root (network namespaces)", allow_module_level=True)
 
 STEPS = 100
 PORTS = [80, 81]
@@ -29,8 +27,8 @@ APPS = ["a", "b", "c"]
 
 
 @pytest.fixture(scope="module")
-def lab() -> Iterator[PolicyLab]:
-    lab = PolicyLab.build(f"pt-{secrets.token_hex(3)}")
+def lab(prefixes: Prefixes) -> Iterator[PolicyLab]:
+    lab = PolicyLab.build(prefixes.new(sep=""))
     try:
         # The e2e suite's shape: pods a, b, c in namespaces x, y, z (here a subset on two nodes).
         for i, (ns, app) in enumerate([("x", "a"), ("x", "b"), ("y", "a"), ("y", "c"), ("z", "b"), ("z", "c")]):
@@ -41,7 +39,6 @@ def lab() -> Iterator[PolicyLab]:
         yield lab
     finally:
         lab.close()
-        assert lab.leftovers() == []
 
 
 def _peer(rng: random.Random) -> dict[str, Any]:
@@ -137,7 +134,7 @@ def test_generated_corpus_agrees_with_engine(lab: PolicyLab) -> None:
         # 256 parallel probes on two cores can time out on a busy machine; a real disagreement
         # survives a slower second look, a late answer does not.
         for timeout in (0.35, 1.5):
-            observed, results = probe_all(lab.probe_pods(), PORTS, PROTOCOLS, timeout=timeout, workers=256)
+            observed, results = probe_matrix(lab.probe_pods(), PORTS, PROTOCOLS, timeout=timeout, workers=256)
             report = compare(state, expected, observed, {(r.src, r.dst, r.key): r.outcome for r in results})
             if report.ok:
                 break

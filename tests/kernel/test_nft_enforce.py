@@ -3,7 +3,6 @@ connections against the engine's matrix (what ``podnet verify`` does), on a 2-no
 from __future__ import annotations
 
 import os
-import secrets
 import socket
 import threading
 import time
@@ -12,19 +11,19 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from podnet.dataplane.nft_render import render
-from podnet.dataplane.nft_verify import compare
+from podnet.cluster.probe import probe_matrix
+from podnet.dataplane.nft.render import render
+from podnet.dataplane.nft.verify import compare
 from podnet.kernel import netns
-from podnet.kernel.nft import NftApplier
-from podnet.kernel.nft_lab import PolicyLab
-from podnet.kernel.nft_probe import REACHED, probe, probe_all
+from podnet.kernel.nft.apply import NftApplier
+from podnet.kernel.probe import REACHED, probe
 from podnet.kernel.underlay import ipr_in
 from podnet.model import NetworkPolicy
 from podnet.policy.matrix import compute_matrix
+from podnet.testing.leaks import Prefixes
+from podnet.testing.policy_lab import PolicyLab
 
 pytestmark = pytest.mark.kernel
-if os.geteuid() != 0:
-    pytest.skip("needs root (network namespaces)", allow_module_level=True)
 
 PORTS = [80, 81]
 PROTOCOLS = ["TCP", "UDP", "ICMP"]
@@ -32,9 +31,8 @@ TIMEOUT = 0.4
 
 
 @pytest.fixture(scope="module")
-def lab() -> Iterator[PolicyLab]:
-    prefix = f"pt-{secrets.token_hex(3)}"
-    lab = PolicyLab.build(prefix)
+def lab(prefixes: Prefixes) -> Iterator[PolicyLab]:
+    lab = PolicyLab.build(prefixes.new(sep=""))
     try:
         lab.add_pod("default", "web", "n1", {"app": "web"}, [("http", 80, "TCP")])
         lab.add_pod("default", "client1", "n1", {"run": "client1"})
@@ -47,7 +45,6 @@ def lab() -> Iterator[PolicyLab]:
         yield lab
     finally:
         lab.close()
-        assert lab.leftovers() == [], "namespaces leaked"
         assert NftApplier(None).read() is None, "a podnet table appeared in the root namespace"
 
 
@@ -60,7 +57,7 @@ def _verify(lab: PolicyLab, policies: list[NetworkPolicy], **kw: Any) -> Any:
     state = lab.state(policies, **kw)
     lab.apply(state)
     lab.flush_conntrack()
-    observed, results = probe_all(lab.probe_pods(), PORTS, PROTOCOLS, timeout=TIMEOUT)
+    observed, results = probe_matrix(lab.probe_pods(), PORTS, PROTOCOLS, timeout=TIMEOUT)
     expected = compute_matrix(state, PORTS, PROTOCOLS)
     report = compare(state, expected, observed, {(r.src, r.dst, r.key): r.outcome for r in results})
     assert report.ok, "\n".join(d.describe() for d in report.disagreements)

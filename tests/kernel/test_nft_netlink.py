@@ -1,27 +1,23 @@
-"""Element updates sent as raw netlink batches (``kernel/nft_netlink.py``) on the real kernel:
+"""Element updates sent as raw netlink batches (``kernel/nft/netlink.py``) on the real kernel:
 after every pod change the kernel's table equals a full render, a refused batch changes
 nothing, and the applier recovers by reading the kernel back."""
 from __future__ import annotations
 
-import os
 import random
-import secrets
 from typing import Iterator
 
 import pytest
 
-from podnet.dataplane.nft_diff import plan_sync
-from podnet.dataplane.nft_incremental import LiveTable
-from podnet.dataplane.nft_render import render_indexed
-from podnet.errors import PodnetError
+from podnet.dataplane.nft.diff import plan_sync
+from podnet.dataplane.nft.live import LiveTable
+from podnet.dataplane.nft.render import render_indexed
+from podnet.errors import DataplaneError, PodnetError
 from podnet.kernel import netns
-from podnet.kernel.nft import NftApplier
+from podnet.kernel.nft.apply import NftApplier
 from podnet.model import Namespace, NetworkPolicy, Pod
 from podnet.policy.cluster import ClusterState, Endpoint, endpoint_for_pod
 
 pytestmark = pytest.mark.kernel
-if os.geteuid() != 0:
-    pytest.skip("needs root (network namespaces)", allow_module_level=True)
 
 NODE_IPS = ["10.99.0.1", "10.99.0.2"]
 NAMESPACES = [Namespace.model_validate({"metadata": {"name": "default"}})]
@@ -43,14 +39,13 @@ def _pod(name: str, ip: str, node: str, app: str) -> Endpoint:
 
 
 @pytest.fixture()
-def ns() -> Iterator[str]:
-    name = f"pt-{secrets.token_hex(3)}"
+def ns(prefix: str) -> Iterator[str]:
+    name = f"{prefix}nft"
     netns.create(name)
     try:
         yield name
     finally:
         netns.remove(name)
-        assert not netns.exists(name), "namespace leaked"
 
 
 def _state(pods: dict[str, Endpoint]) -> ClusterState:
@@ -79,12 +74,12 @@ def test_pod_changes_by_netlink_leave_the_kernel_equal_to_a_full_render(ns: str)
             new = pods[name] = _pod(name, ip, node, rng.choice(APPS))  # type: ignore[arg-type]
         state = _state(pods)
         full, full_index = render_indexed(state, "n1", node_ips=NODE_IPS)
-        update = live.plan([(old, new)], state.policies_by_ns, state.ns_labels)
+        update = live.plan_pods([(old, new)], state.policies_by_ns, state)
         if update is None:
             applier.sync(full)
             live = LiveTable(full, full_index)
         else:
-            how = applier.apply_elements(update.commands, live.table, lambda: live.apply(update))
+            how = applier.apply_elements(update.commands, live, lambda: live.commit(update))
             if update.commands:
                 assert how == "netlink"
                 by_netlink += 1
@@ -105,8 +100,9 @@ def test_a_refused_batch_changes_nothing_and_the_next_sync_reads_back(ns: str) -
     t = {"family": "inet", "table": "podnet"}
     cmds = [{"add": {"element": {**t, "name": pod_set, "elem": ["10.244.9.9"]}}},
             {"delete": {"element": {**t, "name": pod_set, "elem": ["10.244.9.10"]}}}]  # not there: refused
-    with pytest.raises(PodnetError, match="element update"):
+    with pytest.raises(PodnetError, match="element update") as refused:
         applier.apply_elements(cmds, table)
+    assert isinstance(refused.value, DataplaneError) and not refused.value.retryable  # the kernel said no
     after = applier.read()
     assert after is not None and before is not None
     assert after.sets[pod_set].elements == before.sets[pod_set].elements  # the add did not land either
@@ -168,10 +164,10 @@ def test_chains_rules_and_sets_by_netlink_list_as_libnftables_writes_them(ns: st
     same table written by libnftables: same expressions, same comments."""
     import json
 
-    from podnet.dataplane.nft_model import NftMap, NftTable
-    from podnet.kernel.nft_netlink import encode
+    from podnet.dataplane.nft.model import NftMap, NftTable
+    from podnet.kernel.nft.netlink import encode
 
-    other = f"pt-{secrets.token_hex(3)}"
+    other = f"{ns}2"  # under the test's prefix too
     netns.create(other)
     try:
         pods = {"web": _pod("web", "10.244.1.2", "n1", "web"), "client": _pod("client", "10.244.2.2", "n2", "client"),
@@ -185,19 +181,20 @@ def test_chains_rules_and_sets_by_netlink_list_as_libnftables_writes_them(ns: st
         # the rest as one raw netlink batch.
         base = {"forward", "input", "from-wl", "to-wl", "egress-ok"}
         new_set = next(n for n in table.sets if n.startswith("pods-") and table.sets[n].elements)
-        first = NftTable(sets={n: s for n, s in table.sets.items() if n != new_set},
+        first = NftTable(table.family, table.name, sets={n: s for n, s in table.sets.items() if n != new_set},
                          maps={n: NftMap(n, m.key_types, {}) for n, m in table.maps.items()},
                          chains={n: c for n, c in table.chains.items() if n in base})
         by_nl = NftApplier(other)
         by_nl.sync(first)
         rest = [c for n, c in sorted(table.chains.items()) if n not in base]
-        cmds = [{"add": table.sets[new_set].to_json()}] + [{"add": c.to_json()} for c in rest]
-        cmds += [{"add": r} for c in rest for r in c.rules_json()]
-        cmds += [{"add": {"element": {"family": "inet", "table": "podnet", "name": n, "elem": m.to_json()["map"]["elem"]}}}
+        cmds = [{"add": table.sets[new_set].to_json(table.id)}] + [{"add": c.to_json(table.id)} for c in rest]
+        cmds += [{"add": r} for c in rest for r in c.rules_json(table.id)]
+        cmds += [{"add": {"element": {"family": "inet", "table": "podnet", "name": n,
+                                      "elem": m.to_json(table.id)["map"]["elem"]}}}
                  for n, m in sorted(table.maps.items())]
         assert any("range" in json.dumps(c) for c in cmds) and any("ip6" in json.dumps(c) for c in cmds)
         maps = {n: (m.key_types, True) for n, m in table.maps.items()}
-        encoded = encode(cmds, "podnet", maps.get, 1000)
+        encoded = encode(cmds, table.id, maps.get, 1000)
         assert encoded is not None, "the encoder declined a policy table"
         by_nl._element_socket().commit(*encoded)
         listed = _listing(by_nl)
@@ -207,10 +204,9 @@ def test_chains_rules_and_sets_by_netlink_list_as_libnftables_writes_them(ns: st
         # Flush and refill one chain (the per-policy rewrite), again equal.
         pol_chain = next(c for n, c in sorted(table.chains.items()) if n.startswith("pi-"))
         again = encode([{"flush": {"chain": {"family": "inet", "table": "podnet", "name": pol_chain.name}}}]
-                       + [{"add": r} for r in pol_chain.rules_json()], "podnet", lambda name: None, 2000)
+                       + [{"add": r} for r in pol_chain.rules_json(table.id)], table.id, lambda name: None, 2000)
         assert again is not None
         by_nl._element_socket().commit(*again)
         assert _listing(by_nl) == _listing(by_lib)
     finally:
         netns.remove(other)
-        assert not netns.exists(other), "namespace leaked"

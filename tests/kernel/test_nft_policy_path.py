@@ -4,32 +4,28 @@ table; after every pass the kernel's table (read back) equals a full render of t
 netlink batch."""
 from __future__ import annotations
 
-import os
 import random
-import secrets
 from typing import Any, Iterator
 
 import pytest
 
 from podnet.agent.policy import PolicyReconciler, cluster_state
 from podnet.agent.policy_view import LiveView
-from podnet.dataplane.nft_diff import plan_sync
-from podnet.dataplane.nft_render import render
+from podnet.dataplane.nft.diff import plan_sync
+from podnet.dataplane.nft.render import render
 from podnet.kernel import netns
-from podnet.kernel.nft import NftApplier
+from podnet.kernel.nft.apply import NftApplier
 from podnet.model import Namespace, NetworkPolicy, Pod
 from podnet.store.open import open_store
 
 pytestmark = pytest.mark.kernel
-if os.geteuid() != 0:
-    pytest.skip("needs root (network namespaces)", allow_module_level=True)
 
 APPS = ["a", "b", "c"]
 
 
 @pytest.fixture()
-def setup(tmp_path: Any) -> Iterator[tuple[str, Any]]:
-    name = f"pt-{secrets.token_hex(3)}"
+def setup(tmp_path: Any, prefix: str) -> Iterator[tuple[str, Any]]:
+    name = f"{prefix}nft"
     netns.create(name)
     store = open_store(str(tmp_path / "state"))
     try:
@@ -37,7 +33,6 @@ def setup(tmp_path: Any) -> Iterator[tuple[str, Any]]:
     finally:
         store.close()
         netns.remove(name)
-        assert not netns.exists(name), "namespace leaked"
 
 
 def _policy(rng: random.Random, ns: str, name: str) -> NetworkPolicy:

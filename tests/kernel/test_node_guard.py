@@ -1,6 +1,4 @@
 """Node processes refuse to program a namespace podnet did not create."""
-import uuid
-
 import pytest
 
 from podnet.agent.guard import require_node_namespace
@@ -15,8 +13,8 @@ def test_refuses_the_machines_own_namespace_unless_told_it_is_the_node() -> None
     require_node_namespace("policy loop", "nftables rules", host_network=True)
 
 
-def test_accepts_podnet_namespaces_and_refuses_unknown_names() -> None:
-    name = f"pt-guard-{uuid.uuid4().hex[:6]}"
+def test_accepts_podnet_namespaces_and_refuses_unknown_names(prefix: str) -> None:
+    name = f"{prefix}guard"
     with pytest.raises(PodnetError, match="was not created by podnet"):
         require_node_namespace("policy loop", "nftables rules", target=name)
     netns.create(name)

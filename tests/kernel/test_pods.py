@@ -8,16 +8,17 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Iterator
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import yaml
 
-from cni_fixtures import make_node_ns, uid
 from podnet.kernel import netns
 from podnet.model.core import Node, Pod
 from podnet.model.registry import kind_for
 from podnet.store.open import open_store
+from podnet.testing.cni_lab import make_node_ns
 
 pytestmark = pytest.mark.kernel
 PY = sys.executable
@@ -108,23 +109,9 @@ class Cluster:
         self.store.close()
 
 
-def _processes_under(directory: str) -> list[int]:
-    """PIDs whose working directory is inside ``directory`` (containers run in their pod dir)."""
-    out = []
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                if os.readlink(f"/proc/{pid}/cwd").startswith(directory):
-                    out.append(int(pid))
-            except OSError:
-                pass
-    return out
-
-
 @pytest.fixture
-def cluster(tmp_path) -> Iterator[Cluster]:  # type: ignore[no-untyped-def]
-    prefix = f"pt-{uid()}"
-    node, node_ns = f"{prefix}-n1", f"{prefix}-node"
+def cluster(tmp_path: Path, prefix: str) -> Iterator[Cluster]:
+    node, node_ns = f"{prefix}n1", f"{prefix}node"
     state = str(tmp_path / "state")
     os.makedirs(state)
     make_node_ns(node_ns)
@@ -137,15 +124,9 @@ def cluster(tmp_path) -> Iterator[Cluster]:  # type: ignore[no-untyped-def]
         yield c
     finally:
         c.stop()
-        leftover = [n for n in netns.list_all() if n.startswith(prefix)]
         netns.remove(node_ns)
-        for n in leftover:
-            if n != node_ns:
-                netns.remove(n, only_owned=False)
-    # leak checks: the agent tore every pod down on SIGTERM; nothing of ours is left
-    assert _processes_under(state) == [], "container processes left running"
-    assert [n for n in leftover if n != node_ns] == [], "pod namespaces left behind"
-    assert [n for n in netns.list_all() if n.startswith(prefix)] == []
+    # The agent tore every pod down on SIGTERM: the leak check (tests/conftest.py) finds no pod
+    # namespace, container process or record of this test.
     for p in c.procs:
         assert p.returncode is not None
 

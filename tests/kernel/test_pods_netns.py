@@ -6,15 +6,14 @@ import subprocess
 
 import pytest
 
-from cni_fixtures import uid
 from podnet.errors import AlreadyExists, NotFound, PodnetError
 from podnet.kernel import netns
 
 pytestmark = pytest.mark.kernel
 
 
-def test_create_enter_run_remove() -> None:
-    name = f"pt-{uid()}-ns"
+def test_create_enter_run_remove(prefix: str) -> None:
+    name = f"{prefix}ns"
     try:
         ino = netns.create(name)
         assert netns.exists(name) and netns.owned(name) and name in netns.list_owned()
@@ -35,8 +34,8 @@ def test_create_enter_run_remove() -> None:
         netns.remove(name)
 
 
-def test_refuses_to_remove_a_namespace_podnet_did_not_create() -> None:
-    name = f"pt-{uid()}-foreign"
+def test_refuses_to_remove_a_namespace_podnet_did_not_create(prefix: str) -> None:
+    name = f"{prefix}foreign"
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
         assert netns.exists(name) and not netns.owned(name)
@@ -77,15 +76,15 @@ def _unmount_all(name: str) -> None:
             pass
 
 
-def test_processes_racing_to_create_one_name_one_wins() -> None:
+def test_processes_racing_to_create_one_name_one_wins(prefix: str) -> None:
     """Several agents or CNI calls creating the same name at once: exactly one creates it,
     the others get AlreadyExists (none may take the fresh file for a stale one and mount a
     second namespace over it)."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("fork")
-    for _ in range(15):
-        name = f"pt-{uid()}-race"
+    for i in range(15):
+        name = f"{prefix}race{i}"
         barrier, results = ctx.Barrier(4), ctx.Queue()
         procs = [ctx.Process(target=_race_create, args=(name, barrier, results)) for _ in range(4)]
         try:

@@ -2,8 +2,8 @@
 node<->pod, HTTP, natOutgoing, drift repair, idempotent restart, and the l3 underlay where
 host-gw refuses with a visible reason while vxlan and bgp+CrossSubnet work.
 
-Each lab lives in namespaces with a unique prefix and is always removed; every test ends with
-a leak check (namespaces, bird processes, root namespace links/routes/nft unchanged)."""
+Each lab lives in namespaces with a unique prefix and is always removed (``make_lab``, with the
+root namespace's links, routes and nft tables unchanged); the leak check follows every test."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,6 @@ import os
 import socket
 import subprocess
 import time
-import uuid
 
 import pytest
 
@@ -20,50 +19,6 @@ from podnet.kernel import netns
 from podnet.kernel.underlay import ipr_in
 
 pytestmark = pytest.mark.kernel
-
-if os.geteuid() != 0:
-    pytest.skip("needs root", allow_module_level=True)
-
-
-def root_state() -> tuple:
-    link = subprocess.run(["ip", "-j", "link"], capture_output=True, text=True).stdout
-    route = subprocess.run(["ip", "-j", "route"], capture_output=True, text=True).stdout
-    nft = subprocess.run(["nft", "-j", "list", "tables"], capture_output=True, text=True).stdout
-    names = sorted(x["ifname"] for x in json.loads(link))
-    return names, route, nft
-
-
-def bird_pids(prefix_dir: str) -> list[int]:
-    out = []
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    cmd = f.read()
-            except OSError:
-                continue
-            if cmd.startswith(b"bird\0") and prefix_dir.encode() in cmd:
-                out.append(int(pid))
-    return out
-
-
-@pytest.fixture
-def make_lab():
-    labs: list[Lab] = []
-    before = root_state()
-
-    def make(*args, **kw) -> Lab:
-        lab = Lab(*args, prefix=f"pt-{uuid.uuid4().hex[:5]}-", **kw)
-        labs.append(lab)
-        return lab.up()
-
-    yield make
-    for lab in labs:
-        lab.down()
-    for lab in labs:
-        assert [n for n in netns.list_all() if n.startswith(lab.prefix)] == []
-        assert bird_pids(lab.state_dir) == []
-    assert root_state() == before
 
 
 def wait_bird_routes(lab: Lab, expected: int | dict[str, int], timeout: float = 15) -> None:

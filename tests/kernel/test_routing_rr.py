@@ -10,7 +10,7 @@ import pytest
 from podnet.kernel.bird import Bird, peer_rows
 from podnet.model import BGPConfiguration, BGPPeer, CalicoNode, Node
 
-from test_routing_backends import make_lab, ping_matrix, wait_bird_routes  # noqa: F401  (fixture)
+from test_routing_backends import ping_matrix, wait_bird_routes
 
 pytestmark = pytest.mark.kernel
 

@@ -5,22 +5,18 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
-from podnet.kernel import netns
+from podnet.testing.leaks import Prefixes
 
 pytestmark = [pytest.mark.scenario, pytest.mark.kernel]
-if os.geteuid() != 0:
-    pytest.skip("needs root", allow_module_level=True)
 
 ROOT = Path(__file__).resolve().parents[2]
 EX = ROOT / "examples"
@@ -94,18 +90,13 @@ def pod_named(matrix: dict[str, Any], ns: str, prefix: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    sd = tempfile.mkdtemp(prefix="podnet-policy-scn-")
-    prefix = f"pt{secrets.token_hex(2)}-"
-    c = Cluster(sd, prefix)
+def cluster(tmp_path_factory: pytest.TempPathFactory, prefixes: Prefixes) -> Iterator[Cluster]:
+    c = Cluster(str(tmp_path_factory.mktemp("policy-scn")), prefixes.new())
     try:
-        c.cli("up", "--nodes", "3", "--prefix", prefix, timeout=180)
+        c.cli("up", "--nodes", "3", "--prefix", c.prefix, timeout=180)
         yield c
     finally:
         c.cli("down", check=False, timeout=120)
-        left = [n for n in netns.list_all() if n.startswith(prefix)]
-        shutil.rmtree(sd, ignore_errors=True)
-        assert left == [], f"namespaces leaked: {left}"
 
 
 def test_s1_only_client1_reaches_web(cluster: Cluster) -> None:
@@ -149,7 +140,7 @@ def test_s2_namespace_isolation(cluster: Cluster) -> None:
 
 def test_s5_refused_manifest_changes_nothing(cluster: Cluster) -> None:
     from podnet.cluster.lifecycle import node_netns
-    from podnet.kernel.nft import NftApplier
+    from podnet.kernel.nft.apply import NftApplier
 
     cluster.enforced()
     before = {n: NftApplier(node_netns(cluster.sd, n)).read() for n in cluster.nodes()}
@@ -197,7 +188,7 @@ spec:
     assert not allowed(m, "80/TCP", "default/client2", web)   # not labelled: only DNS
     assert allowed(m, "53/UDP", "default/client2", "kube-system/coredns")
     # ... including a host outside the cluster (ping through the node's natOutgoing).
-    from podnet.kernel.nft_probe import REACHED, probe
+    from podnet.kernel.probe import REACHED, probe
 
     externals = status(cluster.sd)["externals"]
     assert externals, "the lab has an external host"
@@ -253,7 +244,7 @@ spec:
 
     # egress to 192.168.0.0/16 except 192.168.94.134: the lab's external host is that address.
     from podnet.cluster.lifecycle import status
-    from podnet.kernel.nft_probe import REACHED, probe
+    from podnet.kernel.probe import REACHED, probe
 
     ext = [ip for _, ip in status(cluster.sd)["externals"] if ip == "192.168.94.134"]
     client1 = _pod_netns(cluster, "default", "client1")

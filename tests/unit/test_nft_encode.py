@@ -1,12 +1,13 @@
-"""The raw netlink encoding (``kernel/nft_netlink.py``, ``kernel/nft_netlink_rules.py``): key
+"""The raw netlink encoding (``kernel/nft/netlink.py``, ``kernel/nft/netlink_rules.py``): key
 layouts as nf_tables stores them, a chain rewrite with its anonymous port sets, and the
 commands it declines (they go through libnftables)."""
 from __future__ import annotations
 
 import struct
 
-from podnet.kernel.nft_netlink import (NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END, NFT_MSG_DELSETELEM,
-                                       NFT_MSG_NEWSETELEM, encode, encode_key)
+from podnet.dataplane.nft.model import POLICY_TABLE
+from podnet.kernel.nft.netlink import (NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END, NFT_MSG_DELSETELEM, NFT_MSG_NEWSETELEM,
+                                       encode, encode_key)
 
 T = {"family": "inet", "table": "podnet"}
 INFO = {"pods-x": (("ipv4_addr",), False), "from-pod": (("ifname", "ipv4_addr"), True),
@@ -34,7 +35,7 @@ def test_batch_is_one_transaction_with_an_ack_per_command() -> None:
     cmds = [{"delete": {"element": {**T, "name": "pods-x", "elem": ["10.0.0.1"]}}},
             {"add": {"element": {**T, "name": "from-pod",
                                  "elem": [[{"concat": ["caliabc", "10.0.0.2"]}, {"goto": {"target": "egress-1"}}]]}}}]
-    got = encode(cmds, "podnet", INFO.get, 100)
+    got = encode(cmds, POLICY_TABLE, INFO.get, 100)
     assert got is not None
     batch, acked = got
     msgs = _messages(batch)
@@ -46,20 +47,20 @@ def test_batch_is_one_transaction_with_an_ack_per_command() -> None:
 
 def test_declines_what_it_cannot_encode() -> None:
     info = {**INFO, "net4-x": None}
-    assert encode([{"add": {"element": {**T, "name": "net4-x", "elem": ["10.0.0.0/8"]}}}], "podnet", info.get, 1) is None
-    assert encode([{"add": {"element": {**T, "name": "unknown", "elem": ["10.0.0.1"]}}}], "podnet", info.get, 1) is None
-    assert encode([{"flush": {"table": {"family": "inet", "name": "podnet"}}}], "podnet", info.get, 1) is None
-    assert encode([{"flush": {"chain": {"family": "inet", "table": "other", "name": "x"}}}], "podnet", info.get, 1) is None
-    assert encode([{"add": {"element": {**T, "name": "to-pod", "elem": ["x" * 16]}}}], "podnet", info.get, 1) is None
+    assert encode([{"add": {"element": {**T, "name": "net4-x", "elem": ["10.0.0.0/8"]}}}], POLICY_TABLE, info.get, 1) is None
+    assert encode([{"add": {"element": {**T, "name": "unknown", "elem": ["10.0.0.1"]}}}], POLICY_TABLE, info.get, 1) is None
+    assert encode([{"flush": {"table": {"family": "inet", "name": "podnet"}}}], POLICY_TABLE, info.get, 1) is None
+    assert encode([{"flush": {"chain": {"family": "inet", "table": "other", "name": "x"}}}], POLICY_TABLE, info.get, 1) is None
+    assert encode([{"add": {"element": {**T, "name": "to-pod", "elem": ["x" * 16]}}}], POLICY_TABLE, info.get, 1) is None
     # a map element to add needs its verdict
-    assert encode([{"add": {"element": {**T, "name": "to-pod", "elem": ["cali1"]}}}], "podnet", info.get, 1) is None
+    assert encode([{"add": {"element": {**T, "name": "to-pod", "elem": ["cali1"]}}}], POLICY_TABLE, info.get, 1) is None
 
 
 def test_a_chain_rewrite_is_one_batch_with_its_anonymous_port_sets() -> None:
     """flush + rules with ports: DELRULE, then for each rule its anonymous set (NEWSET, its
     elements by set id) before the NEWRULE that looks it up; a range makes it an interval
     concatenation (key and key end per element)."""
-    from podnet.kernel import nft_netlink_rules as r
+    from podnet.kernel.nft import netlink_rules as r
 
     ports = {"concat": [{"meta": {"key": "l4proto"}}, {"payload": {"protocol": "th", "field": "dport"}}]}
     rule = {**T, "chain": "pi-x", "comment": "ab12cd34 ns/pol spec.ingress[0]",
@@ -67,7 +68,7 @@ def test_a_chain_rewrite_is_one_batch_with_its_anonymous_port_sets() -> None:
                      {"match": {"op": "==", "left": ports,
                                 "right": {"set": [{"concat": ["tcp", 80]}, {"concat": ["udp", {"range": [1000, 2000]}]}]}}},
                      {"counter": None}, {"accept": None}]}
-    got = encode([{"flush": {"chain": {**T, "name": "pi-x"}}}, {"add": {"rule": rule}}], "podnet", INFO.get, 10)
+    got = encode([{"flush": {"chain": {**T, "name": "pi-x"}}}, {"add": {"rule": rule}}], POLICY_TABLE, INFO.get, 10)
     assert got is not None
     batch, acked = got
     kinds = [m[0] & 0xFF for m in _messages(batch)[1:-1]]
@@ -77,7 +78,7 @@ def test_a_chain_rewrite_is_one_batch_with_its_anonymous_port_sets() -> None:
     assert flags in batch and bytes([17, 0, 0, 0, 0x07, 0xD0, 0, 0]) in batch  # udp . 2000 (the key end)
     # Without a range: a plain anonymous set, no byteorder step.
     rule["expr"][1]["match"]["right"] = {"set": [{"concat": ["tcp", 80]}]}
-    plain, _ = encode([{"add": {"rule": rule}}], "podnet", INFO.get, 10)  # type: ignore[misc]
+    plain, _ = encode([{"add": {"rule": rule}}], POLICY_TABLE, INFO.get, 10)  # type: ignore[misc]
     assert b"byteorder" not in plain and b"byteorder" in batch
 
 
@@ -94,8 +95,8 @@ def test_declines_what_libnftables_must_send() -> None:
         {"add": {"table": {"family": "inet", "name": "podnet"}}},
     ]
     for cmd in cases:
-        assert encode([cmd], "podnet", INFO.get, 1) is None, cmd
+        assert encode([cmd], POLICY_TABLE, INFO.get, 1) is None, cmd
     # A new plain address set and its elements are encoded (the elements find the new set).
     new = {"add": {"set": {**T, "name": "pods-new", "type": "ipv4_addr", "elem": ["10.0.0.1", "10.0.0.2"]}}}
-    got = encode([new, {"delete": {"set": {**T, "name": "pods-old"}}}], "podnet", INFO.get, 1)
+    got = encode([new, {"delete": {"set": {**T, "name": "pods-old"}}}], POLICY_TABLE, INFO.get, 1)
     assert got is not None and bytes([10, 0, 0, 2]) in got[0]

@@ -1,4 +1,4 @@
-"""Policy updates without rendering (``dataplane/nft_policy_incremental.py``): over random
+"""Policy updates without rendering (``dataplane/nft/live.py``): over random
 sequences of policy creates, updates and deletes, mixed with pod changes through the pod fast
 path, the live table equals a full render after every step, and the commands turn the old
 table into the new one."""
@@ -8,10 +8,10 @@ import json
 import random
 from typing import Any
 
-from podnet.dataplane.nft_diff import plan_sync
-from podnet.dataplane.nft_incremental import LiveTable, copy_table
-from podnet.dataplane.nft_model import NftTable
-from podnet.dataplane.nft_render import render_indexed
+from podnet.dataplane.nft.diff import plan_sync
+from podnet.dataplane.nft.live import LiveTable
+from podnet.dataplane.nft.model import NftTable
+from podnet.dataplane.nft.render import render_indexed
 from podnet.model import Namespace, NetworkPolicy, Pod
 from podnet.policy.cluster import ClusterState, Endpoint, endpoint_for_pod
 from podnet.policy.ir import PolicyIR, compile_policy
@@ -99,9 +99,9 @@ def test_policy_updates_without_rendering_equal_a_full_render() -> None:
             new = _pod(old.namespace or "", old.name or "", old.ip or "", old.node or "", rng.choice(APPS))
             pods[key] = new
             st = state()
-            upd = live.plan([(old, new)], st.policies_by_ns, st.ns_labels)
+            upd = live.plan_pods([(old, new)], st.policies_by_ns, st)
             if upd is not None:
-                live.apply(upd)
+                live.commit(upd)
                 pod_steps += 1
             else:
                 table, index = render_indexed(st, "n1", node_ips=NODE_IPS)
@@ -128,13 +128,13 @@ def test_policy_updates_without_rendering_equal_a_full_render() -> None:
                 changes.append((pols.pop(ref), None))
         st = state()
         full, full_index = render_indexed(st, "n1", node_ips=NODE_IPS)
-        before = copy_table(live.table)
-        upd = live.plan_policies(changes, st.ns_labels)
+        before = live.table  # a value: the commit below does not change it
+        upd = live.plan_policies(changes, st)
         assert upd is not None, f"step {step}: declined"
         incremental += 1
-        live.apply_policies(upd)
+        live.commit(upd)
         assert _canonical(live.table) == _canonical(full), f"step {step}: {[(a and a.ref, b and b.ref) for a, b in changes]}"
-        assert _peers(live.index.pod_sets) == _peers(full_index.pod_sets), f"step {step}: pod sets"
+        assert _peers(live.pod_sets) == _peers(full_index.pod_sets), f"step {step}: pod sets"
         assert live.book is not None and live.book.signatures == dict(full_index.signatures), f"step {step}"
         # The commands turn the old table into the new one: the plan against the new one is empty
         # exactly when it is applied (plan_sync on the full tables gives the same chains).
@@ -159,7 +159,7 @@ def test_a_port_change_rewrites_only_the_policy_chain() -> None:
             "spec": {"podSelector": {"matchLabels": {"app": "a"}},
                      "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "b"}}}], "ports": [{"port": 8080}]}]}}
     new = compile_policy(NetworkPolicy.model_validate(data))
-    upd = live.plan_policies([(pol, new)], st.ns_labels)
+    upd = live.plan_policies([(pol, new)], st)
     assert upd is not None and rng is not None
     assert upd.plan.touched_chains == ["pi-" + upd.plan.touched_chains[0][3:]] and upd.plan.chains_rewritten == 1
     assert not upd.maps["from-pod"] and not upd.maps["to-pod"] and not upd.sets_added and not upd.sets_removed

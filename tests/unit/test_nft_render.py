@@ -7,6 +7,7 @@ import json
 import os
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -14,10 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from podnet.cni.spec import Env, host_ifname
-from podnet.dataplane.nft_diff import plan_sync
-from podnet.dataplane.nft_model import (NftTable, cidr_minus, element_json, element_parse, interval_of,
-                                        merge_intervals, parse_listing)
-from podnet.dataplane.nft_render import policy_chain, render, workload_ifname
+from podnet.dataplane.nft.diff import plan_sync
+from podnet.dataplane.nft.model import (NftTable, cidr_minus, element_json, element_parse, interval_of, merge_intervals,
+                                        parse_listing)
+from podnet.dataplane.nft.render import policy_chain, render, workload_ifname
 from podnet.model import Namespace, NetworkPolicy, Pod
 from podnet.policy.cluster import ClusterState
 
@@ -221,7 +222,7 @@ def test_plan_from_nothing_is_one_full_transaction_and_readback_round_trips() ->
     assert plan.full and plan.commands[0] == {"add": {"table": {"family": "inet", "name": "podnet"}}}
     # What nft prints back (sets, maps, chains, rules with comments) parses to the same table.
     listing = [c["add"] for c in table.to_json()[1:]]
-    back = parse_listing(listing)
+    back = parse_listing(table.id, listing)
     assert plan_sync(table, back).empty
 
 
@@ -284,7 +285,7 @@ def test_elements_round_trip(a: int, b: int) -> None:
 def test_render_memo_is_only_a_cache() -> None:
     """Rendering with the memo the agent keeps gives the same table as without, across policy
     edits, pod relabels and deletions."""
-    from podnet.dataplane.nft_render import RenderMemo
+    from podnet.dataplane.nft.render import RenderMemo
     from podnet.policy.cluster import endpoint_for_pod
     from podnet.policy.ir import compile_policy
 
@@ -314,11 +315,23 @@ def test_render_memo_is_only_a_cache() -> None:
             assert _canonical(render(state, node, memo=memo)) == _canonical(render(state, node))
 
 
+def update_for_pods(table: NftTable, index: Any, changes: list[Any],
+                    state: ClusterState) -> tuple[NftTable, list[Any]] | None:
+    """(new table, the element commands that turn ``table`` into it), or None: render in full."""
+    from podnet.dataplane.nft.live import LiveTable
+
+    live = LiveTable(table, index)
+    update = live.plan_pods(changes, state.policies_by_ns, state)
+    if update is None:
+        return None
+    live.commit(update)
+    return live.table, update.commands
+
+
 def test_pod_updates_without_rendering_equal_a_full_render() -> None:
     """``update_for_pods`` (the agent's fast path for pod changes) gives the very table a full
     render gives, or declines; over random creates, deletes, relabels and moves."""
-    from podnet.dataplane.nft_incremental import update_for_pods
-    from podnet.dataplane.nft_render import render_indexed
+    from podnet.dataplane.nft.render import render_indexed
     from podnet.policy.cluster import endpoint_for_pod
 
     pols = [p for name in ("s1", "s2", "s3") for p in policies(SCENARIOS[name])]
@@ -346,7 +359,7 @@ def test_pod_updates_without_rendering_equal_a_full_render() -> None:
             changes.append((old, new))
         new_state = ClusterState.from_parts(NAMESPACES, list(pods.values()), state.policies)
         full, new_index = render_indexed(new_state, "n1", node_ips=["10.99.0.1", "10.99.0.2", "10.99.0.3"])
-        got = update_for_pods(table, index, changes, new_state.policies_by_ns, new_state.ns_labels)
+        got = update_for_pods(table, index, changes, new_state)
         if got is not None:
             fast += 1
             inc, cmds = got

@@ -2,7 +2,7 @@
 cells the kernel could not probe (no SCTP sockets) are skipped, not counted as mismatches."""
 from __future__ import annotations
 
-from podnet.dataplane.nft_verify import compare
+from podnet.dataplane.nft.verify import compare
 from podnet.policy.cluster import ClusterState
 from podnet.policy.matrix import Matrix, compute_matrix
 

@@ -8,11 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from podnet.dataplane.routes import RouteSpec, desired_routing, diff
+from podnet.dataplane.node_routing import desired_routing
+from podnet.dataplane.routes import RouteSpec, diff
 from podnet.errors import PodnetError
 from podnet.model import BGPConfiguration, BGPPeer, CalicoNode, IPPool, Node
 from podnet.routing import cluster_facts, plan_node
-from podnet.routing.bgp import neighbors, protocol_name
+from podnet.routing.bgp import neighbors
 from podnet.routing.plan import default_vtep_mac
 
 ADDRS = {"k8s-master01": "192.168.10.71/24", "k8s-node01": "192.168.10.72/24", "k8s-node02": "192.168.10.73/24"}

@@ -34,8 +34,8 @@ def test_routing_loop_refuses_a_namespace_podnet_did_not_create(tmp_path):
     from podnet.kernel.netns import current_owned
 
     assert current_owned() is None  # the test suite runs in the machine's namespace
-    proc = subprocess.run([sys.executable, "-m", "podnet.agent.routing_loop", "--node", "n1",
-                           "--state-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-m", "podnet.cli.main", "--state-dir", str(tmp_path), "routing-loop",
+                           "--node", "n1"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert "not in a network namespace podnet created" in proc.stderr and "--host-network" in proc.stderr
     assert os.listdir(tmp_path) == []

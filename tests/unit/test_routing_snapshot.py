@@ -45,36 +45,40 @@ def test_routing_loop_wakes_only_for_what_routing_reads():
     change to a block, node, pool or BGP resource must."""
     import time
 
-    from podnet.agent.routing_loop import wait_for_routing_change
+    from podnet.agent.routing_loop import ROUTING_KEYS
+    from podnet.agent.runner import StoreChanges
     from podnet.store.api import Put
     from podnet.store.memory import MemoryStore
 
     kv = MemoryStore()
+    changes = StoreChanges(kv, ROUTING_KEYS)
     start = kv.revision()
     kv.txn([], [Put("/registry/pods/default/p1", {"status": {"phase": "Running"}})])
     kv.txn([], [Put("/podnet/ipam/handles/net.c1.eth0", {"handleID": "net.c1.eth0"})])
     t0 = time.monotonic()
-    assert wait_for_routing_change(kv, start, t0 + 0.6, lambda: False) is False
+    assert changes.wait(start, 0.6) is False
     assert time.monotonic() - t0 >= 0.55
     kv.txn([], [Put(block_key("10.244.0.0/26"), Block("10.244.0.0/26", "host:n1").to_dict())])
     t0 = time.monotonic()
-    assert wait_for_routing_change(kv, start, t0 + 5, lambda: False) is True
+    assert changes.wait(start, 5) is True
     assert time.monotonic() - t0 < 1
     for key in ("/registry/nodes/n2", "/registry/caliconodes/n2", "/registry/ippools/p",
                 "/registry/bgppeers/x", "/registry/bgpconfigurations/default"):
         rev = kv.revision()
         kv.txn([], [Put(key, {"k": 1})])
-        assert wait_for_routing_change(kv, rev, time.monotonic() + 5, lambda: False) is True, key
+        assert changes.wait(rev, 5) is True, key
 
 
-def test_routing_loop_survives_a_failed_pass():
+def test_routing_loop_survives_a_failed_pass(caplog):
     """A store or kernel error in one pass is logged and the loop goes on: it is the node's only
     routing process, and nothing would restart it."""
-    import io
+    import logging
+    import threading
 
-    from podnet.agent.routing_loop import loop
+    from podnet.agent.routing import RoutingStatus
+    from podnet.agent.routing_loop import LOOP, ROUTING_KEYS, RoutingPass
+    from podnet.agent.runner import LoopRunner, StoreChanges, Timing
     from podnet.errors import PodnetError
-    from podnet.kernel.routes_apply import RoutingStatus
     from podnet.store.memory import MemoryStore
     from podnet.store.resources import ResourceStore
 
@@ -87,6 +91,8 @@ def test_routing_loop_survives_a_failed_pass():
                 raise PodnetError("timed out waiting for the store's write lock")
             return super().snapshot()
 
+    stop = threading.Event()
+
     class Recorder:  # stands in for the kernel-facing reconciler: the loop is under test here
         def __init__(self) -> None:
             self.passes = 0
@@ -95,11 +101,15 @@ def test_routing_loop_survives_a_failed_pass():
             self.passes += 1
             if self.passes == 1:
                 raise OSError("netlink socket refused")
+            stop.set()
             return RoutingStatus(node="n1", backend="host-gw", time=0.0, changes=["route +10.244.1.0/24"])
 
-    rec, log = Recorder(), io.StringIO()
-    loop(FlakyStore(MemoryStore()), rec, "n1", log, 0.05, lambda: rec.passes >= 2)
-    text = log.getvalue()
+    rec, store = Recorder(), FlakyStore(MemoryStore())
+    runner = LoopRunner(LOOP, RoutingPass(store, rec, "n1"), StoreChanges(store.kv, ROUTING_KEYS),  # type: ignore[arg-type]
+                        Timing(max_interval=0.05), stop=stop, sleep=lambda seconds: None)
+    with caplog.at_level(logging.INFO, logger=f"podnet.{LOOP}"):
+        runner.run()
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert rec.passes == 2
-    assert "ERROR store: PodnetError: timed out" in text and "ERROR pass failed: OSError" in text
-    assert "route +10.244.1.0/24" in text
+    assert any("PodnetError: timed out" in e for e in errors) and any("OSError: netlink socket refused" in e for e in errors)
+    assert "route +10.244.1.0/24" in caplog.text

@@ -1,14 +1,15 @@
-"""Atomic apply of the ``inet podnet`` table through libnftables' JSON API, with read-back.
+"""Atomic apply of one nftables table through libnftables' JSON API, with read-back.
 
-One ``NftApplier`` per node namespace. ``sync(desired)`` diffs the desired table against what
-the kernel has (read back, or the cached result of the last successful sync), and commits the
-difference as ONE nftables transaction: either all of it lands or none. A failed commit drops
-the cache, reads the kernel back and retries once from the truth. The table is not owned by a
-process, so the rules stay when the agent dies (fail closed). Only ``inet podnet`` is touched.
+One ``NftApplier`` per table and node namespace (``inet podnet`` for policy, ``ip podnet-nat``
+for natOutgoing, …). ``sync(desired)`` diffs the desired table against what the kernel has
+(read back, or the model kept since the last successful commit), and commits the difference
+as ONE nftables transaction: either all of it lands or none. A failed commit drops the model,
+reads the kernel back and retries once from the truth. The table is not owned by a process, so
+the rules stay when the agent dies (fail closed). Only the applier's own table is touched.
 
 ``apply_elements`` is the per-change path: commands planned against the model (the last
 committed table) — a pod change's elements, a policy change's chain rewrites, new and removed
-chains and sets — go to the kernel as one raw netlink batch (``nft_netlink``), without the
+chains and sets — go to the kernel as one raw netlink batch (``netlink``), without the
 listing libnftables does before every commit, so a change costs its own size rather than the
 table's (apart from the kernel's own check of the table's jumps, which it runs on any commit
 that adds a rule). The model is checked against the kernel by ``sync(read_back=True)`` (the
@@ -18,16 +19,17 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
-from podnet.dataplane.nft_diff import SyncPlan, plan_sync
-from podnet.dataplane.nft_model import FAMILY, TABLE, NftTable, parse_listing
-from podnet.errors import PodnetError
+from podnet.dataplane.nft.diff import SyncPlan, plan_sync
+from podnet.dataplane.nft.model import POLICY_TABLE, NftTable, TableId, TableModel, parse_listing
+from podnet.errors import DataplaneError
 
-from . import netns as _netns
-from . import nft_netlink as _nl
+from .. import netns as _netns
+from . import netlink as _nl
 
 
 @dataclass(frozen=True)
@@ -41,15 +43,18 @@ class RuleCounter:
 
 
 class NftApplier:
-    """Keeps the ``inet podnet`` table of one network namespace (None: the caller's) in sync."""
+    """Keeps one table (``table``) of one network namespace (None: the caller's) in sync."""
 
-    def __init__(self, netns_name: str | None = None, *, raw_elements: bool = True) -> None:
+    def __init__(self, netns_name: str | None = None, *, table: TableId = POLICY_TABLE,
+                 raw_elements: bool = True) -> None:
         self.netns = netns_name
+        self.table = table
         #: per-change updates as raw netlink batches (False: through libnftables, which lists
         #: the table before each commit; kept for comparison and as a fallback)
         self.raw_elements = raw_elements
         self._nft: Any = None
-        self._cache: NftTable | None = None
+        #: the model of the kernel's table: what the last successful commit left there
+        self._cache: TableModel | None = None
         self._lock = threading.Lock()
         self._elements: _nl.ElementSocket | None = None
         self.last_plan: SyncPlan | None = None
@@ -76,47 +81,57 @@ class NftApplier:
             self._nft = nft
         return self._nft
 
+    @property
+    def _where(self) -> str:
+        return f"nftables table {self.table} in {self.netns or 'this namespace'}"
+
     def _run(self, nft: Any, cmds: list[dict[str, Any]]) -> dict[str, Any]:
         rc, out, err = nft.json_cmd({"nftables": cmds})
         if rc != 0:
-            raise PodnetError(f"nftables rejected the {FAMILY} {TABLE} update in "
-                              f"{self.netns or 'this namespace'}: {str(err).strip()}",
-                              hint="nothing was changed (one transaction); run `nft list table inet podnet` "
-                                   "in the node namespace to compare")
-        return out or {}
+            raise DataplaneError(f"nftables rejected the {self.table} update in "
+                                 f"{self.netns or 'this namespace'}: {str(err).strip()}",
+                                 target=self._where, retryable=False,
+                                 hint=f"nothing was changed (one transaction); run `nft list table {self.table}` "
+                                      "in the node namespace to compare")
+        result: dict[str, Any] = out or {}
+        return result
 
     def _listing(self, nft: Any) -> list[dict[str, Any]] | None:
-        rc, out, _ = nft.json_cmd({"nftables": [{"list": {"table": {"family": FAMILY, "name": TABLE}}}]})
+        rc, out, _ = nft.json_cmd({"nftables": [{"list": {"table": {"family": self.table.family,
+                                                                     "name": self.table.name}}}]})
         if rc != 0:
             return None
         return [i for i in (out or {}).get("nftables", []) if "metainfo" not in i]
+
+    def _parse(self, items: list[dict[str, Any]] | None) -> NftTable | None:
+        return None if items is None else parse_listing(self.table, items)
 
     def read(self) -> NftTable | None:
         """The live table, or None when it does not exist."""
         with self._lock, self._inside() as nft:
             items = self._listing(nft)
-        return None if items is None else parse_listing(items)
+        return self._parse(items)
 
     def sync(self, desired: NftTable, *, read_back: bool = False) -> SyncPlan:
         """Make the kernel hold ``desired``; returns the plan that was committed (maybe empty).
 
-        ``read_back`` ignores the cache and diffs against the kernel (drift repair on resync).
+        ``read_back`` ignores the model and diffs against the kernel (drift repair on resync).
         """
+        if desired.id != self.table:
+            raise ValueError(f"this applier keeps {self.table}, not {desired.id}")
         t0 = time.perf_counter()
         with self._lock, self._inside() as nft:
-            observed = None if read_back else self._cache
+            observed = None if read_back or self._cache is None else self._cache.snapshot()
             if observed is None:
-                items = self._listing(nft)
-                observed = None if items is None else parse_listing(items)
+                observed = self._parse(self._listing(nft))
             plan = plan_sync(desired, observed)
             if not plan.empty:
                 try:
                     self._run(nft, plan.commands)
-                except PodnetError:
-                    # The cache may have been stale (someone changed the table): retry from the truth.
+                except DataplaneError:
+                    # The model may have been stale (someone changed the table): retry from the truth.
                     self._cache = None
-                    items = self._listing(nft)
-                    plan = plan_sync(desired, None if items is None else parse_listing(items))
+                    plan = plan_sync(desired, self._parse(self._listing(nft)))
                     if not plan.empty:
                         self._run(nft, plan.commands)
             self._cache = desired
@@ -124,17 +139,18 @@ class NftApplier:
         self.last_seconds = time.perf_counter() - t0
         return plan
 
-    def apply_elements(self, cmds: list[dict[str, Any]], table: NftTable,
+    def apply_elements(self, cmds: list[dict[str, Any]], model: TableModel,
                        on_commit: Callable[[], None] | None = None) -> str:
-        """Commit commands computed against the last synced table (one transaction): element
-        changes, and chain, rule and set commands of a policy change;
-        ``on_commit`` then brings ``table`` to the result (the caller may change it in place)
-        and it becomes the model of the kernel. On failure the model is dropped (the next sync
-        reads the kernel back) and it raises. Returns the way it went: "netlink" (a raw batch,
-        no listing: the cost follows the change, not the table), "libnftables" or "none"."""
+        """Commit commands computed against the model (one transaction): element changes, and
+        chain, rule and set commands of a policy change; ``on_commit`` then brings ``model``
+        (a live table) to the result, and it becomes the model of the kernel. On failure the
+        model is dropped (the next sync reads the kernel back) and it raises. Returns the way
+        it went: "netlink" (a raw batch, no listing: the cost follows the change, not the
+        table), "libnftables" or "none"."""
         with self._lock:
             if self._cache is None:
-                raise PodnetError("no synced table to update", hint="sync the whole table first")
+                raise DataplaneError("no synced table to update", target=self._where, retryable=True,
+                                     hint="sync the whole table first")
             how = "none"
             try:
                 if cmds:
@@ -148,20 +164,13 @@ class NftApplier:
                 except BaseException:
                     self._cache = None  # the model may be half updated: read the kernel next time
                     raise
-            self._cache = table
+            self._cache = model
         self.last_path = how
         return how
 
-    def _commit_elements(self, cmds: list[dict[str, Any]], model: NftTable) -> str:
-        def info(name: str) -> tuple[tuple[str, ...], bool] | None:
-            s = model.sets.get(name)
-            if s is not None:
-                return None if s.interval else (s.types, False)
-            m = model.maps.get(name)
-            return None if m is None else (m.key_types, True)
-
+    def _commit_elements(self, cmds: list[dict[str, Any]], model: TableModel) -> str:
         sock = self._element_socket() if self.raw_elements else None
-        encoded = None if sock is None else _nl.encode(cmds, TABLE, info, sock.seq + 1)
+        encoded = None if sock is None else _nl.encode(cmds, self.table, model.key_info, sock.seq + 1)
         if sock is None or encoded is None:
             with self._inside() as nft:
                 self._run(nft, cmds)
@@ -169,12 +178,15 @@ class NftApplier:
         try:
             sock.commit(*encoded)
         except OSError as exc:
-            if not isinstance(exc, _nl.NetlinkRejected):  # the socket itself failed: open a new one
-                self._elements.close()
+            rejected = isinstance(exc, _nl.NetlinkRejected)
+            if not rejected:  # the socket itself failed: open a new one
+                sock.close()
                 self._elements = None
-            raise PodnetError(f"the kernel rejected the {FAMILY} {TABLE} element update in "
-                              f"{self.netns or 'this namespace'}: {exc}",
-                              hint="nothing was changed (one transaction); the next sync reads the table back") from exc
+            raise DataplaneError(f"the kernel rejected the {self.table} element update in "
+                                 f"{self.netns or 'this namespace'}: {exc}", target=self._where,
+                                 retryable=not rejected,
+                                 hint="nothing was changed (one transaction); the next sync reads the table back"
+                                 ) from exc
         return "netlink"
 
     def _element_socket(self) -> _nl.ElementSocket:
@@ -195,7 +207,7 @@ class NftApplier:
                 items = self._listing(nft)
         if model is None or items is None:
             return False
-        return plan_sync(model, parse_listing(items)).empty
+        return plan_sync(model.snapshot(), parse_listing(self.table, items)).empty
 
     def remove(self) -> bool:
         """Delete the table (idempotent): True if it was there."""
@@ -203,7 +215,7 @@ class NftApplier:
             self._cache = None
             if self._listing(nft) is None:
                 return False
-            self._run(nft, [{"delete": {"table": {"family": FAMILY, "name": TABLE}}}])
+            self._run(nft, [{"delete": {"table": {"family": self.table.family, "name": self.table.name}}}])
             return True
 
     def counters(self) -> list[RuleCounter]:
@@ -221,18 +233,3 @@ class NftApplier:
                     out.append(RuleCounter(rule["chain"], rule.get("comment", ""), int(c.get("packets", 0)),
                                            int(c.get("bytes", 0))))
         return out
-
-    def listing_text(self) -> str:
-        """``nft list table inet podnet`` as text (for people and docs)."""
-        with self._lock, self._inside() as nft:
-            nft.set_json_output(False)
-            try:
-                rc, out, err = nft.cmd(f"list table {FAMILY} {TABLE}")
-            finally:
-                nft.set_json_output(True)
-        return out if rc == 0 else ""
-
-
-def table_exists(netns_name: str | None = None) -> bool:
-    """Whether ``inet podnet`` exists in a namespace (leak checks)."""
-    return NftApplier(netns_name).read() is not None

@@ -1,4 +1,4 @@
-"""Changes to the ``inet podnet`` table sent to nf_tables as one raw netlink batch.
+"""Changes to a table sent to nf_tables as one raw netlink batch.
 
 libnftables resolves every command against a cache it fills first: before committing even one
 element it lists every set and chain definition of the table (milliseconds at a thousand
@@ -9,7 +9,7 @@ begin and end, so the kernel applies them as ONE transaction (all or nothing), a
 depends on the change, not on the table.
 
 Only plain (non-interval) sets and maps of fixed-size key types are encoded here; a policy
-change's chain, rule and set commands are encoded by ``nft_netlink_rules``; anything else
+change's chain, rule and set commands are encoded by ``netlink_rules``; anything else
 (``encode`` returns None) goes through libnftables. The socket is opened inside the target
 namespace and stays bound to it, so later commits need no namespace switch.
 """
@@ -19,9 +19,13 @@ import ipaddress
 import os
 import socket
 import struct
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from . import nft_netlink_rules as _rules
+from podnet.dataplane.nft.model import TableId
+
+from . import netlink_rules as _rules
+from .netlink_rules import NLA_F_NESTED, attr, nest, strz
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_NFTABLES = 10
@@ -29,9 +33,9 @@ NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END = 0x10, 0x11
 NFT_MSG_NEWSETELEM, NFT_MSG_DELSETELEM = 12, 14
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_CREATE = 0x1, 0x4, 0x400
 NLMSG_ERROR = 0x2
-NLA_F_NESTED = 0x8000
 SOL_NETLINK, NETLINK_CAP_ACK, SO_SNDBUFFORCE = 270, 10, 32
-NFPROTO_INET = 1
+#: nfgen families (linux/netfilter.h) by nft's family names
+NFPROTO = {"inet": 1, "ip": 2, "arp": 3, "netdev": 5, "bridge": 7, "ip6": 10}
 # attributes (linux/netfilter/nf_tables.h)
 NFTA_SET_ELEM_LIST_TABLE, NFTA_SET_ELEM_LIST_SET, NFTA_SET_ELEM_LIST_ELEMENTS = 1, 2, 3
 NFTA_LIST_ELEM = 1
@@ -47,19 +51,6 @@ SetInfo = tuple[tuple[str, ...], bool]
 
 class NetlinkRejected(OSError):
     """The kernel refused the batch (nothing was applied)."""
-
-
-def _attr(kind: int, payload: bytes) -> bytes:
-    data = struct.pack("=HH", 4 + len(payload), kind) + payload
-    return data + b"\0" * (-len(data) % 4)
-
-
-def _nest(kind: int, parts: Iterable[bytes]) -> bytes:
-    return _attr(kind | NLA_F_NESTED, b"".join(parts))
-
-
-def _strz(text: str) -> bytes:
-    return text.encode() + b"\0"
 
 
 def _component(value: Any, typ: str) -> bytes:
@@ -97,10 +88,10 @@ def encode_key(value: Any, types: tuple[str, ...]) -> bytes:
 
 def _verdict(value: dict[str, Any]) -> bytes:
     (kind, arg), = value.items()
-    parts = [_attr(NFTA_VERDICT_CODE, struct.pack("!i", VERDICT_CODES[kind]))]
+    parts = [attr(NFTA_VERDICT_CODE, struct.pack("!i", VERDICT_CODES[kind]))]
     if kind in ("jump", "goto"):
-        parts.append(_attr(NFTA_VERDICT_CHAIN, _strz(arg["target"])))
-    return _nest(NFTA_SET_ELEM_DATA, [_nest(NFTA_DATA_VERDICT, parts)])
+        parts.append(attr(NFTA_VERDICT_CHAIN, strz(arg["target"])))
+    return nest(NFTA_SET_ELEM_DATA, [nest(NFTA_DATA_VERDICT, parts)])
 
 
 def _element(value: Any, info: SetInfo, with_data: bool) -> bytes:
@@ -114,8 +105,8 @@ def _element(value: Any, info: SetInfo, with_data: bool) -> bytes:
             data = _verdict(verdict)
     else:
         key = value
-    body = _nest(NFTA_SET_ELEM_KEY, [_attr(NFTA_DATA_VALUE, encode_key(key, types))]) + data
-    return _attr(NFTA_LIST_ELEM | NLA_F_NESTED, body)
+    body = nest(NFTA_SET_ELEM_KEY, [attr(NFTA_DATA_VALUE, encode_key(key, types))]) + data
+    return attr(NFTA_LIST_ELEM | NLA_F_NESTED, body)
 
 
 def _chunks(parts: list[bytes], limit: int = 60000) -> Iterable[list[bytes]]:
@@ -136,11 +127,15 @@ def _message(kind: int, flags: int, seq: int, family: int, res_id: int, payload:
     return head + struct.pack("=BBH", family, 0, socket.htons(res_id)) + payload
 
 
-def encode(cmds: list[dict[str, Any]], table: str, info_of: Callable[[str], SetInfo | None],
+def encode(cmds: list[dict[str, Any]], table: TableId, info_of: Callable[[str], SetInfo | None],
            seq: int) -> tuple[bytes, list[int]] | None:
-    """The batch for the commands and the sequence numbers the kernel will acknowledge; None
-    when some command cannot be encoded here. Element commands ({"add"|"delete": {"element":
-    {...}}}) are encoded here; chain, rule and set commands by ``nft_netlink_rules``."""
+    """The batch for the commands on ``table`` and the sequence numbers the kernel will
+    acknowledge; None when some command cannot be encoded here. Element commands ({"add"|
+    "delete": {"element": {...}}}) are encoded here; chain, rule and set commands by
+    ``netlink_rules``."""
+    family = NFPROTO.get(table.family)
+    if family is None:
+        return None
     msgs: list[bytes] = []
     acked: list[int] = []
     msgs.append(_message(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq, socket.AF_UNSPEC, NFNL_SUBSYS_NFTABLES, b""))
@@ -149,7 +144,7 @@ def encode(cmds: list[dict[str, Any]], table: str, info_of: Callable[[str], SetI
         nonlocal seq
         seq += 1
         msgs.append(_message((NFNL_SUBSYS_NFTABLES << 8) | kind, NLM_F_REQUEST | NLM_F_ACK | flags, seq,
-                             NFPROTO_INET, 0, payload))
+                             family, 0, payload))
         acked.append(seq)
 
     batch = _rules.Batch(table, message)
@@ -158,12 +153,12 @@ def encode(cmds: list[dict[str, Any]], table: str, info_of: Callable[[str], SetI
         info = batch.new_sets.get(name) or info_of(name)
         if info is None or not set(info[0]) <= SUPPORTED_TYPES:
             raise _rules.Unsupported(f"elements of {name}")
-        head = _attr(NFTA_SET_ELEM_LIST_TABLE, _strz(table)) + _attr(NFTA_SET_ELEM_LIST_SET, _strz(name))
+        head = attr(NFTA_SET_ELEM_LIST_TABLE, strz(table.name)) + attr(NFTA_SET_ELEM_LIST_SET, strz(name))
         # An attribute's length is 16 bits: many elements go in several messages (still one
         # batch, so still one transaction).
         for chunk in _chunks([_element(v, info, adding) for v in values]):
             message(NFT_MSG_NEWSETELEM if adding else NFT_MSG_DELSETELEM, NLM_F_CREATE if adding else 0,
-                    head + _nest(NFTA_SET_ELEM_LIST_ELEMENTS, chunk))
+                    head + nest(NFTA_SET_ELEM_LIST_ELEMENTS, chunk))
 
     try:
         for cmd in cmds:
@@ -174,7 +169,7 @@ def encode(cmds: list[dict[str, Any]], table: str, info_of: Callable[[str], SetI
                 return None
             (kind, obj), = body.items()
             if kind == "element":
-                if verb not in ("add", "delete") or obj.get("table") != table:
+                if verb not in ("add", "delete") or (obj.get("family"), obj.get("table")) != (table.family, table.name):
                     return None
                 elements(obj["name"], obj["elem"], verb == "add")
                 continue

@@ -8,17 +8,17 @@ set-up. Every namespace carries the caller's unique prefix and ``close()`` remov
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
-from podnet.dataplane.nft_diff import SyncPlan
-from podnet.dataplane.nft_render import render, workload_ifname
+from podnet.dataplane.nft.diff import SyncPlan
+from podnet.dataplane.nft.render import render, workload_ifname
+from podnet.kernel import netns, underlay
+from podnet.kernel.nft.apply import NftApplier
+from podnet.kernel.probe import ProbePod
 from podnet.model import Namespace, NetworkPolicy, Pod
 from podnet.policy.cluster import ClusterState
-
-from . import netns, underlay
-from .nft import NftApplier
-from .nft_probe import ProbePod
 
 UNDERLAY = "10.99.0.0/24"
 GATEWAY = "10.99.0.254"
@@ -73,7 +73,7 @@ class PolicyLab:
     seq: int = 0
 
     @classmethod
-    def build(cls, prefix: str, nodes: int = 2) -> "PolicyLab":
+    def build(cls, prefix: str, nodes: int = 2) -> PolicyLab:
         lab = cls(prefix)
         try:
             ul = f"{prefix}-ul"

@@ -1,33 +1,44 @@
-"""nftables desired state as plain values, and the canonical form of set elements.
+"""nftables desired state as plain values, for any table, and the canonical form of set elements.
 
-The renderer builds an ``NftTable``; the kernel applier reads the live table back into the
-same shape (``parse_listing``) and ``nft_diff`` compares the two. Comparing JSON as nft prints
-it would be fragile (``10.0.0.1/32`` comes back as ``10.0.0.1``, ranges that align come back as
-prefixes), so elements are compared in a canonical form: addresses and ports become
-``(first, last)`` integer intervals, protocols stay names, verdicts become tuples.
+A renderer builds an ``NftTable`` (its family and name, sets, verdict maps, chains); the kernel
+applier reads the live table back into the same shape (``parse_listing``) and ``diff`` compares
+the two. Comparing JSON as nft prints it would be fragile (``10.0.0.1/32`` comes back as
+``10.0.0.1``, ranges that align come back as prefixes), so elements are compared in a
+canonical form: addresses and ports become ``(first, last)`` integer intervals, protocols stay
+names, verdicts become tuples.
 
 Rules are identified by their comment, which starts with a hash of the rule's expression (as
 Calico marks its rules): a chain whose comments read back unchanged needs no rewrite.
+
+Every value here is frozen, its collections included: the live-update planner keeps what
+changes after a render in its own tracker (``tracker``), never in these values.
 """
 from __future__ import annotations
 
 import hashlib
 import ipaddress
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import AbstractSet, Any, Iterable, Mapping, Union
-
-FAMILY = "inet"
-TABLE = "podnet"
+from types import MappingProxyType
+from typing import Any, Protocol
 
 #: a canonical element component: (first, last) for addresses/ports, a str for a protocol
-Component = Union[tuple[int, int], str]
+Component = tuple[int, int] | str
 #: a canonical set element: a 1-tuple for plain sets, an n-tuple for concatenations
 Element = tuple[Component, ...]
 #: a verdict: ("accept",), ("drop",), ("goto", chain), ("jump", chain)
 Verdict = tuple[str, ...]
+#: a verdict map key: one string per key type (an interface name, an address, a port)
+MapKey = tuple[str, ...]
+#: (key types, is a verdict map) of a plain set or map: what an element encoder needs
+KeyInfo = tuple[tuple[str, ...], bool]
+
+#: base chain priorities by name, as nft spells them for the ip, ip6 and inet families
+PRIORITIES = {"raw": -300, "mangle": -150, "dstnat": -100, "filter": 0, "security": 50, "srcnat": 100}
 
 _ADDR_TYPES = {"ipv4_addr": 4, "ipv6_addr": 6}
+_EMPTY_MAP: Mapping[Any, Any] = MappingProxyType({})
 
 
 def short_hash(*parts: object, size: int = 10) -> str:
@@ -37,19 +48,36 @@ def short_hash(*parts: object, size: int = 10) -> str:
 
 
 @dataclass(frozen=True)
+class TableId:
+    """Which table: its family (``inet``, ``ip``, ``ip6``) and name."""
+
+    family: str
+    name: str
+
+    def ref(self, **fields: Any) -> dict[str, Any]:
+        """The ``family``/``table`` pair every object of the table carries in nft's JSON."""
+        return {"family": self.family, "table": self.name, **fields}
+
+    def __str__(self) -> str:
+        return f"{self.family} {self.name}"
+
+
+#: the tables podnet owns in a node's namespace: policy enforcement, natOutgoing
+POLICY_TABLE = TableId("inet", "podnet")
+NAT_TABLE = TableId("ip", "podnet-nat")
+
+
+@dataclass(frozen=True)
 class NftSet:
-    """A named set; ``types`` has one entry, or several for a concatenation. ``elements`` is a
-    frozenset as rendered; the agent's model of the kernel updates it in place (a set) so a
-    pod change does not copy it."""
+    """A named set; ``types`` has one entry, or several for a concatenation."""
 
     name: str
     types: tuple[str, ...]
     interval: bool
-    elements: AbstractSet[Element]
+    elements: frozenset[Element]
 
-    def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"family": FAMILY, "table": TABLE, "name": self.name,
-                                "type": self.types[0] if len(self.types) == 1 else list(self.types)}
+    def to_json(self, table: TableId) -> dict[str, Any]:
+        body = table.ref(name=self.name, type=self.types[0] if len(self.types) == 1 else list(self.types))
         if self.interval:
             body["flags"] = ["interval"]
         if self.elements:
@@ -59,26 +87,29 @@ class NftSet:
 
 @dataclass(frozen=True)
 class NftMap:
-    """A verdict map; keys are tuples of strings (one per key type: an interface name, or an
-    interface name and an address for the dispatch map that also checks the source)."""
+    """A verdict map; keys are tuples of strings, one per key type (an interface name; an
+    interface name and an address; an address, a protocol and a port)."""
 
     name: str
     key_types: tuple[str, ...]
-    elements: Mapping[tuple[str, ...], Verdict]
+    elements: Mapping[MapKey, Verdict] = field(default_factory=lambda: _EMPTY_MAP)
 
-    def key_json(self, key: tuple[str, ...]) -> Any:
+    def __post_init__(self) -> None:
+        if not isinstance(self.elements, MappingProxyType):
+            object.__setattr__(self, "elements", MappingProxyType(dict(self.elements)))
+
+    def key_json(self, key: MapKey) -> Any:
         return key[0] if len(key) == 1 else {"concat": list(key)}
 
-    def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"family": FAMILY, "table": TABLE, "name": self.name,
-                                "type": self.key_types[0] if len(self.key_types) == 1 else list(self.key_types),
-                                "map": "verdict"}
+    def to_json(self, table: TableId) -> dict[str, Any]:
+        body = table.ref(name=self.name, type=self.key_types[0] if len(self.key_types) == 1 else list(self.key_types),
+                         map="verdict")
         if self.elements:
             body["elem"] = [[self.key_json(k), verdict_json(v)] for k, v in sorted(self.elements.items())]
         return {"map": body}
 
 
-def map_key_parse(value: Any) -> tuple[str, ...]:
+def map_key_parse(value: Any) -> MapKey:
     return tuple(str(v) for v in value["concat"]) if isinstance(value, dict) else (str(value),)
 
 
@@ -91,10 +122,11 @@ class NftRule:
 
     @property
     def expr(self) -> list[Any]:
-        return json.loads(self.expr_json)
+        loaded: list[Any] = json.loads(self.expr_json)
+        return loaded
 
     @staticmethod
-    def make(expr: list[Any], text: str) -> "NftRule":
+    def make(expr: list[Any], text: str) -> NftRule:
         """The comment is ``<hash8> <text>``: the hash covers the expression and the text."""
         expr_json = json.dumps(expr, sort_keys=True, separators=(",", ":"))
         mark = short_hash(expr_json, text, size=8)
@@ -103,47 +135,65 @@ class NftRule:
 
 @dataclass(frozen=True)
 class NftChain:
-    """A chain; a base chain has a ``hook`` (filter type, ``prio``, ``policy``)."""
+    """A chain; a base chain has a ``hook`` and with it a ``type`` (filter, nat, route), a
+    priority (``PRIORITIES`` names the usual ones) and a ``policy``."""
 
     name: str
     rules: tuple[NftRule, ...]
     hook: str | None = None
     prio: int = 0
     policy: str = "accept"
+    type: str = "filter"
+
+    @property
+    def base(self) -> tuple[str, str, int] | None:
+        """(type, hook, priority) of a base chain: what cannot change without recreating it."""
+        return (self.type, self.hook, self.prio) if self.hook else None
 
     @property
     def signature(self) -> tuple[Any, ...]:
         """What must match in the kernel for the chain to count as unchanged."""
-        return (self.hook, self.prio if self.hook else None, self.policy if self.hook else None,
-                tuple(r.comment for r in self.rules))
+        return (self.base, self.policy if self.hook else None, tuple(r.comment for r in self.rules))
 
-    def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"family": FAMILY, "table": TABLE, "name": self.name}
+    def to_json(self, table: TableId) -> dict[str, Any]:
+        body = table.ref(name=self.name)
         if self.hook:
-            body.update({"type": "filter", "hook": self.hook, "prio": self.prio, "policy": self.policy})
+            body.update({"type": self.type, "hook": self.hook, "prio": self.prio, "policy": self.policy})
         return {"chain": body}
 
-    def rules_json(self) -> list[dict[str, Any]]:
-        return [{"rule": {"family": FAMILY, "table": TABLE, "chain": self.name, "expr": r.expr,
-                          "comment": r.comment}} for r in self.rules]
+    def rules_json(self, table: TableId) -> list[dict[str, Any]]:
+        return [{"rule": table.ref(chain=self.name, expr=r.expr, comment=r.comment)} for r in self.rules]
 
 
 @dataclass(frozen=True)
 class NftTable:
-    """The whole ``inet podnet`` table of one node."""
+    """One whole table: ``inet podnet`` (policy), ``ip podnet-nat`` (natOutgoing), …"""
 
-    sets: Mapping[str, NftSet] = field(default_factory=dict)
-    maps: Mapping[str, NftMap] = field(default_factory=dict)
-    chains: Mapping[str, NftChain] = field(default_factory=dict)
+    family: str
+    name: str
+    sets: Mapping[str, NftSet] = field(default_factory=lambda: _EMPTY_MAP)
+    maps: Mapping[str, NftMap] = field(default_factory=lambda: _EMPTY_MAP)
+    chains: Mapping[str, NftChain] = field(default_factory=lambda: _EMPTY_MAP)
+
+    def __post_init__(self) -> None:
+        for name in ("sets", "maps", "chains"):
+            value = getattr(self, name)
+            if not isinstance(value, MappingProxyType):
+                object.__setattr__(self, name, MappingProxyType(dict(value)))
+
+    @property
+    def id(self) -> TableId:
+        return TableId(self.family, self.name)
 
     def to_json(self) -> list[dict[str, Any]]:
         """The full table as ``add`` commands (for a first install and for golden files)."""
-        out: list[dict[str, Any]] = [{"add": {"table": {"family": FAMILY, "name": TABLE}}}]
-        out += [{"add": s.to_json()} for _, s in sorted(self.sets.items())]
-        out += [{"add": c.to_json()} for _, c in sorted(self.chains.items())]
-        out += [{"add": m.to_json()} for _, m in sorted(self.maps.items())]
+        t = self.id
+        out: list[dict[str, Any]] = [{"add": {"table": {"family": self.family, "name": self.name}}}]
+        out += [{"add": s.to_json(t)} for _, s in sorted(self.sets.items())]
+        out += [{"add": c.to_json(t)} for _, c in sorted(self.chains.items())]
+        out += [{"add": m.to_json(t)} for _, m in sorted(self.maps.items())]
         for _, c in sorted(self.chains.items()):
-            out += [{"add": r} for r in c.rules_json()]
+            out += [{"add": r} for r in c.rules_json(t)]
         return out
 
     def counts(self) -> dict[str, int]:
@@ -155,6 +205,37 @@ class NftTable:
             "set_elements": sum(len(s.elements) for s in self.sets.values()),
             "map_elements": sum(len(m.elements) for m in self.maps.values()),
         }
+
+    # -- the applier's view of its model (``TableModel``) ----------------------------------
+
+    def key_info(self, name: str) -> KeyInfo | None:
+        return key_info(self.sets, self.maps, name)
+
+    def snapshot(self) -> NftTable:
+        return self
+
+
+class TableModel(Protocol):
+    """What an applier keeps as its model of the kernel's table after a commit: the rendered
+    ``NftTable`` itself, or the live table that kept it current since."""
+
+    @property
+    def id(self) -> TableId: ...
+
+    def key_info(self, name: str) -> KeyInfo | None:
+        """(key types, is a map) of a plain set or map; None for interval sets and unknown names."""
+
+    def snapshot(self) -> NftTable:
+        """The table as a value (the live table freezes its current contents)."""
+
+
+def key_info(sets: Mapping[str, NftSet], maps: Mapping[str, NftMap], name: str) -> KeyInfo | None:
+    """``TableModel.key_info`` over a table's set and map definitions."""
+    s = sets.get(name)
+    if s is not None:
+        return None if s.interval else (s.types, False)
+    m = maps.get(name)
+    return None if m is None else (m.key_types, True)
 
 
 # --- elements: canonical form <-> JSON -----------------------------------------------------
@@ -212,10 +293,12 @@ def _addr_json(span: tuple[int, int], version: int) -> Any:
 
 
 def _component_json(comp: Component, typ: str) -> Any:
+    if isinstance(comp, str):
+        return comp
     if typ in _ADDR_TYPES:
-        return _addr_json(comp, _ADDR_TYPES[typ])  # type: ignore[arg-type]
+        return _addr_json(comp, _ADDR_TYPES[typ])
     if typ == "inet_service":
-        lo, hi = comp  # type: ignore[misc]
+        lo, hi = comp
         return lo if lo == hi else {"range": [lo, hi]}
     return comp
 
@@ -268,8 +351,12 @@ def verdict_parse(value: dict[str, Any]) -> Verdict:
 # --- reading a listing back ------------------------------------------------------------------
 
 
-def parse_listing(items: Iterable[dict[str, Any]]) -> NftTable:
-    """``nft -j list table inet podnet`` items → NftTable (rules carry comments only)."""
+def _types(value: Any) -> tuple[str, ...]:
+    return tuple(value) if isinstance(value, list) else (value,)
+
+
+def parse_listing(table: TableId, items: Iterable[dict[str, Any]]) -> NftTable:
+    """``nft -j list table <family> <name>`` items → NftTable (rules carry comments only)."""
     sets: dict[str, NftSet] = {}
     maps: dict[str, NftMap] = {}
     chains: dict[str, dict[str, Any]] = {}
@@ -277,20 +364,21 @@ def parse_listing(items: Iterable[dict[str, Any]]) -> NftTable:
     for item in items:
         if "set" in item:
             s = item["set"]
-            types = tuple(s["type"]) if isinstance(s["type"], list) else (s["type"],)
+            types = _types(s["type"])
             elems = frozenset(element_parse(e, types) for e in s.get("elem", ()))
             sets[s["name"]] = NftSet(s["name"], types, "interval" in s.get("flags", ()), elems)
         elif "map" in item:
             m = item["map"]
-            types = tuple(m["type"]) if isinstance(m["type"], list) else (m["type"],)
-            maps[m["name"]] = NftMap(m["name"], types, {map_key_parse(k): verdict_parse(v) for k, v in m.get("elem", ())})
+            maps[m["name"]] = NftMap(m["name"], _types(m["type"]),
+                                     {map_key_parse(k): verdict_parse(v) for k, v in m.get("elem", ())})
         elif "chain" in item:
             chains[item["chain"]["name"]] = item["chain"]
         elif "rule" in item:
             r = item["rule"]
             rules.setdefault(r["chain"], []).append(NftRule("null", r.get("comment", "")))
     out_chains = {
-        name: NftChain(name, tuple(rules.get(name, ())), c.get("hook"), int(c.get("prio", 0)), c.get("policy", "accept"))
+        name: NftChain(name, tuple(rules.get(name, ())), c.get("hook"), int(c.get("prio", 0)),
+                       c.get("policy", "accept"), c.get("type", "filter"))
         for name, c in chains.items()
     }
-    return NftTable(sets, maps, out_chains)
+    return NftTable(table.family, table.name, sets, maps, out_chains)

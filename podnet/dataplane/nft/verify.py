@@ -6,8 +6,8 @@ ingress (default/web is isolated … no rule allows …) but the connection succ
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from podnet.policy.cluster import ICMP, ClusterState
 from podnet.policy.evaluate import evaluate

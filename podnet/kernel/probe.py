@@ -15,17 +15,17 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Sequence
-
-from podnet.policy.cluster import ICMP
-from podnet.policy.matrix import Matrix, traffic_keys
 
 from . import netns as _netns
 
 CONNECTED, REFUSED, TIMEOUT, UNSUPPORTED, ERROR = "connected", "refused", "timeout", "unsupported", "error"
 REACHED = (CONNECTED, REFUSED)
+ICMP = "ICMP"
+#: what to try: (its key such as "80/TCP" or "ICMP", the port or None, the protocol)
+Traffic = tuple[str, int | None, str]
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def _socket_in(ns: str, family: int, kind: int, proto: int) -> socket.socket:
 def _checksum(data: bytes) -> int:
     if len(data) % 2:
         data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     total = (total >> 16) + (total & 0xFFFF)
     total += total >> 16
     return ~total & 0xFFFF
@@ -118,7 +118,7 @@ def probe(src_ns: str, dst_ip: str, port: int | None, protocol: str, timeout: fl
             return CONNECTED, ""
         except ConnectionRefusedError:
             return REFUSED, "refused (the packet reached the destination)"
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             return TIMEOUT, f"no answer within {timeout:g}s"
         except OSError as exc:
             if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
@@ -163,7 +163,7 @@ class UdpResponders:
                 except OSError:
                     pass
 
-    def __enter__(self) -> "UdpResponders":
+    def __enter__(self) -> UdpResponders:
         if self.sockets:
             self._thread.start()
         return self
@@ -176,14 +176,11 @@ class UdpResponders:
             s.close()
 
 
-def probe_all(pods: Sequence[ProbePod], ports: Sequence[int], protocols: Sequence[str], *,
-              timeout: float = 1.0, workers: int = 64,
-              progress: Callable[[int, int], None] | None = None) -> tuple[Matrix, list[ProbeResult]]:
-    """Every pod to every pod for every (port, protocol): the observed matrix (same shape and
-    JSON as the engine's ``compute_matrix``) and each attempt's outcome."""
-    pods = sorted(pods, key=lambda p: p.key)
-    keys = traffic_keys(ports, protocols)
-    jobs = [(k, port, proto, i, j) for k, port, proto in keys for i in range(len(pods)) for j in range(len(pods))]
+def probe_all(pods: Sequence[ProbePod], traffic: Sequence[Traffic], *, timeout: float = 1.0, workers: int = 64,
+              progress: Callable[[int, int], None] | None = None) -> list[ProbeResult]:
+    """Every pod to every pod (in the order given) for every kind of ``traffic``: each
+    attempt's outcome, traffic by traffic, then source by source, then destination."""
+    jobs = [(k, port, proto, i, j) for k, port, proto in traffic for i in range(len(pods)) for j in range(len(pods))]
     results: list[ProbeResult | None] = [None] * len(jobs)
     done = 0
     lock = threading.Lock()
@@ -199,14 +196,8 @@ def probe_all(pods: Sequence[ProbePod], ports: Sequence[int], protocols: Sequenc
                 done += 1
                 progress(done, len(jobs))
 
-    udp_ports = sorted({port for _k, port, proto in keys if proto == "UDP" and port is not None})
+    udp_ports = sorted({port for _k, port, proto in traffic if proto == "UDP" and port is not None})
     with UdpResponders(pods if udp_ports else [], udp_ports), \
             ThreadPoolExecutor(max_workers=max(1, min(workers, len(jobs) or 1))) as pool:
         list(pool.map(run, range(len(jobs))))
-    rows: dict[str, list[int]] = {k: [0] * len(pods) for k, _, _ in keys}
-    for (key, _p, _proto, i, j), res in zip(jobs, results):
-        if res is not None and res.reached:
-            rows[key][i] |= 1 << j
-    matrix = Matrix(tuple(p.key for p in pods), tuple(ports), tuple(p.upper() for p in protocols),
-                    {k: tuple(v) for k, v in rows.items()})
-    return matrix, [r for r in results if r is not None]
+    return [r for r in results if r is not None]

@@ -1,4 +1,4 @@
-"""Chains, rules and sets of the ``inet podnet`` table as raw nf_tables netlink messages.
+"""Chains, rules and sets of a table as raw nf_tables netlink messages.
 
 A policy change rewrites one chain (flush + its rules) and maybe adds or drops a few chains
 and sets. Through libnftables that costs a listing of every chain of the table first (its
@@ -15,14 +15,19 @@ expressions):
 * ``flush chain`` / ``add chain`` (not base chains) / ``delete chain``; ``add set`` of plain
   ``ipv4_addr`` sets with their elements; ``delete set``.
 
-Anything else raises ``Unsupported`` and the caller sends the whole change through libnftables.
+Rules are encoded for ``inet`` tables only (an address match there checks the packet's family
+first; an ``ip`` table's rules would not). Anything else raises ``Unsupported`` and the caller
+sends the whole change through libnftables.
 """
 from __future__ import annotations
 
 import ipaddress
 import socket
 import struct
-from typing import Any, Callable
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from podnet.dataplane.nft.model import TableId
 
 NFT_MSG_NEWCHAIN, NFT_MSG_DELCHAIN, NFT_MSG_NEWRULE, NFT_MSG_DELRULE = 3, 5, 6, 8
 NFT_MSG_NEWSET, NFT_MSG_DELSET, NFT_MSG_NEWSETELEM = 9, 11, 12
@@ -68,7 +73,7 @@ def attr(kind: int, payload: bytes) -> bytes:
     return data + b"\0" * (-len(data) % 4)
 
 
-def nest(kind: int, parts: list[bytes]) -> bytes:
+def nest(kind: int, parts: Iterable[bytes]) -> bytes:
     return attr(kind | NLA_F_NESTED, b"".join(parts))
 
 
@@ -120,7 +125,7 @@ def _immediate(kind: str, target: str | None = None) -> bytes:
 class Batch:
     """Messages of one batch being built: ``add(kind, flags, payload)`` and fresh set ids."""
 
-    def __init__(self, table: str, message: Callable[[int, int, bytes], None]) -> None:
+    def __init__(self, table: TableId, message: Callable[[int, int, bytes], None]) -> None:
         self.table = table
         self._message = message
         self._set_id = 0
@@ -152,7 +157,7 @@ def _port_set(batch: Batch, elems: list[Any]) -> tuple[int, bool]:
         spans.append((proto, int(lo), int(hi)))
     interval = any(lo != hi for _, lo, hi in spans)
     set_id = batch.set_id()
-    name = attr(NFTA_SET_TABLE, strz(batch.table)) + attr(NFTA_SET_NAME, strz("__set%d"))
+    name = attr(NFTA_SET_TABLE, strz(batch.table.name)) + attr(NFTA_SET_NAME, strz("__set%d"))
     desc = [u32(NFTA_SET_DESC_SIZE, len(spans))]
     flags = NFT_SET_ANONYMOUS | NFT_SET_CONSTANT
     if interval:
@@ -167,7 +172,7 @@ def _port_set(batch: Batch, elems: list[Any]) -> tuple[int, bool]:
         if interval:
             body.append(nest(NFTA_SET_ELEM_KEY_END, [attr(NFTA_DATA_VALUE, _port_key(proto, hi))]))
         items.append(nest(NFTA_LIST_ELEM, body))
-    batch.add(NFT_MSG_NEWSETELEM, NLM_F_CREATE, attr(NFTA_SET_ELEM_LIST_TABLE, strz(batch.table))
+    batch.add(NFT_MSG_NEWSETELEM, NLM_F_CREATE, attr(NFTA_SET_ELEM_LIST_TABLE, strz(batch.table.name))
               + attr(NFTA_SET_ELEM_LIST_SET, strz("__set%d")) + u32(NFTA_SET_ELEM_LIST_SET_ID, set_id)
               + nest(NFTA_SET_ELEM_LIST_ELEMENTS, items))
     return set_id, interval
@@ -219,8 +224,8 @@ def _statement(batch: Batch, stmt: dict[str, Any]) -> list[bytes]:
 
 def encode_command(batch: Batch, verb: str, kind: str, body: dict[str, Any]) -> None:
     """One chain, rule or set command into the batch (raises Unsupported)."""
-    table = attr(1, strz(batch.table))  # NFTA_{CHAIN,RULE,SET}_TABLE are all 1
-    if body.get("table") != batch.table or body.get("family") != "inet":
+    table = attr(1, strz(batch.table.name))  # NFTA_{CHAIN,RULE,SET}_TABLE are all 1
+    if (body.get("family"), body.get("table")) != (batch.table.family, batch.table.name):
         raise Unsupported("another table")
     if kind == "chain":
         if set(body) - {"family", "table", "name"}:
@@ -236,6 +241,8 @@ def encode_command(batch: Batch, verb: str, kind: str, body: dict[str, Any]) -> 
             raise Unsupported(f"{verb} chain")
         return
     if kind == "rule" and verb == "add":
+        if batch.table.family != "inet":
+            raise Unsupported("rules of a table outside the inet family")
         if set(body) - {"family", "table", "chain", "expr", "comment"}:
             raise Unsupported("rule options")
         exprs = [e for stmt in body["expr"] for e in _statement(batch, stmt)]

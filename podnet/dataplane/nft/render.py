@@ -20,35 +20,66 @@ policies + pods, not their product. A pod is two map elements (and one set eleme
 change moves it between chains by changing its map elements, and changes peer sets by single
 elements. Pod peers are named IP sets, one per selector, shared by every rule that uses it;
 ipBlocks are interval sets (cidr minus excepts); ports are anonymous ``inet_proto .
-inet_service`` interval sets in the rule; named ports resolve per destination in ``ip . proto . port`` sets (ingress: the
-selected local pods; egress: every peer pod). Comments name the policy and manifest field.
+inet_service`` interval sets in the rule; named ports resolve per destination in ``ip . proto
+. port`` sets (ingress: the selected local pods; egress: every peer pod). Comments name the
+policy and manifest field.
+
+The chain names, the signature chains and ``SetBuilder`` are public: the live planner
+(``live``) renders the chains a change touches with the very same code.
 """
 from __future__ import annotations
 
 import hashlib
 import ipaddress
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Iterable, Mapping
+from typing import Any
 
-from podnet.policy.cluster import ClusterState, Endpoint, peer_matches
-from podnet.policy.ir import IPBlockPeer, PodPeer, PolicyIR, PortMatch, Rule
+from podnet.policy.cluster import ClusterState, Endpoint, PeerContext, peer_matches
+from podnet.policy.ir import DIRECTIONS, Direction, IPBlockPeer, PodPeer, PolicyIR, PortMatch, Rule
 
-from .nft_model import (NftChain, NftMap, NftRule, NftSet, NftTable, cidr_minus, element_json, merge_intervals,
-                        short_hash)
+from .expr import ACCEPT, COUNTER, DROP, concat, goto, jump, match, meta, payload, vmap
+from .model import (
+    POLICY_TABLE,
+    MapKey,
+    NftChain,
+    NftMap,
+    NftRule,
+    NftSet,
+    NftTable,
+    Verdict,
+    cidr_minus,
+    element_json,
+    merge_intervals,
+    short_hash,
+)
 
+TABLE = POLICY_TABLE
 FROM_MAP, TO_MAP, POD_IFACES = "from-pod", "to-pod", "pod-ifaces"
 FROM_WL, TO_WL, EGRESS_OK = "from-wl", "to-wl", "egress-ok"
 IFACE_PREFIX = "cali"
+#: what a dispatch entry says for a pod no policy isolates in a direction
+ALLOW: Mapping[Direction, Verdict] = {"egress": ("goto", EGRESS_OK), "ingress": ("accept",)}
 _V4 = ("ipv4_addr",)
 _V6 = ("ipv6_addr",)
 _PORTS = ("inet_proto", "inet_service")
 _NAMED = ("ipv4_addr", "inet_proto", "inet_service")
+#: signature chain → (direction, the refs of the policies it jumps to, in order)
+Signatures = Mapping[str, tuple[Direction, tuple[str, ...]]]
+#: pods grouped by namespace and labels: a representative and the group's addresses (integers)
+LabelGroups = Sequence[tuple[Endpoint, tuple[int, ...]]]
 
 
 @lru_cache(maxsize=65536)
-def _ip_int(ip: str) -> int:
+def ip_int(ip: str) -> int:
+    """An address as an integer (the canonical element form)."""
     return int(ipaddress.ip_address(ip))
+
+
+def programmed(ep: Endpoint | None) -> bool:
+    """Whether the table carries this endpoint: a pod-network pod with an IPv4 address."""
+    return bool(ep is not None and ep.selectable and ep.ip and ":" not in ep.ip)
 
 
 @lru_cache(maxsize=65536)
@@ -57,92 +88,87 @@ def workload_ifname(namespace: str, name: str) -> str:
     return IFACE_PREFIX + hashlib.sha1(f"{namespace}.{name}".encode()).hexdigest()[:11]
 
 
+def pod_ifname(ep: Endpoint, interfaces: Mapping[str, str]) -> str:
+    """The pod's host-side interface: as given for ``ns/pod`` in ``interfaces``, else Calico's."""
+    return interfaces.get(ep.key) or workload_ifname(ep.namespace or "default", ep.name or "")
+
+
+def dispatch_keys(ep: Endpoint, interfaces: Mapping[str, str]) -> tuple[MapKey, MapKey]:
+    """A local pod's keys in the from-pod (interface, address) and to-pod (interface) maps."""
+    ifname = pod_ifname(ep, interfaces)
+    return (ifname, str(ep.ip)), (ifname,)
+
+
 def policy_chain(pol: PolicyIR, direction: str) -> str:
     """``pi-``/``po-`` + a hash of ``ns/name`` (Calico's cali-pi-/cali-po-)."""
-    return _policy_chain_name(pol.ref, direction)
+    return policy_chain_name(pol.ref, direction)
 
 
 @lru_cache(maxsize=65536)
-def _policy_chain_name(ref: str, direction: str) -> str:
+def policy_chain_name(ref: str, direction: str) -> str:
     return ("pi-" if direction == "ingress" else "po-") + short_hash("policy", ref)
 
 
-def _sig_chain(direction: str, policies: tuple[PolicyIR, ...]) -> str:
-    return _sig_chain_name(direction, tuple(p.ref for p in policies))
-
-
 @lru_cache(maxsize=4096)
-def _sig_chain_name(direction: str, refs: tuple[str, ...]) -> str:
+def signature_chain_name(direction: str, refs: tuple[str, ...]) -> str:
+    """The chain of the pods isolated in ``direction`` by exactly the policies ``refs``."""
     return f"{direction}-" + short_hash(direction, list(refs))
 
 
-# --- expression helpers ----------------------------------------------------------------------
-
-
-def _match(left: Any, right: Any, op: str = "==") -> dict[str, Any]:
-    return {"match": {"op": op, "left": left, "right": right}}
-
-
-def _meta(key: str) -> dict[str, Any]:
-    return {"meta": {"key": key}}
-
-
-def _payload(proto: str, fld: str) -> dict[str, Any]:
-    return {"payload": {"protocol": proto, "field": fld}}
-
-
-def _goto(chain: str) -> dict[str, Any]:
-    return {"goto": {"target": chain}}
-
-
-def _jump(chain: str) -> dict[str, Any]:
-    return {"jump": {"target": chain}}
+# --- base chains -----------------------------------------------------------------------------
 
 
 _CT_STATE = {"ct": {"key": "state"}}
-_L4_DPORT = {"concat": [_meta("l4proto"), _payload("th", "dport")]}
-ACCEPT: dict[str, Any] = {"accept": None}
-DROP: dict[str, Any] = {"drop": None}
-COUNTER: dict[str, Any] = {"counter": None}
+_L4_DPORT = concat(meta("l4proto"), payload("th", "dport"))
 _CALI = IFACE_PREFIX + "*"
 
 
 def _ct_rules() -> list[NftRule]:
     return [
-        NftRule.make([_match(_CT_STATE, ["established", "related"], "in"), ACCEPT], "replies and related traffic"),
-        NftRule.make([_match(_CT_STATE, "invalid", "in"), COUNTER, DROP], "invalid conntrack state"),
+        NftRule.make([match(_CT_STATE, ["established", "related"], "in"), ACCEPT], "replies and related traffic"),
+        NftRule.make([match(_CT_STATE, "invalid", "in"), COUNTER, DROP], "invalid conntrack state"),
     ]
 
 
 def base_chains() -> dict[str, NftChain]:
     """The fixed part: hooks, the dispatch chains and egress-ok."""
     forward = NftChain("forward", tuple(_ct_rules() + [
-        NftRule.make([_match(_meta("iifname"), _CALI), _goto(FROM_WL)], "from a pod: its egress policy"),
-        NftRule.make([_match(_meta("oifname"), _CALI), _goto(TO_WL)], "to a pod: its ingress policy"),
+        NftRule.make([match(meta("iifname"), _CALI), goto(FROM_WL)], "from a pod: its egress policy"),
+        NftRule.make([match(meta("oifname"), _CALI), goto(TO_WL)], "to a pod: its ingress policy"),
     ]), hook="forward")
     inp = NftChain("input", tuple(
-        [NftRule.make([_match(_meta("iifname"), _CALI, "!="), ACCEPT], "not from a pod: not ours to filter")]
+        [NftRule.make([match(meta("iifname"), _CALI, "!="), ACCEPT], "not from a pod: not ours to filter")]
         + _ct_rules()
-        + [NftRule.make([_goto(FROM_WL)], "pod to its node: its egress policy")]), hook="input")
+        + [NftRule.make([goto(FROM_WL)], "pod to its node: its egress policy")]), hook="input")
     from_wl = NftChain(FROM_WL, (
-        NftRule.make([{"vmap": {"key": {"concat": [_meta("iifname"), _payload("ip", "saddr")]}, "data": "@" + FROM_MAP}}],
+        NftRule.make([vmap(concat(meta("iifname"), payload("ip", "saddr")), "@" + FROM_MAP)],
                      "dispatch by pod interface and its address"),
-        NftRule.make([_match(_meta("iifname"), "@" + POD_IFACES), COUNTER, DROP],
+        NftRule.make([match(meta("iifname"), "@" + POD_IFACES), COUNTER, DROP],
                      "anti-spoofing: source is not the pod's address"),
         NftRule.make([COUNTER, DROP], "unknown pod interface: fail closed until programmed"),
     ))
     to_wl = NftChain(TO_WL, (
-        NftRule.make([{"vmap": {"key": _meta("oifname"), "data": "@" + TO_MAP}}], "dispatch by pod interface"),
+        NftRule.make([vmap(meta("oifname"), "@" + TO_MAP)], "dispatch by pod interface"),
         NftRule.make([COUNTER, DROP], "unknown pod interface: fail closed until programmed"),
     ))
     egress_ok = NftChain(EGRESS_OK, (
-        NftRule.make([_match(_meta("oifname"), _CALI), _goto(TO_WL)], "egress allowed; to a pod here: its ingress policy"),
+        NftRule.make([match(meta("oifname"), _CALI), goto(TO_WL)], "egress allowed; to a pod here: its ingress policy"),
         NftRule.make([COUNTER, ACCEPT], "egress allowed"),
     ))
     return {c.name: c for c in (forward, inp, from_wl, to_wl, egress_ok)}
 
 
 # --- peers and ports -------------------------------------------------------------------------
+
+
+def label_groups(pods: Iterable[Endpoint]) -> list[tuple[Endpoint, tuple[int, ...]]]:
+    """Programmed pods grouped by (namespace, labels): every selector decides a group alike."""
+    groups: dict[tuple[Any, ...], tuple[Endpoint, list[int]]] = {}
+    for ep in pods:
+        if programmed(ep):
+            key = (ep.namespace, tuple(sorted(ep.labels.items())))
+            groups.setdefault(key, (ep, []))[1].append(ip_int(ep.ip or ""))
+    return [(ep, tuple(ips)) for _, (ep, ips) in sorted(groups.items(), key=lambda kv: kv[0])]
 
 
 @dataclass(frozen=True)
@@ -153,30 +179,39 @@ class _Addr:
     version: int
 
 
-class _Builder:
-    """Collects shared sets while chains are rendered; caches per-peer memberships."""
+class SetBuilder:
+    """Collects the named sets policy chains look up while they are rendered.
 
-    def __init__(self, state: ClusterState, local: list[Endpoint]) -> None:
-        self.state = state
+    ``groups`` gives the programmed pods by namespace and labels (asked once, when a set first
+    needs members); ``local`` and ``pods`` are the destinations named ports resolve on (the
+    local pods for ingress, every pod for egress; None: named ports cannot be rendered here);
+    sets named in ``existing`` are there already, so their members are not computed again.
+    """
+
+    def __init__(self, peers: PeerContext, groups: Callable[[], LabelGroups], *,
+                 local: Sequence[Endpoint] = (), pods: Sequence[Endpoint] | None = None,
+                 existing: Container[str] = frozenset()) -> None:
+        self.peers = peers
         self.local = local
+        self.pods = pods
+        #: the sets built here (not the existing ones)
         self.sets: dict[str, NftSet] = {}
         #: pod-selector sets by name, with the peer that defines their members
         self.pod_peers: dict[str, PodPeer] = {}
         #: the set-making calls made while rendering one policy chain (replayed on a memo hit)
         self.requests: list[tuple[Any, ...]] | None = None
-        self._pod_ips = tuple(sorted(
-            {_ip_int(p.ip) for p in state.pods if p.selectable and p.ip and ":" not in p.ip}))
-        self._groups = self._label_groups()
+        self._groups_of = groups
+        self._groups: LabelGroups | None = None
+        self._existing = existing
 
-    def _label_groups(self) -> list[tuple[Endpoint, tuple[int, ...]]]:
-        """Pod-network pods grouped by (namespace, labels): selectors run once per group."""
-        groups: dict[tuple[Any, ...], tuple[Endpoint, list[int]]] = {}
-        for ep in self.state.pods:
-            if not ep.selectable or not ep.ip or ":" in ep.ip:
-                continue
-            key = (ep.namespace, tuple(sorted(ep.labels.items())))
-            groups.setdefault(key, (ep, []))[1].append(_ip_int(ep.ip))
-        return [(ep, tuple(ips)) for _, (ep, ips) in sorted(groups.items(), key=lambda kv: kv[0])]
+    @property
+    def groups(self) -> LabelGroups:
+        if self._groups is None:
+            self._groups = self._groups_of()
+        return self._groups
+
+    def has(self, name: str) -> bool:
+        return name in self.sets or name in self._existing
 
     def _note(self, *request: Any) -> None:
         if self.requests is not None:
@@ -191,8 +226,8 @@ class _Builder:
         scope = peer.namespace if peer.namespace_selector is None else peer.namespace_selector.to_dict()
         name = "pods-" + short_hash("pods", scope, peer.pod_selector.to_dict())
         self.pod_peers.setdefault(name, peer)
-        if name not in self.sets:
-            members = frozenset(((ip, ip),) for ep, ips in self._groups if peer_matches(peer, ep, self.state)
+        if not self.has(name):
+            members = frozenset(((ip, ip),) for ep, ips in self.groups if peer_matches(peer, ep, self.peers)
                                 for ip in ips)
             self.sets[name] = NftSet(name, _V4, False, members)
         return _Addr(name, 4)
@@ -200,11 +235,13 @@ class _Builder:
     def ip_block(self, peer: IPBlockPeer) -> _Addr:
         self._note("ip_block", peer)
         version = peer.network.version
-        holes = list(peer.excepts)
-        if not self.state.ipblock_matches_pods and version == 4:
-            holes += [str(ipaddress.IPv4Address(ip)) for ip in self._pod_ips]
-        name = f"net{version}-" + short_hash("net", peer.cidr, sorted(peer.excepts), self.state.ipblock_matches_pods)
-        if name not in self.sets:
+        matches_pods = self.peers.ipblock_matches_pods
+        name = f"net{version}-" + short_hash("net", peer.cidr, sorted(peer.excepts), matches_pods)
+        if not self.has(name):
+            holes = list(peer.excepts)
+            if not matches_pods and version == 4:
+                pod_ips = sorted({ip for _, ips in self.groups for ip in ips})
+                holes += [str(ipaddress.IPv4Address(ip)) for ip in pod_ips]
             spans = cidr_minus(peer.cidr, holes)
             self.sets[name] = NftSet(name, _V4 if version == 4 else _V6, True, frozenset((s,) for s in spans))
         return _Addr(name, version)
@@ -229,18 +266,20 @@ class _Builder:
         the local pods the policy selects, for egress every pod the rule's peers match."""
         self._note("named_ports", pol, rule, named)
         name = "nport-" + short_hash("nport", pol.ref, rule.direction, rule.index)
-        if name in self.sets:
+        if self.has(name):
             return name
+        if self.pods is None:
+            raise ValueError("named ports resolve on every pod: render the table in full")
         if rule.direction == "ingress":
             dests = [ep for ep in self.local if pol.selects(ep.namespace or "", dict(ep.labels))]
         else:
-            dests = [ep for ep in self.state.pods if ep.is_pod and (
-                rule.peers is None or any(peer_matches(p, ep, self.state) for p in rule.peers))]
+            dests = [ep for ep in self.pods if ep.is_pod and (
+                rule.peers is None or any(peer_matches(p, ep, self.peers) for p in rule.peers))]
         elems = set()
         for ep in dests:
             if not ep.ip or ":" in ep.ip:
                 continue
-            ip = _ip_int(ep.ip)
+            ip = ip_int(ep.ip)
             for pm in named:
                 span = pm.resolve(dict(ep.named_ports))
                 if span is not None:
@@ -250,14 +289,21 @@ class _Builder:
 
 
 def _addr_match(addr: _Addr, field: str) -> dict[str, Any]:
-    return _match(_payload("ip" if addr.version == 4 else "ip6", field), "@" + addr.set_name)
+    return match(payload("ip" if addr.version == 4 else "ip6", field), "@" + addr.set_name)
 
 
-def _rule_rules(b: _Builder, pol: PolicyIR, rule: Rule) -> list[NftRule]:
+def _port_range(pm: PortMatch) -> tuple[str, int, int]:
+    """A numeric port match as (protocol, first, last); no port: every port."""
+    if pm.port is None:
+        return pm.protocol, 0, 65535
+    return pm.protocol, int(pm.port), int(pm.end_port or pm.port)
+
+
+def _rule_rules(b: SetBuilder, pol: PolicyIR, rule: Rule) -> list[NftRule]:
     """One NetworkPolicy rule → nft rules (OR over peers, × the port sets)."""
     ingress = rule.direction == "ingress"
     field = "saddr" if ingress else "daddr"
-    verdict = ACCEPT if ingress else _goto(EGRESS_OK)
+    verdict = ACCEPT if ingress else goto(EGRESS_OK)
     where = f"{pol.ref} {rule.provenance.field_path}"
     if rule.peers is None:
         matchers: list[tuple[list[Any], str]] = [([], where)]
@@ -268,21 +314,26 @@ def _rule_rules(b: _Builder, pol: PolicyIR, rule: Rule) -> list[NftRule]:
             matchers.append(([_addr_match(addr, field)], f"{pol.ref} {peer.provenance.field_path}"))
     if rule.ports is None:
         return [NftRule.make(m + [COUNTER, verdict], text) for m, text in matchers]
-    numeric = [(pm.protocol, pm.port if pm.port is not None else 0,
-                (pm.end_port or pm.port) if pm.port is not None else 65535)
-               for pm in rule.ports if not pm.is_named]
     named = [pm for pm in rule.ports if pm.is_named]
     out: list[NftRule] = []
-    port_set = b.ports(numeric)  # type: ignore[arg-type]
+    port_set = b.ports(_port_range(pm) for pm in rule.ports if not pm.is_named)
     if port_set is not None:
-        out += [NftRule.make(m + [_match(_L4_DPORT, port_set), COUNTER, verdict], text + " ports")
+        out += [NftRule.make(m + [match(_L4_DPORT, port_set), COUNTER, verdict], text + " ports")
                 for m, text in matchers]
     if named:
         nset = b.named_ports(pol, rule, named)
-        key = {"concat": [_payload("ip", "daddr"), _meta("l4proto"), _payload("th", "dport")]}
-        out += [NftRule.make(m + [_match(key, "@" + nset), COUNTER, verdict], text + " named ports")
+        key = concat(payload("ip", "daddr"), meta("l4proto"), payload("th", "dport"))
+        out += [NftRule.make(m + [match(key, "@" + nset), COUNTER, verdict], text + " named ports")
                 for m, text in matchers]
     return out
+
+
+def render_policy_chain(b: SetBuilder, pol: PolicyIR, direction: Direction) -> NftChain:
+    """A policy's ``pi-``/``po-`` chain; the sets its rules look up are collected in ``b``."""
+    rules: list[NftRule] = []
+    for rule in pol.rules(direction):
+        rules += _rule_rules(b, pol, rule)
+    return NftChain(policy_chain(pol, direction), tuple(rules))
 
 
 class RenderMemo:
@@ -294,8 +345,8 @@ class RenderMemo:
         self._chains: dict[tuple[int, str, bool], tuple[PolicyIR, NftChain, list[tuple[Any, ...]]]] = {}
         self._used: set[tuple[int, str, bool]] = set()
 
-    def chain(self, b: _Builder, pol: PolicyIR, direction: str) -> NftChain:
-        key = (id(pol), direction, b.state.ipblock_matches_pods)
+    def chain(self, b: SetBuilder, pol: PolicyIR, direction: Direction) -> NftChain:
+        key = (id(pol), direction, b.peers.ipblock_matches_pods)
         self._used.add(key)
         hit = self._chains.get(key)
         if hit is not None and hit[0] is pol:
@@ -303,7 +354,7 @@ class RenderMemo:
             return hit[1]
         b.requests = []
         try:
-            chain = _policy_chain(b, pol, direction)
+            chain = render_policy_chain(b, pol, direction)
             self._chains[key] = (pol, chain, b.requests)
         finally:
             b.requests = None
@@ -316,37 +367,28 @@ class RenderMemo:
         self._used.clear()
 
 
-def _policy_chain(b: _Builder, pol: PolicyIR, direction: str) -> NftChain:
-    rules: list[NftRule] = []
-    for rule in pol.rules(direction):  # type: ignore[arg-type]
-        rules += _rule_rules(b, pol, rule)
-    return NftChain(policy_chain(pol, direction), tuple(rules))
-
-
-def _signature_chain(direction: str, policies: tuple[PolicyIR, ...], node_ips: tuple[str, ...]) -> NftChain:
-    return _signature_chain_of(direction, tuple(p.ref for p in policies), node_ips)
-
-
 @lru_cache(maxsize=4096)
-def _signature_chain_of(direction: str, refs: tuple[str, ...], node_ips: tuple[str, ...]) -> NftChain:
+def signature_chain(direction: str, refs: tuple[str, ...], own: tuple[str, ...]) -> NftChain:
+    """The chain of the pods ``refs`` isolate: the own node's addresses ``own`` (ingress), a
+    jump to each policy's chain, then drop."""
     rules: list[NftRule] = []
     if direction == "ingress":
-        for ip in node_ips:
+        for ip in own:
             proto = "ip" if ipaddress.ip_address(ip).version == 4 else "ip6"
-            rules.append(NftRule.make([_match(_payload(proto, "saddr"), ip), COUNTER, ACCEPT], "from the pod's own node"))
-    rules += [NftRule.make([_jump(_policy_chain_name(ref, direction))], f"{ref} ({direction})") for ref in refs]
+            rules.append(NftRule.make([match(payload(proto, "saddr"), ip), COUNTER, ACCEPT], "from the pod's own node"))
+    rules += [NftRule.make([jump(policy_chain_name(ref, direction))], f"{ref} ({direction})") for ref in refs]
     rules.append(NftRule.make([COUNTER, DROP], f"default deny {direction} (isolated by {', '.join(refs)})"))
-    return NftChain(_sig_chain_name(direction, refs), tuple(rules))
+    return NftChain(signature_chain_name(direction, refs), tuple(rules))
 
 
 def local_pods(state: ClusterState, node: str) -> list[Endpoint]:
     """Pod-network pods bound to ``node`` that have an IPv4 address (the ones to program)."""
-    return [ep for ep in state.pods if ep.selectable and ep.node == node and ep.ip and ":" not in ep.ip]
+    return [ep for ep in state.pods if programmed(ep) and ep.node == node]
 
 
 @dataclass(frozen=True)
 class RenderIndex:
-    """What the last full render knew that a per-pod update needs (see ``nft_incremental``)."""
+    """What the last full render knew that the live planner (``live``) needs."""
 
     node: str
     own: tuple[str, ...]
@@ -354,8 +396,7 @@ class RenderIndex:
     pod_sets: Mapping[str, PodPeer]
     #: sets whose members depend on pods in ways a per-pod update does not redo
     pod_dependent_extras: bool
-    #: signature chain → (direction, the refs of the policies it jumps to, in order)
-    signatures: Mapping[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
+    signatures: Signatures = field(default_factory=dict)
     #: the addresses the ingress signature chains accept as the pod's own node
     sig_own: tuple[str, ...] = ()
 
@@ -376,58 +417,56 @@ def render_indexed(state: ClusterState, node: str, *, node_ips: Iterable[str] = 
     by the caller between renders) skips re-rendering the chains of unchanged policies.
     """
     local = local_pods(state, node)
-    b = _Builder(state, local)
+    given = dict(interfaces or {})
+    b = SetBuilder(state, lambda: label_groups(state.pods), local=local, pods=state.pods)
     chains = base_chains()
     own = tuple(sorted({*node_ips, *(p.host_ip for p in local if p.host_ip)}))
-    from_map: dict[tuple[str, ...], tuple[str, ...]] = {}
-    to_map: dict[tuple[str, ...], tuple[str, ...]] = {}
-    ifaces: set[tuple[str]] = set()
-    policies_needed: dict[tuple[str, str], PolicyIR] = {}
+    from_map: dict[MapKey, Verdict] = {}
+    to_map: dict[MapKey, Verdict] = {}
+    ifaces: set[MapKey] = set()
+    policies_needed: dict[tuple[Direction, str], PolicyIR] = {}
     # Pods with the same namespace and labels are selected by the same policies: decide once.
-    verdicts: dict[tuple[Any, ...], dict[str, tuple[str, ...]]] = {}
-    signatures: dict[str, tuple[str, tuple[str, ...]]] = {}
+    verdicts: dict[tuple[Any, ...], dict[Direction, Verdict]] = {}
+    signatures: dict[str, tuple[Direction, tuple[str, ...]]] = {}
     for pod in local:
-        ifname = (interfaces or {}).get(pod.key) or workload_ifname(pod.namespace or "default", pod.name or "")
-        ifaces.add((ifname,))
+        from_key, to_key = dispatch_keys(pod, given)
+        ifaces.add(to_key)
         group = (pod.namespace, tuple(sorted(pod.labels.items())))
         decided = verdicts.get(group)
         if decided is None:
             decided = verdicts[group] = {}
             selecting = state.selecting_any(pod)
-            for direction, allow in (("egress", ("goto", EGRESS_OK)), ("ingress", ("accept",))):
+            for direction in DIRECTIONS:
                 isolating = tuple(p for p in selecting if direction in p.isolates)
                 if not isolating:
-                    decided[direction] = allow
+                    decided[direction] = ALLOW[direction]
                     continue
-                sig = _sig_chain(direction, isolating)
+                refs = tuple(p.ref for p in isolating)
+                sig = signature_chain_name(direction, refs)
                 if sig not in chains:
-                    chains[sig] = _signature_chain(direction, isolating, own)
-                    signatures[sig] = (direction, tuple(p.ref for p in isolating))
+                    chains[sig] = signature_chain(direction, refs, own)
+                    signatures[sig] = (direction, refs)
                 for p in isolating:
                     policies_needed[(direction, p.ref)] = p
                 decided[direction] = ("goto", sig)
-        from_map[(ifname, str(pod.ip))] = decided["egress"]
-        to_map[(ifname,)] = decided["ingress"]
+        from_map[from_key] = decided["egress"]
+        to_map[to_key] = decided["ingress"]
     for (direction, _ref), pol in sorted(policies_needed.items()):
-        chain = memo.chain(b, pol, direction) if memo is not None else _policy_chain(b, pol, direction)
+        chain = memo.chain(b, pol, direction) if memo is not None else render_policy_chain(b, pol, direction)
         chains[chain.name] = chain
     if memo is not None:
         memo.sweep()
     b.sets[POD_IFACES] = NftSet(POD_IFACES, ("ifname",), False, frozenset(ifaces))
     maps = {FROM_MAP: NftMap(FROM_MAP, ("ifname", "ipv4_addr"), from_map),
             TO_MAP: NftMap(TO_MAP, ("ifname",), to_map)}
-    table = NftTable(sets=dict(sorted(b.sets.items())), maps=maps, chains=dict(sorted(chains.items())))
+    table = NftTable(TABLE.family, TABLE.name, sets=dict(sorted(b.sets.items())), maps=maps,
+                     chains=dict(sorted(chains.items())))
     extras = any(n.startswith("nport-") for n in b.sets) or (
         not state.ipblock_matches_pods and any(n.startswith("net") for n in b.sets))
-    index = RenderIndex(node, tuple(sorted(set(node_ips))), dict(interfaces or {}), dict(b.pod_peers), extras,
-                        signatures, own)
+    index = RenderIndex(node, tuple(sorted(set(node_ips))), given, dict(b.pod_peers), extras, signatures, own)
     return table, index
 
 
 def describe_rule(comment: str) -> str:
     """A rule comment without its hash mark (for explanations)."""
     return comment.split(" ", 1)[1] if " " in comment else comment
-
-
-__all__ = ["render", "render_indexed", "RenderIndex", "RenderMemo", "workload_ifname", "local_pods", "base_chains", "describe_rule", "policy_chain",
-           "FROM_MAP", "TO_MAP"]

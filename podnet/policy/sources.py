@@ -1,0 +1,105 @@
+"""Where the engine's cluster comes from: manifests on disk (``--from-files``, including a
+``kubectl get ns,pods,netpol -A -o yaml`` dump) or a snapshot of the store.
+
+Reading files is the engine's own input, like a test fixture; the store is read by the caller,
+which hands over its snapshot, so the planners stay free of it.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Protocol, TypeVar
+
+from podnet.errors import Location
+from podnet.manifest import Loaded, load_paths
+from podnet.model import Deployment, Namespace, NetworkPolicy, Pod, Resource
+
+from .cluster import ClusterState
+from .ir import Locator
+from .lint import Locate
+
+R = TypeVar("R", bound=Resource)
+
+
+class Objects(Protocol):
+    """A store snapshot, as far as the engine reads one."""
+
+    def of(self, cls: type[Resource]) -> Sequence[Resource]: ...
+
+
+def no_location(ref: str, path: tuple[str | int, ...]) -> str | None:
+    """The ``Locate`` of a cluster that was not read from files."""
+    return None
+
+
+def cluster_from_snapshot(snapshot: Objects, ipblock_matches_pods: bool = True) -> ClusterState:
+    """The engine's view of a store snapshot (namespaces, pods, policies)."""
+    return ClusterState.build(_of(snapshot, Namespace), _of(snapshot, Pod), _of(snapshot, NetworkPolicy),
+                              ipblock_matches_pods=ipblock_matches_pods)
+
+
+def cluster_from_files(paths: Sequence[str], ipblock_matches_pods: bool = True) -> tuple[ClusterState, Locate]:
+    """The cluster the manifests under ``paths`` describe, and where each policy field is written
+    (``locate(policy_ref, field_path) -> file:line``, for lint). Raises ``ValidationError`` with
+    every problem of every file."""
+    loaded = load_paths(list(paths), recursive=True)
+    objs = [item.obj for item in loaded]
+    sources: dict[str, str] = {}
+    locators: dict[str, Locator] = {}
+    for item in loaded:
+        if isinstance(item.obj, NetworkPolicy):
+            ref = f"{item.obj.metadata.namespace or 'default'}/{item.obj.metadata.name}"
+            sources[ref] = _loc(item.source)
+            locators[ref] = _locator(item)
+    pods = _instances(objs, Pod)
+    existing = {(p.metadata.namespace or "default", frozenset(p.metadata.labels.items())) for p in pods}
+    for dep in _instances(objs, Deployment):
+        pods += _deployment_pods(dep, existing)
+    namespaces = _instances(objs, Namespace)
+    # A later manifest for the same policy replaces an earlier one, as `apply` would.
+    latest = {(o.metadata.namespace or "default", o.metadata.name): o for o in _instances(objs, NetworkPolicy)}
+    policies = list(latest.values())
+    extra_ns = {p.metadata.namespace or "default" for p in policies} | {"default"}
+    known = {n.metadata.name for n in namespaces}
+    namespaces += [Namespace.model_validate({"metadata": {"name": n}}) for n in sorted(extra_ns - known)]
+    state = ClusterState.build(namespaces, pods, policies, ipblock_matches_pods=ipblock_matches_pods,
+                               sources=sources, locators=locators)
+
+    def locate(ref: str, path: tuple[str | int, ...]) -> str | None:
+        fn = locators.get(ref)
+        return fn(path) if fn else None
+
+    return state, locate
+
+
+def _deployment_pods(dep: Deployment, existing: set[tuple[str, frozenset[tuple[str, str]]]]) -> list[Pod]:
+    """A Deployment without pods in the files stands for its replicas (no IPs yet)."""
+    ns = dep.metadata.namespace or "default"
+    labels = dict(dep.spec.template.metadata.labels)
+    if (ns, frozenset(labels.items())) in existing:
+        return []
+    return [
+        Pod.model_validate({
+            "metadata": {"name": f"{dep.metadata.name}-{i}", "namespace": ns, "labels": labels},
+            "spec": dep.spec.template.spec.to_dict(),
+        })
+        for i in range(max(dep.spec.replicas, 1))
+    ]
+
+
+def _loc(location: Location) -> str:
+    return f"{location.file}:{location.line}"
+
+
+def _locator(item: Loaded) -> Locator:
+    return lambda path: _loc(item.locate(path))
+
+
+def _instances(objs: Iterable[Resource], cls: type[R]) -> list[R]:
+    return [o for o in objs if isinstance(o, cls)]
+
+
+def _of(snapshot: Objects, cls: type[R]) -> list[R]:
+    return _instances(snapshot.of(cls), cls)
+
+
+__all__ = ["Objects", "cluster_from_files", "cluster_from_snapshot", "no_location"]
