@@ -127,7 +127,7 @@ def probe_overhead(b: Bench, n: int, window: float) -> None:
         ns = f"bench-{secrets.token_hex(2)}"
         b.namespace(ns)
         b.store.apply([_pod(f"web-{i}", probe).with_meta(namespace=ns) for i in range(n)])
-        b.wait(f"{n} pods ready", lambda: b.ready_count(ns) == n)
+        b.wait(f"{n} pods ready", lambda ns=ns: b.ready_count(ns) == n)
         time.sleep(2)
         pid = b.agent_pid()
         c0, t0 = cpu_seconds(pid), time.monotonic()

@@ -5,8 +5,8 @@ pod's namespace (docker-link style), plus the ``kubernetes`` Service's from ``de
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 from podnet.errors import PodnetError
 from podnet.model.core import Container, Pod, Service

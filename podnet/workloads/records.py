@@ -99,7 +99,7 @@ class LocalPod:
         d["containers"] = [ContainerState(**c) for c in d.get("containers", [])]
         return cls(**d)
 
-    def container(self, name: str) -> "ContainerState | None":
+    def container(self, name: str) -> ContainerState | None:
         return next((st for st in self.containers if st.name == name), None)
 
 

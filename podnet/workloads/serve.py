@@ -32,7 +32,7 @@ def _http_reply(body_text: str, code: int = 200, reason: str = "OK") -> bytes:
             + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
 
 
-def _answer(line: str, name: str, peer: tuple) -> tuple:
+def _answer(line: str, name: str, peer: tuple[str, int]) -> tuple[int, str, str]:
     """(status code, reason, body) for an HTTP request line."""
     parts = line.split(" ")
     url = urlsplit(parts[1] if len(parts) > 1 else "/")
@@ -107,10 +107,14 @@ def sctp_supported() -> bool:
 
 def _on_sigterm(delay: float) -> None:
     """SIGTERM: answer /readyz with 503 and keep serving ``delay`` seconds, then exit 0."""
+    def exit_later() -> None:
+        time.sleep(delay)
+        os._exit(0)
+
     def handler(*_: object) -> None:
         TERMINATING.set()
         _log(f"SIGTERM: exiting in {delay:g} s")
-        threading.Thread(target=lambda: (time.sleep(delay), os._exit(0)), daemon=True).start()
+        threading.Thread(target=exit_later, daemon=True).start()
 
     signal.signal(signal.SIGTERM, handler)
 

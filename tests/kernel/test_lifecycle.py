@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +22,7 @@ from podnet.model import Event, Namespace, Node, Pod
 from podnet.model.registry import kind_for
 from podnet.testing import leaks
 from podnet.testing.cni_lab import make_node_ns
+
 from test_pods import Cluster
 
 pytestmark = pytest.mark.kernel

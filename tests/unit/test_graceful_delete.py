@@ -2,7 +2,7 @@
 on a node, Terminating namespaces that go with their last pod."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -11,7 +11,7 @@ from podnet.model import Namespace, NetworkPolicy, Pod
 from podnet.store.memory import MemoryStore
 from podnet.store.resources import ResourceStore
 
-T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
 
 @pytest.fixture

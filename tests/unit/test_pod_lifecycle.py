@@ -3,7 +3,7 @@ container environment, the kubelet's status and back-off, kubectl's delete flags
 probe and event lines, and the pod garbage collector's part for deletions."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import click
 import pytest
@@ -170,7 +170,7 @@ def test_describe_lists_events_as_kubectl() -> None:
 
 
 def test_pods_being_deleted_on_a_node_that_is_gone_are_removed() -> None:
-    store = ResourceStore(MemoryStore(), clock=lambda: datetime(2024, 1, 1, tzinfo=timezone.utc))
+    store = ResourceStore(MemoryStore(), clock=lambda: datetime(2024, 1, 1, tzinfo=UTC))
     store.bootstrap()
     for name, node in (("lost", "gone-node"), ("kept", "n1")):
         store.create(Pod.model_validate({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
@@ -182,7 +182,7 @@ def test_pods_being_deleted_on_a_node_that_is_gone_are_removed() -> None:
 
 
 def test_events_expire_after_their_ttl() -> None:
-    now = datetime(2024, 1, 1, 12, 0, tzinfo=timezone.utc)
+    now = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
     store = ResourceStore(MemoryStore(), clock=lambda: now)
     store.bootstrap()
     for name, last in (("old", "2024-01-01T10:59:00Z"), ("fresh", "2024-01-01T11:30:00Z")):

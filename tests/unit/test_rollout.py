@@ -5,7 +5,7 @@ every deletion, which is what the node agents do."""
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -21,7 +21,7 @@ HASH = re.compile(r"[bcdfghjklmnpqrstvwxz2456789]{1,10}")
 
 class Sim:
     def __init__(self) -> None:
-        self.now = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
+        self.now = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
         self.store = ResourceStore(MemoryStore(), clock=lambda: self.now)
         self.store.bootstrap()
         self.ctl = AppsController(self.store, clock=lambda: self.now)
@@ -216,7 +216,7 @@ def test_deleting_a_deployment_takes_sets_and_pods(sim: Sim) -> None:
 
 
 def test_replicaset_deletes_unready_pods_first() -> None:
-    now = datetime(2024, 5, 1, tzinfo=timezone.utc)
+    now = datetime(2024, 5, 1, tzinfo=UTC)
     rs = ReplicaSet.model_validate({"apiVersion": "apps/v1", "kind": "ReplicaSet",
                                     "metadata": {"name": "web-1", "namespace": "default", "uid": "u1"},
                                     "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
