@@ -83,11 +83,23 @@ def node(tmp_path_factory: pytest.TempPathFactory, prefixes: leaks.Prefixes) -> 
         c.start("agent", "--node", node, "--resync", "0.3", "--backoff-base", "0.5", ns=node_ns)
         c.start("controllers", "--resync", "0.3")
         c.start("policy-loop", "--node", node, ns=node_ns)
+        # Running before the first test takes its process footprint: nsenter has exec'd its
+        # command (the leak check tells processes by command line) and the agent serves.
+        c.wait("node processes started", lambda: all(_execed(p.pid) for p in c.procs))
+        c.wait("agent ready", lambda: os.path.exists(os.path.join(state, "nodes", node, "agent.ready")))
         yield c
     finally:
         c.stop()
         netns.remove(node_ns)
     # The leak check (tests/conftest.py) finds no pod namespace or container process of this module.
+
+
+def _execed(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline") as f:
+            return f.read().split("\0")[0] != "nsenter"
+    except OSError:
+        return True
 
 
 @pytest.fixture
