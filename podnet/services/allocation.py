@@ -245,3 +245,23 @@ def _pick(rng: random.Random, low: int, high: int, free: Any) -> int | None:
         if free(offset):
             return offset
     return None
+
+
+def pending_load_balancers(services: Iterable[Any], pools: Iterable[IPPool],
+                           raw: Mapping[str, dict[str, Any]]) -> list[Any]:
+    """LoadBalancer Services of the default class still without an address, as many as the
+    automatic pools have free addresses for (each write assigns one, so none is retried in vain)."""
+    pending = [s for s in services if s.spec.type == "LoadBalancer" and s.spec.load_balancer_class is None
+               and not s.ingress_addresses]
+    if not pending:
+        return []
+    taken = {key[len(LB_IPS):] for key in raw if key.startswith(LB_IPS)}
+    free = 0
+    for pool in load_balancer_pools(pools):
+        if pool.automatic and not pool.disabled:
+            for ip in pool.addresses():
+                if ip not in taken:
+                    free += 1
+                    if free >= len(pending):
+                        return pending
+    return pending[:free]
