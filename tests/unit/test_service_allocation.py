@@ -372,3 +372,24 @@ def test_concurrent_applies_in_many_processes_never_share_an_address_or_port(tmp
     owners = {f"default/{s.name}" for s in services}
     assert set(keys.values()) == owners and len(keys) == len(ips) + len(ports) + len(lbs)  # no leak, no orphan
     store.close()
+
+
+def test_up_records_the_service_cidr_and_creates_the_kubernetes_service() -> None:
+    from podnet.cluster.lifecycle import register_services
+    from podnet.errors import PodnetError
+    from podnet.services.cluster import service_config
+
+    store = open_store_url("memory://")
+    register_services(store, service_config("10.100.0.0/16", "10.244.0.0/16"))
+    kubernetes = store.get(Service, "kubernetes")
+    assert isinstance(kubernetes, Service) and kubernetes.spec.cluster_ip == "10.100.0.1"
+    assert kubernetes.spec.selector is None and kubernetes.spec.ports[0].port == 443  # type: ignore[index]
+    ((web, _),) = store.apply([Service.model_validate(svc("web"))])
+    assert ipaddress.ip_address(web.spec.cluster_ip) in ipaddress.ip_network("10.100.0.0/16")  # type: ignore[arg-type]
+    register_services(store, service_config("10.100.0.0/16"))  # again: nothing changes
+    with pytest.raises(PodnetError, match="cannot change the service CIDR"):
+        register_services(store, service_config("10.101.0.0/16"))
+    with pytest.raises(PodnetError, match="overlaps the pod CIDR"):
+        service_config("10.244.0.0/12", "10.244.0.0/16")
+    with pytest.raises(PodnetError, match="too small"):
+        service_config("10.96.0.0/29")
