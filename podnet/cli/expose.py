@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from podnet.errors import AlreadyExists, NotFound, PodnetError
+from podnet.model import Resource
 
 from .common import namespace_option, open_resources, resolve_kind, user_errors
 
@@ -75,7 +76,7 @@ def command(ctx: click.Context, args: tuple[str, ...], namespace: str | None, po
         obj = store.get(cls, obj_name, namespace or "default")
         if obj is None:
             raise NotFound(f'{cls.resource_name()} "{obj_name}" not found')
-        svc = service_for(obj, options)
+        svc: Resource = service_for(obj, options)
         if dry_run == "none":
             try:
                 svc = store.create(svc)

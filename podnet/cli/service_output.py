@@ -168,4 +168,5 @@ def describe_service(svc: Service, slices: Sequence[EndpointSlice]) -> str:
 def _multiline(title: str, items: list[str]) -> list[tuple[str, ...]]:
     if not items:
         return [(title, NONE)]
-    return [(title, items[0])] + [("", item) for item in items[1:]]
+    rows: list[tuple[str, ...]] = [(title, items[0])]
+    return rows + [("", item) for item in items[1:]]

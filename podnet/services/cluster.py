@@ -23,7 +23,7 @@ def service_config(service_cidr: str, pod_cidr: str | None = None) -> dict[str, 
         net = service_network(service_cidr)
     except ValueError as exc:
         raise PodnetError(f"--service-cidr {service_cidr!r}: {exc}", hint="e.g. --service-cidr 10.96.0.0/12") from None
-    if pod_cidr and net.overlaps(ipaddress.ip_network(pod_cidr, strict=False)):  # type: ignore[arg-type]
+    if pod_cidr and net.overlaps(ipaddress.ip_network(pod_cidr, strict=False)):
         raise PodnetError(f"--service-cidr {net} overlaps the pod CIDR {pod_cidr}",
                           hint="choose ranges that do not overlap (the defaults are 10.96.0.0/12 and 10.244.0.0/16)")
     return {"serviceCIDR": str(net)}
