@@ -129,8 +129,7 @@ def _carried_over(spec: ServiceSpec, old: ServiceSpec | None) -> ServiceSpec:
                 port = port.model_copy(update={"node_port": carried})
             ports.append(port)
         update["ports"] = ports
-    if _needs_health_check(old) and (spec.type == "LoadBalancer" and spec.external_traffic_policy in (None, "Local")) \
-            and not spec.health_check_node_port:
+    if _needs_health_check(old) and _needs_health_check(spec) and not spec.health_check_node_port:
         update["health_check_node_port"] = old.health_check_node_port
     return spec.model_copy(update=update) if update else spec
 

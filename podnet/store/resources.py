@@ -376,7 +376,7 @@ class ResourceStore:
                 puts.append(Put(key, new))
                 same = _comparable(value, True) == _comparable(record.value, True)
                 plan.append((cls, new, "unchanged" if same else "configured", None))
-            if puts:
+            if puts or writes:  # writes alone: an admission recording what a stored object already holds
                 result = self.kv.txn(compares + guards, puts + writes)
                 if not result.succeeded:
                     continue

@@ -393,3 +393,12 @@ def test_up_records_the_service_cidr_and_creates_the_kubernetes_service() -> Non
         service_config("10.244.0.0/12", "10.244.0.0/16")
     with pytest.raises(PodnetError, match="too small"):
         service_config("10.96.0.0/29")
+
+
+def test_a_service_stored_without_its_allocation_key_gets_it_on_the_next_apply() -> None:
+    store = open_store_url("memory://")
+    value = svc("old", clusterIP="10.96.0.99")
+    ((stored, _),) = store.apply([Service.model_validate(value)])
+    store.kv.delete(CLUSTER_IPS + "10.96.0.99")  # as if written before allocation keys existed
+    ((again, action),) = store.apply([Service.model_validate(value)])
+    assert action == "unchanged" and allocation_keys(store) == {CLUSTER_IPS + "10.96.0.99": "default/old"}
