@@ -212,3 +212,20 @@ def test_a_refused_apply_names_file_line_and_field(podnet, tmp_path: Path) -> No
     assert out.exit_code == 1
     assert f"{clash}:2:1: Service/web2: spec.ports[0].nodePort: 30080: provided port is already allocated" in out.output
     assert podnet("get", "svc", "web2").exit_code == 1
+
+
+def test_load_balancer_external_ip_as_kubectl_shortens_it() -> None:
+    from datetime import datetime, timezone
+
+    from podnet.cli.columns import rows_for
+
+    lb = Service.model_validate({"metadata": {"name": "lb", "creationTimestamp": "2025-01-01T00:00:00Z"},
+                                 "spec": {"type": "LoadBalancer", "externalIPs": ["203.0.113.9"],
+                                          "ports": [{"port": 80, "nodePort": 30080}]},
+                                 "status": {"loadBalancer": {"ingress": [{"ip": "192.168.200.2"},
+                                                                         {"ip": "192.168.200.1"}]}}})
+    now = datetime(2025, 1, 1, 0, 1, tzinfo=timezone.utc)
+    _, (row,) = rows_for(Service, [lb], now, wide=False, all_namespaces=False, show_labels=False)
+    assert row[3] == "192.168.200.1...,203.0.113.9" and row[4] == "80:30080/TCP"
+    _, (wide,) = rows_for(Service, [lb], now, wide=True, all_namespaces=False, show_labels=False)
+    assert wide[3] == "192.168.200.1,192.168.200.2,203.0.113.9" and wide[-1] == "<none>"
