@@ -16,12 +16,19 @@ changed ``loadBalancerClass``. Changing the type releases what the new type does
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from podnet.errors import FieldProblem, Location, ValidationError
-from podnet.model.core import AFFINITY_TIMEOUT_DEFAULT, ClientIPConfig, Service, ServicePort, ServiceSpec, \
-    SessionAffinityConfig
+from podnet.model.core import (
+    AFFINITY_TIMEOUT_DEFAULT,
+    ClientIPConfig,
+    Service,
+    ServicePort,
+    ServiceSpec,
+    SessionAffinityConfig,
+)
 
 from .allocation import POOLS, PREFIX, Allocations, Refused
 

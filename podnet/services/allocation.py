@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import ipaddress
 import random
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 from podnet.model.calico import IPPool
 from podnet.model.core import NODE_PORT_RANGE
@@ -92,7 +93,7 @@ class Allocations:
     pools: tuple[LoadBalancerPool, ...] = ()
 
     @classmethod
-    def from_values(cls, values: Mapping[str, dict[str, Any]]) -> "Allocations":
+    def from_values(cls, values: Mapping[str, dict[str, Any]]) -> Allocations:
         """From the store's values under ``PREFIX`` and ``POOLS`` (key → value)."""
         config = values.get(CONFIG_KEY) or {}
         pools: list[IPPool] = []
@@ -109,10 +110,10 @@ class Allocations:
         out.pools = load_balancer_pools(pools)
         return out
 
-    def copy(self) -> "Allocations":
+    def copy(self) -> Allocations:
         return Allocations(self.cidr, dict(self.cluster_ips), dict(self.node_ports), dict(self.lb_ips), self.pools)
 
-    def writes(self, before: "Allocations") -> tuple[dict[str, dict[str, Any]], list[str]]:
+    def writes(self, before: Allocations) -> tuple[dict[str, dict[str, Any]], list[str]]:
         """What changed since ``before``: (puts key → value, deleted keys)."""
         puts: dict[str, dict[str, Any]] = {}
         deletes: list[str] = []
@@ -122,7 +123,7 @@ class Allocations:
             deletes += [f"{prefix}{value}" for value in then if value not in now]
         return puts, deletes
 
-    def _tables(self, other: "Allocations") -> list[tuple[str, dict[Any, str], dict[Any, str]]]:
+    def _tables(self, other: Allocations) -> list[tuple[str, dict[Any, str], dict[Any, str]]]:
         return [(CLUSTER_IPS, self.cluster_ips, other.cluster_ips), (NODE_PORTS, self.node_ports, other.node_ports),
                 (LB_IPS, self.lb_ips, other.lb_ips)]
 

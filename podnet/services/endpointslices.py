@@ -19,8 +19,9 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from podnet.model import Endpoints, EndpointSlice, Node, Pod, Resource, Service
 from podnet.model.core import ServicePort

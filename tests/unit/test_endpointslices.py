@@ -9,8 +9,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from podnet.model import Endpoints, EndpointSlice, Node, Pod, Resource, Service
-from podnet.services.endpointslices import (CONTROLLER, HEADLESS_LABEL, MAX_PER_SLICE, OVER_CAPACITY, desired_endpoints,
-                                            desired_slices, plan)
+from podnet.services.endpointslices import (
+    CONTROLLER,
+    HEADLESS_LABEL,
+    MAX_PER_SLICE,
+    OVER_CAPACITY,
+    desired_endpoints,
+    desired_slices,
+    plan,
+)
 
 SERVICE_LABEL = "kubernetes.io/service-name"
 

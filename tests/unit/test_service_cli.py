@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -215,7 +216,7 @@ def test_a_refused_apply_names_file_line_and_field(podnet, tmp_path: Path) -> No
 
 
 def test_load_balancer_external_ip_as_kubectl_shortens_it() -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from podnet.cli.columns import rows_for
 
@@ -224,7 +225,7 @@ def test_load_balancer_external_ip_as_kubectl_shortens_it() -> None:
                                           "ports": [{"port": 80, "nodePort": 30080}]},
                                  "status": {"loadBalancer": {"ingress": [{"ip": "192.168.200.2"},
                                                                          {"ip": "192.168.200.1"}]}}})
-    now = datetime(2025, 1, 1, 0, 1, tzinfo=timezone.utc)
+    now = datetime(2025, 1, 1, 0, 1, tzinfo=UTC)
     _, (row,) = rows_for(Service, [lb], now, wide=False, all_namespaces=False, show_labels=False)
     assert row[3] == "192.168.200.1...,203.0.113.9" and row[4] == "80:30080/TCP"
     _, (wide,) = rows_for(Service, [lb], now, wide=True, all_namespaces=False, show_labels=False)
