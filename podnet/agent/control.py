@@ -18,6 +18,7 @@ from podnet.store.open import open_store
 from .config import ControllersConfig
 from .core import Agent
 from .runner import loop_logger
+from .service_control import ServiceController
 
 LOOP = "controllers"
 log = loop_logger(LOOP)
@@ -33,6 +34,7 @@ class ControlLoop:
         self.gc_every = gc_every
         self.clock = clock
         self._last_gc = -1e9
+        self.services = ServiceController(store)
 
     def reconcile(self, snap: Any) -> None:
         pods = list(snap.of(Pod))
@@ -60,6 +62,7 @@ class ControlLoop:
                 self.store.update(scheduler.bind(pod, node), check_version=True)
             except (Conflict, NotFound):
                 pass  # changed or deleted meanwhile: the next pass decides again
+        self.services.reconcile(snap)
         if self.clock() - self._last_gc >= self.gc_every:
             self._last_gc = self.clock()
             self.collect_ipam_leaks()

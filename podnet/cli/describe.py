@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from podnet.errors import NotFound
-from podnet.model import Namespace, NetworkPolicy, Pod, Resource
+from podnet.model import Namespace, NetworkPolicy, Pod, Resource, Service
 
 from .common import (label_selector, name_choices, namespace_option, no_resources, open_resources,
                      refuse_names_with_selector, split_kind_names, user_errors)
@@ -200,7 +200,13 @@ def describe_generic(obj: Resource) -> str:
     return "\n".join(lines)
 
 
-def describe(obj: Resource) -> str:
+def describe(obj: Resource, store: Any = None) -> str:
+    """kubectl's page for ``obj``; ``store`` is read for what a page shows of other objects
+    (a Service's endpoints)."""
+    if isinstance(obj, Service):
+        from .service_output import describe_service, service_slices
+
+        return describe_service(obj, [] if store is None else service_slices(store, obj))
     if isinstance(obj, NetworkPolicy):
         return describe_network_policy(obj)
     if isinstance(obj, Pod):
@@ -231,9 +237,9 @@ def command(ctx: click.Context, args: tuple[str, ...], namespace: str | None, se
                     obj = store.get(cls, name, scope)
                     if obj is None:
                         raise NotFound(f'{cls.resource_name()} "{name}" not found')
-                    texts.append(describe(obj))
+                    texts.append(describe(obj, store))
             else:
-                texts += [describe(o) for o in store.list(cls, scope, matcher)]
+                texts += [describe(o, store) for o in store.list(cls, scope, matcher)]
     if not texts:
         click.echo(no_resources([cls for cls, _ in groups], ns), err=True)
         return

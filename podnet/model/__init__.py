@@ -2,12 +2,13 @@
 from .apps import Deployment
 from .base import Model, ObjectMeta, Resource
 from .calico import BGPConfiguration, BGPPeer, CalicoNode, IPPool
-from .core import Namespace, Node, Pod, Service
+from .core import Endpoints, Namespace, Node, Pod, Service
+from .discovery import EndpointSlice
 from .networking import NetworkPolicy
 from .registry import KINDS, kind_for, lookup_resource
 
 __all__ = [
-    "BGPConfiguration", "BGPPeer", "CalicoNode", "Deployment", "IPPool", "KINDS", "Model",
+    "BGPConfiguration", "BGPPeer", "CalicoNode", "Deployment", "Endpoints", "EndpointSlice", "IPPool", "KINDS", "Model",
     "Namespace", "NetworkPolicy", "Node", "ObjectMeta", "Pod", "Resource", "Service",
     "kind_for", "lookup_resource",
 ]
