@@ -18,6 +18,7 @@ from .apps_control import AppsController
 from .config import ControllersConfig
 from .core import Agent
 from .runner import loop_logger
+from .service_control import ServiceController
 
 LOOP = "controllers"
 log = loop_logger(LOOP)
@@ -34,6 +35,7 @@ class ControlLoop:
         self.clock = clock
         self._last_gc = -1e9
         self.apps = AppsController(store)
+        self.services = ServiceController(store)
 
     def reconcile(self, snap: Any) -> None:
         pods = list(snap.of(Pod))
@@ -46,6 +48,7 @@ class ControlLoop:
             self.apps.scheduler_events.record(pod, "Normal", "Scheduled",
                                               f"Successfully assigned {pod.namespace or 'default'}/{pod.name} to {node}")
         self.apps.gc_terminating(pods, list(snap.of(Node)))
+        self.services.reconcile(snap)
         if self.clock() - self._last_gc >= self.gc_every:
             self._last_gc = self.clock()
             self.collect_ipam_leaks()

@@ -4,14 +4,13 @@ Every object ends with its Events, as kubectl lists them (``5s (x3 over 25s)``).
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 from typing import Any
 
 import click
 
 from podnet.errors import NotFound
-from datetime import datetime, timezone
-
-from podnet.model import Event, Namespace, NetworkPolicy, Pod, Resource
+from podnet.model import Event, Namespace, NetworkPolicy, Pod, Resource, Service
 from podnet.model.core import Container, ContainerStatus
 from podnet.model.probes import Probe
 
@@ -296,7 +295,13 @@ def describe_generic(obj: Resource) -> str:
     return "\n".join(lines)
 
 
-def describe(obj: Resource, events: list[Event] | None = None) -> str:
+def describe(obj: Resource, store: Any = None, events: list[Event] | None = None) -> str:
+    """kubectl's page for ``obj``; ``store`` is read for what a page shows of other objects
+    (a Service's endpoints); ``events`` end every page but a Service's and a Namespace's."""
+    if isinstance(obj, Service):
+        from .service_output import describe_service, service_slices
+
+        return describe_service(obj, [] if store is None else service_slices(store, obj))
     if isinstance(obj, NetworkPolicy):
         return describe_network_policy(obj)
     if isinstance(obj, Namespace):
@@ -327,9 +332,9 @@ def command(ctx: click.Context, args: tuple[str, ...], namespace: str | None, se
                     obj = store.get(cls, name, scope)
                     if obj is None:
                         raise NotFound(f'{cls.resource_name()} "{name}" not found')
-                    texts.append(describe(obj, events))
+                    texts.append(describe(obj, store, events))
             else:
-                texts += [describe(o, events) for o in store.list(cls, scope, matcher)]
+                texts += [describe(o, store, events) for o in store.list(cls, scope, matcher)]
     if not texts:
         click.echo(no_resources([cls for cls, _ in groups], ns), err=True)
         return

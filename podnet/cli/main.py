@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "get": "podnet.cli.get:command",
     "label": "podnet.cli.label:command",
     "explain": "podnet.cli.policy_cmds:explain",
+    "expose": "podnet.cli.expose:command",
     "matrix": "podnet.cli.policy_cmds:matrix",
     "lint": "podnet.cli.policy_cmds:lint",
     "probe": "podnet.cli.probe_cmds:probe",

@@ -100,7 +100,8 @@ def resolve_port(dst: Endpoint, port: str | None, proto: str | None, option_prot
 
 @click.command("explain")
 @click.option("--from", "src_ref", required=True, help="Source: NAMESPACE/POD or an IP address.")
-@click.option("--to", "dst_ref", required=True, help="Destination: NAMESPACE/POD or IP, optionally :PORT[/PROTO].")
+@click.option("--to", "dst_ref", required=True,
+              help="Destination: NAMESPACE/POD, IP or svc/[NAMESPACE/]NAME, optionally :PORT[/PROTO].")
 @click.option("--protocol", "option_proto", default=None, help="TCP (default), UDP, SCTP or ICMP.")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @from_files_option
@@ -113,10 +114,17 @@ def explain(ctx: click.Context, src_ref: str, dst_ref: str, option_proto: str | 
     """Why traffic from one pod or address to another is allowed or denied, down to the rule."""
     from podnet.policy.evaluate import evaluate
     from podnet.policy.render import render_verdict
+    from podnet.policy.services import explain_service, render_service_verdict, service_ref
 
     state, _ = load_cluster(ctx, from_files, ipblock_matches_pods)
     src = state.endpoint(src_ref.strip())
     ref, port, proto = parse_target(dst_ref)
+    if (service := service_ref(ref)) is not None:  # svc/NAME: a verdict per backend, after DNAT
+        result = explain_service(state, src, service, port, proto or option_proto)
+        click.echo(json.dumps(result.to_dict(), indent=2) if output == "json" else render_service_verdict(result))
+        if trace:
+            click.echo("kernel: --trace follows one pod or address; trace a backend pod of the Service", err=True)
+        return
     dst = state.endpoint(ref)
     number, protocol = resolve_port(dst, port, proto, option_proto)
     verdict = evaluate(state, src, dst, number, protocol)

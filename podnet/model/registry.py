@@ -4,12 +4,13 @@ from __future__ import annotations
 from .apps import Deployment, ReplicaSet
 from .base import Resource
 from .calico import BGPConfiguration, BGPPeer, CalicoNode, IPPool
-from .core import Namespace, Node, Pod, Service
+from .core import Endpoints, Namespace, Node, Pod, Service
+from .discovery import EndpointSlice
 from .events import Event
 from .networking import NetworkPolicy
 
 KINDS: tuple[type[Resource], ...] = (
-    Namespace, Pod, Node, Service, Deployment, NetworkPolicy,
+    Namespace, Pod, Node, Service, Endpoints, EndpointSlice, Deployment, NetworkPolicy,
     IPPool, BGPConfiguration, BGPPeer, CalicoNode, ReplicaSet, Event,
 )
 

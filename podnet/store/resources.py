@@ -26,7 +26,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Protocol, Sequence, Union
 
 from ..errors import AlreadyExists, Conflict, NotFound, PodnetError
-from ..model import KINDS, Namespace, Resource
+from ..model import KINDS, Namespace, Resource, Service
+from ..services import admission as service_admission
 from .api import Compare, Delete, Put, Record, Store
 
 REGISTRY = "/registry/"
@@ -46,6 +47,12 @@ WatchType = Literal["ADDED", "MODIFIED", "DELETED"]
 Ref = Union[Resource, tuple[type[Resource], str, Union[str, None]]]
 
 _BY_PLURAL: dict[str, type[Resource]] = {cls.PLURAL: cls for cls in KINDS}
+#: What the API server's admission does per kind, inside the write's transaction: ``admit``
+#: gets the kind's changes and the values under ``READS``, and returns the values to store
+#: and the keys of its own to put and delete, or raises (nothing is written).
+ADMISSIONS: dict[type[Resource], Any] = {Service: service_admission}
+#: (kind, key, value asked for or None for a deletion, stored value or None)
+Change = tuple[type[Resource], str, Union[dict[str, Any], None], Union[dict[str, Any], None]]
 
 
 class Matcher(Protocol):
@@ -174,6 +181,14 @@ def _merge(desired: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
+def _merge_admitted(value: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
+    """``_merge``, except that a status the admission set replaces the stored one."""
+    new = _merge(value, stored)
+    if "status" in value:
+        new["status"] = value["status"]
+    return new
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """Every object at one revision, for pure planners: ``objects[KIND]`` is sorted by
@@ -271,8 +286,9 @@ class ResourceStore:
         for _ in range(ATTEMPTS):
             compares = [Compare(key, 0)]
             self._namespace_guard(cls, value, compares)
-            new = self._stamp(value)
-            result = self.kv.txn(compares, [Put(key, new)])
+            (admitted,), guards, writes = self._admit([(cls, key, value, None)])
+            new = self._stamp(admitted or value)
+            result = self.kv.txn(compares + guards, [Put(key, new), *writes])
             if result.succeeded:
                 return _from_dict(cls, new, result.revision)
             if key in result.failed_keys:
@@ -292,8 +308,9 @@ class ResourceStore:
             record = self._existing(cls, key, value)
             if expected is not None and record.mod_revision != expected:
                 raise _stale(cls, value, expected, record.mod_revision)
-            new = _merge(value, record.value)
-            result = self.kv.txn([Compare(key, record.mod_revision)], [Put(key, new)])
+            (admitted,), guards, writes = self._admit([(cls, key, value, record.value)])
+            new = _merge_admitted(admitted or value, record.value)
+            result = self.kv.txn([Compare(key, record.mod_revision), *guards], [Put(key, new), *writes])
             if result.succeeded:
                 return _from_dict(cls, new, result.revision)
         raise _too_busy([key])
@@ -353,24 +370,28 @@ class ResourceStore:
                 if key not in current and ns_key in current:
                     _refuse_terminating(current[ns_key], cls, value["metadata"]["name"])
             compares = [Compare(k, current[k].mod_revision if k in current else 0) for k in keys + ns_keys]
-            puts: builtins.list[Put] = []
+            admitted, guards, writes = self._admit([(cls, key, value, current[key].value if key in current else None)
+                                                    for cls, key, value in prepared])
+            puts: builtins.list[Put | Delete] = []
             plan: builtins.list[tuple[type[Resource], dict[str, Any], Action, int | None]] = []
-            for cls, key, value in prepared:
+            for (cls, key, value), admitted_value in zip(prepared, admitted):
+                value = admitted_value or value
                 record = current.get(key)
                 if record is None:
                     new = self._stamp(value)
                     puts.append(Put(key, new))
                     plan.append((cls, new, "created", None))
                     continue
-                if _comparable(value) == _comparable(record.value):
+                if _comparable(value) == _comparable(record.value) and \
+                        value.get("status", record.value.get("status")) == record.value.get("status"):
                     plan.append((cls, record.value, "unchanged", record.mod_revision))
                     continue
-                new = _merge(value, record.value)
+                new = _merge_admitted(value, record.value)
                 puts.append(Put(key, new))
                 same = _comparable(value, True) == _comparable(record.value, True)
                 plan.append((cls, new, "unchanged" if same else "configured", None))
-            if puts:
-                result = self.kv.txn(compares, puts)
+            if puts or writes:  # writes alone: an admission recording what a stored object already holds
+                result = self.kv.txn(compares + guards, puts + writes)
                 if not result.succeeded:
                     continue
                 revision = result.revision
@@ -423,7 +444,9 @@ class ResourceStore:
                     plan.settle_namespace(ns_record, self._pods_in(ns))
             if not plan.ops:
                 return [decode(current[key], cls) if key in current else None for cls, _, key in targets]
-            result = self.kv.txn([Compare(k, r.mod_revision) for k, r in plan.seen.items()], plan.ops)
+            _, guards, writes = self._admit_deletions({k: plan.seen[k] for k in plan.removed})
+            result = self.kv.txn([*(Compare(k, r.mod_revision) for k, r in plan.seen.items()), *guards],
+                                 [*plan.ops, *writes])
             if result.succeeded:
                 # A create in the namespace may have committed between our read and our txn
                 # (it guards on the namespace key, which only our txn changes): sweep it up.
@@ -447,6 +470,36 @@ class ResourceStore:
                     pass
 
     # -- internals -----------------------------------------------------------------------------
+    def _admit(self, changes: Sequence[Change]) -> tuple[builtins.list[dict[str, Any] | None], builtins.list[Compare],
+                                                         builtins.list[Put | Delete]]:
+        """Run each kind's admission over its changes: (per change the value to store, or None
+        where no admission changed it; guards on the admission's keys; its writes)."""
+        values: builtins.list[dict[str, Any] | None] = [None] * len(changes)
+        guards: builtins.list[Compare] = []
+        writes: builtins.list[Put | Delete] = []
+        for cls, admission in ADMISSIONS.items():
+            mine = [i for i, change in enumerate(changes) if change[0] is cls]
+            if not mine:
+                continue
+            records = {r.key: r for prefix in admission.READS for r in self.kv.list(prefix)[0]}
+            outcome = admission.admit([admission.Change(changes[i][1], changes[i][2], changes[i][3]) for i in mine],
+                                      {k: r.value for k, r in records.items()})
+            for i, value in zip(mine, outcome.values):
+                values[i] = value
+            guards += [Compare(k, records[k].mod_revision if k in records else 0) for k in outcome.puts]
+            guards += [Compare(k, records[k].mod_revision) for k in outcome.deletes]
+            writes += [Put(k, v) for k, v in outcome.puts.items()] + [Delete(k) for k in outcome.deletes]
+        return values, guards, writes
+
+    def _admit_deletions(self, doomed: Mapping[str, Record]) -> tuple[builtins.list[dict[str, Any] | None],
+                                                                      builtins.list[Compare], builtins.list[Put | Delete]]:
+        changes: builtins.list[Change] = []
+        for key, record in doomed.items():
+            cls = kind_of_key(key)
+            if cls in ADMISSIONS:
+                changes.append((cls, key, None, record.value))
+        return self._admit(changes) if changes else ([], [], [])
+
     def _stamp(self, value: dict[str, Any]) -> dict[str, Any]:
         """Server metadata of a new object."""
         meta = {**value["metadata"], "uid": str(uuid.uuid4()), "generation": 1,
@@ -502,7 +555,9 @@ class ResourceStore:
             leftovers = self._namespace_contents(namespaces)
             if not leftovers:
                 return
-            self.kv.txn([Compare(k, r.mod_revision) for k, r in leftovers.items()], [Delete(k) for k in leftovers])
+            _, guards, writes = self._admit_deletions(leftovers)
+            self.kv.txn([*(Compare(k, r.mod_revision) for k, r in leftovers.items()), *guards],
+                        [*(Delete(k) for k in leftovers), *writes])
 
 
 def _random_suffix() -> str:

@@ -160,7 +160,7 @@ def test_describe_lists_events_as_kubectl() -> None:
         "involvedObject": {"kind": "Pod", "name": "p", "uid": "u-1"}, "reason": "Unhealthy", "type": "Warning",
         "message": "Readiness probe failed: no", "count": 3, "source": {"component": "kubelet"},
         "firstTimestamp": "2024-01-01T00:00:00Z", "lastTimestamp": "2024-01-01T00:00:20Z"})
-    text = describe(p, [event])
+    text = describe(p, events=[event])
     assert "Readiness:     exec [cat ready] delay=0s timeout=1s period=1s #success=1 #failure=3" in text
     lines = text.splitlines()
     at = lines.index("Events:")
