@@ -41,6 +41,8 @@ from podnet.errors import PodnetError
 from podnet.kernel import netns
 from podnet.model.core import Container, Node, Pod, PodStatus, Service
 from podnet.model.probes import LifecycleHandler
+from podnet.model.secrets import ServiceAccount
+from podnet.pki import CLUSTER_CA_KEY, ClusterCA, mint_token
 from podnet.workloads import sandbox
 from podnet.workloads.env import ContainerConfigError, PodFacts, container_env, expand
 from podnet.workloads.images import WORKLOADS_DIR, UnknownImage, launch_for
@@ -120,6 +122,7 @@ class PodRunner:
         self.sandboxed = sandboxed
         self.resolv_conf_path = resolv_conf_path
         self.dns = ClusterDNS()
+        self.ca: ClusterCA | None = None
         self.node = node
         self.state_dir = state_dir
         self.cni = cni
@@ -163,6 +166,8 @@ class PodRunner:
             self.host_ip = self._host_ip(snapshot)
             self.services = tuple(snapshot.of(Service))
             self.dns = self._cluster_dns()
+            record = self.store.kv.get(CLUSTER_CA_KEY)
+            self.ca = ClusterCA.from_dict(record.value) if record is not None else None
             mine = {_key(p): p for p in snapshot.of(Pod) if p.spec.node_name == self.node}
             self.pods = mine
             for key, lp in list(self.local.items()):
@@ -335,6 +340,30 @@ class PodRunner:
         for name, text in files.items():
             with open(os.path.join(etc, name), "w") as f:
                 f.write(text)
+        if self._automount(pod):
+            assert self.ca is not None
+            ns = pod.namespace or "default"
+            account = pod.spec.service_account_name or pod.spec.service_account or "default"
+            token = mint_token(self.ca, ns, account, pod.name, pod.metadata.uid or "", self.clock())
+            secrets_dir = self._service_account_dir(lp)
+            os.makedirs(secrets_dir, mode=0o755, exist_ok=True)
+            for name, text in (("token", token), ("ca.crt", self.ca.cert_pem), ("namespace", ns)):
+                with open(os.path.join(secrets_dir, name), "w") as f:
+                    f.write(text)
+
+    def _service_account_dir(self, lp: LocalPod) -> str:
+        return os.path.join(self._logdir(lp), "serviceaccount")
+
+    def _automount(self, pod: Pod) -> bool:
+        """A token for the pod's ServiceAccount unless the pod (or else the account) opts out,
+        in a cluster whose control plane issues them."""
+        if self.ca is None or not self.sandboxed:
+            return False
+        if pod.spec.automount_service_account_token is not None:
+            return pod.spec.automount_service_account_token
+        account = self.store.get(ServiceAccount, pod.spec.service_account_name or pod.spec.service_account or "default",
+                                 pod.namespace or "default")
+        return not (isinstance(account, ServiceAccount) and account.automount_service_account_token is False)
 
     def _sandbox_spec(self, lp: LocalPod, st: ContainerState, pod: Pod | None) -> sandbox.SandboxSpec:
         c = next((c for c in pod.spec.containers if c.name == st.name), None) if pod is not None else None
@@ -343,7 +372,9 @@ class PodRunner:
         return sandbox.SandboxSpec(
             hostname=host, privileges=sandbox.privileges(c.security_context if c is not None else None),
             files={f"/etc/{name}": os.path.join(etc, name) for name in ("hosts", "hostname", "resolv.conf")},
-            binds={sandbox.PODBIN: self.podbin}, host_dirs=(WORKLOADS_DIR, sys.prefix),
+            binds={sandbox.PODBIN: self.podbin, **({sandbox.SERVICE_ACCOUNT_DIR: self._service_account_dir(lp)}
+                                                  if os.path.isdir(self._service_account_dir(lp)) else {})},
+            host_dirs=(WORKLOADS_DIR, sys.prefix),
             workdir=(c.working_dir if c is not None and c.working_dir else "/"))
 
     def _spawn(self, lp: LocalPod, st: ContainerState, pod: Pod | None = None) -> None:
