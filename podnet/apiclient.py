@@ -186,9 +186,10 @@ class Informer:
             self.on_change(event)
 
     def run(self, stop: threading.Event) -> None:
-        """Until ``stop``: list, then watch and resume; list again on 410; keep what it knows
-        (and retry) while the server cannot be reached."""
-        need_list = True
+        """Until ``stop``: list (unless it has listed before: then it resumes from its
+        resourceVersion), watch and resume; list again on 410; keep what it knows (and
+        retry) while the server cannot be reached."""
+        need_list = not self.synced.is_set()
         while not stop.is_set():
             try:
                 if need_list:
