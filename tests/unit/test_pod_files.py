@@ -8,8 +8,7 @@ import pytest
 
 from podnet.model.core import Pod
 from podnet.workloads import sandbox
-from podnet.workloads.podfiles import (ClusterDNS, ResolvConf, hostname_file, hosts_file, parse_resolv_conf,
-                                       resolv_conf)
+from podnet.workloads.podfiles import ClusterDNS, ResolvConf, hostname_file, hosts_file, parse_resolv_conf, resolv_conf
 
 NODE = parse_resolv_conf("# generated\nnameserver 192.0.2.1\nnameserver 192.0.2.2\nsearch corp.example. lab.example\n"
                          "options timeout:2 rotate\n")
