@@ -45,7 +45,7 @@ from podnet.model.secrets import ServiceAccount
 from podnet.pki import CLUSTER_CA_KEY, ClusterCA, mint_token
 from podnet.workloads import sandbox
 from podnet.workloads.env import ContainerConfigError, PodFacts, container_env, expand
-from podnet.workloads.images import WORKLOADS_DIR, UnknownImage, launch_for
+from podnet.workloads.images import PACKAGE_DIR, UnknownImage, launch_for
 from podnet.workloads.podfiles import DNS_CONFIG_KEY, ClusterDNS, hostname_file, hosts_file, parse_resolv_conf, resolv_conf
 from podnet.workloads.records import (ContainerState, LocalPod, load_pods, pod_dir, pods_dir, proc_start_time,
                                       record_path, sandbox_owner, save_pod, stop_recorded)
@@ -374,7 +374,7 @@ class PodRunner:
             files={f"/etc/{name}": os.path.join(etc, name) for name in ("hosts", "hostname", "resolv.conf")},
             binds={sandbox.PODBIN: self.podbin, **({sandbox.SERVICE_ACCOUNT_DIR: self._service_account_dir(lp)}
                                                   if os.path.isdir(self._service_account_dir(lp)) else {})},
-            host_dirs=(WORKLOADS_DIR, sys.prefix),
+            host_dirs=(PACKAGE_DIR, sys.prefix),  # built-in workloads run podnet's code
             workdir=(c.working_dir if c is not None and c.working_dir else "/"))
 
     def _spawn(self, lp: LocalPod, st: ContainerState, pod: Pod | None = None) -> None:

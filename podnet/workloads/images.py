@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from podnet.errors import PodnetError
 from podnet.model.core import Container, Pod
 
-WORKLOADS_DIR = os.path.dirname(os.path.abspath(__file__))  # visible read-only inside every sandbox
+WORKLOADS_DIR = os.path.dirname(os.path.abspath(__file__))
+PACKAGE_DIR = os.path.dirname(WORKLOADS_DIR)  # podnet's code: visible read-only inside every sandbox
 SERVE_SCRIPT = os.path.join(WORKLOADS_DIR, "serve.py")
 GRPC_SCRIPT = os.path.join(WORKLOADS_DIR, "grpc_server.py")
 WGET_SCRIPT = os.path.join(WORKLOADS_DIR, "wget.py")

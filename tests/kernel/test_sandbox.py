@@ -9,7 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from podnet.model import Node
+from podnet.model import Endpoints, Node
+from podnet.pki import CLUSTER_CA_KEY, new_cluster_ca
 from podnet.testing import leaks
 from podnet.testing.cni_lab import make_node_ns
 from podnet.workloads.podfiles import parse_resolv_conf
@@ -17,6 +18,7 @@ from podnet.workloads.podfiles import parse_resolv_conf
 from test_pods import Cluster
 
 pytestmark = pytest.mark.kernel
+NODE_IP = "192.168.200.1"  # make_node_ns's address: where the API server listens
 
 PODS = """
 apiVersion: v1
@@ -32,6 +34,7 @@ spec:
   hostname: netops
   subdomain: tools
   dnsPolicy: None
+  automountServiceAccountToken: false
   dnsConfig: {nameservers: [192.0.2.53], searches: [corp.example], options: [{name: ndots, value: "2"}]}
   hostAliases: [{ip: 192.0.2.10, hostnames: [db.example]}]
   containers:
@@ -53,11 +56,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, prefixes: leaks.Prefixes) 
     c = Cluster(state, node, node_ns)
     try:
         c.store.create(Node.model_validate({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node},
-                                            "status": {"addresses": [{"type": "InternalIP", "address": "192.168.200.1"}]}}))
+                                            "status": {"addresses": [{"type": "InternalIP", "address": NODE_IP}]}}))
+        c.store.kv.create(CLUSTER_CA_KEY, new_cluster_ca().to_dict())  # what `podnet up` makes
         c.start("agent", "--node", node, "--resync", "0.3", ns=node_ns)
         c.start("controllers", "--resync", "0.3")
+        c.start("apiserver", "--advertise-address", NODE_IP, ns=node_ns)
         c.apply(PODS)
         c.wait("box Running", lambda: c.running("box"), timeout=30)
+        c.wait("apiserver serving", lambda: c.store.get(Endpoints, "kubernetes", "default") is not None)
         yield c
     finally:
         c.stop()
@@ -136,3 +142,48 @@ def test_wget_honours_timeout_inside_pods(cluster: Cluster) -> None:
     assert "wget: download timed out" in out and "rc=1" in out and "Segmentation" not in out, out
     code, out = sh(c, "box", "timeout 5 wget -T 1 -q -O /dev/null http://127.0.0.1:1/; echo rc=$?")
     assert "wget: can't connect to remote host (127.0.0.1): Connection refused" in out and "rc=1" in out, out
+
+
+IN_CLUSTER = """
+import sys
+from podnet.apiclient import ApiClient, ApiError
+client = ApiClient.in_cluster()
+try:
+    print(sorted(p["metadata"]["name"] for p in client.list("/api/v1/pods")[0]))
+except ApiError as exc:
+    print(exc.code, exc.message)
+"""
+
+READER = """
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "pod-reader"}
+rules: [{apiGroups: [""], resources: [pods], verbs: [list, watch]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "pod-reader"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "pod-reader"}
+subjects: [{kind: ServiceAccount, name: default, namespace: default}]
+"""
+
+
+def test_pods_read_the_api_with_their_service_account_token(cluster: Cluster) -> None:
+    import sys
+
+    c = cluster
+    code, out = sh(c, "box", "ls /var/run/secrets/kubernetes.io/serviceaccount; "
+                             "cat /var/run/secrets/kubernetes.io/serviceaccount/namespace")
+    assert out.split() == ["ca.crt", "namespace", "token", "default"], out
+    code, out = sh(c, "admin", "ls /var/run/secrets/kubernetes.io/serviceaccount")
+    assert code != 0, "automountServiceAccountToken: false"
+    ep = c.store.get(Endpoints, "kubernetes", "default")
+    assert ep is not None and ep.to_dict()["subsets"][0]["addresses"] == [{"ip": NODE_IP}]
+
+    def in_cluster() -> str:  # the client a pod's program uses, run inside the pod
+        r = c.cli("exec", "box", "--", "env", f"KUBERNETES_SERVICE_HOST={NODE_IP}", "KUBERNETES_SERVICE_PORT=6443",
+                  sys.executable, "-c", IN_CLUSTER, check=False)
+        return r.stdout + r.stderr
+    assert in_cluster().startswith('403 pods is forbidden: User "system:serviceaccount:default:default" cannot list')
+    c.apply(READER)
+    assert in_cluster().strip() == "['admin', 'box']"
