@@ -35,7 +35,7 @@ spec:
   subdomain: tools
   dnsPolicy: None
   automountServiceAccountToken: false
-  dnsConfig: {nameservers: [192.0.2.53], searches: [corp.example], options: [{name: ndots, value: "2"}]}
+  dnsConfig: {nameservers: [127.0.0.1], searches: [corp.example], options: [{name: ndots, value: "2"}]}
   hostAliases: [{ip: 192.0.2.10, hostnames: [db.example]}]
   containers:
   - name: c
@@ -112,7 +112,7 @@ def test_pod_hostname_files_and_resolv_conf_are_the_kubelets(cluster: Cluster) -
     c.wait("admin Running", lambda: c.pod("admin").status.phase == "Running", timeout=30)
     code, out = sh(c, "admin", "hostname; cat /etc/resolv.conf; grep -v '^#' /etc/hosts | grep . | tail -2")
     admin_ip = c.pod("admin").status.pod_ip
-    assert out.splitlines() == ["netops", "search corp.example", "nameserver 192.0.2.53", "options ndots:2",
+    assert out.splitlines() == ["netops", "search corp.example", "nameserver 127.0.0.1", "options ndots:2",
                                 f"{admin_ip}\tnetops.tools.default.svc.cluster.local\tnetops",
                                 "192.0.2.10\tdb.example"], out
 
@@ -187,3 +187,28 @@ def test_pods_read_the_api_with_their_service_account_token(cluster: Cluster) ->
     assert in_cluster().startswith('403 pods is forbidden: User "system:serviceaccount:default:default" cannot list')
     c.apply(READER)
     assert in_cluster().strip() == "['admin', 'box']"
+
+
+QUERIES = """
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 53))
+s.settimeout(2)
+try:
+    while True:
+        data = s.recv(512)
+        labels, i = [], 12
+        while data[i]:
+            labels.append(data[i + 1:i + 1 + data[i]].decode())
+            i += 1 + data[i]
+        print(".".join(labels), flush=True)
+except OSError:
+    pass
+"""
+
+
+def test_nslookup_asks_the_pods_nameserver_with_its_search_path(cluster: Cluster) -> None:
+    c = cluster
+    code, out = sh(c, "admin", f"python3 -c '{QUERIES}' > /tmp/queries & sleep 0.5; "
+                               "nslookup -timeout=1 web >/dev/null 2>&1; sleep 2; cat /tmp/queries")
+    assert "web.corp.example" in out.split(), out
