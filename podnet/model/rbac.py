@@ -6,14 +6,14 @@ names a Role in its own namespace or a ClusterRole; a ClusterRoleBinding only a 
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Final, Literal
 
 from pydantic import Field, model_validator
 
 from .base import Model, Resource
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
-API_VERSION = f"{RBAC_GROUP}/v1"
+RBAC_V1: Final = "rbac.authorization.k8s.io/v1"
 
 
 class PolicyRule(Model):
@@ -56,49 +56,49 @@ class RoleRef(Model):
 
 
 class Role(Resource):
-    API_VERSION: ClassVar[str] = API_VERSION
+    API_VERSION: ClassVar[str] = RBAC_V1
     KIND: ClassVar[str] = "Role"
     PLURAL: ClassVar[str] = "roles"
     NAME_RULE: ClassVar[str] = "path-segment"
 
-    api_version: Literal["rbac.authorization.k8s.io/v1"] = API_VERSION
+    api_version: Literal["rbac.authorization.k8s.io/v1"] = RBAC_V1
     kind: Literal["Role"] = "Role"
     rules: list[PolicyRule] = Field(default_factory=list)
 
 
 class ClusterRole(Resource):
-    API_VERSION: ClassVar[str] = API_VERSION
+    API_VERSION: ClassVar[str] = RBAC_V1
     KIND: ClassVar[str] = "ClusterRole"
     PLURAL: ClassVar[str] = "clusterroles"
     NAMESPACED: ClassVar[bool] = False
     NAME_RULE: ClassVar[str] = "path-segment"
 
-    api_version: Literal["rbac.authorization.k8s.io/v1"] = API_VERSION
+    api_version: Literal["rbac.authorization.k8s.io/v1"] = RBAC_V1
     kind: Literal["ClusterRole"] = "ClusterRole"
     rules: list[PolicyRule] = Field(default_factory=list)
     aggregation_rule: dict[str, Any] | None = None  # kept as given; not aggregated
 
 
 class RoleBinding(Resource):
-    API_VERSION: ClassVar[str] = API_VERSION
+    API_VERSION: ClassVar[str] = RBAC_V1
     KIND: ClassVar[str] = "RoleBinding"
     PLURAL: ClassVar[str] = "rolebindings"
     NAME_RULE: ClassVar[str] = "path-segment"
 
-    api_version: Literal["rbac.authorization.k8s.io/v1"] = API_VERSION
+    api_version: Literal["rbac.authorization.k8s.io/v1"] = RBAC_V1
     kind: Literal["RoleBinding"] = "RoleBinding"
     subjects: list[Subject] = Field(default_factory=list)
     role_ref: RoleRef
 
 
 class ClusterRoleBinding(Resource):
-    API_VERSION: ClassVar[str] = API_VERSION
+    API_VERSION: ClassVar[str] = RBAC_V1
     KIND: ClassVar[str] = "ClusterRoleBinding"
     PLURAL: ClassVar[str] = "clusterrolebindings"
     NAMESPACED: ClassVar[bool] = False
     NAME_RULE: ClassVar[str] = "path-segment"
 
-    api_version: Literal["rbac.authorization.k8s.io/v1"] = API_VERSION
+    api_version: Literal["rbac.authorization.k8s.io/v1"] = RBAC_V1
     kind: Literal["ClusterRoleBinding"] = "ClusterRoleBinding"
     subjects: list[Subject] = Field(default_factory=list)
     role_ref: RoleRef
