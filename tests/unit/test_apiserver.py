@@ -33,6 +33,15 @@ metadata: {name: "system:reader"}
 rules: [{apiGroups: [""], resources: [pods, services], verbs: [get, list, watch]}]
 """
 
+READ_ALL = READER + """
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: read}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:reader"}
+subjects: [{kind: ServiceAccount, name: default, namespace: default}]
+"""
+
 
 @dataclass
 class Api:
@@ -178,14 +187,7 @@ def _collect(events: Iterator[WatchEvent], n: int) -> list[tuple[str, str]]:
 
 
 def test_watch_streams_changes_selector_moves_bookmarks_and_410(api: Api) -> None:
-    api.apply(READER + """
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {name: read}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:reader"}
-subjects: [{kind: ServiceAccount, name: default, namespace: default}]
-""")
+    api.apply(READ_ALL)
     client = api.client(api.token("default", "client"))
     _, version = client.list(resource_path("pods"))
     events = client.watch(resource_path("pods"), version, label_selector="app=web", timeout_seconds=10)
@@ -221,14 +223,7 @@ subjects: [{kind: ServiceAccount, name: default, namespace: default}]
 
 
 def test_informer_follows_and_relists_after_410(api: Api) -> None:
-    api.apply(READER + """
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {name: read}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:reader"}
-subjects: [{kind: ServiceAccount, name: default, namespace: default}]
-""")
+    api.apply(READ_ALL)
     seen: list[str] = []
     informer = Informer(api.client(api.token("default", "client")), resource_path("pods"), watch_timeout=1,
                         on_change=lambda ev: seen.append(ev.type if ev else "RELIST"))
