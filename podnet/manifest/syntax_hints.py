@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Iterator
 
 import yaml
 
@@ -47,27 +48,34 @@ def _shape(line: str) -> _Shape | None:
     return _Shape(indent, None, indent, None)
 
 
+def _paths(lines: list[str]) -> Iterator[tuple[int, Path]]:
+    """(index, best-effort field path) of each line, from indentation alone, in one pass."""
+    stack: list[tuple[str, int, str | int]] = []  # (kind, column, segment)
+    for index, line in enumerate(lines):
+        shape = _shape(line)
+        if shape is not None:
+            if shape.item_col is not None:
+                col = shape.item_col
+                while stack and stack[-1][1] > col:
+                    stack.pop()
+                position = 0
+                if stack and stack[-1][0] == "item" and stack[-1][1] == col:
+                    position = int(stack.pop()[2]) + 1
+                stack.append(("item", col, position))
+            else:
+                while stack and stack[-1][1] >= shape.key_col:
+                    stack.pop()
+            if shape.key is not None:
+                stack.append(("key", shape.key_col, shape.key))
+        yield index, tuple(seg for _, _, seg in stack)
+
+
 def path_at_line(lines: list[str], index: int) -> Path:
     """Best-effort field path of ``lines[index]`` (0-based) from indentation alone."""
-    stack: list[tuple[str, int, str | int]] = []  # (kind, column, segment)
-    for line in lines[: index + 1]:
-        shape = _shape(line)
-        if shape is None:
-            continue
-        if shape.item_col is not None:
-            col = shape.item_col
-            while stack and stack[-1][1] > col:
-                stack.pop()
-            position = 0
-            if stack and stack[-1][0] == "item" and stack[-1][1] == col:
-                position = int(stack.pop()[2]) + 1
-            stack.append(("item", col, position))
-        else:
-            while stack and stack[-1][1] >= shape.key_col:
-                stack.pop()
-        if shape.key is not None:
-            stack.append(("key", shape.key_col, shape.key))
-    return tuple(seg for _, _, seg in stack)
+    for at, path in _paths(lines[: index + 1]):
+        if at == index:
+            return path
+    return ()
 
 
 def _slip(line: str) -> tuple[str, str] | None:
@@ -93,15 +101,20 @@ def _slip(line: str) -> tuple[str, str] | None:
     return None
 
 
-def lint_lines(text: str, filename: str, start_line: int = 1) -> list[FieldProblem]:
-    """Every line (from ``start_line``, 1-based) showing a known slip, as located problems."""
+def lint_lines(text: str, filename: str, start_line: int = 1, limit: int | None = None) -> list[FieldProblem]:
+    """Every line (from ``start_line``, 1-based) showing a known slip, as located problems; at
+    most ``limit`` of them."""
     lines = text.splitlines()
-    found = []
-    for index in range(max(start_line - 1, 0), len(lines)):
+    found: list[FieldProblem] = []
+    for index, path in _paths(lines):
+        if index < start_line - 1:
+            continue
         slip = _slip(lines[index])
         if slip:
             indent = len(lines[index]) - len(lines[index].lstrip())
-            found.append(FieldProblem(path_at_line(lines, index), slip[0], Location(filename, index + 1, indent + 1), hint=slip[1]))
+            found.append(FieldProblem(path, slip[0], Location(filename, index + 1, indent + 1), hint=slip[1]))
+            if limit is not None and len(found) >= limit:
+                break
     return found
 
 
