@@ -117,12 +117,15 @@ def labels_text(labels: dict[str, str]) -> str:
 
 class _KubectlDumper(yaml.SafeDumper):
     """Quotes strings that would read back as another type with double quotes, as kubectl
-    does (``resourceVersion: "5"``, ``access: "true"``)."""
+    does (``resourceVersion: "5"``, ``access: "true"``, ``"y"``, ``"1e5"``): for PyYAML and for
+    go-yaml, which reads ``y`` as a boolean and ``1e5`` as a number."""
 
 
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    from podnet.manifest.scalars import STR, resolve_plain
+
     implicit = dumper.resolve(yaml.ScalarNode, value, (True, False))
-    style = '"' if implicit != "tag:yaml.org,2002:str" else None
+    style = '"' if implicit != STR or resolve_plain(value)[0] != STR else None
     if "\n" in value:
         style = "|"
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
@@ -131,10 +134,15 @@ def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
 _KubectlDumper.add_representer(str, _represent_str)
 
 
+def yaml_text(value: Any, sort_keys: bool = True, flow: bool = False) -> str:
+    """``value`` as YAML that kubectl and podnet read back as the same value."""
+    return yaml.dump(value, Dumper=_KubectlDumper, sort_keys=sort_keys, default_flow_style=None if flow else False,
+                     allow_unicode=True)
+
+
 def to_yaml(objs: Sequence[Resource], single: bool) -> str:
     """One object as itself; several (or a query for many) as a ``kind: List``, as kubectl."""
-    return yaml.dump(_document(objs, single), Dumper=_KubectlDumper, sort_keys=True,
-                     default_flow_style=False, allow_unicode=True)
+    return yaml_text(_document(objs, single))
 
 
 def to_json(objs: Sequence[Resource], single: bool) -> str:
