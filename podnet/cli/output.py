@@ -164,3 +164,29 @@ def _document(objs: Sequence[Resource], single: bool) -> dict[str, Any]:
         return _clean(objs[0])
     return {"apiVersion": "v1", "items": [_clean(o) for o in objs], "kind": "List",
             "metadata": {"resourceVersion": ""}}
+
+
+#: Characters of `matrix` tables printed to a terminal; larger ones are summarised.
+TERMINAL_TABLE_LIMIT = 1 << 20
+
+
+def to_terminal() -> bool:
+    import sys
+
+    return sys.stdout.isatty()
+
+
+def matrix_summary(result: Any) -> str | None:
+    """Counts instead of a connectivity table too large for a terminal (a 2,000-pod table is
+    hundreds of MB); None when the table fits, or when the output is a pipe or a file."""
+    n = len(result.pods)
+    size = len(result.keys) * n * (n + 1) * (1 + sum(len(p) for p in result.pods) // max(n, 1))
+    if size <= TERMINAL_TABLE_LIMIT or not to_terminal():
+        return None
+    lines = [f"{n:,} pods: the table would be about {size >> 20:,} MiB, too large for a terminal"]
+    for key in result.keys:
+        allowed = sum(bin(row).count("1") for row in result.rows[key])
+        lines.append(f"  {key}: {allowed:,} of {n * n:,} connections allowed ({100 * allowed / (n * n):.1f} %)")
+    lines.append("narrow it with -n NAMESPACE, or send it to a file or a pipe (-o csv gives one line per cell, "
+                 "-o json one document)")
+    return "\n".join(lines)

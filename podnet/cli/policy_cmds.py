@@ -33,8 +33,14 @@ ipblock_option = click.option(
 # --- reading the cluster ------------------------------------------------------------------
 
 
+#: Offline, a Deployment stands for at most this many replicas: more identical pods without IPs
+#: would say nothing new (and `replicas: 1000000` would be a million pods).
+STAND_INS = 10
+
+
 def _deployment_pods(dep: Deployment, existing: set[tuple[str, frozenset]]) -> list[Pod]:
-    """Offline only: a Deployment without pods in the files stands for its replicas (no IPs yet)."""
+    """Offline only: a Deployment without pods in the files stands for its replicas (no IPs
+    yet), at most STAND_INS of them."""
     ns = dep.metadata.namespace or "default"
     labels = dict(dep.spec.template.metadata.labels)
     if (ns, frozenset(labels.items())) in existing:
@@ -44,7 +50,7 @@ def _deployment_pods(dep: Deployment, existing: set[tuple[str, frozenset]]) -> l
             "metadata": {"name": f"{dep.metadata.name}-{i}", "namespace": ns, "labels": labels},
             "spec": dep.spec.template.spec.to_dict(),
         })
-        for i in range(max(dep.spec.replicas, 1))
+        for i in range(min(max(dep.spec.replicas, 1), STAND_INS))
     ]
 
 
@@ -81,7 +87,7 @@ def load_cluster(ctx: click.Context, from_files: Sequence[str], ipblock_matches_
     else:
         from podnet.store.open import open_store
 
-        store = open_store(state_dir(ctx), bootstrap=False)
+        store = open_store(state_dir(ctx), bootstrap=False, create=False)
         try:
             snap = store.snapshot()
         finally:
@@ -119,6 +125,17 @@ def parse_target(text: str) -> tuple[str, str | None, str | None]:
         raise PodnetError(f"cannot read target {text!r}", hint="write NAMESPACE/POD or IP, optionally :PORT or :PORT/PROTO")
     ref = match.group("ref").strip("[]")
     return ref, match.group("port"), match.group("proto")
+
+
+def pod_ref(text: str) -> str:
+    """``client2`` → ``default/client2`` (kubectl's default namespace); ``ns/pod`` and IP
+    addresses as they are."""
+    text = text.strip()
+    try:
+        ipaddress.ip_address(text)
+        return text
+    except ValueError:
+        return text if "/" in text else f"default/{text}"
 
 
 def _resolve_port(dst: Endpoint, port: str | None, proto: str | None, option_proto: str | None) -> tuple[int | None, str]:
@@ -161,9 +178,9 @@ def explain(ctx: click.Context, src_ref: str, dst_ref: str, option_proto: str | 
     from podnet.policy.render import render_verdict
 
     state, _ = load_cluster(ctx, from_files, ipblock_matches_pods)
-    src = state.endpoint(src_ref.strip())
+    src = state.endpoint(pod_ref(src_ref))
     ref, port, proto = parse_target(dst_ref)
-    dst = state.endpoint(ref)
+    dst = state.endpoint(pod_ref(ref))
     number, protocol = _resolve_port(dst, port, proto, option_proto)
     verdict = evaluate(state, src, dst, number, protocol)
     if output == "json":
@@ -200,6 +217,12 @@ def matrix(ctx: click.Context, namespaces: tuple[str, ...], ports_text: str | No
         if not result.pods:
             click.echo("no pods")
             return
+        from .output import matrix_summary
+
+        summary = matrix_summary(result)
+        if summary is not None:  # a table too large for a terminal (a pipe or a file gets it)
+            click.echo(summary)
+            return
         click.echo("\n\n".join(result.render_table(key) for key in result.keys))
 
 
@@ -231,13 +254,18 @@ def lint(ctx: click.Context, files: tuple[str, ...], from_files: tuple[str, ...]
         ctx.exit(1)
         return
     warnings = run_lint(state, locate)
+    skipped = [] if state.pods else [
+        "no pods in the input, so the checks of what the selectors select were skipped: add the pods "
+        "(a `kubectl get pods -A -o yaml` dump will do) to run them"]
     if output == "json":
-        click.echo(json.dumps({"errors": [], "warnings": [w.to_dict() for w in warnings]}, indent=2))
+        click.echo(json.dumps({"errors": [], "warnings": [w.to_dict() for w in warnings], "notes": skipped}, indent=2))
     else:
         for w in warnings:
             click.echo(f"warning: {w}")
         if not warnings:
             click.echo(f"no findings ({len(state.policies)} policies, {len(state.pods)} pods)")
+        for note in skipped:
+            click.echo(f"note: {note}")
     if warnings:
         ctx.exit(1)
 

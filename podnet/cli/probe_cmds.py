@@ -39,7 +39,7 @@ def load_running(ctx: click.Context) -> Running:
     from podnet.model import Pod
     from podnet.store.open import open_store
 
-    store = open_store(state_dir(ctx), bootstrap=False)
+    store = open_store(state_dir(ctx), bootstrap=False, create=False)
     try:
         snap = store.snapshot()
     finally:
@@ -208,10 +208,11 @@ def _explain_with_trace() -> click.Command:
         port = None if protocol == ICMP or not port_text or not port_text.isdigit() else int(port_text)
         if protocol != ICMP and port is None:
             running = load_running(ctx)
-            dst = running.state.endpoint(ref)
+            dst = running.state.endpoint(policy_cmds.pod_ref(ref))
             port, protocol = policy_cmds._resolve_port(dst, port_text, proto, kwargs.get("option_proto"))
         to_stderr = kwargs.get("output") == "json"  # keep stdout valid JSON
-        for line in kernel_trace(ctx, kwargs["src_ref"].strip(), ref, port, protocol):
+        for line in kernel_trace(ctx, policy_cmds.pod_ref(kwargs["src_ref"]), policy_cmds.pod_ref(ref), port,
+                                 protocol):
             click.echo(line, err=to_stderr)
 
     trace = click.Option(["--trace"], is_flag=True,

@@ -102,7 +102,7 @@ def load_text(text: str, filename: str = STDIN_NAME) -> list[Loaded]:
     """Every object in ``text``; raises ValidationError listing every problem found."""
     loaded, problems = _parse(text, filename)
     if problems:
-        raise ValidationError(problems)
+        raise ValidationError(problems, outcome=None)
     return loaded
 
 
@@ -181,7 +181,7 @@ def load_paths(paths: Sequence[str], recursive: bool = False, stdin: IO[str] | I
             loaded += found
             problems += errs
     if problems:
-        raise ValidationError(problems)
+        raise ValidationError(problems, outcome=None)
     return loaded
 
 
