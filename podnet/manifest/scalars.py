@@ -53,7 +53,8 @@ _HINT = {**{c: "S" for c in "+-"}, **{c: "D" for c in "0123456789"}, **{c: "M" f
 #: The words go-yaml reads as something other than a string (booleans, nulls, .inf, <<).
 WORDS = frozenset(_WORDS)
 _YAML_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
-_DIGITS = {2: "01", 8: "01234567", 10: "0123456789", 16: "0123456789abcdefABCDEF"}
+_DIGITS = {2: re.compile("[01]{1,64}"), 8: re.compile("[0-7]{1,22}"), 10: re.compile("[0-9]{1,20}"),
+           16: re.compile("[0-9a-fA-F]{1,16}")}  # more digits cannot fit 64 bits
 _TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"
                         r"([Tt][0-9]{1,2}:[0-9]{1,2}:[0-9]{1,2}(\.[0-9]+)?(Z|[-+][0-9]{2}:[0-9]{2})"
                         r"| [0-9]{1,2}:[0-9]{1,2}:[0-9]{1,2}(\.[0-9]+)?)?")
@@ -71,8 +72,8 @@ def _go_parse_int(text: str) -> int | None:
             base, body = {"b": 2, "o": 8, "x": 16}[prefix], body[2:]
         else:
             base, body = 8, body[1:]
-    if not body or len(body) > 64 or any(c not in _DIGITS[base] for c in body):
-        return None  # more than 64 digits cannot fit 64 bits in any base
+    if not _DIGITS[base].fullmatch(body.lstrip("0") or "0"):
+        return None
     value = sign * int(body, base)
     if INT64_MIN <= value <= INT64_MAX or (text[0] != "-" and text[0] != "+" and value <= UINT64_MAX):
         return value
@@ -89,6 +90,8 @@ def _go_parse_float(text: str) -> float | None:
 
 def resolve_plain(text: str) -> tuple[str, Any]:
     """(tag, value) of an unquoted, untagged scalar, as go-yaml's resolve() decides."""
+    if text.isdigit() and text.isascii() and len(text) < 19 and (text[0] != "0" or len(text) == 1):
+        return INT, int(text)  # the common case: a plain decimal number
     hint = _HINT.get(text[:1], "N") if text else "N"
     if hint == "N" and text:
         return STR, text

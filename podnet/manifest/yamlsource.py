@@ -156,16 +156,16 @@ class _Builder:
         if alias:
             self.from_aliases += count
         if self.nodes > limits.MAX_NODES:
-            raise TooMuch(FieldProblem(self._child()[:5], f"more than {limits.MAX_NODES:,} values in one input",
+            raise TooMuch(FieldProblem(self.path()[:5], f"more than {limits.MAX_NODES:,} values in one input",
                                        self.location(pos),
                                        hint="split the input into several files (each is read on its own)"))
         if alias and limits.excessive_aliasing(self.decoded, self.from_aliases):
-            raise TooMuch(FieldProblem(self._child()[:5], "document contains excessive aliasing",
+            raise TooMuch(FieldProblem(self.path()[:5], "document contains excessive aliasing",
                                        self.location(pos),
                                        hint="aliases (*name) here stand for far more values than the text holds; "
                                             "write the values out, or use fewer aliases"))
 
-    def _child(self) -> Path:
+    def path(self) -> Path:
         """The field path of the next value (a key's or a discarded value's: the mapping's)."""
         top = self.top
         if top is None:
@@ -178,16 +178,21 @@ class _Builder:
         return top.path + (key,)
 
     # -- events ------------------------------------------------------------------------------
-    def _start(self, event: ev.CollectionStartEvent) -> None:
-        pos = _pack(event.start_mark)
-        self._count(1, pos)
-        path = self._child()
+    def _start(self, event: Any) -> None:  # a CollectionStartEvent
+        mark = event.start_mark
+        pos = (mark.line + 1) * LINE + mark.column + 1
+        self.nodes += 1
+        self.decoded += 1
+        if self.nodes > limits.MAX_NODES:
+            self._count(0, pos)
+        top = self.top
+        path = top.path + (len(top.mirror),) if top is not None and not top.is_map else self.path()
         if len(self.stack) >= limits.MAX_DEPTH:
             raise TooMuch(FieldProblem(path[:5], f"nested more than {limits.MAX_DEPTH} levels deep", self.location(pos),
                                        hint="no Kubernetes object is nested this deep: is a bracket or an "
                                             "indentation runaway?"))
-        if event.tag not in _COLLECTION_TAGS:
-            self.problem(path, f"unknown tag {scalars.short_tag(event.tag or '')!r}", pos,
+        if event.tag is not None and event.tag not in _COLLECTION_TAGS:
+            self.problem(path, f"unknown tag {scalars.short_tag(event.tag)!r}", pos,
                          hint="remove the tag: podnet reads YAML's own types only (as kubectl does, it does "
                               "not construct application types)")
         if event.anchor is not None:
@@ -198,14 +203,17 @@ class _Builder:
 
     def _end(self, event: ev.CollectionEndEvent) -> None:
         frame = self.stack.pop()
-        self.top = self.stack[-1] if self.stack else None
+        top = self.top = self.stack[-1] if self.stack else None
         if frame.merges:
             self._merge(frame)
         if frame.anchor is not None:
             self.open_anchors.discard(frame.anchor)
             self.anchors[frame.anchor] = (frame.value, frame.mirror, self.decoded - frame.first_node)
+        if top is not None and not top.is_map:  # the common case, kept short: an item of a list
+            top.value.append(frame.value)
+            top.mirror.append((frame.pos, frame.mirror))
+            return
         self._give(frame.value, frame.mirror, frame.pos, True)
-
 
     def _scalar(self, event: Any) -> None:  # a ScalarEvent (libyaml's marks are never None)
         mark = event.start_mark
@@ -241,23 +249,22 @@ class _Builder:
             self._check_number(value, text, pos)
         if event.anchor is not None:
             self.anchors[event.anchor] = (value, None if value is text else text, 1)
-            self.open_anchors.discard(event.anchor)
         self._give(value, None if value is text else text, pos, False)
 
     def _tagged(self, tag: str, text: str, pos: int) -> Any:
         try:
             return scalars.construct_tagged(tag, text)
         except ValueError as exc:
-            self.problem(self._child(), str(exc), pos, hint="remove the tag, or write a value of its type")
+            self.problem(self.path(), str(exc), pos, hint="remove the tag, or write a value of its type")
             return text
 
     def _check_number(self, value: Any, text: str, pos: int) -> None:
         if isinstance(value, float) and not math.isfinite(value):
-            self.problem(self._child(), f"{text} cannot be sent to the API server (JSON has no infinity or NaN)",
+            self.problem(self.path(), f"{text} cannot be sent to the API server (JSON has no infinity or NaN)",
                          pos, hint="write a finite number")
         elif isinstance(value, int) and not isinstance(value, bool) and not (
                 scalars.INT64_MIN <= value <= scalars.INT64_MAX):
-            self.problem(self._child(), f"{text} is out of range for a 64-bit integer", pos,
+            self.problem(self.path(), f"{text} is out of range for a 64-bit integer", pos,
                          hint="the API's integers are at most 9223372036854775807")
 
     def _alias(self, event: ev.AliasEvent) -> None:
@@ -266,7 +273,7 @@ class _Builder:
         anchor = self.anchors.get(name)
         if anchor is None:
             recursive = name in self.open_anchors
-            self.problem(self._child(), f"{'recursive' if recursive else 'undefined'} alias *{name}", pos,
+            self.problem(self.path(), f"{'recursive' if recursive else 'undefined'} alias *{name}", pos,
                          hint="an alias cannot stand for the value it is part of" if recursive else
                          "a '*name' alias needs an '&name' anchor earlier in the same document")
             self._count(1, pos)
@@ -374,6 +381,9 @@ def build(next_event: Any, filename: str,
         builder.run(next_event)
     except TooMuch as exc:
         return builder.problems, exc.problem
+    except yaml.YAMLError as exc:
+        exc.field_path = builder.path()  # type: ignore[attr-defined]  # where a syntax error stopped it
+        raise
     finally:
         if enabled:
             gc.enable()
@@ -393,7 +403,7 @@ def read_yaml(text: str, filename: str,
     try:
         return *build(loader.get_event, filename, on_document), False
     except yaml.MarkedYAMLError as exc:
-        first = explain_yaml_error(exc, text, filename)
+        first = explain_yaml_error(exc, text, filename, getattr(exc, "field_path", None))
         problems = [first]
         seen = {first.location.line if first.location else 0}
         for extra in lint_lines(text, filename, limit=limits.MAX_PROBLEMS):

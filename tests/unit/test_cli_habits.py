@@ -137,6 +137,28 @@ def test_a_missing_namespace_names_the_file_and_line_of_the_object_needing_it(st
     assert "nothing was applied" in result.stderr
 
 
+@pytest.mark.parametrize("field,value,words", [
+    ("resources: {limits: {cpu: .inf}}", None, "JSON has no infinity"),
+    ("resources: {limits: {cpu: %s}}", "0x" + "F" * 4000, None),  # go-yaml: a string (it fits no integer)
+    ("priority: %s", "0x" + "F" * 4000, "expected an integer"),
+    ("priority: %s", "-9223372036854775809", "expected an integer"),
+])
+def test_values_the_store_cannot_hold_are_refused_at_their_field_before_the_store(
+        state: str, tmp_path, field: str, value: str | None, words: str | None) -> None:
+    """An integer of 4,000 hex digits once reached the store and failed there, unlocated."""
+    manifest = tmp_path / "p.yaml"
+    line = field % value if value else field
+    indent = "    " if line.startswith("resources") else "  "
+    manifest.write_text("apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: c\n"
+                        f"{indent}{line}\n")
+    result = run("--state-dir", state, "apply", "-f", str(manifest))
+    if words is None:
+        assert result.exit_code == 0, result.stderr
+        return
+    assert result.exit_code == 1 and f"{manifest}:8:" in result.stderr and words in result.stderr
+    assert len(result.stderr) < 1000
+
+
 # --- "nothing was applied" only where something was being applied ----------------------------------
 
 def test_the_outcome_of_bad_input_names_what_the_command_was_doing(state: str) -> None:
