@@ -89,14 +89,19 @@ def _kernel_cannot_run(item: Loaded) -> FieldProblem | None:
     )
 
 
+def absent_namespaces(store: ResourceStore, objs: Sequence[Resource]) -> set[str]:
+    """The namespaces the objects are in that neither exist nor are created along with them."""
+    from podnet.model import Namespace
+
+    creating = {o.metadata.name for o in objs if isinstance(o, Namespace)}
+    needed = {o.metadata.namespace for o in objs if type(o).NAMESPACED and o.metadata.namespace} - creating
+    return {ns for ns in needed if ns is not None and store.get(Namespace, ns) is None}
+
+
 def missing_namespaces(store: ResourceStore, inputs: list[Input]) -> None:
     """NotFound naming the file, line and object of each object whose namespace neither exists
     nor is created by the same apply (kubectl names the file too)."""
-    from podnet.model import Namespace
-
-    creating = {i.obj.metadata.name for i in inputs if isinstance(i.obj, Namespace)}
-    needed = {i.obj.metadata.namespace for i in inputs if type(i.obj).NAMESPACED} - creating - {None}
-    absent = {ns for ns in needed if ns is not None and store.get(Namespace, ns) is None}
+    absent = absent_namespaces(store, [i.obj for i in inputs])
     lines = []
     for obj, item in inputs:
         if type(obj).NAMESPACED and obj.metadata.namespace in absent:
@@ -147,13 +152,9 @@ def _client_dry_run(ctx: click.Context, objs: list[Resource]) -> list[tuple[Reso
     """What apply would do to each object, judged against what is stored (as kubectl's client
     dry run reads the live objects); the objects are the ones that would be sent. An object in
     a namespace that does not exist yet would be created (the client does not check)."""
-    from podnet.model import Namespace
-
-    creating = {o.metadata.name for o in objs if isinstance(o, Namespace)}
     with open_resources(ctx) as store:
-        present = {ns for ns in {o.metadata.namespace for o in objs} - creating
-                   if ns is not None and store.get(Namespace, ns) is not None} | creating
-        known = [o for o in objs if not type(o).NAMESPACED or o.metadata.namespace in present]
+        absent = absent_namespaces(store, objs)
+        known = [o for o in objs if not type(o).NAMESPACED or o.metadata.namespace not in absent]
         planned = {id(o): action for o, (_, action) in zip(known, store.apply(known, dry_run=True) if known else [])}
     return [(obj, planned.get(id(obj), "created")) for obj in objs]
 

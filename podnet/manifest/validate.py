@@ -45,7 +45,7 @@ def shown_name(name: Any) -> str | None:
         return None
     if not name.isprintable():
         name = name.encode("unicode_escape").decode("ascii")
-    return shorten(name)
+    return shorten(name, 260)
 
 
 def _is_list(data: dict[str, Any]) -> bool:
