@@ -72,8 +72,8 @@ def _go_parse_int(text: str) -> int | None:
             base, body = {"b": 2, "o": 8, "x": 16}[prefix], body[2:]
         else:
             base, body = 8, body[1:]
-    if not _DIGITS[base].fullmatch(body.lstrip("0") or "0"):
-        return None
+    if not body or not _DIGITS[base].fullmatch(body.lstrip("0") or "0"):
+        return None  # a sign alone, or digits that cannot fit 64 bits
     value = sign * int(body, base)
     if INT64_MIN <= value <= INT64_MAX or (text[0] != "-" and text[0] != "+" and value <= UINT64_MAX):
         return value

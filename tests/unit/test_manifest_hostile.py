@@ -213,10 +213,17 @@ def test_plain_scalars_are_read_as_kubectl_reads_them(plain: str, reads: str | N
         assert f"unquoted, YAML reads {plain} as {reads}" in problem.hint
 
 
-@pytest.mark.parametrize("plain", ["1:30", "=", "2024-01-01", "1e400", "0b2", ".", "yess", "<<<"])
+@pytest.mark.parametrize("plain", ["1:30", "=", "2024-01-01", "1e400", "0b2", ".", "yess", "<<<", "+", "0x",
+                                   "0x" + "F" * 17])
 def test_plain_scalars_kubectl_reads_as_strings_stay_strings(plain: str) -> None:
     (item,) = load_text(POD + f"  annotations:\n    note: {plain}\n" + CONTAINERS)
     assert item.obj.metadata.annotations == {"note": plain}
+
+
+def test_a_sign_alone_as_a_key_is_a_string() -> None:
+    """`-: api` (a slip for `- name: api`) once reached int('') in the scalar resolver."""
+    found = problems(POD + "spec:\n  containers:\n  -: api\n")
+    assert [(p.field_path, p.location.line) for p in found] == [("spec.containers", 6), ("spec.-", 7)]
 
 
 # --- 4. located errors -----------------------------------------------------------------------
