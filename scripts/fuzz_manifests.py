@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import faulthandler
 import os
 import random
 import resource
@@ -57,6 +58,7 @@ def mutated(count: int, seed: int, timeout: float) -> int:
                 handle.write(generated.data)
             begun = time.monotonic()
             signal.setitimer(signal.ITIMER_REAL, timeout)
+            faulthandler.dump_traceback_later(timeout * 2)  # where it is stuck, even inside C code
             try:
                 problems = check_read(path)
                 code = check_apply(path, state)
@@ -71,6 +73,7 @@ def mutated(count: int, seed: int, timeout: float) -> int:
                 _keep(failures, index, generated, f"no answer within {timeout} s")
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
+                faulthandler.cancel_dump_traceback_later()
             slowest = max(slowest, (time.monotonic() - begun, index))
             if (index + 1) % 1000 == 0:
                 print(f"  {index + 1:,} inputs, {dict(counts)}", flush=True)
