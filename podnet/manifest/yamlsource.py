@@ -178,13 +178,17 @@ class _Builder:
         return top.path + (key,)
 
     # -- events ------------------------------------------------------------------------------
-    def _start(self, event: Any) -> None:  # a CollectionStartEvent
-        mark = event.start_mark
-        pos = (mark.line + 1) * LINE + mark.column + 1
+    def _arrive(self, mark: Any) -> int:
+        """Count one more value (the limit checked) and return where it is, packed."""
         self.nodes += 1
         self.decoded += 1
+        pos: int = (mark.line + 1) * LINE + mark.column + 1
         if self.nodes > limits.MAX_NODES:
             self._count(0, pos)
+        return pos
+
+    def _start(self, event: Any) -> None:  # a CollectionStartEvent
+        pos = self._arrive(event.start_mark)
         top = self.top
         path = top.path + (len(top.mirror),) if top is not None and not top.is_map else self.path()
         if len(self.stack) >= limits.MAX_DEPTH:
@@ -216,12 +220,7 @@ class _Builder:
         self._give(frame.value, frame.mirror, frame.pos, True)
 
     def _scalar(self, event: Any) -> None:  # a ScalarEvent (libyaml's marks are never None)
-        mark = event.start_mark
-        pos = (mark.line + 1) * LINE + mark.column + 1
-        self.nodes += 1
-        self.decoded += 1
-        if self.nodes > limits.MAX_NODES:
-            self._count(0, pos)
+        pos = self._arrive(event.start_mark)
         text, tag = event.value, event.tag
         if tag is None:
             value = resolve_plain(text)[1] if event.implicit[0] and (
