@@ -51,15 +51,17 @@ def command(ctx: click.Context, args: tuple[str, ...], filenames: tuple[str, ...
     grace = grace_period_for(grace_period, now, force)
     matcher = label_selector(selector)
     refs: list[tuple[type[Resource], str, str | None]] = []
+    if filenames:
+        if args:
+            raise click.UsageError("give either -f or KIND NAME, not both")
+        refs = [(type(o), o.metadata.name, o.metadata.namespace)
+                for o, _ in load_objects(filenames, recursive, namespace, outcome="nothing was deleted")]
+    else:
+        groups = split_kind_names(args)
+        refuse_names_with_selector(groups, selector)
     with open_resources(ctx) as store:
-        if filenames:
-            if args:
-                raise click.UsageError("give either -f or KIND NAME, not both")
-            refs = [(type(o), o.metadata.name, o.metadata.namespace) for o in load_objects(filenames, recursive, namespace)]
-        else:
+        if not filenames:
             ns = namespace or "default"
-            groups = split_kind_names(args)
-            refuse_names_with_selector(groups, selector)
             for cls, names in groups:
                 if names:
                     refs += [(cls, name, ns if cls.NAMESPACED else None) for name in names]

@@ -6,6 +6,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
+from . import validation as v
 from .base import Model, ObjectMeta, Resource
 from .core import PodSpec
 from .selectors import LabelSelector
@@ -76,11 +77,11 @@ class DeploymentStrategy(Model):
 class DeploymentSpec(Model):
     selector: LabelSelector
     template: PodTemplateSpec
-    replicas: int = 1
+    replicas: v.Int32 = 1
     strategy: DeploymentStrategy | None = None
-    min_ready_seconds: int | None = None
-    revision_history_limit: int | None = None
-    progress_deadline_seconds: int | None = None
+    min_ready_seconds: v.Int32 | None = None
+    revision_history_limit: v.Int32 | None = None
+    progress_deadline_seconds: v.Int32 | None = None
     paused: bool | None = None
 
     @model_validator(mode="after")

@@ -115,7 +115,7 @@ class PodSpec(Model):
     active_deadline_seconds: int | None = None
     tolerations: list[dict[str, Opaque]] | None = None
     affinity: dict[str, Opaque] | None = None
-    priority: int | None = None
+    priority: v.Int32 | None = None
     priority_class_name: str | None = None
     preemption_policy: str | None = None
     enable_service_links: bool | None = None
@@ -175,7 +175,7 @@ class PodIP(Model):
 class ContainerStatus(Model):
     name: str
     ready: bool = False
-    restart_count: int = 0
+    restart_count: v.Int32 = 0
     image: str | None = None
     image_id: str | None = Field(default=None, alias="imageID")
     container_id: str | None = Field(default=None, alias="containerID")
@@ -365,7 +365,7 @@ class ServiceSpec(Model):
     ip_families: list[IPFamily] | None = None
     ip_family_policy: Literal["SingleStack", "PreferDualStack", "RequireDualStack"] | None = None
     allocate_load_balancer_node_ports: bool | None = None
-    health_check_node_port: int | None = None
+    health_check_node_port: v.Int32 | None = None
     publish_not_ready_addresses: bool | None = None
     traffic_distribution: str | None = None
 

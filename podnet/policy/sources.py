@@ -73,8 +73,14 @@ def cluster_from_files(paths: Sequence[str], ipblock_matches_pods: bool = True) 
     return state, locate
 
 
+#: A Deployment stands for at most this many replicas: more identical pods without IPs would say
+#: nothing new (and `replicas: 1000000` would be a million pods).
+STAND_INS = 10
+
+
 def _deployment_pods(dep: Deployment, existing: set[tuple[str, frozenset[tuple[str, str]]]]) -> list[Pod]:
-    """A Deployment without pods in the files stands for its replicas (no IPs yet)."""
+    """A Deployment without pods in the files stands for its replicas (no IPs yet), at most
+    ``STAND_INS`` of them."""
     ns = dep.metadata.namespace or "default"
     labels = dict(dep.spec.template.metadata.labels)
     if (ns, frozenset(labels.items())) in existing:
@@ -84,7 +90,7 @@ def _deployment_pods(dep: Deployment, existing: set[tuple[str, frozenset[tuple[s
             "metadata": {"name": f"{dep.metadata.name}-{i}", "namespace": ns, "labels": labels},
             "spec": dep.spec.template.spec.to_dict(),
         })
-        for i in range(max(dep.spec.replicas, 1))
+        for i in range(min(max(dep.spec.replicas, 1), STAND_INS))
     ]
 
 

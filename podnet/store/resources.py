@@ -342,13 +342,14 @@ class ResourceStore:
                                 uid=uid)[0] is not None
 
     # -- multi-object writes -------------------------------------------------------------------
-    def apply(self, objs: Sequence[Resource]) -> builtins.list[tuple[Resource, Action]]:
+    def apply(self, objs: Sequence[Resource], dry_run: bool = False) -> builtins.list[tuple[Resource, Action]]:
         """Create or update every object in one transaction: all or nothing.
 
         Returns (stored object, "created" | "configured" | "unchanged") in input order.
         "unchanged" means spec, labels and annotations already matched (server metadata and
         status are not compared). Raises ``NotFound`` (nothing written) if an object's
-        namespace neither exists nor is created by this apply.
+        namespace neither exists nor is created by this apply. ``dry_run``: every check and
+        the same answer, nothing written (kubectl's ``--dry-run=server``).
         """
         prepared = [_desired(o) for o in objs]
         _refuse_duplicates(prepared)
@@ -390,7 +391,7 @@ class ResourceStore:
                 puts.append(Put(key, new))
                 same = _comparable(value, True) == _comparable(record.value, True)
                 plan.append((cls, new, "unchanged" if same else "configured", None))
-            if puts or writes:  # writes alone: an admission recording what a stored object already holds
+            if (puts or writes) and not dry_run:  # writes alone: an admission recording what a stored object already holds
                 result = self.kv.txn(compares + guards, puts + writes)
                 if not result.succeeded:
                     continue
