@@ -140,8 +140,7 @@ def forbidden(req: Request, user: str) -> dict[str, Any]:
     """403 with the API server's message."""
     resource = f"{req.resource}/{req.subresource}" if req.subresource else req.resource
     subject = f'{resource} "{req.name}"' if req.name else resource
-    scope = f'in the namespace "{req.namespace}"' if req.namespace and req.resource != "namespaces" \
-        else "at the cluster scope"
+    scope = f'in the namespace "{req.namespace}"' if req.namespace else "at the cluster scope"
     message = (f'{subject} is forbidden: User "{user}" cannot {req.verb} resource "{resource}" in API group '
                f'"{req.group}" {scope}')
     details: dict[str, Any] = {"kind": req.resource}

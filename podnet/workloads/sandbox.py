@@ -176,7 +176,12 @@ def start(spec: SandboxSpec, argv: Sequence[str], wrap: Sequence[str] = (), **po
         proc = subprocess.Popen(command, pass_fds=(write_end,), **popen)
         os.close(write_end)
         write_end = -1
-        info = _read_info(read_end, proc, START_TIMEOUT)
+        try:
+            info = _read_info(read_end, proc, START_TIMEOUT)
+        except SandboxError:
+            proc.kill()  # a sandbox that did not report is not left behind
+            proc.wait()
+            raise
     finally:
         os.close(read_end)
         if write_end >= 0:
