@@ -6,7 +6,8 @@
    sitting in the node namespace. The reference gets its own subnet and a private dataDir.
 2. The same for podnet-cni's in-process fallback (no agent listening), fewer runs.
 3. 100 pods on one node to Running with `podnet agent` + `podnet controllers`: total time and
-   memory per pod (container processes' PSS, and the machine's MemAvailable drop).
+   memory per pod (container processes' PSS, and the machine's MemAvailable drop), with each
+   container in its sandbox (bubblewrap) and, side by side, without (`--no-sandbox`).
 
 Usage: .venv/bin/python bench/cni.py [--runs 500] [--pods 100]
 """
@@ -125,7 +126,17 @@ def _pss_kib(pid: int) -> int:
     return 0
 
 
-def hundred_pods(n: int) -> None:
+def _with_children(pid: int) -> list[int]:
+    """A container's recorded PID (its sandbox's init) and the processes under it."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = [int(c) for c in f.read().split()]
+    except OSError:
+        children = []
+    return [pid, *[p for c in children for p in _with_children(c)]]
+
+
+def hundred_pods(n: int, sandbox: bool = True) -> float:
     from podnet.model.core import Node, Pod
     from podnet.store.open import open_store
 
@@ -141,7 +152,8 @@ def hundred_pods(n: int) -> None:
         py = sys.executable
         log = open(os.path.join(work, "agent.log"), "ab")
         procs.append(subprocess.Popen(netns.nsenter_argv(node_ns, [py, "-m", "podnet.cli.main", "--state-dir", state,
-                                                                    "agent", "--node", node, "--resync", "0.5"]),
+                                                                    "agent", "--node", node, "--resync", "0.5",
+                                                                    "--sandbox" if sandbox else "--no-sandbox"]),
                                       stdout=log, stderr=subprocess.STDOUT))
         procs.append(subprocess.Popen([py, "-m", "podnet.cli.main", "--state-dir", state, "controllers",
                                        "--resync", "0.5"], stdout=log, stderr=subprocess.STDOUT))
@@ -168,9 +180,10 @@ def hundred_pods(n: int) -> None:
         pids = []
         for d in os.listdir(os.path.join(state, "nodes", node, "pods")):
             with open(os.path.join(state, "nodes", node, "pods", d, "pod.json")) as f:
-                pids += [c["pid"] for c in json.load(f)["containers"] if c["pid"]]
+                pids += [p for c in json.load(f)["containers"] if c["pid"] for p in _with_children(c["pid"])]
         pss = sum(_pss_kib(p) for p in pids)
-        print(f"== {n} pods (nginx → built-in HTTP server) on one node to Running")
+        print(f"== {n} pods (nginx → built-in HTTP server) on one node to Running, "
+              f"{'each container sandboxed' if sandbox else 'no sandbox'}")
         print(f"  total {total:.2f} s ({total / n * 1000:.0f} ms/pod, scheduler + agent + CNI ADD + process start)")
         print(f"  memory per pod: container process PSS {pss / n / 1024:.1f} MiB;"
               f" MemAvailable drop {(mem0 - mem1) / n / 1024:.1f} MiB (processes + netns + veth + store)")
@@ -178,6 +191,7 @@ def hundred_pods(n: int) -> None:
         procs[0].send_signal(signal.SIGTERM)  # the agent tears all its pods down
         procs[0].wait(timeout=300)
         print(f"  agent stop with {n} pods (stop processes, CNI DEL, remove netns): {time.perf_counter() - t1:.2f} s")
+        return total
     finally:
         for p in procs:
             if p.poll() is None:
@@ -204,7 +218,8 @@ def main() -> None:
     if a.runs:
         latency(a.runs, a.inprocess_runs)
     if a.pods:
-        hundred_pods(a.pods)
+        sandboxed, bare = hundred_pods(a.pods, sandbox=True), hundred_pods(a.pods, sandbox=False)
+        print(f"== sandboxed / unsandboxed time to {a.pods} pods Running: {sandboxed / bare:.2f}x")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ class AgentConfig:
     mtu: int = 0  # 0: the routing plan's pod MTU
     host_network: bool = False  # the machine itself is the node (see agent/guard.py)
     backoff_base: float = 10.0  # the first container restart back-off (the kubelet's 10 s)
+    sandbox: bool = True  # each container in its own sandbox (workloads/sandbox.py)
+    resolv_conf: str = "/etc/resolv.conf"  # the node's resolver configuration (the kubelet's --resolv-conf)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,11 @@ disk) with the environment a kubelet gives it, run its probes (``agent/prober.py
 status (phase, conditions, container states, readiness, restarts), restart exited or unhealthy
 containers per restartPolicy with the kubelet's back-off, and write Events.
 
+Each container runs in a sandbox of its own (``workloads/sandbox.py``: bubblewrap with
+private mount, PID, UTS and IPC namespaces, the runtime's default capabilities, the pod's own
+/etc/hosts, /etc/hostname and /etc/resolv.conf written here as a kubelet writes them); the
+PID recorded is the sandbox's init, whose process group holds the container's command.
+
 A pod marked for deletion is terminated in its own thread, as the kubelet does: preStop hooks,
 SIGTERM, SIGKILL when the grace period ends (readiness is still probed and reported meanwhile),
 then CNI DEL (the address is released only now that the processes are gone), the namespace
@@ -24,6 +29,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -35,8 +41,12 @@ from podnet.errors import PodnetError
 from podnet.kernel import netns
 from podnet.model.core import Container, Node, Pod, PodStatus, Service
 from podnet.model.probes import LifecycleHandler
+from podnet.model.secrets import ServiceAccount
+from podnet.pki import CLUSTER_CA_KEY, ClusterCA, mint_token
+from podnet.workloads import sandbox
 from podnet.workloads.env import ContainerConfigError, PodFacts, container_env, expand
-from podnet.workloads.images import UnknownImage, launch_for
+from podnet.workloads.images import PACKAGE_DIR, UnknownImage, launch_for
+from podnet.workloads.podfiles import DNS_CONFIG_KEY, ClusterDNS, hostname_file, hosts_file, parse_resolv_conf, resolv_conf
 from podnet.workloads.records import (ContainerState, LocalPod, load_pods, pod_dir, pods_dir, proc_start_time,
                                       record_path, sandbox_owner, save_pod, stop_recorded)
 
@@ -106,8 +116,13 @@ class PodRunner:
     """Reconciles this node's pods; ``reconcile(snapshot)`` is called by the agent loop."""
 
     def __init__(self, store: Any, node: str, state_dir: str, cni: CniRuntime, podbin: str,
-                 clock: Callable[[], float] = time.time, backoff_base: float = 10.0) -> None:
+                 clock: Callable[[], float] = time.time, backoff_base: float = 10.0, sandboxed: bool = True,
+                 resolv_conf_path: str = "/etc/resolv.conf") -> None:
         self.store = store
+        self.sandboxed = sandboxed
+        self.resolv_conf_path = resolv_conf_path
+        self.dns = ClusterDNS()
+        self.ca: ClusterCA | None = None
         self.node = node
         self.state_dir = state_dir
         self.cni = cni
@@ -150,6 +165,9 @@ class PodRunner:
         with self.lock:
             self.host_ip = self._host_ip(snapshot)
             self.services = tuple(snapshot.of(Service))
+            self.dns = self._cluster_dns()
+            record = self.store.kv.get(CLUSTER_CA_KEY)
+            self.ca = ClusterCA.from_dict(record.value) if record is not None else None
             mine = {_key(p): p for p in snapshot.of(Pod) if p.spec.node_name == self.node}
             self.pods = mine
             for key, lp in list(self.local.items()):
@@ -205,6 +223,19 @@ class PodRunner:
                     self._report(lp)
         self._guarded(f"start of {pod.namespace or 'default'}/{pod.name}", run)
 
+    def _cluster_dns(self) -> ClusterDNS:
+        """The cluster DNS as ``podnet up --cluster-dns`` recorded it, and the node's own
+        resolver configuration (the kubelet's ``--resolv-conf``)."""
+        try:
+            with open(self.resolv_conf_path) as f:
+                node = parse_resolv_conf(f.read())
+        except OSError:
+            node = parse_resolv_conf("")
+        record = self.store.kv.get(DNS_CONFIG_KEY)
+        config = record.value if record is not None else {}
+        servers = tuple(config.get("clusterDNS", ClusterDNS.servers))
+        return ClusterDNS(servers, str(config.get("clusterDomain", ClusterDNS.domain)), node)
+
     def _host_ip(self, snapshot: Any) -> str | None:
         node = snapshot.get(Node, self.node)
         return node.internal_ip if node is not None else None
@@ -221,7 +252,8 @@ class PodRunner:
         lp = LocalPod(ns, pod.name, uid, restart_policy=pod.spec.restart_policy or "Always",
                       start_time=now_rfc3339())
         try:
-            launches = [(c, launch_for(pod, c, self.podbin)) for c in pod.spec.containers]
+            podbin = sandbox.PODBIN if self.sandboxed else self.podbin
+            launches = [(c, launch_for(pod, c, podbin)) for c in pod.spec.containers]
         except UnknownImage as exc:
             lp.phase, lp.reason, lp.message = "Failed", "UnknownImage", str(exc)
             with self.lock:
@@ -234,12 +266,13 @@ class PodRunner:
             self._make_sandbox(lp)
             lp.cni_result = self.cni.call("ADD", lp.sandbox, netns.path(lp.netns), "eth0", args=self._cni_args(lp))
             facts = PodFacts(lp.ip or "", self.host_ip or "")
+            self._write_pod_files(pod, lp)
             for c, launch in launches:
                 st = ContainerState(c.name, c.image or "", list(launch.argv), dict(launch.env))
                 lp.containers.append(st)
                 self._configure(pod, c, st, facts)
                 if not st.waiting_reason:
-                    self._spawn(lp, st)
+                    self._spawn(lp, st, pod)
                 self._save(lp)
         except Exception as exc:
             log.warning("pod %s/%s: start failed, undone: %s", ns, pod.name, exc)
@@ -294,17 +327,72 @@ class PodRunner:
     def _logdir(self, lp: LocalPod) -> str:
         return pod_dir(self.state_dir, self.node, lp.namespace, lp.name)
 
-    def _spawn(self, lp: LocalPod, st: ContainerState) -> None:
+    def _etc_dir(self, lp: LocalPod) -> str:
+        return os.path.join(self._logdir(lp), "etc")
+
+    def _write_pod_files(self, pod: Pod, lp: LocalPod) -> None:
+        """/etc/hosts, /etc/hostname and /etc/resolv.conf of the pod, as a kubelet writes them."""
+        etc = self._etc_dir(lp)
+        os.makedirs(etc, exist_ok=True)
+        files = {"hosts": hosts_file(pod, [lp.ip] if lp.ip else [], self.dns.domain),
+                 "hostname": hostname_file(pod, self.dns.domain) + "\n",
+                 "resolv.conf": resolv_conf(pod, self.dns).render()}
+        for name, text in files.items():
+            with open(os.path.join(etc, name), "w") as f:
+                f.write(text)
+        if self._automount(pod):
+            assert self.ca is not None
+            ns = pod.namespace or "default"
+            account = pod.spec.service_account_name or pod.spec.service_account or "default"
+            token = mint_token(self.ca, ns, account, pod.name, pod.metadata.uid or "", self.clock())
+            secrets_dir = self._service_account_dir(lp)
+            os.makedirs(secrets_dir, mode=0o755, exist_ok=True)
+            for name, text in (("token", token), ("ca.crt", self.ca.cert_pem), ("namespace", ns)):
+                with open(os.path.join(secrets_dir, name), "w") as f:
+                    f.write(text)
+
+    def _service_account_dir(self, lp: LocalPod) -> str:
+        return os.path.join(self._logdir(lp), "serviceaccount")
+
+    def _automount(self, pod: Pod) -> bool:
+        """A token for the pod's ServiceAccount unless the pod (or else the account) opts out,
+        in a cluster whose control plane issues them."""
+        if self.ca is None or not self.sandboxed:
+            return False
+        if pod.spec.automount_service_account_token is not None:
+            return pod.spec.automount_service_account_token
+        account = self.store.get(ServiceAccount, pod.spec.service_account_name or pod.spec.service_account or "default",
+                                 pod.namespace or "default")
+        return not (isinstance(account, ServiceAccount) and account.automount_service_account_token is False)
+
+    def _sandbox_spec(self, lp: LocalPod, st: ContainerState, pod: Pod | None) -> sandbox.SandboxSpec:
+        c = next((c for c in pod.spec.containers if c.name == st.name), None) if pod is not None else None
+        etc = self._etc_dir(lp)
+        host = hostname_file(pod, self.dns.domain) if pod is not None else lp.name
+        return sandbox.SandboxSpec(
+            hostname=host, privileges=sandbox.privileges(c.security_context if c is not None else None),
+            files={f"/etc/{name}": os.path.join(etc, name) for name in ("hosts", "hostname", "resolv.conf")},
+            binds={sandbox.PODBIN: self.podbin, **({sandbox.SERVICE_ACCOUNT_DIR: self._service_account_dir(lp)}
+                                                  if os.path.isdir(self._service_account_dir(lp)) else {})},
+            host_dirs=(PACKAGE_DIR, sys.prefix),  # built-in workloads run podnet's code
+            workdir=(c.working_dir if c is not None and c.working_dir else "/"))
+
+    def _spawn(self, lp: LocalPod, st: ContainerState, pod: Pod | None = None) -> None:
         logdir = self._logdir(lp)
         os.makedirs(logdir, exist_ok=True)
         with open(os.path.join(logdir, f"{st.name}.log"), "ab") as out:
-            proc = netns.popen_in(lp.netns, st.argv, stdin=subprocess.DEVNULL, stdout=out,
-                                  stderr=subprocess.STDOUT, start_new_session=True, cwd=logdir,
-                                  env=self._process_env(lp, st))
+            popen: dict[str, Any] = {"stdin": subprocess.DEVNULL, "stdout": out, "stderr": subprocess.STDOUT,
+                                     "start_new_session": True, "cwd": logdir, "env": self._process_env(lp, st)}
+            if self.sandboxed:
+                proc, pid = sandbox.start(self._sandbox_spec(lp, st, pod or self.pods.get(lp.key)), st.argv, netns.nsenter_argv(lp.netns, []),
+                                          **popen)
+            else:
+                proc = netns.popen_in(lp.netns, st.argv, **popen)
+                pid = proc.pid
         with self.lock:
-            self.children[proc.pid] = proc
-        st.pid = proc.pid
-        st.start_ticks = proc_start_time(proc.pid) or 0
+            self.children[pid] = proc
+        st.pid = pid
+        st.start_ticks = proc_start_time(pid) or 0
         st.started_at = now_rfc3339()
         st.finished = False
 
@@ -314,7 +402,9 @@ class PodRunner:
 
     def _target(self, lp: LocalPod, st: ContainerState, c: Container) -> probes.Target:
         ports = {p.name: p.container_port for p in c.ports or [] if p.name}
-        return probes.Target(lp.ip or "", lp.netns, self._process_env(lp, st), self._logdir(lp), ports)
+        sandbox_pid, privs = (st.pid, sandbox.privileges(c.security_context)) if self.sandboxed else (0, None)
+        return probes.Target(lp.ip or "", lp.netns, self._process_env(lp, st), self._logdir(lp), ports,
+                             sandbox_pid, privs)
 
     def _started(self, pod: Pod, lp: LocalPod, st: ContainerState, c: Container) -> None:
         """A container process runs: events, probes from the start, postStart hook."""
@@ -353,6 +443,8 @@ class PodRunner:
                     return True
                 st.last_exit = exit_code(child.returncode)
                 del self.children[st.pid]
+                if self.sandboxed and proc_start_time(st.pid) == st.start_ticks:
+                    _kill(st.pid)  # the command has ended: so does whatever it left in its sandbox
                 return False
         return st.pid > 0 and proc_start_time(st.pid) == st.start_ticks  # adopted after a restart
 
@@ -637,6 +729,13 @@ class PodRunner:
 
 def _field(container: str) -> str:
     return f"spec.containers{{{container}}}"
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _signal(pid: int, sig: int) -> None:

@@ -1,5 +1,5 @@
-"""Running one probe or lifecycle hook, as the kubelet's probers do: ``exec`` inside the pod
-(its network namespace, the container's environment and directory), ``httpGet``,
+"""Running one probe or lifecycle hook, as the kubelet's probers do: ``exec`` inside the
+container (its sandbox's namespaces and capabilities, the container's environment), ``httpGet``,
 ``tcpSocket`` and ``grpc`` (grpc.health.v1) from the node toward the pod's address, ``sleep``
 for hooks. Each returns success and the message the kubelet would put in its event.
 """
@@ -16,6 +16,7 @@ from typing import Mapping
 from urllib.parse import urlsplit
 
 from podnet.kernel import netns
+from podnet.workloads.sandbox import Privileges, enter_argv
 from podnet.model.probes import (ExecAction, GRPCAction, Handler, HTTPGetAction, SleepAction,
                                  TCPSocketAction)
 
@@ -33,6 +34,8 @@ class Target:
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: str = "/"
     ports: Mapping[str, int] = field(default_factory=dict)  # named container ports
+    sandbox_pid: int = 0  # the container's sandbox (its init), where exec actions run; 0: none
+    privileges: Privileges | None = None  # the container's, which exec actions get too
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,9 @@ def _port(port: int | str, target: Target) -> int:
 def _exec(action: ExecAction, target: Target, timeout: float) -> Result:
     command = " ".join(action.command)
     try:
-        proc = subprocess.Popen(netns.nsenter_argv(target.netns, action.command), stdin=subprocess.DEVNULL,
+        argv = (enter_argv(target.sandbox_pid, target.privileges or Privileges(), action.command)
+                if target.sandbox_pid else netns.nsenter_argv(target.netns, action.command))
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(target.env),
                                 cwd=target.cwd if os.path.isdir(target.cwd) else "/", start_new_session=True)
     except OSError as exc:

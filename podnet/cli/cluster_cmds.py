@@ -28,11 +28,13 @@ def _require_root() -> None:
               show_default=True, help="The default IPPool's vxlanMode (bgp backend).")
 @click.option("--service-cidr", default="10.96.0.0/12", show_default=True,
               help="Where ClusterIPs come from (.1 is the kubernetes Service, .10 is kept for cluster DNS).")
+@click.option("--cluster-dns", default=None,
+              help="The nameserver pods with dnsPolicy ClusterFirst use (default: the service CIDR's .10).")
 @click.option("--prefix", default="", help="Put in front of every namespace name.")
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for nodes to be ready.")
 @click.pass_context
 def up(ctx: click.Context, nodes: int, underlay: str, backend: str, pod_cidr: str, vxlan_mode: str,
-       service_cidr: str, prefix: str, timeout: float) -> None:
+       service_cidr: str, cluster_dns: str | None, prefix: str, timeout: float) -> None:
     """Build an emulated cluster on this machine and start its node processes."""
     from rich.console import Console
 
@@ -47,7 +49,7 @@ def up(ctx: click.Context, nodes: int, underlay: str, backend: str, pod_cidr: st
 
         res = lifecycle.up(state_dir(ctx), nodes=nodes, underlay=underlay, backend=backend, pod_cidr=pod_cidr,
                            vxlan_mode=vxlan_mode, prefix=prefix, progress=progress, timeout=timeout,
-                           service_cidr=service_cidr)
+                           service_cidr=service_cidr, cluster_dns=cluster_dns)
     click.echo(f"cluster up: {len(res['nodes'])} nodes ({', '.join(res['nodes'])}), backend {backend}, "
                f"underlay {underlay}, in {res['seconds']:.2f} s")
 

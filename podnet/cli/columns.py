@@ -9,6 +9,7 @@ from typing import Callable
 from podnet.model import (BGPConfiguration, BGPPeer, CalicoNode, Deployment, Endpoints, EndpointSlice, Event,
                           IPPool, Namespace, NetworkPolicy, Node, Pod, ReplicaSet, Resource, Service)
 
+from .access_output import access_printers
 from .output import NONE, age, human_duration, labels_text, parse_timestamp, type_name
 from .service_output import endpoints_row, service_row, service_wide, slice_row
 
@@ -206,6 +207,7 @@ PRINTERS: dict[type[Resource], Printer] = {
     BGPConfiguration: Printer(("NAME", "LOGSEVERITY", "MESHENABLED", "ASNUMBER"), _bgpconfig, has_age=False),
     CalicoNode: Printer(("NAME",), _caliconode, ("ASN", "IPV4", "IPV6"), _caliconode_wide, has_age=False),
 }
+PRINTERS.update(access_printers(Printer))
 
 
 def rows_for(cls: type[Resource], objs: list[Resource], now: datetime, wide: bool,

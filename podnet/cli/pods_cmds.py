@@ -29,18 +29,19 @@ def _find_pod(ctx: click.Context, name: str, namespace: str | None) -> Any:
 @click.command("exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.argument("pod")
 @namespace_option
+@click.option("-c", "--container", default=None, help="Container name (default: the first).")
 @click.option("-i", "--stdin", "interactive", is_flag=True, help="Pass stdin to the command.")
 @click.option("-t", "--tty", is_flag=True, help="Stdin is a terminal.")
 @click.option("-it", "it", is_flag=True, hidden=True)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
 @user_errors
-def exec_(ctx: click.Context, pod: str, namespace: str | None, interactive: bool, tty: bool, it: bool,
-          command: tuple[str, ...]) -> None:
-    """Run COMMAND inside POD's network namespace (busybox applets on PATH); its exit code is ours."""
-    from podnet.agent.pods import pod_dir, pod_netns_name, podbin_dir
-    from podnet.kernel import netns
-    from podnet.workloads.podbin import ensure_podbin
+def exec_(ctx: click.Context, pod: str, namespace: str | None, container: str | None, interactive: bool, tty: bool,
+          it: bool, command: tuple[str, ...]) -> None:
+    """Run COMMAND inside a container of POD (its sandbox: namespaces, files, capabilities and
+    environment); its exit code is ours."""
+    from podnet.workloads.records import load_pods, proc_start_time
+    from podnet.workloads.sandbox import enter_argv, privileges
 
     if command and command[0] == "--":
         command = command[1:]
@@ -50,19 +51,19 @@ def exec_(ctx: click.Context, pod: str, namespace: str | None, interactive: bool
     ns = p.namespace or "default"
     if not p.spec.node_name:
         raise PodnetError(f"pod {ns}/{pod} is not scheduled to a node yet", hint="wait for it to be Running")
-    name = pod_netns_name(p.spec.node_name, ns, p.name, p.metadata.uid or "")
-    if not netns.exists(name):
-        raise PodnetError(f"pod {ns}/{pod} has no running sandbox (phase {p.status.phase or 'Pending'})",
-                          hint=f"check `podnet get pod {pod} -n {ns}` and `podnet logs {pod} -n {ns}`")
+    spec = next((c for c in p.spec.containers if container in (None, c.name)), None)
+    if spec is None:
+        raise PodnetError(f"container {container} is not valid for pod {pod}",
+                          hint=f"choose one of: {', '.join(c.name for c in p.spec.containers)}")
     sd = os.path.abspath(state_dir(ctx))
-    podbin = ensure_podbin(podbin_dir(sd))
-    env = {"PATH": f"{podbin}:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME": p.name, "HOME": "/root",
-           "TERM": os.environ.get("TERM", "dumb"), "POD_NAME": p.name, "POD_NAMESPACE": ns}
-    cwd = pod_dir(sd, p.spec.node_name, ns, p.name)
-    if os.path.isdir(cwd):
-        os.chdir(cwd)
+    record = next((lp for lp in load_pods(sd, p.spec.node_name) if lp.uid == (p.metadata.uid or "")), None)
+    st = record.container(spec.name) if record is not None else None
+    if record is None or st is None or st.pid <= 0 or proc_start_time(st.pid) != st.start_ticks:
+        raise PodnetError(f"container {spec.name} of pod {ns}/{pod} is not running (phase {p.status.phase or 'Pending'})",
+                          hint=f"check `podnet get pod {pod} -n {ns}` and `podnet logs {pod} -n {ns}`")
+    env = {"POD_IP": record.ip or "", **st.env, "HOME": "/root", "TERM": os.environ.get("TERM", "dumb")}
     sys.stdout.flush()
-    argv = netns.nsenter_argv(name, command)
+    argv = enter_argv(st.pid, privileges(spec.security_context), command)
     if not (interactive or it):
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)

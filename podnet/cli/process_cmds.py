@@ -1,5 +1,5 @@
 """The long-running processes: ``podnet agent``, ``policy-loop``, ``routing-loop`` (one each per
-node, inside its namespace) and ``controllers`` (one per cluster). Each parses its flags into
+node, inside its namespace), ``controllers`` and ``apiserver`` (one per cluster). Each parses its flags into
 its configuration and calls its composition root (``podnet.agent.node``, ``.control``) until
 SIGTERM or SIGINT; ``podnet up`` starts them the same way."""
 from __future__ import annotations
@@ -39,15 +39,19 @@ def _serve(run: Callable[[C, threading.Event], None], config: C) -> None:
 @host_network_option
 @click.option("--backoff-base", default=AgentConfig.backoff_base, show_default=True,
               help="First container restart back-off in seconds (doubles up to 30 times this).")
+@click.option("--sandbox/--no-sandbox", default=AgentConfig.sandbox, show_default=True,
+              help="Run each container in its own sandbox (namespaces, capabilities, its own files).")
+@click.option("--resolv-conf", default=AgentConfig.resolv_conf, show_default=True,
+              help="The node's resolver configuration: dnsPolicy Default, and the search domains ClusterFirst adds.")
 @click.pass_context
 @user_errors
 def agent(ctx: click.Context, node: str, resync: float, keep_pods: bool, mtu: int, host_network: bool,
-          backoff_base: float) -> None:
+          backoff_base: float, sandbox: bool, resolv_conf: str) -> None:
     """Run the node agent: the CNI socket for podnet-cni and this node's pods."""
     from podnet.agent.node import run_node
 
     _serve(run_node, AgentConfig(node, os.path.abspath(state_dir(ctx)), resync, keep_pods, mtu, host_network,
-                                 backoff_base))
+                                 backoff_base, sandbox, resolv_conf))
 
 
 @click.command("policy-loop")
@@ -94,3 +98,17 @@ def controllers(ctx: click.Context, resync: float, gc_grace: float, gc_interval:
     from podnet.agent.control import run_controllers
 
     _serve(run_controllers, ControllersConfig(state_dir(ctx), resync, gc_grace, gc_interval))
+
+
+@click.command("apiserver")
+@click.option("--advertise-address", required=True,
+              help="The address pods reach this server on (the kubernetes Service's endpoint).")
+@click.option("--bind-address", default="0.0.0.0", show_default=True, help="Where to listen.")
+@click.option("--port", default=6443, show_default=True, help="The HTTPS port.")
+@click.pass_context
+@user_errors
+def apiserver(ctx: click.Context, advertise_address: str, bind_address: str, port: int) -> None:
+    """Run the read-only Kubernetes API server: lists and watches for pods, with RBAC."""
+    from podnet.apiserver.main import ApiServerConfig, run_apiserver
+
+    _serve(run_apiserver, ApiServerConfig(os.path.abspath(state_dir(ctx)), advertise_address, bind_address, port))

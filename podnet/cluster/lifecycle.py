@@ -39,7 +39,7 @@ def run_dir(state_dir: str, node: str) -> str:
 def up(state_dir: str, nodes: int = 3, underlay: str = "l2", backend: str = "bgp",
        pod_cidr: str = "10.244.0.0/16", vxlan_mode: str = "Never", prefix: str = "", externals: int = 1,
        progress: Progress = _noop, timeout: float = 30.0,
-       service_cidr: str = DEFAULT_SERVICE_CIDR) -> dict[str, Any]:
+       service_cidr: str = DEFAULT_SERVICE_CIDR, cluster_dns: str | None = None) -> dict[str, Any]:
     """Build and start a cluster: per node a routing loop, a node agent and a policy loop, and
     one control plane."""
     if backend not in BACKENDS:
@@ -47,6 +47,7 @@ def up(state_dir: str, nodes: int = 3, underlay: str = "l2", backend: str = "bgp
     topo = plan_topology(nodes, underlay, prefix, externals)
     pool = _pool(pod_cidr, backend, vxlan_mode)
     services = service_config(service_cidr, pod_cidr)
+    dns = cluster_dns_config(cluster_dns, services["serviceCIDR"])
     preexisting = sorted(os.listdir(state_dir)) if os.path.isdir(state_dir) else []
     t0 = time.monotonic()
     progress(f"underlay {underlay}: {len(topo.namespaces())} namespaces")
@@ -56,6 +57,7 @@ def up(state_dir: str, nodes: int = 3, underlay: str = "l2", backend: str = "bgp
     try:
         progress("registering nodes and the IP pool")
         _register(state_dir, topo, pool, services)
+        _register_control_plane(state_dir, dns)
         progress("starting node processes")
         _start_processes(state_dir, topo)
         progress("waiting for nodes to report ready")
@@ -93,6 +95,40 @@ def _register(state_dir: str, topo: Topology, pool: IPPool, services: dict[str, 
             data = cur.to_dict()
             data["spec"]["ipv4VXLANTunnelAddr"] = tunnel.ip
             store.update(CalicoNode.model_validate(data), check_version=False)
+    finally:
+        store.close()
+
+
+def cluster_dns_config(cluster_dns: str | None, service_cidr: str) -> dict[str, Any]:
+    """The kubelets' --cluster-dns/--cluster-domain: by default the service CIDR's tenth address."""
+    import ipaddress
+
+    from podnet.services.allocation import DNS_OFFSET, service_network
+
+    ip = cluster_dns or str(service_network(service_cidr).network_address + DNS_OFFSET)
+    try:
+        ipaddress.ip_address(ip)
+    except ValueError:
+        raise PodnetError(f"--cluster-dns {ip!r} is not an IP address", hint="e.g. --cluster-dns 10.96.0.10") from None
+    return {"clusterDNS": [ip], "clusterDomain": "cluster.local"}
+
+
+def _register_control_plane(state_dir: str, dns: dict[str, Any]) -> None:
+    """The cluster CA and token key (made once: pods keep their tokens across restarts) and
+    the cluster DNS the nodes write into resolv.conf."""
+    from podnet.pki import CLUSTER_CA_KEY, new_cluster_ca
+    from podnet.store.open import open_store
+    from podnet.workloads.podfiles import DNS_CONFIG_KEY
+
+    store = open_store(state_dir)
+    try:
+        if store.kv.get(CLUSTER_CA_KEY) is None:
+            store.kv.create(CLUSTER_CA_KEY, new_cluster_ca().to_dict())
+        current = store.kv.get(DNS_CONFIG_KEY)
+        if current is None:
+            store.kv.create(DNS_CONFIG_KEY, dns)
+        elif current.value != dns:
+            store.kv.update(DNS_CONFIG_KEY, dns)
     finally:
         store.close()
 
@@ -135,6 +171,8 @@ def _start_processes(state_dir: str, topo: Topology) -> None:
         start(f"agent/{n.name}", ["agent", "--node", n.name], f"{n.name}-agent.log", n.netns)
         start(f"policy/{n.name}", ["policy-loop", "--node", n.name], f"{n.name}-policy.log", n.netns)
     start("controllers", ["controllers"], "controllers.log")
+    first = topo.nodes[0]  # the control plane's API server runs on the first node, as kubeadm's would
+    start("apiserver", ["apiserver", "--advertise-address", first.address], "apiserver.log", first.netns)
 
 
 def wait_ready(state_dir: str, topo: Topology, backend: str, timeout: float) -> None:

@@ -8,10 +8,13 @@ from .core import Endpoints, Namespace, Node, Pod, Service
 from .discovery import EndpointSlice
 from .events import Event
 from .networking import NetworkPolicy
+from .rbac import ClusterRole, ClusterRoleBinding, Role, RoleBinding
+from .secrets import Secret, ServiceAccount
 
 KINDS: tuple[type[Resource], ...] = (
     Namespace, Pod, Node, Service, Endpoints, EndpointSlice, Deployment, NetworkPolicy,
     IPPool, BGPConfiguration, BGPPeer, CalicoNode, ReplicaSet, Event,
+    Secret, ServiceAccount, Role, ClusterRole, RoleBinding, ClusterRoleBinding,
 )
 
 _BY_API_KIND: dict[tuple[str, str], type[Resource]] = {(k.API_VERSION, k.KIND): k for k in KINDS}

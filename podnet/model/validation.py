@@ -187,10 +187,17 @@ def check_dns1035_label(value: str) -> None:
         )
 
 
+def check_path_segment_name(value: str) -> None:
+    """RBAC names (``system:coredns``): anything that is one URL path segment."""
+    if value in (".", "..") or "/" in value or "%" in value:
+        raise ValueError(f"{value!r} may not be '.' or '..' and may not contain '/' or '%'")
+
+
 NAME_CHECKS: dict[str, Callable[[str], None]] = {
     "dns1123-subdomain": check_dns1123_subdomain,
     "dns1123-label": check_dns1123_label,
     "dns1035-label": check_dns1035_label,
+    "path-segment": check_path_segment_name,
 }
 
 

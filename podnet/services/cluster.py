@@ -1,9 +1,8 @@
 """What ``podnet up`` records about Services: the service CIDR and the ``kubernetes`` Service.
 
 Every Kubernetes cluster has ``default/kubernetes`` on the first address of the service CIDR,
-port 443 (https) to the API server's 6443. podnet has no API server listening there, so the
-Service has no selector and no endpoints: it exists because clients and conformance checks
-look it up (DNS answers ``kubernetes.default.svc``), not to carry traffic.
+port 443 (https) to the API server's 6443. The Service has no selector: ``podnet apiserver``
+writes its endpoints itself, as kube-apiserver does.
 """
 from __future__ import annotations
 
@@ -14,6 +13,11 @@ from podnet.errors import PodnetError
 from podnet.model import Service
 
 from .allocation import KUBERNETES_OFFSET, service_network
+
+#: The API server's port on its node. Pods must always reach it (the cluster DNS and the
+#: ingress controller watch the API from pods): host protection keeps it open, as Calico's
+#: failsafe ports do.
+APISERVER_PORT = 6443
 
 
 def service_config(service_cidr: str, pod_cidr: str | None = None) -> dict[str, Any]:
@@ -36,4 +40,4 @@ def kubernetes_service(service_cidr: str) -> Service:
         "metadata": {"name": "kubernetes", "namespace": "default",
                      "labels": {"component": "apiserver", "provider": "kubernetes"}},
         "spec": {"type": "ClusterIP", "clusterIP": ip,
-                 "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}})
+                 "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": APISERVER_PORT}]}})

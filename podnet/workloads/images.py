@@ -17,8 +17,11 @@ from dataclasses import dataclass
 from podnet.errors import PodnetError
 from podnet.model.core import Container, Pod
 
-SERVE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "serve.py")
-GRPC_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "grpc_server.py")
+WORKLOADS_DIR = os.path.dirname(os.path.abspath(__file__))
+PACKAGE_DIR = os.path.dirname(WORKLOADS_DIR)  # podnet's code: visible read-only inside every sandbox
+SERVE_SCRIPT = os.path.join(WORKLOADS_DIR, "serve.py")
+GRPC_SCRIPT = os.path.join(WORKLOADS_DIR, "grpc_server.py")
+WGET_SCRIPT = os.path.join(WORKLOADS_DIR, "wget.py")
 PYTHON = "/usr/bin/python3"
 HTTP_IMAGES = ("nginx", "httpd")
 COMMAND_IMAGES = ("busybox", "alpine")

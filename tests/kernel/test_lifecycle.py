@@ -12,11 +12,12 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import yaml
 
-from podnet.agent.pods import pod_netns_name
+from podnet.agent.pods import pod_dir, pod_netns_name
 from podnet.kernel import netns
 from podnet.model import Event, Namespace, Node, Pod
 from podnet.model.registry import kind_for
@@ -292,22 +293,20 @@ spec:
     assert any(e.startswith("Unhealthy: Startup probe failed") for e in c.events(ns, "slow"))
 
 
-def test_graceful_termination_prestop_sigterm_and_address_last(cluster: Lifecycle, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_graceful_termination_prestop_sigterm_and_address_last(cluster: Lifecycle) -> None:
     c, ns = cluster, cluster.ns()
-    mark = tmp_path / "prestop"
     c.apply_in(ns, f"""
 apiVersion: v1
 kind: Pod
 metadata: {{name: drain}}
 spec:
-  terminationGracePeriodSeconds: 10
+  terminationGracePeriodSeconds: 15
   containers:
   - name: web
     image: {AGNHOST}
-    args: [netexec, --http-port=8080, --delay-shutdown=2]
-    env: [{{name: MARK, value: "{mark}"}}]
+    args: [netexec, --http-port=8080, --delay-shutdown=4]
     readinessProbe: {{httpGet: {{path: /readyz, port: 8080}}, periodSeconds: 1, failureThreshold: 1}}
-    lifecycle: {{preStop: {{exec: {{command: [sh, -c, "date +%s.%N > $MARK; sleep 1"]}}}}}}
+    lifecycle: {{preStop: {{exec: {{command: [sh, -c, "echo prestop-ran > /proc/1/fd/1; sleep 1"]}}}}}}
 ---
 apiVersion: v1
 kind: Pod
@@ -325,17 +324,20 @@ spec:
     out = c.cli("delete", "pod", "drain", "-n", ns, "--wait=false")
     assert out.stdout == 'pod "drain" deleted\n'
     p = c.get(ns, "drain")
-    assert p is not None and p.metadata.deletion_timestamp and p.metadata.deletion_grace_period_seconds == 10
+    assert p is not None and p.metadata.deletion_timestamp and p.metadata.deletion_grace_period_seconds == 15
     assert "Terminating" in c.cli("get", "pods", "drain", "-n", ns).stdout
     assert "Terminating (lasts" in c.cli("describe", "pod", "drain", "-n", ns).stdout
-    c.wait("preStop ran", mark.exists, timeout=5)
-    # after preStop, SIGTERM: the server keeps serving 2 s, /readyz says 503, Ready turns False
+    # the hook runs inside the container (its sandbox's PID 1 holds the container's log)
+    log = Path(pod_dir(c.state, c.node, ns, "drain"), "web.log")
+    c.wait("preStop ran", lambda: "prestop-ran" in log.read_text(), timeout=5)
+    assert "SIGTERM" not in log.read_text().split("prestop-ran")[0], "preStop runs before SIGTERM"
+    # after preStop, SIGTERM: the server keeps serving 4 s, /readyz says 503, Ready turns False
     c.wait("Ready False while terminating", lambda: (q := c.get(ns, "drain")) is not None and not q.ready, timeout=6)
     assert c.node_http(f"http://{ip}:8080/hostname") == 200  # still serving during the delay
     assert netns.exists(sandbox) and c.store.get(Pod, "drain", ns) is not None
     c.wait("drain removed", lambda: c.get(ns, "drain") is None, timeout=15)
     took = time.time() - t0
-    assert 3.0 <= took < 9.0, took  # preStop 1 s + 2 s delay, well inside the 10 s grace
+    assert 5.0 <= took < 13.0, took  # preStop 1 s + 4 s delay, well inside the 15 s grace
     assert not netns.exists(sandbox)
     assert not any(v.get("pod") == "drain" and v.get("namespace") == ns for v in _handles(c).values())
     assert any(e == "Killing: Stopping container web" for e in c.events(ns, "drain"))

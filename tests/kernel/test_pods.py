@@ -173,7 +173,9 @@ def test_s1_pods_serve_and_clients_fetch(cluster: Cluster) -> None:
     # a crashed container is restarted and counted
     before = c.pod("client1").status.container_statuses[0].restart_count  # type: ignore[index]
     out = c.cli("exec", "client1", "--", "sh", "-c", "kill $(pidof sleep)", check=False)
-    assert out.returncode == 0
+    # the exec runs in the container's PID namespace, which ends with the container (as in
+    # Kubernetes): the shell exits first, or is killed with the sandbox
+    assert out.returncode in (0, -9), out
     c.wait("client1 restarted", lambda: (c.pod("client1").status.container_statuses or [None])[0] is not None
            and c.pod("client1").status.container_statuses[0].restart_count == before + 1 and c.running("client1"))
     # delete: processes stopped, CNI DEL, netns removed, address freed

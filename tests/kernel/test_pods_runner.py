@@ -60,12 +60,15 @@ def node(lab: Lab) -> Iterator[Node]:
 
 
 def _pods_running_in(directory: str) -> list[int]:
+    """The sandboxes started for the pod: the init each bwrap monitor (run in the pod's
+    directory) made."""
     out = []
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             try:
                 if os.readlink(f"/proc/{pid}/cwd").startswith(directory) and proc_start_time(int(pid)):
-                    out.append(int(pid))
+                    with open(f"/proc/{pid}/task/{pid}/children") as f:
+                        out += [int(child) for child in f.read().split()]
             except OSError:
                 pass
     return out

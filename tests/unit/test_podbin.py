@@ -18,7 +18,8 @@ def test_concurrent_builders_all_succeed_with_one_complete_directory(tmp_path: P
     assert {out.strip() for out, _ in results} == {target}
     names = set(os.listdir(target))
     assert {"wget", "ping", "timeout", "agnhost", ".complete"} <= names
-    assert os.readlink(os.path.join(target, "wget")) == "/bin/busybox"
+    assert os.readlink(os.path.join(target, "ping")) == "/bin/busybox"
+    assert "wget.py" in Path(target, "wget").read_text(), "busybox's wget -T crashes: pods get podnet's"
     assert os.listdir(tmp_path) == ["podbin"], "no staging directory left behind"
 
 
@@ -28,3 +29,12 @@ def test_existing_directory_is_reused(tmp_path: Path) -> None:
     stamp = os.stat(os.path.join(target, ".complete")).st_mtime_ns
     assert ensure_podbin(target) == target
     assert os.stat(os.path.join(target, ".complete")).st_mtime_ns == stamp
+
+
+def test_an_older_directory_is_rebuilt(tmp_path: Path) -> None:
+    target = tmp_path / "podbin"
+    target.mkdir()
+    (target / ".complete").write_text("")
+    os.symlink("/bin/busybox", target / "wget")
+    ensure_podbin(str(target))
+    assert not os.path.islink(target / "wget")
