@@ -30,7 +30,9 @@ def state_dir_url(state_dir: str) -> str:
 
 
 def open_backend(url: str) -> Store:
-    """The raw key-value Store for ``sqlite:///abs/path.db``, ``memory://`` or ``etcd://host:port``."""
+    """The raw key-value Store for ``sqlite:///abs/path.db``, ``memory://`` or
+    ``etcd://host:port[,host:port…]`` (plain http; TLS clusters are named by a state
+    directory's ``store.json``, see ``open_state_backend``)."""
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
         path = parts.path
@@ -43,14 +45,25 @@ def open_backend(url: str) -> Store:
         from .memory import MemoryStore
         return MemoryStore()
     if parts.scheme == "etcd":
-        if not parts.hostname or not parts.port:
-            raise PodnetError(f"bad store URL {url!r}: expected etcd://host:port")
+        from .config import parse_endpoints
         from .etcd import EtcdStore
-        return EtcdStore(parts.hostname, parts.port)
+        return EtcdStore(parse_endpoints(url))
     raise PodnetError(
         f"unknown store URL {url!r}",
         hint="use sqlite:///path/store.db, memory:// or etcd://host:port",
     )
+
+
+def open_state_backend(state_dir: str) -> Store:
+    """The raw Store a state directory uses: the etcd cluster its ``store.json`` names, else
+    its embedded ``store.db``."""
+    from .config import load
+
+    config = load(state_dir)
+    if config is None:
+        return open_backend(state_dir_url(state_dir))
+    from .etcd import EtcdStore
+    return EtcdStore(config.endpoints, config.tls)
 
 
 def open_store_url(url: str, bootstrap: bool = True) -> ResourceStore:
@@ -65,8 +78,9 @@ def open_store_url(url: str, bootstrap: bool = True) -> ResourceStore:
 
 
 def open_store(state_dir: str | None = None, bootstrap: bool = True) -> ResourceStore:
-    """The embedded store at ``<state_dir>/store.db`` (directory created 0700); ``state_dir``
-    None means ``default_state_dir()``."""
+    """The state directory's store: the etcd cluster its ``store.json`` names, else the
+    embedded store at ``<state_dir>/store.db`` (directory created 0700); ``state_dir`` None
+    means ``default_state_dir()``."""
     state_dir = state_dir or default_state_dir()
     try:
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
@@ -75,4 +89,9 @@ def open_store(state_dir: str | None = None, bootstrap: bool = True) -> Resource
             f"cannot create state directory {state_dir}: {exc.strerror}",
             hint=f"run as root, or choose another with --state-dir / {STATE_DIR_ENV}",
         ) from exc
-    return open_store_url(state_dir_url(state_dir), bootstrap=bootstrap)
+    from .resources import ResourceStore
+
+    store = ResourceStore(open_state_backend(state_dir))
+    if bootstrap:
+        store.bootstrap()
+    return store
