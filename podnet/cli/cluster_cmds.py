@@ -28,9 +28,12 @@ def _require_root() -> None:
               show_default=True, help="The default IPPool's vxlanMode (bgp backend).")
 @click.option("--prefix", default="", help="Put in front of every namespace name.")
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for nodes to be ready.")
+@click.option("--store", type=click.Choice(["sqlite", "etcd"]), default="sqlite", show_default=True,
+              help="sqlite: one embedded store file; etcd: a 3-member etcd cluster with TLS on the underlay, "
+                   "each node with its own state directory.")
 @click.pass_context
 def up(ctx: click.Context, nodes: int, underlay: str, backend: str, pod_cidr: str, vxlan_mode: str,
-       prefix: str, timeout: float) -> None:
+       prefix: str, timeout: float, store: str) -> None:
     """Build an emulated cluster on this machine and start its node processes."""
     from rich.console import Console
 
@@ -44,9 +47,9 @@ def up(ctx: click.Context, nodes: int, underlay: str, backend: str, pod_cidr: st
             console.log(msg)
 
         res = lifecycle.up(state_dir(ctx), nodes=nodes, underlay=underlay, backend=backend, pod_cidr=pod_cidr,
-                           vxlan_mode=vxlan_mode, prefix=prefix, progress=progress, timeout=timeout)
+                           vxlan_mode=vxlan_mode, prefix=prefix, progress=progress, timeout=timeout, store=store)
     click.echo(f"cluster up: {len(res['nodes'])} nodes ({', '.join(res['nodes'])}), backend {backend}, "
-               f"underlay {underlay}, in {res['seconds']:.2f} s")
+               f"underlay {underlay}, store {store}, in {res['seconds']:.2f} s")
 
 
 @click.command("down")

@@ -54,7 +54,7 @@ def exec_(ctx: click.Context, pod: str, namespace: str | None, interactive: bool
     if not netns.exists(name):
         raise PodnetError(f"pod {ns}/{pod} has no running sandbox (phase {p.status.phase or 'Pending'})",
                           hint=f"check `podnet get pod {pod} -n {ns}` and `podnet logs {pod} -n {ns}`")
-    sd = os.path.abspath(state_dir(ctx))
+    sd = _node_state_dir(ctx, p.spec.node_name)
     podbin = ensure_podbin(podbin_dir(sd))
     env = {"PATH": f"{podbin}:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME": p.name, "HOME": "/root",
            "TERM": os.environ.get("TERM", "dumb"), "POD_NAME": p.name, "POD_NAMESPACE": ns}
@@ -67,6 +67,13 @@ def exec_(ctx: click.Context, pod: str, namespace: str | None, interactive: bool
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
     os.execvpe(argv[0], argv, env)
+
+
+def _node_state_dir(ctx: click.Context, node: str) -> str:
+    """Where the node's agent keeps its pods: its own directory in an etcd lab, else ours."""
+    from podnet.cluster.datastore import node_state_dir
+
+    return node_state_dir(os.path.abspath(state_dir(ctx)), node)
 
 
 @click.command("logs")
@@ -89,7 +96,7 @@ def logs(ctx: click.Context, pod: str, namespace: str | None, container: str | N
         raise PodnetError(f"container {cname} is not valid for pod {pod}", hint=f"choose one of: {' '.join(names)}")
     if not p.spec.node_name:
         raise PodnetError(f"pod {ns}/{pod} is not scheduled yet; it has no logs")
-    path = os.path.join(pod_dir(os.path.abspath(state_dir(ctx)), p.spec.node_name, ns, p.name), f"{cname}.log")
+    path = os.path.join(pod_dir(_node_state_dir(ctx, p.spec.node_name), p.spec.node_name, ns, p.name), f"{cname}.log")
     if not os.path.exists(path):
         raise PodnetError(f"container {cname} in pod {ns}/{pod} has not started (phase {p.status.phase or 'Pending'})")
     with open(path, "rb") as f:

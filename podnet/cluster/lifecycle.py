@@ -19,7 +19,7 @@ from podnet.kernel.bird import Bird, peer_rows
 from podnet.model import CalicoNode, IPPool, Node, Resource
 from podnet.routing import BACKENDS
 
-from . import builder, processes
+from . import builder, datastore, processes
 from .lab import default_pool, node_resources
 from .topology import Topology, plan_topology
 
@@ -30,17 +30,22 @@ def _noop(_: str) -> None:
     pass
 
 
+CONTROL_PLANE = "control-plane"  # the controllers' own state directory with etcd
+
+
 def run_dir(state_dir: str, node: str) -> str:
-    return os.path.join(state_dir, "nodes", node)
+    return os.path.join(datastore.node_state_dir(state_dir, node), "nodes", node)
 
 
 def up(state_dir: str, nodes: int = 3, underlay: str = "l2", backend: str = "bgp",
        pod_cidr: str = "10.244.0.0/16", vxlan_mode: str = "Never", prefix: str = "", externals: int = 1,
-       progress: Progress = _noop, timeout: float = 30.0) -> dict[str, Any]:
+       progress: Progress = _noop, timeout: float = 30.0, store: str = "sqlite") -> dict[str, Any]:
     """Build and start a cluster: per node a routing loop, a node agent and a policy loop, and
-    one control plane."""
+    one control plane; ``store`` etcd puts the state in a 3-member etcd cluster on the underlay."""
     if backend not in BACKENDS:
         raise PodnetError(f"unknown backend {backend!r}", hint=f"choose one of: {', '.join(sorted(BACKENDS))}")
+    if store not in datastore.STORES:
+        raise PodnetError(f"unknown store {store!r}", hint=f"choose one of: {', '.join(datastore.STORES)}")
     topo = plan_topology(nodes, underlay, prefix, externals)
     pool = _pool(pod_cidr, backend, vxlan_mode)
     preexisting = sorted(os.listdir(state_dir)) if os.path.isdir(state_dir) else []
@@ -48,10 +53,15 @@ def up(state_dir: str, nodes: int = 3, underlay: str = "l2", backend: str = "bgp
     progress(f"underlay {underlay}: {len(topo.namespaces())} namespaces")
     builder.build(topo, state_dir, {"kind": "cluster", "backend": backend, "pod_cidr": pod_cidr,
                                     "vxlan_mode": vxlan_mode, "preexisting": preexisting,
-                                    "started": time.time()})
+                                    "started": time.time(), "store": {"kind": store}})
     try:
+        if store == "etcd":
+            progress("etcd: 3 members with TLS client auth on the underlay")
+            cluster = datastore.build_etcd(state_dir, topo)
+            for name in [n.name for n in topo.nodes] + [CONTROL_PLANE]:
+                datastore.prepare_host(state_dir, cluster, name)
         progress("registering nodes and the IP pool")
-        _register(state_dir, topo, pool)
+        _register(state_dir, topo, pool, backend)
         progress("starting node processes")
         _start_processes(state_dir, topo)
         progress("waiting for nodes to report ready")
@@ -66,12 +76,14 @@ def _pool(cidr: str, backend: str, vxlan_mode: str) -> IPPool:
     size = 24 if backend in ("host-gw", "vxlan") else 26  # Flannel: one /24 per node
     return default_pool(cidr, size, vxlan_mode)
 
-def _register(state_dir: str, topo: Topology, pool: IPPool) -> None:
+def _register(state_dir: str, topo: Topology, pool: IPPool, backend: str) -> None:
+    from podnet.agent.node import record_network_config
     from podnet.ipam.allocator import IPAM
     from podnet.store.open import open_store
 
     store = open_store(state_dir)
     try:
+        record_network_config(store, backend, pool.spec.cidr)
         objs: list[Resource] = node_resources(topo)
         if not store.list(IPPool):
             objs.append(pool)
@@ -101,18 +113,24 @@ def _record_process(state_dir: str, rec: processes.ProcessRecord) -> None:
 def _start_processes(state_dir: str, topo: Topology) -> None:
     """Every process through the ``podnet`` command, as on a real node (where each would be a
     service), so the lab runs exactly what a user would."""
-    podnet = [sys.executable, "-m", "podnet.cli.main", "--state-dir", state_dir]
+    state = builder.read_state(state_dir)
     logs = os.path.join(state_dir, "logs")
 
-    def start(name: str, args: list[str], log: str, ns: str | None = None) -> None:
-        _record_process(state_dir, processes.start(name, [*podnet, *args], os.path.join(logs, log), ns))
+    def start(name: str, sd: str, args: list[str], log: str, ns: str | None = None) -> None:
+        argv = [sys.executable, "-m", "podnet.cli.main", "--state-dir", sd, *args]
+        _record_process(state_dir, processes.start(name, argv, os.path.join(logs, log), ns))
 
     for n in topo.nodes:
+        sd = datastore.node_state_dir(state_dir, n.name, state)
         os.makedirs(run_dir(state_dir, n.name), exist_ok=True)
-        start(f"routing/{n.name}", ["routing-loop", "--node", n.name], f"{n.name}-routing.log", n.netns)
-        start(f"agent/{n.name}", ["agent", "--node", n.name], f"{n.name}-agent.log", n.netns)
-        start(f"policy/{n.name}", ["policy-loop", "--node", n.name], f"{n.name}-policy.log", n.netns)
-    start("controllers", ["controllers"], "controllers.log")
+        start(f"routing/{n.name}", sd, ["routing-loop", "--node", n.name], f"{n.name}-routing.log", n.netns)
+        start(f"agent/{n.name}", sd, ["agent", "--node", n.name], f"{n.name}-agent.log", n.netns)
+        start(f"policy/{n.name}", sd, ["policy-loop", "--node", n.name], f"{n.name}-policy.log", n.netns)
+    if datastore.is_etcd(state):  # on the control-plane node, through the underlay like the others
+        start("controllers", datastore.node_state_dir(state_dir, CONTROL_PLANE, state), ["controllers"],
+              "controllers.log", topo.nodes[0].netns)
+    else:
+        start("controllers", state_dir, ["controllers"], "controllers.log")
 
 
 def wait_ready(state_dir: str, topo: Topology, backend: str, timeout: float) -> None:
@@ -163,9 +181,10 @@ def down(state_dir: str, progress: Progress = _noop, keep_logs: bool = False) ->
     done += [f"process {r.name} ({r.pid})" for r in processes.stop_all(recs)]
     topo = Topology.from_dict(state["topology"])
     for n in topo.nodes:
-        done += [f"pod {p}" for p in _stop_leftover_pods(state_dir, n.name)]
+        done += [f"pod {p}" for p in _stop_leftover_pods(datastore.node_state_dir(state_dir, n.name, state), n.name)]
         if Bird(run_dir(state_dir, n.name)).stop():
             done.append(f"bird on {n.name}")
+    done += datastore.stop_etcd(state)
     progress(f"removing {len(state.get('netns', []))} namespaces")
     done += [f"netns {n}" for n in builder.destroy(state_dir)]
     for sub in ("nodes",) if keep_logs else ("nodes", "logs"):
