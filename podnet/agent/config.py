@@ -41,6 +41,7 @@ class RoutingLoopConfig:
     backend: str | None = None  # None: the one `podnet up` recorded
     resync: float = 5.0
     host_network: bool = False
+    supervised_bird: bool = False  # BIRD is its own service: configure it, never start it
 
 
 @dataclass(frozen=True)

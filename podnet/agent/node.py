@@ -146,7 +146,8 @@ def run_routing_loop(config: RoutingLoopConfig, stop: threading.Event) -> None:
     store = open_store(config.state_dir, bootstrap=False)
     try:
         backend = config.backend or cluster_backend(config.state_dir, store)
-        run_pass = RoutingPass(store, RoutingReconciler(config.node, backend, config.state_dir), config.node)
+        reconciler = RoutingReconciler(config.node, backend, config.state_dir, supervised_bird=config.supervised_bird)
+        run_pass = RoutingPass(store, reconciler, config.node)
         timing = Timing(min_interval=MIN_INTERVAL, max_interval=config.resync)
         LoopRunner(LOOP, run_pass, StoreChanges(store.kv, ROUTING_KEYS), timing, stop=stop).run()
     finally:

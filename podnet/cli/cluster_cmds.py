@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from typing import Sequence
 
 import click
@@ -73,17 +74,26 @@ def status(ctx: click.Context) -> None:
     click.echo(f"backend {st['backend']}  underlay {st['underlay']}  pod CIDR {st['pod_cidr']}")
     rows = []
     for n in st["nodes"]:
-        procs = " ".join(f"{k}:{pid}{'' if ok else '(dead)'}" for k, (pid, ok) in sorted(n["processes"].items()))
+        procs = " ".join(f"{k}:{pid if ok else '(down)'}{_restarts(n, k)}" for k, (pid, ok) in sorted(n["processes"].items()))
         if st["backend"] == "bgp":
             routing = f"{n['bgp'][0]}/{n['bgp'][1]} peers up" if n["bgp"] else "bird not running"
         else:
             routing = f"{n['routes']} routes"
         rows.append([n["name"], n["address"], n["segment"], n["netns"], procs, routing, n["health"]])
     click.echo(table(["NAME", "ADDRESS", "SEGMENT", "NETNS", "PROCESSES", "ROUTING", "HEALTH"], rows))
+    for n in st["nodes"]:
+        for proc, (count, reason, when) in sorted(n.get("restarts", {}).items()):
+            at = time.strftime("%H:%M:%S", time.localtime(when)) if when else "?"
+            click.echo(f"{n['name']} {proc}: {count} restart{'s' if count != 1 else ''}, last exit {reason} at {at}")
     for name, pid, ok in st["processes"]:
         click.echo(f"{name}: pid {pid} {'running' if ok else 'not running'}")
     for name, addr in st["externals"]:
         click.echo(f"external host {name}: {addr}")
+
+
+def _restarts(row: dict, proc: str) -> str:
+    count = row.get("restarts", {}).get(proc, (0,))[0]
+    return f"({count}↻)" if count else ""
 
 
 @click.group("node")

@@ -68,13 +68,17 @@ def policy_loop(ctx: click.Context, node: str, resync: float, netns: str | None,
 @click.option("--resync", default=RoutingLoopConfig.resync, show_default=True,
               help="Seconds between passes without changes (a pass repairs drift).")
 @host_network_option
+@click.option("--bird-supervised", is_flag=True,
+              help="BIRD runs as its own service (systemd, podnet supervise): write and reload its "
+                   "configuration, never start it.")
 @click.pass_context
 @user_errors
-def routing_loop(ctx: click.Context, node: str, backend: str | None, resync: float, host_network: bool) -> None:
+def routing_loop(ctx: click.Context, node: str, backend: str | None, resync: float, host_network: bool,
+                 bird_supervised: bool) -> None:
     """Run the node's routing loop: routes, VXLAN, natOutgoing and BIRD follow the store."""
     from podnet.agent.node import run_routing_loop
 
-    _serve(run_routing_loop, RoutingLoopConfig(node, state_dir(ctx), backend, resync, host_network))
+    _serve(run_routing_loop, RoutingLoopConfig(node, state_dir(ctx), backend, resync, host_network, bird_supervised))
 
 
 @click.command("controllers")
@@ -90,3 +94,16 @@ def controllers(ctx: click.Context, resync: float, gc_grace: float, gc_interval:
     from podnet.agent.control import run_controllers
 
     _serve(run_controllers, ControllersConfig(state_dir(ctx), resync, gc_grace, gc_interval))
+
+
+@click.command("supervise")
+@click.option("--spec", "spec_path", required=True, help="The services to run (JSON, written by `podnet up`).")
+@click.option("--run-dir", required=True, help="Where the notify sockets and supervisor.json go.")
+@click.option("--log-dir", required=True, help="Where each service's output is appended.")
+@click.option("--log-prefix", default="", help="Put in front of each service's log file name.")
+@user_errors
+def supervise(spec_path: str, run_dir: str, log_dir: str, log_prefix: str) -> None:
+    """Run a node's services as systemd would: restart with back-off, watchdog, status file."""
+    from podnet.cluster.supervisor import Supervisor, read_spec
+
+    _serve(lambda _, stop: Supervisor(read_spec(spec_path), run_dir, log_dir, log_prefix, stop).run(), None)

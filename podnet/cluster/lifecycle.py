@@ -13,13 +13,14 @@ import time
 from typing import Any, Callable
 
 from podnet.agent.routing import read_status
+from podnet.agent.units import node_services
 from podnet.errors import PodnetError
 from podnet.kernel import netns
 from podnet.kernel.bird import Bird, peer_rows
 from podnet.model import CalicoNode, IPPool, Node, Resource
 from podnet.routing import BACKENDS
 
-from . import builder, datastore, processes
+from . import builder, datastore, processes, supervisor
 from .lab import default_pool, node_resources
 from .topology import Topology, plan_topology
 
@@ -31,6 +32,7 @@ def _noop(_: str) -> None:
 
 
 CONTROL_PLANE = "control-plane"  # the controllers' own state directory with etcd
+LAB_WATCHDOG = 10.0  # seconds without WATCHDOG=1 before the lab's supervisor restarts a loop
 
 
 def run_dir(state_dir: str, node: str) -> str:
@@ -122,10 +124,13 @@ def _start_processes(state_dir: str, topo: Topology) -> None:
 
     for n in topo.nodes:
         sd = datastore.node_state_dir(state_dir, n.name, state)
-        os.makedirs(run_dir(state_dir, n.name), exist_ok=True)
-        start(f"routing/{n.name}", sd, ["routing-loop", "--node", n.name], f"{n.name}-routing.log", n.netns)
-        start(f"agent/{n.name}", sd, ["agent", "--node", n.name], f"{n.name}-agent.log", n.netns)
-        start(f"policy/{n.name}", sd, ["policy-loop", "--node", n.name], f"{n.name}-policy.log", n.netns)
+        rd = run_dir(state_dir, n.name)
+        os.makedirs(rd, exist_ok=True)
+        spec = os.path.join(rd, "services.json")
+        supervisor.write_spec(spec, node_services(n.name, sd, bgp=(state or {}).get("backend") == "bgp",
+                                                  watchdog_sec=LAB_WATCHDOG))
+        start(f"supervisor/{n.name}", sd, ["supervise", "--spec", spec, "--run-dir", rd, "--log-dir", logs,
+                                           "--log-prefix", f"{n.name}-"], f"{n.name}-supervisor.log", n.netns)
     if datastore.is_etcd(state):  # on the control-plane node, through the underlay like the others
         start("controllers", datastore.node_state_dir(state_dir, CONTROL_PLANE, state), ["controllers"],
               "controllers.log", topo.nodes[0].netns)
@@ -145,7 +150,7 @@ def wait_ready(state_dir: str, topo: Topology, backend: str, timeout: float) -> 
         if dead:
             logs = ", ".join(p.log for p in procs if p.name in dead)
             raise PodnetError(f"{', '.join(dead)} exited during start-up", hint=f"see {logs}")
-        agents = {p.name.split("/")[1] for p in procs if p.name.startswith("agent/")}
+        agents = {p.name.split("/")[1] for p in procs if p.name.startswith("supervisor/")}
         pending = [n for n in pending if not _node_ready(state_dir, n, backend, started, n in agents)]
         if not pending:
             return
@@ -227,6 +232,7 @@ def status(state_dir: str) -> dict[str, Any]:
     rows = []
     for n in topo.nodes:
         mine = [p for p in procs if p.name.endswith("/" + n.name)]
+        services = (supervisor.read_status(run_dir(state_dir, n.name)) or {}).get("services", {})
         st = read_status(run_dir(state_dir, n.name)) or {}
         bgp = None
         if state.get("backend") == "bgp":
@@ -236,7 +242,10 @@ def status(state_dir: str) -> dict[str, Any]:
             except PodnetError:
                 bgp = None
         row = {"bgp": bgp, "name": n.name, "netns": n.netns, "address": n.address, "segment": n.segment,
-               "processes": {p.name.split("/")[0]: (p.pid, processes.alive(p)) for p in mine},
+               "processes": {**{p.name.split("/")[0]: (p.pid, processes.alive(p)) for p in mine},
+                             **{name: (s["pid"], bool(s["running"])) for name, s in services.items()}},
+               "restarts": {name: (s["restarts"], s["last_exit"], s["last_exit_time"])
+                            for name, s in services.items() if s["restarts"]},
                "routes": len(st.get("routes", [])), "refusals": st.get("refusals", []),
                "errors": st.get("errors", []) + st.get("problems", []), "reported": st.get("time")}
         rows.append({**row, "health": node_health(row, state.get("backend") == "bgp")})
