@@ -30,6 +30,7 @@ class PolicyLoopConfig:
     resync: float = 2.0
     netns: str | None = None  # program this namespace instead of the current one
     host_network: bool = False
+    endpoint_to_host: str = "Drop"  # what a pod's new connection to its own node gets (Felix's)
 
 
 @dataclass(frozen=True)

@@ -129,7 +129,8 @@ def run_policy_loop(config: PolicyLoopConfig, stop: threading.Event) -> None:
     require_node_namespace("policy loop", "nftables rules", target=config.netns, host_network=config.host_network)
     store = open_store(config.state_dir, bootstrap=False)
     try:
-        reconciler = PolicyReconciler(config.node, netns=config.netns, state_dir=config.state_dir)
+        reconciler = PolicyReconciler(config.node, netns=config.netns, state_dir=config.state_dir,
+                                      to_host=config.endpoint_to_host)
         run_pass = PolicyPass(reconciler, LiveView(store))
         LoopRunner(LOOP, run_pass, StoreChanges(store.kv), Timing(max_interval=config.resync), stop=stop).run()
     finally:

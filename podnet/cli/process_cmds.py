@@ -52,13 +52,17 @@ def agent(ctx: click.Context, node: str, resync: float, keep_pods: bool, mtu: in
               help="Seconds between passes without changes (an idle pass reads the table back).")
 @click.option("--netns", default=None, help="Program this namespace instead of the current one.")
 @host_network_option
+@click.option("--endpoint-to-host", type=click.Choice(["Drop", "Accept"]), default=PolicyLoopConfig.endpoint_to_host,
+              show_default=True, help="A pod's new connection to its own node (Felix's DefaultEndpointToHostAction): "
+                                      "Drop, or Accept after the pod's egress policy.")
 @click.pass_context
 @user_errors
-def policy_loop(ctx: click.Context, node: str, resync: float, netns: str | None, host_network: bool) -> None:
+def policy_loop(ctx: click.Context, node: str, resync: float, netns: str | None, host_network: bool,
+                endpoint_to_host: str) -> None:
     """Run the node's policy loop: its `inet podnet` nft table follows the policies."""
     from podnet.agent.node import run_policy_loop
 
-    _serve(run_policy_loop, PolicyLoopConfig(node, state_dir(ctx), resync, netns, host_network))
+    _serve(run_policy_loop, PolicyLoopConfig(node, state_dir(ctx), resync, netns, host_network, endpoint_to_host))
 
 
 @click.command("routing-loop")
