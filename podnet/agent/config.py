@@ -19,6 +19,7 @@ class AgentConfig:
     keep_pods: bool = False  # leave the pods running when the agent stops
     mtu: int = 0  # 0: the routing plan's pod MTU
     host_network: bool = False  # the machine itself is the node (see agent/guard.py)
+    heartbeat: float = 10.0  # seconds between renewals of the node's lease (kubelet's 10 s)
 
 
 @dataclass(frozen=True)
@@ -53,3 +54,4 @@ class ControllersConfig:
     resync: float = 1.0
     gc_grace: float = 60.0  # seconds an IPAM leak must persist before it is freed
     gc_interval: float = 10.0  # seconds between IPAM leak scans
+    node_grace: float = 40.0  # seconds a node's lease may stand still before it is NotReady

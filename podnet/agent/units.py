@@ -42,13 +42,15 @@ def podnet_argv(state_dir: str, python: str | None = None) -> list[str]:
 
 
 def node_services(node: str, state_dir: str, *, bgp: bool = True, host_network: bool = False,
-                  watchdog_sec: float = WATCHDOG_SEC, python: str | None = None) -> list[Service]:
+                  watchdog_sec: float = WATCHDOG_SEC, python: str | None = None,
+                  heartbeat: float | None = None) -> list[Service]:
     """The agent, routing loop, policy loop and (with BGP) BIRD of ``node``."""
     podnet = podnet_argv(state_dir, python)
     host = ["--host-network"] if host_network else []
+    beat = [] if heartbeat is None else ["--heartbeat", f"{heartbeat:g}"]
     services = [
         Service("agent", f"podnet node agent for {node}: CNI socket, pods, node status",
-                (*podnet, "agent", "--node", node, *host), watchdog_sec),
+                (*podnet, "agent", "--node", node, *host, *beat), watchdog_sec),
         Service("routing", f"podnet routing loop for {node}: routes, VXLAN, natOutgoing, BIRD configuration",
                 (*podnet, "routing-loop", "--node", node, "--bird-supervised", *host), watchdog_sec),
         Service("policy", f"podnet policy loop for {node}: the inet podnet nftables table",

@@ -37,13 +37,17 @@ def _serve(run: Callable[[C, threading.Event], None], config: C) -> None:
 @click.option("--keep-pods", is_flag=True, help="Leave pods running when the agent stops.")
 @click.option("--mtu", default=AgentConfig.mtu, help="Pod MTU (default: 1450 with VXLAN, else 1500).")
 @host_network_option
+@click.option("--heartbeat", default=AgentConfig.heartbeat, show_default=True,
+              help="Seconds between renewals of the node's lease (its liveness).")
 @click.pass_context
 @user_errors
-def agent(ctx: click.Context, node: str, resync: float, keep_pods: bool, mtu: int, host_network: bool) -> None:
+def agent(ctx: click.Context, node: str, resync: float, keep_pods: bool, mtu: int, host_network: bool,
+          heartbeat: float) -> None:
     """Run the node agent: the CNI socket for podnet-cni and this node's pods."""
     from podnet.agent.node import run_node
 
-    _serve(run_node, AgentConfig(node, os.path.abspath(state_dir(ctx)), resync, keep_pods, mtu, host_network))
+    _serve(run_node, AgentConfig(node, os.path.abspath(state_dir(ctx)), resync, keep_pods, mtu, host_network,
+                                 heartbeat=heartbeat))
 
 
 @click.command("policy-loop")
@@ -91,13 +95,15 @@ def routing_loop(ctx: click.Context, node: str, backend: str | None, resync: flo
               help="Seconds an IPAM leak must persist before it is freed.")
 @click.option("--gc-interval", default=ControllersConfig.gc_interval, show_default=True,
               help="Seconds between IPAM leak scans.")
+@click.option("--node-grace", default=ControllersConfig.node_grace, show_default=True,
+              help="Seconds a node's lease may stand still before the node is marked NotReady (Unknown).")
 @click.pass_context
 @user_errors
-def controllers(ctx: click.Context, resync: float, gc_grace: float, gc_interval: float) -> None:
-    """Run the control plane: Deployments → Pods, the scheduler and IPAM leak collection."""
+def controllers(ctx: click.Context, resync: float, gc_grace: float, gc_interval: float, node_grace: float) -> None:
+    """Run the control plane: Deployments → Pods, the scheduler, IPAM leak collection, node liveness."""
     from podnet.agent.control import run_controllers
 
-    _serve(run_controllers, ControllersConfig(state_dir(ctx), resync, gc_grace, gc_interval))
+    _serve(run_controllers, ControllersConfig(state_dir(ctx), resync, gc_grace, gc_interval, node_grace))
 
 
 @click.command("supervise")

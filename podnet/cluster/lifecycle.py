@@ -33,6 +33,8 @@ def _noop(_: str) -> None:
 
 CONTROL_PLANE = "control-plane"  # the controllers' own state directory with etcd
 LAB_WATCHDOG = 10.0  # seconds without WATCHDOG=1 before the lab's supervisor restarts a loop
+LAB_HEARTBEAT = 2.0  # the lab's lease renewal and grace: kubelet's 10 s and 40 s, shortened
+LAB_NODE_GRACE = 8.0
 
 
 def run_dir(state_dir: str, node: str) -> str:
@@ -128,14 +130,15 @@ def _start_processes(state_dir: str, topo: Topology) -> None:
         os.makedirs(rd, exist_ok=True)
         spec = os.path.join(rd, "services.json")
         supervisor.write_spec(spec, node_services(n.name, sd, bgp=(state or {}).get("backend") == "bgp",
-                                                  watchdog_sec=LAB_WATCHDOG))
+                                                  watchdog_sec=LAB_WATCHDOG, heartbeat=LAB_HEARTBEAT))
         start(f"supervisor/{n.name}", sd, ["supervise", "--spec", spec, "--run-dir", rd, "--log-dir", logs,
                                            "--log-prefix", f"{n.name}-"], f"{n.name}-supervisor.log", n.netns)
+    control = ["controllers", "--node-grace", f"{LAB_NODE_GRACE:g}"]
     if datastore.is_etcd(state):  # on the control-plane node, through the underlay like the others
-        start("controllers", datastore.node_state_dir(state_dir, CONTROL_PLANE, state), ["controllers"],
+        start("controllers", datastore.node_state_dir(state_dir, CONTROL_PLANE, state), control,
               "controllers.log", topo.nodes[0].netns)
     else:
-        start("controllers", state_dir, ["controllers"], "controllers.log")
+        start("controllers", state_dir, control, "controllers.log")
 
 
 def wait_ready(state_dir: str, topo: Topology, backend: str, timeout: float) -> None:
