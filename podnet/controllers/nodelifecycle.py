@@ -36,8 +36,14 @@ class LeaseWatch:
 
     grace: float = LEASE_DURATION
     seen: dict[str, tuple[Any, float]] = field(default_factory=dict)
+    last_look: float | None = None
 
     def observe(self, leases: Mapping[str, Any], now: float) -> None:
+        if self.last_look is not None and now - self.last_look > self.grace / 2:
+            # The control plane itself could not look (the store was unreachable): nobody could
+            # renew meanwhile, so every lease gets a fresh grace period rather than a verdict.
+            self.seen = {node: (value, now) for node, (value, _) in self.seen.items()}
+        self.last_look = now
         for node, value in leases.items():
             last = self.seen.get(node)
             if last is None or last[0] != value:
