@@ -42,11 +42,11 @@ def test_a_node_whose_lease_stops_is_unknown_after_the_grace_and_ready_again_whe
     for _ in range(3):  # the control plane looks every 10 s
         clock.now += 10
         assert control.mark_silent_nodes(store.snapshot()) == []
-    agent.renew_lease()  # renewed in time: the control plane sees it move
-    for _ in range(4):
+    agent.renew_lease()  # renewed in time: the control plane sees it move at its next look
+    for _ in range(5):
         clock.now += 10
         assert control.mark_silent_nodes(store.snapshot()) == []
-    clock.now += 1  # 41 s since the control plane last saw the lease move
+    clock.now += 1  # 41 s since the control plane saw the lease move
     assert control.mark_silent_nodes(store.snapshot()) == ["n1"]
     cond = ready(store)
     assert (cond["status"], cond["reason"], cond["message"]) == ("Unknown", UNKNOWN_REASON, UNKNOWN_MESSAGE)
