@@ -20,7 +20,7 @@ from podnet.kernel import netns, underlay
 from podnet.store.config import StoreConfig, TlsFiles, save
 
 from . import builder
-from .etcd import EtcdCluster, Member
+from .etcd import EtcdCluster, Member, memory_data_root
 from .topology import Topology
 
 STORES = ("sqlite", "etcd")
@@ -50,7 +50,7 @@ def plan_members(topo: Topology, state_dir: str) -> EtcdCluster:
     base = ipaddress.ip_network(seg.cidr).network_address
     members = [Member(f"etcd{i + 1}", str(base + FIRST_MEMBER_HOST + i), netns=f"{infra}etcd{i + 1}")
                for i in range(MEMBERS)]
-    return EtcdCluster(os.path.join(state_dir, "etcd"), members)
+    return EtcdCluster(os.path.join(state_dir, "etcd"), members, data_root=memory_data_root())
 
 
 def build_etcd(state_dir: str, topo: Topology) -> EtcdCluster:
@@ -94,4 +94,8 @@ def prepare_host(state_dir: str, cluster: EtcdCluster, name: str) -> str:
 def stop_etcd(state: dict[str, Any]) -> list[str]:
     """Stop the members (after every client is gone); the namespaces go with the cluster's."""
     cluster = etcd_cluster(state)
-    return [f"etcd member {n}" for n in cluster.stop()] if cluster else []
+    if cluster is None:
+        return []
+    stopped = [f"etcd member {n}" for n in cluster.stop()]
+    cluster.remove_data()
+    return stopped

@@ -2,6 +2,11 @@
 the underlay (``podnet up --store etcd``) or on loopback (tests), with mutual TLS on client
 and peer links, started and stopped by PID.
 
+Members keep their data in memory (``/dev/shm``) when the machine has it: etcd fsyncs every
+write, and on a lab machine busy with other work a disk stall of seconds makes members miss
+elections. A killed member keeps its data (the page cache outlives the process); only a power
+cut would lose it, which a lab does not survive anyway. Real hosts keep etcd on disk.
+
 Each member also listens on a unix socket in its directory (``unixs://``), which is how
 commands in the machine's own namespace reach the cluster without any route into the lab;
 node processes use only the members' underlay addresses. Membership changes go through the
@@ -14,6 +19,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -31,6 +37,13 @@ TOKEN = "podnet-lab"
 #: podnet's apply is one transaction of every object it touches; history like the embedded store's
 SERVER_FLAGS = ("--max-txn-ops", "100000", "--max-request-bytes", str(64 << 20),
                 "--auto-compaction-mode", "revision", "--auto-compaction-retention", "10000")
+
+
+def memory_data_root() -> str | None:
+    """A fresh directory in ``/dev/shm`` for the members' data, or None (then on disk)."""
+    if not os.path.isdir("/dev/shm"):
+        return None
+    return tempfile.mkdtemp(prefix="podnet-etcd-", dir="/dev/shm")
 
 
 @dataclass(frozen=True)
@@ -55,8 +68,9 @@ class EtcdCluster:
     sockets, logs, and ``etcd.json`` recording the PIDs)."""
 
     def __init__(self, directory: str, members: Sequence[Member], *, heartbeat_ms: int = 100,
-                 election_ms: int = 1000) -> None:
+                 election_ms: int = 1000, data_root: str | None = None) -> None:
         self.directory = os.path.abspath(directory)
+        self.data_root = data_root
         self.members = list(members)
         self.heartbeat_ms = heartbeat_ms
         self.election_ms = election_ms
@@ -70,6 +84,8 @@ class EtcdCluster:
         return os.path.join(self.directory, name)
 
     def data_dir(self, name: str) -> str:
+        if self.data_root:
+            return os.path.join(self.data_root, name)
         return os.path.join(self.member_dir(name), "data")
 
     def socket(self, name: str) -> str:
@@ -176,7 +192,12 @@ class EtcdCluster:
 
     def destroy(self) -> None:
         self.stop()
+        self.remove_data()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+    def remove_data(self) -> None:
+        if self.data_root:
+            shutil.rmtree(self.data_root, ignore_errors=True)
 
     # -- cluster API -----------------------------------------------------------------------
     def _client(self, endpoints: Sequence[str], timeout: float = 2.0) -> EtcdClient:
@@ -269,13 +290,14 @@ class EtcdCluster:
 
     def to_dict(self) -> dict[str, object]:
         return {"directory": self.directory, "members": [asdict(m) for m in self.members],
-                "heartbeat_ms": self.heartbeat_ms, "election_ms": self.election_ms}
+                "heartbeat_ms": self.heartbeat_ms, "election_ms": self.election_ms, "data_root": self.data_root}
 
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> EtcdCluster:
         members = [Member(**m) for m in d["members"]]  # type: ignore[attr-defined]
         return cls(str(d["directory"]), members, heartbeat_ms=int(d.get("heartbeat_ms", 100)),  # type: ignore[call-overload]
-                   election_ms=int(d.get("election_ms", 1000)))  # type: ignore[call-overload]
+                   election_ms=int(d.get("election_ms", 1000)),  # type: ignore[call-overload]
+                   data_root=str(d["data_root"]) if d.get("data_root") else None)
 
 
 def _is_child(pid: int) -> bool:

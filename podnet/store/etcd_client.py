@@ -173,10 +173,13 @@ class EtcdClient:
         deadline = time.monotonic() + self.request_timeout
         failures: dict[str, str] = {}
         while True:
-            for index in self.order():
+            order = self.order()
+            for tried, index in enumerate(order):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
+                # a slow member gets its share of the time, not all of it: the others are tried too
+                share = max(left / (len(order) - tried), min(left, 1.0))
                 endpoint = self.endpoints[index]
                 conn = self._conn(index)
                 try:
@@ -188,7 +191,7 @@ class EtcdClient:
                     self._drop(index)
                     continue
                 try:
-                    conn.sock.settimeout(left)
+                    conn.sock.settimeout(share)
                     conn.request("POST", "/v3/" + path, payload, {"Content-Type": "application/json"})
                     resp = conn.getresponse()
                     data = resp.read()

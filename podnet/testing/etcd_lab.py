@@ -6,7 +6,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from podnet.cluster.etcd import EtcdCluster, Member
+from podnet.cluster.etcd import EtcdCluster, Member, memory_data_root
 from podnet.store.etcd import EtcdStore
 
 
@@ -29,7 +29,7 @@ def loopback_members(count: int = 3) -> list[Member]:
 @contextmanager
 def loopback_cluster(directory: str, count: int = 3) -> Iterator[EtcdCluster]:
     """Started and healthy; always stopped and removed afterwards."""
-    cluster = EtcdCluster(directory, loopback_members(count))
+    cluster = EtcdCluster(directory, loopback_members(count), data_root=memory_data_root())
     try:
         cluster.create()
         cluster.start()
