@@ -138,14 +138,19 @@ def node_status(ctx: click.Context, name: str | None) -> None:
     from podnet.agent.routing import read_status
 
     sd = state_dir(ctx)
-    st = lifecycle.status(sd)
-    names = [name] if name else [n["name"] for n in st["nodes"]]
+    host = _installed_host(sd)
+    if host is not None:  # a real host made a node by `podnet node install`: this node only
+        names, backend = [host[0]], host[1]
+    else:
+        st = lifecycle.status(sd)
+        names, backend = [name] if name else [n["name"] for n in st["nodes"]], st["backend"]
     for i, n in enumerate(names):
-        lifecycle.node_netns(sd, n)  # unknown node: a clear error
+        if host is None:
+            lifecycle.node_netns(sd, n)  # unknown node: a clear error
         if len(names) > 1:
             click.echo(("\n" if i else "") + f"== {n}")
-        rd = lifecycle.run_dir(sd, n)
-        if st["backend"] == "bgp":
+        rd = os.path.join(sd, "nodes", n) if host else lifecycle.run_dir(sd, n)
+        if backend == "bgp":
             try:
                 rows = peer_rows(Bird(rd).protocols())
                 click.echo("Calico process is running.\n\nIPv4 BGP status")
@@ -157,7 +162,7 @@ def node_status(ctx: click.Context, name: str | None) -> None:
         if rep is None:
             click.echo("routing: no report yet")
             continue
-        if st["backend"] != "bgp":
+        if backend != "bgp":
             click.echo(f"routing backend {rep['backend']}: {len(rep['routes'])} routes")
             for r in rep["routes"]:
                 click.echo(f"  {r}")
@@ -168,3 +173,30 @@ def node_status(ctx: click.Context, name: str | None) -> None:
             click.echo(f"unreachable: {r}")
         for p in rep["problems"] + rep["errors"]:
             click.echo(f"problem: {p}")
+
+
+def _installed_host(sd: str) -> tuple[str, str] | None:
+    """(node, backend) when ``sd`` belongs to a host made a node by `podnet node install`."""
+    from podnet.agent.install import installed_node
+    from podnet.cluster.builder import read_state
+
+    node_name = installed_node(sd)
+    if node_name is None or read_state(sd) is not None:
+        return None
+    from podnet.agent.node import cluster_backend
+    from podnet.store.open import open_store
+
+    store = open_store(sd, bootstrap=False)
+    try:
+        return node_name, cluster_backend(sd, store)
+    finally:
+        store.close()
+
+
+def _add_install() -> None:
+    from podnet.cli.node_install import install
+
+    node.add_command(install)
+
+
+_add_install()

@@ -13,6 +13,7 @@ import time
 from typing import Any, Callable
 
 from podnet.agent.routing import read_status
+from podnet.agent.registration import block_size, default_pool
 from podnet.agent.units import node_services
 from podnet.errors import PodnetError
 from podnet.kernel import netns
@@ -21,7 +22,7 @@ from podnet.model import CalicoNode, IPPool, Node, Resource
 from podnet.routing import BACKENDS
 
 from . import builder, datastore, processes, supervisor
-from .lab import default_pool, node_resources
+from .lab import node_resources
 from .topology import Topology, plan_topology
 
 Progress = Callable[[str], None]
@@ -77,8 +78,7 @@ def up(state_dir: str, nodes: int = 3, underlay: str = "l2", backend: str = "bgp
 
 
 def _pool(cidr: str, backend: str, vxlan_mode: str) -> IPPool:
-    size = 24 if backend in ("host-gw", "vxlan") else 26  # Flannel: one /24 per node
-    return default_pool(cidr, size, vxlan_mode)
+    return default_pool(cidr, block_size(backend), vxlan_mode)
 
 def _register(state_dir: str, topo: Topology, pool: IPPool, backend: str) -> None:
     from podnet.agent.node import record_network_config
