@@ -6,6 +6,7 @@ may be left on the node."""
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,14 +35,22 @@ class CniChurn:
                     or self.del_errors)
 
 
-def run_cni_churn(lab: Lab, count: int, concurrency: int, seed: int = 0, kill_before: float = 0.6) -> CniChurn:
-    """``count`` containers, ADD with a random deadline in (0, ``kill_before``) s for half of them
-    (the plugin is killed when it passes), then DEL for all; every call its own plugin process."""
+def run_cni_churn(lab: Lab, count: int, concurrency: int, seed: int = 0) -> CniChurn:
+    """``count`` containers, ADD with a random deadline for half of them (the plugin is killed
+    when it passes), then DEL for all; every call its own plugin process. The deadlines fall
+    between 30 % and 110 % of one ADD's duration, measured first under the same concurrency's
+    load, so kills land in the IPAM transaction and the wiring, not in the interpreter's start."""
     rng = random.Random(seed)
     rt = lab.runtime()
     env = {"PODNET_CNI_INPROCESS": "1"}
     pods = [lab.pod_ns() for _ in range(count)]
-    deadlines = [rng.uniform(0.02, kill_before) if rng.random() < 0.5 else 120.0 for _ in range(count)]
+    probe_ns = lab.pod_ns()
+    t0 = time.monotonic()
+    rt.call("ADD", "calibrate", netns.path(probe_ns), "eth0", env=env, timeout=120)
+    took = time.monotonic() - t0
+    rt.call("DEL", "calibrate", netns.path(probe_ns), "eth0", env=env, timeout=120)
+    load = max(1.0, concurrency / 2)  # two CPUs: concurrent plugins share them
+    deadlines = [rng.uniform(0.3, 1.1) * took * load if rng.random() < 0.5 else 120.0 for _ in range(count)]
     report = CniChurn(calls=2 * count)
     ips: list[str] = []
 

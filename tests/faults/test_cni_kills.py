@@ -12,6 +12,6 @@ pytestmark = pytest.mark.kernel
 
 
 def test_killed_cni_adds_leave_no_duplicate_or_leaked_address(lab_inprocess: Lab) -> None:
-    report = run_cni_churn(lab_inprocess, count=24, concurrency=12, seed=14)
+    report = run_cni_churn(lab_inprocess, count=12, concurrency=6, seed=14)
     assert report.clean, report
     assert report.killed >= 3 and report.added >= 3, report  # the kills did land mid-way
