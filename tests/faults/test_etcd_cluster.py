@@ -22,13 +22,13 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from lab import EX, Cluster, connect
 
 from podnet.agent.cnicall import CniCallFailed, CniRuntime
 from podnet.cluster.datastore import etcd_cluster, node_state_dir
 from podnet.kernel import netns
 from podnet.kernel.probe import REACHED, probe
 from podnet.testing import faultkit
+from podnet.testing.cli_cluster import EX, Cluster, connect
 from podnet.testing.cluster_audit import audit
 from podnet.testing.leaks import Prefixes
 

@@ -5,7 +5,6 @@ the kill sees every revision once and in order; a member whose data is lost is r
 catches up; a client without the cluster's certificate is refused."""
 from __future__ import annotations
 
-import os
 import ssl
 import threading
 import time

@@ -1,4 +1,5 @@
-"""A ``podnet up`` cluster driven through the CLI, for the fault tests."""
+"""A ``podnet up`` cluster driven through the ``podnet`` command, as a user drives it (fault tests
+and bench/faults.py)."""
 from __future__ import annotations
 
 import json
@@ -12,7 +13,7 @@ from typing import Any
 from podnet.agent.pods import pod_netns_name
 from podnet.cluster.datastore import node_state_dir
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: examples/ and the working directory
 EX = ROOT / "examples"
 PODNET = os.path.join(os.path.dirname(sys.executable), "podnet")
 
