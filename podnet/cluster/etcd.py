@@ -23,6 +23,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from podnet.errors import PodnetError
 from podnet.store.config import StoreConfig, TlsFiles
@@ -203,7 +204,7 @@ class EtcdCluster:
     def _client(self, endpoints: Sequence[str], timeout: float = 2.0) -> EtcdClient:
         return EtcdClient(endpoints, self.client_tls, connect_timeout=min(1.0, timeout), request_timeout=timeout)
 
-    def member_status(self, m: Member, timeout: float = 1.0) -> dict[str, object] | None:
+    def member_status(self, m: Member, timeout: float = 1.0) -> dict[str, Any] | None:
         """``/v3/maintenance/status`` of one member (through its local socket), None if down."""
         client = self._client([f"unixs://{self.socket(m.name)}"], timeout)
         try:
@@ -221,7 +222,7 @@ class EtcdCluster:
                 if not self.alive(m.name):
                     continue
                 st = self.member_status(m)
-                if st and st.get("leader") and st.get("leader") == st.get("header", {}).get("member_id"):  # type: ignore[union-attr]
+                if st and st.get("leader") and st.get("leader") == st.get("header", {}).get("member_id"):
                     return m
             if time.monotonic() > deadline:
                 raise PodnetError(f"etcd cluster in {self.directory} has no leader after {timeout:.0f} s")

@@ -47,10 +47,10 @@ class Cluster:
         return list(self.state()["topology"]["nodes"])
 
     def node_ns(self, node: str) -> str:
-        return next(n["netns"] for n in self.nodes() if n["name"] == node)
+        return str(next(n["netns"] for n in self.nodes() if n["name"] == node))
 
     def node_address(self, node: str) -> str:
-        return next(n["address"] for n in self.nodes() if n["name"] == node)
+        return str(next(n["address"] for n in self.nodes() if n["name"] == node))
 
     def service_pid(self, node: str, service: str) -> int | None:
         path = os.path.join(node_state_dir(self.sd, node), "nodes", node, "supervisor.json")

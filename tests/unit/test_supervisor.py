@@ -19,8 +19,8 @@ from podnet.cluster.supervisor import BACKOFF_INITIAL, Supervisor, exit_reason, 
 
 PY = sys.executable
 #: a loop that speaks the notify protocol as podnet's loops do (through agent/notify.py)
-PINGER = ("import sys, time; sys.path.insert(0, %r); from podnet.agent.notify import Notifier; n = Notifier()\n"
-          "while True:\n    n.ready(); n.watchdog(); time.sleep(0.05)") % str(Path(__file__).resolve().parents[2])
+PINGER = (f"import sys, time; sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r}); from podnet.agent.notify import Notifier; n = Notifier()\n"
+          "while True:\n    n.ready(); n.watchdog(); time.sleep(0.05)")
 
 
 @pytest.fixture
