@@ -157,6 +157,10 @@ class EtcdCluster:
 
     def start_member(self, m: Member, state: str = "new") -> processes.ProcessRecord:
         os.makedirs(self.member_dir(m.name), mode=0o700, exist_ok=True)
+        try:  # a killed member leaves its socket file behind, and etcd will not bind over it
+            os.unlink(self.socket(m.name))
+        except FileNotFoundError:
+            pass
         rec = processes.start(f"etcd/{m.name}", self.argv(m, state), self.log(m.name), m.netns,
                               cwd=self.member_dir(m.name))
         self._record(m.name, rec)

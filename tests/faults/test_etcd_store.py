@@ -72,6 +72,11 @@ def test_leader_killed_during_writes_loses_no_acknowledged_write(cluster: EtcdCl
     revisions = [e.revision for e in watched if e.key == "/register"]
     assert revisions == [e.revision for e in history if e.revision > history[0].revision - 1][-len(revisions):]
     assert revisions == sorted(set(revisions)), "the watch repeated or reordered a revision"
+    cluster.start_member(leader)  # a SIGKILLed member comes back (its socket file was left behind)
+    deadline = time.monotonic() + 15
+    while cluster.member_status(leader) is None:
+        assert cluster.alive(leader.name) and time.monotonic() < deadline, open(cluster.log(leader.name)).read()[-500:]
+        time.sleep(0.1)
 
 
 def test_a_member_whose_data_is_lost_is_replaced_and_catches_up(cluster: EtcdCluster) -> None:

@@ -19,8 +19,9 @@ from podnet.cluster.supervisor import BACKOFF_INITIAL, Supervisor, exit_reason, 
 
 PY = sys.executable
 #: a loop that speaks the notify protocol as podnet's loops do (through agent/notify.py)
-PINGER = (f"import sys, time; sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r}); from podnet.agent.notify import Notifier; n = Notifier()\n"
-          "while True:\n    n.ready(); n.watchdog(); time.sleep(0.05)")
+CHECKOUT = str(Path(__file__).resolve().parents[2])
+PINGER = (f"import sys, time; sys.path.insert(0, {CHECKOUT!r}); from podnet.agent.notify import Notifier\n"
+          "n = Notifier()\nwhile True:\n    n.ready(); n.watchdog(); time.sleep(0.05)")
 
 
 @pytest.fixture
