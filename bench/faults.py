@@ -57,7 +57,7 @@ def bench_leader_kills(tmp: str, kills: int) -> None:
                 cluster.kill(leader.name)  # noqa: B023
 
             key = f"/register/{i}"
-            ops = run_register(lambda: client(cluster), key, writers=3, seconds=3.0, during=kill)
+            ops = run_register(lambda: client(cluster), key, writers=3, seconds=6.0, during=kill)
             store = client(cluster)
             report = check_register(ops, register_history(store, key))
             store.close()
