@@ -128,27 +128,9 @@ def bench_cluster(tmp: str, prefix: str, kills: int, outage: float) -> None:
               f"(watchdog 10 s in the lab, 30 s in the units)")
 
         rng = random.Random(14)
-        nodes = [n["name"] for n in c.nodes()]
         t0 = time.monotonic()
         for i in range(kills):
-            c.apply_text(f"""apiVersion: v1
-kind: Pod
-metadata: {{name: churn{i}, namespace: default, labels: {{run: churn}}}}
-spec:
-  nodeName: {rng.choice(nodes)}
-  containers: [{{name: c, image: busybox, command: [sleep, "36000"]}}]
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {{name: churn-{i % 3}, namespace: default}}
-spec:
-  podSelector: {{matchLabels: {{run: churn}}}}
-  ingress: [{{from: [{{podSelector: {{matchLabels: {{run: client{1 + i % 2}}}}}}}]}}]
-""")
-            time.sleep(rng.uniform(0, 0.5))
-            victim = c.service_pid(rng.choice(nodes), rng.choice(["agent", "routing", "policy"]))
-            if victim:
-                os.kill(victim, signal.SIGKILL)
+            c.churn_and_kill(i, rng, policies=3)
             if i >= 2:
                 c.cli("delete", "pod", f"churn{i - 2}")
         c.ready(timeout="300s")

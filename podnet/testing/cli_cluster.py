@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import signal
 import subprocess
 import sys
 import time
@@ -89,6 +91,31 @@ class Cluster:
                 return
             assert time.monotonic() < deadline, f"policy not enforced at revision {want}: {st}"
             time.sleep(0.05)
+
+    def churn_and_kill(self, i: int, rng: random.Random, policies: int = 2) -> str:
+        """One step of a churn: a pod on a random node and a policy selecting the churn pods,
+        then, at a random moment, SIGKILL of a random node process. Returns what was killed."""
+        nodes = [n["name"] for n in self.nodes()]
+        self.apply_text(f"""apiVersion: v1
+kind: Pod
+metadata: {{name: churn{i}, namespace: default, labels: {{run: churn}}}}
+spec:
+  nodeName: {rng.choice(nodes)}
+  containers: [{{name: c, image: busybox, command: [sleep, "36000"]}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: churn-{i % policies}, namespace: default}}
+spec:
+  podSelector: {{matchLabels: {{run: churn}}}}
+  ingress: [{{from: [{{podSelector: {{matchLabels: {{run: client{1 + i % 2}}}}}}}]}}]
+""")
+        time.sleep(rng.uniform(0, 0.5))
+        node, service = rng.choice(nodes), rng.choice(["agent", "routing", "policy"])
+        pid = self.service_pid(node, service)
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+        return f"{service}/{node}"
 
     def verify(self, *args: str) -> str:
         res = self.cli("verify", "--timeout", "0.5", *args, check=False, timeout=180)

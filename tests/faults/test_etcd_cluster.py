@@ -137,28 +137,8 @@ spec:
 
 def test_node_processes_killed_during_churn_leave_nothing_behind(cluster: Cluster) -> None:
     rng = random.Random(14)
-    nodes = [n["name"] for n in cluster.nodes()]
     for i in range(KILLS):
-        name = f"churn{i}"
-        cluster.apply_text(f"""apiVersion: v1
-kind: Pod
-metadata: {{name: {name}, namespace: default, labels: {{run: churn}}}}
-spec:
-  nodeName: {rng.choice(nodes)}
-  containers: [{{name: c, image: busybox, command: [sleep, "36000"]}}]
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {{name: churn-{i % 2}, namespace: default}}
-spec:
-  podSelector: {{matchLabels: {{run: churn}}}}
-  ingress: [{{from: [{{podSelector: {{matchLabels: {{run: client{1 + i % 2}}}}}}}]}}]
-""")
-        time.sleep(rng.uniform(0, 0.4))
-        node, service = rng.choice(nodes), rng.choice(["agent", "routing", "policy"])
-        pid = cluster.service_pid(node, service)
-        if pid:
-            os.kill(pid, signal.SIGKILL)
+        cluster.churn_and_kill(i, rng)
         if i % 2 == 1:
             cluster.cli("delete", "pod", f"churn{i - 1}")
     cluster.ready(timeout="120s")
