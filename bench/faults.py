@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import sys
 import tempfile
@@ -231,16 +232,21 @@ def main() -> None:
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/faults.py needs root (namespaces, nftables)")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # cleanups run on SIGTERM too
     tmp = tempfile.mkdtemp(prefix="podnet-bench-faults-")
     prefix = f"bf-{os.getpid() % 10000}-"
-    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
-    if args.leader_kills:
-        bench_leader_kills(tmp, args.leader_kills)
-    if args.cni:
-        bench_cni(tmp, args.cni, prefix + "c")
-    if args.kills or args.outage:
-        bench_cluster(tmp, prefix, args.kills, args.outage)
+    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
+    try:
+        if args.leader_kills:
+            bench_leader_kills(tmp, args.leader_kills)
+        if args.cni:
+            bench_cni(tmp, args.cni, prefix + "c")
+        if args.kills or args.outage:
+            bench_cluster(tmp, prefix, args.kills, args.outage)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     main()
