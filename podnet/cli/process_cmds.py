@@ -37,17 +37,19 @@ def _serve(run: Callable[[C, threading.Event], None], config: C) -> None:
 @click.option("--keep-pods", is_flag=True, help="Leave pods running when the agent stops.")
 @click.option("--mtu", default=AgentConfig.mtu, help="Pod MTU (default: 1450 with VXLAN, else 1500).")
 @host_network_option
+@click.option("--backoff-base", default=AgentConfig.backoff_base, show_default=True,
+              help="First container restart back-off in seconds (doubles up to 30 times this).")
 @click.option("--heartbeat", default=AgentConfig.heartbeat, show_default=True,
               help="Seconds between renewals of the node's lease (its liveness).")
 @click.pass_context
 @user_errors
 def agent(ctx: click.Context, node: str, resync: float, keep_pods: bool, mtu: int, host_network: bool,
-          heartbeat: float) -> None:
+          backoff_base: float, heartbeat: float) -> None:
     """Run the node agent: the CNI socket for podnet-cni and this node's pods."""
     from podnet.agent.node import run_node
 
     _serve(run_node, AgentConfig(node, os.path.abspath(state_dir(ctx)), resync, keep_pods, mtu, host_network,
-                                 heartbeat=heartbeat))
+                                 backoff_base, heartbeat))
 
 
 @click.command("policy-loop")

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Iterable, Mapping, Protocol
+from typing import TYPE_CHECKING, Iterable, Mapping, Protocol
 
 from podnet.errors import NotFound, PodnetError
-from podnet.model import Namespace, NetworkPolicy, Pod
+from podnet.model import EndpointSlice, Namespace, NetworkPolicy, Pod, Service
 from podnet.model.selectors import LabelSelector
 
 from .ir import Direction, IPBlockPeer, Locator, PodPeer, PolicyIR, PortMatch, Rule, compile_policies
+
+if TYPE_CHECKING:
+    from .services import ServiceView
 
 NAME_LABEL = "kubernetes.io/metadata.name"
 PROTOCOLS = ("TCP", "UDP", "SCTP")
@@ -98,6 +101,8 @@ class ClusterState:
     policies_by_ns: Mapping[str, tuple[PolicyIR, ...]] = field(default_factory=dict, compare=False, repr=False)
     #: memo of namespace selector → matching namespaces (derived data; the state never changes)
     ns_match_memo: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False, repr=False)
+    #: ``ns/name`` → a Service and its backends (``policy.services.ServiceView``)
+    services: Mapping[str, "ServiceView"] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def build(
@@ -109,11 +114,18 @@ class ClusterState:
         ipblock_matches_pods: bool = True,
         sources: dict[str, str] | None = None,
         locators: dict[str, Locator] | None = None,
+        services: Iterable[Service] = (),
+        slices: Iterable[EndpointSlice] = (),
     ) -> "ClusterState":
-        """From model values. ``sources``/``locators``: see ``ir.compile_policies``."""
-        return cls.from_parts(namespaces, [endpoint_for_pod(p) for p in pods],
-                              compile_policies(policies, sources, locators),
-                              ipblock_matches_pods=ipblock_matches_pods)
+        """From model values. ``sources``/``locators``: see ``ir.compile_policies``; ``slices``
+        give the endpoints of Services without a selector."""
+        from .services import service_views
+
+        pods = list(pods)
+        state = cls.from_parts(namespaces, [endpoint_for_pod(p) for p in pods],
+                               compile_policies(policies, sources, locators),
+                               ipblock_matches_pods=ipblock_matches_pods)
+        return replace(state, services=service_views(services, pods, slices))
 
     @classmethod
     def from_parts(

@@ -5,7 +5,8 @@ says what is wrong against the current cluster state, and how to fix it. The che
 the mistakes people actually make (see docs/policy.md): selectors that match nothing, a
 namespace selected by a label no namespace has, egress lock-downs that break DNS, policyTypes
 that disagree with the rules, AND/OR peer confusion, sloppy CIDRs, undeclared named ports,
-redundant policies, and DNS allowed on only one of UDP/TCP.
+redundant policies, DNS allowed on only one of UDP/TCP, and a Service's port opened where its
+pods receive on another targetPort.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from podnet.model.selectors import LabelSelector
 
 from .cluster import NAME_LABEL, ClusterState, Endpoint, direction_allowed
 from .ir import Direction, IPBlockPeer, PodPeer, PolicyIR, PortMatch, Rule
+from .services import check_service_ports
 
 Path = tuple[str | int, ...]
 DNS_LABEL = ("k8s-app", "kube-dns")
@@ -70,6 +72,7 @@ def lint(state: ClusterState, locate: Locate | None = None) -> list[LintWarning]
                 _check_rule(state, pol, rule, selected, warn)
         _check_dns(state, pol, selected, warn)
     _check_redundant(state, warn)
+    check_service_ports(state, warn)
     return sorted(out, key=lambda w: (_loc_key(w.location), w.policy, w.path, w.code))
 
 

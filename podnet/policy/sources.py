@@ -11,7 +11,7 @@ from typing import Protocol, TypeVar
 
 from podnet.errors import Location
 from podnet.manifest import Loaded, load_paths
-from podnet.model import Deployment, Namespace, NetworkPolicy, Pod, Resource
+from podnet.model import Deployment, EndpointSlice, Namespace, NetworkPolicy, Pod, Resource, Service
 
 from .cluster import ClusterState
 from .ir import Locator
@@ -32,9 +32,10 @@ def no_location(ref: str, path: tuple[str | int, ...]) -> str | None:
 
 
 def cluster_from_snapshot(snapshot: Objects, ipblock_matches_pods: bool = True) -> ClusterState:
-    """The engine's view of a store snapshot (namespaces, pods, policies)."""
+    """The engine's view of a store snapshot (namespaces, pods, policies, Services and slices)."""
     return ClusterState.build(_of(snapshot, Namespace), _of(snapshot, Pod), _of(snapshot, NetworkPolicy),
-                              ipblock_matches_pods=ipblock_matches_pods)
+                              ipblock_matches_pods=ipblock_matches_pods, services=_of(snapshot, Service),
+                              slices=_of(snapshot, EndpointSlice))
 
 
 def cluster_from_files(paths: Sequence[str], ipblock_matches_pods: bool = True) -> tuple[ClusterState, Locate]:
@@ -62,7 +63,8 @@ def cluster_from_files(paths: Sequence[str], ipblock_matches_pods: bool = True) 
     known = {n.metadata.name for n in namespaces}
     namespaces += [Namespace.model_validate({"metadata": {"name": n}}) for n in sorted(extra_ns - known)]
     state = ClusterState.build(namespaces, pods, policies, ipblock_matches_pods=ipblock_matches_pods,
-                               sources=sources, locators=locators)
+                               sources=sources, locators=locators, services=_instances(objs, Service),
+                               slices=_instances(objs, EndpointSlice))
 
     def locate(ref: str, path: tuple[str | int, ...]) -> str | None:
         fn = locators.get(ref)
@@ -71,8 +73,14 @@ def cluster_from_files(paths: Sequence[str], ipblock_matches_pods: bool = True) 
     return state, locate
 
 
+#: A Deployment stands for at most this many replicas: more identical pods without IPs would say
+#: nothing new (and `replicas: 1000000` would be a million pods).
+STAND_INS = 10
+
+
 def _deployment_pods(dep: Deployment, existing: set[tuple[str, frozenset[tuple[str, str]]]]) -> list[Pod]:
-    """A Deployment without pods in the files stands for its replicas (no IPs yet)."""
+    """A Deployment without pods in the files stands for its replicas (no IPs yet), at most
+    ``STAND_INS`` of them."""
     ns = dep.metadata.namespace or "default"
     labels = dict(dep.spec.template.metadata.labels)
     if (ns, frozenset(labels.items())) in existing:
@@ -82,7 +90,7 @@ def _deployment_pods(dep: Deployment, existing: set[tuple[str, frozenset[tuple[s
             "metadata": {"name": f"{dep.metadata.name}-{i}", "namespace": ns, "labels": labels},
             "spec": dep.spec.template.spec.to_dict(),
         })
-        for i in range(max(dep.spec.replicas, 1))
+        for i in range(min(max(dep.spec.replicas, 1), STAND_INS))
     ]
 
 
