@@ -55,21 +55,34 @@ def parse_endpoints(text: str) -> tuple[str, ...]:
     """``etcd://h1:2379,h2:2379`` or a comma-separated list of endpoint URLs, checked."""
     text = text.strip()
     if text.startswith("etcd://"):
-        text = ",".join("http://" + hp for hp in text[len("etcd://"):].split(","))
+        pairs = text[len("etcd://"):].split(",")
+        bad = [hp for hp in pairs if not _host_port(hp)]
+        if bad:
+            raise PodnetError(f"bad store URL {text!r}: expected etcd://host:port[,host:port…]",
+                              hint="or https://host:port,… with --etcd-ca, --etcd-cert and --etcd-key")
+        text = ",".join("http://" + hp for hp in pairs)
     out = []
     for item in (t.strip() for t in text.split(",")):
         parts = urlsplit(item)
+        if parts.scheme.startswith("http") and not _host_port(parts.netloc):
+            raise PodnetError(f"bad etcd endpoint {item!r}: expected {parts.scheme}://host:port")
         if parts.scheme not in SCHEMES:
             raise PodnetError(f"bad etcd endpoint {item!r}",
                               hint="write https://host:port (or etcd://host:port,host:port for plain http)")
-        if parts.scheme.startswith("http") and (not parts.hostname or not parts.port):
-            raise PodnetError(f"bad etcd endpoint {item!r}: expected {parts.scheme}://host:port")
         if parts.scheme.startswith("unix") and not parts.path:
             raise PodnetError(f"bad etcd endpoint {item!r}: expected {parts.scheme}:///path/to/socket")
         out.append(item.rstrip("/"))
     if not out:
         raise PodnetError("no etcd endpoints given")
     return tuple(out)
+
+
+def _host_port(text: str) -> bool:
+    try:
+        parts = urlsplit("http://" + text)
+        return bool(parts.hostname and parts.port)
+    except ValueError:  # a port out of range
+        return False
 
 
 def check_tls(ca: str | None, cert: str | None, key: str | None) -> TlsFiles | None:
