@@ -21,6 +21,7 @@ pytestmark = [pytest.mark.scenario, pytest.mark.kernel]
 ROOT = Path(__file__).resolve().parents[2]
 EX = ROOT / "examples"
 PODNET = os.path.join(os.path.dirname(sys.executable), "podnet")  # the installed command users run
+STORE = os.environ.get("PODNET_TEST_STORE", "sqlite")  # etcd: the same scenarios on a 3-member etcd cluster
 
 
 class Cluster:
@@ -60,12 +61,13 @@ class Cluster:
     def enforced(self, timeout: float = 20.0) -> None:
         """Wait until every node's policy loop has synced the store's current revision."""
         from podnet.agent.policy import read_status
+        from podnet.cluster.datastore import node_state_dir
 
         want = self.store_revision()
         nodes = self.nodes()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            st = [read_status(self.sd, n) for n in nodes]
+            st = [read_status(node_state_dir(self.sd, n), n) for n in nodes]
             if all(s and s["revision"] >= want and not s.get("error") for s in st):
                 return
             time.sleep(0.05)
@@ -103,7 +105,7 @@ def pod_named(matrix: dict[str, Any], ns: str, prefix: str) -> str:
 def cluster(tmp_path_factory: pytest.TempPathFactory, prefixes: Prefixes) -> Iterator[Cluster]:
     c = Cluster(str(tmp_path_factory.mktemp("policy-scn")), prefixes.new())
     try:
-        c.cli("up", "--nodes", "3", "--prefix", c.prefix, timeout=180)
+        c.cli("up", "--nodes", "3", "--prefix", c.prefix, "--store", STORE, timeout=180)
         yield c
     finally:
         c.cli("down", check=False, timeout=120)

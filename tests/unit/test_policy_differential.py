@@ -8,11 +8,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 
 from podnet.testing.policy_fuzz import cluster, engine_state, engine_table, mismatches, naive_table
 
 EXAMPLES = int(os.environ.get("PODNET_FUZZ_EXAMPLES", "300"))
+pytestmark = pytest.mark.timeout(0 if EXAMPLES > 300 else 300)  # the full count runs for a while
 IPS = [f"10.244.{1 + i % 2}.{2 + i}" for i in range(6)]
 
 
