@@ -2,8 +2,9 @@
 (``podnet up --store etcd``) a three-member etcd cluster on the underlay, exactly as on
 separate hosts.
 
-With etcd every node gets a state directory of its own (``<state-dir>/hosts/<node>``) with
-its own copy of the client certificate and a ``store.json`` naming the members' underlay
+With etcd every node gets a state directory of its own (``/run/podnet/hosts/<prefix>/<node>``:
+short, because a node's sockets — CNI, BIRD's control socket — live in it and a unix socket
+path has at most 107 bytes) with its own copy of the client certificate and a ``store.json`` naming the members' underlay
 addresses; its processes share nothing with the other nodes through the filesystem. The
 members run in namespaces of their own on the first segment (``<prefix>etcd1..3`` at
 192.168.10.11–13). The state directory itself gets a ``store.json`` naming the members' unix
@@ -26,7 +27,7 @@ from .topology import Topology
 STORES = ("sqlite", "etcd")
 MEMBERS = 3
 FIRST_MEMBER_HOST = 11  # 192.168.10.11, .12, .13
-HOSTS_DIR = "hosts"
+HOSTS_ROOT = "/run/podnet/hosts"
 
 
 def is_etcd(state: dict[str, Any] | None) -> bool:
@@ -37,7 +38,15 @@ def node_state_dir(state_dir: str, node: str, state: dict[str, Any] | None = Non
     """The state directory a node's processes use: its own with etcd, else the cluster's."""
     if state is None:
         state = builder.read_state(state_dir)
-    return os.path.join(state_dir, HOSTS_DIR, node) if is_etcd(state) else state_dir
+    if not is_etcd(state):
+        return state_dir
+    assert state is not None
+    return os.path.join(state["store"]["hosts"], node)
+
+
+def hosts_dir(topo: Topology) -> str:
+    """Where the nodes' own state directories go (removed by ``down``)."""
+    return os.path.join(HOSTS_ROOT, topo.prefix or "podnet-")
 
 
 def etcd_cluster(state: dict[str, Any]) -> EtcdCluster | None:
@@ -59,7 +68,7 @@ def build_etcd(state_dir: str, topo: Topology) -> EtcdCluster:
     made, so ``down`` removes it all after a failure half-way."""
     cluster = plan_members(topo, state_dir)
     state = builder.read_state(state_dir) or {}
-    state["store"] = {"kind": "etcd", "etcd": cluster.to_dict()}
+    state["store"] = {"kind": "etcd", "etcd": cluster.to_dict(), "hosts": hosts_dir(topo)}
     builder.write_state(state_dir, state)
     seg = topo.segments[0]
     plen = seg.cidr.split("/")[1]
@@ -77,9 +86,9 @@ def build_etcd(state_dir: str, topo: Topology) -> EtcdCluster:
 
 
 def prepare_host(state_dir: str, cluster: EtcdCluster, name: str) -> str:
-    """``<state-dir>/hosts/<name>``: its own copy of the client identity and a ``store.json``
-    naming the members' underlay addresses. Returns the directory."""
-    host = os.path.join(state_dir, HOSTS_DIR, name)
+    """The node's own state directory: its own copy of the client identity and a
+    ``store.json`` naming the members' underlay addresses. Returns the directory."""
+    host = node_state_dir(state_dir, name)
     pki = os.path.join(host, "pki")
     os.makedirs(pki, mode=0o700, exist_ok=True)
     src = cluster.client_tls
@@ -98,4 +107,5 @@ def stop_etcd(state: dict[str, Any]) -> list[str]:
         return []
     stopped = [f"etcd member {n}" for n in cluster.stop()]
     cluster.remove_data()
+    shutil.rmtree(state["store"]["hosts"], ignore_errors=True)
     return stopped

@@ -7,8 +7,9 @@ dying within 10 s of its start, like ``RestartSec`` with a start limit — and k
 that speaks the notify protocol but sent no ``WATCHDOG=1`` for its ``watchdog_sec``
 (``WatchdogSec=``): a hung loop is restarted like a crashed one.
 
-Each service gets a notify socket of its own, so a message needs no sender credentials to be
-attributed. What happened is written to ``supervisor.json`` (PIDs, restarts, the last exit
+Each service gets a notify socket of its own (an abstract socket: no file, no path-length
+limit, private to the node's network namespace), so a message needs no sender credentials to
+be attributed. What happened is written to ``supervisor.json`` (PIDs, restarts, the last exit
 reason), which ``podnet status`` shows. Children die with the supervisor (``PR_SET_PDEATHSIG``)
 and are stopped with SIGTERM, then SIGKILL, when it stops.
 """
@@ -83,19 +84,15 @@ class Supervisor:
         os.makedirs(run_dir, exist_ok=True)
         os.makedirs(log_dir, exist_ok=True)
         self.children = [Child(s, os.path.join(log_dir, f"{log_prefix}{s.name}.log"),
-                               os.path.join(run_dir, f"notify-{s.name}.sock")) for s in services]
+                               f"@podnet-supervise-{os.getpid()}-{s.name}") for s in services]
         self._written: str | None = None
 
     # -- one child -------------------------------------------------------------------------
     def _open_notify(self, child: Child) -> None:
         if child.sock is not None:
             return
-        try:
-            os.unlink(child.notify_path)
-        except FileNotFoundError:
-            pass
         child.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
-        child.sock.bind(child.notify_path)
+        child.sock.bind("\0" + child.notify_path[1:])
 
     def _start(self, child: Child, now: float) -> None:
         self._open_notify(child)
@@ -177,10 +174,6 @@ class Supervisor:
         for c in self.children:
             if c.sock is not None:
                 c.sock.close()
-                try:
-                    os.unlink(c.notify_path)
-                except FileNotFoundError:
-                    pass
         try:
             os.unlink(os.path.join(self.run_dir, STATUS_FILE))
         except FileNotFoundError:
