@@ -39,7 +39,7 @@ test-unit: setup
 
 # Needs root: network namespaces, nftables, BIRD (the tests skip themselves otherwise).
 test-kernel: setup
-	@$(PY) -m pytest -q -p no:cacheprovider tests/kernel tests/scenario
+	@$(PY) -m pytest -q -p no:cacheprovider tests/kernel tests/scenario tests/faults
 
 # Import contracts, then ruff, then mypy --strict (pyproject.toml holds the configuration).
 lint: setup

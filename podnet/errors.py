@@ -105,6 +105,31 @@ class Compacted(PodnetError):
         self.compacted = compacted
 
 
+class WatchRewound(Compacted):
+    """A resumed watch delivered a revision it had already passed (an etcd member that was
+    behind, etcd #15271): the history seen cannot be trusted, so relist."""
+
+    def __init__(self, expected: int, got: int) -> None:
+        PodnetError.__init__(self, f"watch went back in time: expected revision {expected} or later, got {got}",
+                             hint="list again and watch from the list's revision")
+        self.requested = expected
+        self.compacted = got
+
+
+class Unavailable(PodnetError):
+    """No member of the store's cluster answered in time."""
+
+    def __init__(self, endpoints: str, failures: dict[str, str], seconds: float) -> None:
+        tried = "; ".join(f"{url}: {why}" for url, why in failures.items()) or "no answer"
+        super().__init__(f"etcd is unreachable ({endpoints}) after {seconds:.0f} s: {tried}",
+                         hint="a node keeps enforcing its last policy and routes meanwhile; "
+                              "check the etcd members and the network to them")
+
+
+class OutcomeUnknown(PodnetError):
+    """A write was sent and its answer lost: it may or may not have happened."""
+
+
 class ResourceExhausted(PodnetError):
     """A pool of something (IP addresses, blocks) is used up."""
 

@@ -24,7 +24,7 @@ import pytest
 from podnet.testing import leaks
 
 TESTS = Path(__file__).resolve().parent
-KERNEL_TIERS = ("kernel", "scenario")  # directories whose tests need root and create namespaces
+KERNEL_TIERS = ("kernel", "scenario", "faults")  # directories whose tests need root and create namespaces
 
 _prefixes = leaks.Prefixes()
 

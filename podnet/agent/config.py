@@ -22,6 +22,7 @@ class AgentConfig:
     backoff_base: float = 10.0  # the first container restart back-off (the kubelet's 10 s)
     sandbox: bool = True  # each container in its own sandbox (workloads/sandbox.py)
     resolv_conf: str = "/etc/resolv.conf"  # the node's resolver configuration (the kubelet's --resolv-conf)
+    heartbeat: float = 10.0  # seconds between renewals of the node's lease (kubelet's 10 s)
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class PolicyLoopConfig:
     resync: float = 2.0
     netns: str | None = None  # program this namespace instead of the current one
     host_network: bool = False
+    endpoint_to_host: str = "Drop"  # what a pod's new connection to its own node gets (Felix's)
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class RoutingLoopConfig:
     backend: str | None = None  # None: the one `podnet up` recorded
     resync: float = 5.0
     host_network: bool = False
+    supervised_bird: bool = False  # BIRD is its own service: configure it, never start it
 
 
 @dataclass(frozen=True)
@@ -54,3 +57,4 @@ class ControllersConfig:
     resync: float = 1.0
     gc_grace: float = 60.0  # seconds an IPAM leak must persist before it is freed
     gc_interval: float = 10.0  # seconds between IPAM leak scans
+    node_grace: float = 40.0  # seconds a node's lease may stand still before it is NotReady

@@ -7,8 +7,8 @@ import threading
 import time
 from typing import Any, Callable
 
-from podnet.controllers import ipamgc, scheduler
-from podnet.errors import Conflict, NotFound
+from podnet.controllers import ipamgc, nodelifecycle, scheduler
+from podnet.errors import Conflict, NotFound, PodnetError
 from podnet.ipam.allocator import IPAM
 from podnet.ipam.blocks import LeakTracker
 from podnet.model.core import Node, Pod
@@ -28,8 +28,9 @@ class ControlLoop:
     """A reconciler for ``Agent``: one pass per snapshot."""
 
     def __init__(self, store: Any, gc_grace: float = 60.0, gc_every: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, node_grace: float = nodelifecycle.LEASE_DURATION) -> None:
         self.store = store
+        self.leases = nodelifecycle.LeaseWatch(grace=node_grace)
         self.tracker = LeakTracker(grace=gc_grace)
         self.gc_every = gc_every
         self.clock = clock
@@ -49,9 +50,35 @@ class ControlLoop:
                                               f"Successfully assigned {pod.namespace or 'default'}/{pod.name} to {node}")
         self.apps.gc_terminating(pods, list(snap.of(Node)))
         self.services.reconcile(snap)
+        self.mark_silent_nodes(snap)
         if self.clock() - self._last_gc >= self.gc_every:
             self._last_gc = self.clock()
             self.collect_ipam_leaks()
+
+    def mark_silent_nodes(self, snap: Any) -> list[str]:
+        """Ready nodes whose lease stopped moving: Ready=Unknown, as the node lifecycle
+        controller does (their agents set Ready=True again when they come back)."""
+        now = self.clock()
+        self.leases.observe(nodelifecycle.leases_from_raw(getattr(snap, "raw", {}) or {}), now)
+        nodes = {n.name: n for n in snap.of(Node)}
+        ready = [name for name, n in nodes.items()
+                 if any(c.get("type") == "Ready" and c.get("status") == "True" for c in n.status.conditions or [])]
+        marked = []
+        for name in self.leases.stale(ready, now):
+            node = nodes[name]
+            conditions = [c for c in node.status.conditions or [] if c.get("type") != "Ready"]
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            conditions.append({"type": "Ready", "status": "Unknown", "reason": nodelifecycle.UNKNOWN_REASON,
+                               "message": nodelifecycle.UNKNOWN_MESSAGE, "lastTransitionTime": stamp,
+                               "lastHeartbeatTime": stamp})
+            try:
+                self.store.update_status(node.model_copy(update={"status": node.status.model_copy(
+                    update={"conditions": conditions})}))
+            except PodnetError:
+                continue  # changed meanwhile: the next pass looks again
+            log.warning("node %s: no lease renewal for %.0f s: Ready=Unknown", name, self.leases.grace)
+            marked.append(name)
+        return marked
 
     def collect_ipam_leaks(self) -> list[str]:
         ipam = IPAM(self.store.kv)
@@ -69,7 +96,7 @@ def run_controllers(config: ControllersConfig, stop: threading.Event) -> None:
     """The control plane's composition root: its loop over the store until ``stop``."""
     store = open_store(config.state_dir)
     try:
-        control = ControlLoop(store, gc_grace=config.gc_grace, gc_every=config.gc_interval)
+        control = ControlLoop(store, gc_grace=config.gc_grace, gc_every=config.gc_interval, node_grace=config.node_grace)
         Agent(store, LOOP, [control], resync=config.resync, name=LOOP, stop=stop).run()
     finally:
         store.close()

@@ -32,13 +32,33 @@ if TYPE_CHECKING:
 log = loop_logger("agent")
 
 
-def cluster_backend(state_dir: str) -> str:
-    """The backend ``podnet up`` chose, from the cluster record."""
+#: the cluster's network settings in the store, as Flannel keeps them in etcd
+NETWORK_CONFIG_KEY = "/podnet/config/network"
+
+
+def record_network_config(store: ResourceStore, backend: str, pod_cidr: str) -> None:
+    """Write the routing backend and pod CIDR every node reads at start (``podnet up``)."""
+    from podnet.store.api import Compare, Put
+
+    want = {"backend": backend, "podCIDR": pod_cidr}
+    current = store.kv.get(NETWORK_CONFIG_KEY)
+    if current is None or current.value != want:
+        store.kv.txn([Compare(NETWORK_CONFIG_KEY, current.mod_revision if current else 0)], [Put(NETWORK_CONFIG_KEY, want)])
+
+
+def cluster_backend(state_dir: str, store: ResourceStore | None = None) -> str:
+    """The routing backend of the cluster: from the store's network settings (a node on its
+    own host has nothing else), else from the cluster record of ``podnet up``."""
+    if store is not None:
+        record = store.kv.get(NETWORK_CONFIG_KEY)
+        if record is not None and record.value.get("backend"):
+            return str(record.value["backend"])
     try:
         with open(os.path.join(state_dir, "cluster.json")) as f:
             return str(json.load(f)["backend"])
     except (OSError, ValueError, KeyError):
-        raise PodnetError(f"no cluster recorded in {state_dir}", hint="start the cluster with `podnet up`") from None
+        raise PodnetError(f"no routing backend recorded for {state_dir}",
+                          hint="start the cluster with `podnet up`, or pass --backend") from None
 
 
 def node_pod_mtu(store: ResourceStore, state_dir: str, node: str) -> int:
@@ -49,7 +69,7 @@ def node_pod_mtu(store: ResourceStore, state_dir: str, node: str) -> int:
     from .routing import pod_mtu as planned_pod_mtu
 
     try:
-        return planned_pod_mtu(store.snapshot(), node, cluster_backend(state_dir))
+        return planned_pod_mtu(store.snapshot(), node, cluster_backend(state_dir, store))
     except Exception as exc:  # no cluster record, or a node the planner does not know yet
         log.info("pod MTU from pools, not the routing plan: %s", exc)
     return pod_mtu(None, [p for p in store.list(IPPool) if isinstance(p, IPPool)])
@@ -81,7 +101,7 @@ def run_node(config: AgentConfig, stop: threading.Event) -> None:
     runner = PodRunner(store, node, sd, CniRuntime(conflist, bin_dirs=(bin_dir,)), ensure_podbin(podbin_dir(sd)),
                        backoff_base=config.backoff_base, sandboxed=config.sandbox,
                        resolv_conf_path=config.resolv_conf)
-    reporter = NodeStatusReporter(store, node)
+    reporter = NodeStatusReporter(store, node, renew_interval=config.heartbeat)
     loop = Agent(store, node, [reporter, runner], resync=config.resync, stop=stop)
     ready = os.path.join(node_dir, "agent.ready")
     with open(ready, "w") as f:
@@ -111,7 +131,8 @@ def run_policy_loop(config: PolicyLoopConfig, stop: threading.Event) -> None:
     require_node_namespace("policy loop", "nftables rules", target=config.netns, host_network=config.host_network)
     store = open_store(config.state_dir, bootstrap=False)
     try:
-        reconciler = PolicyReconciler(config.node, netns=config.netns, state_dir=config.state_dir)
+        reconciler = PolicyReconciler(config.node, netns=config.netns, state_dir=config.state_dir,
+                                      to_host=config.endpoint_to_host)
         run_pass = PolicyPass(reconciler, LiveView(store))
         LoopRunner(LOOP, run_pass, StoreChanges(store.kv), Timing(max_interval=config.resync), stop=stop).run()
     finally:
@@ -127,8 +148,9 @@ def run_routing_loop(config: RoutingLoopConfig, stop: threading.Event) -> None:
                            host_network=config.host_network)
     store = open_store(config.state_dir, bootstrap=False)
     try:
-        backend = config.backend or cluster_backend(config.state_dir)
-        run_pass = RoutingPass(store, RoutingReconciler(config.node, backend, config.state_dir), config.node)
+        backend = config.backend or cluster_backend(config.state_dir, store)
+        reconciler = RoutingReconciler(config.node, backend, config.state_dir, supervised_bird=config.supervised_bird)
+        run_pass = RoutingPass(store, reconciler, config.node)
         timing = Timing(min_interval=MIN_INTERVAL, max_interval=config.resync)
         LoopRunner(LOOP, run_pass, StoreChanges(store.kv, ROUTING_KEYS), timing, stop=stop).run()
     finally:

@@ -1,18 +1,23 @@
 """The agent reports its node's health the way a kubelet does: a ``Ready`` condition and
 ``nodeInfo`` in the v1 Node's status, so ``podnet get nodes`` shows Ready and a version.
 
-It writes only when what it would report changes, so a healthy cluster is not woken by
-heartbeats; ``mark_stopped`` flips the node to NotReady when the agent shuts down.
+It writes the Node only when what it would report changes, so a healthy cluster is not woken
+by heartbeats; liveness is a lease it renews (``controllers/nodelifecycle.py``), a raw key the
+other loops do not watch. ``mark_stopped`` flips the node to NotReady when the agent shuts
+down.
 """
 from __future__ import annotations
 
 import os
 import platform
+import time
 from datetime import datetime, timezone
 from typing import Any
 
 from podnet import __version__
+from podnet.controllers.nodelifecycle import RENEW_INTERVAL, lease_key, lease_value
 from podnet.model import Node
+from podnet.store.api import Put
 
 
 def _os_image() -> str:
@@ -42,13 +47,25 @@ def node_info() -> dict[str, str]:
 class NodeStatusReporter:
     """An agent reconciler: keeps ``status.conditions[Ready]`` and ``nodeInfo`` current."""
 
-    def __init__(self, store: Any, node: str) -> None:
+    def __init__(self, store: Any, node: str, renew_interval: float = RENEW_INTERVAL) -> None:
         self.store = store
         self.node = node
         self.info = node_info()
+        self.renew_interval = renew_interval
+        self._renewed = -renew_interval
 
     def reconcile(self, snapshot: Any) -> None:
+        self.renew_lease()
         self._report(snapshot.get(Node, self.node), "True", "PodnetAgentReady", "podnet agent is running")
+
+    def renew_lease(self) -> None:
+        """Renew this node's lease if it is due (the agent's pass runs every second)."""
+        now = time.monotonic()
+        if now - self._renewed < self.renew_interval:
+            return
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        self.store.kv.txn([], [Put(lease_key(self.node), lease_value(self.node, stamp))])
+        self._renewed = now
 
     def mark_stopped(self) -> None:
         self._report(self.store.get(Node, self.node), "False", "PodnetAgentStopped", "podnet agent stopped")

@@ -93,8 +93,9 @@ class PolicyReconciler:
     """Keeps this node's ``inet podnet`` table equal to what the policies say."""
 
     def __init__(self, node: str, *, netns: str | None = None, state_dir: str | None = None,
-                 readback_every: float = READBACK_SECONDS) -> None:
+                 readback_every: float = READBACK_SECONDS, to_host: str = "Drop") -> None:
         self.node = node
+        self.to_host = to_host
         self.applier = NftApplier(netns)
         self.state_dir = state_dir
         self.readback_every = readback_every
@@ -121,7 +122,8 @@ class PolicyReconciler:
         status = PolicyStatus(self.node, revision=snapshot.revision)
         try:
             state = self._cache.build(snapshot)
-            table, index = render_indexed(state, self.node, node_ips=node_ips(snapshot, self.node), memo=self._memo)
+            table, index = render_indexed(state, self.node, node_ips=node_ips(snapshot, self.node), memo=self._memo,
+                                         to_host=self.to_host)
             self._last = None
             plan = self.applier.sync(table, read_back=read_back)
             self._last = (LiveTable(table, index, state), _Known(dict(state.policies_by_ns), state))

@@ -115,7 +115,8 @@ class RoutingReconciler:
 
     def __init__(self, node: str, backend: str, state_dir: str, *, netns_name: str | None = None,
                  underlay_dev: str = "eth0",
-                 blocks_source: Callable[[], Mapping[str, Sequence[str]]] | None = None) -> None:
+                 blocks_source: Callable[[], Mapping[str, Sequence[str]]] | None = None,
+                 supervised_bird: bool = False) -> None:
         self.node = node
         self.backend = backend
         self.netns = netns_name
@@ -123,7 +124,7 @@ class RoutingReconciler:
         self.run_dir = node_run_dir(state_dir, node)
         self.blocks_source = blocks_source
         self.ipip_supported = routes.kernel_has_ipip()
-        self.applier = RoutingApplier(self.run_dir, netns_name)
+        self.applier = RoutingApplier(self.run_dir, netns_name, supervised_bird)
         self.last_plan: RoutingPlan | None = None
 
     def reconcile(self, snapshot: Any) -> RoutingStatus:

@@ -36,6 +36,8 @@ from typing import Any, Protocol
 from podnet.errors import Compacted, PodnetError
 from podnet.store.api import Event
 
+from .notify import Notifier
+
 LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 
 
@@ -139,15 +141,19 @@ class LoopRunner:
         self.poll = poll
         self.passes = 0  # successful ones
         self.failures = 0  # failed ones since the last success
+        self.notify = Notifier()  # READY and WATCHDOG to a supervisor, if one listens
 
     def run(self) -> None:
         while not self.stop.is_set():
+            self.notify.watchdog()
             try:
                 revision = self.run_pass()
             except Exception as exc:
                 self._failed("pass", exc)
                 continue
             self.passes += 1
+            self.notify.ready()
+            self.notify.watchdog()
             ended = self.clock()
             try:
                 changed = self._wait_for_change(revision, ended + self.timing.max_interval)
@@ -173,6 +179,7 @@ class LoopRunner:
             left = deadline - self.clock()
             if left <= 0:
                 return False
+            self.notify.watchdog()
             if self.changes.wait(revision, min(left, self.poll)):
                 return True
         return False

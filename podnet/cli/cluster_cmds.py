@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from typing import Sequence
 
 import click
@@ -32,9 +33,12 @@ def _require_root() -> None:
               help="The nameserver pods with dnsPolicy ClusterFirst use (default: the service CIDR's .10).")
 @click.option("--prefix", default="", help="Put in front of every namespace name.")
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for nodes to be ready.")
+@click.option("--store", type=click.Choice(["sqlite", "etcd"]), default="sqlite", show_default=True,
+              help="sqlite: one embedded store file; etcd: a 3-member etcd cluster with TLS on the underlay, "
+                   "each node with its own state directory.")
 @click.pass_context
 def up(ctx: click.Context, nodes: int, underlay: str, backend: str, pod_cidr: str, vxlan_mode: str,
-       service_cidr: str, cluster_dns: str | None, prefix: str, timeout: float) -> None:
+       service_cidr: str, cluster_dns: str | None, prefix: str, timeout: float, store: str) -> None:
     """Build an emulated cluster on this machine and start its node processes."""
     from rich.console import Console
 
@@ -49,9 +53,9 @@ def up(ctx: click.Context, nodes: int, underlay: str, backend: str, pod_cidr: st
 
         res = lifecycle.up(state_dir(ctx), nodes=nodes, underlay=underlay, backend=backend, pod_cidr=pod_cidr,
                            vxlan_mode=vxlan_mode, prefix=prefix, progress=progress, timeout=timeout,
-                           service_cidr=service_cidr, cluster_dns=cluster_dns)
+                           service_cidr=service_cidr, cluster_dns=cluster_dns, store=store)
     click.echo(f"cluster up: {len(res['nodes'])} nodes ({', '.join(res['nodes'])}), backend {backend}, "
-               f"underlay {underlay}, in {res['seconds']:.2f} s")
+               f"underlay {underlay}, store {store}, in {res['seconds']:.2f} s")
 
 
 @click.command("down")
@@ -75,17 +79,26 @@ def status(ctx: click.Context) -> None:
     click.echo(f"backend {st['backend']}  underlay {st['underlay']}  pod CIDR {st['pod_cidr']}")
     rows = []
     for n in st["nodes"]:
-        procs = " ".join(f"{k}:{pid}{'' if ok else '(dead)'}" for k, (pid, ok) in sorted(n["processes"].items()))
+        procs = " ".join(f"{k}:{pid if ok else '(down)'}{_restarts(n, k)}" for k, (pid, ok) in sorted(n["processes"].items()))
         if st["backend"] == "bgp":
             routing = f"{n['bgp'][0]}/{n['bgp'][1]} peers up" if n["bgp"] else "bird not running"
         else:
             routing = f"{n['routes']} routes"
         rows.append([n["name"], n["address"], n["segment"], n["netns"], procs, routing, n["health"]])
     click.echo(table(["NAME", "ADDRESS", "SEGMENT", "NETNS", "PROCESSES", "ROUTING", "HEALTH"], rows))
+    for n in st["nodes"]:
+        for proc, (count, reason, when) in sorted(n.get("restarts", {}).items()):
+            at = time.strftime("%H:%M:%S", time.localtime(when)) if when else "?"
+            click.echo(f"{n['name']} {proc}: {count} restart{'s' if count != 1 else ''}, last exit {reason} at {at}")
     for name, pid, ok in st["processes"]:
         click.echo(f"{name}: pid {pid} {'running' if ok else 'not running'}")
     for name, addr in st["externals"]:
         click.echo(f"external host {name}: {addr}")
+
+
+def _restarts(row: dict, proc: str) -> str:
+    count = row.get("restarts", {}).get(proc, (0,))[0]
+    return f"({count}↻)" if count else ""
 
 
 @click.group("node")
@@ -130,14 +143,19 @@ def node_status(ctx: click.Context, name: str | None) -> None:
     from podnet.agent.routing import read_status
 
     sd = state_dir(ctx)
-    st = lifecycle.status(sd)
-    names = [name] if name else [n["name"] for n in st["nodes"]]
+    host = _installed_host(sd)
+    if host is not None:  # a real host made a node by `podnet node install`: this node only
+        names, backend = [host[0]], host[1]
+    else:
+        st = lifecycle.status(sd)
+        names, backend = [name] if name else [n["name"] for n in st["nodes"]], st["backend"]
     for i, n in enumerate(names):
-        lifecycle.node_netns(sd, n)  # unknown node: a clear error
+        if host is None:
+            lifecycle.node_netns(sd, n)  # unknown node: a clear error
         if len(names) > 1:
             click.echo(("\n" if i else "") + f"== {n}")
-        rd = lifecycle.run_dir(sd, n)
-        if st["backend"] == "bgp":
+        rd = os.path.join(sd, "nodes", n) if host else lifecycle.run_dir(sd, n)
+        if backend == "bgp":
             try:
                 rows = peer_rows(Bird(rd).protocols())
                 click.echo("Calico process is running.\n\nIPv4 BGP status")
@@ -149,7 +167,7 @@ def node_status(ctx: click.Context, name: str | None) -> None:
         if rep is None:
             click.echo("routing: no report yet")
             continue
-        if st["backend"] != "bgp":
+        if backend != "bgp":
             click.echo(f"routing backend {rep['backend']}: {len(rep['routes'])} routes")
             for r in rep["routes"]:
                 click.echo(f"  {r}")
@@ -160,3 +178,30 @@ def node_status(ctx: click.Context, name: str | None) -> None:
             click.echo(f"unreachable: {r}")
         for p in rep["problems"] + rep["errors"]:
             click.echo(f"problem: {p}")
+
+
+def _installed_host(sd: str) -> tuple[str, str] | None:
+    """(node, backend) when ``sd`` belongs to a host made a node by `podnet node install`."""
+    from podnet.agent.install import installed_node
+    from podnet.cluster.builder import read_state
+
+    node_name = installed_node(sd)
+    if node_name is None or read_state(sd) is not None:
+        return None
+    from podnet.agent.node import cluster_backend
+    from podnet.store.open import open_store
+
+    store = open_store(sd, bootstrap=False)
+    try:
+        return node_name, cluster_backend(sd, store)
+    finally:
+        store.close()
+
+
+def _add_install() -> None:
+    from podnet.cli.node_install import install
+
+    node.add_command(install)
+
+
+_add_install()

@@ -81,7 +81,8 @@ def _namespace(obj: Resource, now: datetime) -> list[str]:
 
 def _node_status(obj: Node) -> str:
     conditions = {c.get("type"): c.get("status") for c in obj.status.conditions or []}
-    state = {"True": "Ready", "False": "NotReady"}.get(str(conditions.get("Ready")), "Unknown")
+    # kubectl: Ready when True, NotReady for False and Unknown, Unknown only without the condition
+    state = "Unknown" if "Ready" not in conditions else ("Ready" if conditions["Ready"] == "True" else "NotReady")
     if obj.spec.unschedulable:
         state += ",SchedulingDisabled"
     return state

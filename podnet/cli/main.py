@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "policy-loop": "podnet.cli.process_cmds:policy_loop",
     "routing-loop": "podnet.cli.process_cmds:routing_loop",
     "apiserver": "podnet.cli.process_cmds:apiserver",
+    "supervise": "podnet.cli.process_cmds:supervise",
     "exec": "podnet.cli.pods_cmds:exec_",
     "logs": "podnet.cli.pods_cmds:logs",
     "ipam": "podnet.cli.pods_cmds:ipam",

@@ -55,7 +55,7 @@ def exec_(ctx: click.Context, pod: str, namespace: str | None, container: str | 
     if spec is None:
         raise PodnetError(f"container {container} is not valid for pod {pod}",
                           hint=f"choose one of: {', '.join(c.name for c in p.spec.containers)}")
-    sd = os.path.abspath(state_dir(ctx))
+    sd = _node_state_dir(ctx, p.spec.node_name)
     record = next((lp for lp in load_pods(sd, p.spec.node_name) if lp.uid == (p.metadata.uid or "")), None)
     st = record.container(spec.name) if record is not None else None
     if record is None or st is None or st.pid <= 0 or proc_start_time(st.pid) != st.start_ticks:
@@ -68,6 +68,13 @@ def exec_(ctx: click.Context, pod: str, namespace: str | None, container: str | 
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
     os.execvpe(argv[0], argv, env)
+
+
+def _node_state_dir(ctx: click.Context, node: str) -> str:
+    """Where the node's agent keeps its pods: its own directory in an etcd lab, else ours."""
+    from podnet.cluster.datastore import node_state_dir
+
+    return node_state_dir(os.path.abspath(state_dir(ctx)), node)
 
 
 @click.command("logs")
@@ -90,7 +97,7 @@ def logs(ctx: click.Context, pod: str, namespace: str | None, container: str | N
         raise PodnetError(f"container {cname} is not valid for pod {pod}", hint=f"choose one of: {' '.join(names)}")
     if not p.spec.node_name:
         raise PodnetError(f"pod {ns}/{pod} is not scheduled yet; it has no logs")
-    path = os.path.join(pod_dir(os.path.abspath(state_dir(ctx)), p.spec.node_name, ns, p.name), f"{cname}.log")
+    path = os.path.join(pod_dir(_node_state_dir(ctx, p.spec.node_name), p.spec.node_name, ns, p.name), f"{cname}.log")
     if not os.path.exists(path):
         raise PodnetError(f"container {cname} in pod {ns}/{pod} has not started (phase {p.status.phase or 'Pending'})")
     with open(path, "rb") as f:

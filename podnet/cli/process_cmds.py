@@ -43,15 +43,17 @@ def _serve(run: Callable[[C, threading.Event], None], config: C) -> None:
               help="Run each container in its own sandbox (namespaces, capabilities, its own files).")
 @click.option("--resolv-conf", default=AgentConfig.resolv_conf, show_default=True,
               help="The node's resolver configuration: dnsPolicy Default, and the search domains ClusterFirst adds.")
+@click.option("--heartbeat", default=AgentConfig.heartbeat, show_default=True,
+              help="Seconds between renewals of the node's lease (its liveness).")
 @click.pass_context
 @user_errors
 def agent(ctx: click.Context, node: str, resync: float, keep_pods: bool, mtu: int, host_network: bool,
-          backoff_base: float, sandbox: bool, resolv_conf: str) -> None:
+          backoff_base: float, sandbox: bool, resolv_conf: str, heartbeat: float) -> None:
     """Run the node agent: the CNI socket for podnet-cni and this node's pods."""
     from podnet.agent.node import run_node
 
     _serve(run_node, AgentConfig(node, os.path.abspath(state_dir(ctx)), resync, keep_pods, mtu, host_network,
-                                 backoff_base, sandbox, resolv_conf))
+                                 backoff_base, sandbox=sandbox, resolv_conf=resolv_conf, heartbeat=heartbeat))
 
 
 @click.command("policy-loop")
@@ -60,13 +62,17 @@ def agent(ctx: click.Context, node: str, resync: float, keep_pods: bool, mtu: in
               help="Seconds between passes without changes (an idle pass reads the table back).")
 @click.option("--netns", default=None, help="Program this namespace instead of the current one.")
 @host_network_option
+@click.option("--endpoint-to-host", type=click.Choice(["Drop", "Accept"]), default=PolicyLoopConfig.endpoint_to_host,
+              show_default=True, help="A pod's new connection to its own node (Felix's DefaultEndpointToHostAction): "
+                                      "Drop, or Accept after the pod's egress policy.")
 @click.pass_context
 @user_errors
-def policy_loop(ctx: click.Context, node: str, resync: float, netns: str | None, host_network: bool) -> None:
+def policy_loop(ctx: click.Context, node: str, resync: float, netns: str | None, host_network: bool,
+                endpoint_to_host: str) -> None:
     """Run the node's policy loop: its `inet podnet` nft table follows the policies."""
     from podnet.agent.node import run_policy_loop
 
-    _serve(run_policy_loop, PolicyLoopConfig(node, state_dir(ctx), resync, netns, host_network))
+    _serve(run_policy_loop, PolicyLoopConfig(node, state_dir(ctx), resync, netns, host_network, endpoint_to_host))
 
 
 @click.command("routing-loop")
@@ -76,13 +82,17 @@ def policy_loop(ctx: click.Context, node: str, resync: float, netns: str | None,
 @click.option("--resync", default=RoutingLoopConfig.resync, show_default=True,
               help="Seconds between passes without changes (a pass repairs drift).")
 @host_network_option
+@click.option("--bird-supervised", is_flag=True,
+              help="BIRD runs as its own service (systemd, podnet supervise): write and reload its "
+                   "configuration, never start it.")
 @click.pass_context
 @user_errors
-def routing_loop(ctx: click.Context, node: str, backend: str | None, resync: float, host_network: bool) -> None:
+def routing_loop(ctx: click.Context, node: str, backend: str | None, resync: float, host_network: bool,
+                 bird_supervised: bool) -> None:
     """Run the node's routing loop: routes, VXLAN, natOutgoing and BIRD follow the store."""
     from podnet.agent.node import run_routing_loop
 
-    _serve(run_routing_loop, RoutingLoopConfig(node, state_dir(ctx), backend, resync, host_network))
+    _serve(run_routing_loop, RoutingLoopConfig(node, state_dir(ctx), backend, resync, host_network, bird_supervised))
 
 
 @click.command("controllers")
@@ -91,13 +101,15 @@ def routing_loop(ctx: click.Context, node: str, backend: str | None, resync: flo
               help="Seconds an IPAM leak must persist before it is freed.")
 @click.option("--gc-interval", default=ControllersConfig.gc_interval, show_default=True,
               help="Seconds between IPAM leak scans.")
+@click.option("--node-grace", default=ControllersConfig.node_grace, show_default=True,
+              help="Seconds a node's lease may stand still before the node is marked NotReady (Unknown).")
 @click.pass_context
 @user_errors
-def controllers(ctx: click.Context, resync: float, gc_grace: float, gc_interval: float) -> None:
-    """Run the control plane: Deployments → Pods, the scheduler and IPAM leak collection."""
+def controllers(ctx: click.Context, resync: float, gc_grace: float, gc_interval: float, node_grace: float) -> None:
+    """Run the control plane: Deployments → Pods, the scheduler, IPAM leak collection, node liveness."""
     from podnet.agent.control import run_controllers
 
-    _serve(run_controllers, ControllersConfig(state_dir(ctx), resync, gc_grace, gc_interval))
+    _serve(run_controllers, ControllersConfig(state_dir(ctx), resync, gc_grace, gc_interval, node_grace))
 
 
 @click.command("apiserver")
@@ -112,3 +124,16 @@ def apiserver(ctx: click.Context, advertise_address: str, bind_address: str, por
     from podnet.apiserver.main import ApiServerConfig, run_apiserver
 
     _serve(run_apiserver, ApiServerConfig(os.path.abspath(state_dir(ctx)), advertise_address, bind_address, port))
+
+
+@click.command("supervise")
+@click.option("--spec", "spec_path", required=True, help="The services to run (JSON, written by `podnet up`).")
+@click.option("--run-dir", required=True, help="Where the notify sockets and supervisor.json go.")
+@click.option("--log-dir", required=True, help="Where each service's output is appended.")
+@click.option("--log-prefix", default="", help="Put in front of each service's log file name.")
+@user_errors
+def supervise(spec_path: str, run_dir: str, log_dir: str, log_prefix: str) -> None:
+    """Run a node's services as systemd would: restart with back-off, watchdog, status file."""
+    from podnet.cluster.supervisor import Supervisor, read_spec
+
+    _serve(lambda _, stop: Supervisor(read_spec(spec_path), run_dir, log_dir, log_prefix, stop).run(), None)

@@ -12,6 +12,7 @@ import tempfile
 import uuid
 from typing import Any
 
+from podnet.agent.registration import default_pool, node_objects
 from podnet.agent.routing import RoutingReconciler, RoutingStatus
 from podnet.kernel import netns
 from podnet.kernel.bird import Bird
@@ -24,28 +25,7 @@ from .topology import Topology, plan_topology
 
 def node_resources(topo: Topology, blocks: dict[str, list[str]] | None = None) -> list[Resource]:
     """The v1 Node and Calico Node of every lab node, with their underlay addresses."""
-    out: list[Resource] = []
-    for n in topo.nodes:
-        labels = {"kubernetes.io/hostname": n.name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}
-        if n is topo.nodes[0]:
-            labels["node-role.kubernetes.io/control-plane"] = ""  # kubeadm's label: ROLES control-plane
-        out.append(Node.model_validate({
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": n.name, "labels": labels},
-            "status": {"addresses": [{"type": "InternalIP", "address": n.address},
-                                     {"type": "Hostname", "address": n.name}]}}))
-        out.append(CalicoNode.model_validate({
-            "apiVersion": "projectcalico.org/v3", "kind": "Node",
-            "metadata": {"name": n.name, "labels": {"kubernetes.io/hostname": n.name}},
-            "spec": {"bgp": {"ipv4Address": f"{n.address}/{n.prefixlen}"}}}))
-    return out
-
-
-def default_pool(cidr: str, block_size: int, vxlan_mode: str = "Never", nat: bool = True) -> IPPool:
-    return IPPool.model_validate({
-        "apiVersion": "projectcalico.org/v3", "kind": "IPPool", "metadata": {"name": "default-ipv4-ippool"},
-        "spec": {"cidr": cidr, "blockSize": block_size, "ipipMode": "Never", "vxlanMode": vxlan_mode,
-                 "natOutgoing": nat, "nodeSelector": "all()"}})
+    return [obj for n in topo.nodes for obj in node_objects(n.name, n.address, n.prefixlen, n is topo.nodes[0])]
 
 
 class Lab:

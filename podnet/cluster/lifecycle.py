@@ -13,6 +13,8 @@ import time
 from typing import Any, Callable
 
 from podnet.agent.routing import read_status
+from podnet.agent.registration import block_size, default_pool
+from podnet.agent.units import node_services
 from podnet.errors import PodnetError
 from podnet.kernel import netns
 from podnet.kernel.bird import Bird, peer_rows
@@ -21,8 +23,8 @@ from podnet.routing import BACKENDS
 from podnet.services.allocation import CLUSTER_IPS, CONFIG_KEY, DEFAULT_SERVICE_CIDR
 from podnet.services.cluster import kubernetes_service, service_config
 
-from . import builder, processes
-from .lab import default_pool, node_resources
+from . import builder, datastore, processes, supervisor
+from .lab import node_resources
 from .topology import Topology, plan_topology
 
 Progress = Callable[[str], None]
@@ -32,18 +34,27 @@ def _noop(_: str) -> None:
     pass
 
 
+CONTROL_PLANE = "control-plane"  # the controllers' own state directory with etcd
+LAB_WATCHDOG = 10.0  # seconds without WATCHDOG=1 before the lab's supervisor restarts a loop
+LAB_HEARTBEAT = 2.0  # the lab's lease renewal and grace: kubelet's 10 s and 40 s, shortened
+LAB_NODE_GRACE = 8.0
+
+
 def run_dir(state_dir: str, node: str) -> str:
-    return os.path.join(state_dir, "nodes", node)
+    return os.path.join(datastore.node_state_dir(state_dir, node), "nodes", node)
 
 
 def up(state_dir: str, nodes: int = 3, underlay: str = "l2", backend: str = "bgp",
        pod_cidr: str = "10.244.0.0/16", vxlan_mode: str = "Never", prefix: str = "", externals: int = 1,
        progress: Progress = _noop, timeout: float = 30.0,
-       service_cidr: str = DEFAULT_SERVICE_CIDR, cluster_dns: str | None = None) -> dict[str, Any]:
+       service_cidr: str = DEFAULT_SERVICE_CIDR, cluster_dns: str | None = None,
+       store: str = "sqlite") -> dict[str, Any]:
     """Build and start a cluster: per node a routing loop, a node agent and a policy loop, and
-    one control plane."""
+    one control plane; ``store`` etcd puts the state in a 3-member etcd cluster on the underlay."""
     if backend not in BACKENDS:
         raise PodnetError(f"unknown backend {backend!r}", hint=f"choose one of: {', '.join(sorted(BACKENDS))}")
+    if store not in datastore.STORES:
+        raise PodnetError(f"unknown store {store!r}", hint=f"choose one of: {', '.join(datastore.STORES)}")
     topo = plan_topology(nodes, underlay, prefix, externals)
     pool = _pool(pod_cidr, backend, vxlan_mode)
     services = service_config(service_cidr, pod_cidr)
@@ -53,10 +64,15 @@ def up(state_dir: str, nodes: int = 3, underlay: str = "l2", backend: str = "bgp
     progress(f"underlay {underlay}: {len(topo.namespaces())} namespaces")
     builder.build(topo, state_dir, {"kind": "cluster", "backend": backend, "pod_cidr": pod_cidr,
                                     "vxlan_mode": vxlan_mode, "preexisting": preexisting,
-                                    "started": time.time()})
+                                    "started": time.time(), "store": {"kind": store}})
     try:
+        if store == "etcd":
+            progress("etcd: 3 members with TLS client auth on the underlay")
+            cluster = datastore.build_etcd(state_dir, topo)
+            for name in [n.name for n in topo.nodes] + [CONTROL_PLANE]:
+                datastore.prepare_host(state_dir, cluster, name)
         progress("registering nodes and the IP pool")
-        _register(state_dir, topo, pool, services)
+        _register(state_dir, topo, pool, services, backend)
         _register_control_plane(state_dir, dns)
         progress("starting node processes")
         _start_processes(state_dir, topo)
@@ -69,15 +85,16 @@ def up(state_dir: str, nodes: int = 3, underlay: str = "l2", backend: str = "bgp
 
 
 def _pool(cidr: str, backend: str, vxlan_mode: str) -> IPPool:
-    size = 24 if backend in ("host-gw", "vxlan") else 26  # Flannel: one /24 per node
-    return default_pool(cidr, size, vxlan_mode)
+    return default_pool(cidr, block_size(backend), vxlan_mode)
 
-def _register(state_dir: str, topo: Topology, pool: IPPool, services: dict[str, Any]) -> None:
+def _register(state_dir: str, topo: Topology, pool: IPPool, services: dict[str, Any], backend: str) -> None:
+    from podnet.agent.node import record_network_config
     from podnet.ipam.allocator import IPAM
     from podnet.store.open import open_store
 
     store = open_store(state_dir)
     try:
+        record_network_config(store, backend, pool.spec.cidr)
         register_services(store, services)
         objs: list[Resource] = node_resources(topo)
         if not any(isinstance(p, IPPool) and p.spec.allows("Workload") for p in store.list(IPPool)):
@@ -159,20 +176,31 @@ def _record_process(state_dir: str, rec: processes.ProcessRecord) -> None:
 def _start_processes(state_dir: str, topo: Topology) -> None:
     """Every process through the ``podnet`` command, as on a real node (where each would be a
     service), so the lab runs exactly what a user would."""
-    podnet = [sys.executable, "-m", "podnet.cli.main", "--state-dir", state_dir]
+    state = builder.read_state(state_dir)
     logs = os.path.join(state_dir, "logs")
 
-    def start(name: str, args: list[str], log: str, ns: str | None = None) -> None:
-        _record_process(state_dir, processes.start(name, [*podnet, *args], os.path.join(logs, log), ns))
+    def start(name: str, sd: str, args: list[str], log: str, ns: str | None = None) -> None:
+        argv = [sys.executable, "-m", "podnet.cli.main", "--state-dir", sd, *args]
+        _record_process(state_dir, processes.start(name, argv, os.path.join(logs, log), ns))
 
     for n in topo.nodes:
-        os.makedirs(run_dir(state_dir, n.name), exist_ok=True)
-        start(f"routing/{n.name}", ["routing-loop", "--node", n.name], f"{n.name}-routing.log", n.netns)
-        start(f"agent/{n.name}", ["agent", "--node", n.name], f"{n.name}-agent.log", n.netns)
-        start(f"policy/{n.name}", ["policy-loop", "--node", n.name], f"{n.name}-policy.log", n.netns)
-    start("controllers", ["controllers"], "controllers.log")
+        sd = datastore.node_state_dir(state_dir, n.name, state)
+        rd = run_dir(state_dir, n.name)
+        os.makedirs(rd, exist_ok=True)
+        spec = os.path.join(rd, "services.json")
+        supervisor.write_spec(spec, node_services(n.name, sd, bgp=(state or {}).get("backend") == "bgp",
+                                                  watchdog_sec=LAB_WATCHDOG, heartbeat=LAB_HEARTBEAT))
+        start(f"supervisor/{n.name}", sd, ["supervise", "--spec", spec, "--run-dir", rd, "--log-dir", logs,
+                                           "--log-prefix", f"{n.name}-"], f"{n.name}-supervisor.log", n.netns)
+    control = ["controllers", "--node-grace", f"{LAB_NODE_GRACE:g}"]
+    if datastore.is_etcd(state):  # on the control-plane node, through the underlay like the others
+        start("controllers", datastore.node_state_dir(state_dir, CONTROL_PLANE, state), control,
+              "controllers.log", topo.nodes[0].netns)
+    else:
+        start("controllers", state_dir, control, "controllers.log")
     first = topo.nodes[0]  # the control plane's API server runs on the first node, as kubeadm's would
-    start("apiserver", ["apiserver", "--advertise-address", first.address], "apiserver.log", first.netns)
+    start("apiserver", datastore.node_state_dir(state_dir, CONTROL_PLANE, state),
+          ["apiserver", "--advertise-address", first.address], "apiserver.log", first.netns)
 
 
 def wait_ready(state_dir: str, topo: Topology, backend: str, timeout: float) -> None:
@@ -187,7 +215,7 @@ def wait_ready(state_dir: str, topo: Topology, backend: str, timeout: float) -> 
         if dead:
             logs = ", ".join(p.log for p in procs if p.name in dead)
             raise PodnetError(f"{', '.join(dead)} exited during start-up", hint=f"see {logs}")
-        agents = {p.name.split("/")[1] for p in procs if p.name.startswith("agent/")}
+        agents = {p.name.split("/")[1] for p in procs if p.name.startswith("supervisor/")}
         pending = [n for n in pending if not _node_ready(state_dir, n, backend, started, n in agents)]
         if not pending:
             return
@@ -223,9 +251,10 @@ def down(state_dir: str, progress: Progress = _noop, keep_logs: bool = False) ->
     done += [f"process {r.name} ({r.pid})" for r in processes.stop_all(recs)]
     topo = Topology.from_dict(state["topology"])
     for n in topo.nodes:
-        done += [f"pod {p}" for p in _stop_leftover_pods(state_dir, n.name)]
+        done += [f"pod {p}" for p in _stop_leftover_pods(datastore.node_state_dir(state_dir, n.name, state), n.name)]
         if Bird(run_dir(state_dir, n.name)).stop():
             done.append(f"bird on {n.name}")
+    done += datastore.stop_etcd(state)
     progress(f"removing {len(state.get('netns', []))} namespaces")
     done += [f"netns {n}" for n in builder.destroy(state_dir)]
     for sub in ("nodes",) if keep_logs else ("nodes", "logs"):
@@ -268,6 +297,7 @@ def status(state_dir: str) -> dict[str, Any]:
     rows = []
     for n in topo.nodes:
         mine = [p for p in procs if p.name.endswith("/" + n.name)]
+        services = (supervisor.read_status(run_dir(state_dir, n.name)) or {}).get("services", {})
         st = read_status(run_dir(state_dir, n.name)) or {}
         bgp = None
         if state.get("backend") == "bgp":
@@ -277,7 +307,10 @@ def status(state_dir: str) -> dict[str, Any]:
             except PodnetError:
                 bgp = None
         row = {"bgp": bgp, "name": n.name, "netns": n.netns, "address": n.address, "segment": n.segment,
-               "processes": {p.name.split("/")[0]: (p.pid, processes.alive(p)) for p in mine},
+               "processes": {**{p.name.split("/")[0]: (p.pid, processes.alive(p)) for p in mine},
+                             **{name: (s["pid"], bool(s["running"])) for name, s in services.items()}},
+               "restarts": {name: (s["restarts"], s["last_exit"], s["last_exit_time"])
+                            for name, s in services.items() if s["restarts"]},
                "routes": len(st.get("routes", [])), "refusals": st.get("refusals", []),
                "errors": st.get("errors", []) + st.get("problems", []), "reported": st.get("time")}
         rows.append({**row, "health": node_health(row, state.get("backend") == "bgp")})

@@ -29,13 +29,13 @@ class ProcessRecord:
 
 
 def start(name: str, argv: Sequence[str], log: str, ns: str | None = None,
-          env: dict[str, str] | None = None) -> ProcessRecord:
+          env: dict[str, str] | None = None, cwd: str | None = None) -> ProcessRecord:
     """Start ``argv`` (inside ``ns`` if given) in its own session, output appended to ``log``."""
     os.makedirs(os.path.dirname(log), exist_ok=True)
     full = netns.nsenter_argv(ns, argv) if ns else list(argv)
     with open(log, "ab") as out:
         proc = subprocess.Popen(full, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True, env={**os.environ, **(env or {})})
+                                start_new_session=True, env={**os.environ, **(env or {})}, cwd=cwd)
     return ProcessRecord(name=name, pid=proc.pid, argv=tuple(argv), log=log, netns=ns)
 
 

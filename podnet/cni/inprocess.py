@@ -4,14 +4,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from podnet.store.api import Store
-from podnet.store.open import open_backend, state_dir_url
+from podnet.store.open import open_state_backend
 
 from .handler import Handler
 from .spec import NetConf
 
 
 def _store(conf: NetConf) -> Store:
-    return open_backend(state_dir_url(conf.state_dir))
+    return open_state_backend(conf.state_dir)
 
 
 def run(env: Mapping[str, str], data: bytes) -> tuple[int, str]:

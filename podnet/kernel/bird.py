@@ -28,11 +28,14 @@ class ProtocolStatus:
 
 
 class Bird:
-    """The BIRD daemon of one node; files live in ``run_dir``."""
+    """The BIRD daemon of one node; files live in ``run_dir``. ``supervised``: BIRD is its own
+    service (a systemd unit, ``podnet supervise``) that starts ``bird -f`` once its
+    configuration exists; then this only writes and reloads the configuration."""
 
-    def __init__(self, run_dir: str, netns: str | None = None) -> None:
+    def __init__(self, run_dir: str, netns: str | None = None, supervised: bool = False) -> None:
         self.run_dir = run_dir
         self.netns = netns
+        self.supervised = supervised
         self.conf = os.path.join(run_dir, "bird.conf")
         self.ctl = os.path.join(run_dir, "bird.ctl")
         self.pidfile = os.path.join(run_dir, "bird.pid")
@@ -82,6 +85,8 @@ class Bird:
             current = None
         if running and current == text:
             return "unchanged"
+        if self.supervised and not running and current == text:
+            return "waiting for its supervisor to start it"
         self.check(text)
         tmp = self.conf + ".new"
         with open(tmp, "w") as f:
@@ -92,8 +97,14 @@ class Bird:
             if "Reconfigured" not in res and "Reconfiguration in progress" not in res:
                 raise PodnetError(f"birdc configure failed: {res.strip()}")
             return "reconfigured"
+        if self.supervised:
+            return "waiting for its supervisor to start it"
         self.start()
         return "started"
+
+    def foreground_argv(self) -> list[str]:
+        """BIRD in the foreground, as a supervisor runs it (``bird -f``)."""
+        return [BIRD, "-f", "-c", self.conf, "-s", self.ctl, "-P", self.pidfile]
 
     def start(self) -> int:
         for stale in (self.ctl, self.pidfile):

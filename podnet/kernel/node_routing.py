@@ -34,10 +34,10 @@ class AppliedRouting:
 class RoutingApplier:
     """The routing state of one node's namespace (None: the caller's); files in ``run_dir``."""
 
-    def __init__(self, run_dir: str, netns_name: str | None = None) -> None:
+    def __init__(self, run_dir: str, netns_name: str | None = None, supervised_bird: bool = False) -> None:
         self.run_dir = run_dir
         self.netns = netns_name
-        self.bird = Bird(run_dir, netns_name)
+        self.bird = Bird(run_dir, netns_name, supervised=supervised_bird)
         self.nat = NftApplier(netns_name, table=NAT_TABLE)
 
     def apply(self, want: DesiredRouting, bird_config: str | None) -> AppliedRouting:
@@ -70,7 +70,7 @@ class RoutingApplier:
         try:
             if bird_config is not None:
                 done.bird = self.bird.apply(bird_config)
-            elif self.bird.stop():
+            elif not self.bird.supervised and self.bird.stop():
                 done.bird = "stopped"
         except Exception as exc:
             done.errors.append(f"bird: {exc}")

@@ -6,24 +6,29 @@ The protocol was shaped after etcd, so this is a thin adapter. Two differences a
   revision is shifted by one on the way in and out (mod_revision 0 keeps meaning "absent");
 - etcd does not say which compare of a failed txn failed, so the failure branch reads the
   compared keys and the adapter works it out.
-Watch is a streaming POST read line by line (a compacted start revision comes back as a
-cancelled watch carrying ``compact_revision``, turned into ``errors.Compacted``).
+
+The cluster side lives in ``etcd_client`` (members, TLS, failover, at-most-once writes) and
+``etcd_watch`` (streams that resume on another member). A write whose answer was lost is
+resolved here by reading back: if every compare still holds and every written key was
+compared, it did not happen and is sent again; if every written key holds what it wrote at
+one revision, it happened; otherwise ``OutcomeUnknown`` reaches the caller, never a guess.
 """
 from __future__ import annotations
 
 import base64
 import json
-import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import requests
-
-from ..errors import Compacted, PodnetError
+from ..errors import OutcomeUnknown, PodnetError
 from . import codec
 from .api import Compare, Delete, Event, Put, Record, TxnResult
+from .config import TlsFiles
+from .etcd_client import CONNECT_TIMEOUT, REQUEST_TIMEOUT, EtcdClient, GatewayError
+from .etcd_watch import Watcher
 
-TIMEOUT = 10.0
+#: sends of one write whose outcome stayed unknown and was found not to have happened
+WRITE_ATTEMPTS = 3
 
 
 def _b64(text: str | bytes) -> str:
@@ -46,29 +51,18 @@ def _range_end(prefix: str) -> str:
 
 
 class EtcdStore:
-    """Store over ``http://host:port`` of one etcd member (3.4+ gateway path ``/v3/``)."""
+    """Store over the client endpoints of one etcd cluster (3.4+ gateway path ``/v3/``)."""
 
-    def __init__(self, host: str, port: int, timeout: float = TIMEOUT) -> None:
-        self.base = f"http://{host}:{port}/v3/"
-        self._timeout = timeout
-        self._session = requests.Session()
-        self._lock = threading.Lock()
-        self._closed = False
-        self._watchers: set[requests.Response] = set()
+    def __init__(self, endpoints: Sequence[str], tls: TlsFiles | None = None, *,
+                 connect_timeout: float = CONNECT_TIMEOUT, request_timeout: float = REQUEST_TIMEOUT) -> None:
+        self.client = EtcdClient(endpoints, tls, connect_timeout=connect_timeout, request_timeout=request_timeout)
+        self.base = self.client.describe()
+        self.watcher = Watcher(self.client, _range_end, _b64, self.revision)
+        self.unknown_resolved = 0  # writes whose lost answer was settled by reading back
 
     # -- plumbing ------------------------------------------------------------------------------
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        if self._closed:
-            raise PodnetError(f"etcd store {self.base} is closed")
-        try:
-            resp = self._session.post(self.base + path, data=json.dumps(body), timeout=self._timeout)
-        except requests.RequestException as exc:
-            raise PodnetError(f"etcd at {self.base} is unreachable: {exc}",
-                              hint="check that etcd runs and the store URL's host:port") from exc
-        if resp.status_code != 200:
-            raise PodnetError(f"etcd {path} failed ({resp.status_code}): {resp.text.strip()}")
-        answer: dict[str, Any] = resp.json()
-        return answer
+        return self.client.call(path, body)
 
     @staticmethod
     def _record(kv: dict[str, Any]) -> Record:
@@ -77,7 +71,46 @@ class EtcdStore:
 
     def _txn(self, compares: list[dict[str, Any]], success: list[dict[str, Any]],
              failure: list[dict[str, Any]]) -> dict[str, Any]:
-        return self._post("kv/txn", {"compare": compares, "success": success, "failure": failure})
+        """A write transaction, sent at most once unless a lost answer proved it did not happen."""
+        body = {"compare": compares, "success": success, "failure": failure}
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                return self.client.call("kv/txn", body, write=True)
+            except OutcomeUnknown as exc:
+                settled = self._settle(compares, success)
+                if settled is not None:
+                    self.unknown_resolved += 1
+                    return settled
+                if attempt == WRITE_ATTEMPTS - 1:
+                    raise exc
+                self.unknown_resolved += 1
+        raise AssertionError("unreachable")
+
+    def _settle(self, compares: list[dict[str, Any]], success: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """After a lost answer: a success-shaped answer if the write happened, None if it
+        certainly did not (send it again); raises ``OutcomeUnknown`` if it cannot tell."""
+        keys = sorted({c["key"] for c in compares} | {_op_key(op) for op in success})
+        read = self._post("kv/txn", {"compare": [], "success": [{"request_range": {"key": k}} for k in keys],
+                                     "failure": []})
+        current = {k: (r["response_range"].get("kvs") or [None])[0] for k, r in zip(keys, read["responses"])}
+        if all(_holds(c, current[c["key"]]) for c in compares) and {_op_key(op) for op in success} <= {
+                c["key"] for c in compares}:
+            return None
+        revisions = set()
+        for op in success:
+            kv = current[_op_key(op)]
+            if "request_put" in op:
+                if kv is None or kv.get("value", "") != op["request_put"]["value"]:
+                    break
+                revisions.add(kv["mod_revision"])
+            elif kv is not None:
+                break
+        else:
+            if len(revisions) <= 1:
+                rev = revisions.pop() if revisions else read["header"]["revision"]
+                return {"header": {"revision": rev}, "succeeded": True, "responses": [], "settled": True}
+        raise OutcomeUnknown(f"a write to etcd ({self.base}) got no answer and the keys moved on since",
+                             hint="it may or may not have happened; read the keys back")
 
     @staticmethod
     def _mod_equals(key: str, mod_revision: int) -> dict[str, Any]:
@@ -137,8 +170,10 @@ class EtcdStore:
             if not kvs:
                 raise codec.not_found(key)
             raise codec.stale(key, mod_revision or 0, int(kvs[0]["mod_revision"]) - 1)
-        prev = resp["responses"][0]["response_put"]["prev_kv"]
         rev = self._revision(resp)
+        if resp.get("settled"):
+            return self.get(key) or Record(key, json.loads(text), rev, rev, 1)
+        prev = resp["responses"][0]["response_put"]["prev_kv"]
         return Record(key, json.loads(text), int(prev["create_revision"]) - 1, rev, int(prev["version"]) + 1)
 
     def delete(self, key: str, mod_revision: int | None = None) -> bool:
@@ -150,6 +185,8 @@ class EtcdStore:
             if not kvs:
                 return False
             raise codec.stale(key, mod_revision or 0, int(kvs[0]["mod_revision"]) - 1)
+        if resp.get("settled"):
+            return True
         return int(resp["responses"][0]["response_delete_range"].get("deleted", 0)) > 0
 
     def txn(self, compares: Sequence[Compare], ops: Sequence[Put | Delete]) -> TxnResult:
@@ -179,45 +216,24 @@ class EtcdStore:
 
     # -- watch ---------------------------------------------------------------------------------
     def watch(self, prefix: str, start_revision: int, timeout: float | None = None) -> Iterator[Event]:
-        body = {"create_request": {"key": _b64(prefix or "\0"), "range_end": _range_end(prefix),
-                                   "start_revision": str(max(start_revision, 1) + 1), "prev_kv": True}}
-        try:
-            resp = self._session.post(self.base + "watch", data=json.dumps(body), stream=True,
-                                      timeout=(self._timeout, timeout))
-        except requests.RequestException as exc:
-            raise PodnetError(f"etcd at {self.base} is unreachable: {exc}") from exc
-        with self._lock:
-            self._watchers.add(resp)
-        try:
-            for line in resp.iter_lines(chunk_size=None):
-                if not line.strip():
-                    continue
-                result = json.loads(line).get("result", {})
-                if int(result.get("compact_revision", 0)):
-                    raise Compacted(max(start_revision, 1), int(result["compact_revision"]) - 1)
-                if result.get("canceled"):
-                    return
-                for ev in result.get("events") or ():
-                    kv = ev["kv"]
-                    key = _unb64(kv["key"]).decode()
-                    rev = int(kv["mod_revision"]) - 1
-                    if ev.get("type") == "DELETE":
-                        prev = ev.get("prev_kv")
-                        yield Event("DELETE", key, rev, None, json.loads(_unb64(prev["value"])) if prev else None, 0)
-                    else:  # the gateway omits type for PUT (proto3 default)
-                        yield Event("PUT", key, rev, json.loads(_unb64(kv.get("value", ""))), None, int(kv["version"]))
-        except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-            if self._closed or "timed out" in str(exc) or "Read timed out" in repr(exc):
-                return  # idle for ``timeout`` seconds, or closed
-            raise PodnetError(f"etcd watch on {self.base} broke: {exc}", hint="watch again from the last revision") from exc
-        finally:
-            with self._lock:
-                self._watchers.discard(resp)
-            resp.close()
+        return self.watcher.watch(prefix, start_revision, timeout)
 
     def close(self) -> None:
-        self._closed = True
-        with self._lock:
-            for resp in list(self._watchers):
-                resp.close()
-        self._session.close()
+        self.watcher.close()
+        self.client.close()
+
+
+def _op_key(op: dict[str, Any]) -> str:
+    body = op.get("request_put") or op.get("request_delete_range") or op.get("request_range") or {}
+    return str(body["key"])
+
+
+def _holds(compare: dict[str, Any], kv: dict[str, Any] | None) -> bool:
+    """Whether an etcd compare (MOD or CREATE, EQUAL or GREATER) holds for ``kv`` (None: absent)."""
+    target = compare["target"]
+    actual = int((kv or {}).get("mod_revision" if target == "MOD" else "create_revision", 0))
+    want = int(compare["mod_revision" if target == "MOD" else "create_revision"])
+    return actual == want if compare["result"] == "EQUAL" else actual > want
+
+
+__all__ = ["EtcdStore", "GatewayError", "PodnetError"]

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from ..errors import PodnetError
 from .api import Store
+from .config import STORE_FILE
 
 if TYPE_CHECKING:
     from .resources import ResourceStore
@@ -30,7 +31,9 @@ def state_dir_url(state_dir: str) -> str:
 
 
 def open_backend(url: str) -> Store:
-    """The raw key-value Store for ``sqlite:///abs/path.db``, ``memory://`` or ``etcd://host:port``."""
+    """The raw key-value Store for ``sqlite:///abs/path.db``, ``memory://`` or
+    ``etcd://host:port[,host:port…]`` (plain http; TLS clusters are named by a state
+    directory's ``store.json``, see ``open_state_backend``)."""
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
         path = parts.path
@@ -48,14 +51,25 @@ def open_backend(url: str) -> Store:
         from .memory import MemoryStore
         return MemoryStore()
     if parts.scheme == "etcd":
-        if not parts.hostname or not parts.port:
-            raise PodnetError(f"bad store URL {url!r}: expected etcd://host:port")
+        from .config import parse_endpoints
         from .etcd import EtcdStore
-        return EtcdStore(parts.hostname, parts.port)
+        return EtcdStore(parse_endpoints(url))
     raise PodnetError(
         f"unknown store URL {url!r}",
         hint="use sqlite:///path/store.db, memory:// or etcd://host:port",
     )
+
+
+def open_state_backend(state_dir: str) -> Store:
+    """The raw Store a state directory uses: the etcd cluster its ``store.json`` names, else
+    its embedded ``store.db``."""
+    from .config import load
+
+    config = load(state_dir)
+    if config is None:
+        return open_backend(state_dir_url(state_dir))
+    from .etcd import EtcdStore
+    return EtcdStore(config.endpoints, config.tls)
 
 
 def damaged_store(path: str, exc: Exception) -> PodnetError:
@@ -77,11 +91,13 @@ def open_store_url(url: str, bootstrap: bool = True) -> ResourceStore:
 
 
 def open_store(state_dir: str | None = None, bootstrap: bool = True, create: bool = True) -> ResourceStore:
-    """The embedded store at ``<state_dir>/store.db`` (directory created 0700); ``state_dir``
-    None means ``default_state_dir()``. ``create=False`` (read-only commands) refuses a state
+    """The state directory's store: the etcd cluster its ``store.json`` names, else the
+    embedded store at ``<state_dir>/store.db`` (directory created 0700); ``state_dir`` None
+    means ``default_state_dir()``. ``create=False`` (read-only commands) refuses a state
     directory without a store instead of creating an empty one at a mistyped path."""
     state_dir = state_dir or default_state_dir()
-    if not create and not os.path.exists(os.path.join(state_dir, DB_NAME)):
+    if not create and not os.path.exists(os.path.join(state_dir, DB_NAME)) \
+            and not os.path.exists(os.path.join(state_dir, STORE_FILE)):
         raise PodnetError(f"no cluster at {state_dir} (no {DB_NAME} there)",
                           hint=f"check --state-dir (or {STATE_DIR_ENV}); `podnet up` starts a cluster, "
                                "`podnet apply` creates the store")
@@ -92,4 +108,9 @@ def open_store(state_dir: str | None = None, bootstrap: bool = True, create: boo
             f"cannot create state directory {state_dir}: {exc.strerror}",
             hint=f"run as root, or choose another with --state-dir / {STATE_DIR_ENV}",
         ) from exc
-    return open_store_url(state_dir_url(state_dir), bootstrap=bootstrap)
+    from .resources import ResourceStore
+
+    store = ResourceStore(open_state_backend(state_dir))
+    if bootstrap:
+        store.bootstrap()
+    return store

@@ -64,7 +64,7 @@ class SqliteStore:
         self._closed = False
         self._pid = os.getpid()
         self._conn = _connect(path)
-        _ensure_schema(self._conn)
+        _ensure_schema(self._conn, path)
 
     # -- reads ---------------------------------------------------------------------------------
     def revision(self) -> int:
@@ -276,10 +276,16 @@ def _connect(path: str) -> sqlite3.Connection:
     return conn
 
 
-def _ensure_schema(conn: sqlite3.Connection) -> None:
-    """Create the tables once; later opens only read ``user_version`` (cheap, no write lock)."""
+def _ensure_schema(conn: sqlite3.Connection, path: str) -> None:
+    """Create the tables once; later opens only read ``user_version`` (cheap, no write lock).
+    The store holds every secret of the cluster's state: its files are the owner's only."""
     if conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
         return
+    for name in (path, path + "-wal", path + "-shm"):
+        try:
+            os.chmod(name, 0o600)
+        except FileNotFoundError:
+            pass
     conn.execute("BEGIN IMMEDIATE")
     try:
         found = conn.execute("PRAGMA user_version").fetchone()[0]

@@ -72,11 +72,15 @@ def test_up_status_change_restart_down(cluster):
     fdb = podnet("node", "exec", "k8s-master01", "--", "bridge", "fdb", "show", "dev", "vxlan.calico").stdout
     assert fdb.count("self permanent") == 2
 
-    # kill -9 a routing process; a new one adopts the kernel state: no change, nothing duplicated.
-    with open(os.path.join(sd, "cluster.json")) as f:
-        state = json.load(f)
-    rec = next(p for p in state["processes"] if p["name"] == "routing/k8s-node01")
-    os.kill(rec["pid"], signal.SIGKILL)
+    # kill -9 a routing process; its supervisor starts a new one, which adopts the kernel state:
+    # no change, nothing duplicated.
+    pid = service_pid(sd, "k8s-node01", "routing")
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while service_pid(sd, "k8s-node01", "routing") in (pid, None):
+        assert time.monotonic() < deadline, "the supervisor did not restart the routing loop"
+        time.sleep(0.05)
+    assert "routing:" in podnet("status").stdout and "1 restart, last exit killed by SIGKILL" in podnet("status").stdout
     before = podnet("node", "exec", "k8s-node01", "--", "ip", "route").stdout
     ns = f"{prefix}k8s-node01"
     again = netns.run_in(ns, [sys.executable, "-c",
@@ -124,9 +128,15 @@ def test_down_stops_the_pods_of_an_agent_that_died(cluster):
         pod = json.load(f)
     pod_ns, pid = pod["netns"], pod["containers"][0]["pid"]
     try:
+        # The node's supervisor killed with -9 takes its services along (SIGKILL: no teardown).
         with open(os.path.join(sd, "cluster.json")) as f:
-            agent = next(p for p in json.load(f)["processes"] if p["name"] == "agent/k8s-master01")
-        os.kill(agent["pid"], signal.SIGKILL)
+            sup = next(p for p in json.load(f)["processes"] if p["name"] == "supervisor/k8s-master01")
+        agent = service_pid(sd, "k8s-master01", "agent")
+        os.kill(sup["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while agent is not None and _running(agent):
+            assert time.monotonic() < deadline, "the agent outlived its supervisor"
+            time.sleep(0.02)
         podnet("down")
         assert not netns.exists(pod_ns), "the dead agent's pod namespace was left behind"
         assert not _running(pid), "the dead agent's container was left running"
@@ -135,6 +145,15 @@ def test_down_stops_the_pods_of_an_agent_that_died(cluster):
             os.killpg(pid, signal.SIGKILL)
         if netns.exists(pod_ns):
             netns.remove(pod_ns)
+
+
+def service_pid(sd: str, node: str, service: str) -> int | None:
+    """The PID of a node's service, as its supervisor reports it."""
+    try:
+        with open(os.path.join(sd, "nodes", node, "supervisor.json")) as f:
+            return json.load(f)["services"][service]["pid"]
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _running(pid: int) -> bool:

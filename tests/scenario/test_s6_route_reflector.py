@@ -91,7 +91,8 @@ def apply(podnet, text: str) -> str:
 def test_s6_mesh_to_route_reflector(cli):
     podnet, sd, prefix = cli
     n = 4
-    podnet("up", "--nodes", str(n), "--backend", "bgp", "--prefix", prefix)
+    podnet("up", "--nodes", str(n), "--backend", "bgp", "--prefix", prefix,
+           "--store", os.environ.get("PODNET_TEST_STORE", "sqlite"))
     with open(os.path.join(sd, "cluster.json")) as f:
         topo = json.load(f)["topology"]
     # one busybox pod per node, placed by nodeName, run by the node agents

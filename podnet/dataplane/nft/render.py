@@ -4,7 +4,8 @@ Layout (Calico's, in nftables terms)::
 
     forward (hook forward)  ct established,related accept; ct invalid drop;
                             iifname "cali*" goto from-wl; oifname "cali*" goto to-wl
-    input   (hook input)    non-cali accept; ct …; goto from-wl      (a pod talking to its node)
+    input   (hook input)    non-cali accept; ct …; drop              (a pod talking to its node,
+                            endpoint-to-host Drop; Accept: goto from-wl, its egress policy)
     from-wl                 iifname . ip saddr vmap @from-pod  → goto egress-<sig> | goto egress-ok
                             iifname @pod-ifaces drop  (anti-spoofing: a known veth, a wrong source)
                             drop                      (unknown cali*: fail closed until programmed)
@@ -38,6 +39,7 @@ from typing import Any
 
 from podnet.policy.cluster import ClusterState, Endpoint, PeerContext, peer_matches
 from podnet.policy.ir import DIRECTIONS, Direction, IPBlockPeer, PodPeer, PolicyIR, PortMatch, Rule
+from podnet.services.cluster import APISERVER_PORT
 
 from .expr import ACCEPT, COUNTER, DROP, concat, goto, jump, match, meta, payload, vmap
 from .model import (
@@ -59,6 +61,8 @@ TABLE = POLICY_TABLE
 FROM_MAP, TO_MAP, POD_IFACES = "from-pod", "to-pod", "pod-ifaces"
 FROM_WL, TO_WL, EGRESS_OK = "from-wl", "to-wl", "egress-ok"
 IFACE_PREFIX = "cali"
+#: Felix's DefaultEndpointToHostAction: what a pod's new connection to its own node gets
+TO_HOST_ACTIONS = ("Drop", "Accept")
 #: what a dispatch entry says for a pod no policy isolates in a direction
 ALLOW: Mapping[Direction, Verdict] = {"egress": ("goto", EGRESS_OK), "ingress": ("accept",)}
 _V4 = ("ipv4_addr",)
@@ -130,7 +134,23 @@ def _ct_rules() -> list[NftRule]:
     ]
 
 
-def base_chains() -> dict[str, NftChain]:
+def to_host_rules(action: str = "Drop") -> list[NftRule]:
+    """The end of the input chain for a pod's new connection to its own node (BIRD, etcd, the
+    agent, anything listening there). Drop, Felix's default, keeps a node safe from its pods;
+    Accept lets the pod's egress policy decide, as for any other destination."""
+    if action == "Accept":
+        return [NftRule.make([goto(FROM_WL)], "pod to its node: its egress policy (endpoint-to-host Accept)")]
+    if action != "Drop":
+        raise ValueError(f"endpoint-to-host action {action!r}: use one of {', '.join(TO_HOST_ACTIONS)}")
+    # The API server port stays open to pods (as Calico's failsafe ports keep it): the
+    # `kubernetes` Service's endpoint is a node address, so pods on that node reach it here.
+    # Their egress policy still decides.
+    failsafe = NftRule.make([match(payload("tcp", "dport"), APISERVER_PORT), goto(FROM_WL)],
+                            f"pod to its node's API server port {APISERVER_PORT}: its egress policy (failsafe)")
+    return [failsafe, NftRule.make([COUNTER, DROP], "pod to its node: dropped (endpoint-to-host Drop)")]
+
+
+def base_chains(to_host: str = "Drop") -> dict[str, NftChain]:
     """The fixed part: hooks, the dispatch chains and egress-ok."""
     forward = NftChain("forward", tuple(_ct_rules() + [
         NftRule.make([match(meta("iifname"), _CALI), goto(FROM_WL)], "from a pod: its egress policy"),
@@ -139,7 +159,7 @@ def base_chains() -> dict[str, NftChain]:
     inp = NftChain("input", tuple(
         [NftRule.make([match(meta("iifname"), _CALI, "!="), ACCEPT], "not from a pod: not ours to filter")]
         + _ct_rules()
-        + [NftRule.make([goto(FROM_WL)], "pod to its node: its egress policy")]), hook="input")
+        + to_host_rules(to_host)), hook="input")
     from_wl = NftChain(FROM_WL, (
         NftRule.make([vmap(concat(meta("iifname"), payload("ip", "saddr")), "@" + FROM_MAP)],
                      "dispatch by pod interface and its address"),
@@ -402,24 +422,26 @@ class RenderIndex:
 
 
 def render(state: ClusterState, node: str, *, node_ips: Iterable[str] = (),
-           interfaces: Mapping[str, str] | None = None, memo: RenderMemo | None = None) -> NftTable:
+           interfaces: Mapping[str, str] | None = None, memo: RenderMemo | None = None,
+           to_host: str = "Drop") -> NftTable:
     """The desired ``inet podnet`` table for ``node`` (see ``render_indexed``)."""
-    return render_indexed(state, node, node_ips=node_ips, interfaces=interfaces, memo=memo)[0]
+    return render_indexed(state, node, node_ips=node_ips, interfaces=interfaces, memo=memo, to_host=to_host)[0]
 
 
 def render_indexed(state: ClusterState, node: str, *, node_ips: Iterable[str] = (),
                    interfaces: Mapping[str, str] | None = None,
-                   memo: RenderMemo | None = None) -> tuple[NftTable, RenderIndex]:
+                   memo: RenderMemo | None = None, to_host: str = "Drop") -> tuple[NftTable, RenderIndex]:
     """The desired ``inet podnet`` table for ``node``.
 
     ``interfaces`` maps ``ns/pod`` to the host-side interface when it is not Calico's default
     name; ``node_ips`` adds node addresses to the pods' own ``status.hostIP``; ``memo`` (kept
-    by the caller between renders) skips re-rendering the chains of unchanged policies.
+    by the caller between renders) skips re-rendering the chains of unchanged policies;
+    ``to_host`` is the endpoint-to-host action (``to_host_rules``).
     """
     local = local_pods(state, node)
     given = dict(interfaces or {})
     b = SetBuilder(state, lambda: label_groups(state.pods), local=local, pods=state.pods)
-    chains = base_chains()
+    chains = base_chains(to_host)
     own = tuple(sorted({*node_ips, *(p.host_ip for p in local if p.host_ip)}))
     from_map: dict[MapKey, Verdict] = {}
     to_map: dict[MapKey, Verdict] = {}
