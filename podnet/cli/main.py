@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "controllers": "podnet.cli.process_cmds:controllers",
     "policy-loop": "podnet.cli.process_cmds:policy_loop",
     "routing-loop": "podnet.cli.process_cmds:routing_loop",
+    "proxy": "podnet.cli.process_cmds:proxy",
     "exec": "podnet.cli.pods_cmds:exec_",
     "logs": "podnet.cli.pods_cmds:logs",
     "ipam": "podnet.cli.pods_cmds:ipam",

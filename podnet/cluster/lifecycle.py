@@ -40,8 +40,8 @@ def up(state_dir: str, nodes: int = 3, underlay: str = "l2", backend: str = "bgp
        pod_cidr: str = "10.244.0.0/16", vxlan_mode: str = "Never", prefix: str = "", externals: int = 1,
        progress: Progress = _noop, timeout: float = 30.0,
        service_cidr: str = DEFAULT_SERVICE_CIDR) -> dict[str, Any]:
-    """Build and start a cluster: per node a routing loop, a node agent and a policy loop, and
-    one control plane."""
+    """Build and start a cluster: per node a routing loop, a node agent, a policy loop and a
+    service proxy, and one control plane."""
     if backend not in BACKENDS:
         raise PodnetError(f"unknown backend {backend!r}", hint=f"choose one of: {', '.join(sorted(BACKENDS))}")
     topo = plan_topology(nodes, underlay, prefix, externals)
@@ -134,6 +134,7 @@ def _start_processes(state_dir: str, topo: Topology) -> None:
         start(f"routing/{n.name}", ["routing-loop", "--node", n.name], f"{n.name}-routing.log", n.netns)
         start(f"agent/{n.name}", ["agent", "--node", n.name], f"{n.name}-agent.log", n.netns)
         start(f"policy/{n.name}", ["policy-loop", "--node", n.name], f"{n.name}-policy.log", n.netns)
+        start(f"proxy/{n.name}", ["proxy", "--node", n.name], f"{n.name}-proxy.log", n.netns)
     start("controllers", ["controllers"], "controllers.log")
 
 
