@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from podnet.dataplane.nft.services import SERVICE_TABLE, NodeContext, render
+from podnet.dataplane.nft.services import SERVICE_TABLE, NodeContext
 from podnet.dataplane.nft.services_live import LiveServiceTable
 from podnet.kernel.conntrack import StaleFlow, delete_flows
 from podnet.kernel.nft.apply import NftApplier

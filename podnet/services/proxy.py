@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from podnet.model import EndpointSlice, Service
-from podnet.model.discovery import SERVICE_NAME_LABEL, SliceEndpoint
+from podnet.model.discovery import SliceEndpoint
 
 PROXY_NAME_LABEL = "service.kubernetes.io/service-proxy-name"
 HEADLESS_LABEL = "service.kubernetes.io/headless"

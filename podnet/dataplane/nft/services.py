@@ -45,7 +45,21 @@ from typing import Any
 
 from podnet.services.proxy import PortPlan, ProxyPlan, ServicePlan, Target
 
-from .expr import COUNTER, DROP, Expr, anonymous_vmap, concat, dnat, goto, jump, match, meta, numgen_random, payload, vmap
+from .expr import (
+    COUNTER,
+    DROP,
+    Expr,
+    anonymous_vmap,
+    concat,
+    dnat,
+    goto,
+    jump,
+    match,
+    meta,
+    numgen_random,
+    payload,
+    vmap,
+)
 from .model import (
     PRIORITIES,
     Element,
