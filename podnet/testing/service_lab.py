@@ -86,7 +86,7 @@ def ask_tcp(ns: str, ip: str, port: int, timeout: float = 1.0) -> str:
             return s.recv(256).decode() or "closed"
         except ConnectionRefusedError:
             return "refused"
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             return "timeout"
         except OSError as exc:
             return "refused" if exc.errno in (errno.ECONNREFUSED, errno.ECONNRESET) else f"error: {exc}"
@@ -107,7 +107,7 @@ class UdpClient:
             self.sock.sendto(b"?", (ip, port))
             data, _ = self.sock.recvfrom(256)
             return data.decode()
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             return "timeout"
         except ConnectionRefusedError:
             return "refused"
