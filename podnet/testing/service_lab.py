@@ -92,6 +92,27 @@ def ask_tcp(ns: str, ip: str, port: int, timeout: float = 1.0) -> str:
             return "refused" if exc.errno in (errno.ECONNREFUSED, errno.ECONNRESET) else f"error: {exc}"
 
 
+def http_get(ns: str, ip: str, port: int = 80, timeout: float = 1.0) -> str:
+    """The body of ``GET /`` from a built-in nginx pod (its name), or ``refused``/``timeout``."""
+    with netns.enter(ns):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with s:
+        s.settimeout(timeout)
+        try:
+            s.connect((ip, port))
+            s.sendall(f"GET / HTTP/1.1\r\nHost: {ip}\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while chunk := s.recv(4096):
+                data += chunk
+        except ConnectionRefusedError:
+            return "refused"
+        except TimeoutError:
+            return "timeout"
+        except OSError as exc:
+            return "refused" if exc.errno in (errno.ECONNREFUSED, errno.ECONNRESET) else f"error: {exc}"
+    return data.partition(b"\r\n\r\n")[2].decode().strip() or "empty"
+
+
 class UdpClient:
     """One UDP socket in ``ns`` with a fixed source port, as a long-lived UDP client has: its
     conntrack entry lives as long as it keeps sending."""
