@@ -19,11 +19,13 @@ from podnet.dataplane.nft.services import (
     PRIO_MASQUERADE,
     SERVICE_IPS,
     SERVICE_NODEPORTS,
+    SERVICE_TABLE,
     NodeContext,
     local_chain,
     render,
 )
 from podnet.dataplane.nft.services_live import LiveServiceTable
+from podnet.kernel.nft.netlink import encode
 from podnet.model import EndpointSlice, Service
 from podnet.services.proxy import ProxyPlan, plan
 from podnet.testing.service_objects import ep, service, slice_
@@ -100,6 +102,19 @@ def test_what_each_service_puts_where() -> None:
     assert t.chains["nat-postrouting"].base == ("nat", "postrouting", PRIO_MASQUERADE) and PRIO_MASQUERADE < 100
     assert t.chains["filter-prerouting"].base == ("filter", "prerouting", -110)
     assert t.chains["filter-prerouting-post-dnat"].base == ("filter", "prerouting", -90)
+
+
+def test_the_whole_table_and_a_change_go_to_the_kernel_as_raw_netlink() -> None:
+    """Every object and rule the renderer emits is one the netlink encoder covers (no
+    libnftables listing on a change, whatever the table's size)."""
+    services, slices = cluster()
+    p = plan(services, slices, "n1")
+    table = render(p, CTX)
+    assert encode(table.to_json(), SERVICE_TABLE, table.key_info, 1) is not None
+    live = LiveServiceTable(p, CTX)
+    slices[1] = slice_("np-1", "np", [ep("10.244.1.3", "n1")])
+    update = live.plan(plan(services, slices, "n1").services, CTX, ["default/np"])
+    assert update is not None and encode(update.commands, SERVICE_TABLE, live.tracker.key_info, 1) is not None
 
 
 def test_node_without_known_addresses_takes_nodeports_on_local_addresses_but_loopback() -> None:

@@ -15,7 +15,8 @@ kube-proxy's nftables layout, in podnet's table::
     cluster-ips-check        ip daddr @cluster-ips reject (an allocated ClusterIP, a port it
                              does not define); ip daddr <service CIDR> drop (unallocated)
     service-<h>-ns/name/proto/port   [ClusterIP from outside the pods: mark for masquerade]
-                             [ip saddr @affinity-… goto endpoint-…]; numgen random mod N vmap
+                             [ip saddr @affinity-… goto endpoint-…]; one endpoint at random:
+                             numgen random mod N == 0 goto e1; … mod 2 == 0 goto eN-1; goto eN
     local-<h>-…              the same over this node's endpoints (Local policies), or drop
     external-<h>-…           NodePort, externalIP and LoadBalancer traffic: Cluster marks for
                              masquerade then the service chain; Local lets pods and the node
@@ -31,6 +32,12 @@ Kubernetes specifies; the post-DNAT check (dstnat+10) sees only what no Service 
 masquerade runs at srcnat-10 (90), before natOutgoing's ``ip podnet-nat`` (srcnat, 100): a
 connection this table masqueraded has its NAT bound and natOutgoing never sees it again, so
 nothing is masqueraded twice.
+
+*Chosen differently from kube-proxy*: it picks an endpoint with ``numgen random mod N vmap {
+0 : goto …, … }``, an anonymous map per Service. Each anonymous set makes the kernel look its
+id up through the whole pending transaction, so loading ten thousand Services at once is
+quadratic (minutes); the cascade of ``numgen`` compares gives each endpoint the same 1/N and
+loads in seconds.
 
 Every Service renders to a ``Fragment`` (its chains, affinity sets, map entries and ClusterIP)
 that depends on its plan alone: the live planner (``services_live``) re-renders only the
@@ -49,7 +56,6 @@ from .expr import (
     COUNTER,
     DROP,
     Expr,
-    anonymous_vmap,
     concat,
     dnat,
     goto,
@@ -167,9 +173,12 @@ def _balance(svc: ServicePlan, port: PortPlan, endpoints: tuple[Target, ...], wh
     if svc.affinity:
         rules += [_rule([match(_SADDR, "@" + affinity_set(svc, port, ep)), goto(endpoint_chain(svc, port, ep))],
                         f"{what}: back to {ep[0]}:{ep[1]} (session affinity)") for ep in endpoints]
-    picks = {i: ("goto", endpoint_chain(svc, port, ep)) for i, ep in enumerate(endpoints)}
-    rules.append(_rule([vmap(numgen_random(len(endpoints)), anonymous_vmap(picks))],
-                       f"{what}: one of {len(endpoints)} endpoints"))
+    # One of N at random, as a cascade: rule i takes 1 of the N-i left (1/N each in all).
+    n = len(endpoints)
+    for i, ep in enumerate(endpoints):
+        pick = [] if i == n - 1 else [match(numgen_random(n - i), 0)]
+        rules.append(_rule([*pick, goto(endpoint_chain(svc, port, ep))],
+                           f"{what}: endpoint {i + 1} of {n}, {ep[0]}:{ep[1]}"))
     return rules
 
 
