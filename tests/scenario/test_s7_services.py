@@ -250,12 +250,68 @@ def test_s7_services(cluster: Cluster) -> None:
     assert set(_names(client, cip, 80, 30)) == again
 
 
+POLICY = """
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-from-client, namespace: default}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {run: client}}}]
+    ports: [{port: 80}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: other, namespace: default, labels: {run: other}}
+spec:
+  containers:
+  - {name: other, image: busybox, command: ["sleep", "36000"]}
+"""
+
+
+def test_probe_verify_and_trace_through_a_service(cluster: Cluster) -> None:
+    """Policy on the endpoints holds through the Service; probe/verify --service and explain
+    --trace show it from the kernel."""
+    import json
+
+    if cluster.status()["backend"] != "bgp":
+        pytest.skip("once is enough: the CLI does not depend on the backend")
+    cluster.apply(POLICY)
+    cluster.settled(3)
+    from podnet.agent.policy import read_status
+
+    store = cluster.store()
+    try:
+        want = store.revision()
+    finally:
+        store.close()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if all((read_status(cluster.sd, n["name"]) or {}).get("revision", -1) >= want for n in cluster.status()["nodes"]):
+            break
+        time.sleep(0.05)
+    attempts = json.loads(cluster.cli("probe", "--service", "svc/web", "--service", "svc/nothing", "-o", "json",
+                                      "--timeout", "0.5").stdout)
+    by = {(a["from"], a["service"]): a for a in attempts}
+    assert by[("default/client", "default/web")]["outcome"] == "connected"
+    assert by[("default/other", "default/web")]["outcome"] == "timeout"  # policy at the endpoint, after DNAT
+    assert by[("default/other", "default/nothing")]["outcome"] == "refused"
+    res = cluster.cli("verify", "--service", "svc/web", "--service", "svc/nothing", "--timeout", "0.5")
+    assert "OK:" in res.stdout and "MISMATCH" not in res.stdout
+    res = cluster.cli("explain", "--from", "default/client", "--to", "svc/web:80", "--trace")
+    assert "ALLOWED" in res.stdout
+    assert "connected" in res.stdout and "default/web:80 to 10.244." in res.stdout, res.stdout
+    res = cluster.cli("explain", "--from", "default/other", "--to", "svc/web:80", "--trace")
+    assert "timeout" in res.stdout and "default deny ingress" in res.stdout, res.stdout
+    cluster.cli("delete", "networkpolicy", "web-from-client")
+    cluster.cli("delete", "pod", "other")
+
+
 def test_proxy_sigkill_and_restart_keep_the_table_and_the_traffic(cluster: Cluster) -> None:
     """SIGKILL the client's node proxy under traffic, restart it: nothing fails, nothing changes."""
     from podnet.agent.proxy import read_status
     from podnet.cluster import processes
     from podnet.dataplane.nft.services import SERVICE_TABLE
-    from podnet.kernel import netns
     from podnet.kernel.nft.apply import NftApplier
     from podnet.model import Pod
 
@@ -286,25 +342,28 @@ def test_proxy_sigkill_and_restart_keep_the_table_and_the_traffic(cluster: Clust
     assert applier.read() == before, "the table changed when the proxy died"
     previous = read_status(cluster.sd, node)
     assert previous is not None
-    log = open(os.path.join(cluster.sd, "logs", f"{node}-proxy-restart.log"), "w")
-    with netns.enter(row["netns"]):
-        proc = subprocess.Popen([PODNET, "--state-dir", cluster.sd, "proxy", "--node", node],
-                                stdout=log, stderr=log, cwd=ROOT)
+    # Restarted as `podnet up` started it (the last test on this cluster: stopped at its end).
+    fresh = processes.start(record.name, list(record.argv), record.log, record.netns)
     try:
-        answers: list[str] = []
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            answers.append(http_get(client, cip, 80))
-            st = read_status(cluster.sd, node)
-            if st and st["synced_at"] > previous["synced_at"]:
-                break
-        else:
-            raise AssertionError("the restarted proxy did not report a pass")
-        assert st["path"] == "none" and st["plan"]["commands"] == 0, st  # no flush, no rewrite
-        assert applier.read() == before
-        answers += _names(client, cip, 80, 10)
-        assert all(a in replicas for a in answers), answers
+        _restarted(cluster, node, previous, applier, before, client, cip, replicas)
     finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
+        processes.stop(fresh)
+
+
+def _restarted(cluster: Cluster, node: str, previous: dict[str, Any], applier: Any, before: Any, client: str,
+               cip: str, replicas: set[str]) -> None:
+    from podnet.agent.proxy import read_status
+
+    answers: list[str] = []
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        answers.append(http_get(client, cip, 80))
+        st = read_status(cluster.sd, node)
+        if st and st["synced_at"] > previous["synced_at"]:
+            break
+    else:
+        raise AssertionError("the restarted proxy did not report a pass")
+    assert st["path"] == "none" and st["plan"]["commands"] == 0, st  # no flush, no rewrite
+    assert applier.read() == before
+    answers += _names(client, cip, 80, 10)
+    assert all(a in replicas for a in answers), answers
