@@ -20,7 +20,6 @@ import json
 import os
 import secrets
 import statistics
-import subprocess
 import sys
 import time
 from typing import Any
@@ -39,6 +38,7 @@ from podnet.services.proxy import plan  # noqa: E402
 from podnet.store.memory import MemoryStore  # noqa: E402
 from podnet.store.resources import ResourceStore  # noqa: E402
 from podnet.testing.policy_lab import PolicyLab  # noqa: E402
+from podnet.testing.service_lab import EchoServer  # noqa: E402
 from podnet.testing.service_objects import ep, service, slice_  # noqa: E402
 
 PORT, NODE_PORT, NODE_SERVER_PORT = 8080, 30080, 9090
@@ -51,24 +51,6 @@ def pct(xs: list[float], p: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
-
-SERVER = r"""
-import socket, sys, threading
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(4096)
-def echo(c):
-    try:
-        while True:
-            d = c.recv(64)
-            if not d: break
-            c.sendall(d)
-    except OSError: pass
-    c.close()
-print("ready", flush=True)
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=echo, args=(c,), daemon=True).start()
-"""
 
 LATENCY = r"""
 import json, socket, struct, sys, time
@@ -96,20 +78,6 @@ print(n / secs)
 """
 
 
-class Server:
-    """An accept-and-echo TCP server process in a namespace (its own interpreter)."""
-
-    def __init__(self, ns: str, ip: str, port: int) -> None:
-        self.proc = netns.popen_in(ns, ["/usr/bin/python3", "-IS", "-c", SERVER, ip, str(port)],
-                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "ready"
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-
-
 def _python(ns: str, script: str, *args: str, timeout: float = 300) -> str:
     res = netns.run_in(ns, ["/usr/bin/python3", "-IS", "-c", script, *args], timeout=timeout)
     if res.returncode != 0:
@@ -130,13 +98,13 @@ def _services(n: int, endpoints: list[str], node: str = "n1") -> tuple[list[Serv
 
 def latency(counts: list[int], samples: int) -> dict[str, Any]:
     lab = PolicyLab.build(f"sb-{secrets.token_hex(2)}", nodes=1)
-    servers: list[Server] = []
+    servers: list[EchoServer] = []
     out: dict[str, Any] = {}
     try:
         pods = [lab.add_pod("bench", f"web-{i}", "n1", {"app": "web"}) for i in range(5)]
         client = lab.add_pod("bench", "client", "n1", {"app": "client"})
         underlay.wait_carrier([lab.nodes["n1"].netns])
-        servers = [Server(p.netns, p.ip, PORT) for p in pods]
+        servers = [EchoServer(p.netns, p.ip, PORT) for p in pods]
         node = lab.nodes["n1"]
         proxy = ProxyReconciler("n1", netns=node.netns, health=False)
         ctx = NodeContext((node.ip,), POD_CIDRS, CIDR)
@@ -172,14 +140,14 @@ def latency(counts: list[int], samples: int) -> dict[str, Any]:
 
 def nodeport_rate(seconds: float, runs: int) -> dict[str, Any]:
     lab = PolicyLab.build(f"sb-{secrets.token_hex(2)}", nodes=1)
-    servers: list[Server] = []
+    servers: list[EchoServer] = []
     try:
         node = lab.nodes["n1"]
         pod = lab.add_pod("bench", "web", "n1", {"app": "web"})
         ul = f"{lab.prefix}-ul"
         underlay.add_route(ul, node.pod_cidr, gateway=node.ip)  # the pod's address from outside, for comparison
         underlay.wait_carrier([node.netns])
-        servers = [Server(pod.netns, pod.ip, PORT), Server(node.netns, node.ip, NODE_SERVER_PORT)]
+        servers = [EchoServer(pod.netns, pod.ip, PORT), EchoServer(node.netns, node.ip, NODE_SERVER_PORT)]
         svc = service("bench", ip=BENCH_IP, type="NodePort",
                       ports=[{"name": "http", "port": 80, "targetPort": PORT, "nodePort": NODE_PORT}])
         proxy = ProxyReconciler("n1", netns=node.netns, health=False)

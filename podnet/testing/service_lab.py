@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -75,42 +76,73 @@ class NameServer:
             s.close()
 
 
-def ask_tcp(ns: str, ip: str, port: int, timeout: float = 1.0) -> str:
-    """The name a TCP server answers with, or ``refused``/``timeout``/``error: …``."""
+def _exchange(ns: str, ip: str, port: int, request: bytes, timeout: float) -> bytes | str:
+    """Connect from ``ns``, send ``request``, read until the server closes: the bytes read, or
+    ``refused``/``timeout``/``error: …``."""
     with netns.enter(ns):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     with s:
         s.settimeout(timeout)
         try:
             s.connect((ip, port))
-            return s.recv(256).decode() or "closed"
+            if request:
+                s.sendall(request)
+            data = b""
+            while chunk := s.recv(4096):
+                data += chunk
+            return data
         except ConnectionRefusedError:
             return "refused"
         except TimeoutError:
             return "timeout"
         except OSError as exc:
             return "refused" if exc.errno in (errno.ECONNREFUSED, errno.ECONNRESET) else f"error: {exc}"
+
+
+def ask_tcp(ns: str, ip: str, port: int, timeout: float = 1.0) -> str:
+    """The name a ``NameServer`` answers with, or ``refused``/``timeout``/``error: …``."""
+    got = _exchange(ns, ip, port, b"", timeout)
+    return got if isinstance(got, str) else (got.decode() or "closed")
 
 
 def http_get(ns: str, ip: str, port: int = 80, timeout: float = 1.0) -> str:
     """The body of ``GET /`` from a built-in nginx pod (its name), or ``refused``/``timeout``."""
-    with netns.enter(ns):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    with s:
-        s.settimeout(timeout)
-        try:
-            s.connect((ip, port))
-            s.sendall(f"GET / HTTP/1.1\r\nHost: {ip}\r\nConnection: close\r\n\r\n".encode())
-            data = b""
-            while chunk := s.recv(4096):
-                data += chunk
-        except ConnectionRefusedError:
-            return "refused"
-        except TimeoutError:
-            return "timeout"
-        except OSError as exc:
-            return "refused" if exc.errno in (errno.ECONNREFUSED, errno.ECONNRESET) else f"error: {exc}"
-    return data.partition(b"\r\n\r\n")[2].decode().strip() or "empty"
+    got = _exchange(ns, ip, port, f"GET / HTTP/1.1\r\nHost: {ip}\r\nConnection: close\r\n\r\n".encode(), timeout)
+    return got if isinstance(got, str) else (got.partition(b"\r\n\r\n")[2].decode().strip() or "empty")
+
+
+ECHO_SERVER = r"""
+import socket, sys, threading
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(4096)
+def echo(c):
+    try:
+        while True:
+            d = c.recv(64)
+            if not d: break
+            c.sendall(d)
+    except OSError: pass
+    c.close()
+print("ready", flush=True)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=echo, args=(c,), daemon=True).start()
+"""
+
+
+class EchoServer:
+    """An accept-and-echo TCP server process inside a namespace (its own interpreter, so a
+    benchmark's threads do not share its lock)."""
+
+    def __init__(self, ns: str, ip: str, port: int) -> None:
+        self.proc = netns.popen_in(ns, ["/usr/bin/python3", "-IS", "-c", ECHO_SERVER, ip, str(port)],
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "ready"
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
 
 
 class UdpClient:

@@ -13,9 +13,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -23,6 +23,7 @@ from podnet.testing.leaks import Prefixes
 from podnet.testing.service_lab import http_get
 
 pytestmark = [pytest.mark.scenario, pytest.mark.kernel]
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[2]
 PODNET = os.path.join(os.path.dirname(sys.executable), "podnet")
@@ -116,20 +117,21 @@ class Cluster:
 
         return status(self.sd)
 
-    def store(self) -> Any:
+    def read(self, fn: Callable[[Any], T]) -> T:
+        """``fn`` of the cluster's store, opened for it and closed again."""
         from podnet.store.open import open_store
 
-        return open_store(self.sd, bootstrap=False)
+        store = open_store(self.sd, bootstrap=False)
+        try:
+            return fn(store)
+        finally:
+            store.close()
 
     def synced(self, timeout: float = 20.0) -> None:
         """Every node's proxy has programmed the store's current revision."""
         from podnet.agent.proxy import read_status
 
-        store = self.store()
-        try:
-            want = store.revision()
-        finally:
-            store.close()
+        want = self.read(lambda store: store.revision())
         nodes = [n["name"] for n in self.status()["nodes"]]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -146,11 +148,7 @@ class Cluster:
         self.cli("wait", "pods", "--all", "--for", "condition=Ready", "--timeout", "60s")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            store = self.store()
-            try:
-                slices = [s for s in store.list(EndpointSlice) if s.service_name == "web"]
-            finally:
-                store.close()
+            slices = self.read(lambda store: [s for s in store.list(EndpointSlice) if s.service_name == "web"])
             if sum(1 for s in slices for e in s.endpoints if e.conditions.ready) == replicas:
                 break
             time.sleep(0.1)
@@ -160,33 +158,22 @@ class Cluster:
         from podnet.agent.pods import pod_netns_name
         from podnet.model import Pod
 
-        store = self.store()
-        try:
-            pod = store.get(Pod, name, "default")
-        finally:
-            store.close()
+        pod = self.read(lambda store: store.get(Pod, name, "default"))
         assert pod is not None and pod.spec.node_name
         return pod_netns_name(pod.spec.node_name, "default", name, pod.metadata.uid or "")
 
     def service(self, name: str) -> Any:
         from podnet.model import Service
 
-        store = self.store()
-        try:
-            svc = store.get(Service, name, "default")
-        finally:
-            store.close()
+        svc = self.read(lambda store: store.get(Service, name, "default"))
         assert svc is not None
         return svc
 
     def web_pods(self) -> set[str]:
         from podnet.model import Pod
 
-        store = self.store()
-        try:
-            return {p.name for p in store.list(Pod) if p.labels.get("app") == "web" and p.status.pod_ip}
-        finally:
-            store.close()
+        return self.read(lambda store: {p.name for p in store.list(Pod)
+                                        if p.labels.get("app") == "web" and p.status.pod_ip})
 
 
 @pytest.fixture(params=["bgp", "vxlan", "host-gw"], scope="module")
@@ -280,11 +267,7 @@ def test_probe_verify_and_trace_through_a_service(cluster: Cluster) -> None:
     cluster.settled(3)
     from podnet.agent.policy import read_status
 
-    store = cluster.store()
-    try:
-        want = store.revision()
-    finally:
-        store.close()
+    want = cluster.read(lambda store: store.revision())
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if all((read_status(cluster.sd, n["name"]) or {}).get("revision", -1) >= want for n in cluster.status()["nodes"]):
@@ -318,11 +301,7 @@ def test_proxy_sigkill_and_restart_keep_the_table_and_the_traffic(cluster: Clust
     if cluster.status()["backend"] != "bgp":
         pytest.skip("once is enough: the proxy does not depend on the backend")
     cluster.settled(3)
-    store = cluster.store()
-    try:
-        client_pod = store.get(Pod, "client", "default")
-    finally:
-        store.close()
+    client_pod = cluster.read(lambda store: store.get(Pod, "client", "default"))
     assert client_pod is not None
     node = client_pod.spec.node_name
     row = next(n for n in cluster.status()["nodes"] if n["name"] == node)
