@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable
 
-from podnet.model import (BGPConfiguration, BGPPeer, CalicoNode, Deployment, Endpoints, EndpointSlice, IPPool,
-                          Namespace, NetworkPolicy, Node, Pod, Resource, Service)
+from podnet.model import (BGPConfiguration, BGPPeer, CalicoNode, Deployment, Endpoints, EndpointSlice, Event,
+                          IPPool, Namespace, NetworkPolicy, Node, Pod, ReplicaSet, Resource, Service)
 
-from .output import NONE, age, labels_text, type_name
+from .output import NONE, age, human_duration, labels_text, parse_timestamp, type_name
 from .service_output import endpoints_row, service_row, service_wide, slice_row
 
 Cells = Callable[[Resource, datetime], list[str]]
@@ -50,12 +50,22 @@ def _pod_status(obj: Pod) -> str:
     return str(reason)
 
 
+def _restarts(obj: Pod, now: datetime) -> str:
+    """kubectl's RESTARTS: the count, and how long ago the last restart was (``2 (5s ago)``)."""
+    statuses = obj.status.container_statuses or []
+    count = sum(s.restart_count for s in statuses)
+    finished = [parse_timestamp(((s.last_state or {}).get("terminated") or {}).get("finishedAt")) for s in statuses]
+    last = max((f for f in finished if f is not None), default=None)
+    if count and last is not None:
+        return f"{count} ({human_duration((now - last).total_seconds())} ago)"
+    return str(count)
+
+
 def _pod(obj: Resource, now: datetime) -> list[str]:
     assert isinstance(obj, Pod)
     statuses = obj.status.container_statuses or []
     ready = sum(1 for s in statuses if s.ready)
-    restarts = sum(s.restart_count for s in statuses)
-    return [obj.name, f"{ready}/{len(obj.spec.containers)}", _pod_status(obj), str(restarts), age(obj, now)]
+    return [obj.name, f"{ready}/{len(obj.spec.containers)}", _pod_status(obj), _restarts(obj, now), age(obj, now)]
 
 
 def _pod_wide(obj: Resource) -> list[str]:
@@ -105,6 +115,28 @@ def _deployment_wide(obj: Resource) -> list[str]:
     containers = obj.spec.template.spec.containers
     return [",".join(c.name for c in containers), ",".join(c.image or "" for c in containers),
             obj.spec.selector.describe()]
+
+
+def _replicaset(obj: Resource, now: datetime) -> list[str]:
+    assert isinstance(obj, ReplicaSet)
+    status = obj.status or {}
+    return [obj.name, str(obj.spec.replicas), str(status.get("replicas", 0)), str(status.get("readyReplicas", 0)),
+            age(obj, now)]
+
+
+def _replicaset_wide(obj: Resource) -> list[str]:
+    assert isinstance(obj, ReplicaSet)
+    containers = obj.spec.template.spec.containers if obj.spec.template else []
+    return [",".join(c.name for c in containers), ",".join(c.image or "" for c in containers),
+            obj.spec.selector.describe()]
+
+
+def _event(obj: Resource, now: datetime) -> list[str]:
+    assert isinstance(obj, Event)
+    last = parse_timestamp(obj.last_timestamp or obj.first_timestamp)
+    seen = human_duration((now - last).total_seconds()) if last else NONE
+    ref = obj.involved_object
+    return [seen, obj.type or "", obj.reason or "", f"{(ref.kind or '').lower()}/{ref.name or ''}", obj.message or ""]
 
 
 def _policy(obj: Resource, now: datetime) -> list[str]:
@@ -166,6 +198,9 @@ PRINTERS: dict[type[Resource], Printer] = {
     EndpointSlice: Printer(("NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"), slice_row),
     Deployment: Printer(("NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"), _deployment,
                         ("CONTAINERS", "IMAGES", "SELECTOR"), _deployment_wide),
+    ReplicaSet: Printer(("NAME", "DESIRED", "CURRENT", "READY", "AGE"), _replicaset,
+                        ("CONTAINERS", "IMAGES", "SELECTOR"), _replicaset_wide),
+    Event: Printer(("LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"), _event, has_age=False),
     NetworkPolicy: Printer(("NAME", "POD-SELECTOR", "AGE"), _policy),
     BGPPeer: Printer(("NAME", "PEERIP", "NODE", "ASN"), _bgppeer, has_age=False),
     BGPConfiguration: Printer(("NAME", "LOGSEVERITY", "MESHENABLED", "ASNUMBER"), _bgpconfig, has_age=False),

@@ -36,6 +36,9 @@ COMMANDS: dict[str, str] = {
     "matrix": "podnet.cli.policy_cmds:matrix",
     "lint": "podnet.cli.policy_cmds:lint",
     "probe": "podnet.cli.probe_cmds:probe",
+    "rollout": "podnet.cli.rollout:rollout",
+    "scale": "podnet.cli.rollout:scale",
+    "set": "podnet.cli.rollout:set_",
     "verify": "podnet.cli.probe_cmds:verify",
     "wait": "podnet.cli.wait:command",
 }

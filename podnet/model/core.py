@@ -11,6 +11,7 @@ from pydantic import Field, model_validator
 
 from . import validation as v
 from .base import Model, Resource
+from .probes import EnvVar, Lifecycle, Probe
 
 Protocol = Literal["TCP", "UDP", "SCTP"]
 Opaque = Any  # a valid Kubernetes field podnet keeps but does not interpret
@@ -56,17 +57,17 @@ class Container(Model):
     command: list[str] | None = None
     args: list[str] | None = None
     ports: list[ContainerPort] | None = None
-    env: list[dict[str, Opaque]] | None = None
+    env: list[EnvVar] | None = None
     env_from: list[dict[str, Opaque]] | None = None
     working_dir: str | None = None
     image_pull_policy: str | None = None
     resources: dict[str, Opaque] | None = None
     volume_mounts: list[dict[str, Opaque]] | None = None
     volume_devices: list[dict[str, Opaque]] | None = None
-    liveness_probe: dict[str, Opaque] | None = None
-    readiness_probe: dict[str, Opaque] | None = None
-    startup_probe: dict[str, Opaque] | None = None
-    lifecycle: dict[str, Opaque] | None = None
+    liveness_probe: Probe | None = None
+    readiness_probe: Probe | None = None
+    startup_probe: Probe | None = None
+    lifecycle: Lifecycle | None = None
     security_context: dict[str, Opaque] | None = None
     termination_message_path: str | None = None
     termination_message_policy: str | None = None
@@ -84,6 +85,11 @@ class Container(Model):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"ports: duplicate port name {dupes[0]!r}")
+        for field, probe in (("livenessProbe", self.liveness_probe), ("startupProbe", self.startup_probe)):
+            if probe is not None and probe.successes != 1:
+                raise ValueError(f"{field}: successThreshold: must be 1")
+        if self.readiness_probe is not None and self.readiness_probe.termination_grace_period_seconds is not None:
+            raise ValueError("readinessProbe: terminationGracePeriodSeconds: must not be set for readinessProbes")
         return self
 
 
@@ -138,12 +144,19 @@ class PodSpec(Model):
             raise ValueError(f"containers: duplicate container name {dupes[0]!r}")
         if not self.containers:
             raise ValueError("containers: at least one container is required")
+        if self.termination_grace_period_seconds is not None and self.termination_grace_period_seconds < 0:
+            raise ValueError("terminationGracePeriodSeconds: must be greater than or equal to 0")
         seen = set(names)  # containers and initContainers share one set of names
         for index, init in enumerate(self.init_containers or ()):
             if init.name in seen:
                 raise ValueError(f"initContainers[{index}]: name: duplicate container name {init.name!r}")
             seen.add(init.name)
         return self
+
+    @property
+    def grace_period(self) -> int:
+        """terminationGracePeriodSeconds with the API server's default."""
+        return 30 if self.termination_grace_period_seconds is None else self.termination_grace_period_seconds
 
     def named_ports(self) -> dict[tuple[str, str], int]:
         """(name, protocol) → containerPort, for resolving named ports in policies."""
@@ -211,6 +224,18 @@ class Pod(Resource):
     @property
     def ip(self) -> str | None:
         return self.status.pod_ip
+
+    def condition(self, kind: str) -> str | None:
+        """The status ("True", "False", "Unknown") of condition ``kind``, None if absent."""
+        for entry in self.status.conditions or ():
+            if entry.get("type") == kind:
+                return str(entry.get("status"))
+        return None
+
+    @property
+    def ready(self) -> bool:
+        """The Ready condition is True: what endpoints and Deployments count."""
+        return self.condition("Ready") == "True"
 
 
 class NodeAddress(Model):

@@ -1,16 +1,17 @@
 """Which kinds exist, and how users name them (kind, plural, short names, plural.group)."""
 from __future__ import annotations
 
-from .apps import Deployment
+from .apps import Deployment, ReplicaSet
 from .base import Resource
 from .calico import BGPConfiguration, BGPPeer, CalicoNode, IPPool
 from .core import Endpoints, Namespace, Node, Pod, Service
 from .discovery import EndpointSlice
+from .events import Event
 from .networking import NetworkPolicy
 
 KINDS: tuple[type[Resource], ...] = (
     Namespace, Pod, Node, Service, Endpoints, EndpointSlice, Deployment, NetworkPolicy,
-    IPPool, BGPConfiguration, BGPPeer, CalicoNode,
+    IPPool, BGPConfiguration, BGPPeer, CalicoNode, ReplicaSet, Event,
 )
 
 _BY_API_KIND: dict[tuple[str, str], type[Resource]] = {(k.API_VERSION, k.KIND): k for k in KINDS}
