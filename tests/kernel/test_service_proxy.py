@@ -21,7 +21,7 @@ import pytest
 
 from podnet.agent.proxy import ProxyReconciler
 from podnet.dataplane.nft.services import SERVICE_TABLE, NodeContext, render
-from podnet.kernel import netns
+from podnet.kernel import netns, underlay
 from podnet.kernel.nft.apply import NftApplier
 from podnet.model import EndpointSlice, NetworkPolicy, Service
 from podnet.services.proxy import plan
@@ -46,6 +46,7 @@ class ProxyLab:
 
     def pod(self, name: str, node: str, labels: dict[str, str] | None = None, serve: bool = True) -> LabPod:
         pod = self.lab.add_pod("default", name, node, labels or {"app": "web"})
+        underlay.wait_carrier([self.lab.nodes[node].netns, pod.netns])  # a new veth forwards once it has carrier
         if serve:
             self.servers[name] = NameServer(pod.netns, pod.ip, PORT, name).start()
         return pod
@@ -136,6 +137,7 @@ def test_nodeport_from_outside_cluster_and_local_policies(plab: ProxyLab) -> Non
                                    healthCheckNodePort=31023,
                                    ports=[{"name": "http", "port": 80, "targetPort": PORT, "nodePort": 30023}])
     plab.backends("loc", local)
+    client = plab.pod("client", "n2", {"run": "client"}, serve=False)
     plab.sync()
     # Cluster policy: any node forwards, and the endpoint sees the node's address (masqueraded).
     assert ask_tcp(ul, n1.ip, 30022) == "web-r" and plab.servers["web-r"].peers[-1] == n1.ip
@@ -145,7 +147,6 @@ def test_nodeport_from_outside_cluster_and_local_policies(plab: ProxyLab) -> Non
     assert ask_tcp(ul, n1.ip, 30023) == "loc-a" and plab.servers["loc-a"].peers[-1] == GATEWAY
     assert ask_tcp(ul, n2.ip, 30023, 0.5) == "timeout"
     # ... while a pod on the node without an endpoint still gets through (short-circuit).
-    client = plab.pod("client", "n2", {"run": "client"}, serve=False)
     assert ask_tcp(client.netns, n2.ip, 30023) == "loc-a"
     # The health check: 200 where an endpoint is ready, 503 elsewhere, with kube-proxy's body.
     code, body, headers = _health(ul, n1.ip, 31023)

@@ -19,6 +19,7 @@ from podnet.agent.service_control import ServiceController
 from podnet.cluster.lifecycle import register_services
 from podnet.dataplane.nft.diff import plan_sync
 from podnet.dataplane.nft.services import SERVICE_TABLE, render
+from podnet.kernel import underlay
 from podnet.kernel.nft.apply import NftApplier
 from podnet.model import EndpointSlice, IPPool, Node, Pod, Service
 from podnet.services.allocation import CONFIG_KEY
@@ -65,6 +66,7 @@ class World:
         self.seq += 1
         name, node = f"p{self.seq}", rnd.choice(sorted(self.lab.nodes))
         pod = self.lab.add_pod("default", name, node, {"app": rnd.choice(APPS)})
+        underlay.wait_carrier([self.lab.nodes[node].netns, pod.netns])
         self.pods[name] = pod
         self.servers[name] = NameServer(pod.netns, pod.ip, PORT, name).start()
         obj = pod.model(self.lab.nodes[node].ip)
@@ -176,6 +178,7 @@ def test_200_generated_steps_end_with_the_store_in_the_kernel(world: World) -> N
         kernel = NftApplier(node.netns, table=SERVICE_TABLE).read()
         assert kernel is not None and plan_sync(fresh, kernel).empty, f"{name}: the kernel differs from a fresh render"
     client = world.lab.add_pod("default", "client", "n1", {"run": "client"})
+    underlay.wait_carrier([world.lab.nodes["n1"].netns, client.netns])
     checked = 0
     for svc in services:
         if svc.name == "kubernetes":
