@@ -1,7 +1,8 @@
 """A 200-step generated sequence through the real pieces: Services and Pods written to a store
 (the API server's Service admission allocates), the control plane's EndpointSlice controller,
 and each node's proxy pass (watch-fed view → live table → kernel) after every step. Steps
-create and delete Services, scale, relabel, make unready and kill pods. At the end each node's
+create and delete Services, scale, relabel, make unready, terminate (gracefully: still
+serving) and kill pods. At the end each node's
 kernel table equals a fresh render of the store, and every ClusterIP answers from exactly the
 ready pods its selector picks (or is refused when there are none)."""
 from __future__ import annotations
@@ -86,8 +87,13 @@ class World:
             self.store.update_status(Pod.model_validate(data))
 
     def kill_pod(self, name: str) -> None:
+        """Gone for good: what the agent's final delete (grace 0) leaves."""
         self.servers.pop(name).close()
         self.lab.remove_pod(self.pods.pop(name).key)
+        self.store.delete(Pod, name, "default", grace_period_seconds=0)
+
+    def terminate_pod(self, name: str) -> None:
+        """A graceful delete: the pod is terminating and still serves until it is killed."""
         self.store.delete(Pod, name, "default")
 
     def step(self, rnd: random.Random) -> str:
@@ -120,17 +126,22 @@ class World:
         if roll < 0.85:
             self.set_pod(name, ready=rnd.random() < 0.5)
             return f"readiness {name}"
+        if roll < 0.92:
+            self.terminate_pod(name)
+            return f"terminate {name}"
         self.kill_pod(name)
         return f"kill {name}"
 
     def expected(self, svc: Service) -> set[str]:
+        """The pods a ClusterIP should answer from: the ready ones, else the terminating ones
+        that still serve."""
         selector = svc.spec.selector or {}
-        out = set()
+        serving, terminating = set(), set()
         for pod in self.store.list(Pod):
             ready = all(c.get("status") == "True" for c in pod.status.conditions or () if c.get("type") == "Ready")
             if ready and all(pod.labels.get(k) == v for k, v in selector.items()):
-                out.add(pod.name)
-        return out
+                (terminating if pod.metadata.deletion_timestamp else serving).add(pod.name)
+        return serving or terminating
 
     def close(self) -> None:
         for s in self.servers.values():

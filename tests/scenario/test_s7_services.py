@@ -142,15 +142,17 @@ class Cluster:
         raise AssertionError(f"proxies not synced at revision {want}: {st}")
 
     def settled(self, replicas: int) -> None:
-        """The Deployment has ``replicas`` ready pods, the slices say so and the proxies programmed it."""
+        """The Deployment has ``replicas`` ready pods and no terminating one, the slices say so and
+        the proxies programmed it."""
         from podnet.model import EndpointSlice
 
         self.cli("wait", "pods", "--all", "--for", "condition=Ready", "--timeout", "60s")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             slices = self.read(lambda store: [s for s in store.list(EndpointSlice) if s.service_name == "web"])
-            if sum(1 for s in slices for e in s.endpoints if e.conditions.ready) == replicas:
-                break
+            endpoints = [e for s in slices for e in s.endpoints]
+            if sum(1 for e in endpoints if e.conditions.ready) == replicas == len(endpoints):
+                break  # no terminating pod left either
             time.sleep(0.1)
         self.synced()
 
