@@ -141,6 +141,8 @@ def test_nodeport_from_outside_cluster_and_local_policies(plab: ProxyLab) -> Non
     plab.sync()
     # Cluster policy: any node forwards, and the endpoint sees the node's address (masqueraded).
     assert ask_tcp(ul, n1.ip, 30022) == "web-r" and plab.servers["web-r"].peers[-1] == n1.ip
+    # ... and from another node (its own table leaves the address alone; n1's translates).
+    assert ask_tcp(n2.netns, n1.ip, 30022) == "web-r"
     # Never on 127.0.0.1.
     assert ask_tcp(n1.netns, "127.0.0.1", 30022, 0.5) != "web-r"
     # Local policy: the client's own address, only on the node with an endpoint; dropped elsewhere.
