@@ -40,6 +40,7 @@ from podnet.model import Namespace, NetworkPolicy, Pod  # noqa: E402
 from podnet.policy.cluster import ClusterState  # noqa: E402
 from podnet.store.open import open_store  # noqa: E402
 from podnet.testing.policy_lab import PolicyLab  # noqa: E402
+from podnet.testing.service_lab import EchoServer  # noqa: E402
 
 NS = "bench"
 SERVER_PORT, IPERF_PORT = 8080, 5201
@@ -88,24 +89,6 @@ def make_policies(n: int) -> list[NetworkPolicy]:
 # --- traffic ----------------------------------------------------------------------------------
 
 
-SERVER = r"""
-import socket, sys, threading
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(4096)
-def echo(c):
-    try:
-        while True:
-            d = c.recv(64)
-            if not d: break
-            c.sendall(d)
-    except OSError: pass
-    c.close()
-print("ready", flush=True)
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=echo, args=(c,), daemon=True).start()
-"""
-
 CLIENT = r"""
 import socket, struct, sys, time
 mode, ip, port, secs = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
@@ -121,21 +104,6 @@ else:
         c.sendall(b"x"); c.recv(1); n += 1
 print(n / secs)
 """
-
-
-class Server:
-    """An accept-and-echo TCP server process inside the server pod (its own interpreter, so the
-    benchmark's own threads do not share its lock)."""
-
-    def __init__(self, ns: str, ip: str) -> None:
-        self.proc = netns.popen_in(ns, ["/usr/bin/python3", "-IS", "-c", SERVER, ip, str(SERVER_PORT)],
-                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "ready"
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
 
 
 def _client(mode: str, ns: str, ip: str, seconds: float) -> float:
@@ -199,7 +167,7 @@ def datapath(seconds: float, counts: list[int], runs: int) -> dict[str, Any]:
                 app = "a0" if (node, i) == ("n1", 0) else "a1" if (node, i) == ("n2", 0) else f"a{2 + i % 18}"
                 lab.add_pod(NS, f"{node}-p{i}", node, {"app": app})
         server, client = lab.pods[f"{NS}/n1-p0"], lab.pods[f"{NS}/n2-p0"]
-        srv = Server(server.netns, server.ip)
+        srv = EchoServer(server.netns, server.ip, SERVER_PORT)
         try:
             for offload in (True, False):
                 set_offloads(lab, offload)

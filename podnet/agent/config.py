@@ -50,6 +50,17 @@ class RoutingLoopConfig:
 
 
 @dataclass(frozen=True)
+class ProxyConfig:
+    """The service proxy: this node's ``ip podnet-svc`` table and health-check ports."""
+
+    node: str
+    state_dir: str
+    resync: float = 5.0
+    netns: str | None = None  # program this namespace instead of the current one
+    host_network: bool = False
+
+
+@dataclass(frozen=True)
 class ControllersConfig:
     """The control plane: Deployments → Pods, the scheduler, IPAM leak collection."""
 

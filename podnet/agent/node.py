@@ -6,7 +6,8 @@ concern inside its network namespace, each on the loop runner:
 - ``run_node``: the node agent: the CNI socket for podnet-cni, the node's pods and its Ready
   status (``podnet agent``);
 - ``run_policy_loop``: the node's ``inet podnet`` table (``podnet policy-loop``);
-- ``run_routing_loop``: routes, VXLAN, natOutgoing and BIRD (``podnet routing-loop``).
+- ``run_routing_loop``: routes, VXLAN, natOutgoing and BIRD (``podnet routing-loop``);
+- ``run_proxy``: the node's ``ip podnet-svc`` service table (``podnet proxy``).
 
 Each refuses to start in a namespace podnet did not create unless told the machine is the
 node (``agent/guard.py``), and runs until ``stop`` is set (the CLI sets it on SIGTERM).
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING
 from podnet.errors import PodnetError
 from podnet.store.open import open_store
 
-from .config import AgentConfig, PolicyLoopConfig, RoutingLoopConfig
+from .config import AgentConfig, PolicyLoopConfig, ProxyConfig, RoutingLoopConfig
 from .guard import require_node_namespace
 from .runner import LoopRunner, StoreChanges, Timing, loop_logger
 
@@ -154,4 +155,23 @@ def run_routing_loop(config: RoutingLoopConfig, stop: threading.Event) -> None:
         timing = Timing(min_interval=MIN_INTERVAL, max_interval=config.resync)
         LoopRunner(LOOP, run_pass, StoreChanges(store.kv, ROUTING_KEYS), timing, stop=stop).run()
     finally:
+        store.close()
+
+
+def run_proxy(config: ProxyConfig, stop: threading.Event) -> None:
+    """Program this node's (or ``netns``'s) service table until ``stop``; the table stays when
+    it stops (fail static)."""
+    from .policy_view import LiveView
+    from .proxy import ProxyReconciler, ProxyView
+    from .proxy_loop import LOOP, PROXY_KEYS, ProxyPass
+
+    require_node_namespace("service proxy", "nftables rules", target=config.netns, host_network=config.host_network)
+    store = open_store(config.state_dir, bootstrap=False)
+    reconciler = ProxyReconciler(config.node, netns=config.netns, state_dir=config.state_dir)
+    try:
+        run_pass = ProxyPass(reconciler, ProxyView(LiveView(store), config.node))
+        LoopRunner(LOOP, run_pass, StoreChanges(store.kv, PROXY_KEYS), Timing(max_interval=config.resync),
+                   stop=stop).run()
+    finally:
+        reconciler.close()
         store.close()

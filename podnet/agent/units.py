@@ -44,7 +44,7 @@ def podnet_argv(state_dir: str, python: str | None = None) -> list[str]:
 def node_services(node: str, state_dir: str, *, bgp: bool = True, host_network: bool = False,
                   watchdog_sec: float = WATCHDOG_SEC, python: str | None = None,
                   heartbeat: float | None = None) -> list[Service]:
-    """The agent, routing loop, policy loop and (with BGP) BIRD of ``node``."""
+    """The agent, routing loop, policy loop, service proxy and (with BGP) BIRD of ``node``."""
     podnet = podnet_argv(state_dir, python)
     host = ["--host-network"] if host_network else []
     beat = [] if heartbeat is None else ["--heartbeat", f"{heartbeat:g}"]
@@ -55,6 +55,8 @@ def node_services(node: str, state_dir: str, *, bgp: bool = True, host_network: 
                 (*podnet, "routing-loop", "--node", node, "--bird-supervised", *host), watchdog_sec),
         Service("policy", f"podnet policy loop for {node}: the inet podnet nftables table",
                 (*podnet, "policy-loop", "--node", node, *host), watchdog_sec),
+        Service("proxy", f"podnet service proxy for {node}: the ip podnet-svc nftables table",
+                (*podnet, "proxy", "--node", node, *host), watchdog_sec),
     ]
     if bgp:
         bird = Bird(os.path.join(os.path.abspath(state_dir), "nodes", node))

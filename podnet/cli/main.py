@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "routing-loop": "podnet.cli.process_cmds:routing_loop",
     "apiserver": "podnet.cli.process_cmds:apiserver",
     "supervise": "podnet.cli.process_cmds:supervise",
+    "proxy": "podnet.cli.process_cmds:proxy",
     "exec": "podnet.cli.pods_cmds:exec_",
     "logs": "podnet.cli.pods_cmds:logs",
     "ipam": "podnet.cli.pods_cmds:ipam",

@@ -134,7 +134,10 @@ def explain(ctx: click.Context, src_ref: str, dst_ref: str, option_proto: str | 
         result = explain_service(state, src, service, port, proto or option_proto)
         click.echo(json.dumps(result.to_dict(), indent=2) if output == "json" else render_service_verdict(result))
         if trace:
-            click.echo("kernel: --trace follows one pod or address; trace a backend pod of the Service", err=True)
+            from .probe_cmds import service_trace_lines
+
+            for line in service_trace_lines(ctx, src_ref, service, port, proto or option_proto):
+                click.echo(line, err=output == "json")
         return
     dst = state.endpoint(pod_ref(ref))
     number, protocol = resolve_port(dst, port, proto, option_proto)

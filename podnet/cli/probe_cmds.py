@@ -99,6 +99,8 @@ def _run_probe(ctx: click.Context, namespaces: tuple[str, ...], ports_text: str 
 
 probe_options = [
     click.option("-n", "--namespace", "namespaces", multiple=True, help="Only pods of these namespaces (repeat or comma-separate)."),
+    click.option("--service", "services", multiple=True,
+                 help="Through this Service instead: svc/[NAMESPACE/]NAME[:PORT[/PROTO]] (repeatable); from every pod."),
     click.option("--ports", "ports_text", default=None, help="Ports to try, e.g. 80,81 (default: the pods' declared ports, else 80)."),
     click.option("--protocols", "protocols_text", default="TCP", show_default=True, help="TCP,UDP,SCTP (and ICMP)."),
     click.option("--timeout", default=1.0, show_default=True, help="Seconds before an attempt counts as blocked."),
@@ -116,9 +118,12 @@ def _with_options(fn: Any) -> Any:
 @_with_options
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.pass_context
-def probe(ctx: click.Context, namespaces: tuple[str, ...], ports_text: str | None, protocols_text: str,
-          timeout: float, workers: int, output: str) -> None:
+def probe(ctx: click.Context, namespaces: tuple[str, ...], services: tuple[str, ...], ports_text: str | None,
+          protocols_text: str, timeout: float, workers: int, output: str) -> None:
     """Real connection attempts between every pair of running pods: `.` reached, `X` blocked."""
+    if services:
+        _through_services(ctx, namespaces, services, timeout, workers, output, judge=False)
+        return
     running, _eps, observed, results = _run_probe(ctx, namespaces, ports_text, protocols_text, timeout, workers,
                                                   quiet=output == "json")
     if output == "json":
@@ -136,9 +141,13 @@ def probe(ctx: click.Context, namespaces: tuple[str, ...], ports_text: str | Non
 @_with_options
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.pass_context
-def verify(ctx: click.Context, namespaces: tuple[str, ...], ports_text: str | None, protocols_text: str,
-           timeout: float, workers: int, output: str) -> None:
+def verify(ctx: click.Context, namespaces: tuple[str, ...], services: tuple[str, ...], ports_text: str | None,
+           protocols_text: str, timeout: float, workers: int, output: str) -> None:
     """Probe the kernel and compare with the engine's matrix; exit 1 on any disagreement."""
+    if services:
+        if not _through_services(ctx, namespaces, services, timeout, workers, output, judge=True):
+            ctx.exit(1)
+        return
     from podnet.dataplane.nft.verify import compare
     from podnet.policy.matrix import compute_matrix
 
@@ -187,4 +196,70 @@ def trace_lines(ctx: click.Context, src_ref: str, dst_ref: str, option_proto: st
         for h in hits:
             lines.append(f"  node {n}: chain {h.chain}: {describe_rule(h.comment)} "
                          f"(+{h.packets} packet{'s' if h.packets > 1 else ''})")
+    return lines
+
+
+# --- through Services ------------------------------------------------------------------------
+
+
+def _through_services(ctx: click.Context, namespaces: tuple[str, ...], refs: tuple[str, ...], timeout: float,
+                      workers: int, output: str, judge: bool) -> bool:
+    """probe/verify ``--service``: every running pod through each Service; True when every
+    judged attempt agrees with the engine."""
+    from podnet.cli.policy_cmds import parse_target
+    from podnet.cluster.service_probe import probe_services
+    from podnet.policy.services import service_ref
+
+    running = load_running(ctx)
+    wanted = namespaces_arg(namespaces, running.state.namespace_labels)
+    sources = [ep for ep in running.state.pods if ep.key in running.netns and (not wanted or ep.namespace in wanted)]
+    targets = []
+    for text in refs:
+        ref, port, proto = parse_target(text if "/" in text else f"svc/{text}")
+        service = service_ref(ref)
+        if service is None:
+            raise PodnetError(f"--service {text!r} does not name a Service", hint="write svc/NAME[:PORT]")
+        targets.append((service, port, proto))
+    try:
+        attempts = probe_services(running.state, running.netns, sources, targets, timeout, workers)
+    except ValueError as exc:
+        raise PodnetError(str(exc)) from None
+    if output == "json":
+        click.echo(json.dumps([a.to_dict() for a in attempts], indent=2))
+    else:
+        for a in attempts:
+            mark = "" if not judge or a.agrees is None else ("  ok" if a.agrees else "  MISMATCH")
+            click.echo(f"{a.src} -> svc/{a.service} {a.address}: {a.outcome}"
+                       f" (engine: {a.expected}){mark}")
+    bad = [a for a in attempts if a.agrees is False]
+    if judge and output != "json":
+        judged = sum(a.agrees is not None for a in attempts)
+        click.echo(f"{'OK' if not bad else 'MISMATCH'}: {judged - len(bad)} of {judged} attempts through Services "
+                   f"agree with the engine" + (f", {len(attempts) - judged} depend on the endpoint picked"
+                                               if judged < len(attempts) else ""))
+    return not bad
+
+
+def service_trace_lines(ctx: click.Context, src_ref: str, service: str, port: str | None,
+                        proto: str | None) -> list[str]:
+    """``explain --trace`` to a Service: one attempt through it, the endpoint its DNAT picked and
+    the rules that counted it."""
+    from podnet.cluster.service_probe import service_trace
+    from podnet.dataplane.nft.render import describe_rule
+
+    running = load_running(ctx)
+    src = running.state.endpoint(src_ref.strip())
+    try:
+        t = service_trace(state_dir(ctx), running.state, running.netns, src, service, port, proto)
+    except ValueError as exc:
+        return [f"kernel: {exc}"]
+    p = t.verdict.port
+    lines = [f"kernel: one {p.port}/{p.protocol} attempt {src.key} → svc/{service} "
+             f"({t.verdict.view.service.spec.cluster_ip}): {t.outcome}" + (f" ({t.detail})" if t.detail else "")]
+    for n in t.nodes:
+        for h in (h for h in t.hits if h.node == n):
+            lines.append(f"  node {n}: chain {h.chain}: {describe_rule(h.comment)} "
+                         f"(+{h.packets} packet{'s' if h.packets > 1 else ''})")
+    if not t.hits:
+        lines.append("  no podnet rule counted it")
     return lines

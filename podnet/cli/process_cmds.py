@@ -1,5 +1,6 @@
-"""The long-running processes: ``podnet agent``, ``policy-loop``, ``routing-loop`` (one each per
-node, inside its namespace), ``controllers`` and ``apiserver`` (one per cluster). Each parses its flags into
+"""The long-running processes: ``podnet agent``, ``policy-loop``, ``routing-loop``, ``proxy`` (one each
+per node, inside its namespace), ``controllers`` and ``apiserver`` (one per cluster), and
+``supervise`` (which runs a node's processes as services). Each parses its flags into
 its configuration and calls its composition root (``podnet.agent.node``, ``.control``) until
 SIGTERM or SIGINT; ``podnet up`` starts them the same way."""
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import TypeVar
 
 import click
 
-from podnet.agent.config import AgentConfig, ControllersConfig, PolicyLoopConfig, RoutingLoopConfig
+from podnet.agent.config import AgentConfig, ControllersConfig, PolicyLoopConfig, ProxyConfig, RoutingLoopConfig
 
 from .common import state_dir, user_errors
 
@@ -93,6 +94,21 @@ def routing_loop(ctx: click.Context, node: str, backend: str | None, resync: flo
     from podnet.agent.node import run_routing_loop
 
     _serve(run_routing_loop, RoutingLoopConfig(node, state_dir(ctx), backend, resync, host_network, bird_supervised))
+
+
+@click.command("proxy")
+@node_option
+@click.option("--resync", default=ProxyConfig.resync, show_default=True,
+              help="Seconds between passes without changes (the table is read back every 30 s of them).")
+@click.option("--netns", default=None, help="Program this namespace instead of the current one.")
+@host_network_option
+@click.pass_context
+@user_errors
+def proxy(ctx: click.Context, node: str, resync: float, netns: str | None, host_network: bool) -> None:
+    """Run the node's service proxy: its `ip podnet-svc` nft table follows Services and EndpointSlices."""
+    from podnet.agent.node import run_proxy
+
+    _serve(run_proxy, ProxyConfig(node, state_dir(ctx), resync, netns, host_network))
 
 
 @click.command("controllers")

@@ -49,8 +49,8 @@ def up(state_dir: str, nodes: int = 3, underlay: str = "l2", backend: str = "bgp
        progress: Progress = _noop, timeout: float = 30.0,
        service_cidr: str = DEFAULT_SERVICE_CIDR, cluster_dns: str | None = None,
        store: str = "sqlite") -> dict[str, Any]:
-    """Build and start a cluster: per node a routing loop, a node agent and a policy loop, and
-    one control plane; ``store`` etcd puts the state in a 3-member etcd cluster on the underlay."""
+    """Build and start a cluster: per node a routing loop, a node agent, a policy loop and a
+    service proxy, and one control plane; ``store`` etcd puts the state in a 3-member etcd cluster on the underlay."""
     if backend not in BACKENDS:
         raise PodnetError(f"unknown backend {backend!r}", hint=f"choose one of: {', '.join(sorted(BACKENDS))}")
     if store not in datastore.STORES:

@@ -20,10 +20,10 @@ def podnet(state_dir: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_every_loop_is_a_command() -> None:
-    assert {"agent", "policy-loop", "routing-loop", "controllers"} <= set(COMMANDS)
+    assert {"agent", "policy-loop", "routing-loop", "proxy", "controllers"} <= set(COMMANDS)
 
 
-@pytest.mark.parametrize("command", ["agent", "policy-loop"])
+@pytest.mark.parametrize("command", ["agent", "policy-loop", "proxy"])
 def test_node_processes_refuse_a_namespace_podnet_did_not_create(tmp_path: Path, command: str) -> None:
     assert current_owned() is None  # the test suite runs in the machine's namespace
     proc = podnet(str(tmp_path), command, "--node", "n1")

@@ -133,9 +133,9 @@ def test_exit_reasons_and_the_notify_protocol(tmp_path: Path) -> None:
     Notifier("").watchdog()  # no socket: nothing happens
 
 
-def test_node_services_are_the_four_processes(tmp_path: Path) -> None:
+def test_node_services_are_the_node_processes(tmp_path: Path) -> None:
     services = node_services("n1", str(tmp_path), host_network=True)
-    assert [s.name for s in services] == ["agent", "routing", "policy", "bird"]
-    assert all("--host-network" in s.argv for s in services[:3]) and "--bird-supervised" in services[1].argv
-    assert services[3].argv[:2] == ("bird", "-f") and services[3].requires_file == str(tmp_path / "nodes/n1/bird.conf")
-    assert [s.name for s in node_services("n1", str(tmp_path), bgp=False)] == ["agent", "routing", "policy"]
+    assert [s.name for s in services] == ["agent", "routing", "policy", "proxy", "bird"]
+    assert all("--host-network" in s.argv for s in services[:4]) and "--bird-supervised" in services[1].argv
+    assert services[4].argv[:2] == ("bird", "-f") and services[4].requires_file == str(tmp_path / "nodes/n1/bird.conf")
+    assert [s.name for s in node_services("n1", str(tmp_path), bgp=False)] == ["agent", "routing", "policy", "proxy"]

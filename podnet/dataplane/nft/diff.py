@@ -57,7 +57,7 @@ def _compatible(desired: NftTable, observed: NftTable) -> bool:
         return False
     for name, s in desired.sets.items():
         o = observed.sets.get(name)
-        if o is not None and (o.types != s.types or o.interval != s.interval):
+        if o is not None and (o.types != s.types or o.interval != s.interval or o.timeout != s.timeout):
             return False
     for name, m in desired.maps.items():
         om = observed.maps.get(name)

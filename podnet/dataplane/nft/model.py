@@ -69,18 +69,26 @@ NAT_TABLE = TableId("ip", "podnet-nat")
 
 @dataclass(frozen=True)
 class NftSet:
-    """A named set; ``types`` has one entry, or several for a concatenation."""
+    """A named set; ``types`` has one entry, or several for a concatenation.
+
+    A set with a ``timeout`` (seconds) is filled by the packet path (``update @set``, as
+    session affinity does), so its elements are never desired state: none is rendered and
+    none is read back."""
 
     name: str
     types: tuple[str, ...]
     interval: bool
     elements: frozenset[Element]
+    timeout: int | None = None
 
     def to_json(self, table: TableId) -> dict[str, Any]:
         body = table.ref(name=self.name, type=self.types[0] if len(self.types) == 1 else list(self.types))
         if self.interval:
             body["flags"] = ["interval"]
-        if self.elements:
+        if self.timeout is not None:
+            body["flags"] = [*body.get("flags", ()), "timeout"]
+            body["timeout"] = self.timeout
+        elif self.elements:
             body["elem"] = [element_json(e, self.types) for e in sorted(self.elements, key=_elem_key)]
         return {"set": body}
 
@@ -365,8 +373,10 @@ def parse_listing(table: TableId, items: Iterable[dict[str, Any]]) -> NftTable:
         if "set" in item:
             s = item["set"]
             types = _types(s["type"])
-            elems = frozenset(element_parse(e, types) for e in s.get("elem", ()))
-            sets[s["name"]] = NftSet(s["name"], types, "interval" in s.get("flags", ()), elems)
+            timeout = s.get("timeout") if "timeout" in s.get("flags", ()) else None
+            elems = frozenset() if timeout is not None else frozenset(element_parse(e, types) for e in s.get("elem", ()))
+            sets[s["name"]] = NftSet(s["name"], types, "interval" in s.get("flags", ()), elems,
+                                     None if timeout is None else int(timeout))
         elif "map" in item:
             m = item["map"]
             maps[m["name"]] = NftMap(m["name"], _types(m["type"]),

@@ -3,7 +3,8 @@
 One ``NftApplier`` per table and node namespace (``inet podnet`` for policy, ``ip podnet-nat``
 for natOutgoing, …). ``sync(desired)`` diffs the desired table against what the kernel has
 (read back, or the model kept since the last successful commit), and commits the difference
-as ONE nftables transaction: either all of it lands or none. A failed commit drops the model,
+as ONE nftables transaction: either all of it lands or none (a raw netlink batch when
+``netlink`` encodes every command, else through libnftables). A failed commit drops the model,
 reads the kernel back and retries once from the truth. The table is not owned by a process, so
 the rules stay when the agent dies (fail closed). Only the applier's own table is touched.
 
@@ -125,17 +126,20 @@ class NftApplier:
             if observed is None:
                 observed = self._parse(self._listing(nft))
             plan = plan_sync(desired, observed)
+            how = "none"
             if not plan.empty:
                 try:
-                    self._run(nft, plan.commands)
+                    how = self._commit_elements(plan.commands, desired)
                 except DataplaneError:
                     # The model may have been stale (someone changed the table): retry from the truth.
                     self._cache = None
                     plan = plan_sync(desired, self._parse(self._listing(nft)))
                     if not plan.empty:
                         self._run(nft, plan.commands)
+                        how = "libnftables"
             self._cache = desired
         self.last_plan = plan
+        self.last_path = how
         self.last_seconds = time.perf_counter() - t0
         return plan
 

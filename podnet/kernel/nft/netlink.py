@@ -33,7 +33,7 @@ NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END = 0x10, 0x11
 NFT_MSG_NEWSETELEM, NFT_MSG_DELSETELEM = 12, 14
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_CREATE = 0x1, 0x4, 0x400
 NLMSG_ERROR = 0x2
-SOL_NETLINK, NETLINK_CAP_ACK, SO_SNDBUFFORCE = 270, 10, 32
+SOL_NETLINK, NETLINK_CAP_ACK, SO_SNDBUFFORCE, SO_RCVBUFFORCE = 270, 10, 32, 33
 #: nfgen families (linux/netfilter.h) by nft's family names
 NFPROTO = {"inet": 1, "ip": 2, "arp": 3, "netdev": 5, "bridge": 7, "ip6": 10}
 # attributes (linux/netfilter/nf_tables.h)
@@ -174,7 +174,7 @@ def encode(cmds: list[dict[str, Any]], table: TableId, info_of: Callable[[str], 
                 elements(obj["name"], obj["elem"], verb == "add")
                 continue
             _rules.encode_command(batch, verb, kind, obj)
-            if kind == "set" and verb == "add" and obj.get("elem"):
+            if kind in ("set", "map") and verb == "add" and obj.get("elem") and obj["name"] in batch.new_sets:
                 elements(obj["name"], obj["elem"], True)
     except (ValueError, KeyError, TypeError, AttributeError, struct.error, OSError):
         return None
@@ -208,6 +208,12 @@ class ElementSocket:
             return
         first, last = acked[0] - 1, acked[-1] + 1  # the batch's begin and end messages
         self.seq = last
+        if len(batch) > 1 << 21:  # a whole table: room for the batch and for every answer to it
+            for option, size in ((SO_SNDBUFFORCE, len(batch) + (1 << 20)), (SO_RCVBUFFORCE, len(acked) * 1024)):
+                try:
+                    self.sock.setsockopt(socket.SOL_SOCKET, option, size)
+                except OSError:
+                    pass
         self.sock.send(batch)
         waiting = set(acked)
         errors: list[tuple[int, int]] = []

@@ -15,9 +15,9 @@ expressions):
 * ``flush chain`` / ``add chain`` (not base chains) / ``delete chain``; ``add set`` of plain
   ``ipv4_addr`` sets with their elements; ``delete set``.
 
-Rules are encoded for ``inet`` tables only (an address match there checks the packet's family
-first; an ``ip`` table's rules would not). Anything else raises ``Unsupported`` and the caller
-sends the whole change through libnftables.
+In ``ip`` tables, rules, base chains, maps, the table itself and sets with flags are encoded
+by ``netlink_nat`` (the service table's shapes). Anything else raises ``Unsupported`` and the
+caller sends the whole change through libnftables.
 """
 from __future__ import annotations
 
@@ -224,10 +224,19 @@ def _statement(batch: Batch, stmt: dict[str, Any]) -> list[bytes]:
 
 def encode_command(batch: Batch, verb: str, kind: str, body: dict[str, Any]) -> None:
     """One chain, rule or set command into the batch (raises Unsupported)."""
+    from . import netlink_nat
+
+    nat = batch.table.family == "ip"  # the service table's objects (netlink_nat)
+    if kind == "table" and nat:
+        netlink_nat.table_command(batch, verb, body)
+        return
     table = attr(1, strz(batch.table.name))  # NFTA_{CHAIN,RULE,SET}_TABLE are all 1
     if (body.get("family"), body.get("table")) != (batch.table.family, batch.table.name):
         raise Unsupported("another table")
     if kind == "chain":
+        if verb == "add" and "hook" in body and nat:
+            netlink_nat.base_chain(batch, body)
+            return
         if set(body) - {"family", "table", "name"}:
             raise Unsupported("a base chain")
         name = attr(NFTA_CHAIN_NAME, strz(body["name"]))
@@ -241,11 +250,12 @@ def encode_command(batch: Batch, verb: str, kind: str, body: dict[str, Any]) -> 
             raise Unsupported(f"{verb} chain")
         return
     if kind == "rule" and verb == "add":
-        if batch.table.family != "inet":
-            raise Unsupported("rules of a table outside the inet family")
+        if batch.table.family not in ("inet", "ip"):
+            raise Unsupported("rules of a table outside the inet and ip families")
         if set(body) - {"family", "table", "chain", "expr", "comment"}:
             raise Unsupported("rule options")
-        exprs = [e for stmt in body["expr"] for e in _statement(batch, stmt)]
+        encode = netlink_nat.statement if batch.table.family == "ip" else lambda s: _statement(batch, s)
+        exprs = [e for stmt in body["expr"] for e in encode(stmt)]
         parts = [table, attr(NFTA_RULE_CHAIN, strz(body["chain"])), nest(NFTA_RULE_EXPRESSIONS, exprs)]
         comment = body.get("comment")
         if comment:
@@ -255,8 +265,13 @@ def encode_command(batch: Batch, verb: str, kind: str, body: dict[str, Any]) -> 
             parts.append(attr(NFTA_RULE_USERDATA, bytes([0, len(raw)]) + raw))
         batch.add(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, b"".join(parts))
         return
-    if kind == "set" and verb == "delete":
+    if kind in ("set", "map") and verb == "delete":
         batch.add(NFT_MSG_DELSET, 0, table + attr(NFTA_SET_NAME, strz(body["name"])))
+        return
+    if nat and (kind == "map" or (kind == "set" and verb == "add" and ("flags" in body or "timeout" in body))):
+        if verb != "add":
+            raise Unsupported(f"{verb} {kind}")
+        netlink_nat.set_command(batch, kind, body)
         return
     if kind == "set" and verb == "add":
         if body.get("type") != "ipv4_addr" or set(body) - {"family", "table", "name", "type", "elem"}:

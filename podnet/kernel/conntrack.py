@@ -1,0 +1,68 @@
+"""Deleting stale conntrack entries of a node namespace, over ctnetlink (pyroute2).
+
+A UDP "connection" through a Service stays bound to its endpoint in conntrack for as long as
+the client keeps sending (30 s after the last datagram): when that endpoint goes away, the
+client keeps sending into the void. The proxy therefore deletes the entries whose reply
+comes from a removed endpoint, once the table without it is programmed (deleting earlier
+lets the next datagram create the same stale entry again). TCP needs none of this: the
+endpoint's reset or the client's timeout ends the connection.
+"""
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterable
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+from podnet.errors import DataplaneError
+
+from . import netns as _netns
+
+
+@dataclass(frozen=True)
+class StaleFlow:
+    """Entries to delete: protocol, and the endpoint their replies come from (``ip``, ``port``)
+    after a DNAT (the original destination is some other address)."""
+
+    protocol: str
+    ip: str
+    port: int
+
+
+def _proto(name: str) -> int:
+    return {"udp": socket.IPPROTO_UDP, "sctp": socket.IPPROTO_SCTP, "tcp": socket.IPPROTO_TCP}[name.lower()]
+
+
+def delete_flows(netns_name: str | None, flows: Iterable[StaleFlow]) -> int:
+    """Delete the DNATed entries whose reply source is one of ``flows``' endpoints, in the
+    namespace ``netns_name`` (None: this one). Returns how many were deleted."""
+    wanted: dict[int, set[tuple[str, int]]] = {}
+    for f in flows:
+        wanted.setdefault(_proto(f.protocol), set()).add((f.ip, f.port))
+    if not wanted:
+        return 0
+    from pyroute2 import Conntrack
+
+    where = netns_name or "this namespace"
+    deleted = 0
+    try:
+        # pyroute2 opens its socket on first use: everything happens inside the namespace.
+        with _netns.enter(netns_name) if netns_name else nullcontext():
+            ct = Conntrack()
+            try:
+                stale = [e for e in ct.dump_entries()
+                         if (e.tuple_reply.saddr, e.tuple_reply.sport) in wanted.get(e.tuple_orig.proto, ())
+                         and e.tuple_orig.daddr != e.tuple_reply.saddr]
+                for entry in stale:
+                    try:
+                        ct.delete(entry)
+                        deleted += 1
+                    except OSError:  # gone meanwhile (it timed out, or another delete won)
+                        pass
+            finally:
+                ct.close()
+    except OSError as exc:
+        raise DataplaneError(f"conntrack entries in {where}: {exc}", target=f"conntrack in {where}",
+                             retryable=True, hint="the next sync tries again") from exc
+    return deleted
+
