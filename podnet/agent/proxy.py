@@ -73,7 +73,7 @@ class ProxyReconciler:
                  health: bool = True, readback_every: float = READBACK_SECONDS) -> None:
         self.node = node
         self.netns = netns
-        self.applier = NftApplier(netns, table=SERVICE_TABLE)
+        self.applier = NftApplier(netns, table=SERVICE_TABLE, raw_sync=True)
         self.state_dir = state_dir
         self.health = HealthServers(netns) if health else None
         self.readback_every = readback_every

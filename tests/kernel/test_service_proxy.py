@@ -260,7 +260,7 @@ def test_netlink_batches_build_the_table_libnftables_builds(prefix: str) -> None
     for ns in (raw, lib):
         netns.create(ns)
     try:
-        appliers = {raw: NftApplier(raw, table=SERVICE_TABLE), lib: NftApplier(lib, table=SERVICE_TABLE,
+        appliers = {raw: NftApplier(raw, table=SERVICE_TABLE, raw_sync=True), lib: NftApplier(lib, table=SERVICE_TABLE,
                                                                               raw_elements=False)}
         for step in (slices, slices[:1] + [slice_("dns-1", "dns", [ep("10.244.1.6")], port=53, port_name="dns",
                                                    protocol="UDP")]):

@@ -47,12 +47,15 @@ class NftApplier:
     """Keeps one table (``table``) of one network namespace (None: the caller's) in sync."""
 
     def __init__(self, netns_name: str | None = None, *, table: TableId = POLICY_TABLE,
-                 raw_elements: bool = True) -> None:
+                 raw_elements: bool = True, raw_sync: bool = False) -> None:
         self.netns = netns_name
         self.table = table
         #: per-change updates as raw netlink batches (False: through libnftables, which lists
         #: the table before each commit; kept for comparison and as a fallback)
         self.raw_elements = raw_elements
+        #: whole syncs as raw netlink batches too (the service table: a first sync at 10,000
+        #: Services); otherwise libnftables commits them
+        self.raw_sync = raw_sync
         self._nft: Any = None
         #: the model of the kernel's table: what the last successful commit left there
         self._cache: TableModel | None = None
@@ -129,7 +132,11 @@ class NftApplier:
             how = "none"
             if not plan.empty:
                 try:
-                    how = self._commit_elements(plan.commands, desired)
+                    if self.raw_sync:
+                        how = self._commit_elements(plan.commands, desired)
+                    else:
+                        self._run(nft, plan.commands)
+                        how = "libnftables"
                 except DataplaneError:
                     # The model may have been stale (someone changed the table): retry from the truth.
                     self._cache = None
