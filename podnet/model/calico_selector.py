@@ -31,6 +31,11 @@ class Selector:
     def matches(self, labels: Labels) -> bool:
         return self._match(labels)
 
+    def describe(self) -> str:
+        """The selector as written (``all()`` when empty), as ``LabelSelector.describe`` gives
+        kubectl's form: the two selector languages answer the same two questions."""
+        return self.text.strip() or "all()"
+
     def __str__(self) -> str:
         return self.text
 
