@@ -127,8 +127,9 @@ class _Parser:
         if op == "in":
             values = self._set()
             return lambda labels: labels.get(key) in values
-        if op == "not":
-            self.take("in")
+        if op in ("not", "notin"):  # Calico accepts both spellings
+            if op == "not":
+                self.take("in")
             values = self._set()
             return lambda labels: labels.get(key) not in values
         if op == "contains":
