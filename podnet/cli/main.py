@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "explain": "podnet.cli.policy_cmds:explain",
     "matrix": "podnet.cli.policy_cmds:matrix",
     "lint": "podnet.cli.policy_cmds:lint",
+    "diff": "podnet.cli.diff:command",
     "probe": "podnet.cli.probe_cmds:probe",
     "verify": "podnet.cli.probe_cmds:verify",
     "wait": "podnet.cli.wait:command",

@@ -64,6 +64,8 @@ class DirectionVerdict:
     #: every tier of the cluster and what it did (only when the cluster has tiered policy)
     tiers: tuple[TierReport, ...] = ()
     denied_by: RuleCheck | None = None
+    #: the policies that took the decision: the deciding rule's, or those of the tier whose end denied
+    decided_by: tuple[str, ...] = ()
 
     @property
     def decided_in(self) -> str | None:
@@ -82,6 +84,7 @@ class DirectionVerdict:
             "tiers": [t.to_dict() for t in self.tiers],
             "allowedBy": [r.to_dict() for r in self.allowed_by],
             "deniedBy": self.denied_by.to_dict() if self.denied_by else None,
+            "decidedBy": list(self.decided_by),
             "misses": [r.to_dict() for r in self.misses],
             "fix": self.fix,
         }
@@ -204,13 +207,14 @@ def _direction(state: ClusterState, src: Endpoint, dst: Endpoint, port: int | No
         assert step.policy is not None and step.rule is not None
         allowing = checks.check(step.policy, step.rule)
         note = f"{head}; {passed + '; ' if passed else ''}allowed{in_tier} by {step.rule.provenance.describe()}"
-        return DirectionVerdict(direction, True, names, True, note, allowed_by=(allowing,), path=w.steps, tiers=reports)
+        return DirectionVerdict(direction, True, names, True, note, allowed_by=(allowing,), path=w.steps, tiers=reports,
+                                decided_by=(step.policy.ref,))
     if step.kind == "rule":
         assert step.policy is not None and step.rule is not None
         denying = checks.check(step.policy, step.rule)
         note = f"{head}; {passed + '; ' if passed else ''}denied{in_tier} by {step.rule.provenance.describe()} (Deny)"
         return DirectionVerdict(direction, True, names, False, note, fix=deny_fix(step.policy, step.rule, step.tier.name),
-                                path=w.steps, tiers=reports, denied_by=denying)
+                                path=w.steps, tiers=reports, denied_by=denying, decided_by=(step.policy.ref,))
     # the end of a tier whose defaultAction is Deny: its policies' Allow rules are the misses
     tier_policies = next(pols for tier, pols in w.tiers if tier.name == step.tier.name)
     rules = [(pol, rule) for pol in tier_policies for rule in pol.rules(direction) if rule.action in ("Allow", "Pass")]
@@ -225,7 +229,8 @@ def _direction(state: ClusterState, src: Endpoint, dst: Endpoint, port: int | No
         note += f" ({passed + '; ' if passed else ''}the end of tier {step.tier.name} denies; its policies: {tier_names})"
     fix = misses[0].fix if misses and misses[0].distance == 1 and misses[0].fix else new_rule_fix(
         tier_policies, step.tier.name, direction, src, dst, port, protocol)
-    return DirectionVerdict(direction, True, names, False, note, misses=misses, fix=fix, path=w.steps, tiers=reports)
+    return DirectionVerdict(direction, True, names, False, note, misses=misses, fix=fix, path=w.steps, tiers=reports,
+                            decided_by=tuple(p.ref for p in tier_policies))
 
 
 def _only_default(state: ClusterState, tier: TierInfo) -> bool:

@@ -50,8 +50,10 @@ class Matrix:
     ports: tuple[int, ...]
     protocols: tuple[str, ...]
     rows: dict[str, tuple[int, ...]]
-    #: how many equivalence classes the pods fell into (0 for the reference evaluator)
+    #: how many equivalence classes the pods fell into (0 for the reference evaluator), and each
+    #: pod's class (pods of one class have equal rows but for themselves and their node)
     classes: int = 0
+    class_of: tuple[int, ...] = ()
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -481,7 +483,7 @@ def compute_matrix(state: ClusterState, ports: Sequence[int], protocols: Sequenc
     build = _Build(state, eps)
     rows = {key: _rows_for(build, port, proto) for key, port, proto in traffic_keys(ports, protocols)}
     return Matrix(tuple(e.key for e in eps), tuple(ports), tuple(p.upper() for p in protocols), rows,
-                  build.classes.count)
+                  build.classes.count, tuple(build.classes.of_pod))
 
 
 def _always(eps: Sequence[Endpoint]) -> list[int]:

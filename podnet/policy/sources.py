@@ -34,7 +34,7 @@ def no_location(ref: str, path: tuple[str | int, ...]) -> str | None:
 def cluster_from_snapshot(snapshot: Objects, ipblock_matches_pods: bool = True) -> ClusterState:
     """The engine's view of a store snapshot (namespaces, pods, nodes, every policy kind, tiers
     and network sets)."""
-    return cluster_from_objects(list(_every(snapshot)), ipblock_matches_pods)
+    return cluster_from_objects(snapshot_objects(snapshot), ipblock_matches_pods)
 
 
 def cluster_from_objects(objs: Sequence[Resource], ipblock_matches_pods: bool = True,
@@ -62,10 +62,12 @@ def cluster_from_objects(objs: Sequence[Resource], ipblock_matches_pods: bool = 
                               network_sets=sets, nodes=_instances(objs, Node))
 
 
-def cluster_from_files(paths: Sequence[str], ipblock_matches_pods: bool = True) -> tuple[ClusterState, Locate]:
+def cluster_from_files(paths: Sequence[str], ipblock_matches_pods: bool = True,
+                       base: Sequence[Resource] = ()) -> tuple[ClusterState, Locate]:
     """The cluster the manifests under ``paths`` describe, and where each policy field is written
-    (``locate(policy_ref, field_path) -> file:line``, for lint). Raises ``ValidationError`` with
-    every problem of every file."""
+    (``locate(policy_ref, field_path) -> file:line``, for lint). With ``base`` (a live cluster's
+    objects) the files are applied over it, as ``kubectl diff -f`` would. Raises
+    ``ValidationError`` with every problem of every file."""
     loaded = load_paths(list(paths), recursive=True)
     sources: dict[str, str] = {}
     locators: dict[str, Locator] = {}
@@ -76,13 +78,18 @@ def cluster_from_files(paths: Sequence[str], ipblock_matches_pods: bool = True) 
             locators[ref] = _locator(item)
         elif isinstance(item.obj, Tier):
             sources[item.obj.metadata.name] = _loc(item.source)
-    state = cluster_from_objects([item.obj for item in loaded], ipblock_matches_pods, sources, locators)
+    state = cluster_from_objects([*base, *(item.obj for item in loaded)], ipblock_matches_pods, sources, locators)
 
     def locate(ref: str, path: tuple[str | int, ...]) -> str | None:
         fn = locators.get(ref)
         return fn(path) if fn else None
 
     return state, locate
+
+
+def snapshot_objects(snapshot: Objects) -> list[Resource]:
+    """Everything in a store snapshot the engine reads."""
+    return list(_every(snapshot))
 
 
 def _deployment_pods(dep: Deployment, existing: set[tuple[str, frozenset[tuple[str, str]]]]) -> list[Pod]:
@@ -117,4 +124,5 @@ def _every(snapshot: Objects) -> Iterable[Resource]:
         yield from _instances(snapshot.of(cls), cls)
 
 
-__all__ = ["Objects", "cluster_from_files", "cluster_from_objects", "cluster_from_snapshot", "no_location"]
+__all__ = ["Objects", "cluster_from_files", "cluster_from_objects", "cluster_from_snapshot", "no_location",
+           "snapshot_objects"]
