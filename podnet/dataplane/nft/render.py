@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from podnet.errors import PodnetError
 from podnet.policy.cluster import ClusterState, Endpoint, PeerContext, peer_matches
 from podnet.policy.ir import DIRECTIONS, Direction, IPBlockPeer, PodPeer, PolicyIR, PortMatch, Rule
 
@@ -416,6 +417,9 @@ def render_indexed(state: ClusterState, node: str, *, node_ips: Iterable[str] = 
     name; ``node_ips`` adds node addresses to the pods' own ``status.hostIP``; ``memo`` (kept
     by the caller between renders) skips re-rendering the chains of unchanged policies.
     """
+    tiered = [p.ref for p in state.policies if not p.is_k8s]
+    if tiered:  # rendering only the NetworkPolicies would enforce less than the policy says
+        raise PodnetError(f"tiered policy kinds are not yet enforced in the kernel: {', '.join(tiered[:5])}")
     local = local_pods(state, node)
     given = dict(interfaces or {})
     b = SetBuilder(state, lambda: label_groups(state.pods), local=local, pods=state.pods)
