@@ -148,7 +148,8 @@ def generate_tiers(n_gnp: int, n_anp: int, n_ns: int = 500, seed: int = 2, varia
             spec = {"types": ["Egress"], "egress": rules}
         elif kind < 0.5:
             rules = [{"action": "Allow", "source": {"namespaceSelector": f"team == 'team{rng.randint(0, 5)}'"}},
-                     {"action": "Deny", "source": {"namespaceSelector": "env == 'dev'"}, "destination": {"namespaceSelector": "env == 'prod'"}},
+                     {"action": "Deny", "source": {"namespaceSelector": "env == 'dev'"},
+                      "destination": {"namespaceSelector": "env == 'prod'"}},
                      {"action": "Pass"}]
             spec = {"types": ["Ingress"], "ingress": rules}
         elif kind < 0.7:

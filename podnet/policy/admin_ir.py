@@ -10,15 +10,20 @@ on any protocol.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Union
 
 from podnet.model.admin_policy import (
     AdminEgressPeer,
+    AdminEgressRule,
     AdminIngressPeer,
+    AdminIngressRule,
     AdminNetworkPolicy,
     AdminPort,
     BaselineAdminNetworkPolicy,
+    BaselineEgressRule,
+    BaselineIngressRule,
     ClusterEgressPeer,
+    ClusterEgressRule,
+    ClusterIngressRule,
     ClusterNetworkPolicy,
     ClusterProtocol,
     Subject,
@@ -42,13 +47,15 @@ from .ir import (
 )
 from .order import ADMIN_TIER, BASELINE_TIER
 
-AdminPolicy = Union[AdminNetworkPolicy, BaselineAdminNetworkPolicy, ClusterNetworkPolicy]
-AnyPeer = Union[AdminIngressPeer, AdminEgressPeer, ClusterEgressPeer]
+AdminPolicy = AdminNetworkPolicy | BaselineAdminNetworkPolicy | ClusterNetworkPolicy
+AnyPeer = AdminIngressPeer | AdminEgressPeer | ClusterEgressPeer
+AnyRule = (AdminIngressRule | AdminEgressRule | BaselineIngressRule | BaselineEgressRule | ClusterIngressRule
+           | ClusterEgressRule)
 #: a named port names a pod port whatever its protocol
 NAMED_PORT_PROTOCOLS = ("TCP", "UDP", "SCTP")
 #: BaselineAdminNetworkPolicy's place in its tier (Calico's fixed order)
 BASELINE_ORDER = 1000.0
-Path = tuple[Union[str, int], ...]
+Path = tuple[str | int, ...]
 
 
 def compile_admin(policy: AdminPolicy, source: str | None = None, locate: Locator | None = None) -> PolicyIR:
@@ -72,25 +79,20 @@ def compile_admin(policy: AdminPolicy, source: str | None = None, locate: Locato
         return Provenance("", name, direction, index, peer=peer, port=port, source=at(*path), kind=kind,
                           rule_name=rule_name or None, path=path)
 
-    rules: dict[Direction, list[Rule]] = {"ingress": [], "egress": []}
-    for i, ing in enumerate(policy.spec.ingress or ()):
-        peers = tuple(_peer(p, prov("ingress", i, ing.name, "from", j, peer=j)) for j, p in enumerate(ing.from_))
-        ports = _rule_ports(ing, lambda *rest, k: prov("ingress", i, ing.name, *rest, port=k))
-        rules["ingress"].append(Rule("ingress", i, peers, ports, prov("ingress", i, ing.name),
-                                     action=_action(ing.action), name=ing.name or None))
-    for i, eg in enumerate(policy.spec.egress or ()):
-        peers = tuple(_peer(p, prov("egress", i, eg.name, "to", j, peer=j)) for j, p in enumerate(eg.to))
-        ports = _rule_ports(eg, lambda *rest, k: prov("egress", i, eg.name, *rest, port=k))
-        rules["egress"].append(Rule("egress", i, peers, ports, prov("egress", i, eg.name),
-                                    action=_action(eg.action), name=eg.name or None))
+    ingress: Sequence[AdminIngressRule | BaselineIngressRule | ClusterIngressRule] = policy.spec.ingress or ()
+    egress: Sequence[AdminEgressRule | BaselineEgressRule | ClusterEgressRule] = policy.spec.egress or ()
+    rules: dict[Direction, tuple[Rule, ...]] = {
+        "ingress": tuple(_rule("ingress", i, r, r.from_, prov) for i, r in enumerate(ingress)),
+        "egress": tuple(_rule("egress", i, r, r.to, prov) for i, r in enumerate(egress)),
+    }
     governs = frozenset(d for d, compiled in rules.items() if compiled)
     return PolicyIR(
         namespace="",
         name=name,
         pod_selector=EVERYTHING,
         isolates=governs,
-        ingress=tuple(rules["ingress"]),
-        egress=tuple(rules["egress"]),
+        ingress=rules["ingress"],
+        egress=rules["egress"],
         source=source,
         sections=tuple(d for d in ("ingress", "egress") if getattr(policy.spec, d) is not None),
         kind=kind,
@@ -98,6 +100,16 @@ def compile_admin(policy: AdminPolicy, source: str | None = None, locate: Locato
         order=order,
         subject=_subject(policy.spec.subject),
     )
+
+
+def _rule(direction: Direction, index: int, rule: AnyRule, peers: Sequence[AnyPeer],
+          prov: Callable[..., Provenance]) -> Rule:
+    name = rule.name
+    key = "from" if direction == "ingress" else "to"
+    return Rule(direction, index,
+                tuple(_peer(p, prov(direction, index, name, key, j, peer=j)) for j, p in enumerate(peers)),
+                _rule_ports(rule, lambda *rest, k: prov(direction, index, name, *rest, port=k)),
+                prov(direction, index, name), action=_action(rule.action), name=name or None)
 
 
 def _action(text: str) -> Action:
@@ -128,7 +140,7 @@ def _peer(peer: AnyPeer, prov: Provenance) -> Peer:
     raise ValueError(f"{prov.field_path}: a peer with no known field")  # the model refuses these
 
 
-def _rule_ports(rule: object, prov: Callable[..., Provenance]) -> tuple[PortMatch, ...] | None:
+def _rule_ports(rule: AnyRule, prov: Callable[..., Provenance]) -> tuple[PortMatch, ...] | None:
     """v1alpha1 ``ports`` or v1alpha2 ``protocols``; absent: every port of every protocol."""
     ports: Sequence[AdminPort] | None = getattr(rule, "ports", None)
     protocols: Sequence[ClusterProtocol] | None = getattr(rule, "protocols", None)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Union
 
 from podnet.model.calico_policy import (
     PORT_PROTOCOLS,
@@ -27,6 +26,7 @@ from podnet.model.selectors import EVERYTHING
 
 from .ir import (
     DEFAULT_TIER,
+    SOURCE_ANNOTATION,
     CalicoSubject,
     Direction,
     EntityPeer,
@@ -36,12 +36,11 @@ from .ir import (
     PortMatch,
     Provenance,
     Rule,
-    SOURCE_ANNOTATION,
     _networks,
 )
 from .order import canonical_tier
 
-CalicoPolicy = Union[CalicoNetworkPolicy, GlobalNetworkPolicy]
+CalicoPolicy = CalicoNetworkPolicy | GlobalNetworkPolicy
 #: the label a namespace selector sees on every namespaced entity (how ``all()`` and ``global()``
 #: tell namespaced entities from global ones); no Kubernetes label can collide with it
 NAMESPACED_MARK = "podnet.internal/namespaced"
@@ -51,7 +50,7 @@ NAMED_PORT_PROTOCOLS = ("TCP", "UDP", "SCTP")
 _QUOTED = re.compile(r"('[^']*'|\"[^\"]*\")")
 _ALL = re.compile(r"(?<![A-Za-z0-9_./-])all\(\)")
 _GLOBAL = re.compile(r"(?<![A-Za-z0-9_./-])global\(\)")
-Path = tuple[Union[str, int], ...]
+Path = tuple[str | int, ...]
 
 
 def selector(text: str | None) -> CalicoSelector | None:

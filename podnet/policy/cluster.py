@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Protocol, Union
+from typing import Protocol
 
 from podnet.errors import NotFound, PodnetError
 from podnet.model import (
@@ -61,8 +61,8 @@ ICMP = "ICMP"
 #: what the engine sends as ICMP (and what ``--protocols ICMP`` probes): an echo request
 ICMP_ECHO = (8, 0)
 #: every policy kind the engine reads
-PolicyObject = Union[NetworkPolicy, CalicoNetworkPolicy, GlobalNetworkPolicy, AdminNetworkPolicy,
-                     BaselineAdminNetworkPolicy, ClusterNetworkPolicy]
+PolicyObject = (NetworkPolicy | CalicoNetworkPolicy | GlobalNetworkPolicy | AdminNetworkPolicy | BaselineAdminNetworkPolicy
+                | ClusterNetworkPolicy)
 POLICY_CLASSES: tuple[type[PolicyObject], ...] = (NetworkPolicy, CalicoNetworkPolicy, GlobalNetworkPolicy,
                                                    AdminNetworkPolicy, BaselineAdminNetworkPolicy, ClusterNetworkPolicy)
 # Calico's labels for a pod (felix's workload endpoint and its namespace/service account profiles)
@@ -341,7 +341,8 @@ class ClusterState:
     def calico_labels(self, ep: Endpoint) -> Mapping[str, str]:
         """A pod's labels as Calico selectors see them: its own, ``projectcalico.org/namespace``,
         ``/orchestrator``, ``/serviceaccount``, and its namespace's labels as ``pcns.*``."""
-        key = ("calico", ep.namespace, ep.service_account, tuple(sorted(ep.labels.items())))
+        key = ("calico", ep.key) if ep.is_pod else ("calico", ep.namespace, ep.service_account,
+                                                      tuple(sorted(ep.labels.items())))
         hit = self.memo.get(key)
         if hit is None:
             labels = dict(ep.labels)

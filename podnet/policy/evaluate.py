@@ -269,7 +269,7 @@ def _tier_reports(state: ClusterState, w: Walk) -> tuple[TierReport, ...]:
         if pols is None:
             out.append(TierReport(tier, "did not apply"))
             continue
-        step = by_tier.get(tier.name)
-        outcome = "not reached" if step is None else {"Allow": "allowed", "Deny": "denied", "Pass": "passed"}[step.action]
-        out.append(TierReport(tier, outcome, tuple(p.ref for p in pols), step))
+        decided = by_tier.get(tier.name)
+        outcome = "not reached" if decided is None else {"Allow": "allowed", "Deny": "denied", "Pass": "passed"}[decided.action]
+        out.append(TierReport(tier, outcome, tuple(p.ref for p in pols), decided))
     return tuple(out)

@@ -56,8 +56,9 @@ Semantics the IR fixes (Kubernetes networking.k8s.io/v1):
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Literal, Mapping, Sequence, Union
+from typing import Literal
 
 from podnet.errors import format_field_path
 from podnet.model import NetworkPolicy
@@ -79,9 +80,9 @@ KIND_NAMES = {
     "anp": "AdminNetworkPolicy", "banp": "BaselineAdminNetworkPolicy", "cnp": "ClusterNetworkPolicy",
 }
 SOURCE_ANNOTATION = "podnet.io/source"
-IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 #: Maps a manifest field path (e.g. ("spec", "ingress", 0, "from", 1)) to "file:line".
-Locator = Callable[[tuple[Union[str, int], ...]], Union[str, None]]
+Locator = Callable[[tuple[str | int, ...]], str | None]
 
 
 def policy_ref(kind: str, namespace: str, name: str) -> str:
@@ -354,9 +355,9 @@ class EntityPeer:
         return out
 
 
-Peer = Union[PodPeer, IPBlockPeer, NetworkPeer, NodePeer, EntityPeer]
+Peer = PodPeer | IPBlockPeer | NetworkPeer | NodePeer | EntityPeer
 #: the peers a Kubernetes NetworkPolicy has (what the nftables renderer compiles today)
-K8sPeer = Union[PodPeer, IPBlockPeer]
+K8sPeer = PodPeer | IPBlockPeer
 
 
 @dataclass(frozen=True)
@@ -518,7 +519,7 @@ class AdminSubject:
         return text
 
 
-Subject = Union[CalicoSubject, AdminSubject]
+Subject = CalicoSubject | AdminSubject
 
 
 @dataclass(frozen=True)

@@ -10,15 +10,15 @@ redundant policies, and DNS allowed on only one of UDP/TCP.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 from podnet.errors import format_field_path
 from podnet.model.selectors import LabelSelector
 
-from .cluster import NAME_LABEL, ClusterState, Endpoint
-from .ir import DIRECTIONS, Direction, IPBlockPeer, Peer, PodPeer, PolicyIR, PortMatch, Rule
+from .cluster import NAME_LABEL, ClusterState, Endpoint, peer_matches
 from .cover import rule_covered
+from .ir import DIRECTIONS, Direction, IPBlockPeer, Peer, PodPeer, PolicyIR, PortMatch, Rule
 from .lint_tiers import Warn, tiered_checks
 from .walk import direction_allowed
 
@@ -148,6 +148,8 @@ def _check_rule(state: ClusterState, pol: PolicyIR, rule: Rule, selected: list[E
         if isinstance(peer, IPBlockPeer):
             _check_block(pol, peer, path, warn)
             continue
+        if not isinstance(peer, PodPeer):
+            continue  # a NetworkPolicy has no other peers
         if peer.namespace_selector is not None:
             namespaces = _ns_matches(state, peer)
             if not namespaces:
@@ -242,11 +244,10 @@ def _check_named(state: ClusterState, pol: PolicyIR, rule: Rule, pm: PortMatch, 
              hint)
 
 
-def _peer_pod(state: ClusterState, peer: PodPeer | IPBlockPeer, ep: Endpoint) -> bool:
+def _peer_pod(state: ClusterState, peer: Peer, ep: Endpoint) -> bool:
     if isinstance(peer, IPBlockPeer):
         return state.ipblock_matches_pods and peer.contains(ep.ip)
-    return ep.selectable and peer.namespace_in_scope(ep.namespace or "", state.ns_labels(ep.namespace)) \
-        and peer.pod_selector.matches(ep.labels)
+    return ep.selectable and peer_matches(peer, ep, state)
 
 
 def _admits(pm: PortMatch, port: int, protocol: str) -> bool:

@@ -25,9 +25,12 @@ import ipaddress
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from .cluster import ICMP, ClusterState, Endpoint, rule_protocol_matches
 from .ir import (
+    DIRECTIONS,
+    EntityPeer,
     IPBlockPeer,
     IPNetwork,
     NetworkPeer,
@@ -364,17 +367,20 @@ def _peers(state: ClusterState, eps: Sequence[Endpoint], groups: _Groups, rules:
             if peer.not_nets:
                 pods &= ~addresses.within(peer.not_networks)
             if peer.has_positive:
-                pods &= groups_where(lambda rep, p=peer: state.entity_pod_positive(p, rep)) | addresses.within(pos_sets)
-            not_sel = peer.not_selector
-            if not_sel is not None:
-                pods &= ~(groups_where(lambda rep, n=not_sel: rep.selectable and n.matches(state.calico_labels(rep)))
-                          | addresses.within(neg_sets))
+                pods &= groups_where(partial(state.entity_pod_positive, peer)) | addresses.within(pos_sets)
+            if peer.not_selector is not None:
+                pods &= ~(groups_where(partial(_not_selected, state, peer)) | addresses.within(neg_sets))
             members.append((bit, pods))
     of_pod = [by_group[gid] for gid in groups.of_pod]
     for bit, pods in members:
         for i in set_bits(pods):
             of_pod[i] |= bit
     return _Peers(ids, of_pod)
+
+
+def _not_selected(state: ClusterState, peer: EntityPeer, rep: Endpoint) -> bool:
+    """Whether a pod's labels match the entity's notSelector."""
+    return rep.selectable and peer.not_selector is not None and peer.not_selector.matches(state.calico_labels(rep))
 
 
 # --- 3. classes -------------------------------------------------------------------------------
@@ -424,9 +430,9 @@ class _Build:
         #: (policy index, direction) → its rule ids
         self.rules_of: dict[tuple[int, str], list[int]] = {}
         for p in used:
-            for direction in ("ingress", "egress"):
+            for direction in DIRECTIONS:
                 ids = self.rules_of.setdefault((p, direction), [])
-                for rule in groups.policies[p].rules(direction):  # type: ignore[arg-type]
+                for rule in groups.policies[p].rules(direction):
                     ids.append(len(self.rules))
                     self.rules.append(rule)
         self.peers = peers = _peers(state, eps, groups, self.rules)
@@ -544,7 +550,7 @@ def _rows_for(build: _Build, port: int | None, proto: str) -> tuple[int, ...]:
     n, universe = len(eps), classes.universe
     all_pods = (1 << n) - 1
     pm = _port_mask(build, port, proto)
-    filtered: dict[tuple[int, str], tuple[TierProgram, ...]] = {}
+    filtered: dict[tuple[tuple[int, str], tuple[int, ...]], tuple[TierProgram, ...]] = {}
 
     def usable(rule_id: int, cid: int) -> bool:
         rule = rules[rule_id]
@@ -552,20 +558,30 @@ def _rows_for(build: _Build, port: int | None, proto: str) -> tuple[int, ...]:
             return False
         return rule.ip_version is None or rule.ip_version == eps[classes.reps[cid]].ip_version
 
+    dependent: dict[tuple[int, str], frozenset[int]] = {}
+
     def program_at(base: Program, cid: int, direction: str) -> tuple[TierProgram, ...]:
-        """``base`` without the rules that cannot match this key at class ``cid``."""
+        """``base`` without the rules that cannot match this key at class ``cid``. Only rules
+        with named ports (at the destination) or a Calico rule's own end depend on the class,
+        so bases are filtered once per distinct answer of those rules."""
         ingress = direction == "ingress"
-        per_class = any(build.by_subject[r] or (ingress and build.named_ports[r]) for _, ids in base for r in ids)
-        key = (id(base), direction)
-        if not per_class and key in filtered:
-            return filtered[key]
-        out = tuple((tier, tuple((r, rules[r].action) for r in ids
-                                 if ((pm[r] >> cid) & 1 if ingress else pm[r])
-                                 and (not build.by_subject[r] or usable(r, cid))))
-                    for tier, ids in base)
-        if not per_class:
-            filtered[key] = out
-        return out
+        slot = (id(base), direction)
+        deps = dependent.get(slot)
+        if deps is None:
+            deps = dependent[slot] = frozenset(r for _, ids in base for r in ids
+                                               if build.by_subject[r] or (ingress and build.named_ports[r]))
+
+        def admits(r: int) -> bool:
+            if not ((pm[r] >> cid) & 1 if ingress else pm[r]):
+                return False
+            return not build.by_subject[r] or usable(r, cid)
+
+        key = (slot, tuple(sorted(r for r in deps if admits(r))))
+        hit = filtered.get(key)
+        if hit is None:
+            hit = filtered[key] = tuple((tier, tuple((r, rules[r].action) for r in ids if admits(r)))
+                                        for tier, ids in base)
+        return hit
 
     # ingress: destination classes grouped by their program, each program walked over sources.
     by_program: dict[tuple[TierProgram, ...], int] = {}

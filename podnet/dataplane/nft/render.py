@@ -311,7 +311,12 @@ def _rule_rules(b: SetBuilder, pol: PolicyIR, rule: Rule) -> list[NftRule]:
     else:
         matchers = []
         for peer in rule.peers:
-            addr = b.pod_peer(peer) if isinstance(peer, PodPeer) else b.ip_block(peer)
+            if isinstance(peer, PodPeer):
+                addr = b.pod_peer(peer)
+            elif isinstance(peer, IPBlockPeer):
+                addr = b.ip_block(peer)
+            else:  # render_indexed refuses states with the tiered kinds' peers
+                raise ValueError(f"{pol.ref}: {peer.describe()} is not a NetworkPolicy peer")
             matchers.append(([_addr_match(addr, field)], f"{pol.ref} {peer.provenance.field_path}"))
     if rule.ports is None:
         return [NftRule.make(m + [COUNTER, verdict], text) for m, text in matchers]
