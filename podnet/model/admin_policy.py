@@ -31,6 +31,11 @@ def _cidr(value: str) -> str:
 CIDR = Annotated[str, AfterValidator(_cidr)]
 
 
+def check_priority(value: int) -> None:
+    if not 0 <= value <= 1000:
+        raise ValueError(f"{value} must be between 0 and 1000")
+
+
 def _exactly_one(obj: Model, fields: tuple[str, ...], what: str) -> None:
     """CRD ``MinProperties=1, MaxProperties=1``: one field set, named by its manifest key."""
     given = [name for name in fields if getattr(obj, name) is not None]
@@ -154,11 +159,7 @@ class AdminNetworkPolicySpec(Model):
     ingress: list[AdminIngressRule] | None = Field(default=None, max_length=100)
     egress: list[AdminEgressRule] | None = Field(default=None, max_length=100)
 
-    @model_validator(mode="after")
-    def _checks(self) -> AdminNetworkPolicySpec:
-        if not 0 <= self.priority <= 1000:
-            raise ValueError(f"priority: {self.priority} must be between 0 and 1000")
-        return self
+    _check_priority = v.field_check("priority", check_priority)
 
 
 class AdminNetworkPolicy(Resource):
@@ -320,11 +321,7 @@ class ClusterNetworkPolicySpec(Model):
     ingress: list[ClusterIngressRule] | None = Field(default=None, max_length=25)
     egress: list[ClusterEgressRule] | None = Field(default=None, max_length=25)
 
-    @model_validator(mode="after")
-    def _checks(self) -> ClusterNetworkPolicySpec:
-        if not 0 <= self.priority <= 1000:
-            raise ValueError(f"priority: {self.priority} must be between 0 and 1000")
-        return self
+    _check_priority = v.field_check("priority", check_priority)
 
 
 class ClusterNetworkPolicy(Resource):

@@ -7,16 +7,17 @@ without them that matches every peer and port, or by an identical rule.
 """
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
 
-from .ir import EntityPeer, IPBlockPeer, IPNetwork, NetworkPeer, NodePeer, Peer, PodPeer, PortMatch, Rule
+from podnet.ipnet import subnet_of
+
+from .ir import EntityPeer, IPBlockPeer, NetworkPeer, NodePeer, Peer, PodPeer, PortMatch, Rule
 
 
 def peer_covered(peer: Peer, by: Iterable[Peer]) -> bool:
     for other in by:
         if isinstance(peer, IPBlockPeer) and isinstance(other, IPBlockPeer):
-            if _subnet(peer.network, other.network) and not other.excepts:
+            if subnet_of(peer.network, other.network) and not other.excepts:
                 return True
             if (peer.cidr, peer.excepts) == (other.cidr, other.excepts):
                 return True
@@ -28,7 +29,7 @@ def peer_covered(peer: Peer, by: Iterable[Peer]) -> bool:
                 return True
         elif isinstance(other, NetworkPeer) and isinstance(peer, (NetworkPeer, IPBlockPeer)):
             inner = peer.networks if isinstance(peer, NetworkPeer) else (peer.network,)
-            if all(any(_subnet(n, o) for o in other.networks) for n in inner):
+            if all(any(subnet_of(n, o) for o in other.networks) for n in inner):
                 return True
         elif isinstance(peer, NodePeer) and isinstance(other, NodePeer):
             if other.node_selector.is_empty or peer.node_selector == other.node_selector:
@@ -37,16 +38,8 @@ def peer_covered(peer: Peer, by: Iterable[Peer]) -> bool:
             if peer.key == other.key:
                 return True
             if _only_nets(other) and _only_nets(peer) and peer.nets and all(
-                    any(_subnet(n, o) for o in other.networks) for n in peer.networks):
+                    any(subnet_of(n, o) for o in other.networks) for n in peer.networks):
                 return True
-    return False
-
-
-def _subnet(inner: IPNetwork, outer: IPNetwork) -> bool:
-    if isinstance(inner, ipaddress.IPv4Network) and isinstance(outer, ipaddress.IPv4Network):
-        return inner.subnet_of(outer)
-    if isinstance(inner, ipaddress.IPv6Network) and isinstance(outer, ipaddress.IPv6Network):
-        return inner.subnet_of(outer)
     return False
 
 

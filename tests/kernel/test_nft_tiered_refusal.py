@@ -3,16 +3,14 @@ that would leave Calico and network-policy-api policies out: the pass reports th
 the kernel keeps the previous table, rule for rule and in effect."""
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 from podnet.agent.policy import NOT_ENFORCED, PolicyReconciler, read_status
 from podnet.kernel.nft.apply import NftApplier
 from podnet.kernel.probe import REACHED, probe
-from podnet.model import GlobalNetworkPolicy, NetworkPolicy, Pod
-from podnet.store.open import open_store
-from podnet.testing.leaks import Prefixes
+from podnet.model import GlobalNetworkPolicy, NetworkPolicy
 from podnet.testing.policy_lab import PolicyLab
 
 pytestmark = pytest.mark.kernel
@@ -26,30 +24,12 @@ DENY_ALL = {"metadata": {"name": "security.deny-web"},
             "spec": {"selector": "app == 'web'", "ingress": [{"action": "Deny"}]}}
 
 
-@pytest.fixture()
-def setup(tmp_path: Any, prefixes: Prefixes) -> Iterator[tuple[PolicyLab, Any, str]]:
-    lab = PolicyLab.build(prefixes.new(sep=""))
-    state_dir = str(tmp_path / "state")
-    store = open_store(state_dir)
-    try:
-        lab.add_pod("default", "web", "n1", {"app": "web"}, [("http", 80, "TCP")])
-        lab.add_pod("default", "client1", "n2", {"run": "client1"})
-        lab.add_pod("default", "client2", "n2", {"run": "client2"})
-        for pod in lab.pod_models():
-            created = store.create(Pod.model_validate({k: v for k, v in pod.to_dict().items() if k != "status"}))
-            store.update_status(Pod.model_validate({**created.to_dict(), "status": pod.to_dict()["status"]}))
-        yield lab, store, state_dir
-    finally:
-        store.close()
-        lab.close()
-
-
 def _tcp(lab: PolicyLab, src: str, dst: str) -> bool:
     return probe(lab.pods[src].netns, lab.pods[dst].ip, 80, "TCP", 0.4)[0] in REACHED
 
 
-def test_a_table_without_the_tiered_policies_is_refused_and_the_old_one_kept(setup: tuple[PolicyLab, Any, str]) -> None:
-    lab, store, state_dir = setup
+def test_a_table_without_the_tiered_policies_is_refused_and_the_old_one_kept(policy_store_lab: tuple[PolicyLab, Any, str]) -> None:
+    lab, store, state_dir = policy_store_lab
     netns = lab.nodes["n1"].netns
     rec = PolicyReconciler("n1", netns=netns, state_dir=state_dir)
     store.create(NetworkPolicy.model_validate(POLICY))
