@@ -124,8 +124,9 @@ TIER_ORDERS = {"security": 100, "platform": 500, "apps": 2_000_000}
 def generate_tiers(n_gnp: int, n_anp: int, n_ns: int = 500, seed: int = 2, variant: int = 0):
     """Tiers, network sets, GlobalNetworkPolicies spread over three tiers and AdminNetworkPolicies,
     with the rule mix platform teams write (deny to metadata and dev → prod, allow monitoring,
-    pass the rest on, ports and ranges, namespace selectors, network sets). ``variant`` > 0 edits
-    a few of them, as a change under review would."""
+    pass the rest on, ports and ranges, namespace selectors, network sets). ``variant`` edits
+    them as a change under review would: > 0 opens one more port in one policy; < 0 moves a
+    policy in its tier and changes an AdminNetworkPolicy's action."""
     rng = random.Random(seed)
     tiers = [Tier.model_validate({"metadata": {"name": n}, "spec": {"order": o, **({"defaultAction": "Pass"} if n == "apps" else {})}})
              for n, o in TIER_ORDERS.items()]
@@ -136,6 +137,7 @@ def generate_tiers(n_gnp: int, n_anp: int, n_ns: int = 500, seed: int = 2, varia
     sets += [NetworkSet.model_validate({"metadata": {"name": f"egress-{i}", "namespace": f"ns{i}", "labels": {"role": "egress"}},
                                         "spec": {"nets": [f"10.{i % 3}.{i}.0/28"]}}) for i in range(10)]
     gnps = []
+    edited = False
     tier_names = list(TIER_ORDERS)
     for i in range(n_gnp):
         tier = tier_names[i % 3]
@@ -153,9 +155,12 @@ def generate_tiers(n_gnp: int, n_anp: int, n_ns: int = 500, seed: int = 2, varia
                      {"action": "Pass"}]
             spec = {"types": ["Ingress"], "ingress": rules}
         elif kind < 0.7:
+            ports: list[int | str] = [80, "http", 443]
+            if variant > 0 and i >= variant and i % 3 == 0 and not edited:  # a review: one more port opened
+                ports, edited = ports + [5432], True
             rules = [{"action": "Log", "protocol": "TCP", "destination": {"ports": ["8000:9100"]}},
                      {"action": "Allow", "protocol": "TCP", "source": {"selector": f"app == '{zipf_choice(rng, APPS)}'"},
-                      "destination": {"ports": [80, "http", 443]}},
+                      "destination": {"ports": ports}},
                      {"action": "Deny", "protocol": "UDP", "destination": {"notPorts": [53]}}]
             spec = {"types": ["Ingress"], "ingress": rules}
         elif kind < 0.85:
@@ -167,7 +172,7 @@ def generate_tiers(n_gnp: int, n_anp: int, n_ns: int = 500, seed: int = 2, varia
             rules = [{"action": "Allow", "protocol": "ICMP", "icmp": {"type": 8}},
                      {"action": "Deny", "source": {"notSelector": f"app == '{app}'"}}]
             spec = {"types": ["Ingress"], "ingress": rules}
-        if variant and i % 20 == variant:
+        if variant < 0 and i == -variant:  # a broad change: a policy moves in its tier
             spec = {**spec, "order": rng.choice([1, 5000])}
         gnps.append(GlobalNetworkPolicy.model_validate({"metadata": {"name": f"{tier}.gnp{i}"}, "spec": {
             "tier": tier, "order": 10 * (i // 3), "selector": selector, **spec}}))
@@ -175,7 +180,7 @@ def generate_tiers(n_gnp: int, n_anp: int, n_ns: int = 500, seed: int = 2, varia
     for i in range(n_anp):
         team = f"team{rng.randint(0, 10)}"
         action = rng.choice(["Deny", "Pass", "Allow"])
-        if variant and i == variant % n_anp:
+        if variant < 0 and i == -variant % n_anp:
             action = "Deny" if action != "Deny" else "Pass"
         anps.append(AdminNetworkPolicy.model_validate({"metadata": {"name": f"anp{i}"}, "spec": {
             "priority": i * 5, "subject": {"namespaces": {"matchLabels": {"team": team}}},
@@ -230,23 +235,27 @@ def tiered(n_pods: int, n_k8s: int, n_gnp: int, n_anp: int) -> None:
     plain_s, _, _ = full_matrix(plain)
     elapsed, cells, classes = full_matrix(state)
     p50, p99 = explain_latency(state)
-    _, _, changed_pols = generate_tiers(n_gnp, n_anp, variant=7)
-    changed = ClusterState.build(ns, pods, pols[:-10] + changed_pols, tiers=tiers, network_sets=sets)
-    t0 = time.perf_counter()
-    opened = closed = 0
-    for proto, ports in declared_ports(state).items():
-        d = semantic_diff(state, changed, ports, [proto])
-        opened += d.opened
-        closed += d.closed
-    diff_s = time.perf_counter() - t0
     print(f"tiered: {n_pods} pods, {n_k8s} NetworkPolicies, {n_gnp} GlobalNetworkPolicies in 3 tiers, {n_anp} "
           f"AdminNetworkPolicies, {len(sets)} network sets", flush=True)
     print(f"  build {build:.2f} s; matrix {elapsed:.2f} s over {cells:,} cells, {classes} classes "
           f"(NetworkPolicies alone {plain_s:.2f} s: {elapsed / plain_s:.2f}x); explain p50 {p50:.3f} ms, p99 {p99:.3f} ms",
           flush=True)
-    print(f"  diff of two such sets (7 GlobalNetworkPolicies reordered, 1 AdminNetworkPolicy action, 10 NetworkPolicies "
-          f"removed): {diff_s:.2f} s, {opened:,} connections opened, {closed:,} closed; peak RSS {peak_rss_mb():.0f} MB",
-          flush=True)
+    changes = [("a review-sized change (one port added to a GlobalNetworkPolicy rule, 3 NetworkPolicies removed)", 7),
+               ("a broad one (a GlobalNetworkPolicy moved in its tier, an AdminNetworkPolicy's action changed, "
+                "3 NetworkPolicies removed)", -7)]
+    for what, variant in changes:
+        _, _, changed_pols = generate_tiers(n_gnp, n_anp, variant=variant)
+        changed = ClusterState.build(ns, pods, pols[:-3] + changed_pols, tiers=tiers, network_sets=sets)
+        t0 = time.perf_counter()
+        opened = closed = 0
+        for proto, ports in declared_ports(state).items():
+            d = semantic_diff(state, changed, ports, [proto])
+            opened += d.opened
+            closed += d.closed
+        diff_s = time.perf_counter() - t0
+        print(f"  diff of two such sets, {what}: {diff_s:.2f} s ({opened:,} connections opened, {closed:,} closed)",
+              flush=True)
+    print(f"  peak RSS {peak_rss_mb():.0f} MB", flush=True)
 
 
 def peak_rss_mb() -> float:

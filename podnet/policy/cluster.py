@@ -88,19 +88,19 @@ class Endpoint:
     #: every declared containerPort as (number, protocol), in declaration order
     container_ports: tuple[tuple[int, str], ...] = ()
     service_account: str = "default"
+    #: derived once (every matcher asks): ``ns/name`` or the address, and whether policy selects it
+    key: str = field(init=False, compare=False, repr=False)
+    selectable: bool = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        pod = self.name is not None
+        object.__setattr__(self, "key", f"{self.namespace}/{self.name}" if pod else str(self.ip))
+        # only pod-network pods are selected by policies or matched by pod selectors
+        object.__setattr__(self, "selectable", pod and not self.host_network)
 
     @property
     def is_pod(self) -> bool:
         return self.name is not None
-
-    @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.name}" if self.is_pod else str(self.ip)
-
-    @property
-    def selectable(self) -> bool:
-        """Only pod-network pods are selected by policies or matched by pod selectors."""
-        return self.is_pod and not self.host_network
 
     @property
     def ip_version(self) -> int:
@@ -381,19 +381,55 @@ class ClusterState:
         return subject.selector.matches(self.calico_labels(ep))
 
     def applying(self, ep: Endpoint) -> tuple[PolicyIR, ...]:
-        """Every policy that applies to ``ep``, in evaluation order."""
+        """Every policy that applies to ``ep``, in evaluation order (``applies`` for each, with
+        the namespace parts decided once per namespace)."""
         if not ep.selectable:
             return ()
-        candidates = self._candidates(ep.namespace or "")
-        return tuple(p for p in candidates if self.applies(p, ep))
+        key = ("applying", ep.key)
+        known = self.by_key.get(ep.key) is ep
+        hit = self.memo.get(key) if known else None
+        if hit is None:
+            out = []
+            calico: Mapping[str, str] | None = None
+            for p in self._candidates(ep.namespace or ""):
+                subject = p.subject
+                if subject is None or isinstance(subject, AdminSubject):
+                    selector = p.pod_selector if subject is None else subject.pod_selector
+                    if selector is None or selector.matches(ep.labels):
+                        out.append(p)
+                    continue
+                if subject.service_account_selector is not None and not subject.service_account_selector.matches(
+                        {CALICO_NAME_LABEL: ep.service_account}):
+                    continue
+                if calico is None:
+                    calico = self.calico_labels(ep)
+                if subject.selector.matches(calico):
+                    out.append(p)
+            hit = tuple(out)
+            if known:
+                self.memo[key] = hit
+        return hit  # type: ignore[return-value]
 
     def _candidates(self, namespace: str) -> tuple[PolicyIR, ...]:
+        """The policies whose namespace part admits pods of ``namespace``, in evaluation order."""
         key = ("candidates", namespace)
         hit = self.memo.get(key)
         if hit is None:
             own = set(map(id, self.candidates_by_ns.get(namespace, ())))
-            hit = self.memo[key] = tuple(p for p in self.ordered if not p.namespace or id(p) in own)
+            hit = self.memo[key] = tuple(p for p in self.ordered
+                                         if (id(p) in own if p.namespace else self._namespace_admits(p, namespace)))
         return hit  # type: ignore[return-value]
+
+    def _namespace_admits(self, pol: PolicyIR, namespace: str) -> bool:
+        subject = pol.subject
+        if isinstance(subject, AdminSubject):
+            return subject.namespace_selector.matches(self.ns_labels(namespace))
+        if isinstance(subject, CalicoSubject):
+            if subject.host_only:
+                return False
+            return subject.namespace_selector is None or subject.namespace_selector.matches(
+                self.calico_ns_labels(namespace))
+        return False
 
     def tiers_for(self, ep: Endpoint, direction: Direction) -> tuple[tuple[TierInfo, tuple[PolicyIR, ...]], ...]:
         """The tiers that apply to ``ep`` in ``direction`` (some policy of the tier applies and

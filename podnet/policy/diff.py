@@ -2,19 +2,21 @@
 and which policy decides each, before and after.
 
 Both clusters' matrices are computed over the pods they share (by ``ns/name``) and compared row
-by row. Pods with the same class in both matrices have the same rows, so the changed cells come
-in products (these sources × these destinations, one traffic key) and the engine explains one
-pair of each product, before and after, to say why it changed. Pods present on one side only
+by row. The changed cells come in products (these sources × these destinations, one traffic
+key): sources whose rows changed alike, destinations those rows tell apart. The walk of one pair
+of each product, before and after, says why it changed and which policy decides. Pods present on one side only
 are listed, not diffed: their connections did not change, they appeared or went.
 """
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .cluster import ClusterState, Endpoint
-from .evaluate import DirectionVerdict, Verdict, evaluate
+from .cluster import ClusterState, Endpoint, always_allowed
 from .matrix import Matrix, compute_matrix, set_bits, traffic_keys
+from .walk import Walk, direction_walk
 
 
 @dataclass(frozen=True)
@@ -131,19 +133,34 @@ def _count_ns(keys: Sequence[str]) -> dict[str, int]:
     return out
 
 
-def semantic_diff(old: ClusterState, new: ClusterState, ports: Sequence[int], protocols: Sequence[str]) -> SemanticDiff:
-    """What changes between ``old`` and ``new`` for the pods both have, on these ports."""
+#: how many products (the largest first) get their own walks; the rest are grouped by namespaces
+EXPLAIN_BUDGET = 2000
+UNEXPLAINED = "not explained (more changed groups than the explanation budget): ask podnet explain for a pair"
+
+
+def semantic_diff(old: ClusterState, new: ClusterState, ports: Sequence[int], protocols: Sequence[str],
+                  budget: int = EXPLAIN_BUDGET) -> SemanticDiff:
+    """What changes between ``old`` and ``new`` for the pods both have, on these ports.
+
+    The ``budget`` largest products are explained (one pair walked before and after); a change
+    bigger than that is still counted and listed in full, the rest grouped by namespaces."""
     common = sorted(set(old.by_key) & set(new.by_key))
     before = compute_matrix(old, ports, protocols, [old.by_key[k] for k in common])
     after = compute_matrix(new, ports, protocols, [new.by_key[k] for k in common])
+    found = [(key, port, proto, product, change) for key, port, proto in traffic_keys(ports, protocols)
+             for product, change in _products(before, after, key)]
+    found.sort(key=lambda item: -item[3].count)
     groups: dict[tuple[str, str, str, str, tuple[str, ...]], list[Product]] = {}
-    for key, port, proto in traffic_keys(ports, protocols):
-        for product, change in _products(before, after, key):
-            src, dst = product.sources[0], product.destinations[0]
-            v_old = evaluate(old, old.by_key[src], old.by_key[dst], port, proto)
-            v_new = evaluate(new, new.by_key[src], new.by_key[dst], port, proto)
-            reason = (change, key, decision(v_old), decision(v_new), _responsible(v_new, v_old))
-            groups.setdefault(reason, []).append(product)
+    for n, (key, port, proto, product, change) in enumerate(found):
+        src, dst = product.sources[0], product.destinations[0]
+        if n < budget:
+            was = _walks(old, old.by_key[src], old.by_key[dst], port, proto)
+            now = _walks(new, new.by_key[src], new.by_key[dst], port, proto)
+            reason = (change, key, decision(was), decision(now), _responsible(now, was))
+        else:
+            where = f"{src.split('/', 1)[0]} → {dst.split('/', 1)[0]}"
+            reason = (change, key, UNEXPLAINED, where, ())
+        groups.setdefault(reason, []).append(product)
     out = tuple(ChangeGroup(change, key, b, a, pols, tuple(products))
                 for (change, key, b, a, pols), products in groups.items())
     return SemanticDiff(tuple(k for k, _, _ in traffic_keys(ports, protocols)), len(common), out,
@@ -151,62 +168,98 @@ def semantic_diff(old: ClusterState, new: ClusterState, ports: Sequence[int], pr
 
 
 def _products(before: Matrix, after: Matrix, key: str) -> list[tuple[Product, str]]:
-    """The changed cells of one key as products of sources × destinations, per change."""
+    """The changed cells of one key as products of sources × destinations, per change.
+
+    Sources whose rows changed the same way form one group; the destinations are split only as
+    finely as those groups tell them apart (partition refinement over bitsets), so every group's
+    changed cells are a union of whole parts, and each (group, part) pair is a product."""
     pods = before.pods
-    pair_class = [(before.class_of[i], after.class_of[i]) for i in range(len(pods))]
-    # sources whose rows changed the same way (same classes on both sides, same changed cells)
-    rows: dict[tuple[tuple[int, int], int, int], list[int]] = {}
-    for i, (old_row, new_row) in enumerate(zip(before.rows[key], after.rows[key])):
-        if old_row != new_row:
-            rows.setdefault((pair_class[i], old_row & ~new_row, new_row & ~old_row), []).append(i)
     out: list[tuple[Product, str]] = []
-    for (_, closed, opened), sources in rows.items():
-        for bits, change in ((closed, "closed"), (opened, "opened")):
-            if not bits:
-                continue
-            by_class: dict[tuple[int, int], list[int]] = {}
-            for j in set_bits(bits):
-                by_class.setdefault(pair_class[j], []).append(j)
-            for dests in by_class.values():
-                out.append((Product(tuple(pods[i] for i in sources), tuple(pods[j] for j in dests)), change))
+    for change in ("closed", "opened"):
+        rows: dict[int, list[int]] = {}
+        for i, (old_row, new_row) in enumerate(zip(before.rows[key], after.rows[key])):
+            bits = old_row & ~new_row if change == "closed" else new_row & ~old_row
+            if bits:
+                rows.setdefault(bits, []).append(i)
+        parts = [functools.reduce(operator.or_, rows, 0)] if rows else []
+        for bits in rows:
+            refined = []
+            for part in parts:
+                inside, outside = part & bits, part & ~bits
+                refined += [p for p in (inside, outside) if p]
+            parts = refined
+        names = {part: tuple(pods[j] for j in set_bits(part)) for part in parts}
+        for bits, sources in rows.items():
+            src_names = tuple(pods[i] for i in sources)
+            out += [(Product(src_names, names[part]), change) for part in parts if part & bits]
     return out
 
 
-def _direction_text(d: DirectionVerdict | None) -> str | None:
-    if d is None or not d.isolated:
+@dataclass(frozen=True)
+class _Decision:
+    """Both directions' walks for one connection (what ``decision`` and ``_responsible`` read)."""
+
+    always: str | None
+    egress: Walk | None
+    ingress: Walk | None
+
+    @property
+    def allowed(self) -> bool:
+        return bool(self.always) or all(w is None or w.allowed for w in (self.egress, self.ingress))
+
+
+def _walks(state: ClusterState, src: Endpoint, dst: Endpoint, port: int | None, proto: str) -> _Decision:
+    always = always_allowed(src, dst)
+    return _Decision(always, direction_walk(state, src, dst, port, proto, "egress") if src.selectable else None,
+                     direction_walk(state, src, dst, port, proto, "ingress") if dst.selectable else None)
+
+
+def _direction_text(direction: str, w: Walk | None) -> str | None:
+    if w is None or not w.isolated:
         return None
-    step = d.path[-1] if d.path else None
+    step = w.decided_by
     if step is None:
         return None
     if step.kind == "profile":
-        return f"{d.direction} allowed (every tier that applies passed)"
+        return f"{direction} allowed (every tier that applies passed)"
     assert step.tier is not None
-    tier = f", tier {step.tier.name}"
     if step.kind == "end-of-tier":
-        return f"{d.direction} denied at the end of tier {step.tier.name}"
+        return f"{direction} denied at the end of tier {step.tier.name}"
     assert step.rule is not None
     verb = "allowed" if step.action == "Allow" else "denied"
-    return f"{d.direction} {verb} by {step.rule.provenance.describe()}{tier}"
+    return f"{direction} {verb} by {step.rule.provenance.describe()}, tier {step.tier.name}"
 
 
-def decision(v: Verdict) -> str:
+def decision(d: _Decision) -> str:
     """One line: allowed or denied, and by what in each direction that decides."""
-    if v.always:
-        return f"allowed ({v.always})"
-    parts = [t for t in (_direction_text(v.egress), _direction_text(v.ingress)) if t]
-    if v.allowed:
+    if d.always:
+        return f"allowed ({d.always})"
+    texts = [("egress", d.egress, _direction_text("egress", d.egress)),
+             ("ingress", d.ingress, _direction_text("ingress", d.ingress))]
+    if d.allowed:
+        parts = [t for _, _, t in texts if t]
         return "allowed (" + ("; ".join(parts) if parts else "no policy applies") + ")"
-    denied = [t for d, t in ((v.egress, _direction_text(v.egress)), (v.ingress, _direction_text(v.ingress)))
-              if d is not None and not d.allowed and t]
-    return "denied (" + "; ".join(denied) + ")"
+    return "denied (" + "; ".join(t for _, w, t in texts if w is not None and not w.allowed and t) + ")"
 
 
-def _deciders(v: Verdict, denying: bool = False) -> list[str]:
-    """The policies deciding each direction (only the denying directions with ``denying``)."""
-    return [p for d in (v.egress, v.ingress) if d is not None and not (denying and d.allowed) for p in d.decided_by]
+def _deciders(d: _Decision, denying: bool = False) -> list[str]:
+    """The policies deciding each direction (only the denying directions with ``denying``): the
+    deciding rule's policy, or those of the tier whose end denied."""
+    out: list[str] = []
+    for w in (d.egress, d.ingress):
+        if w is None or (denying and w.allowed):
+            continue
+        step = w.decided_by
+        if step is None:
+            continue
+        if step.policy is not None:
+            out.append(step.policy.ref)
+        elif step.kind == "end-of-tier" and step.tier is not None:
+            out += [p.ref for tier, pols in w.tiers if tier is step.tier for p in pols]
+    return out
 
 
-def _responsible(new: Verdict, old: Verdict) -> tuple[str, ...]:
+def _responsible(new: _Decision, old: _Decision) -> tuple[str, ...]:
     """Closed: what denies now. Opened: what allows now that did not decide before, else what
     denied before (a policy removed or narrowed)."""
     if not new.allowed:

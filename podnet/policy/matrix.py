@@ -21,8 +21,10 @@ hold the two equal.
 from __future__ import annotations
 
 import bisect
+import functools
 import ipaddress
 import json
+import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -140,8 +142,14 @@ def reference_matrix(state: ClusterState, ports: Sequence[int], protocols: Seque
 
 
 def set_bits(value: int) -> list[int]:
-    s = bin(value)[:1:-1]
-    return [i for i, ch in enumerate(s) if ch == "1"]
+    """The positions of the 1 bits, lowest first (``str.find`` skips the zeros at C speed)."""
+    text = bin(value)[:1:-1]
+    out = []
+    i = text.find("1")
+    while i >= 0:
+        out.append(i)
+        i = text.find("1", i + 1)
+    return out
 
 
 # --- the walk over bitsets -------------------------------------------------------------------
@@ -458,8 +466,15 @@ class _Build:
         self.by_subject = [r.local is not None or r.ip_version is not None for r in self.rules]
         self.named_ports = [any(pm.is_named for pm in (*(r.ports or ()), *r.not_ports)) for r in self.rules]
         self.named = [dict(eps[rep].named_ports) for rep in classes.reps]
+        # What a class-dependent rule's answer depends on: the class's named ports, its address
+        # family and which rule ends (Calico ``local`` entities) it belongs to.
+        self.local_bit = [0 if r.local is None else 1 << peers.ids[_peer_key(r.local)] for r in self.rules]
+        named_ids: dict[frozenset[tuple[tuple[str, str], int]], int] = {}
+        self.profile = [(named_ids.setdefault(frozenset(eps[rep].named_ports.items()), len(named_ids)),
+                         eps[rep].ip_version, peers.of_pod[rep]) for rep in classes.reps]
         self.tiers = {t.name: t for t in state.tiers}
         self._programs: dict[tuple[tuple[int, ...], str], Program] = {}
+        self._dependent: dict[tuple[int, str], tuple[tuple[int, ...], bool, bool, int]] = {}
 
     def program(self, cid: int, direction: str) -> Program:
         """The tiers that apply to class ``cid`` in ``direction``, each with its rule ids in
@@ -475,6 +490,21 @@ class _Build:
                 if direction in pol.isolates:
                     by_tier.setdefault(pol.tier, []).extend(self.rules_of[(p, direction)])
             hit = self._programs[key] = tuple((self.tiers[t], tuple(ids)) for t, ids in by_tier.items())
+        return hit
+
+    def dependent(self, base: Program, direction: str) -> tuple[tuple[int, ...], bool, bool, int]:
+        """A base program's class-dependent rules, and what they test: named ports (ingress),
+        the IP version, which rule ends (as a mask of peer bits)."""
+        slot = (id(base), direction)
+        hit = self._dependent.get(slot)
+        if hit is None:
+            ingress = direction == "ingress"
+            ids = [r for _, rule_ids in base for r in rule_ids
+                   if self.by_subject[r] or (ingress and self.named_ports[r])]
+            hit = self._dependent[slot] = (
+                tuple(ids), ingress and any(self.named_ports[r] for r in ids),
+                any(self.rules[r].ip_version is not None for r in ids),
+                functools.reduce(operator.or_, (self.local_bit[r] for r in ids), 0))
         return hit
 
 
@@ -558,30 +588,37 @@ def _rows_for(build: _Build, port: int | None, proto: str) -> tuple[int, ...]:
             return False
         return rule.ip_version is None or rule.ip_version == eps[classes.reps[cid]].ip_version
 
-    dependent: dict[tuple[int, str], frozenset[int]] = {}
+    answers: dict[tuple[object, ...], tuple[int, ...]] = {}
 
     def program_at(base: Program, cid: int, direction: str) -> tuple[TierProgram, ...]:
         """``base`` without the rules that cannot match this key at class ``cid``. Only rules
-        with named ports (at the destination) or a Calico rule's own end depend on the class,
-        so bases are filtered once per distinct answer of those rules."""
+        with named ports (at the destination) or a Calico rule's own end or IP version depend on
+        the class, and only through what they test (the class's named ports, family, membership
+        of those rule ends): their answer is computed once per distinct such profile, and the
+        base filtered once per distinct answer."""
         ingress = direction == "ingress"
         slot = (id(base), direction)
-        deps = dependent.get(slot)
-        if deps is None:
-            deps = dependent[slot] = frozenset(r for _, ids in base for r in ids
-                                               if build.by_subject[r] or (ingress and build.named_ports[r]))
-
-        def admits(r: int) -> bool:
-            if not ((pm[r] >> cid) & 1 if ingress else pm[r]):
-                return False
-            return not build.by_subject[r] or usable(r, cid)
-
-        key = (slot, tuple(sorted(r for r in deps if admits(r))))
+        deps = build.dependent(base, direction)
+        named_id, family, members = build.profile[cid]
+        profile = (slot, named_id if deps[1] else None, family if deps[2] else None, members & deps[3])
+        answer = answers.get(profile)
+        if answer is None:
+            answer = answers[profile] = tuple(r for r in deps[0] if admits(r, cid, ingress))
+        key = (slot, answer)
         hit = filtered.get(key)
         if hit is None:
-            hit = filtered[key] = tuple((tier, tuple((r, rules[r].action) for r in ids if admits(r)))
-                                        for tier, ids in base)
+            keep = set(answer)
+            hit = filtered[key] = tuple(
+                (tier, tuple((r, rules[r].action) for r in ids
+                             if (r in keep if build.by_subject[r] or (ingress and build.named_ports[r])
+                                 else bool(pm[r]))))
+                for tier, ids in base)
         return hit
+
+    def admits(r: int, cid: int, ingress: bool) -> bool:
+        if not ((pm[r] >> cid) & 1 if ingress else pm[r]):
+            return False
+        return not build.by_subject[r] or usable(r, cid)
 
     # ingress: destination classes grouped by their program, each program walked over sources.
     by_program: dict[tuple[TierProgram, ...], int] = {}
@@ -593,14 +630,26 @@ def _rows_for(build: _Build, port: int | None, proto: str) -> tuple[int, ...]:
             continue
         program = program_at(base, cid, "ingress")
         by_program[program] = by_program.get(program, 0) | classes.pods[cid]
-    in_t: dict[int, int] = {}
+    # Destination pods by the source classes they admit (many programs admit the same sources);
+    # each distinct set is transposed once, listed when it is small, else as "every source but
+    # these", so the transposition costs the smaller side.
+    by_sources: dict[int, int] = {}
     for program, dst_pods in by_program.items():
         sources = allowed_bits(walk_bits(program, lambda r: build.peers_c[r], universe), universe)
+        by_sources[sources] = by_sources.get(sources, 0) | dst_pods
+    in_t: dict[int, int] = {}
+    dense_pods = 0
+    not_in: dict[int, int] = {}
+    for sources, dst_pods in by_sources.items():
         if sources == universe:
             always_in |= dst_pods
-            continue
-        for s in set_bits(sources):
-            in_t[s] = in_t.get(s, 0) | dst_pods
+        elif 2 * sources.bit_count() > classes.count:
+            dense_pods |= dst_pods
+            for s in set_bits(universe & ~sources):
+                not_in[s] = not_in.get(s, 0) | dst_pods
+        else:
+            for s in set_bits(sources):
+                in_t[s] = in_t.get(s, 0) | dst_pods
     # egress: each source class's program, walked over destination classes.
     expand_cache: dict[int, int] = {}
 
@@ -627,6 +676,7 @@ def _rows_for(build: _Build, port: int | None, proto: str) -> tuple[int, ...]:
                 e_pods = eg_cache[program] = expand(dests)
         else:
             e_pods = all_pods
-        class_row.append(e_pods & (always_in | in_t.get(cid, 0)))
+        admitted = always_in | in_t.get(cid, 0) | (dense_pods & ~not_in.get(cid, 0))
+        class_row.append(e_pods & admitted)
     extra = _always(eps)
     return tuple(class_row[classes.of_pod[i]] | extra[i] for i in range(n))

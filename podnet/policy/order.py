@@ -29,10 +29,11 @@ TIER_ALIASES: Mapping[str, str] = {"adminnetworkpolicy": ADMIN_TIER, "baselinead
 TierAction = Literal["Deny", "Pass"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TierInfo:
     """One tier as the walk needs it. ``defined`` is False for a tier a policy names that no
-    Tier object defines (it sorts after the defined ones and denies at its end)."""
+    Tier object defines (it sorts after the defined ones and denies at its end). A state has one
+    value per tier, so identity is equality (and hashing, in the matrix's programs, is cheap)."""
 
     name: str
     order: float | None
