@@ -64,13 +64,18 @@ class FieldProblem:
 
 
 class ValidationError(PodnetError):
-    """A manifest (or several) failed validation; nothing was applied."""
+    """A manifest (or several) failed validation; ``outcome`` says what that meant (nothing was
+    applied), or is None where nothing was being applied (reading files for lint)."""
 
-    def __init__(self, problems: Sequence[FieldProblem]) -> None:
+    def __init__(self, problems: Sequence[FieldProblem], outcome: str | None = "nothing was applied") -> None:
         self.problems = list(problems)
+        self.outcome = outcome
         count = len(self.problems)
-        head = f"{count} error{'s' if count != 1 else ''} found; nothing was applied"
+        head = f"{count} error{'s' if count != 1 else ''} found" + (f"; {outcome}" if outcome else "")
         super().__init__(head + "\n" + "\n".join(f"  {p}" for p in self.problems))
+
+    def with_outcome(self, outcome: str | None) -> ValidationError:
+        return ValidationError(self.problems, outcome)
 
     def __str__(self) -> str:
         return self.message

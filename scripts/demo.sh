@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The S1 scenario of SCENARIOS.md (seeds/002 §6.9.1), end to end, on an emulated 3-node cluster:
+# The S1 scenario of docs/scenarios.md, end to end, on an emulated 3-node cluster:
 # a web Deployment and two busybox clients; both fetch the page; then a NetworkPolicy lets only
 # client1 in on TCP 80, and podnet explains why client2 is refused.
 set -uo pipefail

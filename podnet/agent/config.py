@@ -19,6 +19,7 @@ class AgentConfig:
     keep_pods: bool = False  # leave the pods running when the agent stops
     mtu: int = 0  # 0: the routing plan's pod MTU
     host_network: bool = False  # the machine itself is the node (see agent/guard.py)
+    backoff_base: float = 10.0  # the first container restart back-off (the kubelet's 10 s)
 
 
 @dataclass(frozen=True)

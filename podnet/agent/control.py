@@ -1,23 +1,24 @@
-"""The control plane (``podnet controllers``): Deployments → Pods, the scheduler, and IPAM leak
-collection, each a pure planner in ``podnet.controllers`` applied to the store here, one pass
-per snapshot on the loop runner."""
+"""The control plane (``podnet controllers``): Deployments → ReplicaSets → Pods (see
+``apps_control``), the scheduler, and IPAM leak collection, each a pure planner in
+``podnet.controllers`` applied to the store here, one pass per snapshot on the loop runner."""
 from __future__ import annotations
 
 import threading
 import time
 from typing import Any, Callable
 
-from podnet.controllers import deployments, ipamgc, scheduler
-from podnet.errors import AlreadyExists, Conflict, NotFound, PodnetError
+from podnet.controllers import ipamgc, scheduler
+from podnet.errors import Conflict, NotFound
 from podnet.ipam.allocator import IPAM
 from podnet.ipam.blocks import LeakTracker
-from podnet.model.apps import Deployment
 from podnet.model.core import Node, Pod
 from podnet.store.open import open_store
 
+from .apps_control import AppsController
 from .config import ControllersConfig
 from .core import Agent
 from .runner import loop_logger
+from .service_control import ServiceController
 
 LOOP = "controllers"
 log = loop_logger(LOOP)
@@ -33,33 +34,21 @@ class ControlLoop:
         self.gc_every = gc_every
         self.clock = clock
         self._last_gc = -1e9
+        self.apps = AppsController(store)
+        self.services = ServiceController(store)
 
     def reconcile(self, snap: Any) -> None:
         pods = list(snap.of(Pod))
-        deps = list(snap.of(Deployment))
-        for dep in deps:
-            p = deployments.plan(dep, pods)
-            for pod in p.create:
-                try:
-                    self.store.create(pod)
-                except (AlreadyExists, NotFound):
-                    pass
-            for pod in p.delete:
-                self.store.delete(Pod, pod.name, pod.namespace)
-            if (dep.status or {}) != {**(dep.status or {}), **p.status}:
-                data = dep.to_dict()
-                data["status"] = {**(dep.status or {}), **p.status}
-                try:
-                    self.store.update_status(Deployment.model_validate(data))
-                except PodnetError:
-                    pass
-        for pod in deployments.orphans(pods, deps):
-            self.store.delete(Pod, pod.name, pod.namespace)
+        self.apps.reconcile(snap)
         for pod, node in scheduler.schedule(pods, list(snap.of(Node))):
             try:
                 self.store.update(scheduler.bind(pod, node), check_version=True)
             except (Conflict, NotFound):
-                pass  # changed or deleted meanwhile: the next pass decides again
+                continue  # changed or deleted meanwhile: the next pass decides again
+            self.apps.scheduler_events.record(pod, "Normal", "Scheduled",
+                                              f"Successfully assigned {pod.namespace or 'default'}/{pod.name} to {node}")
+        self.apps.gc_terminating(pods, list(snap.of(Node)))
+        self.services.reconcile(snap)
         if self.clock() - self._last_gc >= self.gc_every:
             self._last_gc = self.clock()
             self.collect_ipam_leaks()

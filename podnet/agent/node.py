@@ -78,7 +78,8 @@ def run_node(config: AgentConfig, stop: threading.Event) -> None:
     with open(conf_path) as f:
         conflist = json.load(f)
     server = CniServer(conflist["plugins"][0]["agentSocket"], Handler(lambda conf: store.kv, node)).start()
-    runner = PodRunner(store, node, sd, CniRuntime(conflist, bin_dirs=(bin_dir,)), ensure_podbin(podbin_dir(sd)))
+    runner = PodRunner(store, node, sd, CniRuntime(conflist, bin_dirs=(bin_dir,)), ensure_podbin(podbin_dir(sd)),
+                       backoff_base=config.backoff_base)
     reporter = NodeStatusReporter(store, node)
     loop = Agent(store, node, [reporter, runner], resync=config.resync, stop=stop)
     ready = os.path.join(node_dir, "agent.ready")

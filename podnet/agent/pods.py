@@ -2,10 +2,19 @@
 
 For every Pod bound to this node: create its network namespace, call the CNI plugin exactly as
 a runtime does, start each container as a process inside the namespace (PIDs recorded on
-disk), report status (phase, podIP, hostIP, ready, restarts), restart crashed containers with
-back-off, and on delete stop the processes by PID, call CNI DEL and remove the namespace.
-State survives an agent restart: recorded processes that are still the same process (PID
-plus start time) are adopted, not restarted.
+disk) with the environment a kubelet gives it, run its probes (``agent/prober.py``) and report
+status (phase, conditions, container states, readiness, restarts), restart exited or unhealthy
+containers per restartPolicy with the kubelet's back-off, and write Events.
+
+A pod marked for deletion is terminated in its own thread, as the kubelet does: preStop hooks,
+SIGTERM, SIGKILL when the grace period ends (readiness is still probed and reported meanwhile),
+then CNI DEL (the address is released only now that the processes are gone), the namespace
+removed, and the Pod deleted from the store with grace period 0. A pod removed from the store
+outright (``--force``) is stopped the same way without preStop, with a 2 s grace.
+
+State survives an agent restart: recorded processes that are still the same process (PID plus
+start time) are adopted, not restarted; a pod whose termination was under way is terminated
+again with what is left of its grace period.
 """
 from __future__ import annotations
 
@@ -13,25 +22,35 @@ import hashlib
 import logging
 import os
 import shutil
+import signal
 import subprocess
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from podnet.errors import PodnetError
 from podnet.kernel import netns
-from podnet.model.core import Node, Pod
+from podnet.model.core import Container, Node, Pod, PodStatus, Service
+from podnet.model.probes import LifecycleHandler
+from podnet.workloads.env import ContainerConfigError, PodFacts, container_env, expand
 from podnet.workloads.images import UnknownImage, launch_for
 from podnet.workloads.records import (ContainerState, LocalPod, load_pods, pod_dir, pods_dir, proc_start_time,
                                       record_path, sandbox_owner, save_pod, stop_recorded)
 
+from . import probes
 from .cnicall import CniRuntime
+from .events import EventRecorder
+from .podstatus import Probed, pod_status, running, terminated_state
+from .prober import ProbeManager
 
 log = logging.getLogger("podnet.agent.pods")
-STOP_GRACE = 2.0
+STOP_GRACE = 2.0  # the kubelet's minimum grace after SIGTERM (and the agent's own stop)
 START_WORKERS = 8
-MAX_BACKOFF = 10.0
 UID_CHARS = 12  # 48 random bits of the pod's uid in its namespace name
+Key = tuple[str, str]
 
 
 def pod_netns_name(node: str, namespace: str, name: str, uid: str) -> str:
@@ -57,20 +76,56 @@ def now_rfc3339() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _parse_time(text: str) -> float:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+
+
+def _key(pod: Pod) -> Key:
+    return (pod.namespace or "default", pod.name)
+
+
+def exit_code(returncode: int) -> int:
+    """A runtime's exit code: 128 + signal for a process a signal ended."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+@dataclass
+class _Termination:
+    """One pod being stopped: ``deadline`` (wall clock) may only move earlier."""
+
+    lp: LocalPod
+    pod: Pod | None
+    deadline: float
+    pre_stop: bool
+    finalize: bool
+    thread: threading.Thread | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
 class PodRunner:
     """Reconciles this node's pods; ``reconcile(snapshot)`` is called by the agent loop."""
 
     def __init__(self, store: Any, node: str, state_dir: str, cni: CniRuntime, podbin: str,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, backoff_base: float = 10.0) -> None:
         self.store = store
         self.node = node
         self.state_dir = state_dir
         self.cni = cni
         self.podbin = podbin
         self.clock = clock
-        self.local: dict[tuple[str, str], LocalPod] = {}
+        self.backoff_base, self.backoff_max = backoff_base, backoff_base * 30  # 10 s doubling to 5 min
+        self.local: dict[Key, LocalPod] = {}
         self.children: dict[int, subprocess.Popen[bytes]] = {}
-        self.retry_at: dict[tuple[str, str], float] = {}
+        self.retry_at: dict[Key, float] = {}
+        self.pods: dict[Key, Pod] = {}
+        self.jobs: dict[Key, _Termination] = {}
+        self.host_ip: str | None = None
+        self.services: tuple[Service, ...] = ()
+        self.lock = threading.RLock()
+        self.events = EventRecorder(store, "kubelet", node)
+        self.prober = ProbeManager(self._probe_changed, self._probe_failed, self._probe_unhealthy)
+        self._probed: set[Key] = set()
+        self._written: dict[Key, dict[str, Any]] = {}
         os.makedirs(pods_dir(state_dir, node), exist_ok=True)
         self._load()
 
@@ -89,32 +144,45 @@ class PodRunner:
     # ---- the loop ----------------------------------------------------------------------------
 
     def reconcile(self, snapshot: Any) -> None:
-        """Tear down pods that are gone (or whose start a crash interrupted), start new ones,
-        supervise and report the rest. A failure with one pod is logged and does not keep
-        the others from being handled."""
-        desired = {(p.namespace or "default", p.name): p for p in snapshot.of(Pod)
-                   if p.spec.node_name == self.node and not p.metadata.deletion_timestamp}
-        for key, lp in list(self.local.items()):
-            pod = desired.get(key)
-            # "Pending" is only ever on disk: a start that had not finished when the agent died.
-            # A sandbox that is gone (a reboot emptied /run, or `ip netns del`) is started afresh.
-            if (pod is None or (pod.metadata.uid or "") != lp.uid or lp.phase == "Pending"
-                    or (lp.netns and not netns.exists(lp.netns))):
-                self._guarded(f"teardown of {lp.namespace}/{lp.name}", self.teardown, lp)
-        host_ip = self._host_ip(snapshot)
-        new = [pod for key, pod in desired.items()
-               if key not in self.local and self.clock() >= self.retry_at.get(key, 0)]
+        """Terminate pods that are being deleted or are gone, tear down what a crash left
+        half-made, start new pods, supervise and report the rest. A failure with one pod is
+        logged and does not keep the others from being handled."""
+        with self.lock:
+            self.host_ip = self._host_ip(snapshot)
+            self.services = tuple(snapshot.of(Service))
+            mine = {_key(p): p for p in snapshot.of(Pod) if p.spec.node_name == self.node}
+            self.pods = mine
+            for key, lp in list(self.local.items()):
+                pod = mine.get(key)
+                if key in self.jobs:
+                    self._shorten(self.jobs[key], pod if pod is not None and pod.metadata.uid == lp.uid else None)
+                elif pod is None or (pod.metadata.uid or "") != lp.uid:
+                    self._terminate(lp, None)  # removed outright (--force): no preStop, 2 s grace
+                elif lp.phase == "Pending" or (lp.netns and not netns.exists(lp.netns)):
+                    # "Pending" is only ever on disk: a start that had not finished when the agent
+                    # died. A sandbox that is gone (a reboot emptied /run, or `ip netns del`) is
+                    # started afresh.
+                    self._guarded(f"teardown of {lp.namespace}/{lp.name}", self.teardown, lp)
+                elif pod.metadata.deletion_timestamp:
+                    self._terminate(lp, pod)
+            for key, pod in mine.items():
+                if pod.metadata.deletion_timestamp and key not in self.local and key not in self.jobs:
+                    self._guarded(f"removal of {key[0]}/{key[1]}", self._finalize, pod)
+            busy = set(self.local) | set(self.jobs)
+            new = [p for k, p in mine.items() if k not in busy and not p.metadata.deletion_timestamp
+                   and self.clock() >= self.retry_at.get(k, 0)]
         if len(new) > 1:  # CNI ADD and process start are mostly waiting: overlap them
-            from concurrent.futures import ThreadPoolExecutor
             with ThreadPoolExecutor(min(START_WORKERS, len(new))) as pool:
-                list(pool.map(lambda p: self._start_and_report(p, host_ip), new))
+                list(pool.map(self._start_and_report, new))
         elif new:
-            self._start_and_report(new[0], host_ip)
-        started = {(p.namespace or "default", p.name) for p in new}
-        for key, pod in desired.items():
-            lp = self.local.get(key)
-            if lp is not None and key not in started:
-                self._guarded(f"supervision of {lp.namespace}/{lp.name}", self._supervise_and_report, pod, lp, host_ip)
+            self._start_and_report(new[0])
+        started = {_key(p) for p in new}
+        with self.lock:
+            for key, pod in mine.items():
+                known = self.local.get(key)
+                if known is not None and key not in started and key not in self.jobs:
+                    self._guarded(f"supervision of {key[0]}/{key[1]}", self._supervise_and_report, pod, known)
+        self.events.flush()
 
     @staticmethod
     def _guarded(what: str, fn: Callable[..., Any], *args: Any) -> None:
@@ -123,23 +191,23 @@ class PodRunner:
         except Exception:
             log.exception("%s failed", what)
 
-    def _supervise_and_report(self, pod: Pod, lp: LocalPod, host_ip: str | None) -> None:
+    def _supervise_and_report(self, pod: Pod, lp: LocalPod) -> None:
+        if lp.key not in self._probed:
+            self._register_probes(pod, lp)
         self.supervise(lp)
-        self._report(pod, lp, host_ip)
+        self._report(lp)
 
-    def _start_and_report(self, pod: Pod, host_ip: str | None) -> None:
+    def _start_and_report(self, pod: Pod) -> None:
         def run() -> None:
             lp = self.start(pod)
             if lp is not None:
-                self._report(pod, lp, host_ip)
+                with self.lock:
+                    self._report(lp)
         self._guarded(f"start of {pod.namespace or 'default'}/{pod.name}", run)
 
     def _host_ip(self, snapshot: Any) -> str | None:
         node = snapshot.get(Node, self.node)
-        for a in (node.status.addresses or []) if node and node.status else []:
-            if a.type == "InternalIP":
-                return a.address
-        return None
+        return node.internal_ip if node is not None else None
 
     # ---- start -------------------------------------------------------------------------------
 
@@ -156,7 +224,8 @@ class PodRunner:
             launches = [(c, launch_for(pod, c, self.podbin)) for c in pod.spec.containers]
         except UnknownImage as exc:
             lp.phase, lp.reason, lp.message = "Failed", "UnknownImage", str(exc)
-            self.local[lp.key] = lp
+            with self.lock:
+                self.local[lp.key] = lp
             self._save(lp)
             return lp
         lp.netns = pod_netns_name(self.node, ns, pod.name, uid)
@@ -164,10 +233,13 @@ class PodRunner:
         try:
             self._make_sandbox(lp)
             lp.cni_result = self.cni.call("ADD", lp.sandbox, netns.path(lp.netns), "eth0", args=self._cni_args(lp))
+            facts = PodFacts(lp.ip or "", self.host_ip or "")
             for c, launch in launches:
                 st = ContainerState(c.name, c.image or "", list(launch.argv), dict(launch.env))
                 lp.containers.append(st)
-                self._spawn(lp, st)
+                self._configure(pod, c, st, facts)
+                if not st.waiting_reason:
+                    self._spawn(lp, st)
                 self._save(lp)
         except Exception as exc:
             log.warning("pod %s/%s: start failed, undone: %s", ns, pod.name, exc)
@@ -177,9 +249,28 @@ class PodRunner:
             return None
         self.retry_at.pop(lp.key, None)
         lp.phase = "Running"
-        self.local[lp.key] = lp
-        self._save(lp)
+        with self.lock:
+            self.local[lp.key] = lp
+            self._save(lp)
+            self._register_probes(pod, lp, adopt=False)
+            for c in pod.spec.containers:
+                made = lp.container(c.name)
+                if made is not None and made.pid:
+                    self._started(pod, lp, made, c)
         return lp
+
+    def _configure(self, pod: Pod, c: Container, st: ContainerState, facts: PodFacts) -> None:
+        """The container's environment (and ``$(VAR)`` in its command), or why it has none."""
+        try:
+            env = container_env(pod, c, self.services, facts)
+        except ContainerConfigError as exc:
+            if st.waiting_reason != "CreateContainerConfigError":
+                self.events.record(pod, "Warning", "Failed", f"Error: {exc.message}", _field(c.name))
+            st.waiting_reason, st.waiting_message = "CreateContainerConfigError", exc.message
+            return
+        st.waiting_reason = st.waiting_message = ""
+        st.argv = [expand(a, env) for a in st.argv]
+        st.env = {**env, **st.env}
 
     def _make_sandbox(self, lp: LocalPod) -> None:
         """The pod's namespace, replacing a half-made one of this same pod, never anyone else's."""
@@ -200,121 +291,301 @@ class PodRunner:
         return {"IgnoreUnknown": "1", "K8S_POD_NAMESPACE": lp.namespace, "K8S_POD_NAME": lp.name,
                 "K8S_POD_INFRA_CONTAINER_ID": lp.sandbox, "K8S_POD_UID": lp.uid}
 
+    def _logdir(self, lp: LocalPod) -> str:
+        return pod_dir(self.state_dir, self.node, lp.namespace, lp.name)
+
     def _spawn(self, lp: LocalPod, st: ContainerState) -> None:
-        logdir = pod_dir(self.state_dir, self.node, lp.namespace, lp.name)
+        logdir = self._logdir(lp)
         os.makedirs(logdir, exist_ok=True)
         with open(os.path.join(logdir, f"{st.name}.log"), "ab") as out:
             proc = netns.popen_in(lp.netns, st.argv, stdin=subprocess.DEVNULL, stdout=out,
                                   stderr=subprocess.STDOUT, start_new_session=True, cwd=logdir,
-                                  env={**st.env, "POD_IP": lp.ip or ""})
-        self.children[proc.pid] = proc
+                                  env=self._process_env(lp, st))
+        with self.lock:
+            self.children[proc.pid] = proc
         st.pid = proc.pid
         st.start_ticks = proc_start_time(proc.pid) or 0
         st.started_at = now_rfc3339()
         st.finished = False
 
+    @staticmethod
+    def _process_env(lp: LocalPod, st: ContainerState) -> dict[str, str]:
+        return {"POD_IP": lp.ip or "", **st.env}
+
+    def _target(self, lp: LocalPod, st: ContainerState, c: Container) -> probes.Target:
+        ports = {p.name: p.container_port for p in c.ports or [] if p.name}
+        return probes.Target(lp.ip or "", lp.netns, self._process_env(lp, st), self._logdir(lp), ports)
+
+    def _started(self, pod: Pod, lp: LocalPod, st: ContainerState, c: Container) -> None:
+        """A container process runs: events, probes from the start, postStart hook."""
+        where = _field(c.name)
+        self.events.record(pod, "Normal", "Pulled", f'Container image "{c.image}" already present on machine', where)
+        self.events.record(pod, "Normal", "Created", f"Created container {c.name}", where)
+        self.events.record(pod, "Normal", "Started", f"Started container {c.name}", where)
+        self.prober.container_started(lp.key, c.name, self._target(lp, st, c))
+        hook = c.lifecycle.post_start if c.lifecycle else None
+        if hook is not None:
+            threading.Thread(target=self._post_start, args=(pod, lp, st, c, hook), daemon=True).start()
+
+    def _post_start(self, pod: Pod, lp: LocalPod, st: ContainerState, c: Container, hook: LifecycleHandler) -> None:
+        pid = st.pid
+        result = probes.run(hook.handler, self._target(lp, st, c), float(pod.spec.grace_period or STOP_GRACE))
+        if not result.ok and st.pid == pid:
+            self.events.record(pod, "Warning", "FailedPostStartHook", result.message, _field(c.name))
+            self._kill_async(pod, lp, st, c, float(pod.spec.grace_period))
+
+    def _register_probes(self, pod: Pod, lp: LocalPod, adopt: bool = True) -> None:
+        for c in pod.spec.containers:
+            self.prober.set_probes(lp.key, c.name, {"readiness": c.readiness_probe, "liveness": c.liveness_probe,
+                                                    "startup": c.startup_probe})
+            st = lp.container(c.name)
+            if adopt and st is not None and self._alive(st):  # adopted after an agent restart
+                self.prober.container_started(lp.key, c.name, self._target(lp, st, c))
+        self._probed.add(lp.key)
+
     # ---- supervise -----------------------------------------------------------------------------
 
     def _alive(self, st: ContainerState) -> bool:
-        child = self.children.get(st.pid)
-        if child is not None:
-            if child.poll() is None:
-                return True
-            st.last_exit = child.returncode
-            del self.children[st.pid]
-            return False
+        with self.lock:
+            child = self.children.get(st.pid)
+            if child is not None:
+                if child.poll() is None:
+                    return True
+                st.last_exit = exit_code(child.returncode)
+                del self.children[st.pid]
+                return False
         return st.pid > 0 and proc_start_time(st.pid) == st.start_ticks  # adopted after a restart
 
+    def _note_exit(self, lp: LocalPod, st: ContainerState) -> None:
+        st.exited_at = self.clock()
+        st.finished_at = now_rfc3339()
+        st.last_terminated = terminated_state(st)
+        self.prober.container_stopped(lp.key, st.name)
+
     def supervise(self, lp: LocalPod) -> None:
-        """Restart exited containers per restartPolicy, with exponential back-off."""
+        """Restart exited containers per restartPolicy, with the kubelet's back-off: the first
+        restart at once, then 10 s doubling up to 5 min (reset after 10 min without a crash)."""
         if lp.phase in ("Failed", "Succeeded") or not lp.netns:
             return
+        pod = self.pods.get(lp.key)
         changed = False
         for st in lp.containers:
+            c = next((c for c in pod.spec.containers if c.name == st.name), None) if pod else None
+            if st.waiting_reason and pod is not None and c is not None:
+                self._configure(pod, c, st, PodFacts(lp.ip or "", self.host_ip or ""))
+                if not st.waiting_reason:
+                    self._spawn(lp, st)
+                    self._started(pod, lp, st, c)
+                    changed = True
+                continue
             if st.finished or st.pid == 0 or self._alive(st):
                 continue
             if st.exited_at == 0:
-                st.exited_at = self.clock()
+                self._note_exit(lp, st)
                 changed = True
             restart = lp.restart_policy == "Always" or (lp.restart_policy == "OnFailure" and st.last_exit != 0)
             if not restart:
                 st.finished, st.pid = True, 0
                 changed = True
                 continue
-            backoff = min(MAX_BACKOFF, 0.5 * (2 ** st.restarts))
-            if self.clock() - st.exited_at >= backoff:
-                st.restarts += 1
-                st.exited_at = 0
-                self._spawn(lp, st)
-                changed = True
+            if self._in_backoff(st):
+                continue
+            self._next_backoff(st)
+            st.restarts += 1
+            st.exited_at = 0
+            self._spawn(lp, st)
+            if pod is not None and c is not None:
+                self._started(pod, lp, st, c)
+            changed = True
         if lp.containers and all(st.finished for st in lp.containers):
             lp.phase = "Succeeded" if all(st.last_exit == 0 for st in lp.containers) else "Failed"
             changed = True
         if changed:
             self._save(lp)
 
+    def _in_backoff(self, st: ContainerState) -> bool:
+        if not st.backoff_at or st.exited_at - st.backoff_at > 2 * self.backoff_max:
+            return False
+        return self.clock() - st.exited_at < st.backoff
+
+    def _next_backoff(self, st: ContainerState) -> None:
+        if not st.backoff_at or st.exited_at - st.backoff_at > 2 * self.backoff_max:
+            st.backoff = self.backoff_base
+        else:
+            st.backoff = min(st.backoff * 2, self.backoff_max)
+        st.backoff_at = self.clock()
+
     # ---- status --------------------------------------------------------------------------------
 
     def status_for(self, lp: LocalPod, host_ip: str | None) -> dict[str, Any]:
-        cs = []
+        probed = {}
         for st in lp.containers:
-            running = st.pid > 0 and not st.finished and st.exited_at == 0
-            if running:
-                state: dict[str, Any] = {"running": {"startedAt": st.started_at}}
-            elif st.finished:
-                state = {"terminated": {"exitCode": st.last_exit if st.last_exit is not None else -1,
-                                        "reason": "Completed" if st.last_exit == 0 else "Error"}}
-            else:
-                state = {"waiting": {"reason": "CrashLoopBackOff",
-                                     "message": f"last exit code {st.last_exit}"}}
-            cs.append({"name": st.name, "ready": running, "restartCount": st.restarts, "image": st.image,
-                       "imageID": "", "containerID": f"podnet://{lp.sandbox[:12]}-{st.name}",
-                       "started": running, "state": state})
-        ready = bool(cs) and all(c["ready"] for c in cs) and lp.phase == "Running"
-        status: dict[str, Any] = {"phase": lp.phase, "startTime": lp.start_time,
-                                  "conditions": [{"type": "Ready", "status": "True" if ready else "False"},
-                                                 {"type": "ContainersReady", "status": "True" if ready else "False"},
-                                                 {"type": "PodScheduled", "status": "True"}]}
-        if lp.message:
-            status["message"], status["reason"] = lp.message, lp.reason
-        if lp.ip:
-            status["podIP"], status["podIPs"] = lp.ip, [{"ip": lp.ip}]
-        if host_ip:
-            status["hostIP"], status["hostIPs"] = host_ip, [{"ip": host_ip}]
-        if cs:
-            status["containerStatuses"] = cs
-        return status
+            ready, started = (self.prober.result(lp.key, st.name, k) for k in ("readiness", "startup"))
+            probed[st.name] = Probed(ready=ready is not False, started=started is not False)
+        return pod_status(lp, probed, host_ip, now_rfc3339(), lp.conditions)
 
-    def _report(self, pod: Pod, lp: LocalPod, host_ip: str | None) -> None:
-        status = self.status_for(lp, host_ip)
-        if pod.to_dict().get("status") == status:
+    def _report(self, lp: LocalPod) -> None:
+        """Write the pod's status if it changed (under ``lock``)."""
+        pod = self.pods.get(lp.key)
+        if pod is None or (pod.metadata.uid or "") != lp.uid:
             return
-        self._write_status(pod, status)
+        if not lp.conditions:  # after an agent restart: keep the transition times already reported
+            lp.conditions = list(pod.status.conditions or [])
+        status = self.status_for(lp, self.host_ip)
+        lp.conditions = status["conditions"]
+        if self._written.get(lp.key) == status:
+            return
+        if pod.to_dict().get("status") != status:
+            self._write_status(pod, status)
+        self._written[lp.key] = status
 
     def _set_pending(self, pod: Pod, message: str) -> None:
         self._write_status(pod, {"phase": "Pending", "reason": "SandboxFailed", "message": message,
                                  "conditions": [{"type": "PodScheduled", "status": "True"}]})
 
     def _write_status(self, pod: Pod, status: dict[str, Any]) -> None:
-        data = pod.to_dict()
-        data["status"] = status
         try:
-            self.store.update_status(Pod.model_validate(data))
+            self.store.update_status(pod.model_copy(update={"status": PodStatus.model_validate(status)}))
         except PodnetError as exc:  # deleted meanwhile: the next pass tears it down
             log.info("status of %s/%s not written: %s", pod.namespace, pod.name, exc)
 
+    # ---- probes' news --------------------------------------------------------------------------
+
+    def _probe_changed(self, key: Key) -> None:
+        with self.lock:
+            lp = self.local.get(key)
+            if lp is not None:
+                self._report(lp)
+
+    def _probe_failed(self, key: Key, container: str, kind: str, message: str) -> None:
+        pod = self.pods.get(key)
+        if pod is not None:
+            self.events.record(pod, "Warning", "Unhealthy", f"{kind.title()} probe failed: {message}",
+                               _field(container))
+
+    def _probe_unhealthy(self, key: Key, container: str, kind: str) -> None:
+        with self.lock:
+            pod, lp = self.pods.get(key), self.local.get(key)
+            if pod is None or lp is None or key in self.jobs:
+                return
+            st = lp.container(container)
+            c = next((c for c in pod.spec.containers if c.name == container), None)
+        if st is None or c is None:
+            return
+        probe = c.liveness_probe if kind == "liveness" else c.startup_probe
+        grace = (probe.termination_grace_period_seconds if probe else None) or pod.spec.grace_period
+        self.events.record(pod, "Normal", "Killing", f"Container {container} failed {kind} probe, will be restarted",
+                           _field(container))
+        self._kill_async(pod, lp, st, c, float(grace))
+
+    def _kill_async(self, pod: Pod, lp: LocalPod, st: ContainerState, c: Container, grace: float) -> None:
+        deadline = self.clock() + grace
+        threading.Thread(target=self._kill_container, args=(pod, lp, st, c, lambda: deadline, True),
+                         name=f"kill-{lp.name}-{c.name}", daemon=True).start()
+
+    # ---- stopping containers -------------------------------------------------------------------
+
+    def _kill_container(self, pod: Pod | None, lp: LocalPod, st: ContainerState, c: Container | None,
+                        deadline: Callable[[], float], pre_stop: bool) -> None:
+        """preStop (within the grace period), SIGTERM, SIGKILL once the grace period (at least
+        2 s after SIGTERM) is over; returns when the process is gone."""
+        pid = st.pid
+
+        def alive() -> bool:  # this run of the container (a restart has another pid)
+            return st.pid == pid and self._alive(st)
+
+        if pid <= 0 or not alive():
+            return
+        hook = c.lifecycle.pre_stop if c is not None and c.lifecycle else None
+        if pre_stop and hook is not None and pod is not None and c is not None:
+            result = probes.run(hook.handler, self._target(lp, st, c), max(0.0, deadline() - self.clock()))
+            if not result.ok:
+                self.events.record(pod, "Warning", "FailedPreStopHook",
+                                   f"PreStopHook failed: {result.message}".strip(), _field(st.name))
+        _signal(pid, signal.SIGTERM)
+        floor = self.clock() + STOP_GRACE
+        while alive() and self.clock() < max(deadline(), floor):
+            time.sleep(0.02)
+        if alive():
+            _signal(pid, signal.SIGKILL)
+            while alive():
+                time.sleep(0.01)
+
+    # ---- termination ---------------------------------------------------------------------------
+
+    def _terminate(self, lp: LocalPod, pod: Pod | None) -> None:
+        """Start stopping ``lp`` in its own thread (under ``lock``)."""
+        if pod is not None and pod.metadata.deletion_timestamp:
+            deadline = _parse_time(pod.metadata.deletion_timestamp)
+        else:
+            deadline = self.clock() + STOP_GRACE
+        job = _Termination(lp, pod, deadline, pre_stop=pod is not None, finalize=pod is not None)
+        self.jobs[lp.key] = job
+        self.prober.terminating(lp.key)
+        if pod is not None:
+            for st in lp.containers:
+                if running(st):
+                    self.events.record(pod, "Normal", "Killing", f"Stopping container {st.name}", _field(st.name))
+        job.thread = threading.Thread(target=self._run_termination, args=(job,), name=f"stop-{lp.name}",
+                                      daemon=True)
+        job.thread.start()
+
+    def _shorten(self, job: _Termination, pod: Pod | None) -> None:
+        if pod is None:
+            job.deadline = min(job.deadline, self.clock() + STOP_GRACE)
+            job.finalize = False
+        elif pod.metadata.deletion_timestamp:
+            job.deadline = min(job.deadline, _parse_time(pod.metadata.deletion_timestamp))
+            job.pod = pod
+
+    def _run_termination(self, job: _Termination) -> None:
+        lp = job.lp
+        try:
+            spec = {c.name: c for c in job.pod.spec.containers} if job.pod else {}
+            workers = [threading.Thread(target=self._stop_one, args=(job, st, spec.get(st.name)), daemon=True)
+                       for st in lp.containers]
+            for t in workers:
+                t.start()
+            for t in workers:
+                t.join()
+            with self.lock:
+                self._report(lp)
+            self.teardown(lp)
+            if job.finalize and job.pod is not None:
+                self._finalize(job.pod)
+        except Exception:
+            log.exception("termination of %s/%s failed", lp.namespace, lp.name)
+        finally:
+            with self.lock:
+                self.jobs.pop(lp.key, None)
+            job.done.set()
+
+    def _stop_one(self, job: _Termination, st: ContainerState, c: Container | None) -> None:
+        self._kill_container(job.pod, job.lp, st, c, lambda: job.deadline, job.pre_stop)
+        with self.lock:
+            if st.pid and not st.finished:
+                self._note_exit(job.lp, st)
+                st.finished, st.pid = True, 0
+                self._report(job.lp)
+
+    def _finalize(self, pod: Pod) -> None:
+        """The pod's processes and address are gone: remove it from the store (grace 0)."""
+        try:
+            self.store.delete(Pod, pod.name, pod.namespace, grace_period_seconds=0, uid=pod.metadata.uid)
+        except PodnetError as exc:
+            log.warning("pod %s/%s not removed from the store: %s", pod.namespace, pod.name, exc)
+
     # ---- teardown ------------------------------------------------------------------------------
 
-    def _stop_processes(self, lp: LocalPod) -> None:
-        self._stop_all([lp])
-
-    def _stop_all(self, lps: list[LocalPod]) -> None:
+    def _stop_all(self, lps: Iterable[LocalPod]) -> None:
         """SIGTERM every container of ``lps`` at once, one grace period, then SIGKILL; our own
         children are reaped."""
+        lps = list(lps)
         stop_recorded(lps, STOP_GRACE)
         for lp in lps:
             for st in lp.containers:
-                child = self.children.pop(st.pid, None)
+                with self.lock:
+                    child = self.children.pop(st.pid, None)
                 if child is not None:
                     child.wait(timeout=5)
                 st.pid = 0
@@ -332,21 +603,44 @@ class PodRunner:
     def teardown(self, lp: LocalPod) -> None:
         """Stop processes by PID, CNI DEL, remove the namespace if it is this pod's, forget the
         pod. Idempotent."""
-        self._stop_processes(lp)
+        self._stop_all([lp])
         self._cni_del(lp)
         if self._sandbox_is_ours(lp):
             netns.remove(lp.netns)
-        self.local.pop(lp.key, None)
-        self.retry_at.pop(lp.key, None)
+        self.prober.remove(lp.key)
+        with self.lock:
+            if self.local.get(lp.key) is lp:
+                del self.local[lp.key]
+            self._probed.discard(lp.key)
+            self._written.pop(lp.key, None)
+            self.retry_at.pop(lp.key, None)
         shutil.rmtree(os.path.dirname(self._state_file(lp)), ignore_errors=True)
         log.info("pod %s/%s torn down", lp.namespace, lp.name)
 
     def teardown_all(self) -> None:
-        """Every pod of this node (agent shutdown): processes stopped together, then the CNI
-        DELs and namespace removals in parallel, so a node with many pods stops quickly."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        lps = list(self.local.values())
+        """Every pod of this node (agent shutdown): pods under termination get what is left of
+        a 2 s grace; the others are stopped together, then the CNI DELs and namespace removals
+        run in parallel, so a node with many pods stops quickly."""
+        with self.lock:
+            jobs = list(self.jobs.values())
+            for job in jobs:
+                job.deadline = min(job.deadline, self.clock())
+            lps = [lp for key, lp in self.local.items() if key not in self.jobs]
         self._stop_all(lps)
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(self.teardown, lps))
+        for job in jobs:
+            job.done.wait(timeout=STOP_GRACE + 10)
+        self.prober.close()
+        self.events.flush()
+
+
+def _field(container: str) -> str:
+    return f"spec.containers{{{container}}}"
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -26,11 +26,13 @@ def _require_root() -> None:
 @click.option("--pod-cidr", default="10.244.0.0/16", show_default=True)
 @click.option("--vxlan-mode", type=click.Choice(["Never", "CrossSubnet", "Always"]), default="Never",
               show_default=True, help="The default IPPool's vxlanMode (bgp backend).")
+@click.option("--service-cidr", default="10.96.0.0/12", show_default=True,
+              help="Where ClusterIPs come from (.1 is the kubernetes Service, .10 is kept for cluster DNS).")
 @click.option("--prefix", default="", help="Put in front of every namespace name.")
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for nodes to be ready.")
 @click.pass_context
 def up(ctx: click.Context, nodes: int, underlay: str, backend: str, pod_cidr: str, vxlan_mode: str,
-       prefix: str, timeout: float) -> None:
+       service_cidr: str, prefix: str, timeout: float) -> None:
     """Build an emulated cluster on this machine and start its node processes."""
     from rich.console import Console
 
@@ -44,7 +46,8 @@ def up(ctx: click.Context, nodes: int, underlay: str, backend: str, pod_cidr: st
             console.log(msg)
 
         res = lifecycle.up(state_dir(ctx), nodes=nodes, underlay=underlay, backend=backend, pod_cidr=pod_cidr,
-                           vxlan_mode=vxlan_mode, prefix=prefix, progress=progress, timeout=timeout)
+                           vxlan_mode=vxlan_mode, prefix=prefix, progress=progress, timeout=timeout,
+                           service_cidr=service_cidr)
     click.echo(f"cluster up: {len(res['nodes'])} nodes ({', '.join(res['nodes'])}), backend {backend}, "
                f"underlay {underlay}, in {res['seconds']:.2f} s")
 

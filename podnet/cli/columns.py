@@ -7,12 +7,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Callable
 
-from podnet.model import (BGPConfiguration, BGPPeer, CalicoNode, Deployment, IPPool, Namespace,
-                          NetworkPolicy, Node, Pod, Resource, Service)
+from podnet.model import (BGPConfiguration, BGPPeer, CalicoNode, Deployment, Endpoints, EndpointSlice, Event,
+                          IPPool, Namespace, NetworkPolicy, Node, Pod, ReplicaSet, Resource, Service)
 from podnet.model import (AdminNetworkPolicy, BaselineAdminNetworkPolicy, CalicoNetworkPolicy, ClusterNetworkPolicy,
                           GlobalNetworkPolicy, GlobalNetworkSet, NetworkSet, Tier)
 
-from .output import NONE, age, labels_text, type_name
+from .output import NONE, age, human_duration, labels_text, parse_timestamp, type_name
+from .service_output import endpoints_row, service_row, service_wide, slice_row
 
 Cells = Callable[[Resource, datetime], list[str]]
 
@@ -24,6 +25,8 @@ class Printer:
     wide_headers: tuple[str, ...] = ()
     wide_cells: Callable[[Resource], list[str]] = lambda obj: []
     has_age: bool = True
+    #: the row's own cells with -o wide, where they differ (a Service's EXTERNAL-IP is not shortened)
+    wide_row: Cells | None = None
 
 
 def _pod_status(obj: Pod) -> str:
@@ -50,12 +53,22 @@ def _pod_status(obj: Pod) -> str:
     return str(reason)
 
 
+def _restarts(obj: Pod, now: datetime) -> str:
+    """kubectl's RESTARTS: the count, and how long ago the last restart was (``2 (5s ago)``)."""
+    statuses = obj.status.container_statuses or []
+    count = sum(s.restart_count for s in statuses)
+    finished = [parse_timestamp(((s.last_state or {}).get("terminated") or {}).get("finishedAt")) for s in statuses]
+    last = max((f for f in finished if f is not None), default=None)
+    if count and last is not None:
+        return f"{count} ({human_duration((now - last).total_seconds())} ago)"
+    return str(count)
+
+
 def _pod(obj: Resource, now: datetime) -> list[str]:
     assert isinstance(obj, Pod)
     statuses = obj.status.container_statuses or []
     ready = sum(1 for s in statuses if s.ready)
-    restarts = sum(s.restart_count for s in statuses)
-    return [obj.name, f"{ready}/{len(obj.spec.containers)}", _pod_status(obj), str(restarts), age(obj, now)]
+    return [obj.name, f"{ready}/{len(obj.spec.containers)}", _pod_status(obj), _restarts(obj, now), age(obj, now)]
 
 
 def _pod_wide(obj: Resource) -> list[str]:
@@ -93,36 +106,6 @@ def _node_wide(obj: Resource) -> list[str]:
             str(info.get("containerRuntimeVersion", "<unknown>"))]
 
 
-def _service_ports(obj: Service) -> str:
-    parts = []
-    for port in obj.spec.ports or []:
-        node = f":{port.node_port}" if port.node_port else ""
-        parts.append(f"{port.port}{node}/{port.protocol}")
-    return ",".join(parts) or NONE
-
-
-def _service_external(obj: Service) -> str:
-    if obj.spec.type == "ExternalName":
-        return obj.spec.external_name or NONE
-    ips = list(obj.spec.external_ips or [])
-    if obj.spec.type == "LoadBalancer":
-        ingress = ((obj.status or {}).get("loadBalancer") or {}).get("ingress") or []
-        ips += [i.get("ip") or i.get("hostname") for i in ingress if i.get("ip") or i.get("hostname")]
-        return ",".join(ips) or "<pending>"
-    return ",".join(ips) or NONE
-
-
-def _service(obj: Resource, now: datetime) -> list[str]:
-    assert isinstance(obj, Service)
-    cluster_ip = NONE if obj.spec.type == "ExternalName" else (obj.spec.cluster_ip or NONE)
-    return [obj.name, obj.spec.type, cluster_ip, _service_external(obj), _service_ports(obj), age(obj, now)]
-
-
-def _service_wide(obj: Resource) -> list[str]:
-    assert isinstance(obj, Service)
-    return [labels_text(obj.spec.selector or {})]
-
-
 def _deployment(obj: Resource, now: datetime) -> list[str]:
     assert isinstance(obj, Deployment)
     status = obj.status or {}
@@ -135,6 +118,28 @@ def _deployment_wide(obj: Resource) -> list[str]:
     containers = obj.spec.template.spec.containers
     return [",".join(c.name for c in containers), ",".join(c.image or "" for c in containers),
             obj.spec.selector.describe()]
+
+
+def _replicaset(obj: Resource, now: datetime) -> list[str]:
+    assert isinstance(obj, ReplicaSet)
+    status = obj.status or {}
+    return [obj.name, str(obj.spec.replicas), str(status.get("replicas", 0)), str(status.get("readyReplicas", 0)),
+            age(obj, now)]
+
+
+def _replicaset_wide(obj: Resource) -> list[str]:
+    assert isinstance(obj, ReplicaSet)
+    containers = obj.spec.template.spec.containers if obj.spec.template else []
+    return [",".join(c.name for c in containers), ",".join(c.image or "" for c in containers),
+            obj.spec.selector.describe()]
+
+
+def _event(obj: Resource, now: datetime) -> list[str]:
+    assert isinstance(obj, Event)
+    last = parse_timestamp(obj.last_timestamp or obj.first_timestamp)
+    seen = human_duration((now - last).total_seconds()) if last else NONE
+    ref = obj.involved_object
+    return [seen, obj.type or "", obj.reason or "", f"{(ref.kind or '').lower()}/{ref.name or ''}", obj.message or ""]
 
 
 def _policy(obj: Resource, now: datetime) -> list[str]:
@@ -190,10 +195,15 @@ PRINTERS: dict[type[Resource], Printer] = {
     Namespace: Printer(("NAME", "STATUS", "AGE"), _namespace),
     Node: Printer(("NAME", "STATUS", "ROLES", "AGE", "VERSION"), _node,
                   ("INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"), _node_wide),
-    Service: Printer(("NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"), _service,
-                     ("SELECTOR",), _service_wide),
+    Service: Printer(("NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"), service_row,
+                     ("SELECTOR",), service_wide, wide_row=lambda obj, now: service_row(obj, now, wide=True)),
+    Endpoints: Printer(("NAME", "ENDPOINTS", "AGE"), endpoints_row),
+    EndpointSlice: Printer(("NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"), slice_row),
     Deployment: Printer(("NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"), _deployment,
                         ("CONTAINERS", "IMAGES", "SELECTOR"), _deployment_wide),
+    ReplicaSet: Printer(("NAME", "DESIRED", "CURRENT", "READY", "AGE"), _replicaset,
+                        ("CONTAINERS", "IMAGES", "SELECTOR"), _replicaset_wide),
+    Event: Printer(("LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"), _event, has_age=False),
     NetworkPolicy: Printer(("NAME", "POD-SELECTOR", "AGE"), _policy),
     BGPPeer: Printer(("NAME", "PEERIP", "NODE", "ASN"), _bgppeer, has_age=False),
     BGPConfiguration: Printer(("NAME", "LOGSEVERITY", "MESHENABLED", "ASNUMBER"), _bgpconfig, has_age=False),
@@ -290,7 +300,8 @@ def rows_for(cls: type[Resource], objs: list[Resource], now: datetime, wide: boo
     else:
         printer = PRINTERS[cls]
         headers = list(printer.headers) + (list(printer.wide_headers) if wide else [])
-        rows = [printer.cells(o, now) + (printer.wide_cells(o) if wide else []) for o in objs]
+        cells = printer.wide_row if wide and printer.wide_row else printer.cells
+        rows = [cells(o, now) + (printer.wide_cells(o) if wide else []) for o in objs]
     if with_kind:
         rows = [[f"{type_name(cls)}/{r[0]}"] + r[1:] for r in rows]
     if all_namespaces and cls.NAMESPACED:

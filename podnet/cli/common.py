@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import sys
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 
@@ -33,11 +34,14 @@ def state_dir(ctx: click.Context) -> str:
 
 
 @contextlib.contextmanager
-def open_resources(ctx: click.Context) -> Iterator["ResourceStore"]:
-    """The cluster's store (namespaces default and kube-system made sure of), closed after use."""
+def open_resources(ctx: click.Context, create: bool = False) -> Iterator["ResourceStore"]:
+    """The cluster's store (namespaces default and kube-system made sure of), closed after use.
+
+    Only ``create=True`` (apply) makes a new store: a read, a delete or a label at a mistyped
+    ``--state-dir`` says there is no cluster there."""
     from podnet.store.open import open_store
 
-    store = open_store(state_dir(ctx))
+    store = open_store(state_dir(ctx), create=create)
     try:
         yield store
     finally:
@@ -46,6 +50,16 @@ def open_resources(ctx: click.Context) -> Iterator["ResourceStore"]:
 
 def now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def store_damage(exc: BaseException) -> PodnetError | None:
+    """A SQLite error from a damaged store file as a user error (None for anything else)."""
+    sqlite3 = sys.modules.get("sqlite3")
+    if sqlite3 is None or not isinstance(exc, sqlite3.DatabaseError):
+        return None
+    from podnet.store.open import damaged_store
+
+    return damaged_store("", exc)
 
 
 def user_errors(fn: F) -> F:
@@ -62,6 +76,11 @@ def user_errors(fn: F) -> F:
                 click.echo(f"  hint: {exc.hint}", err=True)
         except PodnetError as exc:
             click.echo(f"error: {exc}", err=True)
+        except Exception as exc:
+            damaged = store_damage(exc)
+            if damaged is None:
+                raise
+            click.echo(f"error: {damaged}", err=True)
         click.get_current_context().exit(1)
 
     return wrapper  # type: ignore[return-value]
@@ -82,16 +101,22 @@ def resolve_kind(name: str) -> type["Resource"]:
 
 
 def split_kind_names(args: tuple[str, ...]) -> list[tuple[type["Resource"], list[str]]]:
-    """kubectl's argument shapes: ``KIND [NAME…]``, ``KIND1,KIND2``, ``KIND/NAME [KIND/NAME…]``."""
+    """kubectl's argument shapes: ``KIND [NAME…]``, ``KIND1,KIND2``, ``KIND/NAME [KIND/NAME…]``;
+    the two forms mixed (``deploy web netpol/x``) are refused in kubectl's words."""
     if not args:
         raise click.UsageError("You must specify the type of resource (e.g. pods, networkpolicies, ippools)")
-    if "/" in args[0]:
+    slashed = sum("/" in arg for arg in args)
+    if slashed and slashed != len(args):
+        raise PodnetError("there is no need to specify a resource type as a separate argument when passing "
+                          "arguments in resource/name form (e.g. 'podnet get resource/<resource_name>' instead "
+                          "of 'podnet get resource resource/<resource_name>'")
+    if slashed:
         groups: dict[type[Resource], list[str]] = {}
         for arg in args:
-            kind, slash, name = arg.partition("/")
-            if not slash or not name:
-                raise click.UsageError(f"there is no need to specify a resource type as a separate argument "
-                                       f"when passing arguments in resource/name form ({arg!r})")
+            kind, _, name = arg.partition("/")
+            if not kind or not name or "/" in name:
+                raise PodnetError("arguments in resource/name form must have a single resource and name",
+                                  hint=f"write e.g. pod/web, not {arg!r}")
             groups.setdefault(resolve_kind(kind), []).append(name)
         return list(groups.items())
     kinds = [resolve_kind(k) for k in args[0].split(",") if k]
@@ -131,7 +156,7 @@ def name_choices(ctx: click.Context, param: click.Parameter, incomplete: str) ->
         cls = lookup_resource(done[0].split("/")[0])
         if cls is None:
             return []
-        store = open_store(state_dir(ctx), bootstrap=False)
+        store = open_store(state_dir(ctx), bootstrap=False, create=False)
         try:
             namespace = ctx.params.get("namespace") or "default"
             objs = store.list(cls, namespace if cls.NAMESPACED else None)

@@ -1,18 +1,22 @@
 """``podnet describe``: kubectl's describe layout. NetworkPolicy, Pod and Namespace get
-kubectl's dedicated layouts; other kinds the generic one (fields as "Title Case: value")."""
+kubectl's dedicated layouts; other kinds the generic one (fields as "Title Case: value").
+Every object ends with its Events, as kubectl lists them (``5s (x3 over 25s)``)."""
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 from typing import Any
 
 import click
 
 from podnet.errors import NotFound
-from podnet.model import Namespace, NetworkPolicy, Pod, Resource
+from podnet.model import Event, Namespace, NetworkPolicy, Pod, Resource, Service
+from podnet.model.core import Container, ContainerStatus
+from podnet.model.probes import Probe
 
 from .common import (label_selector, name_choices, namespace_option, no_resources, open_resources,
                      refuse_names_with_selector, split_kind_names, user_errors)
-from .output import NONE, parse_timestamp
+from .output import NONE, human_duration, parse_timestamp, table
 
 W = 14  # width of the first column: len("Annotations:  ")
 
@@ -107,6 +111,75 @@ def describe_network_policy(obj: NetworkPolicy) -> str:
     return "\n".join(lines)
 
 
+def describe_probe(probe: Probe) -> str:
+    """kubectl's one-line probe: ``http-get http://:8080/healthz delay=0s timeout=1s …``."""
+    attrs = (f"delay={probe.delay}s timeout={probe.timeout}s period={probe.period}s "
+             f"#success={probe.successes} #failure={probe.failures}")
+    if probe.exec is not None:
+        return f"exec [{' '.join(probe.exec.command)}] {attrs}"
+    if probe.http_get is not None:
+        get = probe.http_get
+        return f"http-get {get.scheme.lower()}://{get.host or ''}:{get.port}{get.path or ''} {attrs}"
+    if probe.tcp_socket is not None:
+        return f"tcp-socket {probe.tcp_socket.host or ''}:{probe.tcp_socket.port} {attrs}"
+    assert probe.grpc is not None
+    return f"grpc <pod>:{probe.grpc.port} {probe.grpc.service or ''} {attrs}"
+
+
+def _state_lines(title: str, state: dict[str, Any] | None) -> list[str]:
+    if not state:
+        return [f"    {title + ':':<15}{'Waiting' if title == 'State' else NONE}"] if title == "State" else []
+    kind, detail = next(iter(state.items()))
+    lines = [f"    {title + ':':<15}{kind.capitalize()}"]
+    detail = detail or {}
+    if kind == "running":
+        lines.append(f"      {'Started:':<13}{_when(detail.get('startedAt'))}")
+    elif kind == "waiting":
+        if detail.get("reason"):
+            lines.append(f"      {'Reason:':<13}{detail['reason']}")
+    else:
+        for label, key in (("Reason", "reason"), ("Exit Code", "exitCode"), ("Signal", "signal")):
+            if key in detail:
+                lines.append(f"      {label + ':':<13}{detail[key]}")
+        lines.append(f"      {'Started:':<13}{_when(detail.get('startedAt'))}")
+        lines.append(f"      {'Finished:':<13}{_when(detail.get('finishedAt'))}")
+    return lines
+
+
+def _env_lines(container: Container) -> list[str]:
+    if not container.env:
+        return [f"    {'Environment:':<15}{NONE}"]
+    lines = ["    Environment:"]
+    for var in container.env:
+        ref = var.value_from.field_ref if var.value_from else None
+        value = f" ({ref.api_version or 'v1'}:{ref.field_path})" if ref else (var.value or "")
+        lines.append(f"      {var.name}:{' ' if ref else '  '}{value}")
+    return lines
+
+
+def _container_lines(container: Container, state: ContainerStatus | None) -> list[str]:
+    lines = [f"  {container.name}:"]
+    if state and state.container_id:
+        lines.append(f"    {'Container ID:':<15}{state.container_id}")
+    lines.append(f"    {'Image:':<15}{container.image or ''}")
+    ports = ", ".join(f"{p.container_port}/{p.protocol}" for p in container.ports or []) or NONE
+    lines.append(f"    {'Port:':<15}{ports}")
+    for title, items in (("Command", container.command), ("Args", container.args)):
+        if items:
+            lines.append(f"    {title}:")
+            lines += [f"      {item}" for item in items]
+    if state is not None:
+        lines += _state_lines("State", state.state)
+        lines += _state_lines("Last State", state.last_state)
+    lines.append(f"    {'Ready:':<15}{str(bool(state and state.ready)).lower().capitalize()}")
+    lines.append(f"    {'Restart Count:':<15}{state.restart_count if state else 0}")
+    for title, probe in (("Liveness", container.liveness_probe), ("Readiness", container.readiness_probe),
+                         ("Startup", container.startup_probe)):
+        if probe is not None:
+            lines.append(f"    {title + ':':<15}{describe_probe(probe)}")
+    return lines + _env_lines(container)
+
+
 def describe_pod(obj: Pod) -> str:
     status = obj.status
     lines = _header(obj)
@@ -115,27 +188,50 @@ def describe_pod(obj: Pod) -> str:
         node = f"{obj.spec.node_name}/{status.host_ip}"
     lines += [_field("Node", node), _field("Start Time", _when(status.start_time))]
     lines += _map_lines("Labels", obj.labels, "=") + _map_lines("Annotations", obj.metadata.annotations, ": ")
-    lines += [_field("Status", status.phase or "Pending"), _field("IP", status.pod_ip or "")]
+    deleting = obj.metadata.deletion_timestamp
+    if deleting and status.phase not in ("Failed", "Succeeded"):
+        until = parse_timestamp(deleting)
+        left = human_duration((until - datetime.now(timezone.utc)).total_seconds()) if until else "0s"
+        lines.append(_field("Status", f"Terminating (lasts {left})"))
+        lines.append(f"Termination Grace Period:  {obj.metadata.deletion_grace_period_seconds or 0}s")
+    else:
+        lines.append(_field("Status", status.phase or "Pending"))
+    lines.append(_field("IP", status.pod_ip or ""))
     ips = [p.ip for p in status.pod_ips or []]
     lines.append("IPs:" if ips else _field("IPs", NONE))
     lines += [f"  IP:  {ip}" for ip in ips]
     restarts = {s.name: s for s in status.container_statuses or []}
     lines.append("Containers:")
     for container in obj.spec.containers:
-        lines.append(f"  {container.name}:")
-        lines.append(f"    {'Image:':<15}{container.image or ''}")
-        ports = ", ".join(f"{p.container_port}/{p.protocol}" for p in container.ports or []) or NONE
-        lines.append(f"    {'Port:':<15}{ports}")
-        for title, items in (("Command", container.command), ("Args", container.args)):
-            if items:
-                lines.append(f"    {title}:")
-                lines += [f"      {item}" for item in items]
-        state = restarts.get(container.name)
-        lines.append(f"    {'Ready:':<15}{str(bool(state and state.ready)).lower().capitalize()}")
-        lines.append(f"    {'Restart Count:':<15}{state.restart_count if state else 0}")
+        lines += _container_lines(container, restarts.get(container.name))
+    if status.conditions:
+        lines.append("Conditions:")
+        lines += ["  " + line for line in table(["Type", "Status"], [[str(c.get("type")), str(c.get("status"))]
+                                                                    for c in status.conditions]).splitlines()]
     lines.append(_field("Host Network", str(obj.spec.host_network).lower()))
-    lines.append("Events:       <none>")
     return "\n".join(lines)
+
+
+def describe_events(obj: Resource, events: list[Event], now: datetime | None = None) -> str:
+    """kubectl's Events table for the object (matched by uid, or kind and name)."""
+    now = now or datetime.now(timezone.utc)
+    mine = [e for e in events if e.involved_object.name == obj.name and e.involved_object.kind == obj.kind
+            and (not obj.metadata.uid or not e.involved_object.uid or e.involved_object.uid == obj.metadata.uid)]
+    if not mine:
+        return "Events:       <none>"
+    mine.sort(key=lambda e: (e.last_timestamp or e.first_timestamp or "", e.metadata.name))
+    rows = []
+    for e in mine:
+        last, first = parse_timestamp(e.last_timestamp or e.first_timestamp), parse_timestamp(e.first_timestamp)
+        seen = human_duration((now - last).total_seconds()) if last else NONE
+        if (e.count or 1) > 1 and first is not None:
+            seen = f"{seen} (x{e.count} over {human_duration((now - first).total_seconds())})"
+        source = (e.source.component if e.source else None) or e.reporting_component or ""
+        rows.append([e.type or "", e.reason or "", seen, source, (e.message or "").strip()])
+    head = ["Type", "Reason", "Age", "From", "Message"]
+    rule = ["-" * len(h) for h in head]
+    body = table(head, [rule] + rows).splitlines()
+    return "\n".join(["Events:"] + ["  " + line for line in body])
 
 
 def describe_namespace(obj: Namespace) -> str:
@@ -196,18 +292,22 @@ def describe_generic(obj: Resource) -> str:
         if data.get(section):
             lines.append(f"{_title(section)}:")
             lines += _generic(data[section], 2)
-    lines.append("Events:       <none>")
     return "\n".join(lines)
 
 
-def describe(obj: Resource) -> str:
+def describe(obj: Resource, store: Any = None, events: list[Event] | None = None) -> str:
+    """kubectl's page for ``obj``; ``store`` is read for what a page shows of other objects
+    (a Service's endpoints); ``events`` end every page but a Service's and a Namespace's."""
+    if isinstance(obj, Service):
+        from .service_output import describe_service, service_slices
+
+        return describe_service(obj, [] if store is None else service_slices(store, obj))
     if isinstance(obj, NetworkPolicy):
         return describe_network_policy(obj)
-    if isinstance(obj, Pod):
-        return describe_pod(obj)
     if isinstance(obj, Namespace):
         return describe_namespace(obj)
-    return describe_generic(obj)
+    text = describe_pod(obj) if isinstance(obj, Pod) else describe_generic(obj)
+    return text + "\n" + describe_events(obj, events or [])
 
 
 @click.command("describe")
@@ -224,6 +324,7 @@ def command(ctx: click.Context, args: tuple[str, ...], namespace: str | None, se
     refuse_names_with_selector(groups, selector)
     matcher = label_selector(selector)
     with open_resources(ctx) as store:
+        events: list[Event] = store.list(Event, ns)  # type: ignore[assignment]
         for cls, names in groups:
             scope = ns if cls.NAMESPACED else None
             if names:
@@ -231,9 +332,9 @@ def command(ctx: click.Context, args: tuple[str, ...], namespace: str | None, se
                     obj = store.get(cls, name, scope)
                     if obj is None:
                         raise NotFound(f'{cls.resource_name()} "{name}" not found')
-                    texts.append(describe(obj))
+                    texts.append(describe(obj, store, events))
             else:
-                texts += [describe(o) for o in store.list(cls, scope, matcher)]
+                texts += [describe(o, store, events) for o in store.list(cls, scope, matcher)]
     if not texts:
         click.echo(no_resources([cls for cls, _ in groups], ns), err=True)
         return

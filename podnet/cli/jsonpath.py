@@ -84,3 +84,42 @@ def _skip_range(tokens: list[str], i: int) -> int:
         if depth == 0:
             break
     return i
+
+
+def go_text(value: Any) -> str:
+    """A value as Go's ``fmt.Sprintf("%v")`` prints it, as kubectl's custom columns do."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return "<nil>"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict):
+        return "map[" + " ".join(f"{k}:{go_text(v)}" for k, v in sorted(value.items())) + "]"
+    if isinstance(value, list):
+        return "[" + " ".join(go_text(v) for v in value) + "]"
+    return str(value)
+
+
+def custom_columns(spec: str, documents: list[Any]) -> tuple[list[str], list[list[str]]]:
+    """``-o custom-columns=NAME:.metadata.name,IP:.status.podIP``: headers, and one row per
+    document; several values in a cell are joined with ',' and none is ``<none>``, as kubectl."""
+    columns: list[tuple[str, str]] = []
+    for part in spec.split(","):
+        header, colon, path = part.partition(":")
+        if not colon or not header:
+            raise PodnetError(f"unexpected custom-columns spec: {part}, expected <header>:<json-path-expr>")
+        path = path.strip()
+        if path.startswith("{") and path.endswith("}"):
+            path = path[1:-1]
+        if not path.startswith((".", "$", "[")):
+            path = "." + path
+        columns.append((header, path))
+    rows = []
+    for document in documents:
+        row = []
+        for _, path in columns:
+            values = _select([document], path)
+            row.append(",".join(go_text(v) for v in values) if values else "<none>")
+        rows.append(row)
+    return [header for header, _ in columns], rows

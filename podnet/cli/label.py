@@ -1,16 +1,32 @@
-"""``podnet label KIND NAME k=v k2- [--overwrite]``: change an object's labels, as kubectl does.
+"""``podnet label KIND NAME… k=v k2- [--overwrite]``: change objects' labels, as kubectl does.
 
+Objects are named (``pods web api``, ``pod/web``) or selected (``-l app=web``, ``--all``).
 Setting a key that already has a different value needs ``--overwrite``; ``k-`` removes a key.
 The update is made at the revision that was read and retried on conflict, so a concurrent
 change is never lost.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from podnet.errors import Conflict, NotFound, PodnetError
 
-from .common import name_choices, namespace_option, open_resources, resolve_kind, user_errors
+from .common import (
+    label_selector,
+    name_choices,
+    namespace_option,
+    no_resources,
+    open_resources,
+    refuse_names_with_selector,
+    split_kind_names,
+    user_errors,
+)
+
+if TYPE_CHECKING:
+    from podnet.model import Resource
+    from podnet.store.resources import ResourceStore
 
 ATTEMPTS = 5
 
@@ -63,42 +79,70 @@ def relabel(labels: dict[str, str], sets: dict[str, str], removes: list[str], ov
     return new, warnings
 
 
+def split_label_args(args: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """kubectl's reading of ``label`` arguments: those with '=' or ending in '-' are changes,
+    the others name the objects (``pods web api``, ``pod/web``)."""
+    changes = tuple(a for a in args if "=" in a or a.endswith("-"))
+    return tuple(a for a in args if a not in changes), changes
+
+
 @click.command("label")
-@click.argument("kind", metavar="KIND", shell_complete=name_choices)
-@click.argument("name", metavar="NAME")
-@click.argument("changes", nargs=-1, metavar="KEY=VALUE… KEY-…")
+@click.argument("args", nargs=-1, metavar="KIND NAME…|KIND/NAME…|KIND -l SEL|KIND --all KEY=VALUE… KEY-…",
+                shell_complete=name_choices)
 @click.option("--overwrite", is_flag=True, help="Allow replacing the value of an existing label.")
+@click.option("-l", "--selector", default=None, help="Label the objects of KIND matching this label selector.")
+@click.option("--all", "all_", is_flag=True, help="Label every object of KIND in the namespace.")
 @namespace_option
 @click.pass_context
 @user_errors
-def command(ctx: click.Context, kind: str, name: str, changes: tuple[str, ...], overwrite: bool,
+def command(ctx: click.Context, args: tuple[str, ...], overwrite: bool, selector: str | None, all_: bool,
             namespace: str | None) -> None:
-    """Add, change or remove labels of one object."""
-    from .output import ref_name
-
-    if "/" in kind:  # podnet label pod/client1 k=v
-        changes = (name, *changes)
-        kind, _, name = kind.partition("/")
+    """Add, change or remove labels of objects, named or selected (-l, --all)."""
+    resources, changes = split_label_args(args)
     if not changes:
         raise click.UsageError("at least one label update is required")
-    cls = resolve_kind(kind)
+    groups = split_kind_names(resources)
+    refuse_names_with_selector(groups, selector)
+    if not selector and not all_ and not any(names for _, names in groups):
+        raise PodnetError("one or more resources must be specified as <resource> <name> or <resource>/<name>",
+                          hint="or select them with -l SELECTOR or --all")
+    matcher = label_selector(selector)
     sets, removes = parse_changes(changes)
-    ns = (namespace or "default") if cls.NAMESPACED else None
+    ns = namespace or "default"
+    missing: list[str] = []
     with open_resources(ctx) as store:
-        for _ in range(ATTEMPTS):
-            obj = store.get(cls, name, ns)
-            if obj is None:
-                raise NotFound(f'{cls.resource_name()} "{name}" not found')
-            labels, warnings = relabel(obj.labels, sets, removes, overwrite)
-            for warning in warnings:
-                click.echo(warning, err=True)
-            if labels == obj.labels:
-                click.echo(f"{ref_name(obj)} not labeled")
-                return
-            try:
-                store.update(obj.with_meta(labels=labels), check_version=True)
-            except Conflict:
-                continue
-            click.echo(f"{ref_name(obj)} {'labeled' if sets or not removes else 'unlabeled'}")
-            return
+        for cls, names in groups:
+            scope = ns if cls.NAMESPACED else None
+            if not names:
+                names = [o.metadata.name for o in store.list(cls, scope, matcher)]
+                if not names:
+                    click.echo(no_resources([cls], scope), err=True)
+            for name in names:
+                if not _label_one(store, cls, name, scope, sets, removes, overwrite):
+                    missing.append(f'{cls.resource_name()} "{name}" not found')
+    if missing:
+        raise NotFound("\n".join(missing))
+
+
+def _label_one(store: ResourceStore, cls: type[Resource], name: str, namespace: str | None,
+               sets: dict[str, str], removes: list[str], overwrite: bool) -> bool:
+    """Change one object's labels at the revision read, retried on conflict; False if absent."""
+    from .output import ref_name
+
+    for _ in range(ATTEMPTS):
+        obj = store.get(cls, name, namespace)
+        if obj is None:
+            return False
+        labels, warnings = relabel(obj.labels, sets, removes, overwrite)
+        for warning in warnings:
+            click.echo(warning, err=True)
+        if labels == obj.labels:
+            click.echo(f"{ref_name(obj)} not labeled")
+            return True
+        try:
+            store.update(obj.with_meta(labels=labels), check_version=True)
+        except Conflict:
+            continue
+        click.echo(f"{ref_name(obj)} {'labeled' if sets or not removes else 'unlabeled'}")
+        return True
     raise Conflict(f"{cls.resource_name()} {name!r} kept changing while labelling it", hint="try again")

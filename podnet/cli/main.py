@@ -5,10 +5,11 @@ from __future__ import annotations
 import importlib
 import sys
 
-
 import click
 
 from podnet.errors import PodnetError
+
+from .common import store_damage
 
 # command name → "module:attribute" of a click command. Add a line to add a command.
 COMMANDS: dict[str, str] = {
@@ -31,17 +32,49 @@ COMMANDS: dict[str, str] = {
     "get": "podnet.cli.get:command",
     "label": "podnet.cli.label:command",
     "explain": "podnet.cli.policy_cmds:explain",
+    "expose": "podnet.cli.expose:command",
     "matrix": "podnet.cli.policy_cmds:matrix",
     "lint": "podnet.cli.policy_cmds:lint",
     "diff": "podnet.cli.diff:command",
     "probe": "podnet.cli.probe_cmds:probe",
+    "rollout": "podnet.cli.rollout:rollout",
+    "scale": "podnet.cli.rollout:scale",
+    "set": "podnet.cli.rollout:set_",
     "verify": "podnet.cli.probe_cmds:verify",
     "wait": "podnet.cli.wait:command",
 }
 
 
+#: Options of the podnet command itself, which kubectl-style may come anywhere on the line.
+GLOBAL_OPTIONS = ("--state-dir",)
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """``apply -f x --state-dir D`` → ``--state-dir D apply -f x``: kubectl takes its global
+    flags anywhere; click only before the command. Nothing after ``--`` is touched."""
+    front: list[str] = []
+    rest: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            rest += args[index:]
+            break
+        if arg in GLOBAL_OPTIONS and index + 1 < len(args):
+            front += args[index:index + 2]
+            index += 2
+            continue
+        (front if arg.startswith(tuple(f"{o}=" for o in GLOBAL_OPTIONS)) else rest).append(arg)
+        index += 1
+    return front + rest
+
+
 class LazyGroup(click.Group):
-    """A click group that imports a subcommand's module on first use."""
+    """A click group that imports a subcommand's module on first use, and takes the global
+    options anywhere on the line."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_global_options(args))
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
@@ -82,6 +115,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(exc.exit_code)
     except PodnetError as exc:
         click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except Exception as exc:
+        damaged = store_damage(exc)
+        if damaged is None:
+            raise
+        click.echo(f"error: {damaged}", err=True)
         sys.exit(1)
 
 

@@ -117,12 +117,15 @@ def labels_text(labels: dict[str, str]) -> str:
 
 class _KubectlDumper(yaml.SafeDumper):
     """Quotes strings that would read back as another type with double quotes, as kubectl
-    does (``resourceVersion: "5"``, ``access: "true"``)."""
+    does (``resourceVersion: "5"``, ``access: "true"``, ``"y"``, ``"1e5"``): for PyYAML and for
+    go-yaml, which reads ``y`` as a boolean and ``1e5`` as a number."""
 
 
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    from podnet.manifest.scalars import STR, resolve_plain
+
     implicit = dumper.resolve(yaml.ScalarNode, value, (True, False))
-    style = '"' if implicit != "tag:yaml.org,2002:str" else None
+    style = '"' if implicit != STR or resolve_plain(value)[0] != STR else None
     if "\n" in value:
         style = "|"
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
@@ -131,10 +134,15 @@ def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
 _KubectlDumper.add_representer(str, _represent_str)
 
 
+def yaml_text(value: Any, sort_keys: bool = True, flow: bool = False) -> str:
+    """``value`` as YAML that kubectl and podnet read back as the same value."""
+    return yaml.dump(value, Dumper=_KubectlDumper, sort_keys=sort_keys, default_flow_style=None if flow else False,
+                     allow_unicode=True)
+
+
 def to_yaml(objs: Sequence[Resource], single: bool) -> str:
     """One object as itself; several (or a query for many) as a ``kind: List``, as kubectl."""
-    return yaml.dump(_document(objs, single), Dumper=_KubectlDumper, sort_keys=True,
-                     default_flow_style=False, allow_unicode=True)
+    return yaml_text(_document(objs, single))
 
 
 def to_json(objs: Sequence[Resource], single: bool) -> str:
@@ -156,3 +164,29 @@ def _document(objs: Sequence[Resource], single: bool) -> dict[str, Any]:
         return _clean(objs[0])
     return {"apiVersion": "v1", "items": [_clean(o) for o in objs], "kind": "List",
             "metadata": {"resourceVersion": ""}}
+
+
+#: Characters of `matrix` tables printed to a terminal; larger ones are summarised.
+TERMINAL_TABLE_LIMIT = 1 << 20
+
+
+def to_terminal() -> bool:
+    import sys
+
+    return sys.stdout.isatty()
+
+
+def matrix_summary(result: Any) -> str | None:
+    """Counts instead of a connectivity table too large for a terminal (a 2,000-pod table is
+    hundreds of MB); None when the table fits, or when the output is a pipe or a file."""
+    n = len(result.pods)
+    size = len(result.keys) * n * (n + 1) * (1 + sum(len(p) for p in result.pods) // max(n, 1))
+    if size <= TERMINAL_TABLE_LIMIT or not to_terminal():
+        return None
+    lines = [f"{n:,} pods: the table would be about {size >> 20:,} MiB, too large for a terminal"]
+    for key in result.keys:
+        allowed = sum(bin(row).count("1") for row in result.rows[key])
+        lines.append(f"  {key}: {allowed:,} of {n * n:,} connections allowed ({100 * allowed / (n * n):.1f} %)")
+    lines.append("narrow it with -n NAMESPACE, or send it to a file or a pipe (-o csv gives one line per cell, "
+                 "-o json one document)")
+    return "\n".join(lines)

@@ -16,7 +16,7 @@ def _find_pod(ctx: click.Context, name: str, namespace: str | None) -> Any:
     from podnet.model.core import Pod
     from podnet.store.open import open_store
 
-    store = open_store(state_dir(ctx), bootstrap=False)
+    store = open_store(state_dir(ctx), bootstrap=False, create=False)
     try:
         pod = store.get(Pod, name, namespace or "default")
     finally:
@@ -117,7 +117,7 @@ def ipam_show(ctx: click.Context, show_blocks: bool) -> None:
     from podnet.ipam.allocator import IPAM
     from podnet.store.open import open_store
 
-    store = open_store(state_dir(ctx), bootstrap=False)
+    store = open_store(state_dir(ctx), bootstrap=False, create=False)
     try:
         rows = IPAM(store.kv).usage()
     finally:

@@ -38,7 +38,7 @@ def read_snapshot(ctx: click.Context) -> Any:
     """One consistent snapshot of the live store."""
     from podnet.store.open import open_store
 
-    store = open_store(state_dir(ctx), bootstrap=False)
+    store = open_store(state_dir(ctx), bootstrap=False, create=False)
     try:
         return store.snapshot()
     finally:
@@ -78,6 +78,17 @@ def parse_target(text: str) -> tuple[str, str | None, str | None]:
     return ref, match.group("port"), match.group("proto")
 
 
+def pod_ref(text: str) -> str:
+    """``client2`` → ``default/client2`` (kubectl's default namespace); ``ns/pod`` and IP
+    addresses as they are."""
+    text = text.strip()
+    try:
+        ipaddress.ip_address(text)
+        return text
+    except ValueError:
+        return text if "/" in text else f"default/{text}"
+
+
 def resolve_port(dst: Endpoint, port: str | None, proto: str | None, option_proto: str | None) -> tuple[int | None, str]:
     protocol = (proto or option_proto or "TCP").upper()
     if port and port.upper() == ICMP and not proto:
@@ -105,7 +116,8 @@ def resolve_port(dst: Endpoint, port: str | None, proto: str | None, option_prot
 
 @click.command("explain")
 @click.option("--from", "src_ref", required=True, help="Source: NAMESPACE/POD or an IP address.")
-@click.option("--to", "dst_ref", required=True, help="Destination: NAMESPACE/POD or IP, optionally :PORT[/PROTO].")
+@click.option("--to", "dst_ref", required=True,
+              help="Destination: NAMESPACE/POD, IP or svc/[NAMESPACE/]NAME, optionally :PORT[/PROTO].")
 @click.option("--protocol", "option_proto", default=None, help="TCP (default), UDP, SCTP or ICMP.")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @from_files_option
@@ -118,11 +130,18 @@ def explain(ctx: click.Context, src_ref: str, dst_ref: str, option_proto: str | 
     """Why traffic from one pod or address to another is allowed or denied, down to the rule."""
     from podnet.policy.evaluate import evaluate
     from podnet.policy.render import render_verdict
+    from podnet.policy.services import explain_service, render_service_verdict, service_ref
 
     state, _ = load_cluster(ctx, from_files, ipblock_matches_pods)
-    src = state.endpoint(src_ref.strip())
+    src = state.endpoint(pod_ref(src_ref))
     ref, port, proto = parse_target(dst_ref)
-    dst = state.endpoint(ref)
+    if (service := service_ref(ref)) is not None:  # svc/NAME: a verdict per backend, after DNAT
+        result = explain_service(state, src, service, port, proto or option_proto)
+        click.echo(json.dumps(result.to_dict(), indent=2) if output == "json" else render_service_verdict(result))
+        if trace:
+            click.echo("kernel: --trace follows one pod or address; trace a backend pod of the Service", err=True)
+        return
+    dst = state.endpoint(pod_ref(ref))
     number, protocol = resolve_port(dst, port, proto, option_proto)
     verdict = evaluate(state, src, dst, number, protocol)
     if output == "json":
@@ -164,6 +183,12 @@ def matrix(ctx: click.Context, namespaces: tuple[str, ...], ports_text: str | No
         if not result.pods:
             click.echo("no pods")
             return
+        from .output import matrix_summary
+
+        summary = matrix_summary(result)
+        if summary is not None:  # a table too large for a terminal (a pipe or a file gets it)
+            click.echo(summary)
+            return
         click.echo("\n\n".join(result.render_table(key) for key in result.keys))
 
 
@@ -195,13 +220,18 @@ def lint(ctx: click.Context, files: tuple[str, ...], from_files: tuple[str, ...]
         ctx.exit(1)
         return
     warnings = run_lint(state, locate)
+    skipped = [] if state.pods else [
+        "no pods in the input, so the checks of what the selectors select were skipped: add the pods "
+        "(a `kubectl get pods -A -o yaml` dump will do) to run them"]
     if output == "json":
-        click.echo(json.dumps({"errors": [], "warnings": [w.to_dict() for w in warnings]}, indent=2))
+        click.echo(json.dumps({"errors": [], "warnings": [w.to_dict() for w in warnings], "notes": skipped}, indent=2))
     else:
         for w in warnings:
             click.echo(f"warning: {w}")
         if not warnings:
             click.echo(f"no findings ({len(state.policies)} policies, {len(state.pods)} pods)")
+        for note in skipped:
+            click.echo(f"note: {note}")
     if warnings:
         ctx.exit(1)
 

@@ -39,7 +39,7 @@ def load_running(ctx: click.Context) -> Running:
     from podnet.policy.sources import cluster_from_snapshot
     from podnet.store.open import open_store
 
-    store = open_store(state_dir(ctx), bootstrap=False)
+    store = open_store(state_dir(ctx), bootstrap=False, create=False)
     try:
         snap = store.snapshot()
     finally:
@@ -164,7 +164,7 @@ def verify(ctx: click.Context, namespaces: tuple[str, ...], ports_text: str | No
 def trace_lines(ctx: click.Context, src_ref: str, dst_ref: str, option_proto: str | None) -> list[str]:
     """``explain --trace``: one real attempt to ``dst_ref`` (``NS/POD|IP[:PORT[/PROTO]]``) and the
     nft rules whose counters moved, per node, as lines of text."""
-    from podnet.cli.policy_cmds import parse_target, resolve_port
+    from podnet.cli.policy_cmds import parse_target, pod_ref, resolve_port
     from podnet.cluster.trace import kernel_trace
     from podnet.dataplane.nft.render import describe_rule
 
@@ -173,8 +173,8 @@ def trace_lines(ctx: click.Context, src_ref: str, dst_ref: str, option_proto: st
     port = None if protocol == ICMP or not port_text or not port_text.isdigit() else int(port_text)
     running = load_running(ctx)
     if protocol != ICMP and port is None:
-        port, protocol = resolve_port(running.state.endpoint(ref), port_text, proto, option_proto)
-    t = kernel_trace(state_dir(ctx), running.state, running.netns, src_ref.strip(), ref, port, protocol)
+        port, protocol = resolve_port(running.state.endpoint(pod_ref(ref)), port_text, proto, option_proto)
+    t = kernel_trace(state_dir(ctx), running.state, running.netns, pod_ref(src_ref), pod_ref(ref), port, protocol)
     if t.refused:
         return [f"kernel: {t.refused}"]
     lines = [f"kernel: one {protocol if port is None else f'{port}/{protocol}'} attempt "

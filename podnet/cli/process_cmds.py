@@ -37,13 +37,17 @@ def _serve(run: Callable[[C, threading.Event], None], config: C) -> None:
 @click.option("--keep-pods", is_flag=True, help="Leave pods running when the agent stops.")
 @click.option("--mtu", default=AgentConfig.mtu, help="Pod MTU (default: 1450 with VXLAN, else 1500).")
 @host_network_option
+@click.option("--backoff-base", default=AgentConfig.backoff_base, show_default=True,
+              help="First container restart back-off in seconds (doubles up to 30 times this).")
 @click.pass_context
 @user_errors
-def agent(ctx: click.Context, node: str, resync: float, keep_pods: bool, mtu: int, host_network: bool) -> None:
+def agent(ctx: click.Context, node: str, resync: float, keep_pods: bool, mtu: int, host_network: bool,
+          backoff_base: float) -> None:
     """Run the node agent: the CNI socket for podnet-cni and this node's pods."""
     from podnet.agent.node import run_node
 
-    _serve(run_node, AgentConfig(node, os.path.abspath(state_dir(ctx)), resync, keep_pods, mtu, host_network))
+    _serve(run_node, AgentConfig(node, os.path.abspath(state_dir(ctx)), resync, keep_pods, mtu, host_network,
+                                 backoff_base))
 
 
 @click.command("policy-loop")

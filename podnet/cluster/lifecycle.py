@@ -16,8 +16,10 @@ from podnet.agent.routing import read_status
 from podnet.errors import PodnetError
 from podnet.kernel import netns
 from podnet.kernel.bird import Bird, peer_rows
-from podnet.model import CalicoNode, IPPool, Node, Resource
+from podnet.model import CalicoNode, IPPool, Node, Resource, Service
 from podnet.routing import BACKENDS
+from podnet.services.allocation import CLUSTER_IPS, CONFIG_KEY, DEFAULT_SERVICE_CIDR
+from podnet.services.cluster import kubernetes_service, service_config
 
 from . import builder, processes
 from .lab import default_pool, node_resources
@@ -36,13 +38,15 @@ def run_dir(state_dir: str, node: str) -> str:
 
 def up(state_dir: str, nodes: int = 3, underlay: str = "l2", backend: str = "bgp",
        pod_cidr: str = "10.244.0.0/16", vxlan_mode: str = "Never", prefix: str = "", externals: int = 1,
-       progress: Progress = _noop, timeout: float = 30.0) -> dict[str, Any]:
+       progress: Progress = _noop, timeout: float = 30.0,
+       service_cidr: str = DEFAULT_SERVICE_CIDR) -> dict[str, Any]:
     """Build and start a cluster: per node a routing loop, a node agent and a policy loop, and
     one control plane."""
     if backend not in BACKENDS:
         raise PodnetError(f"unknown backend {backend!r}", hint=f"choose one of: {', '.join(sorted(BACKENDS))}")
     topo = plan_topology(nodes, underlay, prefix, externals)
     pool = _pool(pod_cidr, backend, vxlan_mode)
+    services = service_config(service_cidr, pod_cidr)
     preexisting = sorted(os.listdir(state_dir)) if os.path.isdir(state_dir) else []
     t0 = time.monotonic()
     progress(f"underlay {underlay}: {len(topo.namespaces())} namespaces")
@@ -51,7 +55,7 @@ def up(state_dir: str, nodes: int = 3, underlay: str = "l2", backend: str = "bgp
                                     "started": time.time()})
     try:
         progress("registering nodes and the IP pool")
-        _register(state_dir, topo, pool)
+        _register(state_dir, topo, pool, services)
         progress("starting node processes")
         _start_processes(state_dir, topo)
         progress("waiting for nodes to report ready")
@@ -66,14 +70,15 @@ def _pool(cidr: str, backend: str, vxlan_mode: str) -> IPPool:
     size = 24 if backend in ("host-gw", "vxlan") else 26  # Flannel: one /24 per node
     return default_pool(cidr, size, vxlan_mode)
 
-def _register(state_dir: str, topo: Topology, pool: IPPool) -> None:
+def _register(state_dir: str, topo: Topology, pool: IPPool, services: dict[str, Any]) -> None:
     from podnet.ipam.allocator import IPAM
     from podnet.store.open import open_store
 
     store = open_store(state_dir)
     try:
+        register_services(store, services)
         objs: list[Resource] = node_resources(topo)
-        if not store.list(IPPool):
+        if not any(isinstance(p, IPPool) and p.spec.allows("Workload") for p in store.list(IPPool)):
             objs.append(pool)
         store.apply(objs)
         for obj in objs:  # apply keeps status out (a subresource): the addresses go in here
@@ -90,6 +95,23 @@ def _register(state_dir: str, topo: Topology, pool: IPPool) -> None:
             store.update(CalicoNode.model_validate(data), check_version=False)
     finally:
         store.close()
+
+
+def register_services(store: Any, config: dict[str, Any]) -> None:
+    """Record the service CIDR (refused if Services already hold addresses of another one) and
+    create the ``kubernetes`` Service on its first address."""
+    from podnet.store.api import Compare, Put
+
+    current = store.kv.get(CONFIG_KEY)
+    if current is None or current.value != config:
+        taken, _ = store.kv.list(CLUSTER_IPS)
+        if taken and current is not None:
+            raise PodnetError(f"this store's Services have addresses in {current.value.get('serviceCIDR')}; "
+                              f"cannot change the service CIDR to {config['serviceCIDR']}",
+                              hint="keep the service CIDR, or start over with a new --state-dir")
+        store.kv.txn([Compare(CONFIG_KEY, current.mod_revision if current else 0)], [Put(CONFIG_KEY, config)])
+    if store.get(Service, "kubernetes", "default") is None:
+        store.apply([kubernetes_service(config["serviceCIDR"])])
 
 
 def _record_process(state_dir: str, rec: processes.ProcessRecord) -> None:

@@ -75,8 +75,10 @@ class IPAM:
     # ---- pools and config -------------------------------------------------------------
 
     def pools(self) -> list[IPPool]:
+        """The pools pods and tunnels take addresses from (LoadBalancer pools hold Service
+        addresses, which the Service allocator hands out)."""
         recs, _ = self.store.list(POOLS)
-        return [self._pool(r) for r in recs]
+        return [p for p in map(self._pool, recs) if p.spec.allows("Workload") or p.spec.allows("Tunnel")]
 
     def _pool(self, rec: Record) -> IPPool:
         """An IPPool validated once per version of it: every CNI ADD reads the pools, and model

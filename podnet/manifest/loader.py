@@ -5,16 +5,22 @@ user fixes a whole batch in one round, and nothing is applied from a batch that 
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
+import stat
 import sys
-from typing import IO, Mapping, NamedTuple, Sequence
+from collections.abc import Mapping, Sequence
+from typing import IO, Any, NamedTuple
 
 from podnet.errors import FieldProblem, Location, ValidationError
 from podnet.model import Resource
 
+from . import limits
+from .jsonsource import JSONSyntaxError, NotText, json_events
+from .positions import locate
 from .validate import validate_document
-from .yamlsource import Document, locate, parse_documents
+from .yamlsource import Document, TooMuch, build, read_yaml, too_many_problems
 
 Path = tuple[str | int, ...]
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
@@ -35,37 +41,77 @@ class Loaded(NamedTuple):
         return locate(self.positions, path, self.source)
 
 
-def _json_fallback(text: str, filename: str) -> list[Document] | None:
-    """A .json file PyYAML could not read (e.g. tab-indented): parse it as JSON, document-level
-    positions only."""
+def _looks_like_json(text: str, filename: str) -> bool:
+    return filename.endswith(".json") or text.lstrip()[:1] in ("{", "[")
+
+
+class _Batch:
+    """The objects and problems of one input, validated document by document as it is read;
+    reading stops once the input has more than MAX_PROBLEMS problems or MAX_OBJECTS objects."""
+
+    def __init__(self) -> None:
+        self.loaded: list[Loaded] = []
+        self.problems: list[FieldProblem] = []
+
+    def __call__(self, doc: Document) -> None:
+        self.problems += doc.problems
+        objects, errs = validate_document(doc)
+        self.problems += errs
+        self.loaded += [Loaded(o.obj, o.source, o.positions) for o in objects]
+        if len(self.problems) > limits.MAX_PROBLEMS:
+            raise TooMuch(too_many_problems(doc.source))
+        if len(self.loaded) > limits.MAX_OBJECTS:
+            raise TooMuch(FieldProblem((), f"more than {limits.MAX_OBJECTS:,} objects in one input", doc.source,
+                                       hint="split the input into several files (-f DIR reads them all as one batch)"))
+
+
+def _json_fallback(text: str, filename: str) -> tuple[_Batch, list[FieldProblem], FieldProblem | None] | None:
+    """JSON that libyaml could not read (a key over 1,024 characters, a surrogate pair escape),
+    read by the JSON tokenizer into the same builder; None if it is not JSON either (the C JSON
+    parser says so in a fraction of the tokenizer's time)."""
     try:
-        data = json.loads(text)
+        json.loads(text)
+    except RecursionError:
+        pass  # deeper than the C parser goes: the tokenizer's depth limit answers
     except ValueError:
         return None
-    return [Document(data=data, source=Location(filename, 1, 1), positions={(): Location(filename, 1, 1)})]
+    batch = _Batch()
+    try:
+        return batch, *build(functools.partial(next, json_events(text, filename), None), filename, batch)
+    except NotText as exc:
+        return _Batch(), [FieldProblem((), str(exc), Location(filename, exc.line, exc.column),
+                                       hint="write the character itself, or both halves of the pair")], None
+    except JSONSyntaxError:
+        return None
+
+
+def _capped(problems: list[FieldProblem], filename: str) -> list[FieldProblem]:
+    """At most MAX_PROBLEMS per input, then one line counting the rest."""
+    if len(problems) <= limits.MAX_PROBLEMS:
+        return problems
+    rest = problems[limits.MAX_PROBLEMS:]
+    return problems[:limits.MAX_PROBLEMS] + [FieldProblem(
+        (), f"{len(rest)} more problems in this input are not listed", rest[0].location or Location(filename, 1, 1),
+        hint="fix the ones above first")]
 
 
 def _parse(text: str, filename: str) -> tuple[list[Loaded], list[FieldProblem]]:
-    docs, problems = parse_documents(text, filename)
-    if problems and filename.endswith(".json"):
+    batch = _Batch()
+    ended, limit, syntax = read_yaml(text, filename, batch)
+    if syntax and _looks_like_json(text, filename):
         fallback = _json_fallback(text, filename)
         if fallback is not None:
-            docs, problems = fallback, []
-    loaded: list[Loaded] = []
-    for doc in docs:
-        problems.extend(doc.problems)
-        objects, errs = validate_document(doc)
-        problems.extend(errs)
-        loaded.extend(Loaded(o.obj, o.source, o.positions) for o in objects)
+            batch, ended, limit = fallback
+    problems = batch.problems + ended
     problems.sort(key=lambda p: (p.location.line, p.location.column) if p.location else (0, 0))
-    return loaded, problems
+    return batch.loaded, _capped(problems, filename) + ([limit] if limit else [])
 
 
 def load_text(text: str, filename: str = STDIN_NAME) -> list[Loaded]:
     """Every object in ``text``; raises ValidationError listing every problem found."""
     loaded, problems = _parse(text, filename)
     if problems:
-        raise ValidationError(problems)
+        raise ValidationError(problems, outcome=None)
     return loaded
 
 
@@ -88,22 +134,43 @@ def _expand(path: str, recursive: bool) -> tuple[list[str], list[FieldProblem]]:
                              hint="check the file name; use '-' to read from standard input")]
 
 
-def _read(path: str, stdin: IO[str] | None) -> tuple[str | None, FieldProblem | None]:
+def _too_large(name: str, hint: str) -> FieldProblem:
+    return FieldProblem((), f"larger than {limits.size_text(limits.MAX_INPUT_BYTES)}, the limit for one input",
+                        Location(name, 1, 1), hint=hint)
+
+
+def _read(path: str, stdin: IO[str] | IO[bytes] | None) -> tuple[str | None, FieldProblem | None]:
+    """The text of one input, read no further than the size limit (``/dev/zero`` ends there)."""
+    name = STDIN_NAME if path == "-" else path
+    split = "split it into several files (-f DIR reads them all as one batch)"
+    raw: str | bytes
     if path == "-":
-        return (stdin or sys.stdin).read(), None
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
-    except OSError as exc:
-        return None, FieldProblem((), f"cannot read: {exc.strerror}", Location(path, 1, 1))
+        stream: Any = stdin or sys.stdin
+        raw = getattr(stream, "buffer", stream).read(limits.MAX_INPUT_BYTES + 1)
+    else:
+        try:
+            with open(path, "rb") as handle:
+                info = os.fstat(handle.fileno())
+                if stat.S_ISREG(info.st_mode) and info.st_size > limits.MAX_INPUT_BYTES:
+                    return None, _too_large(name, split)
+                raw = handle.read(limits.MAX_INPUT_BYTES + 1)
+        except OSError as exc:
+            return None, FieldProblem((), f"cannot read: {exc.strerror}", Location(path, 1, 1))
+    if len(raw) > limits.MAX_INPUT_BYTES:
+        endless = path != "-" and not os.path.isfile(path)
+        return None, _too_large(name, "is this a device rather than a manifest?" if endless else split)
+    if isinstance(raw, str):
+        return raw, None
     try:
         return raw.decode("utf-8-sig"), None
     except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        return None, FieldProblem((), "not UTF-8 text (is this a binary file?)", Location(path, line, 1))
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        return None, FieldProblem((), f"not UTF-8 text (byte {raw[exc.start]:#04x}; is this a binary file?)",
+                                  Location(name, line, column), hint="save the file as UTF-8")
 
 
-def load_paths(paths: Sequence[str], recursive: bool = False, stdin: IO[str] | None = None) -> list[Loaded]:
+def load_paths(paths: Sequence[str], recursive: bool = False, stdin: IO[str] | IO[bytes] | None = None) -> list[Loaded]:
     """Every object in the given files, directories ('-R': and below) and '-' (stdin), in order.
 
     Raises ``errors.ValidationError`` with every problem in every input if there is any.
@@ -123,7 +190,7 @@ def load_paths(paths: Sequence[str], recursive: bool = False, stdin: IO[str] | N
             loaded += found
             problems += errs
     if problems:
-        raise ValidationError(problems)
+        raise ValidationError(problems, outcome=None)
     return loaded
 
 

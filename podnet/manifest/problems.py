@@ -39,6 +39,11 @@ _KEY_VALUE = re.compile(r"^([A-Za-z_][\w./-]*):(\S.*)$")
 _PREFIX = re.compile(r"^([A-Za-z][A-Za-z0-9]*)(?:\[(\d+)\])?: (.+)$", re.S)
 
 
+def shorten(text: str, limit: int = 60) -> str:
+    """A long value cut to ``limit`` characters for a message (a 5,000-digit number, say)."""
+    return text if len(text) <= limit else f"{text[:limit - 20]}…{text[-10:]} ({len(text):,} characters)"
+
+
 def describe_value(value: Any) -> str:
     """How a YAML value reads to a person: ``string '80'``, ``boolean true``, ``nothing (null)``."""
     if value is None:
@@ -50,7 +55,7 @@ def describe_value(value: Any) -> str:
     if isinstance(value, float):
         return f"number {value}"
     if isinstance(value, str):
-        return f"string {value!r}"
+        return f"string {shorten(value)!r}"
     if isinstance(value, list):
         return "a list"
     if isinstance(value, dict):
@@ -126,7 +131,39 @@ class ProblemBuilder:
                 problems.append(self._type_problem(path, errs))
             else:
                 problems.extend(self._one(path, e) for e in errs)
-        return problems
+        return self._lost_indentation(problems)
+
+    def _lost_indentation(self, problems: list[FieldProblem]) -> list[FieldProblem]:
+        """One problem for a document whose lines lost their indentation (seeds/003), instead of
+        one per line with the same hint: top-level fields that belong under metadata: or spec:,
+        and a metadata: or spec: with nothing under it."""
+        homes: dict[str, str] = {}
+        for problem in problems:
+            if len(problem.path) == 1 and problem.message.startswith("unknown field"):
+                lives = where_field_lives(self.cls, str(problem.path[0]))
+                if lives:
+                    homes[str(problem.path[0])] = lives[0].rsplit(".", 1)[0].replace("[]", "")
+        if not homes:
+            return problems
+        region = [p for p in problems if len(p.path) == 1 and (
+            p.message.startswith("unknown field") or (p.message.startswith("expected a mapping")
+                                                      and p.message.endswith("got nothing (null)")))]
+        lines = sorted(p.location.line for p in region if p.location)
+        by_home: dict[str, list[str]] = {}
+        for name, home in homes.items():
+            by_home.setdefault(home, []).append(name)
+        where = "; ".join(f"{', '.join(names)} belong{'s' if len(names) == 1 else ''} under {home}:"
+                          for home, names in by_home.items())
+        stray = [str(p.path[0]) for p in region if p.message.startswith("unknown field") and str(p.path[0]) not in homes]
+        if stray:
+            where += f"; {', '.join(stray)} {'is' if len(stray) == 1 else 'are'} not a {self.cls.KIND} field"
+        first = min(region, key=lambda p: (p.location.line, p.location.column) if p.location else (0, 0))
+        span = f"line {lines[0]} seems to have lost its" if lines[0] == lines[-1] else \
+            f"lines {lines[0]}-{lines[-1]} seem to have lost their"
+        merged = FieldProblem((), f"{span} indentation: {where}",
+                              first.location, hint="indent the fields under metadata: and spec: by two spaces per "
+                              "level, as the manifest had them before it was copied", kind=self.kind, name=self.name)
+        return [merged] + [p for p in problems if p not in region]
 
     # -- one error ---------------------------------------------------------------------------
     def _one(self, path: Path, error: ErrorDetails) -> FieldProblem:
@@ -187,14 +224,19 @@ class ProblemBuilder:
     def _type_hint(self, path: Path, wanted: list[str], value: Any) -> str | None:
         key = path[-1] if path and isinstance(path[-1], str) else "value"
         if "a string" in wanted and isinstance(value, (bool, int, float)) and value is not None:
-            text = str(value).lower() if isinstance(value, bool) else str(value)
-            return f"quote it: {key}: \"{text}\"; unquoted, YAML reads {text} as a {describe_value(value).split()[0]}"
+            written = self.doc.text(self.base + path)
+            if written is None:
+                written = str(value).lower() if isinstance(value, bool) else str(value)
+            what = describe_value(value)
+            what = what if isinstance(value, bool) else f"the {what.split()[0]} {value}"
+            quoted = written.replace("\\", "\\\\").replace('"', '\\"')
+            return f"quote it: {key}: \"{quoted}\"; unquoted, YAML reads {written} as {what}"
         if isinstance(value, str):
             m = _KEY_VALUE.match(value.strip())
             if m and any(w.startswith("a mapping") for w in wanted):
-                return (f"{value!r} has no space after ':', so YAML reads it as one string: "
-                        f"write '{m.group(1)}: {m.group(2)}'")
-            if "an integer" in wanted and value.strip().lstrip("-").isdigit():
+                return (f"{shorten(value)!r} has no space after ':', so YAML reads it as one string: "
+                        f"write '{m.group(1)}: {shorten(m.group(2))}'")
+            if "an integer" in wanted and value.strip().lstrip("-").isdigit() and len(value) < 20:
                 return f"remove the quotes: {key}: {value.strip()}"
             if "true or false" in wanted and value.lower() in ("true", "false"):
                 return f"remove the quotes: {key}: {value.lower()}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Iterator
 
 import yaml
 
@@ -17,6 +18,9 @@ from podnet.errors import FieldProblem, Location
 
 Path = tuple[str | int, ...]
 
+#: Lines read for hints after a syntax error (reading a million lines of a 10 MB input for
+#: slips would take longer than the rest of the answer).
+SCAN_LINES = 20_000
 _KEY = r"[A-Za-z_][\w.\-]*(?:/[\w.\-]+)?"
 _LINE = re.compile(rf"^(?P<indent> *)(?P<dash>-\s+)?(?P<key>{_KEY})(?P<sep>[:;])(?P<rest>.*)$")
 
@@ -47,27 +51,34 @@ def _shape(line: str) -> _Shape | None:
     return _Shape(indent, None, indent, None)
 
 
+def _paths(lines: list[str]) -> Iterator[tuple[int, Path]]:
+    """(index, best-effort field path) of each line, from indentation alone, in one pass."""
+    stack: list[tuple[str, int, str | int]] = []  # (kind, column, segment)
+    for index, line in enumerate(lines):
+        shape = _shape(line)
+        if shape is not None:
+            if shape.item_col is not None:
+                col = shape.item_col
+                while stack and stack[-1][1] > col:
+                    stack.pop()
+                position = 0
+                if stack and stack[-1][0] == "item" and stack[-1][1] == col:
+                    position = int(stack.pop()[2]) + 1
+                stack.append(("item", col, position))
+            else:
+                while stack and stack[-1][1] >= shape.key_col:
+                    stack.pop()
+            if shape.key is not None:
+                stack.append(("key", shape.key_col, shape.key))
+        yield index, tuple(seg for _, _, seg in stack)
+
+
 def path_at_line(lines: list[str], index: int) -> Path:
     """Best-effort field path of ``lines[index]`` (0-based) from indentation alone."""
-    stack: list[tuple[str, int, str | int]] = []  # (kind, column, segment)
-    for line in lines[: index + 1]:
-        shape = _shape(line)
-        if shape is None:
-            continue
-        if shape.item_col is not None:
-            col = shape.item_col
-            while stack and stack[-1][1] > col:
-                stack.pop()
-            position = 0
-            if stack and stack[-1][0] == "item" and stack[-1][1] == col:
-                position = int(stack.pop()[2]) + 1
-            stack.append(("item", col, position))
-        else:
-            while stack and stack[-1][1] >= shape.key_col:
-                stack.pop()
-        if shape.key is not None:
-            stack.append(("key", shape.key_col, shape.key))
-    return tuple(seg for _, _, seg in stack)
+    for at, path in _paths(lines[: index + 1]):
+        if at == index:
+            return path
+    return ()
 
 
 def _slip(line: str) -> tuple[str, str] | None:
@@ -93,15 +104,20 @@ def _slip(line: str) -> tuple[str, str] | None:
     return None
 
 
-def lint_lines(text: str, filename: str, start_line: int = 1) -> list[FieldProblem]:
-    """Every line (from ``start_line``, 1-based) showing a known slip, as located problems."""
-    lines = text.splitlines()
-    found = []
-    for index in range(max(start_line - 1, 0), len(lines)):
+def lint_lines(text: str, filename: str, start_line: int = 1, limit: int | None = None) -> list[FieldProblem]:
+    """Every line (from ``start_line``, 1-based, within the first SCAN_LINES) showing a known
+    slip, as located problems; at most ``limit`` of them."""
+    lines = text.splitlines()[:SCAN_LINES]
+    found: list[FieldProblem] = []
+    for index, path in _paths(lines):
+        if index < start_line - 1:
+            continue
         slip = _slip(lines[index])
         if slip:
             indent = len(lines[index]) - len(lines[index].lstrip())
-            found.append(FieldProblem(path_at_line(lines, index), slip[0], Location(filename, index + 1, indent + 1), hint=slip[1]))
+            found.append(FieldProblem(path, slip[0], Location(filename, index + 1, indent + 1), hint=slip[1]))
+            if limit is not None and len(found) >= limit:
+                break
     return found
 
 
@@ -127,13 +143,31 @@ def _lost_indentation(lines: list[str], line_index: int) -> bool:
     start = line_index
     while start > 0 and lines[start - 1].strip() != "---":
         start -= 1
-    shapes = [s for s in (_shape(x) for x in lines[start:line_index + 1]) if s is not None]
-    return len(shapes) > 3 and all(s.indent == 0 for s in shapes) and any(
-        s.key in ("metadata", "spec") for s in shapes)
+    count, seen_section = 0, False
+    for line in lines[start:line_index + 1]:
+        shape = _shape(line)
+        if shape is None:
+            continue
+        if shape.indent:
+            return False  # one indented line is enough to know
+        count += 1
+        seen_section = seen_section or shape.key in ("metadata", "spec")
+    return count > 3 and seen_section
 
 
-def explain_yaml_error(exc: yaml.MarkedYAMLError, text: str, filename: str) -> FieldProblem:
-    """One located problem for a YAML syntax error, blaming the real culprit line if we can."""
+def _path_near(lines: list[str], index: int, parsed: Path | None) -> Path:
+    """The field path of a line from indentation, or (past the first SCAN_LINES lines, where
+    that would mean reading them all) the path the parser had reached."""
+    if index < SCAN_LINES or parsed is None:
+        return path_at_line(lines, index) if index < len(lines) else ()
+    return parsed
+
+
+def explain_yaml_error(exc: yaml.MarkedYAMLError, text: str, filename: str,
+                       parsed: Path | None = None) -> FieldProblem:
+    """One located problem for a YAML syntax error, blaming the real culprit line if we can.
+
+    ``parsed`` is the field path the parser had reached when it stopped (used in long inputs)."""
     lines = text.splitlines()
     mark = exc.problem_mark or exc.context_mark
     line_index = mark.line if mark else 0
@@ -145,7 +179,7 @@ def explain_yaml_error(exc: yaml.MarkedYAMLError, text: str, filename: str) -> F
         slip = _slip(lines[index])
         if slip:
             indent = len(lines[index]) - len(lines[index].lstrip())
-            return FieldProblem(path_at_line(lines, index), f"{slip[0]}; {stuck}",
+            return FieldProblem(_path_near(lines, index, parsed), f"{slip[0]}; {stuck}",
                                 Location(filename, index + 1, indent + 1), hint=slip[1])
     hint = next((h for needle, h in _GENERIC_HINTS if needle in what), None)
     if (exc.context or "").startswith("while parsing a flow") and exc.context_mark is not None:
@@ -161,5 +195,5 @@ def explain_yaml_error(exc: yaml.MarkedYAMLError, text: str, filename: str) -> F
         lost = ("the manifest seems to have lost its indentation (every line starts in column 1): "
                 "indent the fields under metadata: and spec: by two spaces per level")
         hint = f"{hint}; also, {lost}" if hint else lost
-    path = path_at_line(lines, line_index) if line_index < len(lines) else ()
-    return FieldProblem(path, stuck, Location(filename, line_index + 1, column), hint=hint)
+    return FieldProblem(_path_near(lines, line_index, parsed), stuck, Location(filename, line_index + 1, column),
+                        hint=hint)

@@ -16,7 +16,8 @@ from podnet.errors import FieldProblem, Location
 from podnet.model import KINDS, Resource, kind_for
 from podnet.model import validation as v
 
-from .problems import ProblemBuilder, describe_value, did_you_mean
+from .problems import ProblemBuilder, describe_value, did_you_mean, shorten
+from .positions import Positions
 from .yamlsource import Document
 
 Path = tuple[str | int, ...]
@@ -34,7 +35,17 @@ class Validated:
 
 def _problem(doc: Document, base: Path, path: Path, message: str, hint: str | None = None,
              kind: str | None = None, name: str | None = None) -> FieldProblem:
-    return FieldProblem(path, message, doc.locate(base + path), hint=hint, kind=kind, name=name)
+    return FieldProblem(path, message, doc.locate(base + path), hint=hint, kind=kind, name=shown_name(name))
+
+
+def shown_name(name: Any) -> str | None:
+    """An object's name as messages print it: escaped if it holds a newline or other control
+    character (``web\\n``), cut if very long; None if it is not a string."""
+    if not isinstance(name, str):
+        return None
+    if not name.isprintable():
+        name = name.encode("unicode_escape").decode("ascii")
+    return shorten(name, 260)
 
 
 def _is_list(data: dict[str, Any]) -> bool:
@@ -66,10 +77,7 @@ def _validate_list(doc: Document, data: dict[str, Any]) -> tuple[list[Validated]
         return [], problems + [_problem(doc, (), ("items",), f"expected a list of objects, got {describe_value(items)}")]
     # Each item's positions, relative to the item, in one pass (per item it would be quadratic:
     # a 2,000-pod `kubectl get -o yaml` dump took seconds).
-    per_item: dict[int, dict[Path, Location]] = {}
-    for path, loc in doc.positions.items():
-        if len(path) >= 2 and path[0] == "items" and isinstance(path[1], int):
-            per_item.setdefault(path[1], {})[path[2:]] = loc
+    per_item = _per_item(doc.positions)
     objects: list[Validated] = []
     for index, item in enumerate(items):
         if not isinstance(item, dict):
@@ -79,6 +87,16 @@ def _validate_list(doc: Document, data: dict[str, Any]) -> tuple[list[Validated]
         objects += found
         problems += errs
     return objects, problems
+
+
+def _per_item(positions: Mapping[Path, Location]) -> Mapping[int, Mapping[Path, Location]]:
+    if isinstance(positions, Positions):
+        return positions.below("items")
+    per_item: dict[int, dict[Path, Location]] = {}
+    for path, loc in positions.items():
+        if len(path) >= 2 and path[0] == "items" and isinstance(path[1], int):
+            per_item.setdefault(path[1], {})[path[2:]] = loc
+    return per_item
 
 
 def _resolve_kind(doc: Document, base: Path, data: dict[str, Any]) -> tuple[type[Resource] | None, list[FieldProblem]]:
@@ -161,8 +179,7 @@ def _validate_object(doc: Document, base: Path, data: dict[str, Any],
         return [], problems
     problems = _name_problems(cls, doc, base, data)
     meta = data.get("metadata")
-    name = meta.get("name") if isinstance(meta, dict) and isinstance(meta.get("name"), str) else None
-    builder = ProblemBuilder(cls, doc, base, data, cls.KIND, name)
+    builder = ProblemBuilder(cls, doc, base, data, cls.KIND, shown_name(meta.get("name") if isinstance(meta, dict) else None))
     try:
         obj = cls.model_validate(data, strict=True)
     except pydantic.ValidationError as exc:

@@ -43,7 +43,27 @@ class IPPoolSpec(Model):
             raise ValueError("ipipMode: IPIP is not supported on an IPv6 pool: use Never (or vxlanMode)")
         if self.ipip_mode != "Never" and self.vxlan_mode != "Never":
             raise ValueError("ipipMode and vxlanMode cannot both be enabled: pick one encapsulation")
+        if "LoadBalancer" in (self.allowed_uses or ()):
+            self._load_balancer_rules()
         return self
+
+    def _load_balancer_rules(self) -> None:
+        """Calico's rules for a LoadBalancer pool: it holds Service addresses only, is never
+        encapsulated, is on every node and is exported over BGP."""
+        others = sorted(set(self.allowed_uses or ()) - {"LoadBalancer"})
+        if others:
+            raise ValueError(f"allowedUses: LoadBalancer cannot be combined with {', '.join(others)}")
+        if self.ipip_mode != "Never" or self.vxlan_mode != "Never":
+            raise ValueError("allowedUses: a LoadBalancer pool must have ipipMode and vxlanMode Never")
+        if self.node_selector.strip() != "all()":
+            raise ValueError("nodeSelector: a LoadBalancer pool must use all()")
+        if self.disable_bgp_export:
+            raise ValueError("disableBGPExport: a LoadBalancer pool must be exported over BGP")
+
+    def allows(self, use: str) -> bool:
+        """Whether addresses of this pool may serve ``use`` (Workload, Tunnel, LoadBalancer);
+        Calico's default is [Workload, Tunnel]."""
+        return use in (self.allowed_uses or ("Workload", "Tunnel"))
 
     @property
     def effective_block_size(self) -> int:

@@ -14,6 +14,12 @@ from typing import Callable, Mapping
 Labels = Mapping[str, str]
 Matcher = Callable[[Labels], bool]
 
+#: Parentheses and '!' nested deeper than this are refused (a selector is read by recursion).
+MAX_DEPTH = 64
+#: Characters in a selector (Calico stores selectors in resources limited to 1.5 MB; a
+#: selector is a short expression).
+MAX_LENGTH = 64 * 1024
+
 _TOKEN = re.compile(
     r"\s*(?:(?P<op>&&|\|\||==|!=|!|\(|\)|\{|\}|,)"
     r"|(?P<str>'[^']*'|\"[^\"]*\")"
@@ -42,7 +48,10 @@ class Selector:
 
 class _Parser:
     def __init__(self, text: str) -> None:
+        if len(text) > MAX_LENGTH:
+            raise ValueError(f"selector is {len(text):,} characters long: the limit is {MAX_LENGTH:,}")
         self.text = text
+        self.depth = 0
         self.tokens: list[tuple[str, str, int]] = []
         pos = 0
         while pos < len(text):
@@ -50,7 +59,7 @@ class _Parser:
             if not m or m.end() == pos:
                 if text[pos:].strip() == "":
                     break
-                raise ValueError(f"selector {text!r}: unexpected character at position {pos + 1}: {text[pos:pos + 10]!r}")
+                raise ValueError(f"selector {_short(text)!r}: unexpected character at position {pos + 1}: {text[pos:pos + 10]!r}")
             kind = m.lastgroup or ""
             self.tokens.append((kind, m.group(kind), m.start(kind)))
             pos = m.end()
@@ -62,9 +71,9 @@ class _Parser:
     def take(self, value: str | None = None) -> tuple[str, str, int]:
         tok = self.peek()
         if tok is None:
-            raise ValueError(f"selector {self.text!r}: unexpected end, expected {value or 'more'}")
+            raise ValueError(f"selector {_short(self.text)!r}: unexpected end, expected {value or 'more'}")
         if value is not None and tok[1] != value:
-            raise ValueError(f"selector {self.text!r}: expected {value!r} at position {tok[2] + 1}, found {tok[1]!r}")
+            raise ValueError(f"selector {_short(self.text)!r}: expected {value!r} at position {tok[2] + 1}, found {tok[1]!r}")
         self.i += 1
         return tok
 
@@ -75,7 +84,7 @@ class _Parser:
         if self.peek() is not None:
             tok = self.peek()
             assert tok is not None
-            raise ValueError(f"selector {self.text!r}: unexpected {tok[1]!r} at position {tok[2] + 1}")
+            raise ValueError(f"selector {_short(self.text)!r}: unexpected {tok[1]!r} at position {tok[2] + 1}")
         return matcher
 
     def parse_or(self) -> Matcher:
@@ -94,21 +103,26 @@ class _Parser:
 
     def parse_unary(self) -> Matcher:
         tok = self.peek()
-        if tok and tok[1] == "!":
+        if tok and tok[1] in ("!", "("):
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise ValueError(f"selector {_short(self.text)!r}: '!' and parentheses are nested more than "
+                                 f"{MAX_DEPTH} deep (at position {tok[2] + 1})")
             self.take()
-            inner = self.parse_unary()
-            return lambda labels: not inner(labels)
-        if tok and tok[1] == "(":
-            self.take()
-            inner = self.parse_or()
-            self.take(")")
-            return inner
+            if tok[1] == "!":
+                negated = self.parse_unary()
+                matcher: Matcher = lambda labels: not negated(labels)  # noqa: E731
+            else:
+                matcher = self.parse_or()
+                self.take(")")
+            self.depth -= 1
+            return matcher
         return self.parse_term()
 
     def parse_term(self) -> Matcher:
         kind, word, pos = self.take()
         if kind != "word":
-            raise ValueError(f"selector {self.text!r}: expected a label key or function at position {pos + 1}, found {word!r}")
+            raise ValueError(f"selector {_short(self.text)!r}: expected a label key or function at position {pos + 1}, found {word!r}")
         if word in ("all()", "global()"):
             return lambda labels: True
         if word == "has":
@@ -141,12 +155,12 @@ class _Parser:
             if op == "starts":
                 return lambda labels: key in labels and labels[key].startswith(value)
             return lambda labels: key in labels and labels[key].endswith(value)
-        raise ValueError(f"selector {self.text!r}: unknown operator {op!r} at position {op_tok[2] + 1} (use ==, !=, in, not in)")
+        raise ValueError(f"selector {_short(self.text)!r}: unknown operator {op!r} at position {op_tok[2] + 1} (use ==, !=, in, not in)")
 
     def _string(self) -> str:
         kind, value, pos = self.take()
         if kind != "str":
-            raise ValueError(f"selector {self.text!r}: expected a quoted value at position {pos + 1}, found {value!r}")
+            raise ValueError(f"selector {_short(self.text)!r}: expected a quoted value at position {pos + 1}, found {value!r}")
         return value[1:-1]
 
     def _set(self) -> frozenset[str]:
@@ -158,10 +172,14 @@ class _Parser:
             if nxt is not None and nxt[1] == ",":
                 self.take()
             elif nxt is not None and nxt[1] != "}":
-                raise ValueError(f"selector {self.text!r}: expected ',' or '}}' at position {nxt[2] + 1}, "
+                raise ValueError(f"selector {_short(self.text)!r}: expected ',' or '}}' at position {nxt[2] + 1}, "
                                  f"found {nxt[1]!r}")
         self.take("}")
         return frozenset(values)
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 60 else text[:40] + "…" + text[-10:]
 
 
 @lru_cache(maxsize=4096)

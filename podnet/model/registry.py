@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 from .admin_policy import AdminNetworkPolicy, BaselineAdminNetworkPolicy, ClusterNetworkPolicy
-from .apps import Deployment
+from .apps import Deployment, ReplicaSet
 from .base import Resource
 from .calico import BGPConfiguration, BGPPeer, CalicoNode, IPPool
 from .calico_policy import CalicoNetworkPolicy, GlobalNetworkPolicy, GlobalNetworkSet, NetworkSet, Tier
-from .core import Namespace, Node, Pod, Service
+from .core import Endpoints, Namespace, Node, Pod, Service
+from .discovery import EndpointSlice
+from .events import Event
 from .networking import NetworkPolicy
 
 #: the tiered policy kinds (Calico's and the network-policy-api's), in the order `get` lists them
@@ -15,8 +17,8 @@ POLICY_KINDS: tuple[type[Resource], ...] = (
     AdminNetworkPolicy, BaselineAdminNetworkPolicy, ClusterNetworkPolicy,
 )
 KINDS: tuple[type[Resource], ...] = (
-    Namespace, Pod, Node, Service, Deployment, NetworkPolicy,
-    IPPool, BGPConfiguration, BGPPeer, CalicoNode,
+    Namespace, Pod, Node, Service, Endpoints, EndpointSlice, Deployment, NetworkPolicy,
+    IPPool, BGPConfiguration, BGPPeer, CalicoNode, ReplicaSet, Event,
 ) + POLICY_KINDS
 
 _BY_API_KIND: dict[tuple[str, str], type[Resource]] = {(k.API_VERSION, k.KIND): k for k in KINDS}

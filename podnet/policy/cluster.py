@@ -11,9 +11,9 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from podnet.errors import NotFound, PodnetError
 from podnet.model import (
@@ -21,6 +21,7 @@ from podnet.model import (
     BaselineAdminNetworkPolicy,
     CalicoNetworkPolicy,
     ClusterNetworkPolicy,
+    EndpointSlice,
     GlobalNetworkPolicy,
     GlobalNetworkSet,
     Namespace,
@@ -28,6 +29,7 @@ from podnet.model import (
     NetworkSet,
     Node,
     Pod,
+    Service,
     Tier,
 )
 from podnet.model.selectors import LabelSelector
@@ -54,6 +56,9 @@ from .ir import (
     in_networks,
 )
 from .order import TierInfo, build_tiers, evaluation_order
+
+if TYPE_CHECKING:
+    from .services import ServiceView
 
 NAME_LABEL = "kubernetes.io/metadata.name"
 PROTOCOLS = ("TCP", "UDP", "SCTP")
@@ -219,6 +224,8 @@ class ClusterState:
     candidates_by_ns: Mapping[str, tuple[PolicyIR, ...]] = field(default_factory=dict, compare=False, repr=False)
     cluster_wide: tuple[PolicyIR, ...] = field(default=(), compare=False, repr=False)
     memo: dict[object, object] = field(default_factory=dict, compare=False, repr=False)
+    #: ``ns/name`` → a Service and its backends (``policy.services.ServiceView``)
+    services: Mapping[str, ServiceView] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def build(
@@ -233,14 +240,21 @@ class ClusterState:
         tiers: Iterable[Tier] = (),
         network_sets: Iterable[NetworkSet | GlobalNetworkSet] = (),
         nodes: Iterable[Node] = (),
+        services: Iterable[Service] = (),
+        slices: Iterable[EndpointSlice] = (),
     ) -> ClusterState:
-        """From model values. ``sources``/``locators``: ``ref`` → ``file:line`` / field locator."""
+        """From model values. ``sources``/``locators``: ``ref`` → ``file:line`` / field locator;
+        ``slices`` give the endpoints of Services without a selector."""
+        from .services import service_views
+
         sources = sources or {}
         locators = locators or {}
+        pods = list(pods)
         compiled = [compile_any(p, sources.get(ref_of(p)), locators.get(ref_of(p))) for p in policies]
-        return cls.from_parts(namespaces, [endpoint_for_pod(p) for p in pods], compiled,
-                              ipblock_matches_pods=ipblock_matches_pods, tiers=tiers,
-                              network_sets=network_sets, nodes=nodes, tier_sources=sources)
+        state = cls.from_parts(namespaces, [endpoint_for_pod(p) for p in pods], compiled,
+                               ipblock_matches_pods=ipblock_matches_pods, tiers=tiers,
+                               network_sets=network_sets, nodes=nodes, tier_sources=sources)
+        return replace(state, services=service_views(services, pods, slices))
 
     @classmethod
     def from_parts(

@@ -5,7 +5,8 @@ says what is wrong against the current cluster state, and how to fix it. The che
 the mistakes people actually make (see docs/policy.md): selectors that match nothing, a
 namespace selected by a label no namespace has, egress lock-downs that break DNS, policyTypes
 that disagree with the rules, AND/OR peer confusion, sloppy CIDRs, undeclared named ports,
-redundant policies, and DNS allowed on only one of UDP/TCP.
+redundant policies, DNS allowed on only one of UDP/TCP, and a Service's port opened where its
+pods receive on another targetPort.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from .cluster import NAME_LABEL, ClusterState, Endpoint, peer_matches
 from .cover import rule_covered
 from .ir import DIRECTIONS, Direction, IPBlockPeer, Peer, PodPeer, PolicyIR, PortMatch, Rule
 from .lint_tiers import Warn, tiered_checks
+from .services import check_service_ports
 from .walk import direction_allowed
 
 Path = tuple[str | int, ...]
@@ -74,6 +76,7 @@ def lint(state: ClusterState, locate: Locate | None = None) -> list[LintWarning]
         _check_dns(state, pol, selected, warn)
     _check_redundant(state, warn)
     tiered_checks(state, warn)
+    check_service_ports(state, warn)
     return sorted(out, key=lambda w: (_loc_key(w.location), w.policy, w.path, w.code))
 
 

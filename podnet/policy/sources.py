@@ -11,7 +11,18 @@ from typing import Protocol, TypeVar
 
 from podnet.errors import Location
 from podnet.manifest import Loaded, load_paths
-from podnet.model import Deployment, GlobalNetworkSet, Namespace, NetworkSet, Node, Pod, Resource, Tier
+from podnet.model import (
+    Deployment,
+    EndpointSlice,
+    GlobalNetworkSet,
+    Namespace,
+    NetworkSet,
+    Node,
+    Pod,
+    Resource,
+    Service,
+    Tier,
+)
 
 from .cluster import POLICY_CLASSES, ClusterState, PolicyObject, ref_of
 from .ir import Locator
@@ -32,8 +43,8 @@ def no_location(ref: str, path: tuple[str | int, ...]) -> str | None:
 
 
 def cluster_from_snapshot(snapshot: Objects, ipblock_matches_pods: bool = True) -> ClusterState:
-    """The engine's view of a store snapshot (namespaces, pods, nodes, every policy kind, tiers
-    and network sets)."""
+    """The engine's view of a store snapshot (namespaces, pods, nodes, every policy kind, tiers,
+    network sets, Services and EndpointSlices)."""
     return cluster_from_objects(snapshot_objects(snapshot), ipblock_matches_pods)
 
 
@@ -59,7 +70,8 @@ def cluster_from_objects(objs: Sequence[Resource], ipblock_matches_pods: bool = 
     namespaces += [Namespace.model_validate({"metadata": {"name": n}}) for n in sorted(referenced - known)]
     return ClusterState.build(namespaces, pods, policies, ipblock_matches_pods=ipblock_matches_pods,
                               sources=sources, locators=locators, tiers=_instances(objs, Tier),
-                              network_sets=sets, nodes=_instances(objs, Node))
+                              network_sets=sets, nodes=_instances(objs, Node), services=_instances(objs, Service),
+                              slices=_instances(objs, EndpointSlice))
 
 
 def cluster_from_files(paths: Sequence[str], ipblock_matches_pods: bool = True,
@@ -92,8 +104,14 @@ def snapshot_objects(snapshot: Objects) -> list[Resource]:
     return list(_every(snapshot))
 
 
+#: A Deployment stands for at most this many replicas: more identical pods without IPs would say
+#: nothing new (and `replicas: 1000000` would be a million pods).
+STAND_INS = 10
+
+
 def _deployment_pods(dep: Deployment, existing: set[tuple[str, frozenset[tuple[str, str]]]]) -> list[Pod]:
-    """A Deployment without pods in the files stands for its replicas (no IPs yet)."""
+    """A Deployment without pods in the files stands for its replicas (no IPs yet), at most
+    ``STAND_INS`` of them."""
     ns = dep.metadata.namespace or "default"
     labels = dict(dep.spec.template.metadata.labels)
     if (ns, frozenset(labels.items())) in existing:
@@ -103,7 +121,7 @@ def _deployment_pods(dep: Deployment, existing: set[tuple[str, frozenset[tuple[s
             "metadata": {"name": f"{dep.metadata.name}-{i}", "namespace": ns, "labels": labels},
             "spec": dep.spec.template.spec.to_dict(),
         })
-        for i in range(max(dep.spec.replicas, 1))
+        for i in range(min(max(dep.spec.replicas, 1), STAND_INS))
     ]
 
 
@@ -120,7 +138,7 @@ def _instances(objs: Iterable[Resource], cls: type[R]) -> list[R]:
 
 
 def _every(snapshot: Objects) -> Iterable[Resource]:
-    for cls in (Namespace, Pod, Node, Tier, NetworkSet, GlobalNetworkSet, *POLICY_CLASSES):
+    for cls in (Namespace, Pod, Node, Tier, NetworkSet, GlobalNetworkSet, Service, EndpointSlice, *POLICY_CLASSES):
         yield from _instances(snapshot.of(cls), cls)
 
 

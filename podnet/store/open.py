@@ -37,8 +37,13 @@ def open_backend(url: str) -> Store:
         if parts.netloc or not path:
             raise PodnetError(f"bad store URL {url!r}: expected sqlite:///absolute/path/store.db")
         os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+        import sqlite3
+
         from .sqlite import SqliteStore
-        return SqliteStore(path)
+        try:
+            return SqliteStore(path)
+        except sqlite3.DatabaseError as exc:
+            raise damaged_store(path, exc) from None
     if parts.scheme == "memory":
         from .memory import MemoryStore
         return MemoryStore()
@@ -53,6 +58,13 @@ def open_backend(url: str) -> Store:
     )
 
 
+def damaged_store(path: str, exc: Exception) -> PodnetError:
+    """A store file SQLite cannot read (not a database, or damaged), said plainly."""
+    return PodnetError(f"the store {path} cannot be read: {exc}" if path else f"the store cannot be read: {exc}",
+                       hint="it is not a podnet store or it is damaged: move it aside (then `podnet up` or "
+                            "`podnet apply` starts a new one), or restore it from a copy")
+
+
 def open_store_url(url: str, bootstrap: bool = True) -> ResourceStore:
     """A ResourceStore over the backend ``url`` names; ``bootstrap`` makes sure the namespaces
     ``default`` and ``kube-system`` exist (reads two keys; writes only the first time)."""
@@ -64,10 +76,15 @@ def open_store_url(url: str, bootstrap: bool = True) -> ResourceStore:
     return store
 
 
-def open_store(state_dir: str | None = None, bootstrap: bool = True) -> ResourceStore:
+def open_store(state_dir: str | None = None, bootstrap: bool = True, create: bool = True) -> ResourceStore:
     """The embedded store at ``<state_dir>/store.db`` (directory created 0700); ``state_dir``
-    None means ``default_state_dir()``."""
+    None means ``default_state_dir()``. ``create=False`` (read-only commands) refuses a state
+    directory without a store instead of creating an empty one at a mistyped path."""
     state_dir = state_dir or default_state_dir()
+    if not create and not os.path.exists(os.path.join(state_dir, DB_NAME)):
+        raise PodnetError(f"no cluster at {state_dir} (no {DB_NAME} there)",
+                          hint=f"check --state-dir (or {STATE_DIR_ENV}); `podnet up` starts a cluster, "
+                               "`podnet apply` creates the store")
     try:
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
     except OSError as exc:

@@ -9,17 +9,25 @@ Namespace carries ``kubernetes.io/metadata.name``; status is a subresource (``up
 
 Multi-object writes (``apply``, ``delete_many``) are one transaction guarded by a compare on
 every key they read, retried a few times on conflict: all or nothing, no lost update.
+
+Deletion is graceful where the API server makes it so: a Pod bound to a node gets
+``deletionTimestamp`` (now + its grace period) and ``deletionGracePeriodSeconds`` and stays
+until its node's agent, having stopped its processes, deletes it with grace period 0; a
+Namespace turns ``Terminating``, its other objects go at once, its pods gracefully, and the
+namespace itself goes with its last pod.
 """
 from __future__ import annotations
 
 import builtins
+import secrets
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Protocol, Sequence, Union
 
 from ..errors import AlreadyExists, Conflict, NotFound, PodnetError
-from ..model import KINDS, Namespace, Resource
+from ..model import KINDS, Namespace, Resource, Service
+from ..services import admission as service_admission
 from .api import Compare, Delete, Put, Record, Store
 
 REGISTRY = "/registry/"
@@ -39,6 +47,12 @@ WatchType = Literal["ADDED", "MODIFIED", "DELETED"]
 Ref = Union[Resource, tuple[type[Resource], str, Union[str, None]]]
 
 _BY_PLURAL: dict[str, type[Resource]] = {cls.PLURAL: cls for cls in KINDS}
+#: What the API server's admission does per kind, inside the write's transaction: ``admit``
+#: gets the kind's changes and the values under ``READS``, and returns the values to store
+#: and the keys of its own to put and delete, or raises (nothing is written).
+ADMISSIONS: dict[type[Resource], Any] = {Service: service_admission}
+#: (kind, key, value asked for or None for a deletion, stored value or None)
+Change = tuple[type[Resource], str, Union[dict[str, Any], None], Union[dict[str, Any], None]]
 
 
 class Matcher(Protocol):
@@ -167,6 +181,14 @@ def _merge(desired: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
+def _merge_admitted(value: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
+    """``_merge``, except that a status the admission set replaces the stored one."""
+    new = _merge(value, stored)
+    if "status" in value:
+        new["status"] = value["status"]
+    return new
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """Every object at one revision, for pure planners: ``objects[KIND]`` is sorted by
@@ -256,7 +278,7 @@ class ResourceStore:
         """Create; keeps ``status`` as given (components create objects with what they know).
         ``AlreadyExists`` if it exists; ``NotFound`` if its namespace does not."""
         if not obj.metadata.name and obj.metadata.generate_name:
-            obj = obj.with_meta(name=obj.metadata.generate_name + uuid.uuid4().hex[:5])
+            obj = obj.with_meta(name=obj.metadata.generate_name + _random_suffix())
         cls, key, value = _desired(obj)
         status = obj.to_dict().get("status")
         if status is not None:
@@ -264,8 +286,9 @@ class ResourceStore:
         for _ in range(ATTEMPTS):
             compares = [Compare(key, 0)]
             self._namespace_guard(cls, value, compares)
-            new = self._stamp(value)
-            result = self.kv.txn(compares, [Put(key, new)])
+            (admitted,), guards, writes = self._admit([(cls, key, value, None)])
+            new = self._stamp(admitted or value)
+            result = self.kv.txn(compares + guards, [Put(key, new), *writes])
             if result.succeeded:
                 return _from_dict(cls, new, result.revision)
             if key in result.failed_keys:
@@ -285,8 +308,9 @@ class ResourceStore:
             record = self._existing(cls, key, value)
             if expected is not None and record.mod_revision != expected:
                 raise _stale(cls, value, expected, record.mod_revision)
-            new = _merge(value, record.value)
-            result = self.kv.txn([Compare(key, record.mod_revision)], [Put(key, new)])
+            (admitted,), guards, writes = self._admit([(cls, key, value, record.value)])
+            new = _merge_admitted(admitted or value, record.value)
+            result = self.kv.txn([Compare(key, record.mod_revision), *guards], [Put(key, new), *writes])
             if result.succeeded:
                 return _from_dict(cls, new, result.revision)
         raise _too_busy([key])
@@ -310,18 +334,22 @@ class ResourceStore:
                 return _from_dict(cls, new, result.revision)
         raise _too_busy([key])
 
-    def delete(self, cls: type[Resource], name: str, namespace: str | None = None) -> bool:
-        """Delete one object (a Namespace takes its objects with it); False if it was absent."""
-        return self.delete_many([(cls, name, namespace)])[0] is not None
+    def delete(self, cls: type[Resource], name: str, namespace: str | None = None,
+               grace_period_seconds: int | None = None, uid: str | None = None) -> bool:
+        """Delete one object (a Namespace takes its objects with it); False if it was absent
+        (or, with ``uid``, is another incarnation). See ``delete_many`` for grace periods."""
+        return self.delete_many([(cls, name, namespace)], grace_period_seconds=grace_period_seconds,
+                                uid=uid)[0] is not None
 
     # -- multi-object writes -------------------------------------------------------------------
-    def apply(self, objs: Sequence[Resource]) -> builtins.list[tuple[Resource, Action]]:
+    def apply(self, objs: Sequence[Resource], dry_run: bool = False) -> builtins.list[tuple[Resource, Action]]:
         """Create or update every object in one transaction: all or nothing.
 
         Returns (stored object, "created" | "configured" | "unchanged") in input order.
         "unchanged" means spec, labels and annotations already matched (server metadata and
         status are not compared). Raises ``NotFound`` (nothing written) if an object's
-        namespace neither exists nor is created by this apply.
+        namespace neither exists nor is created by this apply. ``dry_run``: every check and
+        the same answer, nothing written (kubectl's ``--dry-run=server``).
         """
         prepared = [_desired(o) for o in objs]
         _refuse_duplicates(prepared)
@@ -338,25 +366,33 @@ class ResourceStore:
             missing = [ns for ns, k in zip(needed_ns, ns_keys) if k not in current]
             if missing:
                 raise _missing_namespaces(missing, needed_ns)
-            compares = [Compare(k, current[k].mod_revision if k in current else 0) for k in keys + ns_keys]
-            puts: builtins.list[Put] = []
-            plan: builtins.list[tuple[type[Resource], dict[str, Any], Action, int | None]] = []
             for cls, key, value in prepared:
+                ns_key = key_for(Namespace, value["metadata"].get("namespace") or "")
+                if key not in current and ns_key in current:
+                    _refuse_terminating(current[ns_key], cls, value["metadata"]["name"])
+            compares = [Compare(k, current[k].mod_revision if k in current else 0) for k in keys + ns_keys]
+            admitted, guards, writes = self._admit([(cls, key, value, current[key].value if key in current else None)
+                                                    for cls, key, value in prepared])
+            puts: builtins.list[Put | Delete] = []
+            plan: builtins.list[tuple[type[Resource], dict[str, Any], Action, int | None]] = []
+            for (cls, key, value), admitted_value in zip(prepared, admitted):
+                value = admitted_value or value
                 record = current.get(key)
                 if record is None:
                     new = self._stamp(value)
                     puts.append(Put(key, new))
                     plan.append((cls, new, "created", None))
                     continue
-                if _comparable(value) == _comparable(record.value):
+                if _comparable(value) == _comparable(record.value) and \
+                        value.get("status", record.value.get("status")) == record.value.get("status"):
                     plan.append((cls, record.value, "unchanged", record.mod_revision))
                     continue
-                new = _merge(value, record.value)
+                new = _merge_admitted(value, record.value)
                 puts.append(Put(key, new))
                 same = _comparable(value, True) == _comparable(record.value, True)
                 plan.append((cls, new, "unchanged" if same else "configured", None))
-            if puts:
-                result = self.kv.txn(compares, puts)
+            if (puts or writes) and not dry_run:  # writes alone: an admission recording what a stored object already holds
+                result = self.kv.txn(compares + guards, puts + writes)
                 if not result.succeeded:
                     continue
                 revision = result.revision
@@ -366,12 +402,20 @@ class ResourceStore:
                     for obj, (cls, value, action, rev) in zip(objs, plan)]
         raise _too_busy(keys)
 
-    def delete_many(self, refs: Sequence[Ref], missing_ok: bool = True) -> builtins.list[Resource | None]:
-        """Delete objects in one transaction; a Namespace takes every object in it along.
+    def delete_many(self, refs: Sequence[Ref], missing_ok: bool = True, grace_period_seconds: int | None = None,
+                    uid: str | None = None) -> builtins.list[Resource | None]:
+        """Delete objects in one transaction, gracefully where the API server does.
 
-        Returns, per ref, the deleted object (resourceVersion = the deletion's revision) or None
-        if it was absent. With ``missing_ok=False`` an absent object raises ``NotFound`` and
-        nothing is deleted. ``default`` and ``kube-system`` may not be deleted.
+        A Pod on a node is marked (``deletionTimestamp`` = now + grace, grace =
+        ``grace_period_seconds`` or its ``terminationGracePeriodSeconds``, default 30) unless
+        the grace is 0, it is unscheduled or it has finished; a second delete may only shorten
+        the grace. A Namespace is marked Terminating and takes its objects along (its pods
+        gracefully); it is removed with its last pod. With ``uid``, only that incarnation of an
+        object counts as present.
+
+        Returns, per ref, the deleted or marked object (resourceVersion = the transaction's
+        revision) or None if it was absent. With ``missing_ok=False`` an absent object raises
+        ``NotFound`` and nothing is deleted. ``default`` and ``kube-system`` may not be deleted.
         """
         targets = [_ref_key(r) for r in refs]
         for cls, name, _ in targets:
@@ -380,22 +424,42 @@ class ResourceStore:
         keys = [key for _, _, key in targets]
         for _ in range(ATTEMPTS):
             current = self._read_many(keys)
+            if uid is not None:
+                current = {k: r for k, r in current.items() if r.value["metadata"].get("uid") == uid}
             absent = [f"{cls.resource_name()} \"{name}\"" for cls, name, key in targets if key not in current]
             if absent and not missing_ok:
                 raise NotFound(f"{', '.join(absent)} not found; nothing was deleted",
                                hint="check the names and namespaces (podnet get …), or ignore missing objects")
-            contents = self._namespace_contents([name for cls, name, key in targets
-                                                 if cls is Namespace and key in current])
-            doomed = {**contents, **current}
-            compares = [Compare(k, r.mod_revision) for k, r in doomed.items()]
-            result = self.kv.txn(compares, [Delete(k) for k in doomed])
+            plan = _DeletionPlan(self._clock(), grace_period_seconds)
+            for cls, _, key in targets:
+                if key in current:
+                    plan.add(cls, current[key])
+            for ns, record in plan.terminating_namespaces():
+                for key, inner in self._namespace_contents([ns]).items():
+                    if key not in plan.seen:
+                        plan.add(kind_of_key(key) or Namespace, inner, grace=None)
+                plan.settle_namespace(record, self._pods_in(ns))
+            for ns in plan.namespaces_losing_pods():
+                ns_record = self.kv.get(key_for(Namespace, ns))
+                if ns_record is not None and ns_record.value["metadata"].get("deletionTimestamp"):
+                    plan.settle_namespace(ns_record, self._pods_in(ns))
+            if not plan.ops:
+                return [decode(current[key], cls) if key in current else None for cls, _, key in targets]
+            _, guards, writes = self._admit_deletions({k: plan.seen[k] for k in plan.removed})
+            result = self.kv.txn([*(Compare(k, r.mod_revision) for k, r in plan.seen.items()), *guards],
+                                 [*plan.ops, *writes])
             if result.succeeded:
                 # A create in the namespace may have committed between our read and our txn
                 # (it guards on the namespace key, which only our txn changes): sweep it up.
-                self._sweep([name for cls, name, key in targets if cls is Namespace and key in current])
-                return [decode(_at(current[key], result.revision), cls) if key in current else None
+                self._sweep(plan.removed_namespaces)
+                return [_result(plan, key, current[key], result.revision, cls) if key in current else None
                         for cls, _, key in targets]
         raise _too_busy(keys)
+
+    def _pods_in(self, namespace: str) -> builtins.list[Record]:
+        from ..model import Pod
+
+        return self.kv.list(prefix_for(Pod, namespace))[0]
 
     def bootstrap(self) -> None:
         """Make sure the namespaces ``default`` and ``kube-system`` exist (idempotent)."""
@@ -407,6 +471,36 @@ class ResourceStore:
                     pass
 
     # -- internals -----------------------------------------------------------------------------
+    def _admit(self, changes: Sequence[Change]) -> tuple[builtins.list[dict[str, Any] | None], builtins.list[Compare],
+                                                         builtins.list[Put | Delete]]:
+        """Run each kind's admission over its changes: (per change the value to store, or None
+        where no admission changed it; guards on the admission's keys; its writes)."""
+        values: builtins.list[dict[str, Any] | None] = [None] * len(changes)
+        guards: builtins.list[Compare] = []
+        writes: builtins.list[Put | Delete] = []
+        for cls, admission in ADMISSIONS.items():
+            mine = [i for i, change in enumerate(changes) if change[0] is cls]
+            if not mine:
+                continue
+            records = {r.key: r for prefix in admission.READS for r in self.kv.list(prefix)[0]}
+            outcome = admission.admit([admission.Change(changes[i][1], changes[i][2], changes[i][3]) for i in mine],
+                                      {k: r.value for k, r in records.items()})
+            for i, value in zip(mine, outcome.values):
+                values[i] = value
+            guards += [Compare(k, records[k].mod_revision if k in records else 0) for k in outcome.puts]
+            guards += [Compare(k, records[k].mod_revision) for k in outcome.deletes]
+            writes += [Put(k, v) for k, v in outcome.puts.items()] + [Delete(k) for k in outcome.deletes]
+        return values, guards, writes
+
+    def _admit_deletions(self, doomed: Mapping[str, Record]) -> tuple[builtins.list[dict[str, Any] | None],
+                                                                      builtins.list[Compare], builtins.list[Put | Delete]]:
+        changes: builtins.list[Change] = []
+        for key, record in doomed.items():
+            cls = kind_of_key(key)
+            if cls in ADMISSIONS:
+                changes.append((cls, key, None, record.value))
+        return self._admit(changes) if changes else ([], [], [])
+
     def _stamp(self, value: dict[str, Any]) -> dict[str, Any]:
         """Server metadata of a new object."""
         meta = {**value["metadata"], "uid": str(uuid.uuid4()), "generation": 1,
@@ -422,6 +516,7 @@ class ResourceStore:
         record = self.kv.get(ns_key)
         if record is None:
             raise _missing_namespaces([ns], {ns: [f"{cls.KIND} {ns}/{value['metadata']['name']}"]})
+        _refuse_terminating(record, cls, value["metadata"]["name"])
         compares.append(Compare(ns_key, record.mod_revision))
 
     def _existing(self, cls: type[Resource], key: str, value: dict[str, Any]) -> Record:
@@ -461,7 +556,15 @@ class ResourceStore:
             leftovers = self._namespace_contents(namespaces)
             if not leftovers:
                 return
-            self.kv.txn([Compare(k, r.mod_revision) for k, r in leftovers.items()], [Delete(k) for k in leftovers])
+            _, guards, writes = self._admit_deletions(leftovers)
+            self.kv.txn([*(Compare(k, r.mod_revision) for k, r in leftovers.items()), *guards],
+                        [*(Delete(k) for k in leftovers), *writes])
+
+
+def _random_suffix() -> str:
+    """Five characters as the API server appends to ``generateName`` (its safe alphabet)."""
+    alphabet = "bcdfghjklmnpqrstvwxz2456789"
+    return "".join(secrets.choice(alphabet) for _ in range(5))
 
 
 def _sorted(objs: Iterable[Resource]) -> builtins.list[Resource]:
@@ -531,3 +634,122 @@ def _refuse_duplicates(prepared: Sequence[tuple[type[Resource], str, dict[str, A
             raise PodnetError(f"{what} appears twice (objects {seen[key] + 1} and {i + 1}); nothing was applied",
                               hint="keep one definition of each object")
         seen[key] = i
+
+
+# -- graceful deletion -----------------------------------------------------------------------
+def _rfc3339(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _refuse_terminating(ns_record: Record, cls: type[Resource], name: str) -> None:
+    if ns_record.value["metadata"].get("deletionTimestamp"):
+        ns = ns_record.value["metadata"]["name"]
+        raise PodnetError(f'{cls.resource_name()} "{name}" is forbidden: unable to create new content in namespace '
+                          f"{ns} because it is being terminated",
+                          hint="wait until the namespace is gone, then create it again")
+
+
+def pod_grace_period(pod: dict[str, Any], requested: int | None) -> int:
+    """The API server's grace period for deleting ``pod`` (its manifest form): the request's,
+    else terminationGracePeriodSeconds (30); 0 for a pod no node runs or that has finished."""
+    spec, status = pod.get("spec") or {}, pod.get("status") or {}
+    if not spec.get("nodeName") or status.get("phase") in ("Succeeded", "Failed"):
+        return 0
+    if requested is not None:
+        return max(0, requested)
+    grace = spec.get("terminationGracePeriodSeconds")
+    return 30 if grace is None else int(grace)
+
+
+class _DeletionPlan:
+    """What one ``delete_many`` transaction does to each object it read: remove it, or mark
+    it (a pod's deletionTimestamp, a namespace's Terminating phase), or leave it."""
+
+    def __init__(self, now: datetime, grace: int | None) -> None:
+        self.now, self.grace = now, grace
+        self.seen: dict[str, Record] = {}
+        self.ops: builtins.list[Put | Delete] = []
+        self.marked: dict[str, dict[str, Any]] = {}
+        self.removed: set[str] = set()
+        self.removed_namespaces: builtins.list[str] = []
+        self._namespaces: builtins.list[tuple[str, Record]] = []
+        self._losing: set[str] = set()
+
+    def add(self, cls: type[Resource], record: Record, grace: int | None | Literal["request"] = "request") -> None:
+        self.seen[record.key] = record
+        value = record.value
+        if cls is Namespace:
+            if not value["metadata"].get("deletionTimestamp"):
+                self._namespaces.append((value["metadata"]["name"], record))
+            return
+        if cls.KIND == "Pod":
+            self._pod(record, self.grace if grace == "request" else grace)
+        else:
+            self._remove(record)
+
+    def _remove(self, record: Record, pod: bool = False) -> None:
+        self.ops.append(Delete(record.key))
+        self.removed.add(record.key)
+        if pod:  # its namespace may be Terminating and waiting for exactly this
+            self._losing.add(record.value["metadata"].get("namespace") or "default")
+
+    def _mark(self, record: Record, meta: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
+        value = {**record.value, **(extra or {}), "metadata": meta}
+        self.ops.append(Put(record.key, value))
+        self.marked[record.key] = value
+
+    def _pod(self, record: Record, requested: int | None) -> None:
+        meta = dict(record.value["metadata"])
+        grace = pod_grace_period(record.value, requested)
+        if meta.get("deletionTimestamp"):
+            pending = meta.get("deletionGracePeriodSeconds")
+            if not pending:
+                self._remove(record, pod=True)
+            elif requested is not None and grace < pending:  # only a shorter grace period is taken
+                if grace == 0:
+                    self._remove(record, pod=True)
+                    return
+                then = datetime.strptime(meta["deletionTimestamp"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+                meta["deletionTimestamp"] = _rfc3339(then - timedelta(seconds=pending - grace))
+                meta["deletionGracePeriodSeconds"] = grace
+                self._mark(record, meta)
+            return
+        if grace == 0:
+            self._remove(record, pod=True)
+            return
+        meta["deletionTimestamp"] = _rfc3339(self.now + timedelta(seconds=grace))
+        meta["deletionGracePeriodSeconds"] = grace
+        meta["generation"] = meta.get("generation", 1) + 1
+        self._mark(record, meta)
+
+    def terminating_namespaces(self) -> builtins.list[tuple[str, Record]]:
+        return list(self._namespaces)
+
+    def namespaces_losing_pods(self) -> builtins.list[str]:
+        marked = {name for name, _ in self._namespaces}
+        return sorted(ns for ns in self._losing if ns not in marked)
+
+    def settle_namespace(self, record: Record, pods: Sequence[Record]) -> None:
+        """Remove the namespace if none of its pods outlives this transaction, else mark it."""
+        for pod in pods:
+            self.seen.setdefault(pod.key, pod)
+        self.seen[record.key] = record
+        name = record.value["metadata"]["name"]
+        if all(p.key in self.removed for p in pods):
+            self.ops = [op for op in self.ops if op.key != record.key]
+            self.marked.pop(record.key, None)
+            self.ops.append(Delete(record.key))
+            self.removed.add(record.key)
+            self.removed_namespaces.append(name)
+        elif not record.value["metadata"].get("deletionTimestamp"):
+            meta = {**record.value["metadata"], "deletionTimestamp": _rfc3339(self.now)}
+            self._mark(record, meta, {"status": {**(record.value.get("status") or {}), "phase": "Terminating"},
+                                      "spec": {"finalizers": ["kubernetes"]}})
+
+
+def _result(plan: _DeletionPlan, key: str, record: Record, revision: int, cls: type[Resource]) -> Resource:
+    if key in plan.marked:
+        return _from_dict(cls, plan.marked[key], revision)
+    if key in plan.removed:
+        return decode(_at(record, revision), cls)
+    return decode(record, cls)

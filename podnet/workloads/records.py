@@ -55,6 +55,12 @@ class ContainerState:
     last_exit: int | None = None
     exited_at: float = 0.0  # monotonic-free wall clock seconds, for back-off
     finished: bool = False  # exited and not to be restarted
+    finished_at: str = ""  # when the last run ended (RFC 3339)
+    last_terminated: dict[str, Any] | None = None  # the previous run, as status.lastState.terminated
+    backoff: float = 0.0  # the kubelet's restart back-off: current delay and when it last grew
+    backoff_at: float = 0.0
+    waiting_reason: str = ""  # why it is not running (CreateContainerConfigError …)
+    waiting_message: str = ""
 
 
 @dataclass
@@ -71,6 +77,7 @@ class LocalPod:
     reason: str = ""
     start_time: str = ""
     restart_policy: str = "Always"
+    conditions: list[dict[str, Any]] = field(default_factory=list)  # as last reported (transition times)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -91,6 +98,9 @@ class LocalPod:
         d = dict(d)
         d["containers"] = [ContainerState(**c) for c in d.get("containers", [])]
         return cls(**d)
+
+    def container(self, name: str) -> ContainerState | None:
+        return next((st for st in self.containers if st.name == name), None)
 
 
 def record_path(state_dir: str, node: str, namespace: str, name: str) -> str:

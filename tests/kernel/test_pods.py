@@ -137,9 +137,17 @@ def test_s1_pods_serve_and_clients_fetch(cluster: Cluster) -> None:
     c.wait("deployment pod created", lambda: any(p.name.startswith("web-") for p in c.store.list(Pod, "default")))
     web = next(p.name for p in c.store.list(Pod, "default") if p.name.startswith("web-"))
     parts = web.split("-")
-    assert len(parts) == 3 and len(parts[1]) == 10 and len(parts[2]) == 5
+    assert len(parts) == 3 and 1 <= len(parts[1]) <= 10 and len(parts[2]) == 5  # a uint32's digits, encoded
     for name in (web, "client1", "client2"):
         c.wait(f"{name} Running", lambda n=name: c.running(n))
+    from podnet.model import Deployment
+
+    def rolled_out() -> bool:  # the controllers have caught up with the pod: nothing left to write
+        conds = {x["type"]: x for x in (c.store.get(Deployment, "web", "default").status or {}).get("conditions", [])}
+        return (conds.get("Available", {}).get("status") == "True"
+                and conds.get("Progressing", {}).get("reason") == "NewReplicaSetAvailable")
+    c.wait("deployment rolled out", rolled_out)
+    time.sleep(0.5)
     rev = c.store.revision()
     time.sleep(1.0)  # three agent passes and three control passes with nothing to do
     assert c.store.revision() == rev, "an idle cluster must not rewrite the store"

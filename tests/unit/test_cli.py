@@ -23,6 +23,7 @@ def ex(*parts: str) -> str:
 def podnet(tmp_path):
     runner = CliRunner()
     state = str(tmp_path / "state")
+    open_store(state).close()  # a cluster's store, as `podnet up` leaves it (reads refuse a missing one)
 
     def run(*args: str, input: str | None = None) -> Result:
         return runner.invoke(cli, ["--state-dir", state, *args], input=input, catch_exceptions=False)
@@ -81,8 +82,11 @@ def test_get_of_several_kinds_names_rows_with_their_kind_as_kubectl(podnet) -> N
     tables = podnet("get", "pods,netpol").stdout.split("\n\n")
     assert [cells(line)[0] for line in tables[0].splitlines()] == ["NAME", "pod/client1", "pod/client2"]
     assert cells(tables[1].splitlines()[1])[0] == "networkpolicy.networking.k8s.io/test-network-policy"
-    only_pods = podnet("get", "pods,svc").stdout.splitlines()  # one kind found: plain names
-    assert cells(only_pods[1])[0] == "client1"
+    # kubectl names rows by kind when several kinds are asked for, even if one is found
+    # (`kubectl get all` on a fresh cluster prints service/kubernetes)
+    only_pods = podnet("get", "pods,svc").stdout.splitlines()
+    assert cells(only_pods[1])[0] == "pod/client1"
+    assert cells(podnet("get", "pods").stdout.splitlines()[1])[0] == "client1"
 
 
 def test_describe_of_a_cluster_scoped_kind_finding_nothing(podnet) -> None:
@@ -266,7 +270,6 @@ def test_invalid_manifest_changes_nothing(podnet, tmp_path) -> None:
 
 
 def test_missing_namespace_changes_nothing(podnet, tmp_path) -> None:
-    podnet("get", "ns")  # creates the store with its bootstrap namespaces
     before = dump_store(podnet.state)
     manifest = tmp_path / "p.yaml"
     manifest.write_text("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ok\n---\n"

@@ -37,6 +37,7 @@ def test_wait_times_out_while_pending_then_succeeds_when_ready(tmp_path: Path) -
 
 
 def test_wait_for_delete_and_usage_errors(tmp_path: Path) -> None:
+    open_store(str(tmp_path)).close()
     result = _run(tmp_path, "wait", "--for=delete", "pod", "gone", "--timeout=1s")
     # kubectl prints "condition met" for --for=delete too, naming the object kind.group/name
     assert result.exit_code == 0 and result.output == "pod/gone condition met\n"

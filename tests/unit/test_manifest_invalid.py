@@ -43,16 +43,14 @@ CASES: list[tuple[str, str, str, int, tuple[str, ...]]] = [
     ("seed004-ports-at-spec-level",
      NP + spec("podSelector: {}\ningress:\n- from:\n  - podSelector: {}\nports:\n- port: 80\n"),
      "spec.ports", 10, ("unknown field 'ports'", "spec.ingress[].ports")),
-    ("seed003-lost-indentation-metadata",
+    ("seed003-lost-indentation-is-one-problem",
      "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\nname: deny-all-egress\nnamespace: cs1\n"
      "spec:\npodSelector: {}\n",
-     "metadata", 3, ("nothing is indented under 'metadata:'",)),
-    ("seed003-lost-indentation-name",
-     "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\nname: deny-all-egress\nspec:\npodSelector: {}\n",
-     "name", 4, ("belongs under metadata", "lost their indentation")),
-    ("seed003-lost-indentation-podselector",
-     "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\nname: deny-all-egress\nspec:\npodSelector: {}\n",
-     "podSelector", 6, ("belongs under spec",)),
+     "<document>", 3, ("lines 3-7 seem to have lost their indentation", "name, namespace belong under metadata:",
+                       "podSelector belongs under spec:", "two spaces")),
+    ("seed003-one-field-lost-its-indentation",
+     NP + "spec:\n  podSelector: {}\ningress: []\n",
+     "<document>", 7, ("line 7 seems to have lost its indentation", "ingress belongs under spec:")),
     ("seed003-two-objects-without-separator",
      NP + spec("podSelector: {}") + NP,
      "<document>", 7, ("second object", "---")),
@@ -288,6 +286,12 @@ def test_invalid_manifest_names_field_and_line(text: str, path: str, line: int, 
         assert word in rendered, f"{word!r} not in {rendered!r}"
 
 
+def test_lost_indentation_is_one_problem_per_document_not_one_per_line() -> None:
+    problems = _problems(open(os.path.join(EXAMPLES, "broken", "s4-deny-all-egress.yaml")).read())
+    assert len(problems) == 1, "\n".join(map(str, problems))
+    assert "lines 3-12" in problems[0].message and "egress, policyTypes belong under spec:" in problems[0].message
+
+
 def test_table_has_at_least_forty_cases() -> None:
     assert len(CASES) >= 40
     assert len({c[0] for c in CASES}) == len(CASES)
@@ -300,7 +304,7 @@ def test_every_error_in_every_file_is_reported(tmp_path) -> None:
         load_paths([str(tmp_path)])
     where = sorted((os.path.basename(p.location.file), p.location.line, p.field_path) for p in info.value.problems)
     assert where == [("a.yaml", 7, "spec.podSelector.matchLabel"), ("b.yaml", 6, "spec.cidr"), ("b.yaml", 7, "spec.ipipMode")]
-    assert info.value.message.startswith("3 errors found; nothing was applied")
+    assert info.value.message.startswith("3 errors found\n")  # reading applies nothing: the caller says
 
 
 def test_seed_004_as_published_reports_each_slip() -> None:

@@ -2,10 +2,10 @@
 field path in it has a location pointing at the line that holds it."""
 from __future__ import annotations
 
-import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from podnet.cli.output import yaml_text
 from podnet.manifest import load_text
 from podnet.model import NetworkPolicy
 
@@ -43,7 +43,7 @@ def _paths(value, prefix=()):
 @settings(max_examples=60, deadline=None)
 @given(policies, st.booleans())
 def test_yaml_round_trip_with_positions(manifest: dict, flow: bool) -> None:
-    text = yaml.safe_dump(manifest, default_flow_style=None if flow else False, sort_keys=False)
+    text = yaml_text(manifest, sort_keys=False, flow=flow)
     (item,) = load_text(text, "gen.yaml")
     assert item.obj == NetworkPolicy.model_validate(manifest)
     lines = text.splitlines()

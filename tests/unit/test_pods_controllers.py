@@ -1,15 +1,13 @@
-"""Pure parts of the pod machinery: scheduler, Deployment planner, IPAM liveness, CNI spec values."""
+"""Pure parts of the pod machinery: scheduler, IPAM liveness, CNI spec values (Deployments: test_rollout)."""
 from __future__ import annotations
 
 import itertools
 import os
-import re
 
 import pytest
 
 from podnet.cni import spec
-from podnet.controllers import deployments, ipamgc, scheduler
-from podnet.model.apps import Deployment
+from podnet.controllers import ipamgc, scheduler
 from podnet.model.core import Node, Pod
 from podnet.workloads.images import UnknownImage, image_base, launch_for
 
@@ -32,14 +30,6 @@ def pod(name: str, node_name: str | None = None, ns: str = "default", phase: str
     return Pod.model_validate(d)
 
 
-def dep(replicas: int = 3, image: str = "nginx") -> Deployment:
-    return Deployment.model_validate({
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "default", "uid": "u1"},
-        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
-                 "template": {"metadata": {"labels": {"app": "web"}},
-                              "spec": {"containers": [{"name": "nginx", "image": image}]}}}})
-
-
 def test_scheduler_fewest_pods_first_and_selector() -> None:
     nodes = [node("b"), node("a", disk="ssd"), node("c")]
     pods = [pod("x1", "a"), pod("x2", "a"), pod("x3", "b"), pod("done", "c", phase="Succeeded"),
@@ -56,27 +46,6 @@ def test_scheduler_is_order_independent() -> None:
     results = {tuple((p.name, n) for p, n in scheduler.schedule(list(perm), nodes))
                for perm in itertools.permutations(pods)}
     assert len(results) == 1
-
-
-def test_deployment_plan_names_scale_and_template_change() -> None:
-    d = dep(3)
-    p = deployments.plan(d, [])
-    names = [x.name for x in p.create]
-    assert len(names) == 3 and len(set(names)) == 3
-    h = deployments.template_hash(d)
-    assert all(re.fullmatch(rf"web-{h}-[bcdfghjklmnpqrstvwxz2456789]{{5}}", n) for n in names)
-    assert all(x.labels == {"app": "web", "pod-template-hash": h} for x in p.create)
-    assert p.create[0].metadata.owner_references[0]["name"] == "web"  # type: ignore[index]
-    assert deployments.plan(d, []).create == p.create  # deterministic
-    # all exist → nothing to do; scale to 1 → delete two
-    assert deployments.plan(d, list(p.create)).create == () and deployments.plan(d, list(p.create)).delete == ()
-    down = deployments.plan(dep(1), list(p.create))
-    assert len(down.delete) == 2 and down.create == ()
-    # a new template → 3 new pods, the old ones deleted
-    newer = deployments.plan(dep(3, image="httpd"), list(p.create))
-    assert len(newer.create) == 3 and {x.name for x in newer.delete} == set(names)
-    assert deployments.orphans(list(p.create), []) == list(p.create)
-    assert deployments.orphans(list(p.create), [d]) == []
 
 
 def test_ipam_liveness() -> None:

@@ -120,7 +120,7 @@ def test_get_columns_of_the_network_policy_api_kinds(tmp_path: Path):
         "spec: {subject: {namespaces: {}}}\n---\n"
         "apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {name: c}\n"
         "spec: {tier: Baseline, priority: 3, subject: {namespaces: {}}}\n---\n"
-        "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: n, namespace: default}\n"
+        "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: np1, namespace: default}\n"
         "spec: {tier: default, order: 1500, selector: app == 'x'}\n")
     assert run("apply", "-f", str(tmp_path / "anp.yaml"), state_dir=state).exit_code == 0
     lines = run("get", "anp", state_dir=state).output.splitlines()
@@ -129,5 +129,5 @@ def test_get_columns_of_the_network_policy_api_kinds(tmp_path: Path):
     lines = run("get", "cnp", state_dir=state).output.splitlines()
     assert lines[0].split() == ["NAME", "TIER", "PRIORITY", "AGE"] and lines[1].split()[:3] == ["c", "Baseline", "3"]
     lines = run("get", "networkpolicies.p", "-o", "wide", state_dir=state).output.splitlines()
-    assert lines[0].split() == ["NAME", "TIER", "ORDER", "SELECTOR"] and lines[1].split()[:3] == ["n", "default", "1500"]
+    assert lines[0].split() == ["NAME", "TIER", "ORDER", "SELECTOR"] and lines[1].split()[:3] == ["np1", "default", "1500"]
     assert run("get", "networkpolicies", state_dir=state).exit_code == 0  # the Kubernetes kind, which has none
