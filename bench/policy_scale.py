@@ -1,7 +1,10 @@
-"""Policy engine at scale: full connectivity matrix, speed-up over the reference, explain latency.
+"""Policy engine at scale: full connectivity matrix, speed-up over the reference, explain latency,
+and the same with tiered policy (GlobalNetworkPolicies in three tiers, AdminNetworkPolicies) plus
+the semantic diff of two such policy sets.
 
-    .venv/bin/python bench/policy_scale.py            # 1,000 and 10,000 pods × 100 and 1,000 policies
+    .venv/bin/python bench/policy_scale.py            # 1,000 and 10,000 pods × 100 and 1,000 policies, then tiers
     .venv/bin/python bench/policy_scale.py --quick    # 1,000 pods only
+    .venv/bin/python bench/policy_scale.py --tiers    # only the tiered measurement (10,000 pods)
 
 Clusters are generated with realistic skew: 500 namespaces whose sizes follow a Zipf-like law,
 deployments with pod-template-hash labels, a few popular app/tier labels, named ports, and a
@@ -21,8 +24,18 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from podnet.model import Namespace, NetworkPolicy, Pod  # noqa: E402
+from podnet.model import (  # noqa: E402
+    AdminNetworkPolicy,
+    GlobalNetworkPolicy,
+    GlobalNetworkSet,
+    Namespace,
+    NetworkPolicy,
+    NetworkSet,
+    Pod,
+    Tier,
+)
 from podnet.policy.cluster import ClusterState  # noqa: E402
+from podnet.policy.diff import semantic_diff  # noqa: E402
 from podnet.policy.evaluate import evaluate  # noqa: E402
 from podnet.policy.matrix import compute_matrix, reference_matrix  # noqa: E402
 
@@ -105,6 +118,80 @@ def generate(n_pods: int, n_policies: int, n_ns: int = 500, seed: int = 1):
     return namespaces, pods, policies
 
 
+TIER_ORDERS = {"security": 100, "platform": 500, "apps": 2_000_000}
+
+
+def generate_tiers(n_gnp: int, n_anp: int, n_ns: int = 500, seed: int = 2, variant: int = 0):
+    """Tiers, network sets, GlobalNetworkPolicies spread over three tiers and AdminNetworkPolicies,
+    with the rule mix platform teams write (deny to metadata and dev → prod, allow monitoring,
+    pass the rest on, ports and ranges, namespace selectors, network sets). ``variant`` edits
+    them as a change under review would: > 0 opens one more port in one policy; < 0 moves a
+    policy in its tier and changes an AdminNetworkPolicy's action."""
+    rng = random.Random(seed)
+    tiers = [Tier.model_validate({"metadata": {"name": n}, "spec": {"order": o, **({"defaultAction": "Pass"} if n == "apps" else {})}})
+             for n, o in TIER_ORDERS.items()]
+    sets = [GlobalNetworkSet.model_validate({"metadata": {"name": "metadata", "labels": {"role": "metadata"}},
+                                             "spec": {"nets": ["169.254.169.254/32", "10.0.200.0/24"]}}),
+            GlobalNetworkSet.model_validate({"metadata": {"name": "partners", "labels": {"role": "partner"}},
+                                             "spec": {"nets": [f"172.16.{i}.0/24" for i in range(8)] + ["10.0.7.0/26"]}})]
+    sets += [NetworkSet.model_validate({"metadata": {"name": f"egress-{i}", "namespace": f"ns{i}", "labels": {"role": "egress"}},
+                                        "spec": {"nets": [f"10.{i % 3}.{i}.0/28"]}}) for i in range(10)]
+    gnps = []
+    edited = False
+    tier_names = list(TIER_ORDERS)
+    for i in range(n_gnp):
+        tier = tier_names[i % 3]
+        app = zipf_choice(rng, APPS)
+        kind = rng.random()
+        selector = rng.choice([f"app == '{app}'", "all()", f"tier == '{rng.choice(TIERS)}'", f"app in {{'{app}', 'app1'}}"])
+        rules: list[dict[str, Any]]
+        if kind < 0.25:
+            rules = [{"action": "Deny", "destination": {"selector": "role == 'metadata'"}}, {"action": "Pass"}]
+            spec = {"types": ["Egress"], "egress": rules}
+        elif kind < 0.5:
+            rules = [{"action": "Allow", "source": {"namespaceSelector": f"team == 'team{rng.randint(0, 5)}'"}},
+                     {"action": "Deny", "source": {"namespaceSelector": "env == 'dev'"},
+                      "destination": {"namespaceSelector": "env == 'prod'"}},
+                     {"action": "Pass"}]
+            spec = {"types": ["Ingress"], "ingress": rules}
+        elif kind < 0.7:
+            ports: list[int | str] = [80, "http", 443]
+            if variant > 0 and i >= variant and i % 3 == 0 and not edited:  # a review: one more port opened
+                ports, edited = ports + [5432], True
+            rules = [{"action": "Log", "protocol": "TCP", "destination": {"ports": ["8000:9100"]}},
+                     {"action": "Allow", "protocol": "TCP", "source": {"selector": f"app == '{zipf_choice(rng, APPS)}'"},
+                      "destination": {"ports": ports}},
+                     {"action": "Deny", "protocol": "UDP", "destination": {"notPorts": [53]}}]
+            spec = {"types": ["Ingress"], "ingress": rules}
+        elif kind < 0.85:
+            rules = [{"action": "Allow", "destination": {"selector": "role == 'partner'"}},
+                     {"action": "Deny", "destination": {"nets": ["172.16.0.0/12"], "notNets": ["172.16.3.0/24"]}},
+                     {"action": "Pass"}]
+            spec = {"types": ["Egress"], "egress": rules}
+        else:
+            rules = [{"action": "Allow", "protocol": "ICMP", "icmp": {"type": 8}},
+                     {"action": "Deny", "source": {"notSelector": f"app == '{app}'"}}]
+            spec = {"types": ["Ingress"], "ingress": rules}
+        if variant < 0 and i == -variant:  # a broad change: a policy moves in its tier
+            spec = {**spec, "order": rng.choice([1, 5000])}
+        gnps.append(GlobalNetworkPolicy.model_validate({"metadata": {"name": f"{tier}.gnp{i}"}, "spec": {
+            "tier": tier, "order": 10 * (i // 3), "selector": selector, **spec}}))
+    anps = []
+    for i in range(n_anp):
+        team = f"team{rng.randint(0, 10)}"
+        action = rng.choice(["Deny", "Pass", "Allow"])
+        if variant < 0 and i == -variant % n_anp:
+            action = "Deny" if action != "Deny" else "Pass"
+        anps.append(AdminNetworkPolicy.model_validate({"metadata": {"name": f"anp{i}"}, "spec": {
+            "priority": i * 5, "subject": {"namespaces": {"matchLabels": {"team": team}}},
+            "ingress": [{"action": action, "from": [{"namespaces": {"matchLabels": {"env": "dev"}}}],
+                         "ports": [{"portNumber": {"protocol": "TCP", "port": 5432}}]}],
+            "egress": [{"action": "Deny", "to": [{"networks": ["169.254.169.254/32"]}]},
+                       {"action": "Pass", "to": [{"pods": {"namespaceSelector": {"matchLabels": {"team": team}},
+                                                           "podSelector": {}}}]}]}}))
+    return tiers, sets, gnps + anps
+
+
 def declared_ports(state: ClusterState) -> dict[str, list[int]]:
     out: dict[str, set[int]] = {}
     for ep in state.pods:
@@ -137,6 +224,40 @@ def explain_latency(state: ClusterState, samples: int = 1000, seed: int = 7) -> 
     return statistics.median(times) * 1000, times[int(len(times) * 0.99)] * 1000
 
 
+def tiered(n_pods: int, n_k8s: int, n_gnp: int, n_anp: int) -> None:
+    """The tiered workload next to the same cluster with its NetworkPolicies alone."""
+    ns, pods, pols = generate(n_pods, n_k8s)
+    tiers, sets, tiered_pols = generate_tiers(n_gnp, n_anp)
+    plain = ClusterState.build(ns, pods, pols)
+    t0 = time.perf_counter()
+    state = ClusterState.build(ns, pods, pols + tiered_pols, tiers=tiers, network_sets=sets)
+    build = time.perf_counter() - t0
+    plain_s, _, _ = full_matrix(plain)
+    elapsed, cells, classes = full_matrix(state)
+    p50, p99 = explain_latency(state)
+    print(f"tiered: {n_pods} pods, {n_k8s} NetworkPolicies, {n_gnp} GlobalNetworkPolicies in 3 tiers, {n_anp} "
+          f"AdminNetworkPolicies, {len(sets)} network sets", flush=True)
+    print(f"  build {build:.2f} s; matrix {elapsed:.2f} s over {cells:,} cells, {classes} classes "
+          f"(NetworkPolicies alone {plain_s:.2f} s: {elapsed / plain_s:.2f}x); explain p50 {p50:.3f} ms, p99 {p99:.3f} ms",
+          flush=True)
+    changes = [("a review-sized change (one port added to a GlobalNetworkPolicy rule, 3 NetworkPolicies removed)", 7),
+               ("a broad one (a GlobalNetworkPolicy moved in its tier, an AdminNetworkPolicy's action changed, "
+                "3 NetworkPolicies removed)", -7)]
+    for what, variant in changes:
+        _, _, changed_pols = generate_tiers(n_gnp, n_anp, variant=variant)
+        changed = ClusterState.build(ns, pods, pols[:-3] + changed_pols, tiers=tiers, network_sets=sets)
+        t0 = time.perf_counter()
+        opened = closed = 0
+        for proto, ports in declared_ports(state).items():
+            d = semantic_diff(state, changed, ports, [proto])
+            opened += d.opened
+            closed += d.closed
+        diff_s = time.perf_counter() - t0
+        print(f"  diff of two such sets, {what}: {diff_s:.2f} s ({opened:,} connections opened, {closed:,} closed)",
+              flush=True)
+    print(f"  peak RSS {peak_rss_mb():.0f} MB", flush=True)
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -144,7 +265,11 @@ def peak_rss_mb() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1,000 pods only")
+    parser.add_argument("--tiers", action="store_true", help="only the tiered measurement")
     args = parser.parse_args()
+    if args.tiers:
+        tiered(10000, 1000, 100, 20)
+        return
     sizes = [(1000, 100), (1000, 1000)] if args.quick else [(1000, 100), (1000, 1000), (10000, 100), (10000, 1000)]
     print(f"{'pods':>6} {'policies':>8} {'classes':>7} {'build s':>8} {'matrix s':>9} {'cells':>12} "
           f"{'explain p50 ms':>14} {'p99 ms':>7} {'peak RSS MB':>11}")
@@ -170,6 +295,7 @@ def main() -> None:
                 assert ref.rows == fast[proto].rows, "fast path disagrees with the reference"
             print(f"       reference evaluator at {n_pods} pods x {n_pol} policies: {ref_s:.1f} s vs {fast_s:.3f} s "
                   f"-> speed-up {ref_s / fast_s:.0f}x (results identical)", flush=True)
+    tiered(1000 if args.quick else 10000, 100 if args.quick else 1000, 100, 20)
 
 
 if __name__ == "__main__":

@@ -22,12 +22,26 @@ from typing import Any
 from podnet.dataplane.nft.live import LiveTable
 from podnet.dataplane.nft.render import RenderMemo, render_indexed
 from podnet.kernel.nft.apply import NftApplier
-from podnet.model import Namespace, NetworkPolicy, Node, Pod
+from podnet.model import (
+    AdminNetworkPolicy,
+    BaselineAdminNetworkPolicy,
+    CalicoNetworkPolicy,
+    ClusterNetworkPolicy,
+    GlobalNetworkPolicy,
+    Namespace,
+    NetworkPolicy,
+    Node,
+    Pod,
+)
 from podnet.policy.cluster import ClusterState, Endpoint, PeerContext, endpoint_for_pod
 from podnet.policy.ir import PolicyIR, compile_policy
 
 log = logging.getLogger("podnet.agent.policy")
 READBACK_SECONDS = 10.0
+#: the policy kinds the engine explains but the node's table does not enforce yet
+TIERED_KINDS = (CalicoNetworkPolicy, GlobalNetworkPolicy, AdminNetworkPolicy, BaselineAdminNetworkPolicy,
+                ClusterNetworkPolicy)
+NOT_ENFORCED = "tiered policy kinds are not yet enforced in the kernel"
 
 
 @dataclass
@@ -120,6 +134,9 @@ class PolicyReconciler:
             return self.status
         t0 = time.perf_counter()
         status = PolicyStatus(self.node, revision=snapshot.revision)
+        refused = _tiered(snapshot)
+        if refused:
+            return self._refuse(snapshot.revision, refused, t0)
         try:
             state = self._cache.build(snapshot)
             table, index = render_indexed(state, self.node, node_ips=node_ips(snapshot, self.node), memo=self._memo,
@@ -139,6 +156,22 @@ class PolicyReconciler:
             status.error = str(exc)
             self._last_revision = None
             log.error("node %s: policy sync failed: %s", self.node, exc)
+        status.seconds = time.perf_counter() - t0
+        status.synced_at = time.time()
+        self.status = status
+        self._write_status()
+        return status
+
+    def _refuse(self, revision: int, refs: list[str], t0: float) -> PolicyStatus:
+        """Tiered kinds are present: a table without them would misrepresent the policy, so the
+        previous table stays as it is (and no fast path builds on it) until they are gone."""
+        shown = ", ".join(refs[:5]) + (f" and {len(refs) - 5} more" if len(refs) > 5 else "")
+        error = f"{NOT_ENFORCED} ({shown}); the previous table is kept"
+        if error != self.status.error:
+            log.error("node %s: %s", self.node, error)
+        self._last = None
+        self._last_revision = revision
+        status = PolicyStatus(self.node, revision=revision, counts=self.status.counts, error=error)
         status.seconds = time.perf_counter() - t0
         status.synced_at = time.time()
         self.status = status
@@ -259,6 +292,12 @@ class PolicyReconciler:
         with open(tmp, "w") as f:
             json.dump(self.status.to_dict(), f)
         os.replace(tmp, path)
+
+
+def _tiered(snapshot: Any) -> list[str]:
+    """The tiered policies in a snapshot (kind/name), if any. A snapshot groups objects by kind
+    name, and Calico's NetworkPolicy shares Kubernetes', so the class tells them apart."""
+    return [f"{cls.KIND}/{obj.ref}" for cls in TIERED_KINDS for obj in snapshot.of(cls) if isinstance(obj, cls)]
 
 
 def _merge(cache: dict[Any, Any], fresh: dict[Any, Any]) -> None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Callable
 
 from podnet.model import (BGPConfiguration, BGPPeer, CalicoNode, Deployment, Endpoints, EndpointSlice, Event,
                           IPPool, Namespace, NetworkPolicy, Node, Pod, ReplicaSet, Resource, Service)
+from podnet.model import (AdminNetworkPolicy, BaselineAdminNetworkPolicy, CalicoNetworkPolicy, ClusterNetworkPolicy,
+                          GlobalNetworkPolicy, GlobalNetworkSet, NetworkSet, Tier)
 
 from .access_output import access_printers
 from .output import NONE, age, human_duration, labels_text, parse_timestamp, type_name
@@ -209,6 +212,83 @@ PRINTERS: dict[type[Resource], Printer] = {
     CalicoNode: Printer(("NAME",), _caliconode, ("ASN", "IPV4", "IPV6"), _caliconode_wide, has_age=False),
 }
 PRINTERS.update(access_printers(Printer))
+
+
+# --- tiered policy kinds: calicoctl's columns for Calico's, the CRDs' printer columns for the
+# network-policy-api's ----------------------------------------------------------------------------
+
+
+def go_number(value: float | None) -> str:
+    """A float as Go's %v prints it (calicoctl's templates): 100, 0.5, 1e+06; nothing for none."""
+    if value is None:
+        return ""
+    if value == 0:
+        return "0"
+    number = Decimal(repr(float(value))).normalize()
+    sign, digits, exponent = number.as_tuple()
+    assert isinstance(exponent, int)
+    exp10 = len(digits) + exponent - 1
+    if -4 <= exp10 < 6:
+        return format(number, "f")
+    mantissa = "".join(map(str, digits))
+    mantissa = mantissa[0] + ("." + mantissa[1:] if len(mantissa) > 1 else "")
+    return f"{'-' if sign else ''}{mantissa}e{'+' if exp10 >= 0 else '-'}{abs(exp10):02d}"
+
+
+def _nets(nets: list[str] | None) -> str:
+    text = ",".join(nets or ())
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _calico_policy(obj: Resource, now: datetime) -> list[str]:
+    assert isinstance(obj, CalicoNetworkPolicy)
+    return [obj.name, obj.spec.effective_tier]
+
+
+def _calico_policy_wide(obj: Resource) -> list[str]:
+    assert isinstance(obj, (CalicoNetworkPolicy, GlobalNetworkPolicy))
+    return [go_number(obj.spec.order), obj.spec.selector or ""]
+
+
+def _name_only(obj: Resource, now: datetime) -> list[str]:
+    return [obj.name]
+
+
+def _tier(obj: Resource, now: datetime) -> list[str]:
+    assert isinstance(obj, Tier)
+    return [obj.name, go_number(obj.spec.order)]
+
+
+def _netset_wide(obj: Resource) -> list[str]:
+    assert isinstance(obj, (NetworkSet, GlobalNetworkSet))
+    return [_nets(obj.spec.nets)]
+
+
+def _anp(obj: Resource, now: datetime) -> list[str]:
+    assert isinstance(obj, AdminNetworkPolicy)
+    return [obj.name, str(obj.spec.priority), age(obj, now)]
+
+
+def _banp(obj: Resource, now: datetime) -> list[str]:
+    return [obj.name, age(obj, now)]
+
+
+def _cnp(obj: Resource, now: datetime) -> list[str]:
+    assert isinstance(obj, ClusterNetworkPolicy)
+    return [obj.name, obj.spec.tier, str(obj.spec.priority), age(obj, now)]
+
+
+PRINTERS.update({
+    CalicoNetworkPolicy: Printer(("NAME", "TIER"), _calico_policy, ("ORDER", "SELECTOR"), _calico_policy_wide,
+                                 has_age=False),
+    GlobalNetworkPolicy: Printer(("NAME",), _name_only, ("ORDER", "SELECTOR"), _calico_policy_wide, has_age=False),
+    Tier: Printer(("NAME", "ORDER"), _tier, has_age=False),
+    NetworkSet: Printer(("NAME",), _name_only, ("NETS",), _netset_wide, has_age=False),
+    GlobalNetworkSet: Printer(("NAME",), _name_only, ("NETS",), _netset_wide, has_age=False),
+    AdminNetworkPolicy: Printer(("NAME", "PRIORITY", "AGE"), _anp),
+    BaselineAdminNetworkPolicy: Printer(("NAME", "AGE"), _banp),
+    ClusterNetworkPolicy: Printer(("NAME", "TIER", "PRIORITY", "AGE"), _cnp),
+})
 
 
 def rows_for(cls: type[Resource], objs: list[Resource], now: datetime, wide: bool,

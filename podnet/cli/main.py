@@ -38,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "expose": "podnet.cli.expose:command",
     "matrix": "podnet.cli.policy_cmds:matrix",
     "lint": "podnet.cli.policy_cmds:lint",
+    "diff": "podnet.cli.diff:command",
     "probe": "podnet.cli.probe_cmds:probe",
     "rollout": "podnet.cli.rollout:rollout",
     "scale": "podnet.cli.rollout:scale",

@@ -1,14 +1,15 @@
 """``podnet explain``, ``podnet matrix``, ``podnet lint``: the policy engine's shells.
 
 Each reads the cluster (the live store, or ``--from-files`` manifests including a
-``kubectl get ns,pods,netpol -A -o yaml`` dump), calls one policy function, and formats.
+``kubectl get ns,pods,netpol -A -o yaml`` dump; every policy kind, tiers and network sets),
+calls one policy function, and formats.
 """
 from __future__ import annotations
 
 import ipaddress
 import json
 import re
-from typing import Sequence
+from typing import Any, Sequence
 
 import click
 
@@ -23,14 +24,25 @@ _PROTOS = KNOWN_PROTOCOLS
 
 from_files_option = click.option(
     "--from-files", "from_files", multiple=True, type=click.Path(exists=True),
-    help="Read namespaces, pods and policies from these files or directories instead of the store "
-         "(a `kubectl get ns,pods,netpol -A -o yaml` dump works).")
+    help="Read namespaces, pods, policies (every kind), tiers and network sets from these files or directories "
+         "instead of the store (a `kubectl get ns,pods,netpol -A -o yaml` dump works).")
 ipblock_option = click.option(
     "--ipblock-matches-pods/--ipblock-ignores-pods", default=True, show_default=True,
     help="Whether ipBlock peers also match pod IPs (Calico and the Kubernetes e2e suite: yes).")
 
 
 # --- reading the cluster ------------------------------------------------------------------
+
+
+def read_snapshot(ctx: click.Context) -> Any:
+    """One consistent snapshot of the live store."""
+    from podnet.store.open import open_store
+
+    store = open_store(state_dir(ctx), bootstrap=False, create=False)
+    try:
+        return store.snapshot()
+    finally:
+        store.close()
 
 
 def load_cluster(ctx: click.Context, from_files: Sequence[str],
@@ -41,14 +53,7 @@ def load_cluster(ctx: click.Context, from_files: Sequence[str],
 
     if from_files:
         return cluster_from_files(from_files, ipblock_matches_pods)
-    from podnet.store.open import open_store
-
-    store = open_store(state_dir(ctx), bootstrap=False, create=False)
-    try:
-        snap = store.snapshot()
-    finally:
-        store.close()
-    return cluster_from_snapshot(snap, ipblock_matches_pods), no_location
+    return cluster_from_snapshot(read_snapshot(ctx), ipblock_matches_pods), no_location
 
 
 # --- explain ------------------------------------------------------------------------------

@@ -1,16 +1,20 @@
 """Frozen resource values and the registry of kinds podnet knows."""
+from .admin_policy import AdminNetworkPolicy, BaselineAdminNetworkPolicy, ClusterNetworkPolicy
 from .apps import Deployment, ReplicaSet
 from .base import Model, ObjectMeta, Resource
 from .calico import BGPConfiguration, BGPPeer, CalicoNode, IPPool
+from .calico_policy import CalicoNetworkPolicy, GlobalNetworkPolicy, GlobalNetworkSet, NetworkSet, Tier
 from .core import Endpoints, Namespace, Node, Pod, Service
 from .discovery import EndpointSlice
 from .events import Event
 from .networking import NetworkPolicy
-from .registry import KINDS, kind_for, lookup_resource
+from .registry import KINDS, POLICY_KINDS, kind_for, lookup_resource
 
 __all__ = [
     "BGPConfiguration", "BGPPeer", "CalicoNode", "Deployment", "Endpoints", "EndpointSlice", "Event", "IPPool",
     "KINDS", "Model", "Namespace", "NetworkPolicy", "Node", "ObjectMeta", "Pod", "ReplicaSet", "Resource",
     "Service",
     "kind_for", "lookup_resource",
+    "AdminNetworkPolicy", "BaselineAdminNetworkPolicy", "CalicoNetworkPolicy", "ClusterNetworkPolicy",
+    "GlobalNetworkPolicy", "GlobalNetworkSet", "NetworkSet", "POLICY_KINDS", "Tier",
 ]

@@ -37,6 +37,11 @@ class Selector:
     def matches(self, labels: Labels) -> bool:
         return self._match(labels)
 
+    def describe(self) -> str:
+        """The selector as written (``all()`` when empty), as ``LabelSelector.describe`` gives
+        kubectl's form: the two selector languages answer the same two questions."""
+        return self.text.strip() or "all()"
+
     def __str__(self) -> str:
         return self.text
 
@@ -136,8 +141,9 @@ class _Parser:
         if op == "in":
             values = self._set()
             return lambda labels: labels.get(key) in values
-        if op == "not":
-            self.take("in")
+        if op in ("not", "notin"):  # Calico accepts both spellings
+            if op == "not":
+                self.take("in")
             values = self._set()
             return lambda labels: labels.get(key) not in values
         if op == "contains":

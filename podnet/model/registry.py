@@ -1,9 +1,11 @@
 """Which kinds exist, and how users name them (kind, plural, short names, plural.group)."""
 from __future__ import annotations
 
+from .admin_policy import AdminNetworkPolicy, BaselineAdminNetworkPolicy, ClusterNetworkPolicy
 from .apps import Deployment, ReplicaSet
 from .base import Resource
 from .calico import BGPConfiguration, BGPPeer, CalicoNode, IPPool
+from .calico_policy import CalicoNetworkPolicy, GlobalNetworkPolicy, GlobalNetworkSet, NetworkSet, Tier
 from .core import Endpoints, Namespace, Node, Pod, Service
 from .discovery import EndpointSlice
 from .events import Event
@@ -11,11 +13,16 @@ from .networking import NetworkPolicy
 from .rbac import ClusterRole, ClusterRoleBinding, Role, RoleBinding
 from .secrets import Secret, ServiceAccount
 
+#: the tiered policy kinds (Calico's and the network-policy-api's), in the order `get` lists them
+POLICY_KINDS: tuple[type[Resource], ...] = (
+    Tier, CalicoNetworkPolicy, GlobalNetworkPolicy, NetworkSet, GlobalNetworkSet,
+    AdminNetworkPolicy, BaselineAdminNetworkPolicy, ClusterNetworkPolicy,
+)
 KINDS: tuple[type[Resource], ...] = (
     Namespace, Pod, Node, Service, Endpoints, EndpointSlice, Deployment, NetworkPolicy,
     IPPool, BGPConfiguration, BGPPeer, CalicoNode, ReplicaSet, Event,
     Secret, ServiceAccount, Role, ClusterRole, RoleBinding, ClusterRoleBinding,
-)
+) + POLICY_KINDS
 
 _BY_API_KIND: dict[tuple[str, str], type[Resource]] = {(k.API_VERSION, k.KIND): k for k in KINDS}
 

@@ -1,79 +1,52 @@
-"""evaluate(src, dst, port, protocol) → Verdict: the decision and why, down to rule, peer and port.
+"""evaluate(src, dst, port, protocol) → Verdict: the decision and why, down to tier, rule, peer and port.
 
-A denial lists every rule of every isolating policy as a miss with its reasons, nearest first
-(fewest failing parts), and a minimal fix when one change would allow the traffic. The decision
-itself is the one ``cluster.allowed`` (the reference evaluator) makes; tests hold them equal.
+Each direction is the walk (``walk.walk``) with a rule test that records why every rule it
+visits matched or missed. The verdict keeps the walk's path (tier → policy → rule → action):
+which tiers applied, which passed and where the decision was taken. A denial at the end of a
+tier lists that tier's rules as misses, nearest first (fewest failing parts), with the minimal
+fix in that tier; a denial by a Deny rule names the rule and where an Allow would have to go.
+The decision itself is the one ``walk.allowed`` (the reference evaluator) takes; tests hold them
+equal.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
 
-from .cluster import ICMP, NAME_LABEL, ClusterState, Endpoint, always_allowed, port_matches
-from .ir import Direction, IPBlockPeer, PodPeer, PolicyIR, PortMatch, Provenance, Rule, selector_text
+from .checks import PartCheck, RuleCheck, check_rule
+from .cluster import ICMP, ClusterState, Endpoint, always_allowed, rule_matches, sides
+from .fixes import deny_fix, new_rule_fix, rule_fix
+from .ir import DEFAULT_TIER, Direction, PolicyIR, Rule
+from .order import TierInfo
+from .walk import Step, Walk, walk
 
-
-@dataclass(frozen=True)
-class PartCheck:
-    """One peer or one port entry checked against the traffic."""
-
-    provenance: Provenance
-    matched: bool
-    text: str
-    distance: int = 0  # how many terms failed (0 when matched)
-
-    def to_dict(self) -> dict[str, object]:
-        return {"matched": self.matched, "reason": self.text, "provenance": self.provenance.to_dict()}
+__all__ = ["DirectionVerdict", "PartCheck", "RuleCheck", "TierReport", "Verdict", "evaluate"]
 
 
 @dataclass(frozen=True)
-class RuleCheck:
-    """One rule checked: it allows iff some peer matches and some port matches."""
+class TierReport:
+    """What one tier did for one direction: decided, passed, or did not apply."""
 
-    rule: Rule
-    policy_source: str | None
-    peers_ok: bool
-    ports_ok: bool
-    peers: tuple[PartCheck, ...]
-    ports: tuple[PartCheck, ...]
-    peer_summary: str
-    port_summary: str
-    fix: str | None = None
-
-    @property
-    def allows(self) -> bool:
-        return self.peers_ok and self.ports_ok
-
-    @property
-    def distance(self) -> int:
-        """How far from allowing: failing peer terms (best peer) plus 1 if the ports fail."""
-        peer = 0 if self.peers_ok else min((p.distance for p in self.peers), default=1)
-        return peer + (0 if self.ports_ok else 1)
-
-    def reasons(self) -> list[str]:
-        out = []
-        if not self.peers_ok:
-            out.append(self.peer_summary)
-        if not self.ports_ok:
-            out.append(self.port_summary)
-        return out or [f"{self.peer_summary}; {self.port_summary}"]
+    tier: TierInfo
+    outcome: str  # "did not apply" | "passed" | "allowed" | "denied"
+    policies: tuple[str, ...] = ()
+    step: Step | None = None
 
     def describe(self) -> str:
-        where = self.rule.provenance.describe()
-        src = f" ({self.policy_source})" if self.policy_source else ""
-        return f"{where}{src}: " + "; ".join(self.reasons())
+        name = f"tier {self.tier.name}"
+        step = self.step
+        if step is None:
+            return f"{name}: {self.outcome}" + (" (no policy of it applies)" if self.outcome == "did not apply" else "")
+        if step.kind == "end-of-tier":
+            return f"{name}: {self.outcome} at its end (no rule matched; defaultAction {step.action})"
+        assert step.rule is not None
+        src = f" ({step.rule.provenance.source})" if step.rule.provenance.source else ""
+        return f"{name}: {self.outcome} by {step.rule.provenance.describe()}{src}"
 
     def to_dict(self) -> dict[str, object]:
-        return {
-            "rule": self.rule.provenance.to_dict(),
-            "allows": self.allows,
-            "distance": self.distance,
-            "reasons": self.reasons(),
-            "text": self.describe(),
-            "peers": [p.to_dict() for p in self.peers],
-            "ports": [p.to_dict() for p in self.ports],
-            "fix": self.fix,
-        }
+        out: dict[str, object] = {"tier": self.tier.name, "outcome": self.outcome, "policies": list(self.policies)}
+        if self.step is not None:
+            out["step"] = self.step.to_dict()
+        return out
 
 
 @dataclass(frozen=True)
@@ -86,6 +59,19 @@ class DirectionVerdict:
     allowed_by: tuple[RuleCheck, ...] = ()
     misses: tuple[RuleCheck, ...] = ()
     fix: str | None = None
+    #: the walk: every rule that matched (Log, Pass, then the deciding one) and tier ends
+    path: tuple[Step, ...] = ()
+    #: every tier of the cluster and what it did (only when the cluster has tiered policy)
+    tiers: tuple[TierReport, ...] = ()
+    denied_by: RuleCheck | None = None
+    #: the policies that took the decision: the deciding rule's, or those of the tier whose end denied
+    decided_by: tuple[str, ...] = ()
+
+    @property
+    def decided_in(self) -> str | None:
+        """The tier where the decision was taken (None: no tier applied, or the profile)."""
+        step = self.path[-1] if self.path else None
+        return step.tier.name if step is not None and step.tier is not None else None
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -93,7 +79,12 @@ class DirectionVerdict:
             "policies": list(self.policies),
             "allowed": self.allowed,
             "note": self.note,
+            "decidedIn": self.decided_in,
+            "path": [s.to_dict() for s in self.path],
+            "tiers": [t.to_dict() for t in self.tiers],
             "allowedBy": [r.to_dict() for r in self.allowed_by],
+            "deniedBy": self.denied_by.to_dict() if self.denied_by else None,
+            "decidedBy": list(self.decided_by),
             "misses": [r.to_dict() for r in self.misses],
             "fix": self.fix,
         }
@@ -163,211 +154,122 @@ def evaluate(state: ClusterState, src: Endpoint, dst: Endpoint, port: int | None
     return Verdict(src, dst, port, protocol, allowed, summary, always, egress, ingress, fixes)
 
 
+class _Checks:
+    """The rule test the walk runs, remembering why each rule matched or missed."""
+
+    def __init__(self, state: ClusterState, subject: Endpoint, peer: Endpoint, dst: Endpoint, port: int | None,
+                 protocol: str) -> None:
+        self.state, self.subject, self.peer, self.dst = state, subject, peer, dst
+        self.port, self.protocol = port, protocol
+        self.done: dict[tuple[int, int], RuleCheck] = {}
+
+    def __call__(self, pol: PolicyIR, rule: Rule) -> bool:
+        return rule_matches(rule, self.subject, self.peer, self.dst, self.port, self.protocol, self.state)
+
+    def check(self, pol: PolicyIR, rule: Rule) -> RuleCheck:
+        key = (id(pol), rule.index)
+        hit = self.done.get(key)
+        if hit is None:
+            bare = check_rule(self.state, rule, self.subject, self.peer, self.dst, self.port, self.protocol)
+            fix = rule_fix(self.state, pol, bare, self.peer, self.port, self.protocol) if rule.action == "Allow" else None
+            hit = self.done[key] = RuleCheck(bare.rule, bare.policy_source, bare.peers_ok, bare.ports_ok, bare.peers,
+                                             bare.ports, bare.peer_summary, bare.port_summary, fix, bare.extras)
+        return hit
+
+
 def _direction(state: ClusterState, src: Endpoint, dst: Endpoint, port: int | None, protocol: str,
                direction: Direction) -> DirectionVerdict:
-    subject, peer = (dst, src) if direction == "ingress" else (src, dst)
+    subject, peer = sides(src, dst, direction)
     kind = "Ingress" if direction == "ingress" else "Egress"
     if not subject.is_pod:
         return DirectionVerdict(direction, False, (), True, f"{subject.describe()}: no {direction} policy applies")
     if subject.host_network:
         return DirectionVerdict(direction, False, (), True,
                                 f"{subject.describe()}: hostNetwork pods are never selected by NetworkPolicy")
-    policies = state.selecting(subject, direction)
-    if not policies:
+    checks = _Checks(state, subject, peer, dst, port, protocol)
+    w = walk(state, subject, direction, checks)
+    reports = _tier_reports(state, w)
+    if not w.isolated:
+        what = f"any policy with {kind} in policyTypes" if not state.tiered else f"any policy governing {direction}"
         return DirectionVerdict(direction, False, (), True,
-                                f"{subject.key} is not selected by any policy with {kind} in policyTypes: "
-                                f"{direction} is not isolated")
-    checks = [_check_rule(state, pol, rule, peer, dst, port, protocol) for pol in policies for rule in pol.rules(direction)]
-    allowing = tuple(c for c in checks if c.allows)
-    names = tuple(p.ref for p in policies)
-    if allowing:
-        note = f"{subject.key} is isolated for {direction} by {', '.join(names)}; allowed by " + \
-            "; ".join(c.rule.provenance.describe() for c in allowing)
-        return DirectionVerdict(direction, True, names, True, note, allowed_by=allowing)
-    misses = tuple(sorted(checks, key=lambda c: (c.distance, c.rule.provenance)))
-    if not checks:
-        note = (f"{subject.key} is isolated for {direction} by {', '.join(names)}, which "
-                f"{'has' if len(names) == 1 else 'have'} no {direction} rules: all {direction} is denied")
+                                f"{subject.key} is not selected by {what}: {direction} is not isolated", tiers=reports)
+    names = tuple(p.ref for _, pols in w.tiers for p in pols)
+    step = w.decided_by
+    assert step is not None
+    head = f"{subject.key} is isolated for {direction} by {', '.join(names)}"
+    passed = _passed_text(w)
+    if step.kind == "profile":
+        note = f"{head}; {passed}, so the namespace's profile allows"
+        return DirectionVerdict(direction, True, names, True, note, path=w.steps, tiers=reports)
+    assert step.tier is not None
+    in_tier = _in_tier(state, step.tier)
+    if step.kind == "rule" and step.action == "Allow":
+        assert step.policy is not None and step.rule is not None
+        allowing = checks.check(step.policy, step.rule)
+        note = f"{head}; {passed + '; ' if passed else ''}allowed{in_tier} by {step.rule.provenance.describe()}"
+        return DirectionVerdict(direction, True, names, True, note, allowed_by=(allowing,), path=w.steps, tiers=reports,
+                                decided_by=(step.policy.ref,))
+    if step.kind == "rule":
+        assert step.policy is not None and step.rule is not None
+        denying = checks.check(step.policy, step.rule)
+        note = f"{head}; {passed + '; ' if passed else ''}denied{in_tier} by {step.rule.provenance.describe()} (Deny)"
+        return DirectionVerdict(direction, True, names, False, note, fix=deny_fix(step.policy, step.rule, step.tier.name),
+                                path=w.steps, tiers=reports, denied_by=denying, decided_by=(step.policy.ref,))
+    # the end of a tier whose defaultAction is Deny: its policies' Allow rules are the misses
+    tier_policies = next(pols for tier, pols in w.tiers if tier.name == step.tier.name)
+    rules = [(pol, rule) for pol in tier_policies for rule in pol.rules(direction) if rule.action in ("Allow", "Pass")]
+    misses = tuple(sorted((checks.check(pol, rule) for pol, rule in rules), key=lambda c: (c.distance, c.rule.provenance)))
+    tier_names = ", ".join(p.ref for p in tier_policies)
+    if not any(pol.rules(direction) for pol in tier_policies):
+        note = (f"{head}, which {'has' if len(tier_policies) == 1 else 'have'} no {direction} rules: "
+                f"all {direction} is denied")
     else:
-        note = f"{subject.key} is isolated for {direction} by {', '.join(names)} and no {direction} rule allows this traffic"
-    fix = misses[0].fix if misses and misses[0].distance == 1 and misses[0].fix else _new_rule_fix(
-        state, policies, direction, src, dst, port, protocol)
-    return DirectionVerdict(direction, True, names, False, note, misses=misses, fix=fix)
+        note = f"{head} and no {direction} rule allows this traffic"
+    if passed or not _only_default(state, step.tier):
+        note += f" ({passed + '; ' if passed else ''}the end of tier {step.tier.name} denies; its policies: {tier_names})"
+    fix = misses[0].fix if misses and misses[0].distance == 1 and misses[0].fix else new_rule_fix(
+        tier_policies, step.tier.name, direction, src, dst, port, protocol)
+    return DirectionVerdict(direction, True, names, False, note, misses=misses, fix=fix, path=w.steps, tiers=reports,
+                            decided_by=tuple(p.ref for p in tier_policies))
 
 
-# --- rule checks --------------------------------------------------------------------------
+def _only_default(state: ClusterState, tier: TierInfo) -> bool:
+    """A cluster with Kubernetes NetworkPolicy alone: no need to talk about tiers."""
+    return tier.name == DEFAULT_TIER and not state.tiered
 
 
-def _check_rule(state: ClusterState, pol: PolicyIR, rule: Rule, peer: Endpoint, dst: Endpoint, port: int | None,
-                protocol: str) -> RuleCheck:
-    if rule.peers is None:
-        peers: tuple[PartCheck, ...] = ()
-        peers_ok = True
-        peer_summary = f"every {'source' if rule.direction == 'ingress' else 'destination'} is allowed (no peers listed)"
-    else:
-        peers = tuple(_check_peer(state, p, peer) for p in rule.peers)
-        peers_ok = any(p.matched for p in peers)
-        if peers_ok:
-            peer_summary = next(p.text for p in peers if p.matched)
+def _in_tier(state: ClusterState, tier: TierInfo) -> str:
+    return "" if _only_default(state, tier) else f" in tier {tier.name}"
+
+
+def _passed_text(w: Walk) -> str:
+    """Which earlier tiers passed the traffic on, and how."""
+    out = []
+    for step in w.steps:
+        if step.action != "Pass" or step.tier is None:
+            continue
+        if step.kind == "rule" and step.rule is not None:
+            out.append(f"tier {step.tier.name} passed it ({step.rule.provenance.describe()})")
         else:
-            peer_summary = "; ".join(f"peer {p.provenance.peer}: {p.text}" for p in peers)
-    ports, ports_ok, port_summary = _check_ports(rule, port, protocol, dst)
-    source = rule.provenance.source
-    check = RuleCheck(rule, source, peers_ok, ports_ok, peers, ports, peer_summary, port_summary)
-    fix = _rule_fix(state, pol, check, peer, port, protocol)
-    return RuleCheck(rule, source, peers_ok, ports_ok, peers, ports, peer_summary, port_summary, fix)
+            out.append(f"tier {step.tier.name} passed it (no rule matched; defaultAction Pass)")
+    return "; ".join(out)
 
 
-def _labels(labels: Mapping[str, str]) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "<none>"
-
-
-def _check_peer(state: ClusterState, peer: PodPeer | IPBlockPeer, ep: Endpoint) -> PartCheck:
-    prov = peer.provenance
-    if isinstance(peer, IPBlockPeer):
-        desc = peer.describe()
-        if not ep.ip:
-            return PartCheck(prov, False, f"{desc}: {ep.describe()} has no IP address yet", 1)
-        if ep.selectable and not state.ipblock_matches_pods:
-            return PartCheck(prov, False, f"{desc}: ipBlock does not match pod IPs in this cluster "
-                                          f"(ipblock_matches_pods is off); {ep.key} is a pod", 1)
-        if peer.contains(ep.ip):
-            return PartCheck(prov, True, f"{desc} contains {ep.ip}")
-        excluded = peer.excluded_by(ep.ip)
-        if excluded:
-            return PartCheck(prov, False, f"{desc}: {ep.ip} is removed by except {excluded}", 1)
-        return PartCheck(prov, False, f"{desc}: {ep.ip} is not in {peer.cidr}", 1)
-    desc = peer.describe()
-    if not ep.is_pod:
-        return PartCheck(prov, False, f"{desc}: {ep.describe()} is not a pod; only an ipBlock peer matches it", 2)
-    if ep.host_network:
-        return PartCheck(prov, False, f"{desc}: {ep.key} is a hostNetwork pod, which pod and namespace selectors "
-                                      f"never match; only an ipBlock peer matches its address {ep.ip}", 2)
-    ns_labels = state.ns_labels(ep.namespace)
-    ns_ok = peer.namespace_in_scope(ep.namespace or "", ns_labels)
-    pod_ok = peer.pod_selector.matches(ep.labels)
-    problems = []
-    if not ns_ok:
-        if peer.namespace_selector is None:
-            problems.append(f"podSelector {selector_text(peer.pod_selector)} only selects pods in namespace {peer.namespace}; "
-                            f"{ep.key} is in {ep.namespace}")
-        else:
-            sel = peer.namespace_selector
-            matching = state.namespaces_matching(sel)
-            if not matching:
-                problems.append(f"namespaceSelector {sel.describe()} matches no namespace "
-                                f"(namespace {ep.namespace} has labels {_labels(ns_labels)})")
-            else:
-                shown = ", ".join(matching[:5]) + (" …" if len(matching) > 5 else "")
-                problems.append(f"namespaceSelector {sel.describe()} does not match namespace {ep.namespace} "
-                                f"(labels {_labels(ns_labels)}); it matches {shown}")
-    if not pod_ok:
-        problems.append(f"podSelector {peer.pod_selector.describe()} does not match {ep.key} "
-                        f"(labels {_labels(ep.labels)})")
-    if problems:
-        return PartCheck(prov, False, "; ".join(problems), len(problems))
-    scope = (f"namespace {ep.namespace}" if peer.namespace_selector is None
-             else f"namespaceSelector {selector_text(peer.namespace_selector)}")
-    return PartCheck(prov, True, f"{desc} matches {ep.key} ({scope}, labels {_labels(ep.labels)})")
-
-
-def _port_text(pm: PortMatch, dst: Endpoint) -> str:
-    text = pm.describe()
-    if pm.is_named:
-        number = dst.named_ports.get((str(pm.port), pm.protocol)) if dst.is_pod else None
-        if number is None:
-            who = dst.key if dst.is_pod else "an address outside the cluster"
-            text += f" (not declared by {who})"
-        else:
-            text += f" (= {number} on {dst.key})"
-    return text
-
-
-def _check_ports(rule: Rule, port: int | None, protocol: str, dst: Endpoint) -> tuple[tuple[PartCheck, ...], bool, str]:
-    if rule.ports is None:
-        return (), True, "all ports and protocols are allowed (no ports listed)"
-    listed = "[" + ", ".join(_port_text(pm, dst) for pm in rule.ports) + "]"
-    traffic = protocol if port is None else f"port {port}/{protocol}"
-    checks = []
-    for pm in rule.ports:
-        ok = protocol != ICMP and port_matches(pm, port, protocol, dst)
-        checks.append(PartCheck(pm.provenance, ok, f"{traffic} {'matches' if ok else 'does not match'} {_port_text(pm, dst)}",
-                                0 if ok else 1))
-    if any(c.matched for c in checks):
-        hit = next(c for c in checks if c.matched)
-        return tuple(checks), True, hit.text
-    if protocol == ICMP:
-        return tuple(checks), False, f"{ICMP} is allowed only by a rule without ports; this rule allows only {listed}"
-    return tuple(checks), False, f"{traffic} is not in {listed}"
-
-
-# --- fixes --------------------------------------------------------------------------------
-
-
-def _where(pol: PolicyIR, rule: Rule, peer_index: int | None = None) -> str:
-    source = rule.provenance.source
-    if peer_index is not None and rule.peers is not None:
-        source = rule.peers[peer_index].provenance.source
-    prov = Provenance(pol.namespace, pol.name, rule.direction, rule.index, peer=peer_index, source=source)
-    src = f" ({source})" if source else ""
-    return f"{prov.field_path} of {pol.ref}{src}"
-
-
-def _peer_yaml(state: ClusterState, ep: Endpoint, policy_ns: str) -> str:
-    if not ep.selectable:
-        return f"{{ipBlock: {{cidr: {ep.ip}/{'32' if ':' not in str(ep.ip) else '128'}}}}}"
-    pod_sel = "{matchLabels: {" + ", ".join(f"{k}: {v}" for k, v in sorted(ep.labels.items())) + "}}" if ep.labels else "{}"
-    if ep.namespace == policy_ns:
-        return f"{{podSelector: {pod_sel}}}"
-    return f"{{namespaceSelector: {{matchLabels: {{{NAME_LABEL}: {ep.namespace}}}}}, podSelector: {pod_sel}}}"
-
-
-def _rule_fix(state: ClusterState, pol: PolicyIR, check: RuleCheck, peer: Endpoint, port: int | None,
-              protocol: str) -> str | None:
-    """One change to this rule that would allow the traffic, when one change is enough."""
-    if check.allows or check.distance != 1:
-        return None
-    rule = check.rule
-    if not check.ports_ok:
-        if protocol == ICMP:
-            return f"remove ports from {_where(pol, rule)} (only a rule without ports allows {ICMP})"
-        return f"add {{protocol: {protocol}, port: {port}}} to ports of {_where(pol, rule)}"
-    best = min(check.peers, key=lambda p: (p.distance, p.provenance))
-    assert rule.peers is not None
-    target = rule.peers[best.provenance.peer or 0]
-    where = _where(pol, rule, best.provenance.peer)
-    if isinstance(target, IPBlockPeer):
-        excluded = target.excluded_by(peer.ip) if peer.ip else None
-        if excluded:
-            return f"remove except {excluded} from {where}, or add a peer {_peer_yaml(state, peer, pol.namespace)}"
-        return f"add a peer {_peer_yaml(state, peer, pol.namespace)} to {_where(pol, rule)}"
-    ns_labels = state.ns_labels(peer.namespace)
-    if not target.namespace_in_scope(peer.namespace or "", ns_labels):
-        if target.namespace_selector is None:
-            return (f"add a namespaceSelector to the same peer ({where}): "
-                    f"namespaceSelector: {{matchLabels: {{{NAME_LABEL}: {peer.namespace}}}}}")
-        sel = target.namespace_selector
-        if sel.match_labels and not sel.match_expressions:
-            wanted = " ".join(f"{k}={v}" for k, v in sorted(sel.match_labels.items()))
-            return (f"label the namespace (kubectl label namespace {peer.namespace} {wanted}), or select it by name "
-                    f"in {where}: namespaceSelector: {{matchLabels: {{{NAME_LABEL}: {peer.namespace}}}}}")
-        return (f"change the namespaceSelector in {where} to match namespace {peer.namespace}, e.g. "
-                f"namespaceSelector: {{matchLabels: {{{NAME_LABEL}: {peer.namespace}}}}}")
-    sel = target.pod_selector
-    if sel.match_labels and not sel.match_expressions:
-        wanted = " ".join(f"{k}={v}" for k, v in sorted(sel.match_labels.items()))
-        return f"label the pod (kubectl label pod -n {peer.namespace} {peer.name} {wanted}), or change podSelector in {where}"
-    return f"change the podSelector in {where} to match {peer.key} (labels {_labels(peer.labels)})"
-
-
-def _new_rule_fix(state: ClusterState, policies: tuple[PolicyIR, ...], direction: Direction, src: Endpoint,
-                  dst: Endpoint, port: int | None, protocol: str) -> str:
-    """No single edit to an existing rule suffices: the smallest new rule that would."""
-    pol = policies[0]
-    peer = src if direction == "ingress" else dst
-    key = "from" if direction == "ingress" else "to"
-    ports = "" if port is None else f", ports: [{{protocol: {protocol}, port: {port}}}]"
-    src_text = f" ({pol.source})" if pol.source else ""
-    return (f"add an {direction} rule to {pol.ref}{src_text}, or a new NetworkPolicy in namespace {pol.namespace} "
-            f"selecting {dst.key if direction == 'ingress' else src.key}: "
-            f"{direction}: [{{{key}: [{_peer_yaml(state, peer, pol.namespace)}]{ports}}}]")
+def _tier_reports(state: ClusterState, w: Walk) -> tuple[TierReport, ...]:
+    if not state.tiered:
+        return ()
+    applied = {tier.name: pols for tier, pols in w.tiers}
+    by_tier: dict[str, Step] = {}
+    for step in w.steps:
+        if step.tier is not None and step.action != "Log":
+            by_tier[step.tier.name] = step
+    out = []
+    for tier in state.tiers:
+        pols = applied.get(tier.name)
+        if pols is None:
+            out.append(TierReport(tier, "did not apply"))
+            continue
+        decided = by_tier.get(tier.name)
+        outcome = "not reached" if decided is None else {"Allow": "allowed", "Deny": "denied", "Pass": "passed"}[decided.action]
+        out.append(TierReport(tier, outcome, tuple(p.ref for p in pols), decided))
+    return tuple(out)

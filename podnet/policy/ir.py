@@ -37,6 +37,13 @@ direction, rule index, peer index, port index and the manifest ``file:line`` whe
 the ``podnet.io/source`` annotation). Indexes are those of the manifest, so ``spec.ingress[0]
 .from[1]`` is rule 0, peer 1.
 
+Tiers (every kind compiles to this one IR; see ``calico_ir``, ``admin_ir`` and docs/policy.md):
+a ``PolicyIR`` also has a ``kind`` tag, a ``tier``, an ``order`` (None: last in its tier) and,
+for the kinds that do not select by ``podSelector`` in their own namespace, a ``subject``; a
+``Rule`` has an ``action`` (Allow, Deny, Pass or Log) and, for Calico rules, a ``local`` entity
+(the subject's own end: an ingress rule's destination, an egress rule's source) and negated
+matches. A Kubernetes NetworkPolicy is tier ``default``, order 1000, Allow rules, as in Calico.
+
 Semantics the IR fixes (Kubernetes networking.k8s.io/v1):
 
 * a policy selects pods of its own namespace matching ``spec.podSelector`` (hostNetwork pods
@@ -49,19 +56,40 @@ Semantics the IR fixes (Kubernetes networking.k8s.io/v1):
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Literal, Mapping, Sequence, Union
+from typing import Literal
 
+from podnet.errors import format_field_path
 from podnet.model import NetworkPolicy
+from podnet.model.calico_selector import Selector as CalicoSelector
 from podnet.model.networking import IPBlock, NetworkPolicyPeer, NetworkPolicyPort
 from podnet.model.selectors import EVERYTHING, LabelSelector
 
 Direction = Literal["ingress", "egress"]
 DIRECTIONS: tuple[Direction, Direction] = ("ingress", "egress")
+Action = Literal["Allow", "Deny", "Pass", "Log"]
+#: the actions that end a tier walk's search (Log notes the packet and goes on)
+TERMINAL: tuple[Action, ...] = ("Allow", "Deny", "Pass")
+DEFAULT_TIER = "default"
+#: where Calico puts a Kubernetes NetworkPolicy in the default tier
+K8S_ORDER = 1000.0
+#: ``PolicyIR.kind`` tags: "" is a Kubernetes NetworkPolicy; the others name the source kind
+KIND_NAMES = {
+    "": "NetworkPolicy", "calico": "NetworkPolicy (projectcalico.org)", "gnp": "GlobalNetworkPolicy",
+    "anp": "AdminNetworkPolicy", "banp": "BaselineAdminNetworkPolicy", "cnp": "ClusterNetworkPolicy",
+}
 SOURCE_ANNOTATION = "podnet.io/source"
-IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 #: Maps a manifest field path (e.g. ("spec", "ingress", 0, "from", 1)) to "file:line".
-Locator = Callable[[tuple[Union[str, int], ...]], Union[str, None]]
+Locator = Callable[[tuple[str | int, ...]], str | None]
+
+
+def policy_ref(kind: str, namespace: str, name: str) -> str:
+    """A policy's unique name across kinds: ``ns/name`` for a Kubernetes NetworkPolicy, else
+    ``<kind>:[ns/]name`` (``calico:ns/name``, ``gnp:name``, ``anp:name``, ``banp:default``)."""
+    base = f"{namespace}/{name}" if namespace else name
+    return f"{kind}:{base}" if kind else base
 
 
 @dataclass(frozen=True, order=True)
@@ -75,14 +103,21 @@ class Provenance:
     peer: int | None = None
     port: int | None = None
     source: str | None = None
+    #: the policy's kind tag (see KIND_NAMES) and, for ANP/CNP rules, the rule's name
+    kind: str = ""
+    rule_name: str | None = None
+    #: the manifest path when it is not NetworkPolicy's from/to/ports shape (Calico, ANP)
+    path: tuple[str | int, ...] | None = field(default=None, compare=False)
 
     @property
     def policy_ref(self) -> str:
-        return f"{self.namespace}/{self.policy}"
+        return policy_ref(self.kind, self.namespace, self.policy)
 
     @property
     def field_path(self) -> str:
         """The manifest path, as kubectl prints it: ``spec.ingress[0].from[1]``."""
+        if self.path is not None:
+            return format_field_path(self.path) or "spec"
         if self.direction is None:
             return "spec"
         path = f"spec.{self.direction}"
@@ -106,15 +141,18 @@ class Provenance:
             parts.append(f"peer {self.peer}")
         if self.port is not None:
             parts.append(f"port {self.port}")
+        if self.rule_name:
+            parts[0:1] = [f"{parts[0]} ({self.rule_name})"] if parts else [self.rule_name]
         where = ", ".join(parts)
         return f"{where} of {self.policy_ref}" if where else self.policy_ref
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {"policy": self.policy_ref}
-        for key in ("direction", "rule", "peer", "port", "source"):
+        for key, name in (("direction", "direction"), ("rule", "rule"), ("peer", "peer"), ("port", "port"),
+                          ("source", "source"), ("rule_name", "ruleName")):
             value = getattr(self, key)
             if value is not None:
-                out[key] = value
+                out[name] = value
         out["field"] = self.field_path
         return out
 
@@ -191,7 +229,149 @@ class IPBlockPeer:
                 "provenance": self.provenance.to_dict()}
 
 
-Peer = Union[PodPeer, IPBlockPeer]
+def _networks(texts: Iterable[str]) -> tuple[IPNetwork, ...]:
+    return tuple(ipaddress.ip_network(t, strict=False) for t in texts)
+
+
+def in_networks(ip: str | None, networks: Sequence[IPNetwork]) -> bool:
+    if not ip or not networks:
+        return False
+    addr = ipaddress.ip_address(ip)
+    return any(addr.version == net.version and addr in net for net in networks)
+
+
+@dataclass(frozen=True)
+class NetworkPeer:
+    """AdminNetworkPolicy ``networks``: addresses in any of the CIDRs, pod addresses included."""
+
+    cidrs: tuple[str, ...]
+    provenance: Provenance
+    networks: tuple[IPNetwork, ...] = field(compare=False, repr=False, default=())
+
+    @classmethod
+    def of(cls, cidrs: Sequence[str], prov: Provenance) -> NetworkPeer:
+        return cls(tuple(cidrs), prov, _networks(cidrs))
+
+    def contains(self, ip: str | None) -> bool:
+        return in_networks(ip, self.networks)
+
+    def describe(self) -> str:
+        return f"networks {', '.join(self.cidrs)}"
+
+    def to_dict(self) -> dict[str, object]:
+        return {"type": "networks", "networks": list(self.cidrs), "provenance": self.provenance.to_dict()}
+
+
+@dataclass(frozen=True)
+class NodePeer:
+    """AdminNetworkPolicy ``nodes``: the addresses of the nodes the selector matches (and so the
+    hostNetwork pods on them)."""
+
+    node_selector: LabelSelector
+    provenance: Provenance
+
+    def describe(self) -> str:
+        return f"nodes {selector_text(self.node_selector)}"
+
+    def to_dict(self) -> dict[str, object]:
+        return {"type": "nodes", "nodeSelector": self.node_selector.to_dict(), "provenance": self.provenance.to_dict()}
+
+
+@dataclass(frozen=True)
+class EntityPeer:
+    """One end of a Calico rule (``source`` or ``destination``): every field present must hold.
+
+    ``nets``/``not_nets`` test the address. The positive part (``selector``, service accounts and
+    the namespace scope) holds when the address belongs to a pod the selectors match, or lies in
+    a NetworkSet or GlobalNetworkSet they match (Calico matches by address). ``scope`` is the
+    policy's namespace when the positive part is limited to it (a namespaced policy without a
+    namespaceSelector); ``namespace_selector`` is evaluated on namespace labels, where ``all()``
+    means "any namespaced entity" and ``global()`` "any entity outside namespaces".
+    ``not_selector`` removes whatever it matches, in any namespace.
+    """
+
+    provenance: Provenance
+    nets: tuple[str, ...] = ()
+    not_nets: tuple[str, ...] = ()
+    selector: CalicoSelector | None = None
+    not_selector: CalicoSelector | None = None
+    namespace_selector: CalicoSelector | None = None
+    namespace_selector_text: str | None = None
+    service_accounts: tuple[str, ...] | None = None
+    service_account_selector: CalicoSelector | None = None
+    scope: str | None = None
+    networks: tuple[IPNetwork, ...] = field(compare=False, repr=False, default=())
+    not_networks: tuple[IPNetwork, ...] = field(compare=False, repr=False, default=())
+
+    @property
+    def has_positive(self) -> bool:
+        return bool(self.selector or self.namespace_selector or self.service_accounts is not None
+                    or self.service_account_selector or self.scope is not None)
+
+    @property
+    def key(self) -> tuple[object, ...]:
+        """What decides the matches (for sharing work between equal entities)."""
+        return (self.nets, self.not_nets, str(self.selector or ""), str(self.not_selector or ""),
+                self.namespace_selector_text, self.service_accounts, str(self.service_account_selector or ""),
+                self.scope)
+
+    @property
+    def by_address(self) -> bool:
+        """Whether anything besides pod labels decides it (nets, or NetworkSets it may match)."""
+        return bool(self.nets or self.not_nets or self.selector or self.namespace_selector or self.not_selector)
+
+    def describe(self) -> str:
+        parts = []
+        if self.nets:
+            parts.append(f"nets {', '.join(self.nets)}")
+        if self.not_nets:
+            parts.append(f"notNets {', '.join(self.not_nets)}")
+        if self.selector is not None:
+            parts.append(f"selector {self.selector.describe()}")
+        if self.not_selector is not None:
+            parts.append(f"notSelector {self.not_selector.describe()}")
+        if self.namespace_selector_text is not None:
+            parts.append(f"namespaceSelector {self.namespace_selector_text or 'all()'}")
+        if self.service_accounts is not None:
+            parts.append(f"serviceAccounts {', '.join(self.service_accounts)}")
+        if self.service_account_selector is not None:
+            parts.append(f"serviceAccount selector {self.service_account_selector.describe()}")
+        text = " AND ".join(parts) or "any address"
+        if self.scope is not None:
+            text += f" (namespace {self.scope} only)"
+        return text
+
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"type": "entity"}
+        for key, value in (("nets", list(self.nets)), ("notNets", list(self.not_nets)),
+                           ("selector", str(self.selector) if self.selector else None),
+                           ("notSelector", str(self.not_selector) if self.not_selector else None),
+                           ("namespaceSelector", self.namespace_selector_text),
+                           ("serviceAccounts", list(self.service_accounts) if self.service_accounts is not None else None),
+                           ("namespace", self.scope)):
+            if value:
+                out[key] = value
+        out["provenance"] = self.provenance.to_dict()
+        return out
+
+
+Peer = PodPeer | IPBlockPeer | NetworkPeer | NodePeer | EntityPeer
+#: the peers a Kubernetes NetworkPolicy has (what the nftables renderer compiles today)
+K8sPeer = PodPeer | IPBlockPeer
+
+
+@dataclass(frozen=True)
+class IcmpMatch:
+    """An ICMP type (and code); None matches any."""
+
+    type: int | None
+    code: int | None = None
+
+    def matches(self, icmp_type: int, icmp_code: int) -> bool:
+        return (self.type is None or self.type == icmp_type) and (self.code is None or self.code == icmp_code)
+
+    def describe(self) -> str:
+        return f"type {self.type}" + (f" code {self.code}" if self.code is not None else "")
 
 
 @dataclass(frozen=True)
@@ -249,27 +429,103 @@ class PortMatch:
 
 @dataclass(frozen=True)
 class Rule:
-    """One ingress or egress rule: (any of ``peers``) AND (any of ``ports``); None = all."""
+    """One ingress or egress rule: (any of ``peers``) AND (any of ``ports``); None = all.
+
+    Calico rules add matches that are ANDed too: ``local`` (the subject's own end), ``not_ports``
+    (the destination port in none), ``not_protocol``, ``icmp``/``not_icmp`` and ``ip_version``.
+    The first rule of a policy that matches decides with its ``action``; Log goes on.
+    """
 
     direction: Direction
     index: int
     peers: tuple[Peer, ...] | None
     ports: tuple[PortMatch, ...] | None
     provenance: Provenance
+    action: Action = "Allow"
+    name: str | None = None
+    local: EntityPeer | None = None
+    not_ports: tuple[PortMatch, ...] = ()
+    not_protocol: str | None = None
+    icmp: IcmpMatch | None = None
+    not_icmp: IcmpMatch | None = None
+    ip_version: int | None = None
+
+    @property
+    def is_plain(self) -> bool:
+        """Only peers and ports, as in a Kubernetes NetworkPolicy rule."""
+        return (self.local is None and not self.not_ports and self.not_protocol is None and self.icmp is None
+                and self.not_icmp is None and self.ip_version is None)
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "direction": self.direction,
             "index": self.index,
+            "action": self.action,
             "peers": None if self.peers is None else [p.to_dict() for p in self.peers],
             "ports": None if self.ports is None else [p.to_dict() for p in self.ports],
             "provenance": self.provenance.to_dict(),
         }
+        if self.name:
+            out["name"] = self.name
+        if self.local is not None:
+            out["local"] = self.local.to_dict()
+        if self.not_ports:
+            out["notPorts"] = [p.to_dict() for p in self.not_ports]
+        for key, value in (("notProtocol", self.not_protocol), ("ipVersion", self.ip_version),
+                           ("icmp", self.icmp.describe() if self.icmp else None),
+                           ("notICMP", self.not_icmp.describe() if self.not_icmp else None)):
+            if value is not None:
+                out[key] = value
+        return out
+
+
+@dataclass(frozen=True)
+class CalicoSubject:
+    """Whom a Calico policy applies to: ``selector`` over the pod's labels (with Calico's
+    ``projectcalico.org/*`` and ``pcns.*`` labels), within ``namespace`` (a NetworkPolicy) or the
+    namespaces ``namespace_selector`` matches (a GlobalNetworkPolicy); ``host_only`` policies
+    (doNotTrack, preDNAT) apply to host endpoints only, so to no pod."""
+
+    selector: CalicoSelector
+    namespace: str | None = None
+    namespace_selector: CalicoSelector | None = None
+    namespace_selector_text: str | None = None
+    service_account_selector: CalicoSelector | None = None
+    host_only: bool = False
+
+    def describe(self) -> str:
+        parts = [f"selector {self.selector.describe()}"]
+        if self.namespace is not None:
+            parts.append(f"in namespace {self.namespace}")
+        if self.namespace_selector_text is not None:
+            parts.append(f"namespaceSelector {self.namespace_selector_text or 'all()'}")
+        if self.service_account_selector is not None:
+            parts.append(f"serviceAccountSelector {self.service_account_selector.describe()}")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class AdminSubject:
+    """Whom an AdminNetworkPolicy/ClusterNetworkPolicy applies to: pods (never hostNetwork) of the
+    namespaces ``namespace_selector`` matches, that ``pod_selector`` matches (None: all)."""
+
+    namespace_selector: LabelSelector
+    pod_selector: LabelSelector | None = None
+
+    def describe(self) -> str:
+        text = f"namespaces {selector_text(self.namespace_selector)}"
+        if self.pod_selector is not None:
+            text += f", pods {selector_text(self.pod_selector)}"
+        return text
+
+
+Subject = CalicoSubject | AdminSubject
 
 
 @dataclass(frozen=True)
 class PolicyIR:
-    """One NetworkPolicy, normalised: whom it selects, what it isolates, what it allows."""
+    """One policy of any kind, normalised: whom it selects, which directions it governs
+    (``isolates``: its types), its rules, and where it sits (tier, order)."""
 
     namespace: str
     name: str
@@ -283,14 +539,39 @@ class PolicyIR:
     #: policyTypes as written (None when omitted) and which rule sections the manifest has
     declared_types: tuple[str, ...] | None = None
     sections: tuple[str, ...] = ()
+    kind: str = ""
+    tier: str = DEFAULT_TIER
+    order: float | None = K8S_ORDER
+    #: None: ``pod_selector`` in ``namespace`` (a Kubernetes NetworkPolicy)
+    subject: Subject | None = None
 
     @property
     def ref(self) -> str:
-        return f"{self.namespace}/{self.name}"
+        return policy_ref(self.kind, self.namespace, self.name)
 
     @property
     def provenance(self) -> Provenance:
-        return Provenance(self.namespace, self.name, source=self.source)
+        return Provenance(self.namespace, self.name, source=self.source, kind=self.kind)
+
+    @property
+    def is_k8s(self) -> bool:
+        """A Kubernetes NetworkPolicy (what the nftables renderer enforces today)."""
+        return self.kind == ""
+
+    @property
+    def kind_name(self) -> str:
+        return KIND_NAMES.get(self.kind, self.kind)
+
+    def describe(self) -> str:
+        """``GlobalNetworkPolicy security.deny (tier security, order 10)``."""
+        name = f"{self.namespace}/{self.name}" if self.namespace else self.name
+        order = "no order" if self.order is None else f"order {self.order:g}"
+        return f"{self.kind_name} {name} (tier {self.tier}, {order})"
+
+    def describe_subject(self) -> str:
+        if self.subject is None:
+            return f"podSelector {selector_text(self.pod_selector)} in namespace {self.namespace}"
+        return self.subject.describe()
 
     def rules(self, direction: Direction) -> tuple[Rule, ...]:
         return self.ingress if direction == "ingress" else self.egress
@@ -302,6 +583,10 @@ class PolicyIR:
     def to_dict(self) -> dict[str, object]:
         return {
             "policy": self.ref,
+            "kind": self.kind_name,
+            "tier": self.tier,
+            "order": self.order,
+            "subject": self.describe_subject(),
             "podSelector": self.pod_selector.to_dict(),
             "isolates": sorted(self.isolates),
             "ingress": [r.to_dict() for r in self.ingress],

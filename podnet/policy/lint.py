@@ -11,15 +11,18 @@ pods receive on another targetPort.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 from podnet.errors import format_field_path
 from podnet.model.selectors import LabelSelector
 
-from .cluster import NAME_LABEL, ClusterState, Endpoint, direction_allowed
-from .ir import Direction, IPBlockPeer, PodPeer, PolicyIR, PortMatch, Rule
+from .cluster import NAME_LABEL, ClusterState, Endpoint, peer_matches
+from .cover import rule_covered
+from .ir import DIRECTIONS, Direction, IPBlockPeer, Peer, PodPeer, PolicyIR, PortMatch, Rule
+from .lint_tiers import Warn, tiered_checks
 from .services import check_service_ports
+from .walk import direction_allowed
 
 Path = tuple[str | int, ...]
 DNS_LABEL = ("k8s-app", "kube-dns")
@@ -49,8 +52,6 @@ class LintWarning:
 
 
 Locate = Callable[[str, Path], "str | None"]
-#: warn(policy, field path, code, message, hint=None): records one finding
-Warn = Callable[..., None]
 
 
 def lint(state: ClusterState, locate: Locate | None = None) -> list[LintWarning]:
@@ -62,16 +63,19 @@ def lint(state: ClusterState, locate: Locate | None = None) -> list[LintWarning]
         out.append(LintWarning(pol.ref, path, code, message, hint, where))
 
     for pol in state.policies:
+        _check_types(pol, warn)
+        if not pol.is_k8s:
+            continue  # the tiered kinds' checks are in lint_tiers
         selected = [ep for ep in state.pods if pol.selects(ep.namespace or "", ep.labels, ep.host_network)]
         if state.pods:  # with no pods known (policy files alone), "selects nothing" says nothing
             _check_subject(state, pol, selected, warn)
-        _check_types(pol, warn)
         _check_types_default(pol, warn)
-        for direction in ("ingress", "egress"):
-            for rule in pol.rules(direction):  # type: ignore[arg-type]
+        for direction in DIRECTIONS:
+            for rule in pol.rules(direction):
                 _check_rule(state, pol, rule, selected, warn)
         _check_dns(state, pol, selected, warn)
     _check_redundant(state, warn)
+    tiered_checks(state, warn)
     check_service_ports(state, warn)
     return sorted(out, key=lambda w: (_loc_key(w.location), w.policy, w.path, w.code))
 
@@ -106,11 +110,12 @@ def _check_subject(state: ClusterState, pol: PolicyIR, selected: list[Endpoint],
 
 
 def _check_types(pol: PolicyIR, warn: Warn) -> None:
+    field = "policyTypes" if pol.is_k8s else "types"
     for direction in pol.ignored_directions:
         kind = direction.capitalize()
-        warn(pol, ("spec", "policyTypes"), "ignored-rules",
-             f"the policy has {direction} rules but policyTypes does not list {kind}, so they are ignored",
-             f"add {kind} to policyTypes, or remove the {direction} section")
+        warn(pol, ("spec", field), "ignored-rules",
+             f"the policy has {direction} rules but {field} does not list {kind}, so they are ignored",
+             f"add {kind} to {field}, or remove the {direction} section")
 
 
 def _check_types_default(pol: PolicyIR, warn: Warn) -> None:
@@ -146,6 +151,8 @@ def _check_rule(state: ClusterState, pol: PolicyIR, rule: Rule, selected: list[E
         if isinstance(peer, IPBlockPeer):
             _check_block(pol, peer, path, warn)
             continue
+        if not isinstance(peer, PodPeer):
+            continue  # a NetworkPolicy has no other peers
         if peer.namespace_selector is not None:
             namespaces = _ns_matches(state, peer)
             if not namespaces:
@@ -240,11 +247,10 @@ def _check_named(state: ClusterState, pol: PolicyIR, rule: Rule, pm: PortMatch, 
              hint)
 
 
-def _peer_pod(state: ClusterState, peer: PodPeer | IPBlockPeer, ep: Endpoint) -> bool:
+def _peer_pod(state: ClusterState, peer: Peer, ep: Endpoint) -> bool:
     if isinstance(peer, IPBlockPeer):
         return state.ipblock_matches_pods and peer.contains(ep.ip)
-    return ep.selectable and peer.namespace_in_scope(ep.namespace or "", state.ns_labels(ep.namespace)) \
-        and peer.pod_selector.matches(ep.labels)
+    return ep.selectable and peer_matches(peer, ep, state)
 
 
 def _admits(pm: PortMatch, port: int, protocol: str) -> bool:
@@ -288,48 +294,6 @@ def _check_dns(state: ClusterState, pol: PolicyIR, selected: list[Endpoint], war
 # --- redundancy ---------------------------------------------------------------------------
 
 
-def _peer_covered(peer: PodPeer | IPBlockPeer, by: Iterable[PodPeer | IPBlockPeer]) -> bool:
-    for other in by:
-        if isinstance(peer, IPBlockPeer) and isinstance(other, IPBlockPeer):
-            if peer.network.version == other.network.version and peer.network.subnet_of(other.network) \
-                    and not other.excepts:  # type: ignore[arg-type]
-                return True
-            if (peer.cidr, peer.excepts) == (other.cidr, other.excepts):
-                return True
-        elif isinstance(peer, PodPeer) and isinstance(other, PodPeer):
-            same_scope = (other.namespace_selector is not None and other.namespace_selector.is_empty) or (
-                peer.namespace_selector == other.namespace_selector
-                and (peer.namespace_selector is not None or peer.namespace == other.namespace))
-            if same_scope and (other.pod_selector.is_empty or peer.pod_selector == other.pod_selector):
-                return True
-    return False
-
-
-def _port_covered(pm: PortMatch, by: Iterable[PortMatch]) -> bool:
-    for other in by:
-        if other.protocol != pm.protocol:
-            continue
-        if other.port is None:
-            return True
-        if pm.is_named or other.is_named:
-            if pm.port == other.port:
-                return True
-            continue
-        lo, hi = pm.port, pm.end_port or pm.port  # type: ignore[assignment]
-        olo, ohi = other.port, other.end_port or other.port  # type: ignore[assignment]
-        if olo <= lo and hi <= ohi:  # type: ignore[operator]
-            return True
-    return False
-
-
-def _rule_covered(rule: Rule, by: Rule) -> bool:
-    if by.peers is not None and (rule.peers is None or not all(_peer_covered(p, by.peers) for p in rule.peers)):
-        return False
-    if by.ports is not None and (rule.ports is None or not all(_port_covered(p, by.ports) for p in rule.ports)):
-        return False
-    return True
-
-
 def _check_redundant(state: ClusterState, warn: Warn) -> None:
     """A is redundant if B (same namespace) selects every pod A selects, isolates every direction
     A isolates, and each rule of A is covered by a rule of B: removing A changes nothing."""
@@ -343,9 +307,9 @@ def _check_redundant(state: ClusterState, warn: Warn) -> None:
                 if a is b or not sel[a.ref] <= sel[b.ref] or not a.isolates <= b.isolates:
                     continue
                 directions: tuple[Direction, ...] = ("ingress", "egress")
-                if all(any(_rule_covered(r, rb) for rb in b.rules(d)) for d in directions for r in a.rules(d)):
+                if all(any(rule_covered(r, rb) for rb in b.rules(d)) for d in directions for r in a.rules(d)):
                     if sel[a.ref] == sel[b.ref] and a.isolates == b.isolates and \
-                            all(any(_rule_covered(r, ra) for ra in a.rules(d)) for d in directions for r in b.rules(d)) \
+                            all(any(rule_covered(r, ra) for ra in a.rules(d)) for d in directions for r in b.rules(d)) \
                             and a.ref > b.ref:
                         continue  # equivalent pair: report only the later one's twin once
                     warn(a, ("metadata", "name"), "redundant-policy",

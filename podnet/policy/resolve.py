@@ -12,11 +12,11 @@ already listed in ``peer_ips`` and ``cidrs`` may be matched against any address;
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 from .cluster import ClusterState, Endpoint, peer_matches
-from .ir import Direction, IPBlockPeer, PortMatch, Rule
+from .ir import DIRECTIONS, Direction, IPBlockPeer, PortMatch, Rule
 
 
 @dataclass(frozen=True, order=True)
@@ -95,11 +95,11 @@ def resolve(state: ClusterState) -> dict[str, PodPolicy]:
         selecting = state.selecting_any(ep)
         rules: dict[Direction, list[ResolvedRule]] = {"ingress": [], "egress": []}
         for pol in selecting:
-            for direction in ("ingress", "egress"):
+            for direction in DIRECTIONS:
                 if direction not in pol.isolates:
                     continue
-                for rule in pol.rules(direction):  # type: ignore[arg-type]
-                    rules[direction].append(_resolve_rule(rule, ep, direction, rule_peer_pods, state.pods))  # type: ignore[index]
+                for rule in pol.rules(direction):
+                    rules[direction].append(_resolve_rule(rule, ep, direction, rule_peer_pods, state.pods))
         out[ep.key] = PodPolicy(
             pod=ep.key,
             ip=ep.ip,

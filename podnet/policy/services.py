@@ -9,8 +9,9 @@ different numbers on different pods.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from podnet.errors import NotFound, PodnetError
 from podnet.model import EndpointSlice, Pod, Service

@@ -11,9 +11,20 @@ from typing import Protocol, TypeVar
 
 from podnet.errors import Location
 from podnet.manifest import Loaded, load_paths
-from podnet.model import Deployment, EndpointSlice, Namespace, NetworkPolicy, Pod, Resource, Service
+from podnet.model import (
+    Deployment,
+    EndpointSlice,
+    GlobalNetworkSet,
+    Namespace,
+    NetworkSet,
+    Node,
+    Pod,
+    Resource,
+    Service,
+    Tier,
+)
 
-from .cluster import ClusterState
+from .cluster import POLICY_CLASSES, ClusterState, PolicyObject, ref_of
 from .ir import Locator
 from .lint import Locate
 
@@ -32,45 +43,65 @@ def no_location(ref: str, path: tuple[str | int, ...]) -> str | None:
 
 
 def cluster_from_snapshot(snapshot: Objects, ipblock_matches_pods: bool = True) -> ClusterState:
-    """The engine's view of a store snapshot (namespaces, pods, policies, Services and slices)."""
-    return ClusterState.build(_of(snapshot, Namespace), _of(snapshot, Pod), _of(snapshot, NetworkPolicy),
-                              ipblock_matches_pods=ipblock_matches_pods, services=_of(snapshot, Service),
-                              slices=_of(snapshot, EndpointSlice))
+    """The engine's view of a store snapshot (namespaces, pods, nodes, every policy kind, tiers,
+    network sets, Services and EndpointSlices)."""
+    return cluster_from_objects(snapshot_objects(snapshot), ipblock_matches_pods)
 
 
-def cluster_from_files(paths: Sequence[str], ipblock_matches_pods: bool = True) -> tuple[ClusterState, Locate]:
-    """The cluster the manifests under ``paths`` describe, and where each policy field is written
-    (``locate(policy_ref, field_path) -> file:line``, for lint). Raises ``ValidationError`` with
-    every problem of every file."""
-    loaded = load_paths(list(paths), recursive=True)
-    objs = [item.obj for item in loaded]
-    sources: dict[str, str] = {}
-    locators: dict[str, Locator] = {}
-    for item in loaded:
-        if isinstance(item.obj, NetworkPolicy):
-            ref = f"{item.obj.metadata.namespace or 'default'}/{item.obj.metadata.name}"
-            sources[ref] = _loc(item.source)
-            locators[ref] = _locator(item)
+def cluster_from_objects(objs: Sequence[Resource], ipblock_matches_pods: bool = True,
+                         sources: dict[str, str] | None = None,
+                         locators: dict[str, Locator] | None = None) -> ClusterState:
+    """The cluster these objects describe. A later object of the same kind and name replaces
+    an earlier one, as ``apply`` would; namespaces that are referenced but not declared exist."""
+    latest: dict[tuple[type[Resource], str | None, str], Resource] = {}
+    for obj in objs:
+        latest[(type(obj), obj.metadata.namespace if obj.NAMESPACED else None, obj.metadata.name)] = obj
+    objs = list(latest.values())
     pods = _instances(objs, Pod)
     existing = {(p.metadata.namespace or "default", frozenset(p.metadata.labels.items())) for p in pods}
     for dep in _instances(objs, Deployment):
         pods += _deployment_pods(dep, existing)
     namespaces = _instances(objs, Namespace)
-    # A later manifest for the same policy replaces an earlier one, as `apply` would.
-    latest = {(o.metadata.namespace or "default", o.metadata.name): o for o in _instances(objs, NetworkPolicy)}
-    policies = list(latest.values())
-    extra_ns = {p.metadata.namespace or "default" for p in policies} | {"default"}
+    policies: list[PolicyObject] = [o for o in objs if isinstance(o, POLICY_CLASSES)]
+    sets: list[NetworkSet | GlobalNetworkSet] = [o for o in objs if isinstance(o, (NetworkSet, GlobalNetworkSet))]
+    referenced = {p.metadata.namespace or "default" for p in policies if p.NAMESPACED} | {
+        s.metadata.namespace or "default" for s in sets if s.NAMESPACED} | {"default"}
     known = {n.metadata.name for n in namespaces}
-    namespaces += [Namespace.model_validate({"metadata": {"name": n}}) for n in sorted(extra_ns - known)]
-    state = ClusterState.build(namespaces, pods, policies, ipblock_matches_pods=ipblock_matches_pods,
-                               sources=sources, locators=locators, services=_instances(objs, Service),
-                               slices=_instances(objs, EndpointSlice))
+    namespaces += [Namespace.model_validate({"metadata": {"name": n}}) for n in sorted(referenced - known)]
+    return ClusterState.build(namespaces, pods, policies, ipblock_matches_pods=ipblock_matches_pods,
+                              sources=sources, locators=locators, tiers=_instances(objs, Tier),
+                              network_sets=sets, nodes=_instances(objs, Node), services=_instances(objs, Service),
+                              slices=_instances(objs, EndpointSlice))
+
+
+def cluster_from_files(paths: Sequence[str], ipblock_matches_pods: bool = True,
+                       base: Sequence[Resource] = ()) -> tuple[ClusterState, Locate]:
+    """The cluster the manifests under ``paths`` describe, and where each policy field is written
+    (``locate(policy_ref, field_path) -> file:line``, for lint). With ``base`` (a live cluster's
+    objects) the files are applied over it, as ``kubectl diff -f`` would. Raises
+    ``ValidationError`` with every problem of every file."""
+    loaded = load_paths(list(paths), recursive=True)
+    sources: dict[str, str] = {}
+    locators: dict[str, Locator] = {}
+    for item in loaded:
+        if isinstance(item.obj, POLICY_CLASSES):
+            ref = ref_of(item.obj)
+            sources[ref] = _loc(item.source)
+            locators[ref] = _locator(item)
+        elif isinstance(item.obj, Tier):
+            sources[item.obj.metadata.name] = _loc(item.source)
+    state = cluster_from_objects([*base, *(item.obj for item in loaded)], ipblock_matches_pods, sources, locators)
 
     def locate(ref: str, path: tuple[str | int, ...]) -> str | None:
         fn = locators.get(ref)
         return fn(path) if fn else None
 
     return state, locate
+
+
+def snapshot_objects(snapshot: Objects) -> list[Resource]:
+    """Everything in a store snapshot the engine reads."""
+    return list(_every(snapshot))
 
 
 #: A Deployment stands for at most this many replicas: more identical pods without IPs would say
@@ -106,8 +137,10 @@ def _instances(objs: Iterable[Resource], cls: type[R]) -> list[R]:
     return [o for o in objs if isinstance(o, cls)]
 
 
-def _of(snapshot: Objects, cls: type[R]) -> list[R]:
-    return _instances(snapshot.of(cls), cls)
+def _every(snapshot: Objects) -> Iterable[Resource]:
+    for cls in (Namespace, Pod, Node, Tier, NetworkSet, GlobalNetworkSet, Service, EndpointSlice, *POLICY_CLASSES):
+        yield from _instances(snapshot.of(cls), cls)
 
 
-__all__ = ["Objects", "cluster_from_files", "cluster_from_snapshot", "no_location"]
+__all__ = ["Objects", "cluster_from_files", "cluster_from_objects", "cluster_from_snapshot", "no_location",
+           "snapshot_objects"]

@@ -13,8 +13,11 @@ from typing import Any
 import pytest
 
 from podnet.cluster.lab import Lab as RoutingLab
+from podnet.model import Pod
+from podnet.store.open import open_store
 from podnet.testing.cni_lab import Lab, cni_lab
 from podnet.testing.leaks import Prefixes
+from podnet.testing.policy_lab import PolicyLab
 
 
 @pytest.fixture
@@ -60,3 +63,23 @@ def make_lab(prefixes: Prefixes, root_unchanged: None) -> Iterator[Callable[...,
     yield make
     for the_lab in labs:
         the_lab.down()
+
+
+@pytest.fixture()
+def policy_store_lab(tmp_path: Path, prefixes: Prefixes) -> Iterator[tuple[PolicyLab, Any, str]]:
+    """A policy lab (web on n1; client1 and client2 on n2) whose pods are in a fresh store, with
+    their addresses: (lab, store, state dir)."""
+    lab = PolicyLab.build(prefixes.new(sep=""))
+    state_dir = str(tmp_path / "state")
+    store = open_store(state_dir)
+    try:
+        lab.add_pod("default", "web", "n1", {"app": "web"}, [("http", 80, "TCP")])
+        lab.add_pod("default", "client1", "n2", {"run": "client1"})
+        lab.add_pod("default", "client2", "n2", {"run": "client2"})
+        for pod in lab.pod_models():
+            created = store.create(Pod.model_validate({k: v for k, v in pod.to_dict().items() if k != "status"}))
+            store.update_status(Pod.model_validate({**created.to_dict(), "status": pod.to_dict()["status"]}))
+        yield lab, store, state_dir
+    finally:
+        store.close()
+        lab.close()

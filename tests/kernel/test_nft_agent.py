@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -15,8 +15,6 @@ from podnet.agent.policy import PolicyReconciler, read_status
 from podnet.kernel.nft.apply import NftApplier
 from podnet.kernel.probe import REACHED, probe
 from podnet.model import NetworkPolicy, Pod
-from podnet.store.open import open_store
-from podnet.testing.leaks import Prefixes
 from podnet.testing.policy_lab import PolicyLab
 
 pytestmark = pytest.mark.kernel
@@ -27,24 +25,6 @@ POLICY = {
     "spec": {"podSelector": {"matchLabels": {"app": "web"}},
              "ingress": [{"from": [{"podSelector": {"matchLabels": {"run": "client1"}}}], "ports": [{"port": 80}]}]},
 }
-
-
-@pytest.fixture()
-def setup(tmp_path: Any, prefixes: Prefixes) -> Iterator[tuple[PolicyLab, Any, str]]:
-    lab = PolicyLab.build(prefixes.new(sep=""))
-    state_dir = str(tmp_path / "state")
-    store = open_store(state_dir)
-    try:
-        lab.add_pod("default", "web", "n1", {"app": "web"}, [("http", 80, "TCP")])
-        lab.add_pod("default", "client1", "n2", {"run": "client1"})
-        lab.add_pod("default", "client2", "n2", {"run": "client2"})
-        for pod in lab.pod_models():
-            created = store.create(Pod.model_validate({k: v for k, v in pod.to_dict().items() if k != "status"}))
-            store.update_status(Pod.model_validate({**created.to_dict(), "status": pod.to_dict()["status"]}))
-        yield lab, store, state_dir
-    finally:
-        store.close()
-        lab.close()
 
 
 def _tcp(lab: PolicyLab, src: str, dst: str) -> bool:
@@ -67,8 +47,8 @@ def _start_loop(state_dir: str, lab: PolicyLab) -> subprocess.Popen[bytes]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def test_reconciler_in_process_follows_the_store(setup: tuple[PolicyLab, Any, str]) -> None:
-    lab, store, state_dir = setup
+def test_reconciler_in_process_follows_the_store(policy_store_lab: tuple[PolicyLab, Any, str]) -> None:
+    lab, store, state_dir = policy_store_lab
     rec = PolicyReconciler("n1", netns=lab.nodes["n1"].netns, state_dir=state_dir)
     rec.reconcile(store.snapshot())
     assert _tcp(lab, "default/client2", "default/web")
@@ -79,8 +59,8 @@ def test_reconciler_in_process_follows_the_store(setup: tuple[PolicyLab, Any, st
     assert rec.reconcile(store.snapshot()).skipped  # same revision, read-back not due
 
 
-def test_loop_process_enforces_and_rules_survive_sigkill(setup: tuple[PolicyLab, Any, str]) -> None:
-    lab, store, state_dir = setup
+def test_loop_process_enforces_and_rules_survive_sigkill(policy_store_lab: tuple[PolicyLab, Any, str]) -> None:
+    lab, store, state_dir = policy_store_lab
     proc = _start_loop(state_dir, lab)
     try:
         _wait_revision(state_dir, "n1", store.revision())

@@ -368,3 +368,14 @@ def test_pod_updates_without_rendering_equal_a_full_render() -> None:
             assert plan_sync(full, inc).empty
         table, index = full, new_index
     assert fast >= 30  # most pod changes take the fast path
+
+
+def test_tiered_policy_kinds_are_refused_not_left_out() -> None:
+    """Until tiers are compiled, a table that leaves a GlobalNetworkPolicy out is not rendered."""
+    from podnet.errors import PodnetError
+    from podnet.model import GlobalNetworkPolicy
+
+    gnp = GlobalNetworkPolicy.model_validate({"metadata": {"name": "deny"}, "spec": {"ingress": [{"action": "Deny"}]}})
+    state = ClusterState.build([], [], [gnp])
+    with pytest.raises(PodnetError, match="tiered policy kinds are not yet enforced in the kernel: gnp:deny"):
+        render(state, "n1")
