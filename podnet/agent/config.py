@@ -23,6 +23,8 @@ class AgentConfig:
     sandbox: bool = True  # each container in its own sandbox (workloads/sandbox.py)
     resolv_conf: str = "/etc/resolv.conf"  # the node's resolver configuration (the kubelet's --resolv-conf)
     heartbeat: float = 10.0  # seconds between renewals of the node's lease (kubelet's 10 s)
+    metrics_port: int = 0  # 0: serve no metrics (see podnet.telemetry.serving.PORTS)
+    metrics_host: str = "0.0.0.0"
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,8 @@ class PolicyLoopConfig:
     netns: str | None = None  # program this namespace instead of the current one
     host_network: bool = False
     endpoint_to_host: str = "Drop"  # what a pod's new connection to its own node gets (Felix's)
+    metrics_port: int = 0
+    metrics_host: str = "0.0.0.0"
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,8 @@ class RoutingLoopConfig:
     resync: float = 5.0
     host_network: bool = False
     supervised_bird: bool = False  # BIRD is its own service: configure it, never start it
+    metrics_port: int = 0
+    metrics_host: str = "0.0.0.0"
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,8 @@ class ProxyConfig:
     resync: float = 5.0
     netns: str | None = None  # program this namespace instead of the current one
     host_network: bool = False
+    metrics_port: int = 0
+    metrics_host: str = "0.0.0.0"
 
 
 @dataclass(frozen=True)
@@ -69,3 +77,5 @@ class ControllersConfig:
     gc_grace: float = 60.0  # seconds an IPAM leak must persist before it is freed
     gc_interval: float = 10.0  # seconds between IPAM leak scans
     node_grace: float = 40.0  # seconds a node's lease may stand still before it is NotReady
+    metrics_port: int = 0
+    metrics_host: str = "0.0.0.0"

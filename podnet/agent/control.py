@@ -13,6 +13,8 @@ from podnet.ipam.allocator import IPAM
 from podnet.ipam.blocks import LeakTracker
 from podnet.model.core import Node, Pod
 from podnet.store.open import open_store
+from podnet.telemetry import NULL, Telemetry
+from podnet.telemetry.serving import open_metrics
 
 from .apps_control import AppsController
 from .config import ControllersConfig
@@ -28,7 +30,8 @@ class ControlLoop:
     """A reconciler for ``Agent``: one pass per snapshot."""
 
     def __init__(self, store: Any, gc_grace: float = 60.0, gc_every: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic, node_grace: float = nodelifecycle.LEASE_DURATION) -> None:
+                 clock: Callable[[], float] = time.monotonic, node_grace: float = nodelifecycle.LEASE_DURATION,
+                 telemetry: Telemetry = NULL) -> None:
         self.store = store
         self.leases = nodelifecycle.LeaseWatch(grace=node_grace)
         self.tracker = LeakTracker(grace=gc_grace)
@@ -37,6 +40,9 @@ class ControlLoop:
         self._last_gc = -1e9
         self.apps = AppsController(store)
         self.services = ServiceController(store)
+        self.leaks_released = telemetry.counter(
+            "podnet_ipam_leaks_released_total",
+            "Addresses IPAM leak collection freed (held by no pod for the grace period).").labels()
 
     def reconcile(self, snap: Any) -> None:
         pods = list(snap.of(Pod))
@@ -87,16 +93,29 @@ class ControlLoop:
             return ipamgc.live_handles(ipam.handles(), self.store.list(Pod))
 
         freed = ipam.collect_leaks(live, self.tracker, self.clock())
+        self.leaks_released.inc(len(freed))
         for h in freed:
             log.info("released leaked IPAM handle %s", h)
         return freed
 
 
 def run_controllers(config: ControllersConfig, stop: threading.Event) -> None:
-    """The control plane's composition root: its loop over the store until ``stop``."""
+    """The control plane's composition root: its loop over the store until ``stop``; the
+    cluster's gauges are counted from the loop's last snapshot when scraped."""
+    metrics = open_metrics(config.metrics_port, config.metrics_host)
+    telemetry = metrics.telemetry
     store = open_store(config.state_dir)
     try:
-        control = ControlLoop(store, gc_grace=config.gc_grace, gc_every=config.gc_interval, node_grace=config.node_grace)
-        Agent(store, LOOP, [control], resync=config.resync, name=LOOP, stop=stop).run()
+        control = ControlLoop(store, gc_grace=config.gc_grace, gc_every=config.gc_interval,
+                              node_grace=config.node_grace, telemetry=telemetry)
+        reconcilers: list[Any] = [control]
+        if telemetry.enabled:
+            from podnet.telemetry.cluster import ClusterCollector
+
+            counts = ClusterCollector()
+            telemetry.register(counts)
+            reconcilers.append(counts)
+        Agent(store, LOOP, reconcilers, resync=config.resync, name=LOOP, stop=stop, telemetry=telemetry).run()
     finally:
         store.close()
+        metrics.close()

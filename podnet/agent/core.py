@@ -14,6 +14,8 @@ import threading
 from typing import Any, Protocol
 
 from podnet.store.resources import REGISTRY, ResourceStore, Snapshot
+from podnet.telemetry import NULL, Telemetry
+from podnet.telemetry.loops import LoopMetrics
 
 from .runner import LoopRunner, StoreChanges, Timing, loop_logger
 
@@ -26,7 +28,8 @@ class Agent:
     """Runs ``reconcilers`` against ``store`` until ``stop`` is set; logs as ``podnet.<name>``."""
 
     def __init__(self, store: ResourceStore, node: str, reconcilers: list[Reconciler] | None = None,
-                 resync: float = 1.0, *, name: str = "agent", stop: threading.Event | None = None) -> None:
+                 resync: float = 1.0, *, name: str = "agent", stop: threading.Event | None = None,
+                 telemetry: Telemetry = NULL) -> None:
         self.store = store
         self.node = node
         self.reconcilers: list[Reconciler] = list(reconcilers or [])
@@ -35,7 +38,7 @@ class Agent:
         self.stop = stop if stop is not None else threading.Event()
         self.log = loop_logger(name)
         self.runner = LoopRunner(name, self._pass, StoreChanges(store.kv, (REGISTRY,)), Timing(max_interval=resync),
-                                 stop=self.stop)
+                                 stop=self.stop, metrics=LoopMetrics(telemetry, name))
 
     def run_once(self) -> Snapshot:
         """One pass over every reconciler with a fresh snapshot; returns the snapshot."""

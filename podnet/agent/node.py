@@ -10,7 +10,8 @@ concern inside its network namespace, each on the loop runner:
 - ``run_proxy``: the node's ``ip podnet-svc`` service table (``podnet proxy``).
 
 Each refuses to start in a namespace podnet did not create unless told the machine is the
-node (``agent/guard.py``), and runs until ``stop`` is set (the CLI sets it on SIGTERM).
+node (``agent/guard.py``), runs until ``stop`` is set (the CLI sets it on SIGTERM), and serves
+its Prometheus metrics while it runs when given a port (``podnet.telemetry``).
 Each function imports what its process needs, so a process loads only its own code.
 """
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import TYPE_CHECKING
 
 from podnet.errors import PodnetError
 from podnet.store.open import open_store
+from podnet.telemetry.loops import LoopMetrics
+from podnet.telemetry.serving import open_metrics
 
 from .config import AgentConfig, PolicyLoopConfig, ProxyConfig, RoutingLoopConfig
 from .guard import require_node_namespace
@@ -82,6 +85,7 @@ def run_node(config: AgentConfig, stop: threading.Event) -> None:
     from podnet.cni.handler import Handler
     from podnet.cni.install import install
     from podnet.cni.server import CniServer
+    from podnet.telemetry.cni import CniMetrics
     from podnet.workloads.podbin import ensure_podbin
 
     from .cnicall import CniRuntime
@@ -92,18 +96,20 @@ def run_node(config: AgentConfig, stop: threading.Event) -> None:
     require_node_namespace("agent", "links and routes (one veth and /32 route per pod)",
                            host_network=config.host_network)
     node, sd = config.node, os.path.abspath(config.state_dir)
+    metrics = open_metrics(config.metrics_port, config.metrics_host)
     store = open_store(sd, bootstrap=False)
     node_dir = os.path.join(sd, "nodes", node)
     bin_dir, conf_dir = os.path.join(node_dir, "cni", "bin"), os.path.join(node_dir, "cni", "net.d")
     _, conf_path = install(bin_dir, conf_dir, node=node, state_dir=sd, mtu=config.mtu or node_pod_mtu(store, sd, node))
     with open(conf_path) as f:
         conflist = json.load(f)
-    server = CniServer(conflist["plugins"][0]["agentSocket"], Handler(lambda conf: store.kv, node)).start()
+    server = CniServer(conflist["plugins"][0]["agentSocket"], Handler(lambda conf: store.kv, node),
+                       CniMetrics(metrics.telemetry)).start()
     runner = PodRunner(store, node, sd, CniRuntime(conflist, bin_dirs=(bin_dir,)), ensure_podbin(podbin_dir(sd)),
                        backoff_base=config.backoff_base, sandboxed=config.sandbox,
                        resolv_conf_path=config.resolv_conf)
     reporter = NodeStatusReporter(store, node, renew_interval=config.heartbeat)
-    loop = Agent(store, node, [reporter, runner], resync=config.resync, stop=stop)
+    loop = Agent(store, node, [reporter, runner], resync=config.resync, stop=stop, telemetry=metrics.telemetry)
     ready = os.path.join(node_dir, "agent.ready")
     with open(ready, "w") as f:
         f.write(str(os.getpid()))
@@ -120,24 +126,37 @@ def run_node(config: AgentConfig, stop: threading.Event) -> None:
         except FileNotFoundError:
             pass
         store.close()
+        metrics.close()
 
 
 def run_policy_loop(config: PolicyLoopConfig, stop: threading.Event) -> None:
     """Enforce the policies in this node's (or ``netns``'s) nft table until ``stop``; the table
     stays when it stops."""
+    from podnet.dataplane.nft.model import POLICY_TABLE
+    from podnet.telemetry.dataplane import DataplaneMetrics
+
     from .policy import PolicyReconciler
     from .policy_loop import LOOP, PolicyPass
     from .policy_view import LiveView
 
     require_node_namespace("policy loop", "nftables rules", target=config.netns, host_network=config.host_network)
+    metrics = open_metrics(config.metrics_port, config.metrics_host)
+    telemetry = metrics.telemetry
     store = open_store(config.state_dir, bootstrap=False)
     try:
         reconciler = PolicyReconciler(config.node, netns=config.netns, state_dir=config.state_dir,
-                                      to_host=config.endpoint_to_host)
+                                      to_host=config.endpoint_to_host,
+                                      metrics=DataplaneMetrics(telemetry, str(POLICY_TABLE)))
+        if telemetry.enabled:
+            from podnet.telemetry.policy_table import register_policy_table
+
+            register_policy_table(telemetry, reconciler.applier.table, config.netns)
         run_pass = PolicyPass(reconciler, LiveView(store))
-        LoopRunner(LOOP, run_pass, StoreChanges(store.kv), Timing(max_interval=config.resync), stop=stop).run()
+        LoopRunner(LOOP, run_pass, StoreChanges(store.kv), Timing(max_interval=config.resync), stop=stop,
+                   metrics=LoopMetrics(telemetry, LOOP)).run()
     finally:
         store.close()
+        metrics.close()
 
 
 def run_routing_loop(config: RoutingLoopConfig, stop: threading.Event) -> None:
@@ -147,15 +166,25 @@ def run_routing_loop(config: RoutingLoopConfig, stop: threading.Event) -> None:
 
     require_node_namespace("routing loop", "routes, VXLAN devices, NAT table and BGP daemon",
                            host_network=config.host_network)
+    metrics = open_metrics(config.metrics_port, config.metrics_host)
+    telemetry = metrics.telemetry
     store = open_store(config.state_dir, bootstrap=False)
     try:
         backend = config.backend or cluster_backend(config.state_dir, store)
         reconciler = RoutingReconciler(config.node, backend, config.state_dir, supervised_bird=config.supervised_bird)
-        run_pass = RoutingPass(store, reconciler, config.node)
+        if telemetry.enabled and backend == "bgp":
+            from podnet.kernel.bird import peer_rows
+            from podnet.telemetry.bgp import BgpCollector
+
+            bird = reconciler.applier.bird
+            telemetry.register(BgpCollector(lambda: peer_rows(bird.protocols())))
+        run_pass = RoutingPass(store, reconciler, config.node, telemetry)
         timing = Timing(min_interval=MIN_INTERVAL, max_interval=config.resync)
-        LoopRunner(LOOP, run_pass, StoreChanges(store.kv, ROUTING_KEYS), timing, stop=stop).run()
+        LoopRunner(LOOP, run_pass, StoreChanges(store.kv, ROUTING_KEYS), timing, stop=stop,
+                   metrics=LoopMetrics(telemetry, LOOP)).run()
     finally:
         store.close()
+        metrics.close()
 
 
 def run_proxy(config: ProxyConfig, stop: threading.Event) -> None:
@@ -166,12 +195,14 @@ def run_proxy(config: ProxyConfig, stop: threading.Event) -> None:
     from .proxy_loop import LOOP, PROXY_KEYS, ProxyPass
 
     require_node_namespace("service proxy", "nftables rules", target=config.netns, host_network=config.host_network)
+    metrics = open_metrics(config.metrics_port, config.metrics_host)
     store = open_store(config.state_dir, bootstrap=False)
     reconciler = ProxyReconciler(config.node, netns=config.netns, state_dir=config.state_dir)
     try:
         run_pass = ProxyPass(reconciler, ProxyView(LiveView(store), config.node))
         LoopRunner(LOOP, run_pass, StoreChanges(store.kv, PROXY_KEYS), Timing(max_interval=config.resync),
-                   stop=stop).run()
+                   stop=stop, metrics=LoopMetrics(metrics.telemetry, LOOP)).run()
     finally:
         reconciler.close()
         store.close()
+        metrics.close()

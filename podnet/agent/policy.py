@@ -35,6 +35,8 @@ from podnet.model import (
 )
 from podnet.policy.cluster import ClusterState, Endpoint, PeerContext, endpoint_for_pod
 from podnet.policy.ir import PolicyIR, compile_policy
+from podnet.telemetry import NULL
+from podnet.telemetry.dataplane import DataplaneMetrics
 
 log = logging.getLogger("podnet.agent.policy")
 READBACK_SECONDS = 10.0
@@ -107,10 +109,12 @@ class PolicyReconciler:
     """Keeps this node's ``inet podnet`` table equal to what the policies say."""
 
     def __init__(self, node: str, *, netns: str | None = None, state_dir: str | None = None,
-                 readback_every: float = READBACK_SECONDS, to_host: str = "Drop") -> None:
+                 readback_every: float = READBACK_SECONDS, to_host: str = "Drop",
+                 metrics: DataplaneMetrics | None = None) -> None:
         self.node = node
         self.to_host = to_host
         self.applier = NftApplier(netns)
+        self.metrics = metrics if metrics is not None else DataplaneMetrics(NULL, str(self.applier.table))
         self.state_dir = state_dir
         self.readback_every = readback_every
         self._last_revision: int | None = None
@@ -143,6 +147,10 @@ class PolicyReconciler:
                                          to_host=self.to_host)
             self._last = None
             plan = self.applier.sync(table, read_back=read_back)
+            if read_back:
+                self.metrics.resyncs.inc()
+                if idle and not plan.empty:  # nothing changed in the store, yet the kernel had to
+                    self.metrics.drift.inc()
             self._last = (LiveTable(table, index, state), _Known(dict(state.policies_by_ns), state))
             status.plan = plan.summary()
             status.counts = table.counts()
@@ -155,9 +163,11 @@ class PolicyReconciler:
         except Exception as exc:  # keep the old rules (fail closed) and retry on the next pass
             status.error = str(exc)
             self._last_revision = None
+            self.metrics.failures.inc()
             log.error("node %s: policy sync failed: %s", self.node, exc)
         status.seconds = time.perf_counter() - t0
         status.synced_at = time.time()
+        self._record(status, "full")
         self.status = status
         self._write_status()
         return status
@@ -188,6 +198,7 @@ class PolicyReconciler:
                 and view.revision != self._last_revision:
             self._last_revision = view.revision  # only keys outside the resources moved (IPAM blocks)
             self.status.revision = view.revision
+            self.metrics.revision.set(view.revision)
             self._write_status()
             return self.status
         if changes and self._last is not None and self._last_revision is not None:
@@ -210,9 +221,15 @@ class PolicyReconciler:
         status = PolicyStatus(self.node, revision=revision, plan=plan, counts=self.status.counts)
         status.seconds = time.perf_counter() - t0
         status.synced_at = time.time()
+        self._record(status, "incremental")
         self.status = status
         self._write_status()
         return status
+
+    def _record(self, status: PolicyStatus, path: str) -> None:
+        self.metrics.applied(path, status.seconds)
+        if status.error is None:
+            self.metrics.revision.set(status.revision)
 
     def _pods_only(self, revision: int, changes: list[tuple[str, Any, Any]]) -> PolicyStatus | None:
         if not self._fast_path_allowed(changes, Pod):
@@ -238,6 +255,7 @@ class PolicyReconciler:
         try:
             how = self.applier.apply_elements(update.commands, live, lambda: live.commit(update))
         except Exception as exc:  # the full path reads the kernel back and repairs
+            self.metrics.failures.inc()
             log.warning("node %s: element update failed (%s); syncing in full", self.node, exc)
             self._last = None
             return None
@@ -271,6 +289,7 @@ class PolicyReconciler:
         try:
             how = self.applier.apply_elements(update.commands, live, lambda: live.commit(update))
         except Exception as exc:  # the full path reads the kernel back and repairs
+            self.metrics.failures.inc()
             log.warning("node %s: policy update failed (%s); syncing in full", self.node, exc)
             self._last = None
             return None

@@ -7,11 +7,14 @@ Publishing the node's VTEP MAC and address in its Calico Node resource is how th
 learn them (Flannel keeps them in node annotations)."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from podnet.ipam.blocks import BLOCKS
 from podnet.model import BGPConfiguration, BGPPeer, CalicoNode, IPPool, Node
 from podnet.store.resources import REGISTRY, ResourceStore
+from podnet.telemetry import NULL, Telemetry
+from podnet.telemetry.dataplane import DataplaneMetrics
 
 from .routing import RoutingReconciler
 from .runner import loop_logger
@@ -47,16 +50,37 @@ def publish_vtep(store: Any, node: str, vtep: dict[str, Any] | None) -> bool:
 
 class RoutingPass:
     """Reconcile this node's routing from a fresh snapshot, log what changed, publish the VTEP.
-    A store or kernel failure raises, and the runner retries it."""
+    A store or kernel failure raises, and the runner retries it. A pass at the revision of the
+    last one that still changed the kernel repaired drift."""
 
-    def __init__(self, store: ResourceStore, reconciler: RoutingReconciler, node: str) -> None:
+    def __init__(self, store: ResourceStore, reconciler: RoutingReconciler, node: str,
+                 telemetry: Telemetry = NULL) -> None:
         self.store = store
         self.reconciler = reconciler
         self.node = node
+        self.metrics = DataplaneMetrics(telemetry, "routing")
+        self.routes = telemetry.gauge("podnet_routing_routes", "Routes to other nodes' pod blocks programmed.").labels()
+        self.unreachable = telemetry.gauge(
+            "podnet_routing_unreachable_blocks", "Pod blocks of other nodes this node has no way to reach "
+            "(e.g. host-gw across subnets).").labels()
+        self._last_revision = -1
 
     def __call__(self) -> int:
         snap = self.store.snapshot()
+        t0 = time.perf_counter()
         status = self.reconciler.reconcile(snap)
+        self.metrics.applied("full", time.perf_counter() - t0)
+        self.routes.set(len(status.routes))
+        self.unreachable.set(len(status.refusals))
+        if status.errors:
+            self.metrics.failures.inc()
+        if snap.revision == self._last_revision:  # the resync timer's pass: the kernel read back
+            self.metrics.resyncs.inc()
+            if status.changes and not status.errors:
+                self.metrics.drift.inc()
+        if not status.errors:
+            self.metrics.revision.set(snap.revision)
+        self._last_revision = snap.revision
         for line in status.changes:
             log.info("%s", line)
         for line in status.errors:

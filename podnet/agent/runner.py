@@ -18,7 +18,8 @@ failure: it is its concern's only process on the node, and nothing would restart
 when ``stop`` is set, at the latest one short watch (``poll``) later.
 
 Time is injected (``clock`` and ``sleep``), so the schedule is unit-tested without waiting.
-Every loop logs through ``logging.getLogger("podnet.<loop>")`` in one format, which
+Passes, failures, pass durations, what woke the loop and the current back-off are recorded in
+``LoopMetrics`` (no-ops unless the process serves metrics). Every loop logs through ``logging.getLogger("podnet.<loop>")`` in one format, which
 ``configure_logging`` sets up once per process.
 """
 from __future__ import annotations
@@ -35,6 +36,8 @@ from typing import Any, Protocol
 
 from podnet.errors import Compacted, PodnetError
 from podnet.store.api import Event
+from podnet.telemetry import NULL
+from podnet.telemetry.loops import LoopMetrics
 
 from .notify import Notifier
 
@@ -129,7 +132,8 @@ class LoopRunner:
 
     def __init__(self, name: str, run_pass: Callable[[], int], changes: Changes, timing: Timing | None = None, *,
                  stop: threading.Event | None = None, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], object] | None = None, poll: float = 0.25) -> None:
+                 sleep: Callable[[float], object] | None = None, poll: float = 0.25,
+                 metrics: LoopMetrics | None = None) -> None:
         self.name = name
         self.log = loop_logger(name)
         self.run_pass = run_pass
@@ -142,19 +146,27 @@ class LoopRunner:
         self.passes = 0  # successful ones
         self.failures = 0  # failed ones since the last success
         self.notify = Notifier()  # READY and WATCHDOG to a supervisor, if one listens
+        self.metrics = metrics if metrics is not None else LoopMetrics(NULL, name)
 
     def run(self) -> None:
+        m = self.metrics
         while not self.stop.is_set():
             self.notify.watchdog()
+            started = self.clock()
             try:
                 revision = self.run_pass()
             except Exception as exc:
+                m.duration.observe(self.clock() - started)
                 self._failed("pass", exc)
                 continue
             self.passes += 1
             self.notify.ready()
             self.notify.watchdog()
             ended = self.clock()
+            m.passes.inc()
+            m.duration.observe(ended - started)
+            m.last_success.set(time.time())
+            m.backoff.set(0)
             try:
                 changed = self._wait_for_change(revision, ended + self.timing.max_interval)
             except Exception as exc:  # the store's watch failed: it is likely down, so back off
@@ -162,11 +174,16 @@ class LoopRunner:
                 continue
             self.failures = 0
             if changed:
+                m.woken_by_change.inc()
                 self._sleep_until(ended + self.timing.min_interval)
+            elif not self.stop.is_set():
+                m.woken_by_resync.inc()
 
     def _failed(self, what: str, exc: Exception) -> None:
         self.failures += 1
         delay = self.timing.backoff(self.failures)
+        self.metrics.failures.inc()
+        self.metrics.backoff.set(delay)
         self.log.error("%s failed (%d in a row): %s: %s; next try in %.2f s", what, self.failures,
                        type(exc).__name__, exc, delay, exc_info=not isinstance(exc, (PodnetError, PassFailed)))
         if not self.stop.is_set():

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from podnet.kernel.bird import Bird
+from podnet.telemetry.serving import metrics_args
 
 WATCHDOG_SEC = 30.0  # a loop that sends no WATCHDOG=1 this long is hung (Felix's health timeout)
 
@@ -43,20 +44,26 @@ def podnet_argv(state_dir: str, python: str | None = None) -> list[str]:
 
 def node_services(node: str, state_dir: str, *, bgp: bool = True, host_network: bool = False,
                   watchdog_sec: float = WATCHDOG_SEC, python: str | None = None,
-                  heartbeat: float | None = None) -> list[Service]:
-    """The agent, routing loop, policy loop, service proxy and (with BGP) BIRD of ``node``."""
+                  heartbeat: float | None = None, metrics: bool = False) -> list[Service]:
+    """The agent, routing loop, policy loop, service proxy and (with BGP) BIRD of ``node``;
+    ``metrics`` serves each podnet process's metrics on its port (``telemetry.serving.PORTS``)."""
     podnet = podnet_argv(state_dir, python)
     host = ["--host-network"] if host_network else []
     beat = [] if heartbeat is None else ["--heartbeat", f"{heartbeat:g}"]
+
+    def port(command: str) -> list[str]:
+        return metrics_args(command) if metrics else []
+
     services = [
         Service("agent", f"podnet node agent for {node}: CNI socket, pods, node status",
-                (*podnet, "agent", "--node", node, *host, *beat), watchdog_sec),
+                (*podnet, "agent", "--node", node, *host, *beat, *port("agent")), watchdog_sec),
         Service("routing", f"podnet routing loop for {node}: routes, VXLAN, natOutgoing, BIRD configuration",
-                (*podnet, "routing-loop", "--node", node, "--bird-supervised", *host), watchdog_sec),
+                (*podnet, "routing-loop", "--node", node, "--bird-supervised", *host, *port("routing-loop")),
+                watchdog_sec),
         Service("policy", f"podnet policy loop for {node}: the inet podnet nftables table",
-                (*podnet, "policy-loop", "--node", node, *host), watchdog_sec),
+                (*podnet, "policy-loop", "--node", node, *host, *port("policy-loop")), watchdog_sec),
         Service("proxy", f"podnet service proxy for {node}: the ip podnet-svc nftables table",
-                (*podnet, "proxy", "--node", node, *host), watchdog_sec),
+                (*podnet, "proxy", "--node", node, *host, *port("proxy")), watchdog_sec),
     ]
     if bgp:
         bird = Bird(os.path.join(os.path.abspath(state_dir), "nodes", node))

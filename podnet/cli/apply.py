@@ -131,20 +131,25 @@ def command(ctx: click.Context, filenames: tuple[str, ...], recursive: bool, nam
     """Create or update objects from manifests (all or nothing), as kubectl apply does."""
     from podnet.store.open import DB_NAME
 
-    inputs = load_objects(filenames, recursive, namespace)
-    if not inputs:
-        raise PodnetError("no objects passed to apply", hint="the inputs hold no manifests (only comments?)")
-    objs = [i.obj for i in inputs]
-    if dry_run == "client":
-        import os
+    from .progress import Progress
 
-        exists = os.path.exists(os.path.join(state_dir(ctx), DB_NAME))
-        results: Sequence[tuple[Resource, str]] = (_client_dry_run(ctx, objs) if exists else
-                                                   [(obj, "created") for obj in objs])
-    else:
-        with open_resources(ctx, create=dry_run == "none") as store:
-            missing_namespaces(store, inputs)
-            results = store.apply(objs, dry_run=dry_run == "server")
+    with Progress("podnet apply") as progress:
+        progress.step("reading manifests")
+        inputs = load_objects(filenames, recursive, namespace)
+        if not inputs:
+            raise PodnetError("no objects passed to apply", hint="the inputs hold no manifests (only comments?)")
+        objs = [i.obj for i in inputs]
+        progress.step(f"applying {len(objs)} object{'s' if len(objs) != 1 else ''}")
+        if dry_run == "client":
+            import os
+
+            exists = os.path.exists(os.path.join(state_dir(ctx), DB_NAME))
+            results: Sequence[tuple[Resource, str]] = (_client_dry_run(ctx, objs) if exists else
+                                                       [(obj, "created") for obj in objs])
+        else:
+            with open_resources(ctx, create=dry_run == "none") as store:
+                missing_namespaces(store, inputs)
+                results = store.apply(objs, dry_run=dry_run == "server")
     _report(results, output, {"none": "", "client": " (dry run)", "server": " (server dry run)"}[dry_run])
 
 

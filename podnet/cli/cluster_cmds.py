@@ -36,26 +36,28 @@ def _require_root() -> None:
 @click.option("--store", type=click.Choice(["sqlite", "etcd"]), default="sqlite", show_default=True,
               help="sqlite: one embedded store file; etcd: a 3-member etcd cluster with TLS on the underlay, "
                    "each node with its own state directory.")
+@click.option("--monitoring", is_flag=True,
+              help="Also start Prometheus in the lab, scraping every node process (see `podnet status`).")
+@click.option("--scrape-interval", default=5.0, show_default=True, type=click.FloatRange(0.5, 300),
+              help="Seconds between Prometheus scrapes (with --monitoring).")
 @click.pass_context
 def up(ctx: click.Context, nodes: int, underlay: str, backend: str, pod_cidr: str, vxlan_mode: str,
-       service_cidr: str, cluster_dns: str | None, prefix: str, timeout: float, store: str) -> None:
+       service_cidr: str, cluster_dns: str | None, prefix: str, timeout: float, store: str, monitoring: bool,
+       scrape_interval: float) -> None:
     """Build an emulated cluster on this machine and start its node processes."""
-    from rich.console import Console
-
+    from podnet.cli.progress import Progress
     from podnet.cluster import lifecycle
 
     _require_root()
-    console = Console(stderr=True, log_path=False)
-    with console.status("podnet up") as spinner:
-        def progress(msg: str) -> None:
-            spinner.update(f"podnet up: {msg}")
-            console.log(msg)
-
+    with Progress("podnet up") as progress:
         res = lifecycle.up(state_dir(ctx), nodes=nodes, underlay=underlay, backend=backend, pod_cidr=pod_cidr,
-                           vxlan_mode=vxlan_mode, prefix=prefix, progress=progress, timeout=timeout,
-                           service_cidr=service_cidr, cluster_dns=cluster_dns, store=store)
+                           vxlan_mode=vxlan_mode, prefix=prefix, progress=lambda m: progress.step(m, done=True),
+                           timeout=timeout, service_cidr=service_cidr, cluster_dns=cluster_dns, store=store,
+                           monitoring=scrape_interval if monitoring else 0)
     click.echo(f"cluster up: {len(res['nodes'])} nodes ({', '.join(res['nodes'])}), backend {backend}, "
                f"underlay {underlay}, store {store}, in {res['seconds']:.2f} s")
+    if res["monitoring"]:
+        click.echo(f"prometheus: {res['monitoring']['url']} (network namespace {res['monitoring']['netns']})")
 
 
 @click.command("down")
@@ -94,6 +96,10 @@ def status(ctx: click.Context) -> None:
         click.echo(f"{name}: pid {pid} {'running' if ok else 'not running'}")
     for name, addr in st["externals"]:
         click.echo(f"external host {name}: {addr}")
+    if st.get("monitoring"):
+        mon = st["monitoring"]
+        click.echo(f"prometheus: {mon['url']} (network namespace {mon['netns']}; e.g. "
+                   f"ip netns exec {mon['netns']} curl -s '{mon['url']}/api/v1/query?query=up')")
 
 
 def _restarts(row: dict, proc: str) -> str:

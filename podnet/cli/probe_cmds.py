@@ -1,7 +1,7 @@
 """``podnet probe``, ``podnet verify`` and ``explain --trace``: the kernel's side of policy.
 
 probe: real connections from every running pod to every running pod (in parallel, bounded
-timeout, progress on stderr), printed like ``podnet matrix`` (same JSON). verify: the probe
+timeout, a progress bar on a terminal), printed like ``podnet matrix`` (same JSON). verify: the probe
 against the engine's matrix; every disagreeing cell with the engine's explanation; exit 1 on
 any mismatch. explain --trace: the engine's verdict plus which nft rules counted the packets
 of one real attempt, on the source's and the destination's node.
@@ -9,7 +9,6 @@ of one real attempt, on the source's and the destination's node.
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +64,8 @@ def _run_probe(ctx: click.Context, namespaces: tuple[str, ...], ports_text: str 
     from podnet.cluster.probe import probe_matrix
     from podnet.kernel.probe import ProbePod
 
+    from .progress import Progress
+
     running = load_running(ctx)
     wanted = namespaces_arg(namespaces, running.state.namespace_labels)
     eps = [ep for ep in running.state.pods if ep.key in running.netns and (not wanted or ep.namespace in wanted)]
@@ -72,28 +73,9 @@ def _run_probe(ctx: click.Context, namespaces: tuple[str, ...], ports_text: str 
         raise PodnetError("no running pods to probe", hint="start pods (podnet apply) and wait until they are Running")
     ports, protocols = ports_arg(ports_text, eps), protocols_arg(protocols_text)
     pods = [ProbePod(ep.key, running.netns[ep.key], ep.ip or "") for ep in eps]
-    progress = None
-    bar: Any = None
-    if not quiet and sys.stderr.isatty():
-        from rich.console import Console
-        from rich.progress import Progress
-
-        bar = Progress(transient=True, console=Console(stderr=True))
-        task = bar.add_task("probing", total=None)
-        bar.start()
-        progress = lambda done, total: bar.update(task, completed=done, total=total)  # noqa: E731
-    elif not quiet:
-        step = {"next": 0.0}
-
-        def progress(done: int, total: int) -> None:  # type: ignore[misc]
-            if done / total >= step["next"]:
-                click.echo(f"probing: {done}/{total}", err=True)
-                step["next"] += 0.25
-    try:
-        observed, results = probe_matrix(pods, ports, protocols, timeout=timeout, workers=workers, progress=progress)
-    finally:
-        if bar is not None:
-            bar.stop()
+    with Progress("probing", counted=True, show=not quiet) as bar:
+        observed, results = probe_matrix(pods, ports, protocols, timeout=timeout, workers=workers,
+                                         progress=bar.advance if bar.enabled else None)
     return running, eps, observed, results
 
 

@@ -13,6 +13,7 @@ from typing import TypeVar
 import click
 
 from podnet.agent.config import AgentConfig, ControllersConfig, PolicyLoopConfig, ProxyConfig, RoutingLoopConfig
+from podnet.telemetry.serving import DEFAULT_HOST, PORTS
 
 from .common import state_dir, user_errors
 
@@ -22,6 +23,19 @@ node_option = click.option("--node", required=True, help="This node's name (the 
 host_network_option = click.option(
     "--host-network", is_flag=True,
     help="This machine is the node: change its own namespace (distributed mode, not the lab).")
+
+
+def metrics_options(command: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """``--metrics-port`` and ``--metrics-host`` of a process (off unless a port is given)."""
+
+    def add(fn: Callable[..., None]) -> Callable[..., None]:
+        fn = click.option("--metrics-host", default=DEFAULT_HOST, show_default=True,
+                          help="Address the metrics endpoint listens on.")(fn)
+        return click.option("--metrics-port", default=0, show_default=True, type=click.IntRange(0, 65535),
+                            help=f"Serve Prometheus metrics at /metrics on this port (podnet up uses "
+                                 f"{PORTS[command]}); 0 serves none.")(fn)
+
+    return add
 
 
 def _serve(run: Callable[[C, threading.Event], None], config: C) -> None:
@@ -46,15 +60,18 @@ def _serve(run: Callable[[C, threading.Event], None], config: C) -> None:
               help="The node's resolver configuration: dnsPolicy Default, and the search domains ClusterFirst adds.")
 @click.option("--heartbeat", default=AgentConfig.heartbeat, show_default=True,
               help="Seconds between renewals of the node's lease (its liveness).")
+@metrics_options("agent")
 @click.pass_context
 @user_errors
 def agent(ctx: click.Context, node: str, resync: float, keep_pods: bool, mtu: int, host_network: bool,
-          backoff_base: float, sandbox: bool, resolv_conf: str, heartbeat: float) -> None:
+          backoff_base: float, sandbox: bool, resolv_conf: str, heartbeat: float, metrics_port: int,
+          metrics_host: str) -> None:
     """Run the node agent: the CNI socket for podnet-cni and this node's pods."""
     from podnet.agent.node import run_node
 
     _serve(run_node, AgentConfig(node, os.path.abspath(state_dir(ctx)), resync, keep_pods, mtu, host_network,
-                                 backoff_base, sandbox=sandbox, resolv_conf=resolv_conf, heartbeat=heartbeat))
+                                 backoff_base, sandbox=sandbox, resolv_conf=resolv_conf, heartbeat=heartbeat,
+                                 metrics_port=metrics_port, metrics_host=metrics_host))
 
 
 @click.command("policy-loop")
@@ -66,14 +83,16 @@ def agent(ctx: click.Context, node: str, resync: float, keep_pods: bool, mtu: in
 @click.option("--endpoint-to-host", type=click.Choice(["Drop", "Accept"]), default=PolicyLoopConfig.endpoint_to_host,
               show_default=True, help="A pod's new connection to its own node (Felix's DefaultEndpointToHostAction): "
                                       "Drop, or Accept after the pod's egress policy.")
+@metrics_options("policy-loop")
 @click.pass_context
 @user_errors
 def policy_loop(ctx: click.Context, node: str, resync: float, netns: str | None, host_network: bool,
-                endpoint_to_host: str) -> None:
+                endpoint_to_host: str, metrics_port: int, metrics_host: str) -> None:
     """Run the node's policy loop: its `inet podnet` nft table follows the policies."""
     from podnet.agent.node import run_policy_loop
 
-    _serve(run_policy_loop, PolicyLoopConfig(node, state_dir(ctx), resync, netns, host_network, endpoint_to_host))
+    _serve(run_policy_loop, PolicyLoopConfig(node, state_dir(ctx), resync, netns, host_network, endpoint_to_host,
+                                             metrics_port=metrics_port, metrics_host=metrics_host))
 
 
 @click.command("routing-loop")
@@ -86,14 +105,16 @@ def policy_loop(ctx: click.Context, node: str, resync: float, netns: str | None,
 @click.option("--bird-supervised", is_flag=True,
               help="BIRD runs as its own service (systemd, podnet supervise): write and reload its "
                    "configuration, never start it.")
+@metrics_options("routing-loop")
 @click.pass_context
 @user_errors
 def routing_loop(ctx: click.Context, node: str, backend: str | None, resync: float, host_network: bool,
-                 bird_supervised: bool) -> None:
+                 bird_supervised: bool, metrics_port: int, metrics_host: str) -> None:
     """Run the node's routing loop: routes, VXLAN, natOutgoing and BIRD follow the store."""
     from podnet.agent.node import run_routing_loop
 
-    _serve(run_routing_loop, RoutingLoopConfig(node, state_dir(ctx), backend, resync, host_network, bird_supervised))
+    _serve(run_routing_loop, RoutingLoopConfig(node, state_dir(ctx), backend, resync, host_network, bird_supervised,
+                                               metrics_port=metrics_port, metrics_host=metrics_host))
 
 
 @click.command("proxy")
@@ -102,13 +123,16 @@ def routing_loop(ctx: click.Context, node: str, backend: str | None, resync: flo
               help="Seconds between passes without changes (the table is read back every 30 s of them).")
 @click.option("--netns", default=None, help="Program this namespace instead of the current one.")
 @host_network_option
+@metrics_options("proxy")
 @click.pass_context
 @user_errors
-def proxy(ctx: click.Context, node: str, resync: float, netns: str | None, host_network: bool) -> None:
+def proxy(ctx: click.Context, node: str, resync: float, netns: str | None, host_network: bool, metrics_port: int,
+          metrics_host: str) -> None:
     """Run the node's service proxy: its `ip podnet-svc` nft table follows Services and EndpointSlices."""
     from podnet.agent.node import run_proxy
 
-    _serve(run_proxy, ProxyConfig(node, state_dir(ctx), resync, netns, host_network))
+    _serve(run_proxy, ProxyConfig(node, state_dir(ctx), resync, netns, host_network, metrics_port=metrics_port,
+                                     metrics_host=metrics_host))
 
 
 @click.command("controllers")
@@ -119,13 +143,16 @@ def proxy(ctx: click.Context, node: str, resync: float, netns: str | None, host_
               help="Seconds between IPAM leak scans.")
 @click.option("--node-grace", default=ControllersConfig.node_grace, show_default=True,
               help="Seconds a node's lease may stand still before the node is marked NotReady (Unknown).")
+@metrics_options("controllers")
 @click.pass_context
 @user_errors
-def controllers(ctx: click.Context, resync: float, gc_grace: float, gc_interval: float, node_grace: float) -> None:
+def controllers(ctx: click.Context, resync: float, gc_grace: float, gc_interval: float, node_grace: float,
+                metrics_port: int, metrics_host: str) -> None:
     """Run the control plane: Deployments → Pods, the scheduler, IPAM leak collection, node liveness."""
     from podnet.agent.control import run_controllers
 
-    _serve(run_controllers, ControllersConfig(state_dir(ctx), resync, gc_grace, gc_interval, node_grace))
+    _serve(run_controllers, ControllersConfig(state_dir(ctx), resync, gc_grace, gc_interval, node_grace,
+                                              metrics_port=metrics_port, metrics_host=metrics_host))
 
 
 @click.command("apiserver")

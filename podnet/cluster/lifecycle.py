@@ -22,6 +22,7 @@ from podnet.model import CalicoNode, IPPool, Node, Resource, Service
 from podnet.routing import BACKENDS
 from podnet.services.allocation import CLUSTER_IPS, CONFIG_KEY, DEFAULT_SERVICE_CIDR
 from podnet.services.cluster import kubernetes_service, service_config
+from podnet.telemetry.serving import metrics_args
 
 from . import builder, datastore, processes, supervisor
 from .lab import node_resources
@@ -48,9 +49,11 @@ def up(state_dir: str, nodes: int = 3, underlay: str = "l2", backend: str = "bgp
        pod_cidr: str = "10.244.0.0/16", vxlan_mode: str = "Never", prefix: str = "", externals: int = 1,
        progress: Progress = _noop, timeout: float = 30.0,
        service_cidr: str = DEFAULT_SERVICE_CIDR, cluster_dns: str | None = None,
-       store: str = "sqlite") -> dict[str, Any]:
+       store: str = "sqlite", monitoring: float = 0.0) -> dict[str, Any]:
     """Build and start a cluster: per node a routing loop, a node agent, a policy loop and a
-    service proxy, and one control plane; ``store`` etcd puts the state in a 3-member etcd cluster on the underlay."""
+    service proxy, and one control plane, each serving its metrics; ``store`` etcd puts the
+    state in a 3-member etcd cluster on the underlay; ``monitoring`` > 0 also starts Prometheus
+    scraping them at that interval (seconds)."""
     if backend not in BACKENDS:
         raise PodnetError(f"unknown backend {backend!r}", hint=f"choose one of: {', '.join(sorted(BACKENDS))}")
     if store not in datastore.STORES:
@@ -78,10 +81,14 @@ def up(state_dir: str, nodes: int = 3, underlay: str = "l2", backend: str = "bgp
         _start_processes(state_dir, topo)
         progress("waiting for nodes to report ready")
         wait_ready(state_dir, topo, backend, timeout)
+        if monitoring:
+            progress("starting Prometheus")
+            _start_monitoring(state_dir, topo, monitoring)
     except BaseException:
         down(state_dir, keep_logs=True)  # the error's hint points at them
         raise
-    return {"nodes": [n.name for n in topo.nodes], "seconds": time.monotonic() - t0, "backend": backend}
+    return {"nodes": [n.name for n in topo.nodes], "seconds": time.monotonic() - t0, "backend": backend,
+            "monitoring": (builder.read_state(state_dir) or {}).get("monitoring")}
 
 
 def _pool(cidr: str, backend: str, vxlan_mode: str) -> IPPool:
@@ -173,6 +180,16 @@ def _record_process(state_dir: str, rec: processes.ProcessRecord) -> None:
     builder.write_state(state_dir, state)
 
 
+def _start_monitoring(state_dir: str, topo: Topology, interval: float) -> None:
+    from . import monitoring
+
+    record = monitoring.start(state_dir, topo, interval)
+    state = builder.read_state(state_dir) or {}
+    state.setdefault("processes", []).append(record["process"])
+    state["monitoring"] = record
+    builder.write_state(state_dir, state)
+
+
 def _start_processes(state_dir: str, topo: Topology) -> None:
     """Every process through the ``podnet`` command, as on a real node (where each would be a
     service), so the lab runs exactly what a user would."""
@@ -189,15 +206,14 @@ def _start_processes(state_dir: str, topo: Topology) -> None:
         os.makedirs(rd, exist_ok=True)
         spec = os.path.join(rd, "services.json")
         supervisor.write_spec(spec, node_services(n.name, sd, bgp=(state or {}).get("backend") == "bgp",
-                                                  watchdog_sec=LAB_WATCHDOG, heartbeat=LAB_HEARTBEAT))
+                                                  watchdog_sec=LAB_WATCHDOG, heartbeat=LAB_HEARTBEAT, metrics=True))
         start(f"supervisor/{n.name}", sd, ["supervise", "--spec", spec, "--run-dir", rd, "--log-dir", logs,
                                            "--log-prefix", f"{n.name}-"], f"{n.name}-supervisor.log", n.netns)
-    control = ["controllers", "--node-grace", f"{LAB_NODE_GRACE:g}"]
-    if datastore.is_etcd(state):  # on the control-plane node, through the underlay like the others
-        start("controllers", datastore.node_state_dir(state_dir, CONTROL_PLANE, state), control,
-              "controllers.log", topo.nodes[0].netns)
-    else:
-        start("controllers", state_dir, control, "controllers.log")
+    control = ["controllers", "--node-grace", f"{LAB_NODE_GRACE:g}", *metrics_args("controllers")]
+    # On the first node, as a control plane node (its metrics are reachable from the lab), and
+    # with etcd through the underlay like the others.
+    start("controllers", datastore.node_state_dir(state_dir, CONTROL_PLANE, state), control,
+          "controllers.log", topo.nodes[0].netns)
     first = topo.nodes[0]  # the control plane's API server runs on the first node, as kubeadm's would
     start("apiserver", datastore.node_state_dir(state_dir, CONTROL_PLANE, state),
           ["apiserver", "--advertise-address", first.address], "apiserver.log", first.netns)
@@ -317,7 +333,7 @@ def status(state_dir: str) -> dict[str, Any]:
     others = [(p.name, p.pid, processes.alive(p)) for p in procs if "/" not in p.name]
     return {"backend": state.get("backend"), "underlay": topo.underlay, "pod_cidr": state.get("pod_cidr"),
             "nodes": rows, "processes": others, "externals": [(e.name, e.address) for e in topo.externals],
-            "topology": topo}
+            "topology": topo, "monitoring": state.get("monitoring")}
 
 
 def node_health(row: dict[str, Any], bgp: bool) -> str:

@@ -14,6 +14,10 @@ import os
 import socket
 import socketserver
 import threading
+import time
+
+from podnet.telemetry import NULL
+from podnet.telemetry.cni import CniMetrics
 
 from .handler import Handler
 
@@ -26,6 +30,9 @@ class _Conn(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         sock: socket.socket = self.request
         fds: list[int] = []
+        metrics = self.server.metrics
+        metrics.in_flight.inc()
+        started, command = time.perf_counter(), ""
         try:
             data, fds, _flags, _addr = socket.recv_fds(sock, 65536, 4)
             if len(data) < 4:
@@ -43,6 +50,7 @@ class _Conn(socketserver.BaseRequestHandler):
             if not sep:
                 raise ValueError("no end of environment")
             env = dict(item.decode().partition("=")[::2] for item in head.split(b"\0") if item)
+            command = env.get("CNI_COMMAND", "")
             if len(fds) != 1:
                 raise ValueError("expected the caller's network namespace as one file descriptor")
             code, out = self.server.handler.run(env, stdin, f"/proc/self/fd/{fds[0]}")
@@ -51,7 +59,17 @@ class _Conn(socketserver.BaseRequestHandler):
         finally:
             for fd in fds:
                 os.close(fd)
+            metrics.in_flight.inc(-1)
+        metrics.answered(command, time.perf_counter() - started, _error_code(out) if code else None)
         sock.sendall(code.to_bytes(4, "big", signed=True) + out.encode())
+
+
+def _error_code(out: str) -> int:
+    """The CNI error code of an error answer (999 when it carries none)."""
+    try:
+        return int(json.loads(out).get("code", 999))
+    except (ValueError, AttributeError, TypeError):
+        return 999
 
 
 class CniServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -61,9 +79,10 @@ class CniServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     allow_reuse_address = False
     request_queue_size = 1024  # a burst of pod starts must queue, not be refused
 
-    def __init__(self, path: str, handler: Handler) -> None:
+    def __init__(self, path: str, handler: Handler, metrics: CniMetrics | None = None) -> None:
         self.path = path
         self.handler = handler
+        self.metrics = metrics if metrics is not None else CniMetrics(NULL)
         os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
         if os.path.exists(path):  # a stale socket of a previous run (connect would be refused)
             probe = socket.socket(socket.AF_UNIX)

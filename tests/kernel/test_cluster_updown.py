@@ -39,6 +39,7 @@ def test_up_status_change_restart_down(cluster):
     podnet, sd, prefix = cluster
     res = podnet("up", "--nodes", "3", "--backend", "bgp", "--prefix", prefix)
     assert "cluster up: 3 nodes (k8s-master01, k8s-node01, k8s-node02), backend bgp" in res.stdout
+    assert res.stderr == ""  # progress is for terminals: a pipe gets only the result
 
     nodes = json.loads(podnet("get", "nodes", "-o", "json").stdout)
     items = nodes.get("items", nodes if isinstance(nodes, list) else [])
