@@ -5,8 +5,9 @@ a race is left to the next pass, which plans again from what is then stored."""
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from podnet.controllers import deployments, replicasets
 from podnet.errors import AlreadyExists, Conflict, NotFound, PodnetError
@@ -21,7 +22,7 @@ log = logging.getLogger("podnet.controllers.apps")
 
 
 class AppsController:
-    def __init__(self, store: Any, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    def __init__(self, store: Any, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  event_ttl: float = 3600.0) -> None:
         self.store = store
         self.clock = clock

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from podnet.controllers import ipamgc, nodelifecycle, scheduler
 from podnet.errors import Conflict, NotFound, PodnetError

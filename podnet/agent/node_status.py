@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import platform
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from podnet import __version__
@@ -63,7 +63,7 @@ class NodeStatusReporter:
         now = time.monotonic()
         if now - self._renewed < self.renew_interval:
             return
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         self.store.kv.txn([], [Put(lease_key(self.node), lease_value(self.node, stamp))])
         self._renewed = now
 
@@ -77,7 +77,7 @@ class NodeStatusReporter:
         current = {c.get("type"): c for c in status.conditions or []}
         if current.get("Ready", {}).get("status") == ready and status.node_info == self.info:
             return
-        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         current["Ready"] = {"type": "Ready", "status": ready, "reason": reason, "message": message,
                             "lastHeartbeatTime": now, "lastTransitionTime": now}
         new_status = status.model_copy(update={"conditions": list(current.values()), "node_info": self.info})

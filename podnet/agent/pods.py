@@ -32,10 +32,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 from podnet.errors import PodnetError
 from podnet.kernel import netns
@@ -46,9 +47,26 @@ from podnet.pki import CLUSTER_CA_KEY, ClusterCA, mint_token
 from podnet.workloads import sandbox
 from podnet.workloads.env import ContainerConfigError, PodFacts, container_env, expand
 from podnet.workloads.images import PACKAGE_DIR, UnknownImage, launch_for
-from podnet.workloads.podfiles import DNS_CONFIG_KEY, ClusterDNS, hostname_file, hosts_file, parse_resolv_conf, resolv_conf
-from podnet.workloads.records import (ContainerState, LocalPod, load_pods, pod_dir, pods_dir, proc_start_time,
-                                      record_path, sandbox_owner, save_pod, stop_recorded)
+from podnet.workloads.podfiles import (
+    DNS_CONFIG_KEY,
+    ClusterDNS,
+    hostname_file,
+    hosts_file,
+    parse_resolv_conf,
+    resolv_conf,
+)
+from podnet.workloads.records import (
+    ContainerState,
+    LocalPod,
+    load_pods,
+    pod_dir,
+    pods_dir,
+    proc_start_time,
+    record_path,
+    sandbox_owner,
+    save_pod,
+    stop_recorded,
+)
 
 from . import probes
 from .cnicall import CniRuntime
@@ -83,11 +101,11 @@ def podbin_dir(state_dir: str) -> str:
 
 
 def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _parse_time(text: str) -> float:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
 
 
 def _key(pod: Pod) -> Key:
@@ -384,7 +402,8 @@ class PodRunner:
             popen: dict[str, Any] = {"stdin": subprocess.DEVNULL, "stdout": out, "stderr": subprocess.STDOUT,
                                      "start_new_session": True, "cwd": logdir, "env": self._process_env(lp, st)}
             if self.sandboxed:
-                proc, pid = sandbox.start(self._sandbox_spec(lp, st, pod or self.pods.get(lp.key)), st.argv, netns.nsenter_argv(lp.netns, []),
+                spec = self._sandbox_spec(lp, st, pod or self.pods.get(lp.key))
+                proc, pid = sandbox.start(spec, st.argv, netns.nsenter_argv(lp.netns, []),
                                           **popen)
             else:
                 proc = netns.popen_in(lp.netns, st.argv, **popen)

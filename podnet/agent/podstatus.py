@@ -4,8 +4,9 @@ its status holds), and per container ``state``, ``lastState``, ``ready``, ``star
 ``restartCount``."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from podnet.workloads.records import ContainerState, LocalPod
 

@@ -282,7 +282,7 @@ class PolicyReconciler:
             except Exception:  # the full path reports it
                 return None
             pairs.append((before[1] if before else None, after))
-            fresh[k] = (new.metadata.resource_version, after) if after is not None else None  # type: ignore[assignment]
+            fresh[k] = (new.metadata.resource_version, after) if after is not None else None
         update = live.plan_policies(pairs, known.peers)
         if update is None:
             return None
@@ -355,6 +355,7 @@ def read_status(state_dir: str, node: str) -> dict[str, Any] | None:
     """The last pass of a node's policy reconciler, if one ran."""
     try:
         with open(os.path.join(state_dir, "nodes", node, "policy.json")) as f:
-            return json.load(f)
+            status: dict[str, Any] = json.load(f)
+            return status
     except (OSError, ValueError):
         return None

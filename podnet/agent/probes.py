@@ -11,14 +11,13 @@ import socket
 import ssl
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 from urllib.parse import urlsplit
 
 from podnet.kernel import netns
+from podnet.model.probes import ExecAction, GRPCAction, Handler, HTTPGetAction, SleepAction, TCPSocketAction
 from podnet.workloads.sandbox import Privileges, enter_argv
-from podnet.model.probes import (ExecAction, GRPCAction, Handler, HTTPGetAction, SleepAction,
-                                 TCPSocketAction)
 
 USER_AGENT = "kube-probe/1.31"
 MAX_REDIRECTS = 10
@@ -115,7 +114,7 @@ def _http(action: HTTPGetAction, target: Target, timeout: float) -> Result:
     for _ in range(MAX_REDIRECTS + 1):
         try:
             code, location = _http_get(scheme, host, port, path, headers, deadline)
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             return Result(False, f'Get "{url}": context deadline exceeded (Client.Timeout exceeded while '
                                  "awaiting headers)")
         except ConnectionRefusedError:
@@ -167,7 +166,7 @@ def _tcp(action: TCPSocketAction, target: Target, timeout: float) -> Result:
     port = _port(action.port, target)
     try:
         socket.create_connection((host, port), timeout=timeout).close()
-    except (socket.timeout, TimeoutError):
+    except TimeoutError:
         return Result(False, f"dial tcp {host}:{port}: i/o timeout")
     except ConnectionRefusedError:
         return Result(False, f"dial tcp {host}:{port}: connect: connection refused")

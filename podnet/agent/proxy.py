@@ -230,7 +230,7 @@ class ProxyView:
 
     def _service_config(self) -> Mapping[str, Any] | None:
         record = self.view.store.kv.get(CONFIG_KEY)
-        return None if record is None else record.value  # type: ignore[no-any-return]
+        return None if record is None else record.value
 
     def _plan(self, key: str) -> None:
         svc = self.services.get(key)

@@ -31,7 +31,7 @@ class ProxyPass:
 
     def __call__(self) -> int:
         plan, ctx, dirty = self.view.refresh()
-        revision = self.view.view.revision
+        revision: int = self.view.view.revision
         idle = dirty is not None and not dirty and revision == self._revision
         status = self.reconciler.reconcile(plan, ctx, dirty, revision, idle=idle)
         if status.error is not None:

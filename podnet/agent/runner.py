@@ -19,7 +19,8 @@ when ``stop`` is set, at the latest one short watch (``poll``) later.
 
 Time is injected (``clock`` and ``sleep``), so the schedule is unit-tested without waiting.
 Passes, failures, pass durations, what woke the loop and the current back-off are recorded in
-``LoopMetrics`` (no-ops unless the process serves metrics). Every loop logs through ``logging.getLogger("podnet.<loop>")`` in one format, which
+``LoopMetrics`` (no-ops unless the process serves metrics). Every loop logs through
+``logging.getLogger("podnet.<loop>")`` in one format, which
 ``configure_logging`` sets up once per process.
 """
 from __future__ import annotations

@@ -6,7 +6,8 @@ import os
 import subprocess
 import sys
 import time
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import click
 
@@ -102,7 +103,7 @@ def status(ctx: click.Context) -> None:
                    f"ip netns exec {mon['netns']} curl -s '{mon['url']}/api/v1/query?query=up')")
 
 
-def _restarts(row: dict, proc: str) -> str:
+def _restarts(row: dict[str, Any], proc: str) -> str:
     count = row.get("restarts", {}).get(proc, (0,))[0]
     return f"({count}↻)" if count else ""
 
@@ -132,7 +133,7 @@ def node_exec(ctx: click.Context, name: str, command: Sequence[str]) -> None:
     ctx.exit(rc)
 
 
-def bgp_table(rows: Sequence) -> str:
+def bgp_table(rows: Sequence[Any]) -> str:
     """calicoctl's boxed table."""
     return boxed_table(["PEER ADDRESS", "PEER TYPE", "STATE", "SINCE", "INFO"],
                        [[r.address, r.peer_type, r.state, r.since, r.info] for r in rows])
@@ -143,10 +144,10 @@ def bgp_table(rows: Sequence) -> str:
 @click.pass_context
 def node_status(ctx: click.Context, name: str | None) -> None:
     """BGP peers (like `calicoctl node status`) and routing problems of one node or all."""
+    from podnet.agent.routing import read_status
     from podnet.cluster import lifecycle
     from podnet.errors import PodnetError
     from podnet.kernel.bird import Bird, peer_rows
-    from podnet.agent.routing import read_status
 
     sd = state_dir(ctx)
     host = _installed_host(sd)

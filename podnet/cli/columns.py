@@ -2,15 +2,36 @@
 calicoctl's for Calico's. Each printer turns one object into cells; output.table aligns them."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Callable
 
-from podnet.model import (BGPConfiguration, BGPPeer, CalicoNode, Deployment, Endpoints, EndpointSlice, Event,
-                          IPPool, Namespace, NetworkPolicy, Node, Pod, ReplicaSet, Resource, Service)
-from podnet.model import (AdminNetworkPolicy, BaselineAdminNetworkPolicy, CalicoNetworkPolicy, ClusterNetworkPolicy,
-                          GlobalNetworkPolicy, GlobalNetworkSet, NetworkSet, Tier)
+from podnet.model import (
+    AdminNetworkPolicy,
+    BaselineAdminNetworkPolicy,
+    BGPConfiguration,
+    BGPPeer,
+    CalicoNetworkPolicy,
+    CalicoNode,
+    ClusterNetworkPolicy,
+    Deployment,
+    Endpoints,
+    EndpointSlice,
+    Event,
+    GlobalNetworkPolicy,
+    GlobalNetworkSet,
+    IPPool,
+    Namespace,
+    NetworkPolicy,
+    NetworkSet,
+    Node,
+    Pod,
+    ReplicaSet,
+    Resource,
+    Service,
+    Tier,
+)
 
 from .access_output import access_printers
 from .output import NONE, age, human_duration, labels_text, parse_timestamp, type_name

@@ -8,8 +8,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import sys
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -34,7 +35,7 @@ def state_dir(ctx: click.Context) -> str:
 
 
 @contextlib.contextmanager
-def open_resources(ctx: click.Context, create: bool = False) -> Iterator["ResourceStore"]:
+def open_resources(ctx: click.Context, create: bool = False) -> Iterator[ResourceStore]:
     """The cluster's store (namespaces default and kube-system made sure of), closed after use.
 
     Only ``create=True`` (apply) makes a new store: a read, a delete or a label at a mistyped
@@ -49,7 +50,7 @@ def open_resources(ctx: click.Context, create: bool = False) -> Iterator["Resour
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def store_damage(exc: BaseException) -> PodnetError | None:
@@ -86,11 +87,10 @@ def user_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def resolve_kind(name: str) -> type["Resource"]:
+def resolve_kind(name: str) -> type[Resource]:
     """``po``, ``pods``, ``netpol``, ``networkpolicies.networking.k8s.io``, ``ippool`` → class."""
-    from podnet.model.registry import all_resource_names, lookup_resource
-
     from podnet.manifest.problems import did_you_mean
+    from podnet.model.registry import all_resource_names, lookup_resource
 
     cls = lookup_resource(name)
     if cls is None:
@@ -100,7 +100,7 @@ def resolve_kind(name: str) -> type["Resource"]:
     return cls
 
 
-def split_kind_names(args: tuple[str, ...]) -> list[tuple[type["Resource"], list[str]]]:
+def split_kind_names(args: tuple[str, ...]) -> list[tuple[type[Resource], list[str]]]:
     """kubectl's argument shapes: ``KIND [NAME…]``, ``KIND1,KIND2``, ``KIND/NAME [KIND/NAME…]``;
     the two forms mixed (``deploy web netpol/x``) are refused in kubectl's words."""
     if not args:
@@ -126,7 +126,7 @@ def split_kind_names(args: tuple[str, ...]) -> list[tuple[type["Resource"], list
     return [(cls, names) for cls in kinds]
 
 
-def refuse_names_with_selector(groups: list[tuple[type["Resource"], list[str]]], selector: str | None) -> None:
+def refuse_names_with_selector(groups: list[tuple[type[Resource], list[str]]], selector: str | None) -> None:
     """kubectl refuses NAMEs and ``-l`` together rather than silently ignoring one of them."""
     if selector and any(names for _, names in groups):
         raise PodnetError("name cannot be provided when a selector is specified",
@@ -167,7 +167,7 @@ def name_choices(ctx: click.Context, param: click.Parameter, incomplete: str) ->
         return []
 
 
-def label_selector(text: str | None) -> "LabelSelector | None":
+def label_selector(text: str | None) -> LabelSelector | None:
     """The ``-l`` option as a selector (None when not given); a bad one is a user error."""
     if not text:
         return None
@@ -180,7 +180,7 @@ def label_selector(text: str | None) -> "LabelSelector | None":
                           hint="write e.g. app=web,tier!=db,env in (a,b),!legacy") from None
 
 
-def no_resources(kinds: list[type["Resource"]], namespace: str | None) -> str:
+def no_resources(kinds: list[type[Resource]], namespace: str | None) -> str:
     """kubectl's note for an empty result: the namespace is named only if it was searched."""
     where = f" in {namespace} namespace" if namespace and any(cls.NAMESPACED for cls in kinds) else ""
     return f"No resources found{where}."

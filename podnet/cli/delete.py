@@ -18,8 +18,15 @@ if TYPE_CHECKING:
     from podnet.model import Resource
     from podnet.store.resources import ResourceStore
 
-from .common import (label_selector, name_choices, namespace_option, open_resources, refuse_names_with_selector,
-                     split_kind_names, user_errors)
+from .common import (
+    label_selector,
+    name_choices,
+    namespace_option,
+    open_resources,
+    refuse_names_with_selector,
+    split_kind_names,
+    user_errors,
+)
 
 
 @click.command("delete")
@@ -106,13 +113,14 @@ def grace_period_for(grace_period: int, now: bool, force: bool) -> int | None:
     return grace_period if grace_period >= 0 else None
 
 
-def _wait_gone(store: "ResourceStore", objs: "list[tuple[type[Resource], Resource]]", timeout: float) -> None:
+def _wait_gone(store: ResourceStore, objs: list[tuple[type[Resource], Resource]], timeout: float) -> None:
     """Until every object (this incarnation: same uid) is gone from the store."""
     deadline = time.monotonic() + timeout if timeout > 0 else None
     pending = [(cls, obj) for cls, obj in objs]
     while pending:
         pending = [(cls, obj) for cls, obj in pending
-                   if (cur := store.get(cls, obj.metadata.name, obj.metadata.namespace)) is not None and cur.metadata.uid == obj.metadata.uid]
+                   if (cur := store.get(cls, obj.metadata.name, obj.metadata.namespace)) is not None
+                   and cur.metadata.uid == obj.metadata.uid]
         if not pending:
             return
         if deadline is not None and time.monotonic() > deadline:

@@ -4,7 +4,7 @@ Every object ends with its Events, as kubectl lists them (``5s (x3 over 25s)``).
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -14,8 +14,16 @@ from podnet.model import Event, Namespace, NetworkPolicy, Pod, Resource, Service
 from podnet.model.core import Container, ContainerStatus
 from podnet.model.probes import Probe
 
-from .common import (label_selector, name_choices, namespace_option, no_resources, open_resources,
-                     refuse_names_with_selector, split_kind_names, user_errors)
+from .common import (
+    label_selector,
+    name_choices,
+    namespace_option,
+    no_resources,
+    open_resources,
+    refuse_names_with_selector,
+    split_kind_names,
+    user_errors,
+)
 from .output import NONE, human_duration, parse_timestamp, table
 
 W = 14  # width of the first column: len("Annotations:  ")
@@ -191,7 +199,7 @@ def describe_pod(obj: Pod) -> str:
     deleting = obj.metadata.deletion_timestamp
     if deleting and status.phase not in ("Failed", "Succeeded"):
         until = parse_timestamp(deleting)
-        left = human_duration((until - datetime.now(timezone.utc)).total_seconds()) if until else "0s"
+        left = human_duration((until - datetime.now(UTC)).total_seconds()) if until else "0s"
         lines.append(_field("Status", f"Terminating (lasts {left})"))
         lines.append(f"Termination Grace Period:  {obj.metadata.deletion_grace_period_seconds or 0}s")
     else:
@@ -214,7 +222,7 @@ def describe_pod(obj: Pod) -> str:
 
 def describe_events(obj: Resource, events: list[Event], now: datetime | None = None) -> str:
     """kubectl's Events table for the object (matched by uid, or kind and name)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     mine = [e for e in events if e.involved_object.name == obj.name and e.involved_object.kind == obj.kind
             and (not obj.metadata.uid or not e.involved_object.uid or e.involved_object.uid == obj.metadata.uid)]
     if not mine:

@@ -4,9 +4,19 @@ from __future__ import annotations
 import click
 
 from podnet.errors import NotFound, PodnetError
+from podnet.model import Resource
 
-from .common import (label_selector, name_choices, namespace_option, no_resources, now, open_resources,
-                     refuse_names_with_selector, split_kind_names, user_errors)
+from .common import (
+    label_selector,
+    name_choices,
+    namespace_option,
+    no_resources,
+    now,
+    open_resources,
+    refuse_names_with_selector,
+    split_kind_names,
+    user_errors,
+)
 
 OUTPUTS = ("wide", "yaml", "json", "name")
 #: What ``get all`` lists (kubectl's "all" category, of the kinds podnet has).
@@ -53,7 +63,7 @@ def command(ctx: click.Context, args: tuple[str, ...], namespace: str | None, al
         raise PodnetError("a resource cannot be retrieved by name across all namespaces", hint="use -n NAMESPACE")
     matcher = label_selector(selector)
     ns = None if all_namespaces else (namespace or "default")
-    results: list[tuple[type, list[str], list]] = []
+    results: list[tuple[type[Resource], list[str], list[Resource]]] = []
     missing: list[str] = []
     single = len(groups) == 1 and len(groups[0][1]) == 1
     with open_resources(ctx) as store:

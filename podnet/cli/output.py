@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
-from typing import Any, Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import yaml
 
@@ -55,7 +56,7 @@ def parse_timestamp(text: str | None) -> datetime | None:
     if not text:
         return None
     try:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     except ValueError:
         try:
             return datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -124,7 +125,7 @@ class _KubectlDumper(yaml.SafeDumper):
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
     from podnet.manifest.scalars import STR, resolve_plain
 
-    implicit = dumper.resolve(yaml.ScalarNode, value, (True, False))
+    implicit = dumper.resolve(yaml.ScalarNode, value, (True, False))  # type: ignore[no-untyped-call]
     style = '"' if implicit != STR or resolve_plain(value)[0] != STR else None
     if "\n" in value:
         style = "|"

@@ -8,8 +8,9 @@ from typing import Any
 
 import click
 
-from .common import namespace_option, state_dir, user_errors
 from podnet.errors import NotFound, PodnetError
+
+from .common import namespace_option, state_dir, user_errors
 
 
 def _find_pod(ctx: click.Context, name: str, namespace: str | None) -> Any:
@@ -87,7 +88,7 @@ def _node_state_dir(ctx: click.Context, node: str) -> str:
 @user_errors
 def logs(ctx: click.Context, pod: str, namespace: str | None, container: str | None, follow: bool, tail: int) -> None:
     """Print a container's output."""
-    from podnet.agent.pods import pod_dir
+    from podnet.workloads.records import pod_dir
 
     p = _find_pod(ctx, pod, namespace)
     ns = p.namespace or "default"

@@ -21,7 +21,6 @@ from .common import state_dir
 from .traffic_args import namespaces_arg, ports_arg, protocols_arg
 
 
-
 @dataclass(frozen=True)
 class Running:
     """The cluster as probing needs it: the engine's state and each running pod's namespace."""

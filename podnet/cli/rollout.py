@@ -4,7 +4,7 @@ them), worded as kubectl words them."""
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -15,7 +15,6 @@ from podnet.model import Deployment, ReplicaSet, Resource
 
 from .common import namespace_option, open_resources, split_kind_names, user_errors
 from .output import NONE, ref_name, table
-
 
 
 def _target(args: tuple[str, ...], kinds: tuple[type[Resource], ...] = (Deployment,)) -> tuple[type[Resource], str]:
@@ -194,7 +193,7 @@ def _patch_deployment(ctx: click.Context, args: tuple[str, ...], namespace: str 
 @user_errors
 def restart(ctx: click.Context, args: tuple[str, ...], namespace: str | None) -> None:
     """Replace every pod by a rollout (a new pod template annotation, as kubectl sets)."""
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def change(data: dict[str, Any]) -> None:
         meta = data["spec"]["template"].setdefault("metadata", {})

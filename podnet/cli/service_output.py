@@ -2,8 +2,9 @@
 the cells of ``get`` and the ``describe service`` page."""
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from podnet.model import Endpoints, EndpointSlice, Resource, Service
 from podnet.model.discovery import SERVICE_NAME_LABEL

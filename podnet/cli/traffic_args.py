@@ -3,7 +3,7 @@
 same cells."""
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from podnet.errors import PodnetError
 from podnet.policy.cluster import ICMP, PROTOCOLS, Endpoint

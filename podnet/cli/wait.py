@@ -33,7 +33,7 @@ def condition_met(obj: Any, condition: str) -> bool:
     for entry in conditions:
         if str(entry.get("type", "")).lower() == condition.lower():
             return str(entry.get("status")) == "True"
-    if condition.lower() == "ready" and type(obj).KIND == "Pod":
+    if condition.lower() == "ready" and type(obj).KIND == "Pod" and status is not None:
         statuses = status.container_statuses or []
         return status.phase == "Running" and bool(statuses) and all(c.ready for c in statuses)
     return False

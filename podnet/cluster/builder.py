@@ -24,7 +24,8 @@ def state_path(state_dir: str) -> str:
 def read_state(state_dir: str) -> dict[str, Any] | None:
     try:
         with open(state_path(state_dir)) as f:
-            return json.load(f)
+            state: dict[str, Any] = json.load(f)
+            return state
     except FileNotFoundError:
         return None
 
@@ -62,7 +63,7 @@ def _build(topo: Topology) -> None:
         underlay.add_bridge(seg.netns, seg.bridge)
     netns.create(topo.router_netns)
     underlay.sysctl(topo.router_netns, "net.ipv4.ip_forward", 1)
-    for i, seg in enumerate(topo.segments):
+    for seg in topo.segments:
         plen = seg.cidr.split("/")[1]
         underlay.wire(topo.router_netns, f"seg-{seg.name}", seg.netns, "rt",
                       a_addr=f"{seg.gateway}/{plen}", b_master=seg.bridge)

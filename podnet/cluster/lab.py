@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import tempfile
 import uuid
-from typing import Any
+from typing import Any, TypeVar
 
 from podnet.agent.registration import default_pool, node_objects
 from podnet.agent.routing import RoutingReconciler, RoutingStatus
@@ -21,6 +21,8 @@ from podnet.routing import ClusterFacts, cluster_facts
 
 from . import builder
 from .topology import Topology, plan_topology
+
+R = TypeVar("R", bound=Resource)
 
 
 def node_resources(topo: Topology, blocks: dict[str, list[str]] | None = None) -> list[Resource]:
@@ -47,7 +49,7 @@ class Lab:
         self._routing: dict[str, RoutingReconciler] = {}
 
     # -- lifecycle --------------------------------------------------------------------------
-    def up(self) -> "Lab":
+    def up(self) -> Lab:
         builder.build(self.topo, self.state_dir, {"backend": self.backend, "kind": "lab"})
         return self
 
@@ -60,7 +62,7 @@ class Lab:
         builder.destroy(self.state_dir)
         shutil.rmtree(self.state_dir, ignore_errors=True)
 
-    def __enter__(self) -> "Lab":
+    def __enter__(self) -> Lab:
         try:
             return self.up()
         except BaseException:
@@ -72,8 +74,10 @@ class Lab:
 
     # -- desired state ----------------------------------------------------------------------
     def facts(self) -> ClusterFacts:
-        by = lambda cls: [r for r in self.resources if isinstance(r, cls)]  # noqa: E731
-        return cluster_facts(by(Node), by(CalicoNode), by(IPPool), by(BGPConfiguration), by(BGPPeer),
+        def of(cls: type[R]) -> list[R]:
+            return [r for r in self.resources if isinstance(r, cls)]
+
+        return cluster_facts(of(Node), of(CalicoNode), of(IPPool), of(BGPConfiguration), of(BGPPeer),
                              blocks_by_node=self.blocks)
 
     def put(self, obj: Resource) -> None:

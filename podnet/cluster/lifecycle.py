@@ -10,10 +10,11 @@ import os
 import shutil
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from podnet.agent.routing import read_status
 from podnet.agent.registration import block_size, default_pool
+from podnet.agent.routing import read_status
 from podnet.agent.units import node_services
 from podnet.errors import PodnetError
 from podnet.kernel import netns

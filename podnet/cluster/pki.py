@@ -40,7 +40,7 @@ class CertificateAuthority:
 
     def __init__(self, name: str = "podnet etcd CA") -> None:
         self.key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         self.cert = (x509.CertificateBuilder()
                      .subject_name(_name(name)).issuer_name(_name(name))
                      .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
@@ -60,7 +60,7 @@ class CertificateAuthority:
               server: bool = True, client: bool = True) -> tuple[str, str]:
         """``<directory>/<name>.crt`` and ``.key`` for the given addresses; returns both paths."""
         key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         usages = ([ExtendedKeyUsageOID.SERVER_AUTH] if server else []) + ([ExtendedKeyUsageOID.CLIENT_AUTH] if client else [])
         sans: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
         sans += [x509.DNSName(d) for d in dns]

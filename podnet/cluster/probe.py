@@ -6,7 +6,7 @@ probe`` prints it and ``podnet verify`` compares it cell by cell.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from podnet.kernel.probe import ProbePod, ProbeResult, probe_all
 from podnet.policy.matrix import Matrix, traffic_keys

@@ -6,8 +6,9 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from podnet.kernel import netns
 
@@ -24,7 +25,7 @@ class ProcessRecord:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ProcessRecord":
+    def from_dict(cls, d: dict[str, Any]) -> ProcessRecord:
         return cls(name=d["name"], pid=d["pid"], argv=tuple(d["argv"]), log=d["log"], netns=d.get("netns"))
 
 

@@ -79,7 +79,7 @@ class Topology:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Topology":
+    def from_dict(cls, d: dict[str, Any]) -> Topology:
         return cls(prefix=d["prefix"], underlay=d["underlay"], router_netns=d["router_netns"],
                    segments=tuple(Segment(**s) for s in d["segments"]),
                    nodes=tuple(NodeSpec(**n) for n in d["nodes"]),
@@ -120,7 +120,8 @@ def plan_topology(nodes: int = 3, underlay: str = "l2", prefix: str = "", extern
                                prefixlen=ipaddress.ip_network(ext.cidr).prefixlen, gateway=ext.gateway,
                                port=f"x{i}")
                   for i, addr in enumerate(EXTERNAL_HOSTS[:externals]))
-    return Topology(prefix=prefix, underlay=underlay, router_netns=f"{infra}router", segments=tuple(segments),
+    kind: Underlay = "l2" if underlay == "l2" else "l3"
+    return Topology(prefix=prefix, underlay=kind, router_netns=f"{infra}router", segments=tuple(segments),
                     nodes=tuple(specs), externals=hosts)
 
 

@@ -2,7 +2,8 @@
 collector, which frees the rest only after a grace period and a re-check."""
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from podnet.model.core import Pod
 

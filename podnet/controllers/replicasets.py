@@ -5,9 +5,10 @@ pending, not ready, most recently ready, most restarted, newest), and report rep
 fullyLabeledReplicas, readyReplicas and availableReplicas (Ready for minReadySeconds)."""
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from podnet.model.apps import ReplicaSet
 from podnet.model.base import Resource
@@ -41,7 +42,7 @@ def owner_reference(owner: Resource) -> dict[str, Any]:
 def parse_time(text: str | None) -> datetime | None:
     if not text:
         return None
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 def is_active(pod: Pod) -> bool:
@@ -51,7 +52,7 @@ def is_active(pod: Pod) -> bool:
 def ready_since(pod: Pod) -> datetime | None:
     for c in pod.status.conditions or []:
         if c.get("type") == "Ready" and c.get("status") == "True":
-            return parse_time(c.get("lastTransitionTime")) or datetime.min.replace(tzinfo=timezone.utc)
+            return parse_time(c.get("lastTransitionTime")) or datetime.min.replace(tzinfo=UTC)
     return None
 
 

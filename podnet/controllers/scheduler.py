@@ -1,7 +1,7 @@
 """The scheduler: bind pods without a node to the node with the fewest pods (pure)."""
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from podnet.model.core import Node, Pod
 

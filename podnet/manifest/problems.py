@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from pydantic import BaseModel
 from pydantic_core import ErrorDetails
@@ -156,7 +157,7 @@ class ProblemBuilder:
                           for home, names in by_home.items())
         stray = [str(p.path[0]) for p in region if p.message.startswith("unknown field") and str(p.path[0]) not in homes]
         if stray:
-            where += f"; {', '.join(stray)} {'is' if len(stray) == 1 else 'are'} not a {self.cls.KIND} field"
+            where += f"; {', '.join(stray)} {'is' if len(stray) == 1 else 'are'} not a {getattr(self.cls, 'KIND', self.kind)} field"
         first = min(region, key=lambda p: (p.location.line, p.location.column) if p.location else (0, 0))
         span = f"line {lines[0]} seems to have lost its" if lines[0] == lines[-1] else \
             f"lines {lines[0]}-{lines[-1]} seem to have lost their"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import types
 import typing
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from pydantic import BaseModel
@@ -43,7 +43,7 @@ def _step(annotation: Any, segment: str | int) -> Any | None:
     return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def fields_by_alias(model: type[BaseModel]) -> dict[str, Any]:
     """A model's fields as manifests spell them (camelCase alias) → annotation."""
     return {(info.alias or name): info.annotation for name, info in model.model_fields.items()}

@@ -9,8 +9,8 @@ the field path it sits at (worked out from indentation, since the text does not 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import yaml
 

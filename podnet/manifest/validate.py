@@ -7,8 +7,9 @@ own: metadata.name per kind, the namespace's name.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import pydantic
 
@@ -16,8 +17,8 @@ from podnet.errors import FieldProblem, Location
 from podnet.model import KINDS, Resource, kind_for
 from podnet.model import validation as v
 
-from .problems import ProblemBuilder, describe_value, did_you_mean, shorten
 from .positions import Positions
+from .problems import ProblemBuilder, describe_value, did_you_mean, shorten
 from .yamlsource import Document
 
 Path = tuple[str | int, ...]
@@ -127,12 +128,12 @@ def _resolve_kind(doc: Document, base: Path, data: dict[str, Any]) -> tuple[type
         near_kind = did_you_mean(kind, known_kinds)
         if near_kind:
             return None, [_problem(doc, base, ("kind",), f"unknown kind {kind!r}", f"did you mean {near_kind!r}?")]
-        near = did_you_mean(api_version, versions)
+        near_version = did_you_mean(api_version, versions)
         return None, [_problem(doc, base, ("apiVersion",), f"unknown apiVersion {api_version!r}",
-                               f"did you mean {near!r}?" if near else f"podnet serves {', '.join(versions)}")]
+                               f"did you mean {near_version!r}?" if near_version else f"podnet serves {', '.join(versions)}")]
     here = sorted(k.KIND for k in KINDS if k.API_VERSION == api_version)
-    near = did_you_mean(kind, here) or did_you_mean(kind, [k.KIND for k in KINDS])
-    hint = f"did you mean {near!r}?" if near else f"{api_version} serves {', '.join(here)}"
+    near_here = did_you_mean(kind, here) or did_you_mean(kind, [k.KIND for k in KINDS])
+    hint = f"did you mean {near_here!r}?" if near_here else f"{api_version} serves {', '.join(here)}"
     return None, [_problem(doc, base, ("kind",), f"unknown kind {kind!r} for apiVersion {api_version}", hint)]
 
 

@@ -7,7 +7,7 @@ to guess). ``domainNames`` peers are refused: podnet does not resolve names in p
 """
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar, Final, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
@@ -16,8 +16,8 @@ from .base import Model, Resource
 from .calico_policy import check_net
 from .selectors import LabelSelector
 
-POLICY_GROUP_V1ALPHA1 = "policy.networking.k8s.io/v1alpha1"
-POLICY_GROUP_V1ALPHA2 = "policy.networking.k8s.io/v1alpha2"
+POLICY_GROUP_V1ALPHA1: Final = "policy.networking.k8s.io/v1alpha1"
+POLICY_GROUP_V1ALPHA2: Final = "policy.networking.k8s.io/v1alpha2"
 L4Protocol = Literal["TCP", "UDP", "SCTP"]
 
 

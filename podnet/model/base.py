@@ -97,6 +97,6 @@ class Resource(Model):
         group = cls.group()
         return f"{cls.PLURAL}.{group}" if group else cls.PLURAL
 
-    def with_meta(self, **changes: Any) -> "Resource":
+    def with_meta(self, **changes: Any) -> Resource:
         """A copy with metadata fields replaced (values stay frozen)."""
         return self.model_copy(update={"metadata": self.metadata.model_copy(update=changes)})

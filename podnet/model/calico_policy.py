@@ -10,7 +10,7 @@ source port is ephemeral, so such a rule's effect could not be explained).
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Final, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
@@ -18,7 +18,7 @@ from . import validation as v
 from .base import Model, Resource
 from .calico_selector import check_selector
 
-CALICO_V3 = "projectcalico.org/v3"
+CALICO_V3: Final = "projectcalico.org/v3"
 RuleAction = Literal["Allow", "Deny", "Log", "Pass"]
 PolicyType = Literal["Ingress", "Egress"]
 #: Calico's protocol names and their IP protocol numbers
@@ -100,7 +100,7 @@ def _valid_port(value: int | str) -> int | str:
 
 #: a ``nets`` entry and a ``ports`` entry, each checked where it stands (errors name its index)
 Net = Annotated[str, AfterValidator(_valid_net)]
-Port = Annotated[Union[int, str], AfterValidator(_valid_port)]
+Port = Annotated[int | str, AfterValidator(_valid_port)]
 
 
 class ICMPFields(Model):

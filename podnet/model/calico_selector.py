@@ -7,9 +7,9 @@ Grammar (projectcalico.org/v3): ``all()``, ``global()``, ``k == 'v'``, ``k != 'v
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Mapping
 
 Labels = Mapping[str, str]
 Matcher = Callable[[Labels], bool]

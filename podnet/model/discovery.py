@@ -41,7 +41,7 @@ class SliceEndpoint(Model):
     _check_hostname = v.field_check("hostname", v.check_dns1123_label)
 
     @model_validator(mode="after")
-    def _one_address(self) -> "SliceEndpoint":
+    def _one_address(self) -> SliceEndpoint:
         if len(self.addresses) != 1:
             raise ValueError(f"addresses: must hold exactly one address, got {len(self.addresses)}")
         return self
@@ -56,7 +56,7 @@ class SlicePort(Model):
     _check_port = v.field_check("port", v.check_port_number)
 
     @model_validator(mode="after")
-    def _name_rule(self) -> "SlicePort":
+    def _name_rule(self) -> SlicePort:
         if self.name:
             try:
                 v.check_dns1123_label(self.name)
@@ -81,7 +81,7 @@ class EndpointSlice(Resource):
         return self.metadata.labels.get(SERVICE_NAME_LABEL)
 
     @model_validator(mode="after")
-    def _slice_rules(self) -> "EndpointSlice":
+    def _slice_rules(self) -> EndpointSlice:
         if len(self.endpoints) > MAX_ENDPOINTS:
             raise ValueError(f"endpoints: at most {MAX_ENDPOINTS} endpoints per slice, got {len(self.endpoints)}")
         if len(self.ports or ()) > MAX_PORTS:

@@ -24,7 +24,7 @@ class PolicyRule(Model):
     non_resource_urls: list[str] | None = Field(default=None, alias="nonResourceURLs")
 
     @model_validator(mode="after")
-    def _resources_or_urls(self) -> "PolicyRule":
+    def _resources_or_urls(self) -> PolicyRule:
         if not self.verbs:
             raise ValueError("verbs: Required value: verbs must contain at least one value")
         if self.non_resource_urls and (self.resources or self.api_groups):
@@ -42,7 +42,7 @@ class Subject(Model):
     api_group: str | None = None
 
     @model_validator(mode="after")
-    def _group(self) -> "Subject":
+    def _group(self) -> Subject:
         expected = "" if self.kind == "ServiceAccount" else RBAC_GROUP
         if self.api_group not in (None, expected):
             raise ValueError(f"apiGroup: Unsupported value: {self.api_group!r}: supported values: {expected!r}")
@@ -104,7 +104,7 @@ class ClusterRoleBinding(Resource):
     role_ref: RoleRef
 
     @model_validator(mode="after")
-    def _cluster_role(self) -> "ClusterRoleBinding":
+    def _cluster_role(self) -> ClusterRoleBinding:
         if self.role_ref.kind != "ClusterRole":
             raise ValueError('roleRef.kind: Unsupported value: "Role": supported values: "ClusterRole"')
         return self

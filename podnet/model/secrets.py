@@ -70,7 +70,7 @@ class Secret(Resource):
         return value
 
     @model_validator(mode="after")
-    def _valid(self) -> "Secret":
+    def _valid(self) -> Secret:
         decoded = {}
         for key, text in (self.data or {}).items():
             _check_key(key)

@@ -4,7 +4,8 @@ The Calico selector language lives in ``calico_selector``. Both compile once int
 """
 from __future__ import annotations
 
-from typing import Literal, Mapping
+from collections.abc import Mapping
+from typing import Literal
 
 import pydantic
 from pydantic import model_validator
@@ -23,7 +24,7 @@ class LabelSelectorRequirement(Model):
     _check_key = v.field_check("key", v.check_qualified_name)
 
     @model_validator(mode="after")
-    def _values_match_operator(self) -> "LabelSelectorRequirement":
+    def _values_match_operator(self) -> LabelSelectorRequirement:
         if self.operator in ("In", "NotIn"):
             if not self.values:
                 raise ValueError(f"values: must be specified (non-empty) when operator is {self.operator}")

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Any, Callable
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, field_validator
 
@@ -28,7 +29,7 @@ def field_check(name: str, check: Callable[[Any], Any]) -> Any:
             check(value)
         return value
 
-    return field_validator(name)(classmethod(run))  # type: ignore[arg-type]
+    return field_validator(name)(classmethod(run))
 
 
 def check_dns1123_label(value: str) -> None:

@@ -21,9 +21,10 @@ from __future__ import annotations
 import builtins
 import secrets
 import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Protocol, Sequence, Union
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, Protocol, TypeVar, cast
 
 from ..errors import AlreadyExists, Conflict, NotFound, PodnetError
 from ..model import KINDS, Namespace, Resource, Service
@@ -44,7 +45,8 @@ ATTEMPTS = 8
 
 Action = Literal["created", "configured", "unchanged"]
 WatchType = Literal["ADDED", "MODIFIED", "DELETED"]
-Ref = Union[Resource, tuple[type[Resource], str, Union[str, None]]]
+Ref = Resource | tuple[type[Resource], str, str | None]
+R = TypeVar("R", bound=Resource)
 
 _BY_PLURAL: dict[str, type[Resource]] = {cls.PLURAL: cls for cls in KINDS}
 #: What the API server's admission does per kind, inside the write's transaction: ``admit``
@@ -52,7 +54,7 @@ _BY_PLURAL: dict[str, type[Resource]] = {cls.PLURAL: cls for cls in KINDS}
 #: and the keys of its own to put and delete, or raises (nothing is written).
 ADMISSIONS: dict[type[Resource], Any] = {Service: service_admission}
 #: (kind, key, value asked for or None for a deletion, stored value or None)
-Change = tuple[type[Resource], str, Union[dict[str, Any], None], Union[dict[str, Any], None]]
+Change = tuple[type[Resource], str, dict[str, Any] | None, dict[str, Any] | None]
 
 
 class Matcher(Protocol):
@@ -192,23 +194,31 @@ def _merge_admitted(value: dict[str, Any], stored: dict[str, Any]) -> dict[str, 
 @dataclass(frozen=True)
 class Snapshot:
     """Every object at one revision, for pure planners: ``objects[KIND]`` is sorted by
-    (namespace, name); ``raw`` holds the keys outside ``/registry/`` (IPAM blocks, affinities)."""
+    (namespace, name); ``raw`` holds the keys outside ``/registry/`` (IPAM blocks, affinities).
+    Kinds of two API groups may share a name (v1 Node and Calico's Node, the two
+    NetworkPolicies): ``of`` and ``get`` answer by class, never by kind name alone."""
 
     revision: int
     objects: Mapping[str, tuple[Resource, ...]] = field(default_factory=dict)
     raw: Mapping[str, dict[str, Any]] = field(default_factory=dict)
-    _index: dict[tuple[str, str | None, str], Resource] = field(init=False, repr=False, compare=False)
+    _by_class: dict[type[Resource], tuple[Resource, ...]] = field(init=False, repr=False, compare=False)
+    _index: dict[tuple[type[Resource], str | None, str], Resource] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        index = {(kind, o.metadata.namespace, o.metadata.name): o for kind, objs in self.objects.items() for o in objs}
+        by_class: dict[type[Resource], builtins.list[Resource]] = {}
+        for objs in self.objects.values():
+            for o in objs:
+                by_class.setdefault(type(o), []).append(o)
+        object.__setattr__(self, "_by_class", {cls: tuple(objs) for cls, objs in by_class.items()})
+        index = {(type(o), o.metadata.namespace, o.metadata.name): o for objs in self.objects.values() for o in objs}
         object.__setattr__(self, "_index", index)
 
-    def of(self, cls: type[Resource]) -> tuple[Resource, ...]:
-        return self.objects.get(cls.KIND, ())
+    def of(self, cls: type[R]) -> tuple[R, ...]:
+        return cast(tuple[R, ...], self._by_class.get(cls, ()))
 
-    def get(self, cls: type[Resource], name: str, namespace: str | None = None) -> Resource | None:
+    def get(self, cls: type[R], name: str, namespace: str | None = None) -> R | None:
         ns = (namespace or "default") if cls.NAMESPACED else None
-        return self._index.get((cls.KIND, ns, name))
+        return cast(R | None, self._index.get((cls, ns, name)))
 
 
 class ResourceStore:
@@ -216,7 +226,7 @@ class ResourceStore:
 
     def __init__(self, kv: Store, clock: Callable[[], datetime] | None = None) -> None:
         self.kv = kv
-        self._clock = clock or (lambda: datetime.now(timezone.utc))
+        self._clock = clock or (lambda: datetime.now(UTC))
 
     def revision(self) -> int:
         return self.kv.revision()
@@ -709,7 +719,7 @@ class _DeletionPlan:
                 if grace == 0:
                     self._remove(record, pod=True)
                     return
-                then = datetime.strptime(meta["deletionTimestamp"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+                then = datetime.strptime(meta["deletionTimestamp"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
                 meta["deletionTimestamp"] = _rfc3339(then - timedelta(seconds=pending - grace))
                 meta["deletionGracePeriodSeconds"] = grace
                 self._mark(record, meta)

@@ -4,7 +4,7 @@ nothing, and the applier recovers by reading the kernel back."""
 from __future__ import annotations
 
 import random
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -79,7 +79,7 @@ def test_pod_changes_by_netlink_leave_the_kernel_equal_to_a_full_render(ns: str)
             applier.sync(full)
             live = LiveTable(full, full_index)
         else:
-            how = applier.apply_elements(update.commands, live, lambda: live.commit(update))
+            how = applier.apply_elements(update.commands, live, lambda live=live, update=update: live.commit(update))
             if update.commands:
                 assert how == "netlink"
                 by_netlink += 1

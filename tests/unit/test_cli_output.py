@@ -1,7 +1,7 @@
 """Output helpers: kubectl's ages and column alignment."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -30,7 +30,7 @@ def test_table_three_space_columns_no_trailing_space() -> None:
 
 def test_pod_and_service_cells() -> None:
     created = "2026-01-01T00:00:00Z"
-    now = datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=200)
+    now = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=200)
     pod = Pod.model_validate({
         "metadata": {"name": "web-1", "namespace": "default", "creationTimestamp": created},
         "spec": {"nodeName": "node-1", "containers": [{"name": "a"}, {"name": "b"}]},
@@ -79,6 +79,6 @@ def test_boxed_table_as_calicoctl_prints_ipam_show() -> None:
 def test_pod_status_column_as_kubectl(status: dict, deleting: bool, shown: str) -> None:
     meta = {"name": "p", "namespace": "default"} | ({"deletionTimestamp": "2026-01-01T00:00:00Z"} if deleting else {})
     pod = Pod.model_validate({"metadata": meta, "spec": {"containers": [{"name": "a"}]}, "status": status})
-    _, rows = rows_for(Pod, [pod], datetime(2026, 1, 1, tzinfo=timezone.utc), wide=False, all_namespaces=False,
+    _, rows = rows_for(Pod, [pod], datetime(2026, 1, 1, tzinfo=UTC), wide=False, all_namespaces=False,
                        show_labels=False)
     assert rows[0][2] == shown

@@ -6,8 +6,14 @@ from __future__ import annotations
 import struct
 
 from podnet.dataplane.nft.model import POLICY_TABLE
-from podnet.kernel.nft.netlink import (NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END, NFT_MSG_DELSETELEM, NFT_MSG_NEWSETELEM,
-                                       encode, encode_key)
+from podnet.kernel.nft.netlink import (
+    NFNL_MSG_BATCH_BEGIN,
+    NFNL_MSG_BATCH_END,
+    NFT_MSG_DELSETELEM,
+    NFT_MSG_NEWSETELEM,
+    encode,
+    encode_key,
+)
 
 T = {"family": "inet", "table": "podnet"}
 INFO = {"pods-x": (("ipv4_addr",), False), "from-pod": (("ifname", "ipv4_addr"), True),

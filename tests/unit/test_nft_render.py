@@ -16,8 +16,15 @@ from hypothesis import strategies as st
 
 from podnet.cni.spec import Env, host_ifname
 from podnet.dataplane.nft.diff import plan_sync
-from podnet.dataplane.nft.model import (NftTable, cidr_minus, element_json, element_parse, interval_of, merge_intervals,
-                                        parse_listing)
+from podnet.dataplane.nft.model import (
+    NftTable,
+    cidr_minus,
+    element_json,
+    element_parse,
+    interval_of,
+    merge_intervals,
+    parse_listing,
+)
 from podnet.dataplane.nft.render import policy_chain, render, workload_ifname
 from podnet.model import Namespace, NetworkPolicy, Pod
 from podnet.policy.cluster import ClusterState
@@ -37,7 +44,7 @@ def pod(ns: str, name: str, ip: str, node: str, labels: dict[str, str], ports: l
 
 
 def namespaces(**labels: dict[str, str]) -> list[Namespace]:
-    return [Namespace.model_validate({"metadata": {"name": n, "labels": l}}) for n, l in labels.items()]
+    return [Namespace.model_validate({"metadata": {"name": n, "labels": lab}}) for n, lab in labels.items()]
 
 
 def policies(text: str) -> list[NetworkPolicy]:
@@ -263,7 +270,7 @@ def test_sizes_grow_with_policies_plus_pods_not_pods_squared() -> None:
 @settings(max_examples=200, deadline=None)
 def test_cidr_minus_matches_ipaddress(base: int, plen: int, holes: list[tuple[int, int]]) -> None:
     net = ipaddress.ip_network((base, plen), strict=False)
-    excepts = [str(ipaddress.ip_network((h, l), strict=False)) for h, l in holes]
+    excepts = [str(ipaddress.ip_network((h, length), strict=False)) for h, length in holes]
     spans = cidr_minus(str(net), excepts)
     assert spans == merge_intervals(spans)  # disjoint, sorted
     probes = [int(net.network_address), int(net.broadcast_address)] + [interval_of(e)[0] for e in excepts] + \

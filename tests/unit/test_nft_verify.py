@@ -6,7 +6,12 @@ from podnet.dataplane.nft.verify import compare
 from podnet.policy.cluster import ClusterState
 from podnet.policy.matrix import Matrix, compute_matrix
 
-from test_nft_render import NAMESPACES, PODS, SCENARIOS, policies  # rootdir-relative (pytest puts tests/unit on sys.path)
+from test_nft_render import (  # rootdir-relative (pytest puts tests/unit on sys.path)
+    NAMESPACES,
+    PODS,
+    SCENARIOS,
+    policies,
+)
 
 
 def _flip(m: Matrix, key: str, i: int, j: int) -> Matrix:

@@ -34,7 +34,7 @@ class Reachability:
     def __init__(self, default: bool = True) -> None:
         self.cells = {(s, d): default for s in KEYS for d in KEYS}
 
-    def expect(self, src: str, dst: str, ok: bool) -> "Reachability":
+    def expect(self, src: str, dst: str, ok: bool) -> Reachability:
         for s in KEYS:
             for d in KEYS:
                 if (src == "*" or s == src or s.startswith(src.rstrip("*"))) and \
@@ -84,7 +84,8 @@ def test_allow_ingress_from_all_namespaces():
 
 
 def test_allow_only_from_a_different_namespace_by_namespace_selector():
-    st = cluster(policy("x", "allow-ns-y", {"podSelector": POD_A, "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"ns": "y"}}}]}]}))
+    st = cluster(policy("x", "allow-ns-y", {"podSelector": POD_A,
+                                            "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"ns": "y"}}}]}]}))
     check(st, Reachability().expect("*", "x/a", False).expect("y/*", "x/a", True))
 
 

@@ -60,8 +60,9 @@ def test_result_depends_only_on_state_not_arrival_order(seed, order):
 
 def test_json_contract_shape():
     pods = [pod("x", "b", {"pod": "b"}, "10.0.0.2"), pod("x", "a", {"pod": "a"}, "10.0.0.1"), pod("y", "a", {"pod": "a"}, "10.0.1.1")]
-    pol = netpol("x", "only-a", {"podSelector": {"matchLabels": {"pod": "a"}}, "ingress": [{"from": [{"podSelector": {"matchLabels": {"pod": "b"}}}],
-                                                                                        "ports": [{"port": 80}]}]})
+    pol = netpol("x", "only-a", {"podSelector": {"matchLabels": {"pod": "a"}},
+                                 "ingress": [{"from": [{"podSelector": {"matchLabels": {"pod": "b"}}}],
+                                              "ports": [{"port": 80}]}]})
     state = ClusterState.build([ns("x"), ns("y")], pods, [pol])
     data = compute_matrix(state, [80, 81], ["TCP", "UDP"]).to_json()
     assert data["pods"] == ["x/a", "x/b", "y/a"]

@@ -12,8 +12,9 @@ from __future__ import annotations
 import ipaddress
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from podnet.model import (
     AdminNetworkPolicy,

@@ -356,7 +356,8 @@ def test_admin_and_baseline_tiers_pass_when_no_rule_matches():
 
 
 def test_admin_beats_networkpolicy_which_beats_baseline():
-    np_allow = k8s("prod", "allow-dev", {"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"env": "dev"}}}]}]})
+    np_allow = k8s("prod", "allow-dev", {"podSelector": {},
+                                         "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"env": "dev"}}}]}]})
     deny = anp("deny-dev", 10, PROD, ingress=[{"action": "Deny", "from": DEV_PEER}])
     passing = anp("pass-dev", 10, PROD, ingress=[{"action": "Pass", "from": DEV_PEER}])
     base_deny = banp(PROD, ingress=[{"action": "Deny", "from": DEV_PEER}])

@@ -82,8 +82,8 @@ def test_diff_live_store_against_files_and_get_columns(tmp_path: Path):
     out = run("apply", "-f", TIERS, state_dir=state)
     assert out.exit_code == 0, out.output
     # the store keeps no pod status from manifests: give the pods their addresses as a node would
-    from podnet.model import Pod
     from podnet.manifest import load_paths
+    from podnet.model import Pod
     from podnet.store.open import open_store
 
     store = open_store(state)

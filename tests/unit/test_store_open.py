@@ -111,3 +111,29 @@ def test_a_closed_store_says_so(tmp_path: Path) -> None:
     store.close()
     with pytest.raises(PodnetError, match="closed"):
         store.get("/x")
+
+
+def test_a_snapshot_tells_kinds_of_the_same_name_apart(tmp_path: Path) -> None:
+    """v1 Node and Calico's Node, Kubernetes' and Calico's NetworkPolicy share kind names: a
+    snapshot answers each by its class, so a planner never sees the other group's objects."""
+    from podnet.model import CalicoNetworkPolicy, CalicoNode, NetworkPolicy, Node
+
+    rs = open_store(str(tmp_path / "s"))
+    try:
+        rs.apply([Node.model_validate({"metadata": {"name": "n1"}}),
+                  CalicoNode.model_validate({"apiVersion": "projectcalico.org/v3", "kind": "Node",
+                                             "metadata": {"name": "n1"}, "spec": {}}),
+                  NetworkPolicy.model_validate({"metadata": {"name": "p", "namespace": "default"},
+                                                "spec": {"podSelector": {}}}),
+                  CalicoNetworkPolicy.model_validate({"apiVersion": "projectcalico.org/v3", "kind": "NetworkPolicy",
+                                                      "metadata": {"name": "p", "namespace": "default"},
+                                                      "spec": {"selector": "all()"}})])
+        snap = rs.snapshot()
+    finally:
+        rs.close()
+    assert [type(o) for o in snap.of(Node)] == [Node] and [type(o) for o in snap.of(CalicoNode)] == [CalicoNode]
+    assert [type(o) for o in snap.of(NetworkPolicy)] == [NetworkPolicy]
+    assert [type(o) for o in snap.of(CalicoNetworkPolicy)] == [CalicoNetworkPolicy]
+    assert isinstance(snap.get(Node, "n1"), Node) and isinstance(snap.get(CalicoNode, "n1"), CalicoNode)
+    assert isinstance(snap.get(CalicoNetworkPolicy, "p", "default"), CalicoNetworkPolicy)
+    assert isinstance(snap.get(NetworkPolicy, "p", "default"), NetworkPolicy)
