@@ -22,14 +22,14 @@ from podnet.telemetry.policy_table import register_policy_table
 from podnet.telemetry.prom import PromTelemetry
 from podnet.testing.policy_lab import PolicyLab
 
-from test_nft_agent import POLICY, setup  # noqa: F401 (the fixture)
+from test_nft_agent import POLICY
 
 pytestmark = pytest.mark.kernel
 
 @pytest.fixture()
-def cluster(setup: tuple[PolicyLab, Any, str]) -> tuple[PolicyLab, Any]:  # noqa: F811 (the fixture)
-    """test_nft_agent's lab (web on n1; client1, client2 on n2) with its policy in the store."""
-    lab, store, _ = setup
+def cluster(policy_store_lab: tuple[PolicyLab, Any, str]) -> tuple[PolicyLab, Any]:
+    """The shared policy lab (web on n1; client1, client2 on n2) with test_nft_agent's policy in the store."""
+    lab, store, _ = policy_store_lab
     store.create(NetworkPolicy.model_validate(POLICY))
     return lab, store
 
