@@ -83,7 +83,9 @@ def facts_from_snapshot(snapshot: Any, blocks_by_node: Mapping[str, Sequence[str
                         underlay_mtu: int = 1500, ipip_supported: bool = False) -> ClusterFacts:
     """ClusterFacts from a store snapshot: anything with ``list(cls)``, or a mapping from kind
     (class, class name, plural) to objects."""
-    from podnet.model import BGPConfiguration, BGPPeer, CalicoNode, IPPool, Node
+    from podnet.model import BGPConfiguration, BGPPeer, CalicoNode, EndpointSlice, IPPool, Node, Service
+    from podnet.routing.services import service_advertisement
+    from podnet.services.proxy import slices_by_service
 
     def items(cls: type) -> list[Any]:
         if hasattr(snapshot, "of"):
@@ -106,9 +108,11 @@ def facts_from_snapshot(snapshot: Any, blocks_by_node: Mapping[str, Sequence[str
 
     if blocks_by_node is None:
         blocks_by_node = blocks_from_raw(getattr(snapshot, "raw", {}) or {})
-    return cluster_facts(items(Node), items(CalicoNode), items(IPPool), items(BGPConfiguration),
+    configs = items(BGPConfiguration)
+    services = service_advertisement(configs, items(Service), slices_by_service(items(EndpointSlice)))
+    return cluster_facts(items(Node), items(CalicoNode), items(IPPool), configs,
                          items(BGPPeer), blocks_by_node=blocks_by_node, underlay_mtu=underlay_mtu,
-                         ipip_supported=ipip_supported)
+                         ipip_supported=ipip_supported, services=services)
 
 
 class RoutingReconciler:
@@ -128,9 +132,12 @@ class RoutingReconciler:
         self.applier = RoutingApplier(self.run_dir, netns_name, supervised_bird)
         self.last_plan: RoutingPlan | None = None
 
-    def reconcile(self, snapshot: Any) -> RoutingStatus:
+    def facts(self, snapshot: Any) -> ClusterFacts:
         blocks = self.blocks_source() if self.blocks_source else None
-        return self.reconcile_facts(facts_from_snapshot(snapshot, blocks, ipip_supported=self.ipip_supported))
+        return facts_from_snapshot(snapshot, blocks, ipip_supported=self.ipip_supported)
+
+    def reconcile(self, snapshot: Any) -> RoutingStatus:
+        return self.reconcile_facts(self.facts(snapshot))
 
     def reconcile_facts(self, facts: ClusterFacts) -> RoutingStatus:
         """Plan this node from ``facts``, render, apply, and record the pass."""

@@ -11,7 +11,8 @@ import time
 from typing import Any
 
 from podnet.ipam.blocks import BLOCKS
-from podnet.model import BGPConfiguration, BGPPeer, CalicoNode, IPPool, Node
+from podnet.model import BGPConfiguration, BGPPeer, CalicoNode, EndpointSlice, IPPool, Node, Service
+from podnet.routing import ClusterFacts
 from podnet.store.resources import REGISTRY, ResourceStore
 from podnet.telemetry import NULL, Telemetry
 from podnet.telemetry.dataplane import DataplaneMetrics
@@ -21,9 +22,11 @@ from .runner import loop_logger
 
 LOOP = "routing-loop"
 # What facts_from_snapshot and publish_vtep read: v1 and Calico nodes, pools, BGP resources,
-# IPAM blocks (their affinities say which node routes which block). Pod churn (status writes,
-# IPAM handles) changes no route: waking every node's loop for it would cost a full pass each.
-ROUTING_KEYS = (*(f"{REGISTRY}{cls.PLURAL}/" for cls in (Node, CalicoNode, IPPool, BGPConfiguration, BGPPeer)),
+# IPAM blocks (their affinities say which node routes which block), Services and their
+# EndpointSlices (the Service prefixes announced over BGP). Pod churn (status writes, IPAM
+# handles) changes no route; a write that leaves the facts as they were costs one snapshot.
+ROUTING_KEYS = (*(f"{REGISTRY}{cls.PLURAL}/" for cls in (Node, CalicoNode, IPPool, BGPConfiguration, BGPPeer,
+                                                         Service, EndpointSlice)),
                 BLOCKS)
 # A burst of node, pool or block writes (a node joining) settles into one pass.
 MIN_INTERVAL = 0.05
@@ -64,11 +67,18 @@ class RoutingPass:
             "podnet_routing_unreachable_blocks", "Pod blocks of other nodes this node has no way to reach "
             "(e.g. host-gw across subnets).").labels()
         self._last_revision = -1
+        self._last_facts: ClusterFacts | None = None  # of the last pass that succeeded
 
     def __call__(self) -> int:
         snap = self.store.snapshot()
+        facts = self.reconciler.facts(snap)
+        if facts == self._last_facts and snap.revision != self._last_revision:
+            # A write routing does not depend on (a Node's heartbeat, an endpoint of a Service
+            # nothing announces): the kernel is as the last pass left it; the resync reads it back.
+            self._last_revision = snap.revision
+            return snap.revision
         t0 = time.perf_counter()
-        status = self.reconciler.reconcile(snap)
+        status = self.reconciler.reconcile_facts(facts)
         self.metrics.applied("full", time.perf_counter() - t0)
         self.routes.set(len(status.routes))
         self.unreachable.set(len(status.refusals))
@@ -80,6 +90,7 @@ class RoutingPass:
                 self.metrics.drift.inc()
         if not status.errors:
             self.metrics.revision.set(snap.revision)
+        self._last_facts = None if status.errors else facts
         self._last_revision = snap.revision
         for line in status.changes:
             log.info("%s", line)

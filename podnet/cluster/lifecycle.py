@@ -25,7 +25,7 @@ from podnet.services.allocation import CLUSTER_IPS, CONFIG_KEY, DEFAULT_SERVICE_
 from podnet.services.cluster import kubernetes_service, service_config
 from podnet.telemetry.serving import metrics_args
 
-from . import builder, datastore, processes, supervisor
+from . import builder, datastore, processes, supervisor, tor
 from .lab import node_resources
 from .topology import Topology, plan_topology
 
@@ -50,15 +50,19 @@ def up(state_dir: str, nodes: int = 3, underlay: str = "l2", backend: str = "bgp
        pod_cidr: str = "10.244.0.0/16", vxlan_mode: str = "Never", prefix: str = "", externals: int = 1,
        progress: Progress = _noop, timeout: float = 30.0,
        service_cidr: str = DEFAULT_SERVICE_CIDR, cluster_dns: str | None = None,
-       store: str = "sqlite", monitoring: float = 0.0) -> dict[str, Any]:
+       store: str = "sqlite", monitoring: float = 0.0, router_bgp: bool = False) -> dict[str, Any]:
     """Build and start a cluster: per node a routing loop, a node agent, a policy loop and a
     service proxy, and one control plane, each serving its metrics; ``store`` etcd puts the
     state in a 3-member etcd cluster on the underlay; ``monitoring`` > 0 also starts Prometheus
-    scraping them at that interval (seconds)."""
+    scraping them at that interval (seconds); ``router_bgp`` makes the lab router a BGP speaker
+    every node peers with (``cluster/tor.py``)."""
     if backend not in BACKENDS:
         raise PodnetError(f"unknown backend {backend!r}", hint=f"choose one of: {', '.join(sorted(BACKENDS))}")
     if store not in datastore.STORES:
         raise PodnetError(f"unknown store {store!r}", hint=f"choose one of: {', '.join(datastore.STORES)}")
+    if router_bgp and backend != "bgp":
+        raise PodnetError(f"--router-bgp needs the bgp backend, not {backend}",
+                          hint="use --backend bgp (host-gw and VXLAN announce nothing over BGP)")
     topo = plan_topology(nodes, underlay, prefix, externals)
     pool = _pool(pod_cidr, backend, vxlan_mode)
     services = service_config(service_cidr, pod_cidr)
@@ -78,6 +82,9 @@ def up(state_dir: str, nodes: int = 3, underlay: str = "l2", backend: str = "bgp
         progress("registering nodes and the IP pool")
         _register(state_dir, topo, pool, services, backend)
         _register_control_plane(state_dir, dns)
+        if router_bgp:
+            progress("the lab router peers with every node over BGP")
+            _start_router_bgp(state_dir, topo)
         progress("starting node processes")
         _start_processes(state_dir, topo)
         progress("waiting for nodes to report ready")
@@ -181,6 +188,20 @@ def _record_process(state_dir: str, rec: processes.ProcessRecord) -> None:
     builder.write_state(state_dir, state)
 
 
+def _start_router_bgp(state_dir: str, topo: Topology) -> None:
+    from podnet.store.open import open_store
+
+    store = open_store(state_dir)
+    try:
+        store.apply(list(tor.peer_resources(topo)))
+    finally:
+        store.close()
+    record = tor.start(state_dir, topo)
+    state = builder.read_state(state_dir) or {}
+    state["router_bgp"] = record
+    builder.write_state(state_dir, state)
+
+
 def _start_monitoring(state_dir: str, topo: Topology, interval: float) -> None:
     from . import monitoring
 
@@ -272,6 +293,7 @@ def down(state_dir: str, progress: Progress = _noop, keep_logs: bool = False) ->
         if Bird(run_dir(state_dir, n.name)).stop():
             done.append(f"bird on {n.name}")
     done += datastore.stop_etcd(state)
+    done += tor.stop(state.get("router_bgp"))
     progress(f"removing {len(state.get('netns', []))} namespaces")
     done += [f"netns {n}" for n in builder.destroy(state_dir)]
     for sub in ("nodes",) if keep_logs else ("nodes", "logs"):

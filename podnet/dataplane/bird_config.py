@@ -15,7 +15,10 @@ def _neighbor_block(n: BgpNeighbor, plan: BgpPlan) -> str:
              f"  neighbor {n.address} as {n.as_number};"]
     if n.as_number != plan.as_number:
         lines.append("  multihop;" if not n.direct else "  direct;")
-        lines.append("  ipv4 { import all; export where source ~ [ RTS_STATIC, RTS_BGP ]; next hop self; };")
+        # To another AS (a top-of-rack router) only what this node itself holds: its blocks and
+        # the Service prefixes it announces, so a Local Service's /32 comes only from nodes
+        # with an endpoint and the router's ECMP paths lead straight to the owners.
+        lines.append("  ipv4 { import all; export where source = RTS_STATIC; next hop self; };")
     elif n.direct:
         lines.append("  direct;")
         lines.append("  ipv4 { import all; export where source ~ [ RTS_STATIC, RTS_BGP ]; gateway direct; };")
@@ -39,6 +42,7 @@ def render_bird_config(plan: BgpPlan, node: str, log_path: str | None = None) ->
     if log_path:
         out.append(f"log \"{log_path}\" {{ info, remote, warning, error, auth, fatal, bug }};")
     no_kernel = ", ".join(plan.no_kernel)
+    service_blocks = ", ".join(f"{b}+" for b in plan.service_blocks)
     out += [
         "",
         "protocol device { scan time 1; }",
@@ -46,6 +50,8 @@ def render_bird_config(plan: BgpPlan, node: str, log_path: str | None = None) ->
         "filter podnet_kernel_export {",
         f"  if net ~ [ {no_kernel} ] then reject;  # routed by podnet over VXLAN" if plan.no_kernel else
         "  # every learned block goes to the kernel",
+        *([f"  if net ~ [ {service_blocks} ] then reject;  # Service addresses: the service proxy answers them"]
+          if plan.service_blocks else []),
         "  if source ~ [ RTS_BGP, RTS_STATIC ] then accept;",
         "  reject;",
         "}",
@@ -59,8 +65,12 @@ def render_bird_config(plan: BgpPlan, node: str, log_path: str | None = None) ->
         "  ipv4;",
     ]
     out += [f"  route {b} blackhole;" for b in plan.announce]
+    out.append("}")
+    if plan.services:  # announced to peers only: the kernel filter above keeps them out
+        out += ["", "protocol static podnet_services {", "  ipv4;"]
+        out += [f"  route {p} blackhole;" for p in plan.services]
+        out.append("}")
     out += [
-        "}",
         "",
         "template bgp podnet_peer {",
         f"  local {plan.local_address} as {plan.as_number};",

@@ -95,6 +95,8 @@ class BGPConfigurationSpec(Model):
     service_cluster_ips: list[dict[str, str]] | None = Field(default=None, alias="serviceClusterIPs")
     service_external_ips: list[dict[str, str]] | None = Field(default=None, alias="serviceExternalIPs")
     service_load_balancer_ips: list[dict[str, str]] | None = Field(default=None, alias="serviceLoadBalancerIPs")
+    service_load_balancer_aggregation: Literal["Enabled", "Disabled"] | None = Field(
+        default=None, alias="serviceLoadBalancerAggregation")
     listen_port: int | None = None
     node_mesh_password: dict[str, Any] | None = None
     communities: list[dict[str, Any]] | None = None

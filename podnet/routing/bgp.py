@@ -105,7 +105,8 @@ def plan(facts: ClusterFacts, node: str) -> RoutingPlan:
             routes.extend(vxlan_routes(peer, vp, vtep.name, tuple(encap_blocks)))
     bgp = BgpPlan(router_id=me.address, local_address=me.address, as_number=me.as_number or facts.as_number,
                   announce=me.blocks, neighbors=neighbors(facts, me), rr_cluster_id=me.rr_cluster_id,
-                  no_kernel=tuple(sorted({r.dst for r in routes})))
+                  no_kernel=tuple(sorted({r.dst for r in routes})),
+                  services=facts.services.prefixes(me.name), service_blocks=facts.services.blocks)
     return RoutingPlan(node=node, backend="bgp", routes=tuple(sorted(routes)), refusals=tuple(sorted(refusals)),
                        vtep=vtep, vxlan_peers=tuple(sorted(vpeers)), bgp=bgp, nat=nat_plan(facts),
                        problems=pool_problems(facts))

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from podnet.ipnet import IPNetwork, subnet_of
 from podnet.model import BGPConfiguration, BGPPeer, CalicoNode, IPPool, Node
 
+from .services import ServiceAdvertisement
+
 DEFAULT_AS = 64512
 DEFAULT_UNDERLAY_MTU = 1500
 
@@ -75,6 +77,7 @@ class ClusterFacts:
     peers: tuple[PeerFacts, ...] = ()
     underlay_mtu: int = DEFAULT_UNDERLAY_MTU
     ipip_supported: bool = False
+    services: ServiceAdvertisement = field(default_factory=ServiceAdvertisement)
 
     def node(self, name: str) -> NodeFacts | None:
         for n in self.nodes:
@@ -150,6 +153,7 @@ def cluster_facts(
     blocks_by_node: Mapping[str, Sequence[str]] | None = None,
     underlay_mtu: int = DEFAULT_UNDERLAY_MTU,
     ipip_supported: bool = False,
+    services: ServiceAdvertisement | None = None,
 ) -> ClusterFacts:
     """Everything the planners need, from resource values. Order of the inputs does not matter."""
     v1 = {n.name: n for n in nodes}
@@ -173,4 +177,5 @@ def cluster_facts(
                   peer_ip=p.spec.peer_ip, peer_selector=p.spec.peer_selector, as_number=p.spec.as_number)
         for p in sorted(bgp_peers, key=lambda p: p.name))
     return ClusterFacts(nodes=tuple(facts), pools=pool_facts, as_number=as_number, mesh=mesh,
-                        peers=peer_facts, underlay_mtu=underlay_mtu, ipip_supported=ipip_supported)
+                        peers=peer_facts, underlay_mtu=underlay_mtu, ipip_supported=ipip_supported,
+                        services=services or ServiceAdvertisement())

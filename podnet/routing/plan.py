@@ -73,6 +73,8 @@ class BgpPlan:
     neighbors: tuple[BgpNeighbor, ...]
     rr_cluster_id: str | None = None
     no_kernel: tuple[str, ...] = ()  # learned prefixes BIRD must not install (podnet routes them)
+    services: tuple[str, ...] = ()  # Service prefixes this node announces (routing/services.py)
+    service_blocks: tuple[str, ...] = ()  # every configured Service block: never in the kernel
 
 
 @dataclass(frozen=True)

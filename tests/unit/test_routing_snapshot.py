@@ -97,7 +97,10 @@ def test_routing_loop_survives_a_failed_pass(caplog):
         def __init__(self) -> None:
             self.passes = 0
 
-        def reconcile(self, snap):  # type: ignore[no-untyped-def]
+        def facts(self, snap):  # type: ignore[no-untyped-def]
+            return snap.revision
+
+        def reconcile_facts(self, facts):  # type: ignore[no-untyped-def]
             self.passes += 1
             if self.passes == 1:
                 raise OSError("netlink socket refused")

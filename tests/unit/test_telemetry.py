@@ -161,7 +161,10 @@ def every_metric(telemetry: PromTelemetry) -> None:
     ControlLoop(store, telemetry=telemetry).leaks_released.inc(2)
 
     class NoRouting:
-        def reconcile(self, snapshot: Any) -> Any:
+        def facts(self, snapshot: Any) -> Any:
+            return snapshot.revision
+
+        def reconcile_facts(self, facts: Any) -> Any:
             from podnet.agent.routing import RoutingStatus
             return RoutingStatus("n1", "bgp", 0.0, routes=["10.244.1.0/26 via 192.168.10.72 dev eth0"])
 
