@@ -146,7 +146,7 @@ class RoutingReconciler:
                                refusals=[f"{r.reason} [{r.dst}]" for r in plan.refusals], problems=list(plan.problems))
         want = desired_routing(plan, self.underlay_dev)
         bird_config = None if plan.bgp is None else render_bird_config(plan.bgp, plan.node, self.applier.bird.log)
-        done = self.applier.apply(want, bird_config)
+        done = self.applier.apply(want, bird_config, self.underlay_dev)
         status.routes = sorted(f"{r.dst} via {r.gateway} dev {r.dev}{' onlink' if r.onlink else ''}"
                                for r in want.routes)
         status.changes, status.errors, status.bird, status.vtep = done.changes, done.errors, done.bird, done.vtep

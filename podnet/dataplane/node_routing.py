@@ -30,4 +30,4 @@ def desired_routing(plan: RoutingPlan, underlay_dev: str = "eth0") -> DesiredRou
     if plan.subnet_env is not None:
         env = "".join(f"{k}={v}\n" for k, v in plan.subnet_env)
     return DesiredRouting(routes=routes, vxlan=vx, neighbours=frozenset(neighs), fdb=frozenset(fdb),
-                          nat=nat, subnet_env=env)
+                          nat=nat, subnet_env=env, lb_addresses=frozenset(plan.l2_addresses))

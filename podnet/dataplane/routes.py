@@ -58,6 +58,8 @@ class DesiredRouting:
     #: the ``ip podnet-nat`` table (None: no pool has natOutgoing, no table)
     nat: NftTable | None
     subnet_env: str | None
+    #: LoadBalancer addresses this node answers ARP for on the underlay (routing/l2.py)
+    lb_addresses: frozenset[str] = frozenset()
 
 
 def diff(desired: Iterable[T], observed: Iterable[T]) -> tuple[list[T], list[T]]:

@@ -15,7 +15,7 @@ from typing import Any
 from podnet.dataplane.nft.model import NAT_TABLE
 from podnet.dataplane.routes import DesiredRouting
 
-from . import routes, vxlan
+from . import lb_addresses, routes, vxlan
 from .bird import Bird
 from .netns import ipr_in
 from .nft.apply import NftApplier
@@ -40,7 +40,7 @@ class RoutingApplier:
         self.bird = Bird(run_dir, netns_name, supervised=supervised_bird)
         self.nat = NftApplier(netns_name, table=NAT_TABLE)
 
-    def apply(self, want: DesiredRouting, bird_config: str | None) -> AppliedRouting:
+    def apply(self, want: DesiredRouting, bird_config: str | None, underlay_dev: str = "eth0") -> AppliedRouting:
         """Make the kernel hold ``want``; BIRD runs ``bird_config`` (None: no BIRD)."""
         os.makedirs(self.run_dir, exist_ok=True)
         done = AppliedRouting()
@@ -59,6 +59,12 @@ class RoutingApplier:
             done.changes += [f"route +{r.dst} via {r.gateway} dev {r.dev}" for r in added]
             done.changes += [f"route -{r.dst} via {r.gateway} dev {r.dev}" for r in removed]
             done.errors += errors
+            taken, given_up, errors = lb_addresses.apply(ipr, underlay_dev, want.lb_addresses)
+            done.changes += [f"lb address +{ip} on {underlay_dev}" for ip in taken]
+            done.changes += [f"lb address -{ip} on {underlay_dev}" for ip in given_up]
+            done.errors += errors
+        for ip in taken:
+            lb_addresses.announce(underlay_dev, ip, self.netns)
         try:
             # Read back every time: the resync timer is what repairs a table changed by hand.
             changed = self.nat.remove() if want.nat is None else not self.nat.sync(want.nat, read_back=True).empty

@@ -15,6 +15,7 @@ from podnet.model import BGPConfiguration, BGPPeer, CalicoNode, IPPool, Node
 from .services import ServiceAdvertisement
 
 DEFAULT_AS = 64512
+EXCLUDE_LB_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
 DEFAULT_UNDERLAY_MTU = 1500
 
 
@@ -31,6 +32,8 @@ class NodeFacts:
     vtep_address: str | None = None
     as_number: int | None = None
     rr_cluster_id: str | None = None
+    ready: bool = True  # the v1 Node's Ready condition is not False/Unknown
+    exclude_lb: bool = False  # labelled node.kubernetes.io/exclude-from-external-load-balancers
 
     @property
     def subnet(self) -> IPNetwork:
@@ -131,12 +134,23 @@ def node_facts(node: Node | None, calico: CalicoNode | None, blocks: Sequence[st
         blocks = tuple(node.spec.pod_cidrs or ([node.spec.pod_cidr] if node.spec.pod_cidr else []))
     return NodeFacts(
         name=name, address=address, prefixlen=prefixlen, blocks=tuple(sorted(blocks, key=_net_key)),
-        labels=labels,
+        labels=labels, ready=_ready(node), exclude_lb=EXCLUDE_LB_LABEL in labels,
         vtep_mac=calico.spec.vxlan_tunnel_mac_addr if calico else None,
         vtep_address=calico.spec.ipv4_vxlan_tunnel_addr if calico else None,
         as_number=bgp.as_number if bgp else None,
         rr_cluster_id=bgp.route_reflector_cluster_id if bgp else None,
     )
+
+
+def _ready(node: Node | None) -> bool:
+    """Ready unless the node's Ready condition says False or Unknown (a node that never
+    reported a condition counts as ready: the lab registers nodes before their agents start)."""
+    if node is None:
+        return True
+    for entry in node.status.conditions or ():
+        if entry.get("type") == "Ready":
+            return entry.get("status") == "True"
+    return True
 
 
 def _net_key(cidr: str) -> tuple[int, int]:

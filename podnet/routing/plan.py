@@ -97,6 +97,7 @@ class RoutingPlan:
     nat: NatPlan = field(default_factory=NatPlan)
     subnet_env: tuple[tuple[str, str], ...] | None = None
     problems: tuple[str, ...] = ()
+    l2_addresses: tuple[str, ...] = ()  # LoadBalancer addresses this node answers ARP for
 
 
 def default_vtep_mac(node: str) -> str:

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from podnet.errors import PodnetError
 
 from . import bgp, hostgw, vxlan
 from .facts import ClusterFacts
+from .l2 import l2_addresses
 from .plan import RoutingPlan
 
 Planner = Callable[[ClusterFacts, str], RoutingPlan]
@@ -27,5 +29,9 @@ def get_backend(name: str) -> Planner:
 
 
 def plan_node(facts: ClusterFacts, node: str, backend: str) -> RoutingPlan:
-    """The routing plan for one node with the named backend."""
-    return get_backend(backend)(facts, node)
+    """The routing plan for one node with the named backend; without BGP, with the
+    LoadBalancer addresses it answers on the underlay."""
+    plan = get_backend(backend)(facts, node)
+    if backend == "bgp":
+        return plan
+    return replace(plan, l2_addresses=l2_addresses(facts, node))

@@ -108,18 +108,17 @@ def _is_ip(text: str) -> bool:
 
 def service_advertisement(configs: Iterable[BGPConfiguration], services: Iterable[Service],
                           slices_by_service: Mapping[str, list[EndpointSlice]]) -> ServiceAdvertisement:
-    """The announcement the default BGPConfiguration asks for (none without one)."""
+    """The announcement the default BGPConfiguration asks for (no blocks without one), with
+    every Service's addresses."""
     default = next((c for c in configs if c.name == "default"), None)
-    if default is None:
-        return ServiceAdvertisement()
-    spec = default.spec
-    adv = ServiceAdvertisement(cluster_cidrs=_cidrs(spec.service_cluster_ips),
-                               external_cidrs=_cidrs(spec.service_external_ips),
-                               lb_cidrs=_cidrs(spec.service_load_balancer_ips),
-                               lb_aggregation=spec.service_load_balancer_aggregation != "Disabled")
-    if not adv.blocks:
-        return adv
-    found = []
+    adv = ServiceAdvertisement()
+    if default is not None:
+        spec = default.spec
+        adv = ServiceAdvertisement(cluster_cidrs=_cidrs(spec.service_cluster_ips),
+                                   external_cidrs=_cidrs(spec.service_external_ips),
+                                   lb_cidrs=_cidrs(spec.service_load_balancer_ips),
+                                   lb_aggregation=spec.service_load_balancer_aggregation != "Disabled")
+    found = []  # also without blocks: the L2 announcement (routing/l2.py) reads them
     for svc in services:
         addrs = service_addresses(svc, slices_by_service.get(f"{svc.namespace or 'default'}/{svc.name}", ()))
         if addrs is not None:
