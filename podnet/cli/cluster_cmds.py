@@ -44,10 +44,12 @@ def _require_root() -> None:
 @click.option("--router-bgp", is_flag=True,
               help="The lab router speaks BGP (AS 64513) with every node, as a top-of-rack router: Service "
                    "addresses the BGPConfiguration announces reach the external hosts (bgp backend).")
+@click.option("--dns/--no-dns", "dns_addon", default=True, show_default=True,
+              help="Install the cluster DNS (coredns pods and the kube-dns Service), as kubeadm does.")
 @click.pass_context
 def up(ctx: click.Context, nodes: int, underlay: str, backend: str, pod_cidr: str, vxlan_mode: str,
        service_cidr: str, cluster_dns: str | None, prefix: str, timeout: float, store: str, monitoring: bool,
-       scrape_interval: float, router_bgp: bool) -> None:
+       scrape_interval: float, router_bgp: bool, dns_addon: bool) -> None:
     """Build an emulated cluster on this machine and start its node processes."""
     from podnet.cli.progress import Progress
     from podnet.cluster import lifecycle
@@ -57,7 +59,8 @@ def up(ctx: click.Context, nodes: int, underlay: str, backend: str, pod_cidr: st
         res = lifecycle.up(state_dir(ctx), nodes=nodes, underlay=underlay, backend=backend, pod_cidr=pod_cidr,
                            vxlan_mode=vxlan_mode, prefix=prefix, progress=lambda m: progress.step(m, done=True),
                            timeout=timeout, service_cidr=service_cidr, cluster_dns=cluster_dns, store=store,
-                           monitoring=scrape_interval if monitoring else 0, router_bgp=router_bgp)
+                           monitoring=scrape_interval if monitoring else 0, router_bgp=router_bgp,
+                           dns_addon=dns_addon)
     click.echo(f"cluster up: {len(res['nodes'])} nodes ({', '.join(res['nodes'])}), backend {backend}, "
                f"underlay {underlay}, store {store}, in {res['seconds']:.2f} s")
     if res["monitoring"]:

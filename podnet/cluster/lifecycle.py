@@ -50,12 +50,14 @@ def up(state_dir: str, nodes: int = 3, underlay: str = "l2", backend: str = "bgp
        pod_cidr: str = "10.244.0.0/16", vxlan_mode: str = "Never", prefix: str = "", externals: int = 1,
        progress: Progress = _noop, timeout: float = 30.0,
        service_cidr: str = DEFAULT_SERVICE_CIDR, cluster_dns: str | None = None,
-       store: str = "sqlite", monitoring: float = 0.0, router_bgp: bool = False) -> dict[str, Any]:
+       store: str = "sqlite", monitoring: float = 0.0, router_bgp: bool = False,
+       dns_addon: bool = True) -> dict[str, Any]:
     """Build and start a cluster: per node a routing loop, a node agent, a policy loop and a
     service proxy, and one control plane, each serving its metrics; ``store`` etcd puts the
     state in a 3-member etcd cluster on the underlay; ``monitoring`` > 0 also starts Prometheus
     scraping them at that interval (seconds); ``router_bgp`` makes the lab router a BGP speaker
-    every node peers with (``cluster/tor.py``)."""
+    every node peers with (``cluster/tor.py``); ``dns_addon`` installs the cluster DNS
+(``cluster/dns_addon.py``) with the external host's resolver as its upstream."""
     if backend not in BACKENDS:
         raise PodnetError(f"unknown backend {backend!r}", hint=f"choose one of: {', '.join(sorted(BACKENDS))}")
     if store not in datastore.STORES:
@@ -82,6 +84,9 @@ def up(state_dir: str, nodes: int = 3, underlay: str = "l2", backend: str = "bgp
         progress("registering nodes and the IP pool")
         _register(state_dir, topo, pool, services, backend)
         _register_control_plane(state_dir, dns)
+        if dns_addon:
+            progress("cluster DNS: coredns in kube-system, kube-dns at " + dns["clusterDNS"][0])
+            _install_dns(state_dir, topo, dns["clusterDNS"][0])
         if router_bgp:
             progress("the lab router peers with every node over BGP")
             _start_router_bgp(state_dir, topo)
@@ -186,6 +191,22 @@ def _record_process(state_dir: str, rec: processes.ProcessRecord) -> None:
     state = builder.read_state(state_dir) or {}
     state.setdefault("processes", []).append(rec.to_dict())
     builder.write_state(state_dir, state)
+
+
+def _install_dns(state_dir: str, topo: Topology, cluster_dns: str) -> None:
+    from podnet.store.open import open_store
+
+    from . import dns_addon, external_dns
+
+    upstreams = []
+    if topo.externals:
+        _record_process(state_dir, external_dns.start(state_dir, topo.externals[0]))
+        upstreams.append(topo.externals[0].address)
+    store = open_store(state_dir)
+    try:
+        store.apply(dns_addon.dns_objects(cluster_dns, upstreams))
+    finally:
+        store.close()
 
 
 def _start_router_bgp(state_dir: str, topo: Topology) -> None:

@@ -4,8 +4,9 @@ nginx / httpd → an HTTP server on the container's ports (default 80) answering
 name; busybox → the pod's own command, with Debian's busybox applets on PATH; any image whose
 name contains ``agnhost`` → Kubernetes' agnhost: ``netexec``, ``serve-hostname``, ``pause``,
 ``liveness``, ``connect`` and ``grpc-health-checking`` with their flags, or without a
-subcommand a server on every declared port and protocol. Anything else is refused with a
-message the pod's status shows.
+subcommand a server on every declared port and protocol; coredns → podnet's cluster DNS server
+(its Corefile arguments are ignored: it serves what kubeadm's Corefile configures). Anything
+else is refused with a message the pod's status shows.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ GRPC_SCRIPT = os.path.join(WORKLOADS_DIR, "grpc_server.py")
 WGET_SCRIPT = os.path.join(WORKLOADS_DIR, "wget.py")
 PYTHON = "/usr/bin/python3"
 HTTP_IMAGES = ("nginx", "httpd")
+DNS_IMAGES = ("coredns",)  # podnet's cluster DNS server (podnet/dns), configured by flags, not a Corefile
 COMMAND_IMAGES = ("busybox", "alpine")
 
 
@@ -61,6 +63,8 @@ def launch_for(pod: Pod, c: Container, podbin: str) -> Launch:
     if base in HTTP_IMAGES:
         http = [p for p in _ports(c, ["tcp:80"]) if p.startswith("tcp:")] or ["tcp:80"]
         return Launch((PYTHON, "-IS", SERVE_SCRIPT, "serve", "--http", "--name", pod.name, *http), env)
+    if base in DNS_IMAGES:
+        return Launch((sys.executable, "-I", "-m", "podnet.dns.server"), env)
     if base in COMMAND_IMAGES:
         argv = list(c.command or []) + list(c.args or [])
         return Launch(tuple(argv or ["sh"]), env)
