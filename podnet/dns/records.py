@@ -108,13 +108,18 @@ class ZoneIndex:
         index._add(f"dns-version.{origin}", "TXT", f'"{SCHEMA_VERSION}"')
         index._add(origin, "SOA", index.soa.data)
         index._add(origin, "NS", f"ns.dns.{origin}")
-        by_service: dict[str, list[EndpointSlice]] = {}
-        for sl in slices:
-            if sl.service_name:
-                by_service.setdefault(f"{sl.namespace or 'default'}/{sl.service_name}", []).append(sl)
+        by_service = slices_by_service(slices)
         for svc in services:
             index._add_service(svc, by_service.get(f"{svc.namespace or 'default'}/{svc.name}", []))
         return index
+
+    def merge(self, part: ServiceRecords) -> None:
+        """Add one Service's records, computed before (``service_records``)."""
+        for name, rtype, data in part.records:
+            bucket = self.records.setdefault(name, {}).setdefault(rtype, [])
+            if data not in bucket:
+                bucket.append(data)
+        self.names |= part.names
 
     def _add_service(self, svc: Service, slices: list[EndpointSlice]) -> None:
         ns = (svc.namespace or "default").lower()
@@ -158,6 +163,15 @@ class ZoneIndex:
                 self._add(fqdn, "SRV", f"0 {weight} {port} {target}")
                 if name:
                     self._add(f"_{name}._{proto}.{fqdn}", "SRV", f"0 {weight} {port} {target}")
+
+    @classmethod
+    def assemble(cls, parts: Iterable[ServiceRecords], namespaces: Iterable[str], zone: str = DEFAULT_ZONE) -> ZoneIndex:
+        """The same index as ``build``, from per-Service records computed earlier: a change
+        to one Service among thousands recomputes only its own records."""
+        index = cls.build([], [], namespaces, zone)
+        for part in parts:
+            index.merge(part)
+        return index
 
     # -- questions -------------------------------------------------------------------------
     def ours(self, name: str) -> bool:
@@ -216,3 +230,28 @@ class ZoneIndex:
             except ValueError:
                 continue
         return None
+
+
+@dataclass(frozen=True)
+class ServiceRecords:
+    """One Service's share of the zone: its records and the names they make exist."""
+
+    records: tuple[tuple[str, str, str], ...]
+    names: frozenset[str]
+
+
+def service_records(svc: Service, slices: list[EndpointSlice], zone: str = DEFAULT_ZONE) -> ServiceRecords:
+    scratch = ZoneIndex(zone=zone.lower().rstrip("."))
+    scratch._add_service(svc, slices)
+    records = tuple((name, rtype, data) for name, types in scratch.records.items()
+                    for rtype, datas in types.items() for data in datas)
+    return ServiceRecords(records, frozenset(scratch.names))
+
+
+def slices_by_service(slices: Iterable[EndpointSlice]) -> dict[str, list[EndpointSlice]]:
+    """``namespace/service`` → its slices (by the ``kubernetes.io/service-name`` label)."""
+    out: dict[str, list[EndpointSlice]] = {}
+    for sl in slices:
+        if sl.service_name:
+            out.setdefault(f"{sl.namespace or 'default'}/{sl.service_name}", []).append(sl)
+    return out

@@ -35,7 +35,16 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from .records import DEFAULT_TTL, DEFAULT_ZONE, Answer, Record, ZoneIndex
+from .records import (
+    DEFAULT_TTL,
+    DEFAULT_ZONE,
+    Answer,
+    Record,
+    ServiceRecords,
+    ZoneIndex,
+    service_records,
+    slices_by_service,
+)
 
 log = logging.getLogger("podnet.dns")
 UDP_DEFAULT = 512
@@ -193,26 +202,49 @@ def _formerr(wire: bytes) -> bytes:
 
 # -- the shell ---------------------------------------------------------------------------------
 class ZoneSource:
-    """The current ZoneIndex, rebuilt (at most every ``debounce`` s) when an informer changes."""
+    """The current ZoneIndex, rebuilt when an informer changes. Parsed objects and each
+    Service's records are kept by resourceVersion, so a rebuild after one change parses and
+    computes only what changed and merges the rest."""
 
-    def __init__(self, zone: str = DEFAULT_ZONE, debounce: float = 0.05) -> None:
+    def __init__(self, zone: str = DEFAULT_ZONE, debounce: float = 0.02) -> None:
         self.zone = zone
         self.debounce = debounce
         self.current: ZoneIndex | None = None
-        self.dirty = threading.Event()
         self.metrics: Metrics | None = None
+        self._parsed: dict[tuple[str, str, str], Any] = {}
+        self._records: dict[tuple[str, str, tuple[tuple[str, str], ...]], ServiceRecords] = {}
 
     def __call__(self) -> ZoneIndex | None:
         return self.current
 
+    def _model(self, cls: Any, obj: dict[str, Any], parsed: dict[tuple[str, str, str], Any]) -> Any:
+        meta = obj.get("metadata") or {}
+        key = (cls.KIND, f"{meta.get('namespace')}/{meta.get('name')}", str(meta.get("resourceVersion", "")))
+        model = self._parsed.get(key) if key[2] else None
+        if model is None:
+            model = _parse(cls, obj)
+        parsed[key] = model
+        return model
+
     def rebuild(self, services: list[dict[str, Any]], slices: list[dict[str, Any]], namespaces: list[dict[str, Any]]) -> None:
         from podnet.model import EndpointSlice, Service
 
-        svc = [_parse(Service, o) for o in services]
-        eps = [_parse(EndpointSlice, o) for o in slices]
+        parsed: dict[tuple[str, str, str], Any] = {}
+        svcs = [m for m in (self._model(Service, o, parsed) for o in services) if m is not None]
+        eps = [m for m in (self._model(EndpointSlice, o, parsed) for o in slices) if m is not None]
+        self._parsed = parsed
+        by_service = slices_by_service(eps)
+        records: dict[tuple[str, str, tuple[tuple[str, str], ...]], ServiceRecords] = {}
+        for svc in svcs:
+            key_ns = f"{svc.namespace or 'default'}/{svc.name}"
+            mine = by_service.get(key_ns, [])
+            key = (key_ns, svc.metadata.resource_version or "",
+                   tuple(sorted((sl.name, sl.metadata.resource_version or "") for sl in mine)))
+            part = self._records.get(key) if key[1] else None
+            records[key] = part if part is not None else service_records(svc, mine, self.zone)
+        self._records = records
         names = [str(o.get("metadata", {}).get("name", "")) for o in namespaces]
-        self.current = ZoneIndex.build([s for s in svc if s is not None], [e for e in eps if e is not None],
-                                       names, self.zone)
+        self.current = ZoneIndex.assemble(records.values(), names, self.zone)
         if self.metrics is not None:
             self.metrics.rebuilds.inc()
 

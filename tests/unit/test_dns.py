@@ -188,3 +188,34 @@ def test_forwarding_relays_the_upstream_answer() -> None:
         stop.set()
         sock.close()
     assert reply.id == query.id and values(reply, "A") == {"10.96.0.99"}
+
+
+def test_the_incremental_rebuild_equals_a_full_build() -> None:
+    """The server keeps each Service's records by resourceVersion and re-assembles the zone:
+    after any sequence of changes it holds exactly what a fresh build would."""
+    from podnet.dns.server import ZoneSource
+
+    def as_objects(version: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        services = [{**s.to_dict(), "metadata": {**s.to_dict()["metadata"], "resourceVersion": str(version)}}
+                    for s in SERVICES]
+        slices = [{**sl.to_dict(), "metadata": {**sl.to_dict()["metadata"], "resourceVersion": str(version)}}
+                  for sl in SLICES]
+        return services, slices
+
+    source = ZoneSource()
+    namespaces = [{"metadata": {"name": n}} for n in ("default", "prod", "kube-system")]
+    services, slices = as_objects(1)
+    source.rebuild(services, slices, namespaces)
+    changed = [s for s in services if s["metadata"]["name"] != "web"]  # web deleted
+    changed.append({"metadata": {"name": "new", "namespace": "prod", "resourceVersion": "2"},
+                    "spec": {"clusterIP": "10.96.0.77", "ports": [{"name": "h", "port": 81}]}})
+    slices = [sl for sl in slices if sl["metadata"]["name"] != "db-x"]  # db lost its endpoints
+    source.rebuild(changed, slices, namespaces)
+    fresh = ZoneIndex.build([Service.model_validate(o) for o in changed],
+                            [EndpointSlice.model_validate(o) for o in slices], ["default", "prod", "kube-system"])
+    assert source.current is not None
+    assert source.current.names == fresh.names
+    assert {k: {t: sorted(d) for t, d in v.items()} for k, v in source.current.records.items()} == \
+        {k: {t: sorted(d) for t, d in v.items()} for k, v in fresh.records.items()}
+    assert source.current.lookup(f"web.default.svc.{Z}", "A").rcode == "NXDOMAIN"
+    assert source.current.lookup(f"db.default.svc.{Z}", "A").rcode == "NXDOMAIN"
