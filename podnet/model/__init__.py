@@ -7,6 +7,7 @@ from .calico_policy import CalicoNetworkPolicy, GlobalNetworkPolicy, GlobalNetwo
 from .core import Endpoints, Namespace, Node, Pod, Service
 from .discovery import EndpointSlice
 from .events import Event
+from .ingress import Ingress, IngressClass
 from .networking import NetworkPolicy
 from .registry import KINDS, POLICY_KINDS, kind_for, lookup_resource
 
@@ -16,5 +17,5 @@ __all__ = [
     "Service",
     "kind_for", "lookup_resource",
     "AdminNetworkPolicy", "BaselineAdminNetworkPolicy", "CalicoNetworkPolicy", "ClusterNetworkPolicy",
-    "GlobalNetworkPolicy", "GlobalNetworkSet", "NetworkSet", "POLICY_KINDS", "Tier",
+    "GlobalNetworkPolicy", "GlobalNetworkSet", "NetworkSet", "POLICY_KINDS", "Tier", "Ingress", "IngressClass",
 ]

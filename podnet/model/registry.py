@@ -9,6 +9,7 @@ from .calico_policy import CalicoNetworkPolicy, GlobalNetworkPolicy, GlobalNetwo
 from .core import Endpoints, Namespace, Node, Pod, Service
 from .discovery import EndpointSlice
 from .events import Event
+from .ingress import Ingress, IngressClass
 from .networking import NetworkPolicy
 from .rbac import ClusterRole, ClusterRoleBinding, Role, RoleBinding
 from .secrets import Secret, ServiceAccount
@@ -21,7 +22,7 @@ POLICY_KINDS: tuple[type[Resource], ...] = (
 KINDS: tuple[type[Resource], ...] = (
     Namespace, Pod, Node, Service, Endpoints, EndpointSlice, Deployment, NetworkPolicy,
     IPPool, BGPConfiguration, BGPPeer, CalicoNode, ReplicaSet, Event,
-    Secret, ServiceAccount, Role, ClusterRole, RoleBinding, ClusterRoleBinding,
+    Secret, ServiceAccount, Role, ClusterRole, RoleBinding, ClusterRoleBinding, Ingress, IngressClass,
 ) + POLICY_KINDS
 
 _BY_API_KIND: dict[tuple[str, str], type[Resource]] = {(k.API_VERSION, k.KIND): k for k in KINDS}
