@@ -1,5 +1,7 @@
 """The Service controllers of the control plane: EndpointSlices and Endpoints from Services and
-Pods, and an address for LoadBalancer Services still pending (a pool appeared or freed up).
+Pods, an address for LoadBalancer Services still pending (a pool appeared or freed up), and the
+address of each Ingress the ingress controller serves (its status, which the controller in the
+pods cannot write: the API server is read-only).
 Both plans are pure (``podnet.services``); this shell writes them to the store."""
 from __future__ import annotations
 
@@ -7,7 +9,8 @@ import logging
 from typing import Any
 
 from podnet.errors import Conflict, NotFound, PodnetError
-from podnet.model import Endpoints, EndpointSlice, IPPool, Node, Pod, Service
+from podnet.ingress.status import stale_statuses
+from podnet.model import Endpoints, EndpointSlice, Ingress, IngressClass, IPPool, Node, Pod, Service
 from podnet.services import endpointslices
 from podnet.services.allocation import pending_load_balancers
 
@@ -38,3 +41,8 @@ class ServiceController:
                 pass  # changed or deleted meanwhile: the next pass decides again
             except PodnetError as exc:
                 log.warning("LoadBalancer %s: %s", svc.ref, exc)
+        for ing in stale_statuses(snap.of(Ingress), snap.of(IngressClass), services, snap.of(Pod), snap.of(Node)):
+            try:
+                self.store.update_status(ing)  # ingress-nginx's status sync, done here: the API is read-only
+            except (Conflict, NotFound):
+                pass

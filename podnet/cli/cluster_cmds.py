@@ -46,10 +46,12 @@ def _require_root() -> None:
                    "addresses the BGPConfiguration announces reach the external hosts (bgp backend).")
 @click.option("--dns/--no-dns", "dns_addon", default=True, show_default=True,
               help="Install the cluster DNS (coredns pods and the kube-dns Service), as kubeadm does.")
+@click.option("--ingress", is_flag=True,
+              help="Also install the ingress-nginx controller (NodePorts 30380 and 30443 on every node).")
 @click.pass_context
 def up(ctx: click.Context, nodes: int, underlay: str, backend: str, pod_cidr: str, vxlan_mode: str,
        service_cidr: str, cluster_dns: str | None, prefix: str, timeout: float, store: str, monitoring: bool,
-       scrape_interval: float, router_bgp: bool, dns_addon: bool) -> None:
+       scrape_interval: float, router_bgp: bool, dns_addon: bool, ingress: bool) -> None:
     """Build an emulated cluster on this machine and start its node processes."""
     from podnet.cli.progress import Progress
     from podnet.cluster import lifecycle
@@ -60,7 +62,7 @@ def up(ctx: click.Context, nodes: int, underlay: str, backend: str, pod_cidr: st
                            vxlan_mode=vxlan_mode, prefix=prefix, progress=lambda m: progress.step(m, done=True),
                            timeout=timeout, service_cidr=service_cidr, cluster_dns=cluster_dns, store=store,
                            monitoring=scrape_interval if monitoring else 0, router_bgp=router_bgp,
-                           dns_addon=dns_addon)
+                           dns_addon=dns_addon, ingress=ingress)
     click.echo(f"cluster up: {len(res['nodes'])} nodes ({', '.join(res['nodes'])}), backend {backend}, "
                f"underlay {underlay}, store {store}, in {res['seconds']:.2f} s")
     if res["monitoring"]:

@@ -21,6 +21,8 @@ from podnet.model import (
     Event,
     GlobalNetworkPolicy,
     GlobalNetworkSet,
+    Ingress,
+    IngressClass,
     IPPool,
     Namespace,
     NetworkPolicy,
@@ -170,6 +172,24 @@ def _policy(obj: Resource, now: datetime) -> list[str]:
     return [obj.name, obj.spec.pod_selector.describe(), age(obj, now)]
 
 
+def _ingress(obj: Resource, now: datetime) -> list[str]:
+    """kubectl's columns: CLASS (or <none>), HOSTS (* for a rule without host; three, then
+    "+ N more..."), ADDRESS, PORTS (80, plus 443 with TLS)."""
+    assert isinstance(obj, Ingress)
+    hosts = [r.host or "*" for r in obj.spec.rules or ()] or ["*"]
+    shown = ",".join(hosts[:3]) + (f" + {len(hosts) - 3} more..." if len(hosts) > 3 else "")
+    address = ",".join(i.ip or i.hostname or "" for i in obj.status.load_balancer.ingress or ())
+    return [obj.name, obj.spec.ingress_class_name or "<none>", shown, address, "80, 443" if obj.spec.tls else "80",
+            age(obj, now)]
+
+
+def _ingressclass(obj: Resource, now: datetime) -> list[str]:
+    assert isinstance(obj, IngressClass)
+    params = obj.spec.parameters
+    return [obj.name, obj.spec.controller or "", f"{params.get('kind')}/{params.get('name')}" if params else "<none>",
+            age(obj, now)]
+
+
 def _ippool(obj: Resource, now: datetime) -> list[str]:
     assert isinstance(obj, IPPool)
     return [obj.name, obj.spec.cidr]
@@ -228,6 +248,8 @@ PRINTERS: dict[type[Resource], Printer] = {
                         ("CONTAINERS", "IMAGES", "SELECTOR"), _replicaset_wide),
     Event: Printer(("LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"), _event, has_age=False),
     NetworkPolicy: Printer(("NAME", "POD-SELECTOR", "AGE"), _policy),
+    Ingress: Printer(("NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"), _ingress),
+    IngressClass: Printer(("NAME", "CONTROLLER", "PARAMETERS", "AGE"), _ingressclass),
     BGPPeer: Printer(("NAME", "PEERIP", "NODE", "ASN"), _bgppeer, has_age=False),
     BGPConfiguration: Printer(("NAME", "LOGSEVERITY", "MESHENABLED", "ASNUMBER"), _bgpconfig, has_age=False),
     CalicoNode: Printer(("NAME",), _caliconode, ("ASN", "IPV4", "IPV6"), _caliconode_wide, has_age=False),

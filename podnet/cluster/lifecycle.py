@@ -25,7 +25,7 @@ from podnet.services.allocation import CLUSTER_IPS, CONFIG_KEY, DEFAULT_SERVICE_
 from podnet.services.cluster import kubernetes_service, service_config
 from podnet.telemetry.serving import metrics_args
 
-from . import builder, datastore, processes, supervisor, tor
+from . import builder, datastore, ingress_addon, processes, supervisor, tor
 from .lab import node_resources
 from .topology import Topology, plan_topology
 
@@ -51,13 +51,14 @@ def up(state_dir: str, nodes: int = 3, underlay: str = "l2", backend: str = "bgp
        progress: Progress = _noop, timeout: float = 30.0,
        service_cidr: str = DEFAULT_SERVICE_CIDR, cluster_dns: str | None = None,
        store: str = "sqlite", monitoring: float = 0.0, router_bgp: bool = False,
-       dns_addon: bool = True) -> dict[str, Any]:
+       dns_addon: bool = True, ingress: bool = False) -> dict[str, Any]:
     """Build and start a cluster: per node a routing loop, a node agent, a policy loop and a
     service proxy, and one control plane, each serving its metrics; ``store`` etcd puts the
     state in a 3-member etcd cluster on the underlay; ``monitoring`` > 0 also starts Prometheus
     scraping them at that interval (seconds); ``router_bgp`` makes the lab router a BGP speaker
     every node peers with (``cluster/tor.py``); ``dns_addon`` installs the cluster DNS
-(``cluster/dns_addon.py``) with the external host's resolver as its upstream."""
+(``cluster/dns_addon.py``) with the external host's resolver as its upstream; ``ingress``
+the ingress-nginx controller (``cluster/ingress_addon.py``)."""
     if backend not in BACKENDS:
         raise PodnetError(f"unknown backend {backend!r}", hint=f"choose one of: {', '.join(sorted(BACKENDS))}")
     if store not in datastore.STORES:
@@ -87,6 +88,9 @@ def up(state_dir: str, nodes: int = 3, underlay: str = "l2", backend: str = "bgp
         if dns_addon:
             progress("cluster DNS: coredns in kube-system, kube-dns at " + dns["clusterDNS"][0])
             _install_dns(state_dir, topo, dns["clusterDNS"][0])
+        if ingress:
+            progress("ingress-nginx: the controller behind NodePorts 30380/30443")
+            _apply_objects(state_dir, ingress_addon.ingress_objects())
         if router_bgp:
             progress("the lab router peers with every node over BGP")
             _start_router_bgp(state_dir, topo)
@@ -191,6 +195,16 @@ def _record_process(state_dir: str, rec: processes.ProcessRecord) -> None:
     state = builder.read_state(state_dir) or {}
     state.setdefault("processes", []).append(rec.to_dict())
     builder.write_state(state_dir, state)
+
+
+def _apply_objects(state_dir: str, objs: list[Resource]) -> None:
+    from podnet.store.open import open_store
+
+    store = open_store(state_dir)
+    try:
+        store.apply(objs)
+    finally:
+        store.close()
 
 
 def _install_dns(state_dir: str, topo: Topology, cluster_dns: str) -> None:

@@ -6,7 +6,8 @@ name contains ``agnhost`` → Kubernetes' agnhost: ``netexec``, ``serve-hostname
 ``liveness``, ``connect`` and ``grpc-health-checking`` with their flags, or without a
 subcommand a server on every declared port and protocol; coredns → podnet's cluster DNS server
 (its Corefile arguments are ignored: it serves what kubeadm's Corefile configures). Anything
-else is refused with a message the pod's status shows.
+else is refused with a message the pod's status shows. An image under ``ingress-nginx`` runs
+podnet's ingress controller, which runs Debian's nginx.
 """
 from __future__ import annotations
 
@@ -63,6 +64,8 @@ def launch_for(pod: Pod, c: Container, podbin: str) -> Launch:
     if base in HTTP_IMAGES:
         http = [p for p in _ports(c, ["tcp:80"]) if p.startswith("tcp:")] or ["tcp:80"]
         return Launch((PYTHON, "-IS", SERVE_SCRIPT, "serve", "--http", "--name", pod.name, *http), env)
+    if "ingress-nginx" in image:  # registry.k8s.io/ingress-nginx/controller: nginx and its controller
+        return Launch((sys.executable, "-I", "-m", "podnet.ingress.controller", *(c.args or ())), env)
     if base in DNS_IMAGES:
         return Launch((sys.executable, "-I", "-m", "podnet.dns.server"), env)
     if base in COMMAND_IMAGES:

@@ -1,0 +1,121 @@
+"""S7's ingress part (seeds/004) in a lab cluster started with `podnet up --ingress`: two
+Services behind one Ingress, `curl -H 'Host: foo.example' http://<node>:30380/a` and `/b` from
+the external host reach different Services; a wildcard host matches one label; TLS terminates
+with a self-signed kubernetes.io/tls Secret; the Ingress shows the address it is reached at;
+an Ingress change is served within a second."""
+from __future__ import annotations
+
+import base64
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from podnet.cluster.ingress_addon import HTTP_NODE_PORT, HTTPS_NODE_PORT
+from podnet.testing.leaks import Prefixes
+
+from test_s7_services import Cluster
+
+pytestmark = [pytest.mark.scenario, pytest.mark.kernel]
+
+APPS = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: NAME, namespace: default}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: NAME}}
+  template:
+    metadata: {labels: {app: NAME}}
+    spec:
+      containers: [{name: nginx, image: nginx, ports: [{containerPort: 80}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: NAME, namespace: default}
+spec: {selector: {app: NAME}, ports: [{name: http, port: 80}]}
+"""
+
+INGRESS = """
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: foo, namespace: default}
+spec:
+  ingressClassName: nginx
+  tls: [{hosts: [foo.example], secretName: foo-tls}]
+  rules:
+  - host: foo.example
+    http:
+      paths:
+      - {path: /a, pathType: Prefix, backend: {service: {name: svc-a, port: {number: 80}}}}
+      - {path: /b, pathType: Prefix, backend: {service: {name: svc-b, port: {name: http}}}}
+  - host: "*.wild.example"
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: svc-b, port: {number: 80}}}}
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, prefixes: Prefixes) -> Iterator[Cluster]:
+    c = Cluster(str(tmp_path_factory.mktemp("ingress")), prefixes.new())
+    try:
+        c.cli("up", "--nodes", "2", "--ingress", "--no-dns", "--prefix", c.prefix, timeout=180)
+        yield c
+    finally:
+        c.cli("down", check=False, timeout=120)
+
+
+def curl(netns: str, *args: str) -> tuple[int, str]:
+    res = subprocess.run(["ip", "netns", "exec", netns, "curl", "-s", "-m", "3", "-o", "-", "-w", " %{http_code}",
+                          *args], capture_output=True, text=True)
+    body, _, code = res.stdout.rpartition(" ")
+    return int(code or 0), body.strip()
+
+
+def tls_secret(tmp: Path) -> str:
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=foo.example", "-keyout", str(tmp / "key"), "-out", str(tmp / "crt")],
+                   check=True, capture_output=True)
+    crt, key = (base64.b64encode((tmp / f).read_bytes()).decode() for f in ("crt", "key"))
+    return ("apiVersion: v1\nkind: Secret\nmetadata: {name: foo-tls, namespace: default}\n"
+            f"type: kubernetes.io/tls\ndata: {{tls.crt: {crt}, tls.key: {key}}}\n")
+
+
+def test_two_services_behind_one_ingress_from_the_external_host(cluster: Cluster, tmp_path: Path) -> None:
+    cluster.apply("---\n".join([*(APPS.replace("NAME", n) for n in ("svc-a", "svc-b")), tls_secret(tmp_path),
+                                 INGRESS]))
+    cluster.cli("wait", "pods", "--all", "--for", "condition=Ready", "--timeout", "60s")
+    cluster.cli("wait", "pods", "--all", "-n", "ingress-nginx", "--for", "condition=Ready", "--timeout", "60s")
+    st = cluster.status()
+    ext = st["topology"].externals[0].netns
+    node = st["nodes"][0]["address"]
+    url = f"http://{node}:{HTTP_NODE_PORT}"
+    deadline = time.monotonic() + 15
+    while curl(ext, "-H", "Host: foo.example", f"{url}/a")[0] != 200:
+        assert time.monotonic() < deadline, "the ingress never served /a"
+        time.sleep(0.2)
+    code_a, body_a = curl(ext, "-H", "Host: foo.example", f"{url}/a")
+    code_b, body_b = curl(ext, "-H", "Host: foo.example", f"{url}/b/x")
+    assert (code_a, code_b) == (200, 200) and body_a.startswith("svc-a-") and body_b.startswith("svc-b-")
+    assert curl(ext, "-H", "Host: foo.example", f"{url}/c")[0] == 404
+    assert curl(ext, "-H", "Host: x.wild.example", f"{url}/")[1].startswith("svc-b-")
+    assert curl(ext, "-H", "Host: y.x.wild.example", f"{url}/")[0] == 404
+    code, body = curl(ext, "--cacert", str(tmp_path / "crt"), "--resolve", f"foo.example:{HTTPS_NODE_PORT}:{node}",
+                      f"https://foo.example:{HTTPS_NODE_PORT}/a")
+    assert code == 200 and body.startswith("svc-a-"), body
+    # The Ingress shows where it is reached, as kubectl prints it.
+    deadline = time.monotonic() + 10
+    while "192.168.10." not in (out := cluster.cli("get", "ingress").stdout):
+        assert time.monotonic() < deadline, out
+        time.sleep(0.2)
+    assert "foo.example,*.wild.example" in out and "80, 443" in out
+    # A new path is served within a second of the change.
+    cluster.apply(INGRESS.replace("- {path: /b,", "- {path: /new, pathType: Exact, backend: {service: {name: svc-a, "
+                                  "port: {number: 80}}}}\n      - {path: /b,"))
+    t0 = time.monotonic()
+    while curl(ext, "-H", "Host: foo.example", f"{url}/new")[0] != 200:
+        assert time.monotonic() - t0 < 3, "the change was not served"
+        time.sleep(0.05)
