@@ -84,7 +84,7 @@ def render(plan: IngressPlan, run_dir: str, http_port: int = 80, https_port: int
     if plan.default_backend is not None:
         upstreams.add(plan.default_backend)
     out = ["# nginx configuration rendered by podnet's ingress controller. Do not edit: it is replaced.",
-           "worker_processes 1;", f"pid {run_dir}/nginx.pid;", "error_log stderr warn;",
+           "worker_processes auto;", f"pid {run_dir}/nginx.pid;", "error_log stderr warn;",
            "events { worker_connections 4096; }", "http {", "  access_log off;",
            "  server_names_hash_bucket_size 128;", "  server_tokens off;",
            *(f"  {kind}_temp_path {run_dir}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))]
