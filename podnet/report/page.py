@@ -106,7 +106,7 @@ def pod_matrix_html(matrix: Matrix, explain_index: dict[tuple[str, int, int], in
         body = []
         for i, src in enumerate(names):
             tds = "".join(
-                f'<td class="cell {"ok" if ok else "no"}" data-src="{escape(src)}" data-dst="{escape(names[j])}" '
+                f'<td class="cell {"ok" if ok else "no"}" data-traffic="{escape(key)}" data-src="{escape(src)}" data-dst="{escape(names[j])}" '
                 f'data-allowed="{str(ok).lower()}" data-e="{explain_index[(key, i, j)]}">{"." if ok else "X"}</td>'
                 for j, ok in enumerate(table[i]))
             body.append(f"<tr><th>{i + 1} {escape(src)}</th>{tds}</tr>")
