@@ -17,6 +17,18 @@ from .page import page, pod_matrix_html
 POD_TABLE_LIMIT = 40
 
 
+def selected_counts(state: ClusterState, eps: Sequence[Endpoint]) -> dict[str, int]:
+    """Pods each policy applies to; ``applying`` is asked once per group of alike pods."""
+    groups: dict[tuple[object, ...], list[Endpoint]] = {}
+    for ep in eps:
+        groups.setdefault((ep.namespace, frozenset(ep.labels.items()), ep.selectable, ep.service_account), []).append(ep)
+    out: dict[str, int] = {}
+    for members in groups.values():
+        for pol in state.applying(members[0]):
+            out[pol.ref] = out.get(pol.ref, 0) + len(members)
+    return out
+
+
 def build_report(state: ClusterState, ports: Sequence[int], protocols: Sequence[str],
                  pods: Sequence[Endpoint] | None = None, facts: ReportFacts | None = None,
                  locate: Locate | None = None, pod_table_limit: int = POD_TABLE_LIMIT,
@@ -36,16 +48,8 @@ def build_report(state: ClusterState, ports: Sequence[int], protocols: Sequence[
                     explanations.append(explanation_text(state, src, dst, port, proto))
                     index[(key, i, j)] = len(explanations) - 1
         pod_table = pod_matrix_html(matrix, index)
-    selected: dict[str, int] = {}
-    reps: dict[tuple[object, ...], int] = {}
-    for ep in eps:
-        group = (ep.namespace, frozenset(ep.labels.items()), ep.selectable, ep.service_account)
-        reps[group] = reps.get(group, 0) + 1
-    firsts = {(ep.namespace, frozenset(ep.labels.items()), ep.selectable, ep.service_account): ep for ep in reversed(eps)}
-    for group, count in reps.items():
-        for pol in state.applying(firsts[group]):
-            selected[pol.ref] = selected.get(pol.ref, 0) + count
+    selected = selected_counts(state, eps)
     warnings = lint(state, locate)
-    stamp = (now or datetime.datetime.now(datetime.timezone.utc)).strftime("%Y-%m-%d %H:%M:%S UTC")
+    stamp = (now or datetime.datetime.now(datetime.UTC)).strftime("%Y-%m-%d %H:%M:%S UTC")
     return page(state=state, matrix=matrix, eps=eps, hm=hm, pod_table=pod_table, explanations=explanations,
                 warnings=warnings, facts=facts, selected=selected, generated=stamp)

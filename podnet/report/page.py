@@ -106,7 +106,8 @@ def pod_matrix_html(matrix: Matrix, explain_index: dict[tuple[str, int, int], in
         body = []
         for i, src in enumerate(names):
             tds = "".join(
-                f'<td class="cell {"ok" if ok else "no"}" data-traffic="{escape(key)}" data-src="{escape(src)}" data-dst="{escape(names[j])}" '
+                f'<td class="cell {"ok" if ok else "no"}" data-traffic="{escape(key)}" data-src="{escape(src)}" '
+                f'data-dst="{escape(names[j])}" '
                 f'data-allowed="{str(ok).lower()}" data-e="{explain_index[(key, i, j)]}">{"." if ok else "X"}</td>'
                 for j, ok in enumerate(table[i]))
             body.append(f"<tr><th>{i + 1} {escape(src)}</th>{tds}</tr>")
@@ -124,7 +125,8 @@ def _pods(eps: Sequence[Endpoint]) -> str:
 
 def _nodes(facts: ReportFacts, state: ClusterState) -> str:
     if facts.nodes:
-        rows = [(n.name, ", ".join(n.addresses), ", ".join(n.pod_cidrs), "\n".join(n.routes) or "—") for n in facts.nodes]
+        rows = [(n.name, ", ".join(n.addresses), ", ".join(n.pod_cidrs), "\n".join(n.routes) or "—")
+                for n in facts.nodes]
         return _table(("node", "addresses", "pod CIDRs", "routes to other nodes' pods"), rows)
     if state.nodes:
         return _table(("node", "addresses"), [(n.name, ", ".join(n.addresses)) for n in state.nodes])
@@ -167,7 +169,8 @@ def page(*, state: ClusterState, matrix: Matrix, eps: Sequence[Endpoint], hm: He
                    f'pod by pod; `podnet matrix -o csv` lists every pair.</p></section>')
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:">
+<meta http-equiv="Content-Security-Policy"
+ content="default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:">
 <title>podnet report</title><style>{STYLE}</style></head>
 <body>
 <h1>podnet report</h1>
