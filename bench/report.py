@@ -49,6 +49,8 @@ def main() -> None:
     eps = sorted(state.pods, key=lambda e: e.key)
     print(f"== report at {len(state.pods):,} pods × {len(state.policies):,} policies, ports {ports} "
           f"(median of {args.reps}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores, shared machine)")
+    cold_state = ClusterState.build(namespaces, pods, policies)  # no memo warmed by an earlier run
+    t_cold, _ = timed(lambda: build_report(cold_state, ports, ["TCP"], sorted(cold_state.pods, key=lambda e: e.key)), 1)
     t_matrix, matrix = timed(lambda: compute_matrix(state, ports, ["TCP"], eps), args.reps)
     t_heat, _ = timed(lambda: heat_map(state, matrix, eps, []), args.reps)  # type: ignore[arg-type]
     t_lint, _ = timed(lambda: lint(state), args.reps)
@@ -60,6 +62,8 @@ def main() -> None:
     print(f"   lint                              {t_lint * 1000:9.0f} ms")
     print(f"   whole report (build_report)       {t_total * 1000:9.0f} ms   goal ≤ 5000 ms: "
           f"{'met' if t_total <= 5 else 'NOT met'} ({t_total / 5:.2f}× the budget)")
+    print(f"   whole report, first run (cold)    {t_cold * 1000:9.0f} ms   goal ≤ 5000 ms: "
+          f"{'met' if t_cold <= 5 else 'NOT met'} ({t_cold / 5:.2f}× the budget)")
     print(f"   page size {size / 1e6:.2f} MB ({len(gzip.compress(page.encode())) / 1e6:.2f} MB gzipped)")
 
 

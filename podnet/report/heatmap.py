@@ -12,7 +12,7 @@ from podnet.policy.matrix import Matrix, traffic_keys
 from podnet.policy.render import render_verdict
 
 #: more rows than this is no longer a picture: fall back to namespaces, then to the largest ones
-MAX_AXIS = 40
+MAX_AXIS = 30
 
 
 @dataclass(frozen=True)
