@@ -117,6 +117,29 @@ def test_large_cluster_folds_by_namespace(tmp_path):
     state = ClusterState.from_parts({}, eps, [])
     page = build_report(state, [80], ["TCP"])
     assert "Grouped by namespace (largest)" in page
-    assert "the other 21 namespaces" in page
+    assert "the other 31 namespaces" in page  # 60 namespaces, 29 shown (MAX_AXIS 30)
     assert 'class="pods-matrix"' not in page  # too many pods for the pod table
     assert script_json(page, "matrix-json") is None
+
+
+def test_live_store_shows_nodes_routes_and_flows_section(tmp_path):
+    from podnet.manifest import load_paths
+    from podnet.model import Node
+    from podnet.store.open import open_store
+
+    store = open_store(str(tmp_path))
+    try:
+        store.apply([item.obj for item in load_paths([str(EXAMPLES / "s1")])])
+        for i in (1, 2):  # as a node's agent registers itself: with its status
+            store.create(Node.model_validate({"metadata": {"name": f"n{i}"}, "spec": {"podCIDR": f"10.244.{i}.0/24"},
+                                              "status": {"addresses": [{"type": "InternalIP", "address": f"192.0.2.{i}"}]}}))
+    finally:
+        store.close()
+    out = tmp_path / "live.html"
+    result = CliRunner().invoke(cli, ["--state-dir", str(tmp_path), "report", "-o", str(out)], obj={})
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    expected = json.loads(CliRunner().invoke(cli, ["--state-dir", str(tmp_path), "matrix", "-o", "json"], obj={}).output)
+    assert script_json(page, "matrix-json") == expected
+    assert "10.244.2.0/24 via 192.0.2.2 (n2)" in page and "10.244.1.0/24 via 192.0.2.1 (n1)" in page
+    assert "No flow log source is available" in page
