@@ -31,9 +31,10 @@ def run(*args: str) -> str:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     with sync_api.sync_playwright() as pw:
-        # --no-sandbox: root; the page is a local file and its CSP forbids any fetch
+        # --no-sandbox: root; no background networking; the page is a local file whose CSP forbids any fetch
         b = pw.chromium.launch(executable_path=CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium"),
-                               args=["--no-sandbox", "--disable-gpu"])
+                               args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                                     "--disable-component-update", "--no-first-run"])
         try:
             yield b
         finally:
