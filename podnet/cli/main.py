@@ -39,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "matrix": "podnet.cli.policy_cmds:matrix",
     "lint": "podnet.cli.policy_cmds:lint",
     "diff": "podnet.cli.diff:command",
+    "report": "podnet.cli.report_cmd:command",
     "probe": "podnet.cli.probe_cmds:probe",
     "rollout": "podnet.cli.rollout:rollout",
     "scale": "podnet.cli.rollout:scale",

@@ -134,9 +134,12 @@ def _immediate_verdict(buf: bytes, start: int, end: int) -> str:
 class TableReader:
     """Lists one table of one namespace (None: the caller's) over a socket of its own."""
 
-    def __init__(self, table: TableId, netns_name: str | None = None) -> None:
+    def __init__(self, table: TableId, netns_name: str | None = None, memo: bool = True) -> None:
         self.table = table
         self.netns = netns_name
+        #: a rule message without its counter's values → (chain, comment, verdict): between two
+        #: scrapes only counters change, so each rule is decoded once, not on every scrape
+        self.memo: dict[bytes, tuple[str, str, str]] | None = {} if memo else None
         self._sock: socket.socket | None = None
         self._seq = 0
         self._lock = threading.Lock()
@@ -187,11 +190,25 @@ class TableReader:
         with self._lock:
             chains = [c for c in self._chains() if c]
             rules, counted, names = 0, [], dict[bytes, str]()
+            memo, seen, unpack = self.memo, dict[bytes, tuple[str, str, str]](), _U64.unpack_from
             for buf, s, e in self._dump(NFT_MSG_GETRULE, name):
-                chain, comment, verdict, counter = _rule(buf, s, e, names)
                 rules += 1
+                static = _static_part(buf, s, e) if memo is not None else None
+                if static is not None:
+                    known = memo.get(static[0])  # type: ignore[union-attr]
+                    if known is not None:
+                        seen[static[0]] = known
+                        data = static[1]
+                        counted.append(RuleCount(known[0], known[1], known[2], unpack(buf, data + 20)[0],
+                                                 unpack(buf, data + 8)[0]))
+                        continue
+                chain, comment, verdict, counter = _rule(buf, s, e, names)
                 if counter is not None:
                     counted.append(RuleCount(chain, comment, verdict, counter[0], counter[1]))
+                    if static is not None:
+                        seen[static[0]] = (chain, comment, verdict)
+            if memo is not None:
+                self.memo = seen  # rules gone from the table leave the memo
             sizes = {m: self._elements(m) for m in maps}
         return TableCounts(chains, rules, counted, sizes)
 
@@ -218,6 +235,20 @@ class TableReader:
         except FileNotFoundError:  # no such set or map (or table)
             return 0
         return count
+
+
+def _static_part(buf: bytes, start: int, end: int) -> tuple[bytes, int] | None:
+    """The message without its one counter's values, and where the counter's data starts (None:
+    no counter in the usual layout, or more than one: such a rule is decoded every time). After
+    the counter's name (12 bytes) come the data header (4), bytes (header 4, value 8) and packets
+    (header 4, value 8)."""
+    pos = buf.find(_COUNTER_NAME, start, end)
+    if pos < 0 or buf.find(_COUNTER_NAME, pos + 1, end) >= 0:
+        return None
+    data = pos + 12
+    if not (buf.startswith(_COUNTER_DATA[0], data + 4) and buf.startswith(_COUNTER_DATA[1], data + 16)):
+        return None
+    return buf[start:data + 8] + buf[data + 16:data + 20] + buf[data + 28:end], data
 
 
 def _attr(kind: int, payload: bytes) -> bytes:
