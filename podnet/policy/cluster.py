@@ -24,6 +24,7 @@ from podnet.model import (
     EndpointSlice,
     GlobalNetworkPolicy,
     GlobalNetworkSet,
+    Ingress,
     Namespace,
     NetworkPolicy,
     NetworkSet,
@@ -226,6 +227,8 @@ class ClusterState:
     memo: dict[object, object] = field(default_factory=dict, compare=False, repr=False)
     #: ``ns/name`` → a Service and its backends (``policy.services.ServiceView``)
     services: Mapping[str, ServiceView] = field(default_factory=dict, compare=False, repr=False)
+    #: (Ingress ``ns/name``, Service ``ns/name``, Service port number or name) of every Ingress path
+    ingress_backends: tuple[tuple[str, str, int | str], ...] = field(default=(), compare=False, repr=False)
 
     @classmethod
     def build(
@@ -242,10 +245,11 @@ class ClusterState:
         nodes: Iterable[Node] = (),
         services: Iterable[Service] = (),
         slices: Iterable[EndpointSlice] = (),
+        ingresses: Iterable[Ingress] = (),
     ) -> ClusterState:
         """From model values. ``sources``/``locators``: ``ref`` → ``file:line`` / field locator;
         ``slices`` give the endpoints of Services without a selector."""
-        from .services import service_views
+        from .services import ingress_backends, service_views
 
         sources = sources or {}
         locators = locators or {}
@@ -254,7 +258,8 @@ class ClusterState:
         state = cls.from_parts(namespaces, [endpoint_for_pod(p) for p in pods], compiled,
                                ipblock_matches_pods=ipblock_matches_pods, tiers=tiers,
                                network_sets=network_sets, nodes=nodes, tier_sources=sources)
-        return replace(state, services=service_views(services, pods, slices))
+        return replace(state, services=service_views(services, pods, slices),
+                       ingress_backends=ingress_backends(ingresses))
 
     @classmethod
     def from_parts(

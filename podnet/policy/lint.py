@@ -21,7 +21,7 @@ from .cluster import NAME_LABEL, ClusterState, Endpoint, peer_matches
 from .cover import rule_covered
 from .ir import DIRECTIONS, Direction, IPBlockPeer, Peer, PodPeer, PolicyIR, PortMatch, Rule
 from .lint_tiers import Warn, tiered_checks
-from .services import check_service_ports
+from .services import check_ingress_backends, check_service_ports
 from .walk import direction_allowed
 
 Path = tuple[str | int, ...]
@@ -77,6 +77,7 @@ def lint(state: ClusterState, locate: Locate | None = None) -> list[LintWarning]
     _check_redundant(state, warn)
     tiered_checks(state, warn)
     check_service_ports(state, warn)
+    check_ingress_backends(state, warn)
     return sorted(out, key=lambda w: (_loc_key(w.location), w.policy, w.path, w.code))
 
 

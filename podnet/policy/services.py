@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from podnet.errors import NotFound, PodnetError
-from podnet.model import EndpointSlice, Pod, Service
+from podnet.model import EndpointSlice, Ingress, Pod, Service
 from podnet.model.core import ServicePort
 from podnet.services.endpointslices import pod_serving, resolve_target_port
 
-from .cluster import ClusterState, Endpoint, rule_peers_match, rule_ports_match
+from .cluster import ClusterState, Endpoint, direction_allowed, rule_peers_match, rule_ports_match
 from .evaluate import Verdict, evaluate
 from .render import render_verdict
 
@@ -264,3 +264,55 @@ def _rules_opening(state: ClusterState, ep: Endpoint, port: int, target: int, pr
         for k, pm in enumerate(rule.ports):
             if not pm.is_named and pm.matches(port, protocol, None):
                 yield pol, rule, k
+
+
+INGRESS_CONTROLLER = ("ingress-nginx", "app.kubernetes.io/name", "ingress-nginx")  # namespace, label
+
+
+def ingress_backends(ingresses: Iterable[Ingress]) -> tuple[tuple[str, str, int | str], ...]:
+    """(Ingress, Service, port) of every backend an Ingress names (rules and defaultBackend)."""
+    out: list[tuple[str, str, int | str]] = []
+    for ing in ingresses:
+        ns = ing.namespace or "default"
+        backends = [p.backend for r in ing.spec.rules or () for p in (r.http.paths if r.http else ())]
+        if ing.spec.default_backend is not None:
+            backends.append(ing.spec.default_backend)
+        for b in backends:
+            if b.service is not None:
+                port = b.service.port.number if b.service.port.number is not None else b.service.port.name
+                out.append((f"{ns}/{ing.name}", f"{ns}/{b.service.name}", port or 0))
+    return tuple(dict.fromkeys(out))
+
+
+def check_ingress_backends(state: ClusterState, warn: Warn) -> None:
+    """An Ingress backend whose pods' ingress policies deny the ingress controller's pods: the
+    Ingress routes there, and every request gets 502/504 from nginx."""
+    ns, key, value = INGRESS_CONTROLLER
+    controllers = [ep for ep in state.pods if ep.namespace == ns and ep.labels.get(key) == value]
+    if not controllers:
+        return
+    seen: set[tuple[str, str]] = set()
+    for ing, svc_ref, port in state.ingress_backends:
+        view = state.services.get(svc_ref)
+        if view is None:
+            continue
+        sport = next((p for p in view.service.spec.ports or () if p.port == port or p.name == port), None)
+        if sport is None:
+            continue
+        for backend in view.backends:
+            ep = state.by_key.get(backend.key)
+            target = backend.ports.get(sport.name or "")
+            if ep is None or target is None:
+                continue
+            if any(direction_allowed(state, c, ep, target[0], target[1], "ingress") for c in controllers):
+                continue
+            for pol in state.selecting(ep, "ingress")[:1]:
+                if (pol.ref, svc_ref) in seen:
+                    continue
+                seen.add((pol.ref, svc_ref))
+                warn(pol, ("spec", "ingress"), "ingress-controller-denied",
+                     f"Ingress {ing} routes to Service {svc_ref}, but this policy isolates its pod {ep.key} and "
+                     f"admits no ingress controller pod ({ns}) on port {target[0]}/{target[1]}: requests through "
+                     f"the Ingress fail",
+                     f"allow from: [{{namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: {ns}}}}}, "
+                     f"podSelector: {{matchLabels: {{{key}: {value}}}}}}}] on port {target[0]}")

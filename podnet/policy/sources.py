@@ -15,6 +15,7 @@ from podnet.model import (
     Deployment,
     EndpointSlice,
     GlobalNetworkSet,
+    Ingress,
     Namespace,
     NetworkSet,
     Node,
@@ -71,7 +72,7 @@ def cluster_from_objects(objs: Sequence[Resource], ipblock_matches_pods: bool = 
     return ClusterState.build(namespaces, pods, policies, ipblock_matches_pods=ipblock_matches_pods,
                               sources=sources, locators=locators, tiers=_instances(objs, Tier),
                               network_sets=sets, nodes=_instances(objs, Node), services=_instances(objs, Service),
-                              slices=_instances(objs, EndpointSlice))
+                              slices=_instances(objs, EndpointSlice), ingresses=_instances(objs, Ingress))
 
 
 def cluster_from_files(paths: Sequence[str], ipblock_matches_pods: bool = True,

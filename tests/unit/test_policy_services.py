@@ -159,3 +159,34 @@ def test_lint_checks_egress_too_and_spares_pods_that_listen_on_the_service_port(
     assert [(w.policy, w.field_path) for w in findings] == [("default/p0", "spec.egress[0].ports[0]")]
     assert "(e.g. default/a)" in findings[0].message  # b declares containerPort 80 as well, so it is not the example
 
+
+
+def test_lint_finds_ingress_backends_that_deny_the_ingress_controller() -> None:
+    from podnet.model import Ingress
+
+    controller = Pod.model_validate({
+        "metadata": {"name": "ctl", "namespace": "ingress-nginx", "labels": {"app.kubernetes.io/name": "ingress-nginx"}},
+        "spec": {"nodeName": "n1", "containers": [{"name": "c"}]}, "status": {"phase": "Running", "podIP": "10.244.0.9"}})
+    backend = pod("a", "10.244.0.3", {"app": "web"}, [{"name": "http", "containerPort": 8080}])
+    web = Service.model_validate({"metadata": {"name": "web", "namespace": "default"}, "spec": {
+        "clusterIP": "10.96.0.20", "selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}})
+    ing = Ingress.model_validate({"metadata": {"name": "site", "namespace": "default"}, "spec": {"rules": [{
+        "host": "a.example", "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {
+            "service": {"name": "web", "port": {"number": 80}}}}]}}]}})
+    namespaces = [Namespace.model_validate({"metadata": {"name": n, "labels": {"kubernetes.io/metadata.name": n}}})
+                  for n in ("default", "ingress-nginx")]
+
+    def findings(spec: dict[str, Any]) -> list[str]:
+        np = NetworkPolicy.model_validate({"metadata": {"name": "web", "namespace": "default"}, "spec": spec})
+        st = ClusterState.build(namespaces, [controller, backend], [np], services=[web], ingresses=[ing])
+        return [str(w) for w in lint(st) if w.code == "ingress-controller-denied"]
+
+    only_clients = {"podSelector": {"matchLabels": {"app": "web"}},
+                    "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "client"}}}]}]}
+    found = findings(only_clients)
+    assert len(found) == 1 and "Ingress default/site routes to Service default/web" in found[0]
+    assert "port 8080/TCP" in found[0]
+    from_controller = {"podSelector": {"matchLabels": {"app": "web"}}, "ingress": [{"from": [{
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}],
+        "ports": [{"port": 8080}]}]}
+    assert findings(from_controller) == []
