@@ -27,8 +27,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol, TypeVar, cast
 
 from ..errors import AlreadyExists, Conflict, NotFound, PodnetError
-from ..model import KINDS, Namespace, Resource, Service
+from ..model import KINDS, Ingress, Namespace, Resource, Service
 from ..services import admission as service_admission
+from ..services import ingress_admission
 from .api import Compare, Delete, Put, Record, Store
 
 REGISTRY = "/registry/"
@@ -52,7 +53,7 @@ _BY_PLURAL: dict[str, type[Resource]] = {cls.PLURAL: cls for cls in KINDS}
 #: What the API server's admission does per kind, inside the write's transaction: ``admit``
 #: gets the kind's changes and the values under ``READS``, and returns the values to store
 #: and the keys of its own to put and delete, or raises (nothing is written).
-ADMISSIONS: dict[type[Resource], Any] = {Service: service_admission}
+ADMISSIONS: dict[type[Resource], Any] = {Service: service_admission, Ingress: ingress_admission}
 #: (kind, key, value asked for or None for a deletion, stored value or None)
 Change = tuple[type[Resource], str, dict[str, Any] | None, dict[str, Any] | None]
 

@@ -295,3 +295,28 @@ def test_tls_certificates_are_served(tmp_path: Path) -> None:
         conn.close()
     finally:
         proc.stop()
+
+
+def test_a_new_ingress_without_class_gets_the_default_class(tmp_path: Path) -> None:
+    """DefaultIngressClass admission: the newest default class on create; not on update."""
+    from podnet.store.open import open_store
+
+    store = open_store(str(tmp_path / "s"))
+    try:
+        store.apply(objects(CLASSES))
+        ing = objects("apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: x, namespace: default}\n"
+                      "spec: {defaultBackend: {service: {name: a, port: {number: 80}}}}\n")
+        store.apply(ing)
+        got = store.get(Ingress, "x", "default")
+        assert got is not None and got.spec.ingress_class_name == "nginx"
+        store.apply(objects(CLASSES.replace("name: other}", "name: other, annotations: "
+                                            "{ingressclass.kubernetes.io/is-default-class: \"true\"}}")))
+        store.apply(objects("apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: z, namespace: default}\n"
+                            "spec: {defaultBackend: {service: {name: a, port: {number: 80}}}}\n"))
+        newer = store.get(Ingress, "z", "default")
+        assert newer is not None and newer.spec.ingress_class_name == "other"  # the most recently created default
+        store.apply(ing)  # an update keeps what it has
+        again = store.get(Ingress, "x", "default")
+        assert again is not None and again.spec.ingress_class_name != "other"  # no admission on update
+    finally:
+        store.close()
