@@ -309,14 +309,15 @@ def test_a_new_ingress_without_class_gets_the_default_class(tmp_path: Path) -> N
         store.apply(ing)
         got = store.get(Ingress, "x", "default")
         assert got is not None and got.spec.ingress_class_name == "nginx"
-        store.apply(objects(CLASSES.replace("name: other}", "name: other, annotations: "
-                                            "{ingressclass.kubernetes.io/is-default-class: \"true\"}}")))
+        time.sleep(1.1)  # creationTimestamp has a resolution of one second
+        store.apply(objects("apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: later, annotations: "
+                            "{ingressclass.kubernetes.io/is-default-class: \"true\"}}\nspec: {controller: k8s.io/x}\n"))
         store.apply(objects("apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: z, namespace: default}\n"
                             "spec: {defaultBackend: {service: {name: a, port: {number: 80}}}}\n"))
         newer = store.get(Ingress, "z", "default")
-        assert newer is not None and newer.spec.ingress_class_name == "other"  # the most recently created default
+        assert newer is not None and newer.spec.ingress_class_name == "later"  # the most recently created default
         store.apply(ing)  # an update keeps what it has
         again = store.get(Ingress, "x", "default")
-        assert again is not None and again.spec.ingress_class_name != "other"  # no admission on update
+        assert again is not None and again.spec.ingress_class_name != "later"  # no admission on update
     finally:
         store.close()
