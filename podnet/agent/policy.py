@@ -28,22 +28,25 @@ from podnet.model import (
     CalicoNetworkPolicy,
     ClusterNetworkPolicy,
     GlobalNetworkPolicy,
+    GlobalNetworkSet,
     Namespace,
     NetworkPolicy,
+    NetworkSet,
     Node,
     Pod,
+    Tier,
 )
-from podnet.policy.cluster import ClusterState, Endpoint, PeerContext, endpoint_for_pod
+from podnet.policy.cluster import ClusterState, Endpoint, PeerContext, compile_any, endpoint_for_pod
 from podnet.policy.ir import PolicyIR, compile_policy
 from podnet.telemetry import NULL
 from podnet.telemetry.dataplane import DataplaneMetrics
 
 log = logging.getLogger("podnet.agent.policy")
 READBACK_SECONDS = 10.0
-#: the policy kinds the engine explains but the node's table does not enforce yet
+#: the policy kinds compiled into tier chains (``dataplane.nft.tiers``); with none of them the
+#: table is the Kubernetes-only one and the fast paths apply
 TIERED_KINDS = (CalicoNetworkPolicy, GlobalNetworkPolicy, AdminNetworkPolicy, BaselineAdminNetworkPolicy,
                 ClusterNetworkPolicy)
-NOT_ENFORCED = "tiered policy kinds are not yet enforced in the kernel"
 
 
 @dataclass
@@ -92,9 +95,17 @@ class StateCache:
         return out
 
     def build(self, snapshot: Any) -> ClusterState:
-        policies = self._fresh(self._policies, snapshot.of(NetworkPolicy), compile_policy)
+        # Calico's NetworkPolicy shares the kind name: the class tells them apart
+        k8s = [o for o in snapshot.of(NetworkPolicy) if isinstance(o, NetworkPolicy)]
+        policies = self._fresh(self._policies, k8s, compile_policy)
         pods = self._fresh(self._pods, snapshot.of(Pod), endpoint_for_pod)
-        return ClusterState.from_parts(snapshot.of(Namespace), pods, policies)
+        tiered = _tiered(snapshot)
+        if not tiered:
+            return ClusterState.from_parts(snapshot.of(Namespace), pods, policies)
+        sets = [o for cls in (NetworkSet, GlobalNetworkSet) for o in snapshot.of(cls) if isinstance(o, cls)]
+        return ClusterState.from_parts(snapshot.of(Namespace), pods, policies + [compile_any(o) for o in tiered],
+                                       tiers=[o for o in snapshot.of(Tier) if isinstance(o, Tier)],
+                                       network_sets=sets, nodes=[o for o in snapshot.of(Node) if isinstance(o, Node)])
 
 
 def node_ips(snapshot: Any, node: str) -> list[str]:
@@ -138,9 +149,6 @@ class PolicyReconciler:
             return self.status
         t0 = time.perf_counter()
         status = PolicyStatus(self.node, revision=snapshot.revision)
-        refused = _tiered(snapshot)
-        if refused:
-            return self._refuse(snapshot.revision, refused, t0)
         try:
             state = self._cache.build(snapshot)
             table, index = render_indexed(state, self.node, node_ips=node_ips(snapshot, self.node), memo=self._memo,
@@ -151,7 +159,10 @@ class PolicyReconciler:
                 self.metrics.resyncs.inc()
                 if idle and not plan.empty:  # nothing changed in the store, yet the kernel had to
                     self.metrics.drift.inc()
-            self._last = (LiveTable(table, index, state), _Known(dict(state.policies_by_ns), state))
+            # the fast paths plan on a Kubernetes-only table; with tiers every change is a full
+            # render, diffed and applied in one atomic transaction
+            tiered = any(not p.is_k8s for p in state.policies)
+            self._last = None if tiered else (LiveTable(table, index, state), _Known(dict(state.policies_by_ns), state))
             status.plan = plan.summary()
             status.counts = table.counts()
             self._last_revision = snapshot.revision
@@ -168,22 +179,6 @@ class PolicyReconciler:
         status.seconds = time.perf_counter() - t0
         status.synced_at = time.time()
         self._record(status, "full")
-        self.status = status
-        self._write_status()
-        return status
-
-    def _refuse(self, revision: int, refs: list[str], t0: float) -> PolicyStatus:
-        """Tiered kinds are present: a table without them would misrepresent the policy, so the
-        previous table stays as it is (and no fast path builds on it) until they are gone."""
-        shown = ", ".join(refs[:5]) + (f" and {len(refs) - 5} more" if len(refs) > 5 else "")
-        error = f"{NOT_ENFORCED} ({shown}); the previous table is kept"
-        if error != self.status.error:
-            log.error("node %s: %s", self.node, error)
-        self._last = None
-        self._last_revision = revision
-        status = PolicyStatus(self.node, revision=revision, counts=self.status.counts, error=error)
-        status.seconds = time.perf_counter() - t0
-        status.synced_at = time.time()
         self.status = status
         self._write_status()
         return status
@@ -313,10 +308,10 @@ class PolicyReconciler:
         os.replace(tmp, path)
 
 
-def _tiered(snapshot: Any) -> list[str]:
-    """The tiered policies in a snapshot (kind/name), if any. A snapshot groups objects by kind
-    name, and Calico's NetworkPolicy shares Kubernetes', so the class tells them apart."""
-    return [f"{cls.KIND}/{obj.ref}" for cls in TIERED_KINDS for obj in snapshot.of(cls) if isinstance(obj, cls)]
+def _tiered(snapshot: Any) -> list[Any]:
+    """The tiered policies in a snapshot. A snapshot groups objects by kind name, and Calico's
+    NetworkPolicy shares Kubernetes', so the class tells them apart."""
+    return [obj for cls in TIERED_KINDS for obj in snapshot.of(cls) if isinstance(obj, cls)]
 
 
 def _merge(cache: dict[Any, Any], fresh: dict[Any, Any]) -> None:
