@@ -381,6 +381,7 @@ def test_tiered_kinds_compile_to_tier_chains_felix_style() -> None:
     """A GlobalNetworkPolicy in a tier: the selected pod's dispatch goes to its tier chain, which
     jumps the policy's chain, follows a Pass to the next tier and drops at the tier's end; the
     policy chain logs (rate-limited, prefix naming tier, policy and rule) without deciding."""
+    from podnet.dataplane.nft.render import ip_int
     from podnet.dataplane.nft.tiers import LOG_RATE, PASS_MARK, tier_chain_name, tiered_policy_chain_name
     from podnet.model import GlobalNetworkPolicy, Namespace, Pod, Tier
 
