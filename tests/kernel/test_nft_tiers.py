@@ -122,8 +122,9 @@ def test_end_of_tier_denies_only_selected_endpoints_and_log_does_not_decide(lab:
 
 
 def test_admin_allow_overrides_a_networkpolicy_deny_and_baseline_is_the_fallback(lab: PolicyLab) -> None:
+    team_y = [{"namespaces": {"matchLabels": {"team": "y"}}}]
     anp = obj(ANP, "AdminNetworkPolicy", "from-y", {"priority": 10, "subject": {"namespaces": {"matchLabels": {"team": "x"}}},
-                                                   "ingress": [{"action": "Allow", "from": [{"namespaces": {"matchLabels": {"team": "y"}}}]}]})
+                                                   "ingress": [{"action": "Allow", "from": team_y}]})
     banp = obj(ANP, "BaselineAdminNetworkPolicy", "default", {
         "subject": {"namespaces": {}}, "ingress": [{"action": "Deny", "from": [{"namespaces": {"matchLabels": {"team": "x"}}}]}]})
     open_n2 = np("allow-x", "n2", {"podSelector": {"matchLabels": {"app": "b"}}, "ingress": [{"from": [{"namespaceSelector": {}}]}]})
