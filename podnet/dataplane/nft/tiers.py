@@ -31,7 +31,7 @@ rule action.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from podnet.errors import PodnetError
@@ -186,18 +186,28 @@ class TierSets:
         self.state = state
         self.sets: dict[str, NftSet] = {}
         self._pods = [(ep, ip) for ep in state.pods if ep.selectable for ip in [_v4_ip(ep)] if ip is not None]
+        # pods alike in everything a selector reads are decided once (a representative, addresses)
+        groups: dict[tuple[Any, ...], tuple[Endpoint, list[int]]] = {}
+        for ep, ip in self._pods:
+            key = (ep.namespace, tuple(sorted(ep.labels.items())), ep.service_account)
+            groups.setdefault(key, (ep, []))[1].append(ip)
+        self._groups = list(groups.values())
 
-    def _named(self, kind: str, key: object, spans: Spans) -> str:
+    def _named(self, kind: str, key: object, spans: Callable[[], Spans]) -> str:
+        """The set for ``key``; its members are computed only the first time it is asked for."""
         name = f"{kind}-" + short_hash(kind, repr(key))
         if name not in self.sets:
-            self.sets[name] = NftSet(name, ("ipv4_addr",), True, frozenset((s,) for s in merge_intervals(spans)))
+            self.sets[name] = NftSet(name, ("ipv4_addr",), True, frozenset((s,) for s in merge_intervals(spans())))
         return name
 
-    def _pod_spans(self, test: Any) -> Spans:
-        return merge_intervals((ip, ip) for ep, ip in self._pods if test(ep))
+    def _pod_spans(self, test: Callable[[Endpoint], bool]) -> Spans:
+        return merge_intervals((ip, ip) for ep, ips in self._groups if test(ep) for ip in ips)
 
     def entity(self, peer: EntityPeer) -> str:
         """``ClusterState.entity_matches`` over every IPv4 address, as intervals."""
+        return self._named("ent", peer.key, lambda: self._entity_spans(peer))
+
+    def _entity_spans(self, peer: EntityPeer) -> Spans:
         st = self.state
         spans: Spans = _v4_spans(peer.networks) if peer.nets else [(0, _V4_MAX)]
         if peer.has_positive:
@@ -211,27 +221,29 @@ class TierSets:
             negated = merge_intervals(self._pod_spans(lambda ep: sel.matches(st.calico_labels(ep)))
                                       + _v4_spans(st.set_networks(peer, True)))
             spans = _minus(spans, negated)
-        return self._named("ent", peer.key, spans)
+        return spans
 
     def network(self, peer: NetworkPeer) -> str:
-        return self._named("anet", peer.cidrs, _v4_spans(peer.networks))
+        return self._named("anet", peer.cidrs, lambda: _v4_spans(peer.networks))
 
     def nodes(self, peer: NodePeer) -> str:
         addrs = self.state.node_addresses(peer.node_selector)
-        return self._named("node", addrs, [interval_of(a) for a in addrs if ":" not in a])
+        return self._named("node", addrs, lambda: [interval_of(a) for a in addrs if ":" not in a])
 
     def pods(self, peer: PodPeer) -> str:
         st = self.state
         scope = peer.namespace if peer.namespace_selector is None else peer.namespace_selector.to_dict()
-        return self._named("tpod", (scope, peer.pod_selector.to_dict()), self._pod_spans(
+        return self._named("tpod", (scope, peer.pod_selector.to_dict()), lambda: self._pod_spans(
             lambda ep: peer.namespace_in_scope(ep.namespace or "", st.ns_labels(ep.namespace))
             and peer.pod_selector.matches(ep.labels)))
 
     def ip_block(self, peer: IPBlockPeer) -> str:
-        spans = _v4_spans([peer.network]) if peer.network.version == 4 else []
-        spans = _minus(spans, _v4_spans(peer.except_networks))
-        if not self.state.ipblock_matches_pods:
-            spans = _minus(spans, self._pod_spans(lambda ep: True))
+        def spans() -> Spans:
+            out = _v4_spans([peer.network]) if peer.network.version == 4 else []
+            out = _minus(out, _v4_spans(peer.except_networks))
+            if not self.state.ipblock_matches_pods:
+                out = _minus(out, self._pod_spans(lambda ep: True))
+            return out
         return self._named("tnet", (peer.cidr, peer.excepts, self.state.ipblock_matches_pods), spans)
 
     def peer(self, peer: Peer) -> str:
