@@ -78,6 +78,7 @@ class StateCache:
     def __init__(self) -> None:
         self._policies: dict[tuple[str, str], tuple[str | None, PolicyIR]] = {}
         self._pods: dict[tuple[str, str], tuple[str | None, Endpoint]] = {}
+        self._tiered: dict[type, dict[tuple[str, str], tuple[str | None, PolicyIR]]] = {cls: {} for cls in TIERED_KINDS}
 
     @staticmethod
     def _fresh(cache: dict, objs: Any, make: Any) -> list[Any]:  # type: ignore[type-arg]
@@ -99,11 +100,12 @@ class StateCache:
         k8s = [o for o in snapshot.of(NetworkPolicy) if isinstance(o, NetworkPolicy)]
         policies = self._fresh(self._policies, k8s, compile_policy)
         pods = self._fresh(self._pods, snapshot.of(Pod), endpoint_for_pod)
-        tiered = _tiered(snapshot)
+        tiered = [ir for cls, cache in self._tiered.items()
+                  for ir in self._fresh(cache, [o for o in snapshot.of(cls) if isinstance(o, cls)], compile_any)]
         if not tiered:
             return ClusterState.from_parts(snapshot.of(Namespace), pods, policies)
         sets = [o for cls in (NetworkSet, GlobalNetworkSet) for o in snapshot.of(cls) if isinstance(o, cls)]
-        return ClusterState.from_parts(snapshot.of(Namespace), pods, policies + [compile_any(o) for o in tiered],
+        return ClusterState.from_parts(snapshot.of(Namespace), pods, policies + tiered,
                                        tiers=[o for o in snapshot.of(Tier) if isinstance(o, Tier)],
                                        network_sets=sets, nodes=[o for o in snapshot.of(Node) if isinstance(o, Node)])
 
@@ -306,12 +308,6 @@ class PolicyReconciler:
         with open(tmp, "w") as f:
             json.dump(self.status.to_dict(), f)
         os.replace(tmp, path)
-
-
-def _tiered(snapshot: Any) -> list[Any]:
-    """The tiered policies in a snapshot. A snapshot groups objects by kind name, and Calico's
-    NetworkPolicy shares Kubernetes', so the class tells them apart."""
-    return [obj for cls in TIERED_KINDS for obj in snapshot.of(cls) if isinstance(obj, cls)]
 
 
 def _merge(cache: dict[Any, Any], fresh: dict[Any, Any]) -> None:

@@ -62,6 +62,8 @@ def lab(prefixes: Prefixes) -> Iterator[PolicyLab]:
 def enforce(lab: PolicyLab, state: ClusterState) -> Matrix:
     """Apply, probe every cell and hold the kernel to the engine; the engine's matrix."""
     lab.apply(state)
+    # what the kernel lists back is the rendered table (no drift to repair on the next resync)
+    assert all(plan.empty for plan in lab.apply(state, read_back=True).values())
     lab.flush_conntrack()
     expected = compute_matrix(state, PORTS, PROTOCOLS)
     for timeout in (0.35, 1.5):  # a late answer on a busy machine is not a disagreement
