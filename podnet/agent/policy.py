@@ -28,22 +28,25 @@ from podnet.model import (
     CalicoNetworkPolicy,
     ClusterNetworkPolicy,
     GlobalNetworkPolicy,
+    GlobalNetworkSet,
     Namespace,
     NetworkPolicy,
+    NetworkSet,
     Node,
     Pod,
+    Tier,
 )
-from podnet.policy.cluster import ClusterState, Endpoint, PeerContext, endpoint_for_pod
+from podnet.policy.cluster import ClusterState, Endpoint, PeerContext, compile_any, endpoint_for_pod
 from podnet.policy.ir import PolicyIR, compile_policy
 from podnet.telemetry import NULL
 from podnet.telemetry.dataplane import DataplaneMetrics
 
 log = logging.getLogger("podnet.agent.policy")
 READBACK_SECONDS = 10.0
-#: the policy kinds the engine explains but the node's table does not enforce yet
+#: the policy kinds compiled into tier chains (``dataplane.nft.tiers``); with none of them the
+#: table is the Kubernetes-only one and the fast paths apply
 TIERED_KINDS = (CalicoNetworkPolicy, GlobalNetworkPolicy, AdminNetworkPolicy, BaselineAdminNetworkPolicy,
                 ClusterNetworkPolicy)
-NOT_ENFORCED = "tiered policy kinds are not yet enforced in the kernel"
 
 
 @dataclass
@@ -75,6 +78,7 @@ class StateCache:
     def __init__(self) -> None:
         self._policies: dict[tuple[str, str], tuple[str | None, PolicyIR]] = {}
         self._pods: dict[tuple[str, str], tuple[str | None, Endpoint]] = {}
+        self._tiered: dict[type, dict[tuple[str, str], tuple[str | None, PolicyIR]]] = {cls: {} for cls in TIERED_KINDS}
 
     @staticmethod
     def _fresh(cache: dict, objs: Any, make: Any) -> list[Any]:  # type: ignore[type-arg]
@@ -92,9 +96,18 @@ class StateCache:
         return out
 
     def build(self, snapshot: Any) -> ClusterState:
-        policies = self._fresh(self._policies, snapshot.of(NetworkPolicy), compile_policy)
+        # Calico's NetworkPolicy shares the kind name: the class tells them apart
+        k8s = [o for o in snapshot.of(NetworkPolicy) if isinstance(o, NetworkPolicy)]
+        policies = self._fresh(self._policies, k8s, compile_policy)
         pods = self._fresh(self._pods, snapshot.of(Pod), endpoint_for_pod)
-        return ClusterState.from_parts(snapshot.of(Namespace), pods, policies)
+        tiered = [ir for cls, cache in self._tiered.items()
+                  for ir in self._fresh(cache, [o for o in snapshot.of(cls) if isinstance(o, cls)], compile_any)]
+        if not tiered:
+            return ClusterState.from_parts(snapshot.of(Namespace), pods, policies)
+        sets = [o for cls in (NetworkSet, GlobalNetworkSet) for o in snapshot.of(cls) if isinstance(o, cls)]
+        return ClusterState.from_parts(snapshot.of(Namespace), pods, policies + tiered,
+                                       tiers=[o for o in snapshot.of(Tier) if isinstance(o, Tier)],
+                                       network_sets=sets, nodes=[o for o in snapshot.of(Node) if isinstance(o, Node)])
 
 
 def node_ips(snapshot: Any, node: str) -> list[str]:
@@ -138,9 +151,6 @@ class PolicyReconciler:
             return self.status
         t0 = time.perf_counter()
         status = PolicyStatus(self.node, revision=snapshot.revision)
-        refused = _tiered(snapshot)
-        if refused:
-            return self._refuse(snapshot.revision, refused, t0)
         try:
             state = self._cache.build(snapshot)
             table, index = render_indexed(state, self.node, node_ips=node_ips(snapshot, self.node), memo=self._memo,
@@ -151,7 +161,10 @@ class PolicyReconciler:
                 self.metrics.resyncs.inc()
                 if idle and not plan.empty:  # nothing changed in the store, yet the kernel had to
                     self.metrics.drift.inc()
-            self._last = (LiveTable(table, index, state), _Known(dict(state.policies_by_ns), state))
+            # the fast paths plan on a Kubernetes-only table; with tiers every change is a full
+            # render, diffed and applied in one atomic transaction
+            tiered = any(not p.is_k8s for p in state.policies)
+            self._last = None if tiered else (LiveTable(table, index, state), _Known(dict(state.policies_by_ns), state))
             status.plan = plan.summary()
             status.counts = table.counts()
             self._last_revision = snapshot.revision
@@ -168,22 +181,6 @@ class PolicyReconciler:
         status.seconds = time.perf_counter() - t0
         status.synced_at = time.time()
         self._record(status, "full")
-        self.status = status
-        self._write_status()
-        return status
-
-    def _refuse(self, revision: int, refs: list[str], t0: float) -> PolicyStatus:
-        """Tiered kinds are present: a table without them would misrepresent the policy, so the
-        previous table stays as it is (and no fast path builds on it) until they are gone."""
-        shown = ", ".join(refs[:5]) + (f" and {len(refs) - 5} more" if len(refs) > 5 else "")
-        error = f"{NOT_ENFORCED} ({shown}); the previous table is kept"
-        if error != self.status.error:
-            log.error("node %s: %s", self.node, error)
-        self._last = None
-        self._last_revision = revision
-        status = PolicyStatus(self.node, revision=revision, counts=self.status.counts, error=error)
-        status.seconds = time.perf_counter() - t0
-        status.synced_at = time.time()
         self.status = status
         self._write_status()
         return status
@@ -311,12 +308,6 @@ class PolicyReconciler:
         with open(tmp, "w") as f:
             json.dump(self.status.to_dict(), f)
         os.replace(tmp, path)
-
-
-def _tiered(snapshot: Any) -> list[str]:
-    """The tiered policies in a snapshot (kind/name), if any. A snapshot groups objects by kind
-    name, and Calico's NetworkPolicy shares Kubernetes', so the class tells them apart."""
-    return [f"{cls.KIND}/{obj.ref}" for cls in TIERED_KINDS for obj in snapshot.of(cls) if isinstance(obj, cls)]
 
 
 def _merge(cache: dict[Any, Any], fresh: dict[Any, Any]) -> None:

@@ -17,8 +17,8 @@ from podnet.dataplane.nft.render import render, workload_ifname
 from podnet.kernel import netns, underlay
 from podnet.kernel.nft.apply import NftApplier
 from podnet.kernel.probe import ProbePod
-from podnet.model import Namespace, NetworkPolicy, Pod
-from podnet.policy.cluster import ClusterState
+from podnet.model import GlobalNetworkSet, Namespace, NetworkSet, Pod, Tier
+from podnet.policy.cluster import ClusterState, PolicyObject
 
 UNDERLAY = "10.99.0.0/24"
 GATEWAY = "10.99.0.254"
@@ -131,9 +131,11 @@ class PolicyLab:
     def pod_models(self) -> list[Pod]:
         return [p.model(self.nodes[p.node].ip) for p in self.pods.values()]
 
-    def state(self, policies: Iterable[NetworkPolicy] = (), *, ipblock_matches_pods: bool = True) -> ClusterState:
+    def state(self, policies: Iterable[PolicyObject] = (), *, ipblock_matches_pods: bool = True,
+              tiers: Iterable[Tier] = (), network_sets: Iterable[NetworkSet | GlobalNetworkSet] = ()) -> ClusterState:
+        """The engine's view of the lab with these policies (of any kind), tiers and network sets."""
         return ClusterState.build(self.namespaces(), self.pod_models(), list(policies),
-                                  ipblock_matches_pods=ipblock_matches_pods)
+                                  ipblock_matches_pods=ipblock_matches_pods, tiers=tiers, network_sets=network_sets)
 
     def apply(self, state: ClusterState, *, read_back: bool = False) -> dict[str, SyncPlan]:
         """Render and sync every node's table; the plans that were committed."""

@@ -377,12 +377,35 @@ def test_pod_updates_without_rendering_equal_a_full_render() -> None:
     assert fast >= 30  # most pod changes take the fast path
 
 
-def test_tiered_policy_kinds_are_refused_not_left_out() -> None:
-    """Until tiers are compiled, a table that leaves a GlobalNetworkPolicy out is not rendered."""
-    from podnet.errors import PodnetError
-    from podnet.model import GlobalNetworkPolicy
+def test_tiered_kinds_compile_to_tier_chains_felix_style() -> None:
+    """A GlobalNetworkPolicy in a tier: the selected pod's dispatch goes to its tier chain, which
+    jumps the policy's chain, follows a Pass to the next tier and drops at the tier's end; the
+    policy chain logs (rate-limited, prefix naming tier, policy and rule) without deciding."""
+    from podnet.dataplane.nft.render import ip_int
+    from podnet.dataplane.nft.tiers import LOG_RATE, PASS_MARK, tier_chain_name, tiered_policy_chain_name
+    from podnet.model import GlobalNetworkPolicy, Namespace, Pod, Tier
 
-    gnp = GlobalNetworkPolicy.model_validate({"metadata": {"name": "deny"}, "spec": {"ingress": [{"action": "Deny"}]}})
-    state = ClusterState.build([], [], [gnp])
-    with pytest.raises(PodnetError, match="tiered policy kinds are not yet enforced in the kernel: gnp:deny"):
-        render(state, "n1")
+    pods = [Pod.model_validate({"metadata": {"name": n, "namespace": "default", "labels": {"app": n}},
+                                "spec": {"nodeName": "n1", "containers": [{"name": "c"}]},
+                                "status": {"podIP": ip, "hostIP": "192.168.0.1"}})
+            for n, ip in (("web", "10.244.1.2"), ("db", "10.244.1.3"))]
+    gnp = GlobalNetworkPolicy.model_validate({"metadata": {"name": "guard"}, "spec": {
+        "tier": "security", "selector": "app == 'web'", "ingress": [
+            {"action": "Log"}, {"action": "Pass", "source": {"nets": ["10.244.1.3/32"]}}, {"action": "Deny"}]}})
+    tier = Tier.model_validate({"metadata": {"name": "security"}, "spec": {"order": 10}})
+    state = ClusterState.build([Namespace.model_validate({"metadata": {"name": "default"}})], pods, [gnp], tiers=[tier])
+    table = render(state, "n1")
+    entry = table.maps["to-pod"].elements
+    web = next(v for k, v in entry.items() if k != (workload_ifname("default", "db"),))
+    assert web == ("goto", tier_chain_name("ingress", (("security", ("gnp:guard",)),)))
+    assert entry[(workload_ifname("default", "db"),)] == ("accept",)  # selected by nothing: open
+    tier_rules = [r.expr_json for r in table.chains[web[1]].rules]
+    assert "192.168.0.1" in tier_rules[1]  # the own node first (kubelet probes)
+    assert f'"jump":{{"target":"{tiered_policy_chain_name("gnp:guard", "ingress")}"}}' in tier_rules[2]
+    assert str(PASS_MARK) in tier_rules[3] and '"accept"' in tier_rules[3]  # Pass, no tier left: allowed
+    assert tier_rules[-1] == '[{"counter":null},{"drop":null}]'  # end of tier: Deny
+    pol = [r.expr_json for r in table.chains[tiered_policy_chain_name("gnp:guard", "ingress")].rules]
+    assert f'"rate":{LOG_RATE}' in pol[0] and "podnet security/gnp:guard/ingress[0]: " in pol[0]
+    assert '"return"' in pol[1] and str(PASS_MARK) in pol[1] and '"drop"' in pol[2]
+    sets = [s for n, s in table.sets.items() if n.startswith("ent-")]
+    assert len(sets) == 1 and sets[0].interval and sets[0].elements == frozenset({((ip_int("10.244.1.3"),) * 2,)})

@@ -50,3 +50,22 @@ def test_unprobeable_cells_are_skipped() -> None:
     outcomes = {(a, b, "80/SCTP"): "unsupported" for a in m.pods for b in m.pods}
     report = compare(state, m, empty, outcomes)
     assert report.ok and report.skipped == report.cells and report.agreed == 0
+
+
+def test_a_flipped_tiered_cell_names_the_tier_and_policy() -> None:
+    """A tiered cluster: the kernel letting in what a Deny in an earlier tier drops is reported
+    with the tier and the policy that decided, so ``verify`` explains tiered disagreements too."""
+    from podnet.model import GlobalNetworkPolicy, Tier
+
+    gnp = GlobalNetworkPolicy.model_validate({"metadata": {"name": "security.no-client2"}, "spec": {
+        "tier": "security", "selector": "app == 'web'",
+        "ingress": [{"action": "Deny", "source": {"selector": "run == 'client2'"}}, {"action": "Pass"}]}})
+    tier = Tier.model_validate({"metadata": {"name": "security"}, "spec": {"order": 100}})
+    state = ClusterState.build(NAMESPACES, PODS, [gnp], tiers=[tier])
+    m = compute_matrix(state, [80], ["TCP"])
+    i, j = m.pods.index("default/client2"), m.pods.index("default/web")
+    assert not m.allowed("80/TCP", i, j) and m.allowed("80/TCP", m.pods.index("default/client1"), j)
+    report = compare(state, m, _flip(m, "80/TCP", i, j), {})
+    assert len(report.disagreements) == 1
+    text = report.disagreements[0].explanation
+    assert "security" in text and "no-client2" in text, text

@@ -25,10 +25,9 @@ def test_a_failed_pass_is_returned_with_its_error_and_retried(tmp_path: Path) ->
     assert not again.skipped and again.error == status.error
 
 
-def test_tiered_kinds_are_refused_before_the_kernel_is_touched(tmp_path: Path) -> None:
-    """A table without the tiered policies would misrepresent them: the pass refuses with a
-    status error and keeps the previous table (here: the kernel is never entered, so the error is
-    the refusal, not the missing namespace); once they are gone, the pass goes to the kernel."""
+def test_tiered_kinds_go_to_the_kernel_like_any_other_policy(tmp_path: Path) -> None:
+    """Tiered kinds are compiled into the table: the pass goes for the kernel (here a namespace
+    that does not exist, so the error says so), no refusal."""
     from podnet.model import GlobalNetworkPolicy
 
     store = ResourceStore(MemoryStore())
@@ -37,11 +36,4 @@ def test_tiered_kinds_are_refused_before_the_kernel_is_touched(tmp_path: Path) -
     missing = f"pt-absent-{secrets.token_hex(3)}"
     rec = PolicyReconciler("n1", netns=missing, state_dir=str(tmp_path))
     status = rec.reconcile(store.snapshot())
-    assert status.error is not None and "tiered policy kinds are not yet enforced in the kernel" in status.error
-    assert "GlobalNetworkPolicy/deny" in status.error and missing not in status.error
-    recorded = read_status(str(tmp_path), "n1")
-    assert recorded is not None and recorded["error"] == status.error
-    assert rec.reconcile(store.snapshot()).error == status.error  # idle: still refused, still reported
-    store.delete(GlobalNetworkPolicy, "deny")
-    status = rec.reconcile(store.snapshot())
-    assert status.error is not None and missing in status.error  # now it went for the kernel
+    assert status.error is not None and missing in status.error

@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from podnet.errors import PodnetError
 from podnet.policy.cluster import ClusterState, Endpoint, PeerContext, peer_matches
 from podnet.policy.ir import DIRECTIONS, Direction, IPBlockPeer, PodPeer, PolicyIR, PortMatch, Rule
 from podnet.services.cluster import APISERVER_PORT
@@ -444,9 +443,9 @@ def render_indexed(state: ClusterState, node: str, *, node_ips: Iterable[str] = 
     by the caller between renders) skips re-rendering the chains of unchanged policies;
     ``to_host`` is the endpoint-to-host action (``to_host_rules``).
     """
-    tiered = [p.ref for p in state.policies if not p.is_k8s]
-    if tiered:  # rendering only the NetworkPolicies would enforce less than the policy says
-        raise PodnetError(f"tiered policy kinds are not yet enforced in the kernel: {', '.join(tiered[:5])}")
+    if any(not p.is_k8s for p in state.policies):  # tiers: Felix's layout (see ``tiers``)
+        from .tiers import render_tiered
+        return render_tiered(state, node, node_ips=node_ips, interfaces=interfaces, to_host=to_host)
     local = local_pods(state, node)
     given = dict(interfaces or {})
     b = SetBuilder(state, lambda: label_groups(state.pods), local=local, pods=state.pods)

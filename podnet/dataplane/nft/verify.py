@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from podnet.policy.cluster import ICMP, ClusterState
 from podnet.policy.evaluate import evaluate
 from podnet.policy.matrix import Matrix
+from podnet.policy.walk import direction_walk
 
 SKIPPED_OUTCOMES = ("unsupported", "error")
 
@@ -84,5 +85,16 @@ def compare(state: ClusterState, expected: Matrix, observed: Matrix,
                 misses = [m.describe() for m in verdict.nearest_misses]
                 if misses:
                     text += "; nearest miss: " + misses[0]
+                if state.tiered:  # where each direction's walk through the tiers decided
+                    text += "".join(_tier_step(state, src, dst, port, proto))
                 out.append(Disagreement(src, dst, key, want, outcome or ("reached" if got else "blocked"), text))
     return VerifyReport(cells, agreed, skipped, tuple(out))
+
+
+def _tier_step(state: ClusterState, src: str, dst: str, port: int | None, proto: str) -> list[str]:
+    out = []
+    for direction in ("egress", "ingress"):
+        walk = direction_walk(state, state.endpoint(src), state.endpoint(dst), port, proto, direction)
+        if walk.isolated and walk.decided_by is not None:
+            out.append(f"; {direction}: {walk.decided_by.describe()}")
+    return out
