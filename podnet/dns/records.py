@@ -9,7 +9,8 @@ Pure: ``ZoneIndex.build`` turns the objects into a name → records table once p
 - ``<hostname>.<svc>.<ns>.svc.<zone>``: a headless endpoint (its hostname, else its dashed IP);
 - ``_<port>._<proto>.<svc>.<ns>.svc.<zone>``: SRV for named ports (headless: one per endpoint,
   pointing at its own name); the Service name itself answers SRV for every port, as CoreDNS;
-- PTR for ClusterIPs and headless endpoints; ``<a-b-c-d>.<ns>.pod.<zone>`` A echoes the address
+- PTR for ClusterIPs and for every ready endpoint (``<host>.<svc>.<ns>.svc.<zone>``, which also
+  answers A, for ClusterIP Services too, as CoreDNS); ``<a-b-c-d>.<ns>.pod.<zone>`` A echoes the address
   (CoreDNS ``pods insecure``, kubeadm's default); ``dns-version.<zone>`` TXT;
 - a name that exists without records of the asked type is NOERROR with no answer (AAAA of an
   IPv4 Service); a name that does not exist is NXDOMAIN; both carry the zone's SOA.
@@ -139,17 +140,16 @@ class ZoneIndex:
                 self._add(fqdn, "SRV", f"0 {weight} {port} {fqdn}")
                 if name:
                     self._add(f"_{name}._{proto}.{fqdn}", "SRV", f"0 100 {port} {fqdn}")
+            for ip, host, _ in _ready_endpoints(slices):
+                # CoreDNS answers an endpoint's own name and its PTR for any Service, so a pod
+                # behind a ClusterIP resolves backwards to <host>.<svc>.<ns>.svc too.
+                self._add(f"{host}.{fqdn}", "AAAA" if ":" in ip else "A", ip)
+                self._add(reverse_name(ip), "PTR", f"{host}.{fqdn}")
             return
         self._add_headless(fqdn, slices)
 
     def _add_headless(self, fqdn: str, slices: list[EndpointSlice]) -> None:
-        endpoints: list[tuple[str, str, list[tuple[str | None, str, int]]]] = []
-        for sl in slices:
-            slice_ports = [(p.name or None, (p.protocol or "TCP").lower(), p.port) for p in sl.ports or () if p.port]
-            for ep in sl.endpoints:
-                if _ready(ep.conditions.ready, ep.conditions.terminating):
-                    ip = ep.addresses[0]
-                    endpoints.append((ip, (ep.hostname or dashed(ip)).lower(), slice_ports))
+        endpoints = _ready_endpoints(slices)
         if not endpoints:
             return  # no ready endpoint: the name does not exist (NXDOMAIN)
         weight = max(1, 100 // len(endpoints))
@@ -230,6 +230,18 @@ class ZoneIndex:
             except ValueError:
                 continue
         return None
+
+
+def _ready_endpoints(slices: list[EndpointSlice]) -> list[tuple[str, str, list[tuple[str | None, str, int]]]]:
+    """(address, host label, the slice's ports) of every ready, not terminating endpoint."""
+    out: list[tuple[str, str, list[tuple[str | None, str, int]]]] = []
+    for sl in slices:
+        slice_ports = [(p.name or None, (p.protocol or "TCP").lower(), p.port) for p in sl.ports or () if p.port]
+        for ep in sl.endpoints:
+            if _ready(ep.conditions.ready, ep.conditions.terminating):
+                ip = ep.addresses[0]
+                out.append((ip, (ep.hostname or dashed(ip)).lower(), slice_ports))
+    return out
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ Serves Prometheus metrics on 9153 (CoreDNS's names), ``/health`` on 8080 and ``/
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import socket
 import struct
@@ -23,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dns.exception
 import dns.flags
@@ -34,6 +35,9 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
+
+if TYPE_CHECKING:
+    from podnet.apiclient import ApiClient
 
 from .records import (
     DEFAULT_TTL,
@@ -336,19 +340,12 @@ def _probe_server(port: int, path: str, ok: Callable[[], bool]) -> ThreadingHTTP
 def run(args: argparse.Namespace, stop: threading.Event) -> None:
     from prometheus_client import start_http_server
 
-    from podnet.apiclient import ApiClient, Informer, resource_path
+    from podnet.apiclient import ApiClient
 
     source = ZoneSource(args.zone)
     metrics = Metrics()
     source.metrics = metrics
     client = ApiClient.in_cluster()
-    informers = [Informer(client, resource_path("services")),
-                 Informer(client, resource_path("endpointslices", group_version="discovery.k8s.io/v1")),
-                 Informer(client, resource_path("namespaces"))]
-    changed = threading.Event()
-    for inf in informers:
-        inf.on_change = lambda _event: changed.set()
-        inf.start(stop)
     upstreams = args.upstream or upstreams_from(args.resolv_conf)
     handler = DnsHandler(source, upstreams, args.ttl, metrics)
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -363,11 +360,32 @@ def run(args: argparse.Namespace, stop: threading.Event) -> None:
     _probe_server(args.health_port, "/health", lambda: True)
     _probe_server(args.ready_port, "/ready", lambda: source.current is not None)
     log.info("cluster DNS for %s on %s:%d, upstreams %s", args.zone, args.listen, args.port, upstreams)
+    follow_api(client, source, stop)
+
+
+def follow_api(client: ApiClient, source: ZoneSource, stop: threading.Event) -> None:
+    """Until ``stop``: list + watch Services, EndpointSlices and Namespaces (client-go's
+    informers) and rebuild the zone after each burst of changes. While the API server cannot
+    be reached the informers keep what they had, so the zone keeps answering from it."""
+    from podnet.apiclient import Informer, resource_path
+
+    informers = [Informer(client, resource_path("services")),
+                 Informer(client, resource_path("endpointslices", group_version="discovery.k8s.io/v1")),
+                 Informer(client, resource_path("namespaces"))]
+    changed = threading.Event()
+    for inf in informers:
+        inf.on_change = lambda _event: changed.set()
+        inf.start(stop)
     while not stop.is_set():
         if changed.wait(0.5) and all(inf.synced.is_set() for inf in informers):
             changed.clear()
             stop.wait(source.debounce)  # a burst of changes: one rebuild
             source.rebuild(*(inf.items() for inf in informers))
+            # The zone is a large, long-lived, acyclic object graph: left to the cyclic
+            # collector, its full passes stall answers and rebuilds by hundreds of ms at
+            # 10,000 Services. Freezing moves it out of the collector's sight (an old zone is
+            # still freed by reference counting when the next one replaces it).
+            gc.freeze()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -53,6 +53,8 @@ SLICES = [
                ep("10.244.3.8", terminating=True)], [{"name": "pg", "port": 5432, "protocol": "TCP"}]),
     eps("empty", [ep("10.244.1.9", ready=False)], [{"port": 80, "protocol": "TCP"}]),
     eps("many", [ep(f"10.244.9.{i}") for i in range(1, 60)], [{"port": 80, "protocol": "TCP"}]),
+    eps("web", [ep("10.244.4.2"), ep("10.244.4.3", ready=False)], [{"name": "http", "port": 80, "protocol": "TCP"}]),
+    eps("plain", [ep("10.244.4.2", hostname="p0")], [{"port": 8080, "protocol": "TCP"}]),
 ]
 
 
@@ -107,6 +109,11 @@ CASES = [
                                                          f"0 50 5432 10-244-2-6.db.default.svc.{Z}"}),
     ("5.1.244.10.in-addr.arpa.", "PTR", "NOERROR", {f"db-0.db.default.svc.{Z}"}),
     (f"10-244-3-7.db.default.svc.{Z}", "A", "NXDOMAIN", set()),  # not ready
+    # a ClusterIP Service's endpoints: their own names and PTRs (one per Service they back)
+    (f"10-244-4-2.web.default.svc.{Z}", "A", "NOERROR", {"10.244.4.2"}),
+    (f"p0.plain.default.svc.{Z}", "A", "NOERROR", {"10.244.4.2"}),
+    ("2.4.244.10.in-addr.arpa.", "PTR", "NOERROR", {f"10-244-4-2.web.default.svc.{Z}", f"p0.plain.default.svc.{Z}"}),
+    (f"10-244-4-3.web.default.svc.{Z}", "A", "NXDOMAIN", set()),  # not ready
     (f"empty.default.svc.{Z}", "A", "NXDOMAIN", set()),  # headless without a ready endpoint
     (f"ext.default.svc.{Z}", "A", "NOERROR", {"10.96.0.20"}),  # in-zone CNAME followed
     (f"nope.default.svc.{Z}", "A", "NXDOMAIN", set()),
