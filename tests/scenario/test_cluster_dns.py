@@ -134,7 +134,7 @@ def test_pods_resolve_services_and_the_outside_and_s3_holds_by_name(cluster: Clu
                                            if p.labels.get("app") == "web" and p.status.pod_ip})
         assert len(want) == 3
         while addresses(cluster, "client1", "web-all") != want:
-            assert time.monotonic() - ready_at < 6, "the replicas did not show up in DNS within the TTL"
+            assert time.monotonic() - ready_at < 10, "the replicas did not show up in DNS within the TTL and a resync"
             time.sleep(0.2)
     finally:
         processes.stop(httpd)
