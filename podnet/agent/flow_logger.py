@@ -1,0 +1,69 @@
+"""The node's flow logger (``podnet flow-logger``): NFLOG → aggregated records → the node's ring.
+
+A process of its own beside the policy loop, supervised like it: the policy loop owns the table
+and its log statements, this one only reads what they send up, so a slow disk or a flood of
+logs never delays a policy change. Without it nothing is bound to the NFLOG group and the
+kernel drops the logs at once: stopping the service switches a node's flow logs off.
+"""
+from __future__ import annotations
+
+import logging
+import select
+import threading
+import time
+from dataclasses import dataclass
+
+from podnet.dataplane.nft.flowlog import GROUP
+from podnet.kernel.nflog import NflogReader
+from podnet.telemetry.flows import CAPACITY, WINDOW, FlowAggregator, FlowRing, flows_path
+
+from .guard import require_node_namespace
+
+log = logging.getLogger("podnet.agent.flow_logger")
+IDLE_WAIT = 0.5
+
+
+@dataclass(frozen=True)
+class FlowLoggerConfig:
+    node: str
+    state_dir: str
+    netns: str | None = None
+    host_network: bool = False
+    window: float = WINDOW
+    capacity: int = CAPACITY
+
+
+class FlowLogger:
+    """One bound NFLOG group, its aggregator and ring; ``step`` handles what is ready."""
+
+    def __init__(self, config: FlowLoggerConfig) -> None:
+        self.reader = NflogReader(GROUP, config.netns)
+        self.aggregator = FlowAggregator(config.node, config.window)
+        self.ring = FlowRing(flows_path(config.state_dir, config.node), config.capacity)
+
+    def step(self, max_wait: float = IDLE_WAIT) -> None:
+        due = self.aggregator.next_due()
+        wait = max_wait if due is None else max(0.0, min(max_wait, due - time.time()))
+        ready, _, _ = select.select([self.reader], [], [], wait)
+        if ready:
+            now = time.time()
+            for pkt in self.reader.read():
+                self.aggregator.add(pkt, now)
+        self.ring.append(self.aggregator.due(time.time()))
+
+    def close(self) -> None:
+        self.ring.append(self.aggregator.due(time.time(), everything=True))
+        self.reader.close()
+
+
+def run_flow_logger(config: FlowLoggerConfig, stop: threading.Event) -> None:
+    """Record this node's policy decisions until ``stop``."""
+    require_node_namespace("flow logger", "NFLOG group binding", target=config.netns,
+                           host_network=config.host_network)
+    logger = FlowLogger(config)
+    log.info("flow logger for node %s bound to NFLOG group %d", config.node, GROUP)
+    try:
+        while not stop.is_set():
+            logger.step()
+    finally:
+        logger.close()
