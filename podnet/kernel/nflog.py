@@ -95,7 +95,10 @@ def parse_headers(prefix: str, payload: bytes) -> LoggedPacket | None:
 class NflogReader:
     """A bound NFLOG group in one namespace (None: this one). ``fileno()`` for select/poll."""
 
-    def __init__(self, group: int, netns: str | None = None) -> None:
+    def __init__(self, group: int, netns: str | None = None, *, timeout: int = 0, qthresh: int = 1,
+                 nlbufsiz: int = 0) -> None:
+        """``timeout`` (hundredths of a second) and ``qthresh`` (logs) say when the kernel sends a
+        batch: 0 and 1, at once; ``nlbufsiz`` the batch's buffer (0: the kernel's 4 KiB)."""
         self.group = group
         self.lost = 0
         with _netns.enter(netns) if netns else nullcontext():
@@ -105,8 +108,9 @@ class NflogReader:
             self.sock.bind((0, 0))
             self._request(_attr(NFULA_CFG_CMD, struct.pack("=B", NFULNL_CFG_CMD_BIND)))
             self._request(_attr(NFULA_CFG_MODE, struct.pack("!IBB", COPY_RANGE, NFULNL_COPY_PACKET, 0)),
-                          _attr(NFULA_CFG_TIMEOUT, struct.pack("!I", 0)),
-                          _attr(NFULA_CFG_QTHRESH, struct.pack("!I", 1)))
+                          _attr(NFULA_CFG_TIMEOUT, struct.pack("!I", timeout)),
+                          _attr(NFULA_CFG_QTHRESH, struct.pack("!I", qthresh)),
+                          *([_attr(NFULA_CFG_NLBUFSIZ, struct.pack("!I", nlbufsiz))] if nlbufsiz else []))
         except BaseException:
             self.sock.close()
             raise

@@ -21,7 +21,7 @@ from typing import Any
 from podnet.dataplane.nft.flowlog import RuleId
 from podnet.kernel.nflog import LoggedPacket
 
-WINDOW = 0.02  # seconds a record stays open for more packets of the same flow
+WINDOW = 0.01  # seconds a record stays open for more packets of the same flow
 CAPACITY = 10000
 FILE = "flows.jsonl"
 

@@ -99,3 +99,27 @@ def test_following_sees_each_new_record_once_across_rotation(tmp_path: Path) -> 
     got = [r.src for r in follow_rings([path], stop_after=1.0, poll=0.01)]
     thread.join()
     assert got == [f"10.0.1.{i}" for i in range(1, 8)]
+
+
+def test_a_table_without_flow_logs_has_the_same_verdicts_and_no_log() -> None:
+    from podnet.dataplane.nft.flowlog import without_flow_logs
+    from podnet.dataplane.nft.render import render
+    from podnet.model import Namespace, NetworkPolicy, Pod
+    from podnet.policy.cluster import ClusterState
+
+    pods = [Pod.model_validate({"metadata": {"name": n, "namespace": "default", "labels": labels},
+                                "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i"}]},
+                                "status": {"phase": "Running", "podIP": ip, "hostIP": "10.99.0.1"}})
+            for n, labels, ip in (("web", {"app": "web"}, "10.244.1.2"), ("client1", {"run": "client1"}, "10.244.1.3"))]
+    policy = NetworkPolicy.model_validate({
+        "metadata": {"name": "p", "namespace": "default"},
+        "spec": {"podSelector": {"matchLabels": {"app": "web"}},
+                 "ingress": [{"from": [{"podSelector": {"matchLabels": {"run": "client1"}}}]}]}})
+    state = ClusterState.build([Namespace.model_validate({"metadata": {"name": "default"}})], pods, [policy])
+    table = render(state, "n1")
+    off = without_flow_logs(table)
+    logged = [r for c in table.chains.values() for r in c.rules if '"log"' in r.expr_json]
+    assert len(logged) == 2  # the allowing rule, and the default deny's log rule
+    assert not any('"log"' in r.expr_json or '"limit"' in r.expr_json for c in off.chains.values() for r in c.rules)
+    assert sum(len(c.rules) for c in off.chains.values()) == sum(len(c.rules) for c in table.chains.values()) - 1
+    assert off.sets == table.sets and off.maps == table.maps

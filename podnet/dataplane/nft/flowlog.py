@@ -18,15 +18,19 @@ logging on the allowing rule records each new connection once.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from .model import short_hash
+from .model import NftRule, NftTable, short_hash
 
-#: the NFLOG group the policy table logs to (Calico's flow logs use their own group too)
-GROUP = 17
+#: the NFLOG groups the policy table logs to: drops are read one by one as they come (low
+#: latency, and the kernel's limit keeps them few); allowed new connections in batches (one
+#: wake-up for many connections keeps the cost of logging every one small)
+GROUP_DROPPED = 17
+GROUP_ALLOWED = 18
+GROUPS = {"DROPPED": GROUP_DROPPED, "ALLOWED": GROUP_ALLOWED}
 PREFIX_MAX = 127
-DENY_RATE = 10
+DENY_RATE = 5
 DENY_BURST = 5
 _MAGIC = "pn"
 _DIRS = {"ingress": "i", "egress": "o"}
@@ -88,8 +92,8 @@ class RuleId:
 
 
 def log_stmt(rule: RuleId) -> dict[str, Any]:
-    """``log prefix "…" group GROUP`` in nft's JSON."""
-    return {"log": {"prefix": rule.prefix(), "group": GROUP}}
+    """``log prefix "…" group N`` in nft's JSON (the group of the rule's verdict)."""
+    return {"log": {"prefix": rule.prefix(), "group": GROUPS[rule.verdict]}}
 
 
 def limit_stmt(rate: int = DENY_RATE, burst: int = DENY_BURST) -> dict[str, Any]:
@@ -102,3 +106,18 @@ def allow_rule_id(ref: str, direction: str, index: int, tier: str = "k8s") -> Ru
 
 def deny_rule_id(refs: tuple[str, ...], direction: str, tier: str = "k8s") -> RuleId:
     return RuleId(tier, refs, direction, DEFAULT_DENY, "DROPPED")
+
+
+def without_flow_logs(table: NftTable) -> NftTable:
+    """The same table with no flow-log statement: what a node with flow logs off programs."""
+    chains = {}
+    for name, chain in table.chains.items():
+        rules = []
+        for rule in chain.rules:
+            expr = [e for e in rule.expr if "log" not in e]
+            if not any(e for e in expr if "limit" not in e):
+                continue  # the deny log rule: nothing left but its limit
+            text = rule.comment.split(" ", 1)[1] if " " in rule.comment else rule.comment
+            rules.append(rule if len(expr) == len(rule.expr) else NftRule.make(expr, text))
+        chains[name] = replace(chain, rules=tuple(rules))
+    return replace(table, chains=chains)
