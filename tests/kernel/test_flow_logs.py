@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -135,3 +137,21 @@ def test_a_flood_of_denied_packets_leaves_the_log_bounded_and_the_counter_exact(
     # the kernel's limit: the burst and DENY_RATE a second, however many were sent
     assert sent > 1000 and 1 <= packets <= DENY_BURST + DENY_RATE * (elapsed + 0.5), (sent, packets)
     assert len(got) <= packets
+
+
+def test_follow_prints_a_new_drop_as_it_is_recorded(logged: tuple[PolicyLab, str]) -> None:
+    lab, sd = logged
+    web = lab.pods["default/web"]
+    follow = subprocess.Popen([sys.executable, "-m", "podnet.cli.main", "--state-dir", sd, "flows", "-f",
+                               "--follow-for", "20", "--verdict", "DROPPED", "--port", "8080", "-o", "json"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.5)  # the command has started and is at the end of the rings
+        assert probe(lab.pods["default/client2"].netns, web.ip, 8080, "TCP", 0.2)[0] not in REACHED
+        assert follow.stdout is not None
+        line = json.loads(follow.stdout.readline())
+        assert line["dport"] == 8080 and line["source"]["pod"] == "default/client2"
+        assert line["policies"] == ["default/test-network-policy"]
+    finally:
+        follow.terminate()
+        follow.wait(5)
