@@ -155,12 +155,12 @@ def command(ctx: click.Context, verdict: str | None, from_pod: str | None, to_po
             follow: bool, follow_for: float | None, output: str) -> None:
     """Connections the nodes' policy rules allowed or dropped, with the deciding policy and rule."""
     sd = state_dir(ctx)
+    since_t = None if since is None else time.time() - parse_since(since)
     paths = ring_paths(sd, node)
     if not any(os.path.exists(p) for p in paths) and not follow:
         raise PodnetError(f"no flow logs under {sd}/nodes: is the cluster up with its flow loggers?",
                           hint="podnet up starts a flow logger on every node; `podnet status` shows them")
     names = PodNames(sd)
-    since_t = None if since is None else time.time() - parse_since(since)
     filters = dict(verdict=verdict.upper() if verdict else None, from_pod=_pod_ref(from_pod, namespace),
                    to_pod=_pod_ref(to_pod, namespace), namespace=namespace if not (from_pod or to_pod) else None,
                    port=port, since=since_t)
