@@ -15,7 +15,17 @@ from dataclasses import dataclass
 
 from podnet.dataplane.nft.flowlog import GROUP_ALLOWED, GROUP_DROPPED
 from podnet.kernel.nflog import NflogReader
-from podnet.telemetry.flows import CAPACITY, WINDOW, FlowAggregator, FlowRing, flows_path
+from podnet.telemetry.api import NULL, Telemetry
+from podnet.telemetry.flows import (
+    CAPACITY,
+    WINDOW,
+    FlowAggregator,
+    FlowLogMetrics,
+    FlowRecord,
+    FlowRing,
+    flows_path,
+)
+from podnet.telemetry.serving import open_metrics
 
 from .guard import require_node_namespace
 
@@ -33,12 +43,15 @@ class FlowLoggerConfig:
     host_network: bool = False
     window: float = WINDOW
     capacity: int = CAPACITY
+    metrics_port: int = 0
+    metrics_host: str = "0.0.0.0"
 
 
 class FlowLogger:
     """One bound NFLOG group, its aggregator and ring; ``step`` handles what is ready."""
 
-    def __init__(self, config: FlowLoggerConfig) -> None:
+    def __init__(self, config: FlowLoggerConfig, telemetry: Telemetry = NULL) -> None:
+        self.metrics = FlowLogMetrics(telemetry)
         self.readers = [NflogReader(GROUP_DROPPED, config.netns)]
         try:
             self.readers.append(NflogReader(GROUP_ALLOWED, config.netns, **ALLOWED_BATCH))
@@ -52,14 +65,23 @@ class FlowLogger:
         due = self.aggregator.next_due()
         wait = max_wait if due is None else max(0.0, min(max_wait, due - time.time()))
         ready, _, _ = select.select(self.readers, [], [], wait)
-        now = time.time()
+        now, foreign = time.time(), self.aggregator.foreign
         for reader in ready:
+            lost = reader.lost
             for pkt in reader.read():
                 self.aggregator.add(pkt, now)
-        self.ring.append(self.aggregator.due(time.time()))
+            self.metrics.lost.inc(reader.lost - lost)
+        self.metrics.foreign.inc(self.aggregator.foreign - foreign)
+        self._write(self.aggregator.due(time.time()))
+
+    def _write(self, records: list[FlowRecord]) -> None:
+        self.ring.append(records)
+        for rec in records:
+            self.metrics.records[rec.verdict].inc()
+            self.metrics.packets[rec.verdict].inc(rec.packets)
 
     def close(self) -> None:
-        self.ring.append(self.aggregator.due(time.time(), everything=True))
+        self._write(self.aggregator.due(time.time(), everything=True))
         for reader in self.readers:
             reader.close()
 
@@ -73,7 +95,12 @@ def run_flow_logger(config: FlowLoggerConfig, stop: threading.Event) -> None:
     """Record this node's policy decisions until ``stop``."""
     require_node_namespace("flow logger", "NFLOG group binding", target=config.netns,
                            host_network=config.host_network)
-    logger = FlowLogger(config)
+    metrics = open_metrics(config.metrics_port, config.metrics_host)
+    try:
+        logger = FlowLogger(config, metrics.telemetry)
+    except BaseException:
+        metrics.close()
+        raise
     log.info("flow logger for node %s bound to NFLOG groups %d (drops) and %d (allowed)", config.node,
              GROUP_DROPPED, GROUP_ALLOWED)
     try:
@@ -81,3 +108,4 @@ def run_flow_logger(config: FlowLoggerConfig, stop: threading.Event) -> None:
             logger.step()
     finally:
         logger.close()
+        metrics.close()

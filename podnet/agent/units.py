@@ -68,7 +68,7 @@ def node_services(node: str, state_dir: str, *, bgp: bool = True, host_network: 
     ]
     if flow_logs:  # without it nothing binds the NFLOG group: the kernel drops the logs at once
         services.append(Service("flow-logger", f"podnet flow logger for {node}: policy decisions into its flow ring",
-                                (*podnet, "flow-logger", "--node", node, *host)))
+                                (*podnet, "flow-logger", "--node", node, *host, *port("flow-logger"))))
     if bgp:
         bird = Bird(os.path.join(os.path.abspath(state_dir), "nodes", node))
         services.append(Service("bird", f"BIRD, the BGP daemon of {node}", tuple(bird.foreground_argv()),

@@ -19,7 +19,8 @@ import click
 from podnet.errors import PodnetError
 from podnet.telemetry.flows import FILE, FlowRecord, follow_rings, read_ring
 
-from .common import state_dir
+from .common import state_dir, user_errors
+from .process_cmds import metrics_options
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -181,11 +182,15 @@ def command(ctx: click.Context, verdict: str | None, from_pod: str | None, to_po
 @click.option("--node", required=True, help="This node's name (the process runs inside its network namespace).")
 @click.option("--netns", default=None, help="Read the logs of this namespace instead of the current one.")
 @click.option("--host-network", is_flag=True, help="This machine is the node (distributed mode, not the lab).")
+@metrics_options("flow-logger")
 @click.pass_context
-def flow_logger(ctx: click.Context, node: str, netns: str | None, host_network: bool) -> None:
+@user_errors
+def flow_logger(ctx: click.Context, node: str, netns: str | None, host_network: bool, metrics_port: int,
+                metrics_host: str) -> None:
     """Run the node's flow logger: its policy decisions (NFLOG) into the node's flow ring."""
     from podnet.agent.flow_logger import FlowLoggerConfig, run_flow_logger
 
     from .process_cmds import _serve
 
-    _serve(run_flow_logger, FlowLoggerConfig(node, os.path.abspath(state_dir(ctx)), netns, host_network))
+    _serve(run_flow_logger, FlowLoggerConfig(node, os.path.abspath(state_dir(ctx)), netns, host_network,
+                                             metrics_port=metrics_port, metrics_host=metrics_host))

@@ -21,9 +21,12 @@ from typing import Any
 from podnet.dataplane.nft.flowlog import RuleId
 from podnet.kernel.nflog import LoggedPacket
 
+from .api import Telemetry
+
 WINDOW = 0.01  # seconds a record stays open for more packets of the same flow
 CAPACITY = 10000
 FILE = "flows.jsonl"
+VERDICTS = ("ALLOWED", "DROPPED")
 
 
 def flows_path(state_dir: str, node: str) -> str:
@@ -192,3 +195,22 @@ def _tail(path: str, offset: int) -> Iterator[FlowRecord]:
                     yield rec
     except FileNotFoundError:
         return
+
+
+class FlowLogMetrics:
+    """The flow logger's own series: what it read and wrote, and what it lost."""
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        verdict = ("verdict",)
+        packets = telemetry.counter("podnet_flow_log_packets_total",
+                                    "Logged packets the flow logger read, by verdict (drops are rate-limited in "
+                                    "the kernel: podnet_policy_denied_packets_total counts them all).", verdict)
+        records = telemetry.counter("podnet_flow_log_records_total",
+                                    "Flow records written to the node's ring, by verdict.", verdict)
+        self.packets = {v: packets.labels(v) for v in VERDICTS}
+        self.records = {v: records.labels(v) for v in VERDICTS}
+        self.lost = telemetry.counter("podnet_flow_log_overruns_total",
+                                      "Receive overruns: the kernel dropped logs while the flow logger was behind "
+                                      "(never packets).").labels()
+        self.foreign = telemetry.counter("podnet_flow_log_foreign_packets_total",
+                                         "Logged packets whose prefix is not a podnet rule identity.").labels()

@@ -23,6 +23,7 @@ from podnet.dataplane.nft.flowlog import DENY_BURST, DENY_RATE
 from podnet.kernel import netns
 from podnet.kernel.probe import REACHED, probe
 from podnet.model import NetworkPolicy
+from podnet.telemetry.prom import PromTelemetry
 from podnet.testing.policy_lab import PolicyLab
 
 pytestmark = pytest.mark.kernel
@@ -37,13 +38,14 @@ S1 = {
 
 
 @pytest.fixture()
-def logged(policy_store_lab: tuple[PolicyLab, Any, str]) -> Iterator[tuple[PolicyLab, str]]:
+def logged(policy_store_lab: tuple[PolicyLab, Any, str]) -> Iterator[tuple[PolicyLab, str, PromTelemetry]]:
     """S1 enforced on n1 (web's node) and n1's flow logger running in a thread."""
     lab, store, state_dir = policy_store_lab
     n1 = lab.nodes["n1"].netns
     store.create(NetworkPolicy.model_validate(S1))
     assert PolicyReconciler("n1", netns=n1, state_dir=state_dir).reconcile(store.snapshot()).error is None
-    logger = FlowLogger(FlowLoggerConfig("n1", state_dir, netns=n1))
+    telemetry = PromTelemetry(runtime=False)
+    logger = FlowLogger(FlowLoggerConfig("n1", state_dir, netns=n1), telemetry)
     stop = threading.Event()
 
     def run() -> None:
@@ -53,7 +55,7 @@ def logged(policy_store_lab: tuple[PolicyLab, Any, str]) -> Iterator[tuple[Polic
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     try:
-        yield lab, state_dir
+        yield lab, state_dir, telemetry
     finally:
         stop.set()
         thread.join(5)
@@ -75,8 +77,8 @@ def wait_flows(state_dir: str, *args: str, timeout: float = 1.0) -> tuple[list[d
         time.sleep(0.02)
 
 
-def test_denied_and_allowed_connections_name_their_policy_rule(logged: tuple[PolicyLab, str]) -> None:
-    lab, sd = logged
+def test_denied_and_allowed_connections_name_their_policy_rule(logged: tuple[PolicyLab, str, PromTelemetry]) -> None:
+    lab, sd, telemetry = logged
     web = lab.pods["default/web"]
     assert probe(lab.pods["default/client2"].netns, web.ip, 80, "TCP", 0.3)[0] not in REACHED
     got, took = wait_flows(sd, "--verdict", "DROPPED", "--from-pod", "default/client2")
@@ -113,8 +115,8 @@ def _drop_counter(lab: PolicyLab) -> int:
     return total
 
 
-def test_a_flood_of_denied_packets_leaves_the_log_bounded_and_the_counter_exact(logged: tuple[PolicyLab, str]) -> None:
-    lab, sd = logged
+def test_a_flood_of_denied_packets_leaves_the_log_bounded_and_the_counter_exact(logged: tuple[PolicyLab, str, PromTelemetry]) -> None:
+    lab, sd, telemetry = logged
     web, client2 = lab.pods["default/web"], lab.pods["default/client2"]
     before = _drop_counter(lab)
     sent = 0
@@ -137,10 +139,14 @@ def test_a_flood_of_denied_packets_leaves_the_log_bounded_and_the_counter_exact(
     # the kernel's limit: the burst and DENY_RATE a second, however many were sent
     assert sent > 1000 and 1 <= packets <= DENY_BURST + DENY_RATE * (elapsed + 0.5), (sent, packets)
     assert len(got) <= packets
+    # the logger's own counters agree with what its ring holds
+    text = telemetry.exposition().decode()
+    assert f'podnet_flow_log_records_total{{verdict="DROPPED"}} {float(len(got))}' in text
+    assert f'podnet_flow_log_packets_total{{verdict="DROPPED"}} {float(packets)}' in text
 
 
-def test_follow_prints_a_new_drop_as_it_is_recorded(logged: tuple[PolicyLab, str]) -> None:
-    lab, sd = logged
+def test_follow_prints_a_new_drop_as_it_is_recorded(logged: tuple[PolicyLab, str, PromTelemetry]) -> None:
+    lab, sd, telemetry = logged
     web = lab.pods["default/web"]
     follow = subprocess.Popen([sys.executable, "-m", "podnet.cli.main", "--state-dir", sd, "flows", "-f",
                                "--follow-for", "20", "--verdict", "DROPPED", "--port", "8080", "-o", "json"],
