@@ -44,8 +44,9 @@ def podnet_argv(state_dir: str, python: str | None = None) -> list[str]:
 
 def node_services(node: str, state_dir: str, *, bgp: bool = True, host_network: bool = False,
                   watchdog_sec: float = WATCHDOG_SEC, python: str | None = None,
-                  heartbeat: float | None = None, metrics: bool = False) -> list[Service]:
-    """The agent, routing loop, policy loop, service proxy and (with BGP) BIRD of ``node``;
+                  heartbeat: float | None = None, metrics: bool = False, flow_logs: bool = True) -> list[Service]:
+    """The agent, routing loop, policy loop, service proxy, flow logger (``flow_logs``) and (with
+    BGP) BIRD of ``node``;
     ``metrics`` serves each podnet process's metrics on its port (``telemetry.serving.PORTS``)."""
     podnet = podnet_argv(state_dir, python)
     host = ["--host-network"] if host_network else []
@@ -65,6 +66,9 @@ def node_services(node: str, state_dir: str, *, bgp: bool = True, host_network: 
         Service("proxy", f"podnet service proxy for {node}: the ip podnet-svc nftables table",
                 (*podnet, "proxy", "--node", node, *host, *port("proxy")), watchdog_sec),
     ]
+    if flow_logs:  # without it nothing binds the NFLOG group: the kernel drops the logs at once
+        services.append(Service("flow-logger", f"podnet flow logger for {node}: policy decisions into its flow ring",
+                                (*podnet, "flow-logger", "--node", node, *host, *port("flow-logger"))))
     if bgp:
         bird = Bird(os.path.join(os.path.abspath(state_dir), "nodes", node))
         services.append(Service("bird", f"BIRD, the BGP daemon of {node}", tuple(bird.foreground_argv()),

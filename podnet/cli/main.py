@@ -35,6 +35,8 @@ COMMANDS: dict[str, str] = {
     "get": "podnet.cli.get:command",
     "label": "podnet.cli.label:command",
     "explain": "podnet.cli.policy_cmds:explain",
+    "flows": "podnet.cli.flows_cmd:command",
+    "flow-logger": "podnet.cli.flows_cmd:flow_logger",
     "expose": "podnet.cli.expose:command",
     "matrix": "podnet.cli.policy_cmds:matrix",
     "lint": "podnet.cli.policy_cmds:lint",

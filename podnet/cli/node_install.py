@@ -42,4 +42,4 @@ def install(ctx: click.Context, node_name: str | None, store_url: str, etcd_ca: 
     for line in do_install(opts, check=not no_check):
         click.echo(line)
     click.echo(f"next: systemctl daemon-reload && systemctl enable --now podnet-agent podnet-routing "
-               f"podnet-policy{' podnet-bird' if backend == 'bgp' else ''}; then `podnet node status`")
+               f"podnet-policy podnet-flow-logger{' podnet-bird' if backend == 'bgp' else ''}; then `podnet node status`")

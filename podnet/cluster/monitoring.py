@@ -33,7 +33,7 @@ PROMETHEUS_PORT = 9090
 #: the scrape jobs: (job, the podnet command whose port it scrapes, on every node or the first only)
 JOBS = (("podnet-agent", "agent", True), ("podnet-policy-loop", "policy-loop", True),
         ("podnet-routing-loop", "routing-loop", True), ("podnet-proxy", "proxy", True),
-        ("podnet-controllers", "controllers", False))
+        ("podnet-flow-logger", "flow-logger", True), ("podnet-controllers", "controllers", False))
 
 
 def listen_address(topo: Topology) -> str:

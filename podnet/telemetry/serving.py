@@ -15,7 +15,8 @@ from podnet.errors import PodnetError
 from .api import NULL, Telemetry
 
 #: the default metrics port of each process (its ``podnet`` command)
-PORTS = {"agent": 9091, "policy-loop": 9092, "routing-loop": 9093, "controllers": 9094, "proxy": 9095}
+PORTS = {"agent": 9091, "policy-loop": 9092, "routing-loop": 9093, "controllers": 9094, "proxy": 9095,
+         "flow-logger": 9096}
 DEFAULT_HOST = "0.0.0.0"
 
 

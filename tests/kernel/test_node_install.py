@@ -74,8 +74,8 @@ def test_node_install_writes_units_whose_commands_run(host: tuple[str, EtcdClust
     assert os.access(tmp / "bin" / "podnet-cni", os.X_OK)
     assert json.loads((tmp / "net.d" / "10-podnet.conflist").read_text())["plugins"][0]["nodeName"] == NODE
     names = sorted(p.name for p in units.iterdir())
-    assert names == ["podnet-agent.service", "podnet-bird.service", "podnet-policy.service", "podnet-proxy.service",
-                     "podnet-routing.service"]
+    assert names == ["podnet-agent.service", "podnet-bird.service", "podnet-flow-logger.service", "podnet-policy.service",
+                     "podnet-proxy.service", "podnet-routing.service"]
     for name in names:
         u = unit(units / name)
         assert u["Restart"] == ["always"]

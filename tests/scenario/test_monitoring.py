@@ -69,14 +69,14 @@ def test_prometheus_scrapes_every_process(cli: Any) -> None:
     assert record["netns"] == f"{prefix}router" and f"prometheus: {record['url']}" in text
     assert record["url"] in podnet("status").stdout
 
-    # Every target up: 2 nodes x (agent, policy loop, routing loop, proxy) + the controllers.
+    # Every target up: 2 nodes x (agent, policy loop, routing loop, proxy, flow logger) + the controllers.
     def all_up() -> list[dict[str, Any]] | None:
         res = monitoring.query(record, "up")
-        return res if len(res) == 9 and all(r["value"][1] == "1" for r in res) else None
+        return res if len(res) == 11 and all(r["value"][1] == "1" for r in res) else None
 
     targets = wait_for("every target up", all_up)
     assert {r["metric"]["job"] for r in targets} == {"podnet-agent", "podnet-policy-loop", "podnet-routing-loop",
-                                                     "podnet-proxy", "podnet-controllers"}
+                                                     "podnet-proxy", "podnet-flow-logger", "podnet-controllers"}
     assert time.monotonic() - t0 < 60
 
     # Each live scrape passes promtool with 0 problems.

@@ -128,6 +128,15 @@ def test_s1_only_client1_reaches_web(cluster: Cluster) -> None:
     assert not allowed(after, "ICMP", "default/client2", web)
     cluster.verify("-n", "default", "--ports", "80,81", "--protocols", "TCP,UDP,ICMP")
 
+    # flow logs: the node of web recorded the drop and the allow, naming the policy and rule
+    drops = [json.loads(x) for x in cluster.cli("flows", "--verdict", "DROPPED", "--from-pod", "default/client2",
+                                                "--to-pod", web, "--port", "80", "-o", "json").stdout.splitlines()]
+    assert drops and all(d["policies"] == ["default/test-network-policy"] and d["hint"] for d in drops)
+    assert "default deny ingress (isolated by default/test-network-policy)" in drops[-1]["rule"]
+    allows = [json.loads(x) for x in cluster.cli("flows", "--verdict", "ALLOWED", "--from-pod", "default/client1",
+                                                 "--to-pod", web, "--port", "80", "-o", "json").stdout.splitlines()]
+    assert allows and allows[-1]["rule"] == "default/test-network-policy ingress rule 0"
+
     # explain --trace: the engine's reason, then the rule that dropped a real attempt.
     res = cluster.cli("explain", "--from", "default/client2", "--to", f"{web}:80", "--trace")
     assert "DENIED" in res.stdout

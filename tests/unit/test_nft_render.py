@@ -160,6 +160,7 @@ def test_golden_s1_reads_as_intended() -> None:
     assert texts == [
         "from the pod's own node",
         "default/test-network-policy (ingress)",
+        "flow log: default deny ingress (isolated by default/test-network-policy)",
         "default deny ingress (isolated by default/test-network-policy)",
     ]
     pi = table.chains[policy_chain(state.policies[0], "ingress")]

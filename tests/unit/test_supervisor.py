@@ -135,7 +135,10 @@ def test_exit_reasons_and_the_notify_protocol(tmp_path: Path) -> None:
 
 def test_node_services_are_the_node_processes(tmp_path: Path) -> None:
     services = node_services("n1", str(tmp_path), host_network=True)
-    assert [s.name for s in services] == ["agent", "routing", "policy", "proxy", "bird"]
-    assert all("--host-network" in s.argv for s in services[:4]) and "--bird-supervised" in services[1].argv
-    assert services[4].argv[:2] == ("bird", "-f") and services[4].requires_file == str(tmp_path / "nodes/n1/bird.conf")
-    assert [s.name for s in node_services("n1", str(tmp_path), bgp=False)] == ["agent", "routing", "policy", "proxy"]
+    assert [s.name for s in services] == ["agent", "routing", "policy", "proxy", "flow-logger", "bird"]
+    assert all("--host-network" in s.argv for s in services[:5]) and "--bird-supervised" in services[1].argv
+    assert services[5].argv[:2] == ("bird", "-f") and services[5].requires_file == str(tmp_path / "nodes/n1/bird.conf")
+    assert [s.name for s in node_services("n1", str(tmp_path), bgp=False)] == [
+        "agent", "routing", "policy", "proxy", "flow-logger"]
+    assert [s.name for s in node_services("n1", str(tmp_path), bgp=False, flow_logs=False)] == [
+        "agent", "routing", "policy", "proxy"]

@@ -41,6 +41,7 @@ from podnet.policy.cluster import ClusterState, Endpoint, PeerContext, peer_matc
 from podnet.policy.ir import DIRECTIONS, Direction, IPBlockPeer, PodPeer, PolicyIR, PortMatch, Rule
 from podnet.services.cluster import APISERVER_PORT
 
+from . import flowlog
 from .expr import ACCEPT, COUNTER, DROP, concat, goto, jump, match, meta, payload, vmap
 from .model import (
     POLICY_TABLE,
@@ -323,7 +324,9 @@ def _rule_rules(b: SetBuilder, pol: PolicyIR, rule: Rule) -> list[NftRule]:
     """One NetworkPolicy rule → nft rules (OR over peers, × the port sets)."""
     ingress = rule.direction == "ingress"
     field = "saddr" if ingress else "daddr"
-    verdict = ACCEPT if ingress else goto(EGRESS_OK)
+    # flow logs: each new connection this rule allows, named by the rule's identity
+    verdict = [flowlog.log_stmt(flowlog.allow_rule_id(pol.ref, rule.direction, rule.index)),
+               ACCEPT if ingress else goto(EGRESS_OK)]
     where = f"{pol.ref} {rule.provenance.field_path}"
     if rule.peers is None:
         matchers: list[tuple[list[Any], str]] = [([], where)]
@@ -338,17 +341,17 @@ def _rule_rules(b: SetBuilder, pol: PolicyIR, rule: Rule) -> list[NftRule]:
                 raise ValueError(f"{pol.ref}: {peer.describe()} is not a NetworkPolicy peer")
             matchers.append(([_addr_match(addr, field)], f"{pol.ref} {peer.provenance.field_path}"))
     if rule.ports is None:
-        return [NftRule.make(m + [COUNTER, verdict], text) for m, text in matchers]
+        return [NftRule.make(m + [COUNTER, *verdict], text) for m, text in matchers]
     named = [pm for pm in rule.ports if pm.is_named]
     out: list[NftRule] = []
     port_set = b.ports(_port_range(pm) for pm in rule.ports if not pm.is_named)
     if port_set is not None:
-        out += [NftRule.make(m + [match(_L4_DPORT, port_set), COUNTER, verdict], text + " ports")
+        out += [NftRule.make(m + [match(_L4_DPORT, port_set), COUNTER, *verdict], text + " ports")
                 for m, text in matchers]
     if named:
         nset = b.named_ports(pol, rule, named)
         key = concat(payload("ip", "daddr"), meta("l4proto"), payload("th", "dport"))
-        out += [NftRule.make(m + [match(key, "@" + nset), COUNTER, verdict], text + " named ports")
+        out += [NftRule.make(m + [match(key, "@" + nset), COUNTER, *verdict], text + " named ports")
                 for m, text in matchers]
     return out
 
@@ -402,6 +405,9 @@ def signature_chain(direction: str, refs: tuple[str, ...], own: tuple[str, ...])
             proto = "ip" if ipaddress.ip_address(ip).version == 4 else "ip6"
             rules.append(NftRule.make([match(payload(proto, "saddr"), ip), COUNTER, ACCEPT], "from the pod's own node"))
     rules += [NftRule.make([jump(policy_chain_name(ref, direction))], f"{ref} ({direction})") for ref in refs]
+    # flow logs: a rate-limited record of the denial beside the drop rule's exact counter
+    deny = flowlog.deny_rule_id(refs, direction)
+    rules.append(NftRule.make([flowlog.limit_stmt(), flowlog.log_stmt(deny)], f"flow log: {deny.describe()}"))
     rules.append(NftRule.make([COUNTER, DROP], f"default deny {direction} (isolated by {', '.join(refs)})"))
     return NftChain(signature_chain_name(direction, refs), tuple(rules))
 

@@ -12,6 +12,7 @@ expressions):
   in the same batch (a concatenated interval set when a range is present, with the protocol
   byte put in network order as nft does for interval concatenations), looked up by its id;
 * ``counter``, ``accept``, ``drop``, ``goto``/``jump`` chain; the comment as rule userdata;
+* the flow-log statements: ``log prefix "…" group N`` and ``limit rate R/second burst B packets``;
 * ``flush chain`` / ``add chain`` (not base chains) / ``delete chain``; ``add set`` of plain
   ``ipv4_addr`` sets with their elements; ``delete set``.
 
@@ -217,9 +218,29 @@ def _statement(batch: Batch, stmt: dict[str, Any]) -> list[bytes]:
         return [nest(NFTA_LIST_ELEM, [attr(NFTA_EXPR_NAME, strz("counter")), nest(NFTA_EXPR_DATA, [])])]
     if kind in ("accept", "drop") and arg is None:
         return [_immediate(kind)]
+    if kind in ("log", "limit"):  # the flow-log statements (dataplane.nft.flowlog)
+        return [_flow_log_statement(kind, arg)]
     if kind in ("goto", "jump") and isinstance(arg, dict) and isinstance(arg.get("target"), str):
         return [_immediate(kind, arg["target"])]
     raise Unsupported(f"statement {kind!r}")
+
+
+NFTA_LOG_GROUP, NFTA_LOG_PREFIX = 1, 2
+NFTA_LIMIT_RATE, NFTA_LIMIT_UNIT, NFTA_LIMIT_BURST, NFTA_LIMIT_TYPE = 1, 2, 3, 4
+NFT_LIMIT_PKTS = 0
+
+
+def _flow_log_statement(kind: str, arg: Any) -> bytes:
+    """``log prefix "…" group N`` and ``limit rate R/second burst B packets``."""
+    if kind == "log" and isinstance(arg, dict) and set(arg) == {"prefix", "group"}:
+        return _expr("log", [attr(NFTA_LOG_GROUP, struct.pack("!H", int(arg["group"]))),
+                             attr(NFTA_LOG_PREFIX, strz(str(arg["prefix"])))])
+    if kind == "limit" and isinstance(arg, dict) and arg.get("per") == "second" \
+            and set(arg) <= {"rate", "burst", "per"}:
+        return _expr("limit", [attr(NFTA_LIMIT_RATE, struct.pack("!Q", int(arg["rate"]))),
+                               attr(NFTA_LIMIT_UNIT, struct.pack("!Q", 1)),
+                               u32(NFTA_LIMIT_BURST, int(arg.get("burst", 0))), u32(NFTA_LIMIT_TYPE, NFT_LIMIT_PKTS)])
+    raise Unsupported(f"statement {kind!r} {arg!r}")
 
 
 def encode_command(batch: Batch, verb: str, kind: str, body: dict[str, Any]) -> None:
