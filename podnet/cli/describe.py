@@ -12,6 +12,7 @@ import click
 from podnet.errors import NotFound
 from podnet.model import Event, Namespace, NetworkPolicy, Pod, Resource, Service
 from podnet.model.core import Container, ContainerStatus
+from podnet.model.ingress import Ingress
 from podnet.model.probes import Probe
 
 from .common import (
@@ -312,6 +313,10 @@ def describe(obj: Resource, store: Any = None, events: list[Event] | None = None
         return describe_service(obj, [] if store is None else service_slices(store, obj))
     if isinstance(obj, NetworkPolicy):
         return describe_network_policy(obj)
+    if isinstance(obj, Ingress):
+        from .ingress_output import describe_ingress
+
+        return describe_ingress(obj, store) + "\n" + describe_events(obj, events or [])
     if isinstance(obj, Namespace):
         return describe_namespace(obj)
     text = describe_pod(obj) if isinstance(obj, Pod) else describe_generic(obj)

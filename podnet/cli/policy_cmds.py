@@ -131,7 +131,7 @@ def explain(ctx: click.Context, src_ref: str, dst_ref: str, option_proto: str | 
     """Why traffic from one pod or address to another is allowed or denied, down to the rule."""
     from podnet.policy.evaluate import evaluate
     from podnet.policy.render import render_verdict
-    from podnet.policy.services import explain_service, render_service_verdict, service_ref
+    from podnet.policy.services import explain_service, render_service_verdict, service_ref, through_ingress_lines
 
     state, _ = load_cluster(ctx, from_files, ipblock_matches_pods)
     src = state.endpoint(pod_ref(src_ref))
@@ -139,6 +139,9 @@ def explain(ctx: click.Context, src_ref: str, dst_ref: str, option_proto: str | 
     if (service := service_ref(ref)) is not None:  # svc/NAME: a verdict per backend, after DNAT
         result = explain_service(state, src, service, port, proto or option_proto)
         click.echo(json.dumps(result.to_dict(), indent=2) if output == "json" else render_service_verdict(result))
+        if output != "json":
+            for line in through_ingress_lines(state, src, result):
+                click.echo(line)
         if trace:
             from .probe_cmds import service_trace_lines
 

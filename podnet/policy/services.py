@@ -284,11 +284,38 @@ def ingress_backends(ingresses: Iterable[Ingress]) -> tuple[tuple[str, str, int 
     return tuple(dict.fromkeys(out))
 
 
+def ingress_controllers(state: ClusterState) -> list[Endpoint]:
+    """The ingress controller's pods: where requests through an Ingress come from."""
+    ns, key, value = INGRESS_CONTROLLER
+    return [ep for ep in state.pods if ep.namespace == ns and ep.labels.get(key) == value]
+
+
+def through_ingress_lines(state: ClusterState, src: Endpoint, v: ServiceVerdict) -> list[str]:
+    """For a Service an Ingress routes to: requests through the Ingress reach its pods from the
+    ingress controller's pods, not from the client, so that verdict is the one that matters."""
+    ingresses = sorted({ing for ing, svc, _ in state.ingress_backends if svc == v.ref})
+    controllers = ingress_controllers(state)
+    if not ingresses or src in controllers:
+        return []
+    lines = [f"  through Ingress {', '.join(ingresses)}: requests reach these pods from the ingress controller's "
+             f"pods ({INGRESS_CONTROLLER[0]}), not from the client"]
+    if not controllers:
+        return lines + ["    no ingress controller pod in the cluster (podnet up --ingress installs one)"]
+    via = explain_service(state, controllers[0], v.ref, str(v.port.port), v.port.protocol)
+    usable = [b for b in via.backends if b.port is not None and b.backend.ready] or [
+        b for b in via.backends if b.port is not None]
+    allowed = [b for b in usable if b.allowed]
+    denied = ", ".join(b.backend.key for b in usable if not b.allowed)
+    lines.append(f"    from {controllers[0].key}: {len(allowed)} of {len(usable)} backends allowed"
+                 + (f" (denied: {denied}; podnet lint: ingress-controller-denied)" if denied else ""))
+    return lines
+
+
 def check_ingress_backends(state: ClusterState, warn: Warn) -> None:
     """An Ingress backend whose pods' ingress policies deny the ingress controller's pods: the
     Ingress routes there, and every request gets 502/504 from nginx."""
     ns, key, value = INGRESS_CONTROLLER
-    controllers = [ep for ep in state.pods if ep.namespace == ns and ep.labels.get(key) == value]
+    controllers = ingress_controllers(state)
     if not controllers:
         return
     seen: set[tuple[str, str]] = set()

@@ -2,11 +2,12 @@
 Services behind one Ingress, `curl -H 'Host: foo.example' http://<node>:30380/a` and `/b` from
 the external host reach different Services; a wildcard host matches one label; TLS terminates
 with a self-signed kubernetes.io/tls Secret; the Ingress shows the address it is reached at;
-an Ingress change is served within a second."""
+an Ingress change is served within a second, its reload losing no request of a loop."""
 from __future__ import annotations
 
 import base64
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,10 +113,25 @@ def test_two_services_behind_one_ingress_from_the_external_host(cluster: Cluster
         assert time.monotonic() < deadline, out
         time.sleep(0.2)
     assert "foo.example,*.wild.example" in out and "80, 443" in out
-    # A new path is served within a second of the change.
+    # A new path is served within a second of the change, and the reloads it takes lose no
+    # request of a loop running from the external host meanwhile.
+    codes: list[int] = []
+    stop = threading.Event()
+
+    def request_loop() -> None:
+        while not stop.is_set():
+            codes.append(curl(ext, "-H", "Host: foo.example", f"{url}/a")[0])
+
+    loop = threading.Thread(target=request_loop)
+    loop.start()
+    time.sleep(0.3)
     cluster.apply(INGRESS.replace("- {path: /b,", "- {path: /new, pathType: Exact, backend: {service: {name: svc-a, "
                                   "port: {number: 80}}}}\n      - {path: /b,"))
     t0 = time.monotonic()
     while curl(ext, "-H", "Host: foo.example", f"{url}/new")[0] != 200:
         assert time.monotonic() - t0 < 3, "the change was not served"
         time.sleep(0.05)
+    time.sleep(0.3)
+    stop.set()
+    loop.join()
+    assert len(codes) >= 5 and set(codes) == {200}, codes

@@ -190,3 +190,40 @@ def test_lint_finds_ingress_backends_that_deny_the_ingress_controller() -> None:
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}],
         "ports": [{"port": 8080}]}]}
     assert findings(from_controller) == []
+
+
+def test_explain_a_service_behind_an_ingress_gives_the_controllers_verdict() -> None:
+    from podnet.model import Ingress
+    from podnet.policy.services import through_ingress_lines
+
+    client = pod("client", "10.244.0.2", {"app": "client"}, [])
+    controller = Pod.model_validate({
+        "metadata": {"name": "ctl", "namespace": "ingress-nginx", "labels": {"app.kubernetes.io/name": "ingress-nginx"}},
+        "spec": {"nodeName": "n1", "containers": [{"name": "c"}]}, "status": {"phase": "Running", "podIP": "10.244.0.9"}})
+    backend = pod("a", "10.244.0.3", {"app": "web"}, [{"name": "http", "containerPort": 8080}])
+    web = Service.model_validate({"metadata": {"name": "web", "namespace": "default"}, "spec": {
+        "clusterIP": "10.96.0.20", "selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}})
+    ing = Ingress.model_validate({"metadata": {"name": "site", "namespace": "default"}, "spec": {"rules": [{
+        "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {
+            "service": {"name": "web", "port": {"number": 80}}}}]}}]}})
+    namespaces = [Namespace.model_validate({"metadata": {"name": n, "labels": {"kubernetes.io/metadata.name": n}}})
+                  for n in ("default", "ingress-nginx")]
+    only_clients = NetworkPolicy.model_validate({"metadata": {"name": "web", "namespace": "default"}, "spec": {
+        "podSelector": {"matchLabels": {"app": "web"}},
+        "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "client"}}}]}]}})
+
+    def lines(ingresses: list[Ingress], src_key: str) -> list[str]:
+        st = ClusterState.build(namespaces, [client, controller, backend], [only_clients], services=[web],
+                                ingresses=ingresses)
+        src = st.by_key[src_key]
+        return through_ingress_lines(st, src, explain_service(st, src, "default/web", None, None))
+
+    # The client itself is admitted, but through the Ingress the controller's pods are not.
+    st = ClusterState.build(namespaces, [client, controller, backend], [only_clients], services=[web])
+    assert explain_service(st, st.by_key["default/client"], "default/web", None, None).backends[0].allowed
+    text = lines([ing], "default/client")
+    assert "through Ingress default/site" in text[0]
+    assert text[1] == ("    from ingress-nginx/ctl: 0 of 1 backends allowed (denied: default/a; podnet lint: "
+                       "ingress-controller-denied)")
+    assert lines([], "default/client") == []  # no Ingress routes there: nothing to add
+    assert lines([ing], "ingress-nginx/ctl") == []  # asked from the controller: the verdict above is that
