@@ -51,6 +51,13 @@ def call(exe: str, conf: dict, command: str, cid: str, ns_path: str, env_extra: 
     return dt * 1000
 
 
+def _exec_ms(argv: list[str]) -> float:
+    """One exec with nothing to do: the start-up floor the plugin cannot go below."""
+    t = time.perf_counter()
+    subprocess.run(argv, capture_output=True, check=True)
+    return (time.perf_counter() - t) * 1000
+
+
 def latency(runs: int, inprocess_runs: int) -> None:
     tag = secrets.token_hex(3)
     work = tempfile.mkdtemp(prefix="podnet-bench-")
@@ -94,6 +101,8 @@ def _latency(lab: Lab, runs: int, inprocess_runs: int, tag: str, made: list[str]
             del made[-2:]
     ver = [call(exe, podnet_conf, "VERSION", "", "") for _ in range(50)]
     ver_ref = [call(ref, ref_conf, "VERSION", "", "") for _ in range(50)]
+    floor = [_exec_ms(["/usr/bin/python3", "-IS", "-c", "pass"]) for _ in range(50)]
+    true = [_exec_ms(["/bin/true"]) for _ in range(50)]
     print(f"== CNI latency, {runs} interleaved runs (ms)           p50     p99    mean")
     for label, key in (("podnet-cni ADD (thin plugin → agent)", "p_add"), ("bridge+host-local ADD", "r_add"),
                        ("podnet-cni DEL", "p_del"), ("bridge+host-local DEL", "r_del"),
@@ -103,6 +112,7 @@ def _latency(lab: Lab, runs: int, inprocess_runs: int, tag: str, made: list[str]
         if xs:
             print(f"  {label:<46} {pct(xs, 50):7.1f} {pct(xs, 99):7.1f} {statistics.mean(xs):7.1f}")
     print(f"  {'exec only: VERSION podnet-cni / bridge':<46} {pct(ver, 50):7.1f} / {pct(ver_ref, 50):.1f}")
+    print(f"  {'start floor: python3 -IS -c pass / /bin/true':<46} {pct(floor, 50):7.1f} / {pct(true, 50):.1f}")
     print(f"  ADD p50 ratio podnet/reference: {pct(res['p_add'], 50) / pct(res['r_add'], 50):.2f}x"
           f"   DEL p50 ratio: {pct(res['p_del'], 50) / pct(res['r_del'], 50):.2f}x")
 

@@ -5,6 +5,8 @@ the semantic diff of two such policy sets.
     .venv/bin/python bench/policy_scale.py            # 1,000 and 10,000 pods × 100 and 1,000 policies, then tiers
     .venv/bin/python bench/policy_scale.py --quick    # 1,000 pods only
     .venv/bin/python bench/policy_scale.py --tiers    # only the tiered measurement (10,000 pods)
+    .venv/bin/python bench/policy_scale.py --scale 10000,20000   # pods (policies = pods / 10): matrix,
+                                                      # `matrix -o json` streamed vs built, explain, RSS
 
 Clusters are generated with realistic skew: 500 namespaces whose sizes follow a Zipf-like law,
 deployments with pod-template-hash labels, a few popular app/tier labels, named ports, and a
@@ -258,6 +260,47 @@ def tiered(n_pods: int, n_k8s: int, n_gnp: int, n_anp: int) -> None:
     print(f"  peak RSS {peak_rss_mb():.0f} MB", flush=True)
 
 
+def json_output(state: ClusterState) -> tuple[float, float, int]:
+    """``matrix -o json`` for one port: streamed row by row (what the CLI does) vs the document
+    built then dumped, both written to /dev/null; the texts must be equal."""
+    import hashlib
+    import json
+
+    m = compute_matrix(state, [80], ["TCP"])
+    t0 = time.perf_counter()
+    h1 = hashlib.sha256()
+    with open("/dev/null", "w") as out:
+        for piece in m.iter_json():
+            out.write(piece)
+            h1.update(piece.encode())
+    streamed = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    text = json.dumps(m.to_json())
+    with open("/dev/null", "w") as out:
+        out.write(text)
+    built = time.perf_counter() - t0
+    assert hashlib.sha256(text.encode()).digest() == h1.digest(), "streamed JSON differs"
+    return streamed, built, len(text)
+
+
+def scale(n_pods: int) -> None:
+    """One size of the 10:1 pods-to-policies workload, everything the issue bounds."""
+    n_pol = n_pods // 10
+    ns, pods, pols = generate(n_pods, n_pol)
+    t0 = time.perf_counter()
+    state = ClusterState.build(ns, pods, pols)
+    build = time.perf_counter() - t0
+    elapsed, cells, classes = full_matrix(state)
+    p50, p99 = explain_latency(state)
+    print(f"{n_pods:>7} pods x {n_pol:>6} policies: build {build:.2f} s, full matrix {elapsed:.2f} s "
+          f"({cells:,} cells, {classes} classes), explain p50 {p50:.3f} ms p99 {p99:.3f} ms, "
+          f"peak RSS {peak_rss_mb():.0f} MB", flush=True)
+    if n_pods <= 20000:
+        streamed, built, size = json_output(state)
+        print(f"         matrix -o json, one port ({size / 1e6:.0f} MB): streamed {streamed:.2f} s vs built "
+              f"then dumped {built:.2f} s ({built / streamed:.2f}x), peak RSS {peak_rss_mb():.0f} MB", flush=True)
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -266,7 +309,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1,000 pods only")
     parser.add_argument("--tiers", action="store_true", help="only the tiered measurement")
+    parser.add_argument("--scale", default="", help="comma-separated pod counts, 10 pods per policy")
     args = parser.parse_args()
+    if args.scale:
+        for n in args.scale.split(","):
+            scale(int(n))
+        return
     if args.tiers:
         tiered(10000, 1000, 100, 20)
         return

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -182,8 +183,11 @@ def matrix(ctx: click.Context, namespaces: tuple[str, ...], ports_text: str | No
     wanted = namespaces_arg(namespaces, state.namespace_labels)
     pods = [ep for ep in state.pods if not wanted or ep.namespace in wanted]
     result = compute_matrix(state, ports_arg(ports_text, pods), protocols_arg(protocols_text), pods)
-    if output == "json":
-        click.echo(json.dumps(result.to_json()))
+    if output == "json":  # streamed row by row: printing a 100,000-pod matrix must not dominate
+        out = sys.stdout
+        for piece in result.iter_json():
+            out.write(piece)
+        out.write("\n")
     elif output == "csv":
         click.echo(result.render_csv(), nl=False)
     else:

@@ -479,8 +479,12 @@ class ClusterState:
 
     @property
     def tiered(self) -> tuple[PolicyIR, ...]:
-        """The policies that are not Kubernetes NetworkPolicies."""
-        return tuple(p for p in self.policies if not p.is_k8s)
+        """The policies that are not Kubernetes NetworkPolicies (once per state: explain asks
+        several times per answer, and a scan of 10,000 policies each time dominated it)."""
+        hit = self.memo.get("tiered")
+        if hit is None:
+            hit = self.memo["tiered"] = tuple(p for p in self.policies if not p.is_k8s)
+        return hit  # type: ignore[return-value]
 
     # -- addresses: network sets, nodes -------------------------------------------------------
 

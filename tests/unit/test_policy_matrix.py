@@ -92,3 +92,15 @@ def test_subset_of_namespaces_keeps_whole_cluster_semantics():
     full = compute_matrix(state, [80], ["TCP"])
     assert full.allowed("80/TCP", 1, 0)  # y/b → x/a
     assert Namespace and Pod  # model types used by the generator
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), n_ns=st.integers(1, 3), n_pods=st.integers(0, 10), n_pol=st.integers(0, 5))
+def test_streamed_json_is_the_same_text_as_the_document(seed, n_ns, n_pods, n_pol):
+    import json
+
+    state = ClusterState.build(*random_cluster(seed, n_ns, n_pods, n_pol))
+    m = compute_matrix(state, [80, 443], ["TCP", "UDP"])
+    text = "".join(m.iter_json())
+    assert text == json.dumps(m.to_json())
+    assert json.loads(text)["allowed"] == {key: m.table(key) for key in m.keys}
