@@ -86,9 +86,21 @@ class PodNames:
         return misses[0].describe() if misses else v.summary
 
 
+def policy_matches(ref: str, wanted: str) -> bool:
+    """``wanted`` names the policy ``ref``: the ref itself (``ns/name``, ``gnp:name``,
+    ``calico:ns/name``, ``anp:name``), the ref without its kind, or the bare name."""
+    plain = ref.split(":", 1)[1] if ":" in ref.split("/", 1)[0] else ref
+    return wanted in (ref, plain, plain.rsplit("/", 1)[-1])
+
+
 def _matches(rec: FlowRecord, names: PodNames, *, verdict: str | None, from_pod: str | None, to_pod: str | None,
-             namespace: str | None, port: int | None, since: float | None) -> bool:
+             namespace: str | None, port: int | None, since: float | None, tier: str | None = None,
+             policy: str | None = None) -> bool:
     if verdict and rec.verdict != verdict:
+        return False
+    if tier and rec.tier != tier:
+        return False
+    if policy and not any(policy_matches(ref, policy) for ref in rec.policies):
         return False
     if port is not None and rec.dport != port:
         return False
@@ -145,6 +157,10 @@ def _emit(records: Iterable[FlowRecord], names: PodNames, output: str) -> None:
 @click.option("--port", type=click.IntRange(0, 65535), default=None, help="Only flows to this destination port.")
 @click.option("--since", default=None, help="Only flows seen in the last DURATION (30s, 5m, 1h).")
 @click.option("--node", default=None, help="Only flows this node recorded.")
+@click.option("--tier", default=None, help="Only flows decided in this tier (default: Kubernetes NetworkPolicies).")
+@click.option("--policy", default=None,
+              help="Only flows decided by this policy: NAMESPACE/NAME, gnp:NAME, anp:NAME, calico:NAMESPACE/NAME "
+                   "as shown, or just its NAME.")
 @click.option("--last", default=20, show_default=True, type=click.IntRange(0),
               help="How many past flows to show (0: all the rings hold).")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing flows as they are recorded.")
@@ -152,8 +168,8 @@ def _emit(records: Iterable[FlowRecord], names: PodNames, output: str) -> None:
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.pass_context
 def command(ctx: click.Context, verdict: str | None, from_pod: str | None, to_pod: str | None,
-            namespace: str | None, port: int | None, since: str | None, node: str | None, last: int,
-            follow: bool, follow_for: float | None, output: str) -> None:
+            namespace: str | None, port: int | None, since: str | None, node: str | None, tier: str | None,
+            policy: str | None, last: int, follow: bool, follow_for: float | None, output: str) -> None:
     """Connections the nodes' policy rules allowed or dropped, with the deciding policy and rule."""
     sd = state_dir(ctx)
     since_t = None if since is None else time.time() - parse_since(since)
@@ -164,7 +180,7 @@ def command(ctx: click.Context, verdict: str | None, from_pod: str | None, to_po
     names = PodNames(sd)
     filters = dict(verdict=verdict.upper() if verdict else None, from_pod=_pod_ref(from_pod, namespace),
                    to_pod=_pod_ref(to_pod, namespace), namespace=namespace if not (from_pod or to_pod) else None,
-                   port=port, since=since_t)
+                   port=port, since=since_t, tier=tier, policy=policy)
     past = sorted((r for p in paths for r in read_ring(p)), key=lambda r: r.time)
     shown = [r for r in past if _matches(r, names, **filters)]  # type: ignore[arg-type]
     _emit(shown[-last:] if last else shown, names, output)

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from podnet.dataplane.nft.flowlog import RuleId
+from podnet.dataplane.nft.flowlog import RuleId, implied_action
 from podnet.kernel.nflog import LoggedPacket
 
 from .api import Telemetry
@@ -52,13 +52,18 @@ class FlowRecord:
     rule: str  # the deciding rule, as people read it
     packets: int = 0
     bytes: int = 0
+    #: Allow | Deny | Pass | EndOfTier | Default (``flowlog.RuleId.action``)
+    action: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FlowRecord:
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+        """A ring line; lines written before ``action`` existed get the one their verdict implies."""
+        rec = cls(**{k: d[k] for k in cls.__dataclass_fields__ if k != "action"})
+        rec.action = d.get("action") or implied_action(rec.verdict, rec.rule_index)
+        return rec
 
 
 class FlowAggregator:
@@ -82,7 +87,7 @@ class FlowAggregator:
         if rec is None:
             rec = self.open[key] = FlowRecord(now, now, self.node, pkt.src, pkt.dst, pkt.dport, pkt.protocol,
                                               rid.verdict, rid.direction, rid.tier, list(rid.policies), rid.index,
-                                              rid.describe())
+                                              rid.describe(), action=rid.action)
         rec.last = now
         rec.packets += 1
         rec.bytes += pkt.length

@@ -15,7 +15,7 @@ from podnet.telemetry.flows import FlowAggregator, FlowRing, follow_rings, read_
 
 def test_a_prefix_reads_back_as_the_rule_that_wrote_it() -> None:
     allow = allow_rule_id("default/test-network-policy", "ingress", 0)
-    assert allow.prefix() == "pn Ai k8s 0 default/test-network-policy"
+    assert allow.prefix() == "pn Ai default 0 default/test-network-policy"  # the default tier, as Calico names it
     assert RuleId.parse(allow.prefix()) == allow
     deny = deny_rule_id(("default/a", "default/b"), "egress")
     assert RuleId.parse(deny.prefix()) == deny and deny.index == DEFAULT_DENY

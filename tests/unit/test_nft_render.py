@@ -383,7 +383,7 @@ def test_tiered_kinds_compile_to_tier_chains_felix_style() -> None:
     jumps the policy's chain, follows a Pass to the next tier and drops at the tier's end; the
     policy chain logs (rate-limited, prefix naming tier, policy and rule) without deciding."""
     from podnet.dataplane.nft.render import ip_int
-    from podnet.dataplane.nft.tiers import LOG_RATE, PASS_MARK, tier_chain_name, tiered_policy_chain_name
+    from podnet.dataplane.nft.tiers import LOG_RATE, PASS_MARK, pass_code, tier_chain_name, tiered_policy_chain_name
     from podnet.model import GlobalNetworkPolicy, Namespace, Pod, Tier
 
     pods = [Pod.model_validate({"metadata": {"name": n, "namespace": "default", "labels": {"app": n}},
@@ -403,10 +403,16 @@ def test_tiered_kinds_compile_to_tier_chains_felix_style() -> None:
     tier_rules = [r.expr_json for r in table.chains[web[1]].rules]
     assert "192.168.0.1" in tier_rules[1]  # the own node first (kubelet probes)
     assert f'"jump":{{"target":"{tiered_policy_chain_name("gnp:guard", "ingress")}"}}' in tier_rules[2]
-    assert str(PASS_MARK) in tier_rules[3] and '"accept"' in tier_rules[3]  # Pass, no tier left: allowed
-    assert tier_rules[-1] == '[{"counter":null},{"drop":null}]'  # end of tier: Deny
+    # Pass by rule 1, no tier left: allowed, and the flow log names that Pass rule
+    assert str(pass_code(1)) in tier_rules[3] and '"accept"' in tier_rules[3]
+    assert '"prefix":"pn Aip security 1 gnp:guard"' in tier_rules[3] and '"group":18' in tier_rules[3]
+    assert str(PASS_MARK) in tier_rules[4] and '"accept"' in tier_rules[4]
+    # end of tier: Deny, its rate-limited flow log just before the counting drop
+    assert '"limit"' in tier_rules[-2] and '"prefix":"pn Di security -1 gnp:guard"' in tier_rules[-2]
+    assert tier_rules[-1] == '[{"counter":null},{"drop":null}]'
     pol = [r.expr_json for r in table.chains[tiered_policy_chain_name("gnp:guard", "ingress")].rules]
     assert f'"rate":{LOG_RATE}' in pol[0] and "podnet security/gnp:guard/ingress[0]: " in pol[0]
-    assert '"return"' in pol[1] and str(PASS_MARK) in pol[1] and '"drop"' in pol[2]
+    assert '"return"' in pol[1] and str(pass_code(1)) in pol[1]
+    assert '"prefix":"pn Di security 2 gnp:guard"' in pol[2] and '"limit"' in pol[2] and '"drop"' in pol[3]
     sets = [s for n, s in table.sets.items() if n.startswith("ent-")]
     assert len(sets) == 1 and sets[0].interval and sets[0].elements == frozenset({((ip_int("10.244.1.3"),) * 2,)})

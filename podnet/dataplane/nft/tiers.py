@@ -12,14 +12,22 @@ which tiers count)::
         meta mark clear PASS                   pod whose remaining tiers are the same
         (ingress) from the pod's own node: accept
         jump tp-/tq-<policy>                   for each policy of the tier, in order, each followed by
-        mark & PASS: clear, goto tw-<rest>     (Pass: on to the next tier; none left: allowed)
+        mark & PASS: clear, goto tw-<rest>     (Pass: on to the next tier; none left: allowed, the
+                                               last tier first logging which Pass rule it was)
         drop | goto tw-<rest>                  end of tier: defaultAction Deny drops (only pods some
                                                policy of the tier selects get here), Pass goes on
     tp-<policy> / tq-<policy>                  the policy's rules in order (ingress / egress); one
         … log prefix "…" (rate-limited)       Log: noted, the walk goes on
         … accept | goto egress-ok              Allow
         … drop                                 Deny (a drop, not a reject, as Calico)
-        … mark |= PASS; return                 Pass
+        … mark |= PASS | index; return         Pass (the rule's index rides in the mark)
+
+Flow logs (``flowlog``): every decision carries the same NFLOG statements as the Kubernetes
+table, named by tier, policy, rule index and action. An Allow logs each new connection on the
+rule itself; a Deny and a tier's end drop are logged by a rate-limited rule of their own just
+before the counting drop; a Pass with no tier left and the last tier's passing end log on the
+tier chain's accepting rule. A Pass that leads to another tier logs nothing: the tier that
+decides does.
 
 Peers that are not Kubernetes pod selectors or ipBlocks (Calico entities with nets, notNets,
 selectors, notSelector, NetworkSets; ANP networks and nodes) become one interval set of IPv4
@@ -50,6 +58,7 @@ from podnet.policy.ir import (
 )
 from podnet.policy.order import TierInfo
 
+from . import flowlog
 from .expr import ACCEPT, COUNTER, DROP, Expr, concat, goto, jump, match, meta, payload
 from .model import NftChain, NftMap, NftRule, NftSet, NftTable, interval_of, merge_intervals, short_hash
 from .render import (
@@ -66,8 +75,12 @@ from .render import (
     local_pods,
 )
 
-#: the packet mark bit a Pass sets for its tier chain (Felix uses a mark bit the same way)
+#: the packet mark bit a Pass sets for its tier chain (Felix uses a mark bit the same way), and
+#: the bits beside it that carry the Pass rule's index to the flow log (``PASS_INDEX_MAX``: an
+#: index this large or larger, logged without its index)
 PASS_MARK = 0x01000000
+PASS_INDEX_SHIFT, PASS_INDEX_MAX = 16, 0xFF
+PASS_FIELD = PASS_MARK | PASS_INDEX_MAX << PASS_INDEX_SHIFT
 _ALL_BITS = 0xFFFFFFFF
 #: at most this many log lines a second per rule (then ``burst`` more), so a flood cannot fill the log
 LOG_RATE, LOG_BURST = 10, 5
@@ -101,9 +114,17 @@ def verdict_deny() -> list[Expr]:
     return [COUNTER, DROP]
 
 
-def verdict_pass() -> list[Expr]:
-    """Pass: mark the packet and return to the tier chain, which goes on to the next tier."""
-    return [COUNTER, {"mangle": {"key": _MARK, "value": {"|": [_MARK, PASS_MARK]}}}, {"return": None}]
+def pass_code(index: int) -> int:
+    """The mark field of a Pass by rule ``index``."""
+    return PASS_MARK | min(index, PASS_INDEX_MAX) << PASS_INDEX_SHIFT
+
+
+def verdict_pass(index: int) -> list[Expr]:
+    """Pass: mark the packet (with the rule's index) and return to the tier chain, which goes on
+    to the next tier. The mask is written as nft lists it back (the value's bits included)."""
+    code = pass_code(index)
+    mask = (_ALL_BITS ^ PASS_FIELD) | code
+    return [COUNTER, {"mangle": {"key": _MARK, "value": {"|": [{"&": [_MARK, mask]}, code]}}}, {"return": None}]
 
 
 def log_prefix(tier: str, pol: PolicyIR, rule: Rule) -> str:
@@ -119,21 +140,33 @@ def verdict_log(tier: str, pol: PolicyIR, rule: Rule) -> list[Expr]:
 
 
 def verdict_for(rule: Rule, tier: str, pol: PolicyIR, egress_ok: str) -> list[Expr]:
-    if rule.action == "Allow":
-        return verdict_allow(rule.direction, egress_ok)
+    if rule.action == "Allow":  # each new connection it allows, logged on the rule itself
+        log = flowlog.log_stmt(flowlog.allow_rule_id(pol.ref, rule.direction, rule.index, tier))
+        counted, last = verdict_allow(rule.direction, egress_ok)
+        return [counted, log, last]
     if rule.action == "Deny":
         return verdict_deny()
     if rule.action == "Pass":
-        return verdict_pass()
+        return verdict_pass(rule.index)
     return verdict_log(tier, pol, rule)
 
 
+def deny_log(rule_id: flowlog.RuleId) -> list[Expr]:
+    """The rate-limited flow log of a drop: a rule of its own before the counting drop rule (a
+    limit over its rate ends the rule, so it cannot sit on the drop rule itself)."""
+    return [flowlog.limit_stmt(), flowlog.log_stmt(rule_id)]
+
+
 def _clear_pass() -> Expr:
-    return {"mangle": {"key": _MARK, "value": {"&": [_MARK, _ALL_BITS ^ PASS_MARK]}}}
+    return {"mangle": {"key": _MARK, "value": {"&": [_MARK, _ALL_BITS ^ PASS_FIELD]}}}
 
 
 def _passed() -> Expr:
     return match({"&": [_MARK, PASS_MARK]}, PASS_MARK)
+
+
+def _passed_by(index: int) -> Expr:
+    return match({"&": [_MARK, PASS_FIELD]}, pass_code(index))
 
 
 # --- addresses as interval algebra -----------------------------------------------------------
@@ -352,8 +385,28 @@ def tiered_policy_chain(sets: TierSets, pol: PolicyIR, tier: str, direction: Dir
             continue
         verdict = verdict_for(rule, tier, pol, egress_ok)
         text = f"{rule.action} {pol.ref} {rule.provenance.field_path}"
-        rules += [NftRule.make(m + verdict, text) for m in alternatives]
+        for m in alternatives:
+            if rule.action == "Deny":
+                rid = flowlog.denying_rule_id(pol.ref, rule.direction, rule.index, tier)
+                rules.append(NftRule.make(m + deny_log(rid), f"flow log: {rid.describe()}"))
+            rules.append(NftRule.make(m + verdict, text))
     return NftChain(tiered_policy_chain_name(pol.ref, direction), tuple(rules))
+
+
+def _pass_indices(pol: PolicyIR, direction: Direction) -> list[int]:
+    """The mark codes a policy's Pass rules set (indices past ``PASS_INDEX_MAX`` share one)."""
+    return sorted({min(r.index, PASS_INDEX_MAX) for r in pol.rules(direction) if r.action == "Pass"})
+
+
+def _passed_last(tier: str, pol: PolicyIR, direction: Direction, onward: list[Expr]) -> list[NftRule]:
+    """A Pass in the last tier: the profile allows; log which Pass rule it was."""
+    rules = []
+    for index in _pass_indices(pol, direction):
+        shown = index if index < PASS_INDEX_MAX else flowlog.DEFAULT_DENY
+        rid = flowlog.passed_rule_id(pol.ref, direction, shown, tier)
+        rules.append(NftRule.make([_passed_by(index), _clear_pass(), flowlog.log_stmt(rid), *onward],
+                                  f"{pol.ref} passed: no tier left: the profile allows"))
+    return rules
 
 
 def tier_chains(direction: Direction, tiers: Sequence[tuple[TierInfo, Sequence[PolicyIR]]], own: Sequence[str],
@@ -371,13 +424,22 @@ def tier_chains(direction: Direction, tiers: Sequence[tuple[TierInfo, Sequence[P
             for ip in own:
                 proto = "ip" if ipaddress.ip_address(ip).version == 4 else "ip6"
                 rules.append(NftRule.make([match(payload(proto, "saddr"), ip), COUNTER, ACCEPT], "from the pod's own node"))
+        refs = listed[i][1]
         for pol in pols:
             rules.append(NftRule.make([jump(tiered_policy_chain_name(pol.ref, direction))], f"{tier.name}: {pol.ref}"))
+            if not rest:
+                rules += _passed_last(tier.name, pol, direction, onward)
             rules.append(NftRule.make([_passed(), _clear_pass(), *onward], f"{pol.ref} passed: {last}"))
         if tier.default_action == "Deny":
+            rid = flowlog.deny_rule_id(refs, direction, tier.name)
+            rules.append(NftRule.make(deny_log(rid), f"flow log: {rid.describe()}"))
             rules.append(NftRule.make([COUNTER, DROP], f"end of tier {tier.name} ({direction}): deny"))
-        else:
+        elif rest:
             rules.append(NftRule.make(list(onward), f"end of tier {tier.name} ({direction}): pass, {last}"))
+        else:
+            rid = flowlog.default_allow_id(refs, direction, tier.name)
+            rules.append(NftRule.make([flowlog.log_stmt(rid), *onward], f"end of tier {tier.name} ({direction}): "
+                                      f"pass, {last}"))
         name = tier_chain_name(direction, listed[i:])
         out[name] = NftChain(name, tuple(rules))
     return out
