@@ -9,9 +9,14 @@
   3. a flood of denied UDP packets (``--flood-rate`` a second, default 100,000) from one pod
      to a pod one policy isolates (at 1,000 policies the forward path itself caps the rate):
      records a second for the deny rule (goal <= 10), the drop rule's counter against the
-     packets sent (goal: exact), and the flow logger's CPU (goal < 25 % of a core).
+     packets sent (goal: exact), and the flow logger's CPU (goal < 25 % of a core);
+  4. the same denied packet -> record with tiered policy (a Calico tier whose
+     GlobalNetworkPolicy denies the intruder, beside the 1,000 Kubernetes policies), side by
+     side with the Kubernetes default deny of the same run, each record checked to name its
+     tier, policy, rule and action.
 
 Run as root: .venv/bin/python bench/flows.py [--policies N] [--seconds S] [--flood-rate R]
+             [--sections rates,latency,flood,tiered]
 """
 from __future__ import annotations
 
@@ -33,7 +38,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from podnet.dataplane.nft.flowlog import DENY_BURST, DENY_RATE, without_flow_logs  # noqa: E402
 from podnet.dataplane.nft.render import render  # noqa: E402
 from podnet.kernel import netns  # noqa: E402
-from podnet.model import NetworkPolicy  # noqa: E402
+from podnet.model import GlobalNetworkPolicy, NetworkPolicy, Tier  # noqa: E402
 from podnet.telemetry.flows import flows_path, read_ring  # noqa: E402
 from podnet.testing.policy_lab import PolicyLab  # noqa: E402
 
@@ -144,6 +149,40 @@ def run_in(ns: str, code: str, *args: str) -> str:
     return netns.run_in(ns, [PY, "-c", code, *args], check=True).stdout.strip()
 
 
+def drop_to_record(sock: socket.socket, dst: str, first_port: int, samples: int, path: str) -> tuple[list[float], list[Any]]:
+    """Denied packets one at a time (under the kernel's limit, so each is logged): seconds from
+    each send to its record in the ring (sorted), and the records."""
+    lat: list[float] = []
+    start = len(read_ring(path))
+    for i in range(samples):
+        before = os.path.getsize(path) if os.path.exists(path) else 0
+        t = time.perf_counter()
+        sock.sendto(b"x", (dst, first_port + i))
+        while time.perf_counter() - t < 1.0:
+            if os.path.exists(path) and os.path.getsize(path) > before:
+                lat.append(time.perf_counter() - t)
+                break
+            time.sleep(0.0005)
+        time.sleep(1.0 / DENY_RATE + 0.01)  # stay under the kernel's limit: every sample logged
+    lat.sort()
+    return lat, read_ring(path)[start:]
+
+
+def percentiles(lat: list[float]) -> str:
+    if not lat:
+        return "n=0"
+    return f"p50 {lat[len(lat) // 2] * 1000:.1f} ms p99 {lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000:.1f} ms"
+
+
+def tier_guard() -> tuple[Tier, GlobalNetworkPolicy]:
+    """A security tier whose policy denies the intruder's UDP to db (rule 0) and passes the rest."""
+    tier = Tier.model_validate({"metadata": {"name": "security"}, "spec": {"order": 100}})
+    gnp = GlobalNetworkPolicy.model_validate({"metadata": {"name": "db-guard"}, "spec": {
+        "tier": "security", "selector": "app == 'db'", "ingress": [
+            {"action": "Deny", "protocol": "UDP", "source": {"selector": "run == 'intruder'"}}, {"action": "Pass"}]}})
+    return tier, gnp
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--policies", type=int, default=1000)
@@ -152,7 +191,10 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=40, help="Denied packets timed to their record.")
     ap.add_argument("--flood-rate", type=int, default=100_000)
     ap.add_argument("--flood-seconds", type=float, default=3.0)
+    ap.add_argument("--sections", default="rates,latency,flood,tiered",
+                    help="Which figures to measure (comma-separated: rates, latency, flood, tiered).")
     args = ap.parse_args()
+    sections = set(args.sections.split(","))
     prefix = "fb" + secrets.token_hex(3)
     sd = tempfile.mkdtemp(prefix="podnet-flows-bench-")
     lab = PolicyLab.build(prefix, nodes=2)
@@ -188,7 +230,7 @@ def main() -> None:
         # 1. rates, on vs off, alternating rounds
         logger_cpu: list[float] = []
         rates: dict[str, dict[str, list[float]]] = {m: {"on": [], "off": []} for m in ("connect", "rr")}
-        for _ in range(args.rounds):
+        for _ in range(args.rounds if "rates" in sections else 0):
             for mode in ("off", "on"):
                 n1.applier.sync(table_on if mode == "on" else table_off)
                 lg = logger() if mode == "on" else None
@@ -203,11 +245,14 @@ def main() -> None:
                     lg.terminate()
                     lg.wait()
         for kind, label in (("connect", "new connections/s"), ("rr", "request/response/s")):
+            if "rates" not in sections:
+                break
             on, off = statistics.median(rates[kind]["on"]), statistics.median(rates[kind]["off"])
             print(f"{label:22s} flow logs off {off:9.0f}  on {on:9.0f}  on/off {on / off:.3f} (goal >= 0.95)")
         allowed = [r for r in read_ring(flows_path(sd, "n1")) if r.verdict == "ALLOWED" and r.src == client.ip]
         made = round(sum(rates["connect"]["on"]) * args.seconds) + len(rates["rr"]["on"])
-        print(f"allowed connections recorded with their policy: {sum(r.packets for r in allowed)} of {made} made "
+        print("allowed: none made (rates not measured)" if "rates" not in sections else
+              f"allowed connections recorded with their policy: {sum(r.packets for r in allowed)} of {made} made "
               f"with flow logs on, in {len(allowed)} records, rule: {allowed[0].rule if allowed else '-'}; "
               f"the logger took {statistics.mean(logger_cpu) * 100:.1f} % of a core while connections were made")
 
@@ -217,20 +262,8 @@ def main() -> None:
         path = flows_path(sd, "n1")
         with netns.enter(denied.netns):
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        lat: list[float] = []
-        for i in range(args.samples):
-            before = os.path.getsize(path) if os.path.exists(path) else 0
-            t = time.perf_counter()
-            sock.sendto(b"x", (web.ip, 20000 + i))
-            while time.perf_counter() - t < 1.0:
-                if os.path.exists(path) and os.path.getsize(path) > before:
-                    lat.append(time.perf_counter() - t)
-                    break
-                time.sleep(0.0005)
-            time.sleep(1.0 / DENY_RATE + 0.01)  # stay under the kernel's limit: every sample logged
-        lat.sort()
-        print(f"denied packet -> record in the ring: n={len(lat)}/{args.samples} p50 {lat[len(lat) // 2] * 1000:.1f} ms "
-              f"p99 {lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000:.1f} ms (goal p99 <= 50 ms)")
+        lat, _ = drop_to_record(sock, web.ip, 20000, args.samples if "latency" in sections else 0, path)
+        print(f"denied packet -> record in the ring: n={len(lat)}/{args.samples} {percentiles(lat)} (goal p99 <= 50 ms)")
         # `podnet flows -f` running (as `hubble observe -f` is watched): packet -> its line printed
         follow = subprocess.Popen([PY, "-m", "podnet.cli.main", "--state-dir", sd, "flows", "-f", "--last", "0",
                                    "--verdict", "DROPPED", "--from-pod", denied.ip, "-o", "json"], cwd=ROOT,
@@ -239,7 +272,7 @@ def main() -> None:
         time.sleep(2.0)  # started and at the end of the rings
         visible = []
         assert follow.stdout is not None
-        for i in range(10):
+        for i in range(10 if "latency" in sections else 0):
             port = 30000 + i
             t = time.perf_counter()
             sock.sendto(b"x", (web.ip, port))
@@ -251,27 +284,46 @@ def main() -> None:
         once = subprocess.run([PY, "-m", "podnet.cli.main", "--state-dir", sd, "flows", "--verdict", "DROPPED",
                                "--port", "30000", "-o", "json"], cwd=ROOT, capture_output=True, text=True)
         one_shot = time.perf_counter() - t
-        print(f"denied packet -> line printed by a running `podnet flows -f`: p50 {statistics.median(visible) * 1000:.0f} ms "
+        print("" if not visible else
+              f"denied packet -> line printed by a running `podnet flows -f`: p50 {statistics.median(visible) * 1000:.0f} ms "
               f"max {max(visible) * 1000:.0f} ms over {len(visible)} (goal <= 1 s); a one-shot `podnet flows` "
               f"takes {one_shot:.2f} s (process start-up, store read){'' if once.stdout.strip() else ' and FOUND NOTHING'}")
+
+        # 4. tiered: denied packet -> record naming tier/policy/rule, beside the Kubernetes deny
+        if "tiered" in sections:
+            tier, gnp = tier_guard()
+            tiered = lab.state([*policies(args.policies), db_policy, gnp], tiers=[tier])
+            n1.applier.sync(render(tiered, "n1", node_ips=[n1.ip]))
+            n = args.samples // 2
+            k8s_lat, k8s_recs = drop_to_record(sock, web.ip, 40000, n, path)
+            tier_lat, tier_recs = drop_to_record(sock, db.ip, 41000, n, path)
+            named = sum((r.tier, r.policies, r.rule_index, r.action) == ("security", ["gnp:db-guard"], 0, "Deny")
+                        for r in tier_recs)
+            print(f"tiered: denied packet -> record: Kubernetes default deny {percentiles(k8s_lat)}; "
+                  f"Calico tier Deny {percentiles(tier_lat)} (goal p99 <= 50 ms); {named} of {len(tier_lat)} records "
+                  f"name security/gnp:db-guard rule 0 (Deny), "
+                  f"{sum(r.tier == 'default' for r in k8s_recs)} of {len(k8s_lat)} the default tier")
+            n1.applier.sync(table_on)
+
         sock.close()
 
         # 3. flood
-        time.sleep(1.0)
-        records_before = len(read_ring(path))
-        counter_before = drop_counter(n1.netns)
-        cpu0, w0 = cpu_seconds(lg.pid), time.monotonic()
-        sent = int(run_in(denied.netns, FLOOD, db.ip, str(args.flood_seconds), str(args.flood_rate)))
-        time.sleep(0.3)
-        cpu = (cpu_seconds(lg.pid) - cpu0) / (time.monotonic() - w0)
-        dropped = drop_counter(n1.netns) - counter_before
-        flood = [r for r in read_ring(path)[records_before:] if r.src == denied.ip and r.dst == db.ip]
-        logged = sum(r.packets for r in flood)
-        print(f"flood: {sent} denied packets in {args.flood_seconds:g} s ({sent / args.flood_seconds:,.0f}/s); "
-              f"drop counter +{dropped} ({'exact' if dropped == sent else 'NOT exact'}); "
-              f"{logged} packets logged in {len(flood)} records = {len(flood) / args.flood_seconds:.1f} records/s "
-              f"for the rule (limit {DENY_RATE}/s, burst {DENY_BURST}; goal <= 10); "
-              f"flow logger CPU {cpu * 100:.1f} % of a core (goal < 25 %)")
+        if "flood" in sections:
+            time.sleep(1.0)
+            records_before = len(read_ring(path))
+            counter_before = drop_counter(n1.netns)
+            cpu0, w0 = cpu_seconds(lg.pid), time.monotonic()
+            sent = int(run_in(denied.netns, FLOOD, db.ip, str(args.flood_seconds), str(args.flood_rate)))
+            time.sleep(0.3)
+            cpu = (cpu_seconds(lg.pid) - cpu0) / (time.monotonic() - w0)
+            dropped = drop_counter(n1.netns) - counter_before
+            flood = [r for r in read_ring(path)[records_before:] if r.src == denied.ip and r.dst == db.ip]
+            logged = sum(r.packets for r in flood)
+            print(f"flood: {sent} denied packets in {args.flood_seconds:g} s ({sent / args.flood_seconds:,.0f}/s); "
+                  f"drop counter +{dropped} ({'exact' if dropped == sent else 'NOT exact'}); "
+                  f"{logged} packets logged in {len(flood)} records = {len(flood) / args.flood_seconds:.1f} records/s "
+                  f"for the rule (limit {DENY_RATE}/s, burst {DENY_BURST}; goal <= 10); "
+                  f"flow logger CPU {cpu * 100:.1f} % of a core (goal < 25 %)")
         load = os.getloadavg()
         print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores (a shared machine)")
     finally:

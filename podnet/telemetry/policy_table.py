@@ -34,7 +34,8 @@ FAMILIES: tuple[tuple[str, Kind, str, tuple[str, ...]], ...] = (
     ("podnet_policy_rule_bytes_total", "counter", "Bytes each counted rule of the policy table matched.",
      RULE_LABELS),
     ("podnet_policy_denied_packets_total", "counter", "Packets dropped because no rule of the policies "
-     "isolating a pod allowed them, by those policies and direction.", DENY_LABELS),
+     "isolating a pod allowed them (a default deny, a tier's end), by those policies and direction, or by a "
+     "tiered policy's Deny rule, by that policy.", DENY_LABELS),
     ("podnet_policy_denied_bytes_total", "counter", "Bytes of the packets in podnet_policy_denied_packets_total.",
      DENY_LABELS),
 )

@@ -26,6 +26,7 @@ from podnet.dataplane.nft.flowlog import (
 )
 from podnet.dataplane.nft.model import NftTable
 from podnet.dataplane.nft.render import render
+from podnet.dataplane.nft.stats import denied_by
 from podnet.dataplane.nft.tiers import PASS_INDEX_MAX, pass_code, tiered_policy_chain_name
 from podnet.model import Namespace, Pod, Resource
 from podnet.model.registry import kind_for
@@ -185,3 +186,15 @@ def test_flows_policy_filter_takes_the_ref_the_ref_without_kind_or_the_name() ->
     assert policy_matches("calico:shop/guard", "shop/guard") and policy_matches("calico:shop/guard", "guard")
     assert policy_matches("default/test-network-policy", "test-network-policy")
     assert not policy_matches("gnp:guard", "gnp:guar") and not policy_matches("shop/guard", "other/guard")
+
+
+def test_every_tiered_drop_is_attributed_in_the_denied_packets_metric() -> None:
+    """The metric reads the drop rules' comments: a tier's end by the tier's selecting policies,
+    a Deny rule by its policy, the default tier's end as Kubernetes' default deny."""
+    table = render(tiered_state(), "n1")
+    drops = {denied_by(r.comment, name) for name, c in table.chains.items() for r in c.rules
+             if '{"drop":null}' in r.expr_json and name.startswith(("tw-", "tp-", "tq-"))}
+    assert drops == {("gnp:guard", "ingress"), ("shop/web-81", "ingress")}
+    ends = [r.comment for c in table.chains.values() for r in c.rules if r.expr_json == '[{"counter":null},{"drop":null}]']
+    assert any("end of tier security ingress: deny (selected by gnp:guard)" in c for c in ends)
+    assert any("default deny ingress (isolated by shop/web-81)" in c for c in ends)

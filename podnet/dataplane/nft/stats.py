@@ -5,7 +5,9 @@ and verdicts, and the sizes of its maps as ``TableCounts``; ``policy_table_stats
 into what the policy loop's metrics report: how many rules and chains are programmed, how many
 local endpoints the dispatch map holds, how many policies have chains (Felix's active local
 policies), each counted rule's packets, and the packets each pod's default deny dropped,
-attributed to the policies that isolate it (the rule's own comment names them).
+attributed to the policies that isolate it (the rule's own comment names them). With tiers, a
+tier's end drop is attributed to the tier's policies that selected the pod, and a Deny rule to
+its policy (the ``tp-``/``tq-`` chain gives the direction).
 """
 from __future__ import annotations
 
@@ -19,7 +21,10 @@ from .render import TO_MAP, describe_rule
 
 #: policy chains (one per policy and direction that selects a local pod), by name prefix
 POLICY_CHAIN_PREFIXES = {"pi-": "ingress", "po-": "egress"}
+TIERED_POLICY_CHAIN_PREFIXES = {"tp-": "ingress", "tq-": "egress"}
 _DEFAULT_DENY = re.compile(r"^default deny (ingress|egress) \(isolated by (.+)\)$")
+_TIER_END = re.compile(r"^end of tier \S+ (ingress|egress): deny \(selected by (.+)\)$")
+_DENY_RULE = re.compile(r"^Deny (\S+) ")
 
 
 #: (chain, rule text, verdict) → (packets, bytes)
@@ -44,10 +49,16 @@ def _add(into: dict[K, tuple[int, int]], key: K, packets: int, size: int) -> Non
     into[key] = (before[0] + packets, before[1] + size)
 
 
-def denied_by(comment: str) -> DenyKey | None:
-    """(policies, direction) of a pod's default-deny rule; None for any other rule."""
-    m = _DEFAULT_DENY.match(describe_rule(comment))
-    return None if m is None else (m[2], m[1])
+def denied_by(comment: str, chain: str = "") -> DenyKey | None:
+    """(policies, direction) of a pod's default-deny rule, a tier's end drop or (in a tiered
+    policy chain) a Deny rule; None for any other rule."""
+    text = describe_rule(comment)
+    m = _DEFAULT_DENY.match(text) or _TIER_END.match(text)
+    if m is not None:
+        return m[2], m[1]
+    direction = TIERED_POLICY_CHAIN_PREFIXES.get(chain[:3])
+    rule = _DENY_RULE.match(text) if direction else None
+    return None if rule is None or direction is None else (rule[1], direction)
 
 
 def policy_table_stats(counts: TableCounts) -> PolicyTableStats:
@@ -57,7 +68,7 @@ def policy_table_stats(counts: TableCounts) -> PolicyTableStats:
     denied: dict[DenyKey, tuple[int, int]] = {}
     for r in counts.counted:
         _add(by_rule, (r.chain, describe_rule(r.comment), r.verdict), r.packets, r.bytes)
-        deny = denied_by(r.comment) if r.verdict == "drop" else None
+        deny = denied_by(r.comment, r.chain) if r.verdict == "drop" else None
         if deny is not None:
             _add(denied, deny, r.packets, r.bytes)
     policies = {name[len(p):] for name in counts.chains for p in POLICY_CHAIN_PREFIXES if name.startswith(p)}

@@ -433,7 +433,7 @@ def tier_chains(direction: Direction, tiers: Sequence[tuple[TierInfo, Sequence[P
         if tier.default_action == "Deny":
             rid = flowlog.deny_rule_id(refs, direction, tier.name)
             rules.append(NftRule.make(deny_log(rid), f"flow log: {rid.describe()}"))
-            rules.append(NftRule.make([COUNTER, DROP], f"end of tier {tier.name} ({direction}): deny"))
+            rules.append(NftRule.make([COUNTER, DROP], rid.describe()))  # the denied-packets metric reads it
         elif rest:
             rules.append(NftRule.make(list(onward), f"end of tier {tier.name} ({direction}): pass, {last}"))
         else:
