@@ -28,7 +28,7 @@ from podnet.dataplane.nft.model import NftTable
 from podnet.dataplane.nft.render import render
 from podnet.dataplane.nft.stats import denied_by
 from podnet.dataplane.nft.tiers import PASS_INDEX_MAX, pass_code, tiered_policy_chain_name
-from podnet.model import Namespace, Pod, Resource
+from podnet.model import Namespace, Pod
 from podnet.model.registry import kind_for
 from podnet.policy.cluster import ClusterState
 from podnet.telemetry.flows import FlowRecord
@@ -37,7 +37,7 @@ CALICO = "projectcalico.org/v3"
 ANP = "policy.networking.k8s.io/v1alpha1"
 
 
-def obj(api: str, kind: str, name: str, spec: dict[str, Any], namespace: str | None = None) -> Resource:
+def obj(api: str, kind: str, name: str, spec: dict[str, Any], namespace: str | None = None) -> Any:
     cls = kind_for(api, kind)
     assert cls is not None
     meta: dict[str, Any] = {"name": name}
@@ -135,8 +135,8 @@ def test_every_tiered_decision_carries_its_flow_log() -> None:
         before = chain[i - 1]
         assert before[-2] == {"limit": {"rate": DENY_RATE, "burst": DENY_BURST, "per": "second"}}
         assert before[:-2] == chain[i][:-2]  # the same matches (the drop rule: + counter, drop)
-        rid = RuleId.parse(before[-1]["log"]["prefix"])
-        assert rid == RuleId("security", ("gnp:guard",), "ingress", 1, "DROPPED") and rid.action == "Deny"
+        deny = RuleId.parse(before[-1]["log"]["prefix"])
+        assert deny == RuleId("security", ("gnp:guard",), "ingress", 1, "DROPPED") and deny.action == "Deny"
     # the end of the security tier drops web's other traffic, named by the tier's policies
     assert RuleId("security", ("gnp:guard",), "ingress", DEFAULT_DENY, "DROPPED") in by_action["EndOfTier"]
     # the default tier's end: Kubernetes' default deny, worded as always
