@@ -157,7 +157,8 @@ def _emit(records: Iterable[FlowRecord], names: PodNames, output: str) -> None:
 @click.option("--port", type=click.IntRange(0, 65535), default=None, help="Only flows to this destination port.")
 @click.option("--since", default=None, help="Only flows seen in the last DURATION (30s, 5m, 1h).")
 @click.option("--node", default=None, help="Only flows this node recorded.")
-@click.option("--tier", default=None, help="Only flows decided in this tier (default: Kubernetes NetworkPolicies).")
+@click.option("--tier", default=None, help="Only flows decided in this tier: default (Kubernetes NetworkPolicies), "
+                                            "kube-admin, kube-baseline or a Calico tier.")
 @click.option("--policy", default=None,
               help="Only flows decided by this policy: NAMESPACE/NAME, gnp:NAME, anp:NAME, calico:NAMESPACE/NAME "
                    "as shown, or just its NAME.")

@@ -20,6 +20,7 @@ from typing import Any
 
 from podnet.dataplane.nft.flowlog import RuleId, implied_action
 from podnet.kernel.nflog import LoggedPacket
+from podnet.policy.ir import DEFAULT_TIER
 
 from .api import Telemetry
 
@@ -60,9 +61,12 @@ class FlowRecord:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FlowRecord:
-        """A ring line; lines written before ``action`` existed get the one their verdict implies."""
+        """A ring line; lines written before ``action`` existed get the one their verdict implies,
+        and their tier ``k8s`` its name since, ``default``."""
         rec = cls(**{k: d[k] for k in cls.__dataclass_fields__ if k != "action"})
         rec.action = d.get("action") or implied_action(rec.verdict, rec.rule_index)
+        if rec.tier == "k8s":
+            rec.tier = DEFAULT_TIER
         return rec
 
 

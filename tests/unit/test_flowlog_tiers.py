@@ -109,7 +109,7 @@ def test_records_written_before_actions_existed_still_read() -> None:
     old = {"time": 1.0, "last": 1.0, "node": "n1", "src": "10.0.0.1", "dst": "10.0.0.2", "dport": 80,
            "protocol": "TCP", "verdict": "DROPPED", "direction": "ingress", "tier": "k8s", "policies": ["default/p"],
            "rule_index": -1, "rule": "default deny ingress (isolated by default/p)", "packets": 1, "bytes": 60}
-    assert FlowRecord.from_dict(old).action == "EndOfTier"
+    assert (FlowRecord.from_dict(old).action, FlowRecord.from_dict(old).tier) == ("EndOfTier", "default")
     assert FlowRecord.from_dict({**old, "verdict": "ALLOWED", "rule_index": 0}).action == "Allow"
 
 
