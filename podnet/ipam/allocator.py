@@ -171,6 +171,11 @@ class IPAM:
             existing = self.store.get(handle_key(handle_id))
             if existing and existing.value.get("ips"):
                 v = existing.value
+                if v.get("node") and v["node"] != node:  # one attachment on two nodes: one address twice
+                    raise PodnetError(f"IPAM handle {handle_id} holds {v['ips'][0]} for node {v['node']!r}, "
+                                      f"not {node!r}: one attachment cannot run on two nodes",
+                                      hint=f"release it on {v['node']} first (CNI DEL), or delete the pod "
+                                           "and create it again")
                 return Assignment(handle_id, v["ips"][0], v["blocks"][0], v.get("pool", ""), fresh=False)
             pools = self.eligible_pools(node)
             result = self._try_affine(handle_id, node, pools, existing, attrs)

@@ -69,7 +69,7 @@ def admit(changes: Sequence[Change], current: Mapping[str, dict[str, Any]],
         try:
             values.append(_admit_one(change.new, change.old, allocs, rng))
         except Refused as refused:
-            problems.append(_problem(change.new, refused))
+            problems.append(refusal_problem(change.new, refused))
             values.append(None)
     if problems:
         raise ValidationError(problems)
@@ -251,12 +251,12 @@ def _status(spec: ServiceSpec, lb_ip: str | None, old_status: Mapping[str, Any])
     return status
 
 
-def _problem(value: Mapping[str, Any], refused: Refused) -> FieldProblem:
-    """Located at the manifest the Service was applied from (its source annotation)."""
+def refusal_problem(value: Mapping[str, Any], refused: Refused, kind: str = "Service") -> FieldProblem:
+    """Located at the manifest the object was applied from (its source annotation)."""
     from podnet.manifest.loader import SOURCE_ANNOTATION  # only on refusal: keeps YAML out of store imports
 
     meta = value["metadata"]
     source = (meta.get("annotations") or {}).get(SOURCE_ANNOTATION, "")
     file, _, line = source.rpartition(":")
     location = Location(file, int(line)) if file and line.isdigit() else None
-    return FieldProblem(refused.path, refused.message, location, kind="Service", name=meta.get("name"))
+    return FieldProblem(refused.path, refused.message, location, kind=kind, name=meta.get("name"))

@@ -27,9 +27,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol, TypeVar, cast
 
 from ..errors import AlreadyExists, Conflict, NotFound, PodnetError
-from ..model import KINDS, Ingress, Namespace, Resource, Service
+from ..model import KINDS, Ingress, Namespace, Pod, Resource, Service
 from ..services import admission as service_admission
-from ..services import ingress_admission
+from ..services import ingress_admission, pod_admission
 from .api import Compare, Delete, Put, Record, Store
 
 REGISTRY = "/registry/"
@@ -53,7 +53,7 @@ _BY_PLURAL: dict[str, type[Resource]] = {cls.PLURAL: cls for cls in KINDS}
 #: What the API server's admission does per kind, inside the write's transaction: ``admit``
 #: gets the kind's changes and the values under ``READS``, and returns the values to store
 #: and the keys of its own to put and delete, or raises (nothing is written).
-ADMISSIONS: dict[type[Resource], Any] = {Service: service_admission, Ingress: ingress_admission}
+ADMISSIONS: dict[type[Resource], Any] = {Service: service_admission, Ingress: ingress_admission, Pod: pod_admission}
 #: (kind, key, value asked for or None for a deletion, stored value or None)
 Change = tuple[type[Resource], str, dict[str, Any] | None, dict[str, Any] | None]
 
@@ -111,11 +111,12 @@ _META_ATTRS = {"uid": "uid", "resourceVersion": "resource_version", "generation"
                "deletionGracePeriodSeconds": "deletion_grace_period_seconds"}
 
 
-def _typed(obj: Resource, cls: type[Resource], stored: dict[str, Any], revision: int) -> Resource:
+def _typed(obj: Resource, cls: type[Resource], stored: dict[str, Any], revision: int, admitted: bool = False) -> Resource:
     """The stored value as a typed object, reusing the already validated input ``obj`` when the
     stored value is that input plus server metadata (validating 10,000 objects twice would
-    double the cost of a large apply); anything with a stored status is decoded in full."""
-    if "status" in stored:
+    double the cost of a large apply); anything with a stored status, or that an admission
+    changed, is decoded in full."""
+    if admitted or "status" in stored:
         return _from_dict(cls, stored, revision)
     meta = stored["metadata"]
     changes: dict[str, Any] = {attr: meta.get(name) for name, attr in _META_ATTRS.items()}
@@ -409,8 +410,8 @@ class ResourceStore:
                 revision = result.revision
             else:
                 revision = 0
-            return [(_typed(obj, cls, value, rev or revision), action)
-                    for obj, (cls, value, action, rev) in zip(objs, plan)]
+            return [(_typed(obj, cls, value, rev or revision, admitted_value is not None), action)
+                    for obj, (cls, value, action, rev), admitted_value in zip(objs, plan, admitted)]
         raise _too_busy(keys)
 
     def delete_many(self, refs: Sequence[Ref], missing_ok: bool = True, grace_period_seconds: int | None = None,

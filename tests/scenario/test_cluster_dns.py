@@ -133,8 +133,18 @@ def test_pods_resolve_services_and_the_outside_and_s3_holds_by_name(cluster: Clu
         want = cluster.read(lambda store: {p.status.pod_ip for p in store.list(Pod, "default")
                                            if p.labels.get("app") == "web" and p.status.pod_ip})
         assert len(want) == 3
-        while addresses(cluster, "client1", "web-all") != want:
-            assert time.monotonic() - ready_at < 10, "the replicas did not show up in DNS within the TTL and a resync"
+        seen: list[tuple[float, list[str]]] = []
+        while (got := addresses(cluster, "client1", "web-all")) != want:
+            seen.append((round(time.monotonic() - ready_at, 1), sorted(got)))
+            if time.monotonic() - ready_at >= 10:
+                from podnet.model import EndpointSlice
+
+                slices = cluster.read(lambda store: [(e.addresses, e.conditions.model_dump()) for s in
+                                                     store.list(EndpointSlice, "default")
+                                                     if s.labels.get("kubernetes.io/service-name") == "web-all"
+                                                     for e in s.endpoints or []])
+                raise AssertionError(f"the replicas did not show up in DNS within the TTL and a resync: want "
+                                     f"{sorted(want)}, answers {seen[-6:]}, the slice's endpoints {slices}")
             time.sleep(0.2)
     finally:
         processes.stop(httpd)

@@ -5,7 +5,7 @@ import ipaddress
 
 import pytest
 
-from podnet.errors import ResourceExhausted
+from podnet.errors import PodnetError, ResourceExhausted
 from podnet.ipam.allocator import IPAM
 from podnet.ipam.blocks import POOLS, Block, LeakTracker, affinity_key, block_key, next_free_block, usage
 from podnet.store.api import Put
@@ -68,6 +68,15 @@ def test_assign_is_idempotent_per_handle_and_release_frees_exactly(store: Memory
     assert ipam.release("net.c1.eth0") == []  # idempotent
     assert ipam.handle("net.c1.eth1")["ips"] == [b.ip]  # type: ignore[index]
     assert ipam.assign("net.c2.eth0", "n1", {}).ip == a.ip  # freed address is reused
+
+
+def test_a_handle_held_on_one_node_is_refused_on_another(store: MemoryStore) -> None:
+    ipam = IPAM(store)
+    a = ipam.assign("net.c1.eth0", "n1", {"containerID": "c1"})
+    with pytest.raises(PodnetError, match="one attachment cannot run on two nodes"):
+        ipam.assign("net.c1.eth0", "n2", {"containerID": "c1"})
+    assert ipam.handle("net.c1.eth0")["node"] == "n1"  # type: ignore[index]
+    assert ipam.assign("net.c1.eth0", "n1", {"containerID": "c1"}) == a  # the owner's retry still gets it
 
 
 def test_borrow_from_another_nodes_block_unless_strict(store: MemoryStore) -> None:
@@ -203,6 +212,7 @@ def test_property_blocks_and_handles_always_agree(ops: list) -> None:
     add_pool(store, "p", "10.5.0.0/27", 29)  # 32 addresses in 4 blocks of 8: 41 handles can exhaust it
     ipam = IPAM(store)
     held: dict[str, str] = {}
+    nodes: dict[str, str] = {}
     for op, n, node in ops:
         h = f"h{n}"
         if op == "assign":
@@ -211,9 +221,14 @@ def test_property_blocks_and_handles_always_agree(ops: list) -> None:
             except ResourceExhausted:
                 assert len(held) == 32 and h not in held
                 continue
+            except PodnetError as exc:
+                assert h in held and nodes[h] != node, exc  # held for another node: refused, unchanged
+                continue
             assert held.setdefault(h, a.ip) == a.ip  # idempotent per handle
+            nodes.setdefault(h, node)
         else:
             freed = ipam.release(h)
+            nodes.pop(h, None)
             assert freed == ([held.pop(h)] if h in held else [])
         blocks = ipam.blocks()
         owners = {str(b.address(o)): hh for b in blocks for o, hh in b.allocations.items()}
