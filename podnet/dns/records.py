@@ -165,7 +165,6 @@ class ZoneIndex:
         new_records = set(new.records) if new is not None else set()
         old_names = old.names if old is not None else frozenset()
         new_names = new.names if new is not None else frozenset()
-        # Added before removed: a reader never sees a name vanish that both shares keep.
         for name in new_names - old_names:
             self._hold_name(name, touched)
         for rec in new_records - old_records:
@@ -361,7 +360,8 @@ def slices_by_service(slices: Iterable[EndpointSlice]) -> dict[str, list[Endpoin
     return out
 
 
-def service_key(namespace: str | None, name: str) -> str:
+def namespaced(namespace: str | None, name: str) -> str:
+    """``namespace/name``, the key objects are kept by (no namespace: ``default``)."""
     return f"{namespace or 'default'}/{name}"
 
 
@@ -384,17 +384,17 @@ class LiveZone:
         return cls(index=ZoneIndex.empty(zone))
 
     def set_service(self, svc: Service) -> set[str]:
-        key = service_key(svc.namespace, svc.name)
+        key = namespaced(svc.namespace, svc.name)
         self.services[key] = svc
         return self._refresh(key)
 
     def delete_service(self, namespace: str | None, name: str) -> set[str]:
-        key = service_key(namespace, name)
+        key = namespaced(namespace, name)
         self.services.pop(key, None)
         return self._refresh(key)
 
     def set_slice(self, sl: EndpointSlice) -> set[str]:
-        key = service_key(sl.namespace, sl.name)
+        key = namespaced(sl.namespace, sl.name)
         before = self._detach(key)
         self.slices[key] = sl
         owner = self._owner(sl)
@@ -407,7 +407,7 @@ class LiveZone:
         return touched
 
     def delete_slice(self, namespace: str | None, name: str) -> set[str]:
-        key = service_key(namespace, name)
+        key = namespaced(namespace, name)
         before = self._detach(key)
         self.slices.pop(key, None)
         return self._refresh(before) if before is not None else set()
@@ -430,7 +430,7 @@ class LiveZone:
 
     @staticmethod
     def _owner(sl: EndpointSlice | None) -> str | None:
-        return service_key(sl.namespace, sl.service_name) if sl is not None and sl.service_name else None
+        return namespaced(sl.namespace, sl.service_name) if sl is not None and sl.service_name else None
 
     def _refresh(self, key: str) -> set[str]:
         """Recompute one Service's records from its object and slices, and swap them in."""

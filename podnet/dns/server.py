@@ -1,15 +1,17 @@
 """The cluster DNS server: ``python -m podnet.dns.server`` in the ``coredns`` pods.
 
-It answers the cluster zone from a ``ZoneIndex`` rebuilt whenever the informers (list + watch
-of Services, EndpointSlices and Namespaces through the API server with the pod's ServiceAccount
-token, as CoreDNS does with client-go) report a change, and forwards every other name to the
+It answers the cluster zone from a ``ZoneIndex`` that the informers (list + watch of
+Services, EndpointSlices and Namespaces through the API server with the pod's ServiceAccount
+token, as CoreDNS does with client-go) change event by event, each event costing what its
+object costs (``LiveZone``), and forwards every other name to the
 upstream resolvers of its own resolv.conf (``forward . /etc/resolv.conf``). While the API
 server cannot be reached it keeps answering from what it last knew; before the first sync it
 answers SERVFAIL. Wire format by dnspython; UDP answers that do not fit (512 bytes, or the
 client's EDNS size) are truncated with TC so the client retries over TCP.
 
-Answers to the same question are the same bytes until the index changes, so they are cached
-by (question, EDNS size) and only the ID is rewritten: the hot path is a dictionary lookup.
+Answers to the same question are the same bytes until the names they are drawn from change,
+so they are cached by (question, EDNS size) and only the ID is rewritten: the hot path is a
+dictionary lookup. A change forgets only the answers drawn from the names it touched.
 
 Serves Prometheus metrics on 9153 (CoreDNS's names), ``/health`` on 8080 and ``/ready`` on
 8181 (ready once every informer has listed), as the CoreDNS pod's probes expect."""
