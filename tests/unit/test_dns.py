@@ -272,3 +272,39 @@ def test_watch_events_change_the_answers_and_the_cache_forgets_only_what_changed
     assert source.current is not None and source.current.names == fresh.names
     assert {k: {t: set(d) for t, d in v.items()} for k, v in source.current.records.items()} == \
         {k: {t: set(d) for t, d in v.items()} for k, v in fresh.records.items()}
+
+
+def test_answers_cached_while_changes_land_are_never_left_stale() -> None:
+    """One thread asks (filling the cache) while another changes the Service those answers
+    come from: once the changes stop, every answer is the last state's, never a stale one."""
+    from podnet.dns.server import ZoneSource
+
+    source = ZoneSource()
+    handler = DnsHandler(source, upstreams=[])
+    source.rebuild([], [], [{"metadata": {"name": "default"}}])
+    names = [f"web.default.svc.{Z}", f"ext.default.svc.{Z}", f"_http._tcp.web.default.svc.{Z}"]
+    source.apply("Service", "ADDED", {"metadata": {"name": "ext", "namespace": "default", "resourceVersion": "1"},
+                                      "spec": {"type": "ExternalName", "externalName": names[0]}})
+    done = threading.Event()
+
+    def ask_all() -> None:
+        while not done.is_set():
+            for name in names:
+                handler.handle(dns.message.make_query(name, "A").to_wire(), "udp")
+
+    asker = threading.Thread(target=ask_all)
+    asker.start()
+    try:
+        for version in range(2, 302):
+            spec: dict[str, Any] = {"clusterIP": f"10.96.1.{version % 250 + 1}",
+                                    "ports": [{"name": "http" if version % 3 else "web", "port": 80}]}
+            source.apply("Service", "MODIFIED" if version > 2 else "ADDED",
+                         {"metadata": {"name": "web", "namespace": "default", "resourceVersion": str(version)},
+                          "spec": spec})
+    finally:
+        done.set()
+        asker.join()
+    last = "10.96.1.52"  # 301 % 250 + 1
+    for name, rdtype, expected in [(names[0], "A", {last}), (names[1], "A", {last}), (names[2], "SRV", {f"0 100 80 {names[0]}"})]:
+        reply = dns.message.from_wire(handler.handle(dns.message.make_query(name, rdtype).to_wire(), "udp"))
+        assert values(reply, rdtype) == expected, name
