@@ -455,20 +455,30 @@ def follow_api(client: ApiClient, source: ZoneSource, stop: threading.Event) -> 
         "EndpointSlice": Informer(client, resource_path("endpointslices", group_version="discovery.k8s.io/v1")),
         "Namespace": Informer(client, resource_path("namespaces"))}
 
+    def reconcile() -> None:
+        source.rebuild(informers["Service"].items(), informers["EndpointSlice"].items(),
+                       informers["Namespace"].items())
+        # The zone is a large, long-lived, acyclic object graph: left to the cyclic collector,
+        # its full passes stall answers by hundreds of ms at 10,000 Services. Freezing moves
+        # what exists now out of the collector's sight (what a later change replaces is still
+        # freed by reference counting).
+        gc.freeze()
+
     def changed(kind: Kind, event: WatchEvent | None) -> None:
         with source.lock:  # the lists are read under the lock: no event can slip in between
             if not all(inf.synced.is_set() for inf in informers.values()):
                 return
-            if event is None or source.current is None:
-                source.rebuild(informers["Service"].items(), informers["EndpointSlice"].items(),
-                               informers["Namespace"].items())
-                # The zone is a large, long-lived, acyclic object graph: left to the cyclic
-                # collector, its full passes stall answers by hundreds of ms at 10,000
-                # Services. Freezing moves what exists now out of the collector's sight
-                # (what a later change replaces is still freed by reference counting).
-                gc.freeze()
-            else:
-                source.apply(kind, event.type, event.object)
+            try:
+                if event is None or source.current is None:
+                    reconcile()
+                else:
+                    source.apply(kind, event.type, event.object)
+            except Exception:  # the informer's thread must live on: start over from the lists
+                log.exception("applying a %s event failed; reconciling with the full lists", kind)
+                try:
+                    reconcile()
+                except Exception:  # the zone keeps answering from what it had
+                    log.exception("reconciling failed; the zone keeps what it had")
 
     for kind, inf in informers.items():
         inf.on_change = functools.partial(changed, kind)
