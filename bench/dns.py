@@ -3,15 +3,19 @@
 1. queries/s with dnsperf (10 s, 2 clients) against podnet's DNS server and against Debian's
    unbound serving the same A records as local-data; then p50/p99 of 2,000 sequential queries
    to each (a Python client, the same for both);
-2. the zone rebuild that makes a created Service resolvable (after its watch event and a 20 ms
-   debounce the server re-assembles its index, computing only the new Service's records): its
-   time at 10 and 10,000 Services;
+2. one watch event applied to the zone (a Service created among N: its records computed and
+   swapped into the index, the answers drawn from its names forgotten): its time at 10 and
+   10,000 Services;
 3. Service created → resolvable, end to end: from a Service committed to the store, served by the real
    API server (TLS, token, RBAC), seen by the DNS server's informers (``follow_api``), until a
    UDP query for its name answers; p50/p99 over ``--created`` Services among ``--resolvable-at``
    (everything in one process: the API server, the DNS server and the asking client share it).
+   With ``--baseline DIR`` (another checkout, e.g. ``git archive main podnet bench | tar -x -C
+   DIR``) the same measurement of that checkout runs right after, in a child process, so the
+   two are side by side under the same load.
 
 Run: .venv/bin/python bench/dns.py [--services 1000] [--resolvable-at 10000] [--created 30]
+                                   [--skip-qps] [--baseline DIR]
 """
 from __future__ import annotations
 
@@ -105,22 +109,21 @@ def latencies(port: int, names: list[str], count: int = 2000) -> tuple[float, fl
     return samples[len(samples) // 2] * 1e3, samples[int(len(samples) * 0.99)] * 1e3
 
 
-def rebuild_ms(n: int, repeat: int = 3) -> float:
-    """One Service created among ``n``: the rebuild after its watch event (warm caches)."""
-    from podnet.dns.server import ZoneSource
+def event_ms(n: int, repeat: int = 5) -> float:
+    """One Service created among ``n``: applying its watch event to the zone (best of ``repeat``)."""
+    from podnet.dns.server import DnsHandler, ZoneSource
 
     objs = [{**s.to_dict(), "metadata": {**s.to_dict()["metadata"], "resourceVersion": str(i + 1)}}
             for i, s in enumerate(services(n))]
-    namespaces = [{"metadata": {"name": "default"}}]
     source = ZoneSource()
-    source.rebuild(objs, [], namespaces)
+    DnsHandler(source, [])  # its answer cache listens to the changes, as in the server
+    source.rebuild(objs, [], [{"metadata": {"name": "default"}}])
     best = float("inf")
     for r in range(repeat):
         new = {"metadata": {"name": f"new{r}", "namespace": "default", "resourceVersion": str(n + r + 1)},
                "spec": {"clusterIP": f"10.97.0.{r + 1}", "ports": [{"port": 80}]}}
-        objs.append(new)
         t0 = time.perf_counter()
-        source.rebuild(objs, [], namespaces)
+        source.apply("Service", "ADDED", new)
         best = min(best, time.perf_counter() - t0)
         assert source.current is not None and source.current.lookup(f"new{r}.default.svc.{ZONE}", "A").answer
     return best * 1e3
@@ -223,41 +226,57 @@ def resolvable_ms(n: int, created: int) -> tuple[float, float, float]:
             writes[len(writes) // 2] * 1e3)
 
 
+def baseline_resolvable_ms(checkout: str, n: int, created: int) -> tuple[float, float, float]:
+    """``resolvable_ms`` of another checkout's code, in a child process (this interpreter)."""
+    code = (f"import sys; sys.path.insert(0, {checkout!r}); from bench.dns import resolvable_ms; "
+            f"print(*resolvable_ms({n}, {created}))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=checkout, capture_output=True, text=True, check=True)
+    p50, p99, write = (float(x) for x in out.stdout.split()[-3:])
+    return p50, p99, write
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--services", type=int, default=1000)
     ap.add_argument("--resolvable-at", type=int, default=10_000)
     ap.add_argument("--created", type=int, default=30)
+    ap.add_argument("--skip-qps", action="store_true", help="only the change → resolvable figures (sections 2, 3)")
+    ap.add_argument("--baseline", metavar="DIR", help="another checkout measured the same way right after")
     args = ap.parse_args()
-    if not shutil.which("dnsperf") or not shutil.which("unbound"):
+    if not args.skip_qps and (not shutil.which("dnsperf") or not shutil.which("unbound")):
         sys.exit("needs dnsperf and unbound (make setup installs them)")
     svcs = services(args.services)
     names = [f"{s.name}.default.svc.{ZONE}" for s in svcs]
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; {len(svcs)} Services")
-    with tempfile.TemporaryDirectory(prefix="podnet-bench-dns-") as tmp:
-        qfile = os.path.join(tmp, "queries")
-        with open(qfile, "w") as f:
-            f.writelines(f"{n} A\n" for n in names)
-        pport, pstop = start_podnet(svcs)
-        uport, unbound = start_unbound(svcs, tmp)
-        try:
-            for round_ in (1, 2):
-                p_qps, u_qps = dnsperf(pport, qfile), dnsperf(uport, qfile)
-                print(f"round {round_}: queries/s podnet {p_qps:,.0f}, unbound {u_qps:,.0f}: {p_qps / u_qps:.2f}x")
-            (p50, p99), (u50, u99) = latencies(pport, names), latencies(uport, names)
-            print(f"sequential latency p50/p99: podnet {p50:.3f}/{p99:.3f} ms, unbound {u50:.3f}/{u99:.3f} ms")
-        finally:
-            pstop.set()
-            unbound.terminate()
-            unbound.wait()
-    small, large = rebuild_ms(10), rebuild_ms(10_000)
-    print(f"zone rebuild after a change: {small:.1f} ms at 10 Services, {large:.0f} ms at 10,000 "
-          f"({large / small:.0f}x); resolvable = watch event + 20 ms debounce + rebuild")
+    if not args.skip_qps:
+        with tempfile.TemporaryDirectory(prefix="podnet-bench-dns-") as tmp:
+            qfile = os.path.join(tmp, "queries")
+            with open(qfile, "w") as f:
+                f.writelines(f"{n} A\n" for n in names)
+            pport, pstop = start_podnet(svcs)
+            uport, unbound = start_unbound(svcs, tmp)
+            try:
+                for round_ in (1, 2):
+                    p_qps, u_qps = dnsperf(pport, qfile), dnsperf(uport, qfile)
+                    print(f"round {round_}: queries/s podnet {p_qps:,.0f}, unbound {u_qps:,.0f}: {p_qps / u_qps:.2f}x")
+                (p50, p99), (u50, u99) = latencies(pport, names), latencies(uport, names)
+                print(f"sequential latency p50/p99: podnet {p50:.3f}/{p99:.3f} ms, unbound {u50:.3f}/{u99:.3f} ms")
+            finally:
+                pstop.set()
+                unbound.terminate()
+                unbound.wait()
+    small, large = event_ms(10), event_ms(10_000)
+    print(f"one Service created, its watch event applied to the zone: {small:.2f} ms at 10 Services, "
+          f"{large:.2f} ms at 10,000 ({large / small:.1f}x); resolvable = watch event + this")
     for n in (10, args.resolvable_at):
         p50, p99, write = resolvable_ms(n, args.created)
         print(f"Service committed -> resolvable through the API server, among {n:,} Services: "
               f"p50 {p50:.0f} ms, p99 {p99:.0f} ms ({args.created} creations; goal p99 <= 100 ms; "
-              f"the store write before it: median {write:.0f} ms)")
+              f"the store write before it: median {write:.0f} ms)", flush=True)
+        if args.baseline:
+            b50, b99, bwrite = baseline_resolvable_ms(args.baseline, n, args.created)
+            print(f"  baseline {args.baseline}, same measurement right after: p50 {b50:.0f} ms, p99 {b99:.0f} ms "
+                  f"(store write median {bwrite:.0f} ms); p99 this/baseline {p99 / b99:.2f}x", flush=True)
 
 
 if __name__ == "__main__":

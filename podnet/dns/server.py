@@ -1,30 +1,33 @@
 """The cluster DNS server: ``python -m podnet.dns.server`` in the ``coredns`` pods.
 
-It answers the cluster zone from a ``ZoneIndex`` rebuilt whenever the informers (list + watch
-of Services, EndpointSlices and Namespaces through the API server with the pod's ServiceAccount
-token, as CoreDNS does with client-go) report a change, and forwards every other name to the
+It answers the cluster zone from a ``ZoneIndex`` that the informers (list + watch of
+Services, EndpointSlices and Namespaces through the API server with the pod's ServiceAccount
+token, as CoreDNS does with client-go) change event by event, each event costing what its
+object costs (``LiveZone``), and forwards every other name to the
 upstream resolvers of its own resolv.conf (``forward . /etc/resolv.conf``). While the API
 server cannot be reached it keeps answering from what it last knew; before the first sync it
 answers SERVFAIL. Wire format by dnspython; UDP answers that do not fit (512 bytes, or the
 client's EDNS size) are truncated with TC so the client retries over TCP.
 
-Answers to the same question are the same bytes until the index changes, so they are cached
-by (question, EDNS size) and only the ID is rewritten: the hot path is a dictionary lookup.
+Answers to the same question are the same bytes until the names they are drawn from change,
+so they are cached by (question, EDNS size) and only the ID is rewritten: the hot path is a
+dictionary lookup. A change forgets only the answers drawn from the names it touched.
 
 Serves Prometheus metrics on 9153 (CoreDNS's names), ``/health`` on 8080 and ``/ready`` on
 8181 (ready once every informer has listed), as the CoreDNS pod's probes expect."""
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import logging
 import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import dns.exception
 import dns.flags
@@ -43,11 +46,9 @@ from .records import (
     DEFAULT_TTL,
     DEFAULT_ZONE,
     Answer,
+    LiveZone,
     Record,
-    ServiceRecords,
     ZoneIndex,
-    service_records,
-    slices_by_service,
 )
 
 log = logging.getLogger("podnet.dns")
@@ -72,12 +73,23 @@ class Metrics:
                                            0.256, 0.512, 1.024, 2.048))
         self.forwarded = Counter("coredns_forward_requests", "Counter of requests made per upstream.", ["to"],
                                  registry=self.registry)
-        self.rebuilds = Counter("podnet_dns_zone_rebuilds", "Times the cluster zone was rebuilt from the API.",
+        self.rebuilds = Counter("podnet_dns_zone_rebuilds", "Times the cluster zone was reconciled with a full list.",
                                 registry=self.registry)
+        self.updates = Counter("podnet_dns_zone_updates", "Watch events applied to the cluster zone one by one.",
+                               registry=self.registry)
+
+
+MAX_CACHED_ANSWERS = 100_000  # then the cache starts over (questions for names nobody has are endless)
 
 
 class DnsHandler:
-    """Turns one query (wire bytes) into one response (wire bytes)."""
+    """Turns one query (wire bytes) into one response (wire bytes).
+
+    Answers are cached per question (the query without its ID). Each cached answer remembers
+    the names it was computed from (``Answer.depends``); a ``ZoneSource`` tells the handler
+    which names a change touched and only the answers drawn from them are forgotten. Lookups
+    that miss the cache run under the source's lock, so they never see half of a change and
+    never cache an answer a change has already made stale."""
 
     def __init__(self, index: Callable[[], ZoneIndex | None], upstreams: Sequence[str], ttl: int = DEFAULT_TTL,
                  metrics: Metrics | None = None, server: str = "dns://:53") -> None:
@@ -87,18 +99,27 @@ class DnsHandler:
         self.metrics = metrics
         self.server = server
         self._cache: dict[tuple[bytes, int], tuple[bytes, str]] = {}
+        self._cached_by_name: dict[str, set[tuple[bytes, int]]] = {}
         self._cache_of: ZoneIndex | None = None
+        if isinstance(index, ZoneSource):
+            self._lock = index.lock
+            index.listeners.append(self.forget)
+        else:
+            self._lock = threading.RLock()
+
+    def forget(self, names: Iterable[str]) -> None:
+        """Drop the cached answers drawn from ``names`` (called with the lock held)."""
+        for name in names:
+            for key in self._cached_by_name.pop(name, ()):
+                self._cache.pop(key, None)
 
     def handle(self, wire: bytes, proto: str) -> bytes:
         started = time.perf_counter()
-        index = self.index()
         max_size = 65535 if proto == "tcp" else UDP_DEFAULT
-        key = _cache_key(wire)
-        if index is not None and key is not None and proto == "udp":
-            if self._cache_of is not index:
-                self._cache, self._cache_of = {}, index
+        key = _cache_key(wire) if proto == "udp" else None
+        if key is not None:
             hit = self._cache.get(key)
-            if hit is not None:
+            if hit is not None and self._cache_of is self.index():
                 self._count(hit[1], "cached", started, proto)
                 return wire[:2] + hit[0][2:]
         try:
@@ -111,20 +132,33 @@ class DnsHandler:
             return _formerr(wire)
         question = query.question[0]
         qtype = dns.rdatatype.to_text(question.rdtype)
-        if index is None:
+        with self._lock:
+            index = self.index()
+            answer = index.lookup(question.name.to_text(), qtype) if index is not None else None
+            out = None
+            if index is not None and answer is not None and not answer.forward and answer.chase is None:
+                out = self._render(query, answer, index, max_size)
+                if key is not None:
+                    self._remember(index, key, out, qtype, answer.depends)
+        if answer is None:
             response = dns.message.make_response(query)
             response.set_rcode(dns.rcode.SERVFAIL)
             out = response.to_wire()
-        else:
-            answer = index.lookup(question.name.to_text(), qtype)
-            if answer.forward:
-                out = self._forward(query, wire)
-            else:
-                out = self._render(query, answer, index, max_size)
-                if key is not None and proto == "udp" and answer.chase is None:
-                    self._cache[key] = (out, qtype)
+        elif answer.forward:
+            out = self._forward(query, wire)
+        elif out is None and index is not None:  # a CNAME to a name outside: asked upstream, not cached
+            out = self._render(query, answer, index, max_size)
+        assert out is not None
         self._count(qtype, "answered", started, proto, out)
         return out
+
+    def _remember(self, index: ZoneIndex, key: tuple[bytes, int], out: bytes, qtype: str,
+                  depends: tuple[str, ...]) -> None:
+        if self._cache_of is not index or len(self._cache) >= MAX_CACHED_ANSWERS:
+            self._cache, self._cached_by_name, self._cache_of = {}, {}, index
+        self._cache[key] = (out, qtype)
+        for name in depends:
+            self._cached_by_name.setdefault(name, set()).add(key)
 
     def _count(self, qtype: str, how: str, started: float, proto: str, out: bytes | None = None) -> None:
         m = self.metrics
@@ -205,52 +239,97 @@ def _formerr(wire: bytes) -> bytes:
 
 
 # -- the shell ---------------------------------------------------------------------------------
-class ZoneSource:
-    """The current ZoneIndex, rebuilt when an informer changes. Parsed objects and each
-    Service's records are kept by resourceVersion, so a rebuild after one change parses and
-    computes only what changed and merges the rest."""
+Kind = Literal["Service", "EndpointSlice", "Namespace"]
 
-    def __init__(self, zone: str = DEFAULT_ZONE, debounce: float = 0.02) -> None:
+
+class ZoneSource:
+    """The current zone, kept by a ``LiveZone`` that the informers' events change one object
+    at a time (a watch event costs what its object costs, not the zone's size). A full list
+    (the first sync, or a relist after the watch expired) is diffed against what the zone
+    holds: only objects whose resourceVersion moved are parsed and recomputed. Every change
+    runs under ``lock`` and tells ``listeners`` (the answer caches) the names it touched."""
+
+    def __init__(self, zone: str = DEFAULT_ZONE) -> None:
         self.zone = zone
-        self.debounce = debounce
-        self.current: ZoneIndex | None = None
+        self.lock = threading.RLock()
+        self.listeners: list[Callable[[set[str]], None]] = []
         self.metrics: Metrics | None = None
-        self._parsed: dict[tuple[str, str, str], Any] = {}
-        self._records: dict[tuple[str, str, tuple[tuple[str, str], ...]], ServiceRecords] = {}
+        self.current: ZoneIndex | None = None  # None until the first full list
+        self._live = LiveZone.empty(zone)
+        self._versions: dict[tuple[Kind, str], str] = {}  # (kind, namespace/name) → resourceVersion held
 
     def __call__(self) -> ZoneIndex | None:
         return self.current
 
-    def _model(self, cls: Any, obj: dict[str, Any], parsed: dict[tuple[str, str, str], Any]) -> Any:
-        meta = obj.get("metadata") or {}
-        key = (cls.KIND, f"{meta.get('namespace')}/{meta.get('name')}", str(meta.get("resourceVersion", "")))
-        model = self._parsed.get(key) if key[2] else None
-        if model is None:
-            model = _parse(cls, obj)
-        parsed[key] = model
-        return model
+    def apply(self, kind: Kind, event_type: str, obj: dict[str, Any]) -> None:
+        """One watch event (ADDED, MODIFIED, DELETED) of one object."""
+        with self.lock:
+            touched = self._apply(kind, event_type, obj)
+            if touched:
+                self._tell(touched)
+            if self.metrics is not None:
+                self.metrics.updates.inc()
 
-    def rebuild(self, services: list[dict[str, Any]], slices: list[dict[str, Any]], namespaces: list[dict[str, Any]]) -> None:
+    def rebuild(self, services: list[dict[str, Any]], slices: list[dict[str, Any]],
+                namespaces: list[dict[str, Any]]) -> None:
+        """Make the zone hold exactly these objects (a full list): objects gone are deleted,
+        new or changed ones applied, the rest left as they are."""
+        with self.lock:
+            touched: set[str] = set()
+            lists: tuple[tuple[Kind, list[dict[str, Any]]], ...] = (
+                ("Namespace", namespaces), ("Service", services), ("EndpointSlice", slices))
+            for kind, objs in lists:
+                listed = {(kind, _key(o)) for o in objs}
+                for held_kind, key in [k for k in self._versions if k[0] == kind and k not in listed]:
+                    namespace, _, name = key.rpartition("/")
+                    touched |= self._delete(held_kind, namespace or None, name)
+                for obj in objs:
+                    touched |= self._apply(kind, "MODIFIED", obj)
+            self.current = self._live.index
+            if touched:
+                self._tell(touched)
+            if self.metrics is not None:
+                self.metrics.rebuilds.inc()
+
+    def _tell(self, touched: set[str]) -> None:
+        for listener in self.listeners:
+            listener(touched)
+
+    def _apply(self, kind: Kind, event_type: str, obj: dict[str, Any]) -> set[str]:
+        meta = obj.get("metadata") or {}
+        key = _key(obj)
+        if event_type == "DELETED":
+            return self._delete(kind, meta.get("namespace"), str(meta.get("name", "")))
+        if event_type not in ("ADDED", "MODIFIED"):
+            return set()
+        version = str(meta.get("resourceVersion") or "")
+        if version and self._versions.get((kind, key)) == version:
+            return set()  # already held (a relist, or an event the list already had)
+        if kind == "Namespace":
+            self._versions[(kind, key)] = version
+            return self._live.set_namespace(str(meta.get("name", "")))
         from podnet.model import EndpointSlice, Service
 
-        parsed: dict[tuple[str, str, str], Any] = {}
-        svcs = [m for m in (self._model(Service, o, parsed) for o in services) if m is not None]
-        eps = [m for m in (self._model(EndpointSlice, o, parsed) for o in slices) if m is not None]
-        self._parsed = parsed
-        by_service = slices_by_service(eps)
-        records: dict[tuple[str, str, tuple[tuple[str, str], ...]], ServiceRecords] = {}
-        for svc in svcs:
-            key_ns = f"{svc.namespace or 'default'}/{svc.name}"
-            mine = by_service.get(key_ns, [])
-            key = (key_ns, svc.metadata.resource_version or "",
-                   tuple(sorted((sl.name, sl.metadata.resource_version or "") for sl in mine)))
-            part = self._records.get(key) if key[1] else None
-            records[key] = part if part is not None else service_records(svc, mine, self.zone)
-        self._records = records
-        names = [str(o.get("metadata", {}).get("name", "")) for o in namespaces]
-        self.current = ZoneIndex.assemble(records.values(), names, self.zone)
-        if self.metrics is not None:
-            self.metrics.rebuilds.inc()
+        model = _parse(Service if kind == "Service" else EndpointSlice, obj)
+        if model is None:  # one odd object must not take the zone down: it is left out
+            return self._delete(kind, meta.get("namespace"), str(meta.get("name", "")))
+        self._versions[(kind, key)] = version
+        if kind == "Service":
+            return self._live.set_service(model)
+        return self._live.set_slice(model)
+
+    def _delete(self, kind: Kind, namespace: str | None, name: str) -> set[str]:
+        self._versions.pop((kind, f"{namespace}/{name}" if namespace else name), None)
+        if kind == "Namespace":
+            return self._live.delete_namespace(name)
+        if kind == "Service":
+            return self._live.delete_service(namespace, name)
+        return self._live.delete_slice(namespace, name)
+
+
+def _key(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{meta['namespace']}/{meta.get('name')}" if meta.get("namespace") else str(meta.get("name", ""))
 
 
 def _parse(cls: Any, obj: dict[str, Any]) -> Any:
@@ -365,27 +444,46 @@ def run(args: argparse.Namespace, stop: threading.Event) -> None:
 
 def follow_api(client: ApiClient, source: ZoneSource, stop: threading.Event) -> None:
     """Until ``stop``: list + watch Services, EndpointSlices and Namespaces (client-go's
-    informers) and rebuild the zone after each burst of changes. While the API server cannot
-    be reached the informers keep what they had, so the zone keeps answering from it."""
-    from podnet.apiclient import Informer, resource_path
+    informers) and apply each event to the zone as it arrives, on the informer's own thread.
+    Once every informer has listed, a (re)list makes the zone hold exactly the lists. While
+    the API server cannot be reached the informers keep what they had, so the zone keeps
+    answering from it."""
+    from podnet.apiclient import Informer, WatchEvent, resource_path
 
-    informers = [Informer(client, resource_path("services")),
-                 Informer(client, resource_path("endpointslices", group_version="discovery.k8s.io/v1")),
-                 Informer(client, resource_path("namespaces"))]
-    changed = threading.Event()
-    for inf in informers:
-        inf.on_change = lambda _event: changed.set()
+    informers: dict[Kind, Informer] = {
+        "Service": Informer(client, resource_path("services")),
+        "EndpointSlice": Informer(client, resource_path("endpointslices", group_version="discovery.k8s.io/v1")),
+        "Namespace": Informer(client, resource_path("namespaces"))}
+
+    def reconcile() -> None:
+        source.rebuild(informers["Service"].items(), informers["EndpointSlice"].items(),
+                       informers["Namespace"].items())
+        # The zone is a large, long-lived, acyclic object graph: left to the cyclic collector,
+        # its full passes stall answers by hundreds of ms at 10,000 Services. Freezing moves
+        # what exists now out of the collector's sight (what a later change replaces is still
+        # freed by reference counting).
+        gc.freeze()
+
+    def changed(kind: Kind, event: WatchEvent | None) -> None:
+        with source.lock:  # the lists are read under the lock: no event can slip in between
+            if not all(inf.synced.is_set() for inf in informers.values()):
+                return
+            try:
+                if event is None or source.current is None:
+                    reconcile()
+                else:
+                    source.apply(kind, event.type, event.object)
+            except Exception:  # the informer's thread must live on: start over from the lists
+                log.exception("applying a %s event failed; reconciling with the full lists", kind)
+                try:
+                    reconcile()
+                except Exception:  # the zone keeps answering from what it had
+                    log.exception("reconciling failed; the zone keeps what it had")
+
+    for kind, inf in informers.items():
+        inf.on_change = functools.partial(changed, kind)
         inf.start(stop)
-    while not stop.is_set():
-        if changed.wait(0.5) and all(inf.synced.is_set() for inf in informers):
-            changed.clear()
-            stop.wait(source.debounce)  # a burst of changes: one rebuild
-            source.rebuild(*(inf.items() for inf in informers))
-            # The zone is a large, long-lived, acyclic object graph: left to the cyclic
-            # collector, its full passes stall answers and rebuilds by hundreds of ms at
-            # 10,000 Services. Freezing moves it out of the collector's sight (an old zone is
-            # still freed by reference counting when the next one replaces it).
-            gc.freeze()
+    stop.wait()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

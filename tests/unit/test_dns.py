@@ -197,9 +197,9 @@ def test_forwarding_relays_the_upstream_answer() -> None:
     assert reply.id == query.id and values(reply, "A") == {"10.96.0.99"}
 
 
-def test_the_incremental_rebuild_equals_a_full_build() -> None:
-    """The server keeps each Service's records by resourceVersion and re-assembles the zone:
-    after any sequence of changes it holds exactly what a fresh build would."""
+def test_a_relist_reconciles_to_exactly_what_a_full_build_holds() -> None:
+    """A full list (the first sync, or a relist after the watch expired) is diffed against
+    what the server holds: afterwards it holds exactly what a fresh build would."""
     from podnet.dns.server import ZoneSource
 
     def as_objects(version: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -226,3 +226,85 @@ def test_the_incremental_rebuild_equals_a_full_build() -> None:
         {k: {t: sorted(d) for t, d in v.items()} for k, v in fresh.records.items()}
     assert source.current.lookup(f"web.default.svc.{Z}", "A").rcode == "NXDOMAIN"
     assert source.current.lookup(f"db.default.svc.{Z}", "A").rcode == "NXDOMAIN"
+
+
+def test_watch_events_change_the_answers_and_the_cache_forgets_only_what_changed() -> None:
+    """Events applied one by one (as the informers deliver them) to a source whose handler has
+    answers cached: the changed name answers anew at once, an untouched one stays cached, and
+    the zone ends equal to a fresh build of what remains."""
+    from podnet.dns.server import ZoneSource
+
+    def obj(model: Service | EndpointSlice, version: int) -> dict[str, Any]:
+        doc = model.to_dict()
+        return {**doc, "metadata": {**doc["metadata"], "resourceVersion": str(version)}}
+
+    def a(handler: DnsHandler, name: str) -> tuple[str, set[str]]:
+        query = dns.message.make_query(name, "A")
+        reply = dns.message.from_wire(handler.handle(query.to_wire(), "udp"))
+        assert reply.id == query.id
+        return dns.rcode.to_text(reply.rcode()), values(reply, "A")
+
+    source = ZoneSource()
+    handler = DnsHandler(source, upstreams=[])
+    assert dns.message.from_wire(handler.handle(dns.message.make_query(f"web.default.svc.{Z}", "A").to_wire(),
+                                                "udp")).rcode() == dns.rcode.SERVFAIL  # before the first list
+    source.rebuild([obj(s, 1) for s in SERVICES], [obj(sl, 1) for sl in SLICES],
+                   [{"metadata": {"name": n}} for n in ("default", "prod", "kube-system")])
+    assert a(handler, f"web.default.svc.{Z}") == ("NOERROR", {"10.96.0.20"})
+    assert a(handler, f"api.prod.svc.{Z}") == ("NOERROR", {"10.96.0.30"})
+    assert a(handler, f"new.default.svc.{Z}") == ("NXDOMAIN", set())
+    assert a(handler, f"ext.default.svc.{Z}") == ("NOERROR", {"10.96.0.20"})  # a CNAME to web
+    cached_api = handler._cache.copy()
+    source.apply("Service", "MODIFIED", obj(svc("web", clusterIP="10.96.0.21", ports=[{"port": 80}]), 2))
+    source.apply("Service", "ADDED", obj(svc("new", clusterIP="10.96.0.40", ports=[{"port": 80}]), 3))
+    source.apply("EndpointSlice", "DELETED", obj(SLICES[0], 1))  # db-x: db loses its endpoints
+    assert a(handler, f"web.default.svc.{Z}") == ("NOERROR", {"10.96.0.21"})
+    assert a(handler, f"ext.default.svc.{Z}") == ("NOERROR", {"10.96.0.21"})  # drawn from web: forgotten too
+    assert a(handler, f"new.default.svc.{Z}") == ("NOERROR", {"10.96.0.40"})
+    assert a(handler, f"db.default.svc.{Z}") == ("NXDOMAIN", set())
+    api_keys = [k for k in cached_api if b"\x03api\x04prod" in k[0]]
+    assert api_keys and all(handler._cache.get(k) == cached_api[k] for k in api_keys)  # untouched: still cached
+    source.apply("Service", "DELETED", obj(SERVICES[-1], 1))  # api.prod
+    assert a(handler, f"api.prod.svc.{Z}") == ("NXDOMAIN", set())
+    remaining = [s for s in SERVICES if s.name not in ("web", "api")] + [
+        svc("web", clusterIP="10.96.0.21", ports=[{"port": 80}]), svc("new", clusterIP="10.96.0.40", ports=[{"port": 80}])]
+    fresh = ZoneIndex.build(remaining, SLICES[1:], ["default", "prod", "kube-system"])
+    assert source.current is not None and source.current.names == fresh.names
+    assert {k: {t: set(d) for t, d in v.items()} for k, v in source.current.records.items()} == \
+        {k: {t: set(d) for t, d in v.items()} for k, v in fresh.records.items()}
+
+
+def test_answers_cached_while_changes_land_are_never_left_stale() -> None:
+    """One thread asks (filling the cache) while another changes the Service those answers
+    come from: once the changes stop, every answer is the last state's, never a stale one."""
+    from podnet.dns.server import ZoneSource
+
+    source = ZoneSource()
+    handler = DnsHandler(source, upstreams=[])
+    source.rebuild([], [], [{"metadata": {"name": "default"}}])
+    names = [f"web.default.svc.{Z}", f"ext.default.svc.{Z}", f"_http._tcp.web.default.svc.{Z}"]
+    source.apply("Service", "ADDED", {"metadata": {"name": "ext", "namespace": "default", "resourceVersion": "1"},
+                                      "spec": {"type": "ExternalName", "externalName": names[0]}})
+    done = threading.Event()
+
+    def ask_all() -> None:
+        while not done.is_set():
+            for name in names:
+                handler.handle(dns.message.make_query(name, "A").to_wire(), "udp")
+
+    asker = threading.Thread(target=ask_all)
+    asker.start()
+    try:
+        for version in range(2, 302):
+            spec: dict[str, Any] = {"clusterIP": f"10.96.1.{version % 250 + 1}",
+                                    "ports": [{"name": "http" if version % 3 else "web", "port": 80}]}
+            source.apply("Service", "MODIFIED" if version > 2 else "ADDED",
+                         {"metadata": {"name": "web", "namespace": "default", "resourceVersion": str(version)},
+                          "spec": spec})
+    finally:
+        done.set()
+        asker.join()
+    last = "10.96.1.52"  # 301 % 250 + 1
+    for name, rdtype, expected in [(names[0], "A", {last}), (names[1], "A", {last}), (names[2], "SRV", {f"0 100 80 {names[0]}"})]:
+        reply = dns.message.from_wire(handler.handle(dns.message.make_query(name, rdtype).to_wire(), "udp"))
+        assert values(reply, rdtype) == expected, name
