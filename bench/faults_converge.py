@@ -34,7 +34,6 @@ import re
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -47,11 +46,11 @@ sys.path.insert(0, ROOT)
 from podnet.agent.pods import pod_netns_name  # noqa: E402
 from podnet.agent.policy import read_status  # noqa: E402
 from podnet.cluster.datastore import etcd_cluster, node_state_dir  # noqa: E402
-from podnet.kernel import netns  # noqa: E402
 from podnet.kernel.probe import REACHED, probe  # noqa: E402
 from podnet.testing import faultkit  # noqa: E402
 from podnet.testing.cli_cluster import Cluster  # noqa: E402
 from podnet.testing.etcd_lab import loopback_cluster  # noqa: E402
+from podnet.testing.tcp_flow import TcpFlow  # noqa: E402
 from podnet.testing.watch_lab import behind_compaction  # noqa: E402
 
 NODE = "k8s-node01"  # the node whose processes are restarted or cut off
@@ -332,39 +331,6 @@ def bench_cutoff(c: Cluster, hold: float) -> None:
 
 # -- 4: a running flow while node processes are killed -----------------------------------------
 
-RECEIVER = r"""
-import socket, sys, time
-srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind(("0.0.0.0", int(sys.argv[1]))); srv.listen(1)
-conn, _ = srv.accept(); conn.settimeout(0.05)
-start = time.monotonic(); second = 0; count = 0
-while True:
-    try:
-        data = conn.recv(262144)
-        if not data:
-            break
-        count += len(data)
-    except socket.timeout:
-        pass
-    now = int(time.monotonic() - start)
-    while now > second:
-        print(count, flush=True); count = 0; second += 1
-"""
-
-SENDER = r"""
-import socket, sys, time
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
-s.settimeout(None)
-rate = int(sys.argv[3]); chunk = b"x" * 16384; start = time.monotonic(); sent = 0
-while time.monotonic() - start < float(sys.argv[4]):
-    s.sendall(chunk); sent += len(chunk)
-    ahead = sent / rate - (time.monotonic() - start)
-    if ahead > 0:
-        time.sleep(ahead)
-s.close()
-"""
-
-
 def bench_flow(c: Cluster, kills: int, rate: int) -> None:
     c.apply_text(f"""apiVersion: v1
 kind: Pod
@@ -383,18 +349,10 @@ spec:
     c.cli("wait", "pods", "flow-src", "flow-dst", "--for", "condition=Ready", "--timeout", "120s")
     src, dst = c.pod_netns("flow-src"), c.pod_netns("flow-dst")
     ip = c.pods()["flow-dst"]["status"]["podIP"]
-    gap = 1.0
-    seconds = kills * gap * 10 + 60  # the sender is stopped once the kills are over
-    recv = subprocess.Popen(netns.nsenter_argv(dst, [sys.executable, "-c", RECEIVER, "5001"]),
-                            stdout=subprocess.PIPE, text=True)
-    send = None
-    try:
-        time.sleep(0.5)
-        send = subprocess.Popen(netns.nsenter_argv(src, [sys.executable, "-c", SENDER, ip, "5001", str(rate),
-                                                         str(seconds)]))
-        time.sleep(3)
-        rng = random.Random(4)
-        killed: dict[str, int] = {}
+    rng = random.Random(4)
+    killed: dict[str, int] = {}
+    with TcpFlow(src, dst, ip, rate=rate) as flow:
+        flow.settle(3)
         for _ in range(kills):
             node, service = rng.choice((NODE, PEER)), rng.choice(("agent", "policy", "routing"))
             deadline = time.monotonic() + 30
@@ -403,18 +361,9 @@ spec:
             if pid:
                 os.kill(pid, signal.SIGKILL)
                 killed[service] = killed.get(service, 0) + 1
-            time.sleep(rng.uniform(0.5 * gap, 1.5 * gap))
-        time.sleep(3)
-        send.terminate()  # the kernel closes its socket: the receiver sees the end and prints
-        send.wait(timeout=30)
-        out, _ = recv.communicate(timeout=30)
-    finally:
-        for p in (send, recv):
-            if p is not None and p.poll() is None:
-                p.kill()
-                p.wait()
-    per_second = [int(x) for x in out.split()][1:-1]  # the first and last second are partial
-    zero = sum(1 for b in per_second if b == 0)
+            time.sleep(rng.uniform(0.5, 1.5))
+        flow.settle(3)
+    per_second, zero = flow.result.per_second, flow.result.zero_seconds
     print(f"TCP flow {NODE} -> {PEER} at {rate / 1e6:.1f} MB/s offered, {len(per_second)} s, while "
           f"{sum(killed.values())} SIGKILLs hit {json.dumps(killed, sort_keys=True)} on both nodes: per-second "
           f"throughput min {min(per_second) / 1e6:.2f} MB/s, median {statistics.median(per_second) / 1e6:.2f} MB/s; "

@@ -110,6 +110,7 @@ def run_node(config: AgentConfig, stop: threading.Event) -> None:
                        resolv_conf_path=config.resolv_conf)
     reporter = NodeStatusReporter(store, node, renew_interval=config.heartbeat)
     loop = Agent(store, node, [reporter, runner], resync=config.resync, stop=stop, telemetry=metrics.telemetry)
+    runner.progress = loop.runner.notify.watchdog  # a pass starting many pods is alive while pods start
     ready = os.path.join(node_dir, "agent.ready")
     with open(ready, "w") as f:
         f.write(str(os.getpid()))

@@ -135,8 +135,12 @@ class PodRunner:
 
     def __init__(self, store: Any, node: str, state_dir: str, cni: CniRuntime, podbin: str,
                  clock: Callable[[], float] = time.time, backoff_base: float = 10.0, sandboxed: bool = True,
-                 resolv_conf_path: str = "/etc/resolv.conf") -> None:
+                 resolv_conf_path: str = "/etc/resolv.conf", progress: Callable[[], None] | None = None) -> None:
         self.store = store
+        # called after each pod start, done or failed: a pass starting many pods is long, and
+        # the agent's watchdog must see it making progress (else it is killed mid-start, and its
+        # successor tears the half-made pods down and starts over)
+        self.progress = progress if progress is not None else (lambda: None)
         self.sandboxed = sandboxed
         self.resolv_conf_path = resolv_conf_path
         self.dns = ClusterDNS()
@@ -239,7 +243,10 @@ class PodRunner:
             if lp is not None:
                 with self.lock:
                     self._report(lp)
-        self._guarded(f"start of {pod.namespace or 'default'}/{pod.name}", run)
+        try:
+            self._guarded(f"start of {pod.namespace or 'default'}/{pod.name}", run)
+        finally:
+            self.progress()
 
     def _cluster_dns(self) -> ClusterDNS:
         """The cluster DNS as ``podnet up --cluster-dns`` recorded it, and the node's own
