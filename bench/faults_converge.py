@@ -210,13 +210,25 @@ def policy_converged(c: Cluster, killed_wall: float, want: int, timeout: float =
         time.sleep(0.005)
 
 
-def agent_converged(c: Cluster, pid: int, timeout: float = 120) -> float:
-    """The restarted agent (``pid``) completed a pass over the node's pods; returns when its
-    metrics first answered (it had started and set up its CNI socket)."""
+def supervisor_exit(c: Cluster, service: str) -> str:
+    from podnet.cluster.supervisor import read_status as supervisor_status
+
+    st = supervisor_status(os.path.join(node_state_dir(c.sd, NODE), "nodes", NODE)) or {}
+    return str(st.get("services", {}).get(service, {}).get("last_exit"))
+
+
+def agent_converged(c: Cluster, pid: int, again: list[str], timeout: float = 120) -> float:
+    """The restarted agent (``pid``, or its successors: their exits go to ``again``) completed
+    a pass over the node's pods; returns when its metrics first answered (it had started and
+    loaded its code)."""
     ns, address = c.node_ns(NODE), c.node_address(NODE)
     deadline = time.monotonic() + timeout
     answered = 0.0
-    while c.service_pid(NODE, "agent") == pid:
+    while True:
+        now = c.service_pid(NODE, "agent")
+        if now not in (None, pid):
+            again.append(supervisor_exit(c, "agent"))
+            pid, answered = now, 0.0
         try:
             passes = scrape(ns, address, 9091, 0.5).get('podnet_loop_passes_total{loop="agent"}', 0)
             answered = answered or time.monotonic()
@@ -227,7 +239,6 @@ def agent_converged(c: Cluster, pid: int, timeout: float = 120) -> float:
         if time.monotonic() > deadline:
             raise TimeoutError("the agent did not complete a pass")
         time.sleep(0.01)
-    raise RuntimeError("the restarted agent exited again")
 
 
 def bench_restart(c: Cluster, restarts: int, pods: int, policies: int) -> None:
@@ -240,6 +251,7 @@ def bench_restart(c: Cluster, restarts: int, pods: int, policies: int) -> None:
         back: list[float] = []
         first_pass: list[float] = []
         changes: list[str] = []
+        again: list[str] = []  # exits of a restarted process before it converged
         flips = rounds = 0
         for _ in range(restarts):
             rev = store_revision(c)
@@ -258,7 +270,7 @@ def bench_restart(c: Cluster, restarts: int, pods: int, policies: int) -> None:
                     first_pass.append(float(st["seconds"]))
                     times.append(time.monotonic() - killed)
                 else:
-                    answered = agent_converged(c, pid)
+                    answered = agent_converged(c, pid, again)
                     times.append(time.monotonic() - killed)
                     first_pass.append(time.monotonic() - answered)
                 time.sleep(1.0)
@@ -266,6 +278,8 @@ def bench_restart(c: Cluster, restarts: int, pods: int, policies: int) -> None:
             rounds += prober.rounds
         what = "policy loop" if service == "policy" else "agent"
         extra = f"; its first pass changed: {', '.join(sorted(set(changes)))}" if changes else ""
+        if service == "agent":
+            extra += f"; exited again before converging: {len(again)} ({'; '.join(sorted(set(again)))})"
         part = ("the first pass itself" if service == "policy" else
                 "from its metrics answering (process started, code loaded) to that pass's end")
         print(f"  {what} SIGKILL x{restarts}: restarted in median {statistics.median(back):.2f} s; converged "

@@ -137,7 +137,7 @@ class PodRunner:
                  clock: Callable[[], float] = time.time, backoff_base: float = 10.0, sandboxed: bool = True,
                  resolv_conf_path: str = "/etc/resolv.conf", progress: Callable[[], None] | None = None) -> None:
         self.store = store
-        # called after each pod start, done or failed: a pass starting many pods is long, and
+        # called after each pod started (done or failed) or supervised: a pass over many pods is long, and
         # the agent's watchdog must see it making progress (else it is killed mid-start, and its
         # successor tears the half-made pods down and starts over)
         self.progress = progress if progress is not None else (lambda: None)
@@ -222,6 +222,7 @@ class PodRunner:
                 known = self.local.get(key)
                 if known is not None and key not in started and key not in self.jobs:
                     self._guarded(f"supervision of {key[0]}/{key[1]}", self._supervise_and_report, pod, known)
+                    self.progress()
         self.events.flush()
 
     @staticmethod
