@@ -210,6 +210,16 @@ def policy_converged(c: Cluster, killed_wall: float, want: int, timeout: float =
         time.sleep(0.005)
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of a process so far (what it cost, whatever the machine's load)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 def supervisor_exit(c: Cluster, service: str) -> str:
     from podnet.cluster.supervisor import read_status as supervisor_status
 
@@ -250,6 +260,7 @@ def bench_restart(c: Cluster, restarts: int, pods: int, policies: int) -> None:
         times: list[float] = []
         back: list[float] = []
         first_pass: list[float] = []
+        cpu: list[float] = []
         changes: list[str] = []
         again: list[str] = []  # exits of a restarted process before it converged
         flips = rounds = 0
@@ -269,9 +280,11 @@ def bench_restart(c: Cluster, restarts: int, pods: int, policies: int) -> None:
                     changes.append(json.dumps(plan, sort_keys=True) if plan else "nothing")
                     first_pass.append(float(st["seconds"]))
                     times.append(time.monotonic() - killed)
+                    cpu.append(cpu_seconds(pid))
                 else:
                     answered = agent_converged(c, pid, again)
                     times.append(time.monotonic() - killed)
+                    cpu.append(cpu_seconds(c.service_pid(NODE, "agent")))
                     first_pass.append(time.monotonic() - answered)
                 time.sleep(1.0)
             flips += prober.flips
@@ -285,7 +298,8 @@ def bench_restart(c: Cluster, restarts: int, pods: int, policies: int) -> None:
         print(f"  {what} SIGKILL x{restarts}: restarted in median {statistics.median(back):.2f} s; converged "
               f"(kill -> {'its first pass enforced the store revision' if service == 'policy' else 'its first pass over the pods'}) "
               f"median {statistics.median(times):.2f} s, max {max(times):.2f} s (goal <= 2 s), of which {part} "
-              f"median {statistics.median(first_pass):.2f} s; "
+              f"median {statistics.median(first_pass):.2f} s; CPU time the new process used until then median "
+              f"{statistics.median(cpu):.2f} s; "
               f"{flips} probe flips in {rounds} rounds of {len(pairs)} pairs{extra}")
 
 
