@@ -6,8 +6,9 @@
    restarted by the node's supervisor. Reported: seconds from the kill until the new process
    has converged (the policy loop: its first pass enforced the store's revision, `policy.json`;
    the agent: its first pass over the node's pods completed, `podnet_loop_passes_total`), what
-   that first pass changed in the kernel, and probe flips (any pair whose outcome differs from
-   before the kill) during it;
+   that first pass changed in the kernel, the CPU time the new process used until then (the
+   part the machine's load does not stretch), and probe flips (any pair whose outcome differs
+   from before the kill) during it;
 2. A watch behind compaction: a consumer (the policy loop's `LiveView` on `LoopRunner`) at
    revision R whose watch stream broke (its member SIGKILLed), K writes and a compaction past
    R meanwhile; seconds from its next try until it re-listed and holds the store's state, and
@@ -21,6 +22,8 @@
 
 Run: sudo .venv/bin/python bench/faults_converge.py [--quick] [--store etcd|sqlite]
      [--pods 200] [--policies 1000] [--restarts 5] [--kills 100] [--writes 2000]
+     [--skip restart,compaction,cutoff,flow]
+Figures and what they mean: docs/cluster.md, "Figures under faults".
 """
 from __future__ import annotations
 
