@@ -29,8 +29,9 @@ class Agent:
 
     def __init__(self, store: ResourceStore, node: str, reconcilers: list[Reconciler] | None = None,
                  resync: float = 1.0, *, name: str = "agent", stop: threading.Event | None = None,
-                 telemetry: Telemetry = NULL) -> None:
+                 telemetry: Telemetry = NULL, first_snapshot: Snapshot | None = None) -> None:
         self.store = store
+        self._first = first_snapshot  # a snapshot the caller already read serves the first pass
         self.node = node
         self.reconcilers: list[Reconciler] = list(reconcilers or [])
         self.resync = resync
@@ -42,7 +43,7 @@ class Agent:
 
     def run_once(self) -> Snapshot:
         """One pass over every reconciler with a fresh snapshot; returns the snapshot."""
-        snap = self.store.snapshot()
+        snap, self._first = self._first or self.store.snapshot(), None
         for r in self.reconcilers:
             try:
                 r.reconcile(snap)

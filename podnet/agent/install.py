@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from podnet.errors import PodnetError
 from podnet.store.config import StoreConfig, TlsFiles, parse_endpoints, save
 
-from .units import WATCHDOG_SEC, Service, node_services
+from .units import START_TIMEOUT_SEC, WATCHDOG_SEC, Service, node_services
 
 UNIT_PREFIX = "podnet-"
 NODE_FILE = "node.json"  # which node this state directory is (``podnet node status`` reads it)
@@ -75,7 +75,8 @@ def unit_text(service: Service, unit_prefix: str = UNIT_PREFIX) -> str:
              "After=network-online.target", "Wants=network-online.target", "StartLimitIntervalSec=0", "",
              "[Service]"]
     if service.watchdog_sec:
-        lines += ["Type=notify", "NotifyAccess=main", f"WatchdogSec={service.watchdog_sec:g}", "TimeoutStartSec=120"]
+        lines += ["Type=notify", "NotifyAccess=main", f"WatchdogSec={service.watchdog_sec:g}",
+                  f"TimeoutStartSec={START_TIMEOUT_SEC:g}"]
     else:
         lines += ["Type=simple"]
     if service.requires_file:

@@ -31,7 +31,7 @@ from .guard import require_node_namespace
 from .runner import LoopRunner, StoreChanges, Timing, loop_logger
 
 if TYPE_CHECKING:
-    from podnet.store.resources import ResourceStore
+    from podnet.store.resources import ResourceStore, Snapshot
 
 log = loop_logger("agent")
 
@@ -65,7 +65,7 @@ def cluster_backend(state_dir: str, store: ResourceStore | None = None) -> str:
                           hint="start the cluster with `podnet up`, or pass --backend") from None
 
 
-def node_pod_mtu(store: ResourceStore, state_dir: str, node: str) -> int:
+def node_pod_mtu(store: ResourceStore, state_dir: str, node: str, snapshot: Snapshot | None = None) -> int:
     """The routing plan's pod MTU in a cluster made by `podnet up`; elsewhere the pools'."""
     from podnet.model import IPPool
     from podnet.routing.mtu import pod_mtu
@@ -73,7 +73,7 @@ def node_pod_mtu(store: ResourceStore, state_dir: str, node: str) -> int:
     from .routing import pod_mtu as planned_pod_mtu
 
     try:
-        return planned_pod_mtu(store.snapshot(), node, cluster_backend(state_dir, store))
+        return planned_pod_mtu(snapshot or store.snapshot(), node, cluster_backend(state_dir, store))
     except Exception as exc:  # no cluster record, or a node the planner does not know yet
         log.info("pod MTU from pools, not the routing plan: %s", exc)
     return pod_mtu(None, [p for p in store.list(IPPool) if isinstance(p, IPPool)])
@@ -100,7 +100,11 @@ def run_node(config: AgentConfig, stop: threading.Event) -> None:
     store = open_store(sd, bootstrap=False)
     node_dir = os.path.join(sd, "nodes", node)
     bin_dir, conf_dir = os.path.join(node_dir, "cni", "bin"), os.path.join(node_dir, "cni", "net.d")
-    _, conf_path = install(bin_dir, conf_dir, node=node, state_dir=sd, mtu=config.mtu or node_pod_mtu(store, sd, node))
+    # one full read of the store serves the MTU and the first pass (a restarted agent's
+    # convergence waits for both; the next pass catches up with what changed in between)
+    first = store.snapshot()
+    _, conf_path = install(bin_dir, conf_dir, node=node, state_dir=sd,
+                           mtu=config.mtu or node_pod_mtu(store, sd, node, first))
     with open(conf_path) as f:
         conflist = json.load(f)
     server = CniServer(conflist["plugins"][0]["agentSocket"], Handler(lambda conf: store.kv, node),
@@ -109,7 +113,9 @@ def run_node(config: AgentConfig, stop: threading.Event) -> None:
                        backoff_base=config.backoff_base, sandboxed=config.sandbox,
                        resolv_conf_path=config.resolv_conf)
     reporter = NodeStatusReporter(store, node, renew_interval=config.heartbeat)
-    loop = Agent(store, node, [reporter, runner], resync=config.resync, stop=stop, telemetry=metrics.telemetry)
+    loop = Agent(store, node, [reporter, runner], resync=config.resync, stop=stop, telemetry=metrics.telemetry,
+                 first_snapshot=first)
+    runner.progress = loop.runner.notify.watchdog  # a pass starting many pods is alive while pods start
     ready = os.path.join(node_dir, "agent.ready")
     with open(ready, "w") as f:
         f.write(str(os.getpid()))

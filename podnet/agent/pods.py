@@ -135,8 +135,12 @@ class PodRunner:
 
     def __init__(self, store: Any, node: str, state_dir: str, cni: CniRuntime, podbin: str,
                  clock: Callable[[], float] = time.time, backoff_base: float = 10.0, sandboxed: bool = True,
-                 resolv_conf_path: str = "/etc/resolv.conf") -> None:
+                 resolv_conf_path: str = "/etc/resolv.conf", progress: Callable[[], None] | None = None) -> None:
         self.store = store
+        # called after each pod started (done or failed) or supervised: a pass over many pods is long, and
+        # the agent's watchdog must see it making progress (else it is killed mid-start, and its
+        # successor tears the half-made pods down and starts over)
+        self.progress = progress if progress is not None else (lambda: None)
         self.sandboxed = sandboxed
         self.resolv_conf_path = resolv_conf_path
         self.dns = ClusterDNS()
@@ -218,6 +222,7 @@ class PodRunner:
                 known = self.local.get(key)
                 if known is not None and key not in started and key not in self.jobs:
                     self._guarded(f"supervision of {key[0]}/{key[1]}", self._supervise_and_report, pod, known)
+                    self.progress()
         self.events.flush()
 
     @staticmethod
@@ -239,7 +244,10 @@ class PodRunner:
             if lp is not None:
                 with self.lock:
                     self._report(lp)
-        self._guarded(f"start of {pod.namespace or 'default'}/{pod.name}", run)
+        try:
+            self._guarded(f"start of {pod.namespace or 'default'}/{pod.name}", run)
+        finally:
+            self.progress()
 
     def _cluster_dns(self) -> ClusterDNS:
         """The cluster DNS as ``podnet up --cluster-dns`` recorded it, and the node's own

@@ -18,6 +18,7 @@ from podnet.kernel.bird import Bird
 from podnet.telemetry.serving import metrics_args
 
 WATCHDOG_SEC = 30.0  # a loop that sends no WATCHDOG=1 this long is hung (Felix's health timeout)
+START_TIMEOUT_SEC = 120.0  # before READY=1 (its first pass) a loop is starting, not hung: systemd's TimeoutStartSec
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,10 @@ It starts each service (``agent/units.py``) once the file it requires exists, re
 it exits — after a back-off that starts at 0.1 s and doubles up to 10 s while the service keeps
 dying within 10 s of its start, like ``RestartSec`` with a start limit — and kills a service
 that speaks the notify protocol but sent no ``WATCHDOG=1`` for its ``watchdog_sec``
-(``WatchdogSec=``): a hung loop is restarted like a crashed one.
+(``WatchdogSec=``): a hung loop is restarted like a crashed one. As in systemd, the watchdog
+runs once the service said ``READY=1`` (its first pass); before that it has
+``START_TIMEOUT_SEC`` to start (``TimeoutStartSec=``), since a first pass over many pods on a
+busy machine is slow, not hung.
 
 Each service gets a notify socket of its own (an abstract socket: no file, no path-length
 limit, private to the node's network namespace), so a message needs no sender credentials to
@@ -26,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from podnet.agent.units import Service
+from podnet.agent.units import START_TIMEOUT_SEC, Service
 
 STATUS_FILE = "supervisor.json"
 BACKOFF_INITIAL = 0.1
@@ -65,6 +68,7 @@ class Child:
     next_start: float = 0.0
     last_ping: float = 0.0
     pings: int = 0
+    ready: bool = False  # READY=1 received from this run
     sock: socket.socket | None = field(default=None, repr=False)
 
     def status(self) -> dict[str, Any]:
@@ -101,7 +105,7 @@ class Supervisor:
             child.proc = subprocess.Popen(list(child.service.argv), stdin=subprocess.DEVNULL, stdout=out,
                                           stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
         child.started, child.started_wall = now, time.time()
-        child.last_ping, child.pings = now, 0
+        child.last_ping, child.pings, child.ready = now, 0, False
 
     def _drain(self, child: Child, now: float) -> None:
         while child.sock is not None:
@@ -112,6 +116,8 @@ class Supervisor:
             if b"WATCHDOG=1" in data or b"READY=1" in data:
                 child.last_ping = now
                 child.pings += 1
+            if b"READY=1" in data:
+                child.ready = True
 
     def _exited(self, child: Child, reason: str, now: float) -> None:
         child.last_exit, child.last_exit_wall = reason, time.time()
@@ -121,6 +127,12 @@ class Supervisor:
         child.backoff = BACKOFF_INITIAL if ran >= STABLE_AFTER else min(BACKOFF_MAX, child.backoff * 2)
         child.next_start = now + (BACKOFF_INITIAL if ran >= STABLE_AFTER else child.backoff)
 
+    def _kill(self, child: Child, reason: str, now: float) -> None:
+        assert child.proc is not None
+        child.proc.kill()
+        child.proc.wait()
+        self._exited(child, reason, now)
+
     def step(self, now: float) -> None:
         """One look at every child: reap, watchdog, (re)start."""
         for child in self.children:
@@ -129,10 +141,10 @@ class Supervisor:
                 code = child.proc.poll()
                 if code is not None:
                     self._exited(child, exit_reason(code), now)
-                elif child.service.watchdog_sec and now - child.last_ping > child.service.watchdog_sec:
-                    child.proc.kill()
-                    child.proc.wait()
-                    self._exited(child, f"watchdog: no WATCHDOG=1 for {child.service.watchdog_sec:g} s, killed", now)
+                elif child.service.watchdog_sec and child.ready and now - child.last_ping > child.service.watchdog_sec:
+                    self._kill(child, f"watchdog: no WATCHDOG=1 for {child.service.watchdog_sec:g} s, killed", now)
+                elif child.service.watchdog_sec and not child.ready and now - child.started > START_TIMEOUT_SEC:
+                    self._kill(child, f"start timeout: no READY=1 within {START_TIMEOUT_SEC:g} s, killed", now)
             if child.proc is None and now >= child.next_start:
                 need = child.service.requires_file
                 if need is None or os.path.exists(need):

@@ -22,6 +22,10 @@ class Model(BaseModel):
         populate_by_name=True,
         alias_generator=to_camel,
         validate_default=False,
+        # Validators are built on a class's first use, not at import: importing every kind's
+        # schema cost each process ~1 s of its start (a restarted loop's convergence), and most
+        # processes use a few kinds. pydantic 2.14 builds under a lock, so threads may race.
+        defer_build=True,
     )
 
     def to_dict(self) -> dict[str, Any]:

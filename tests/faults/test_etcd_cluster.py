@@ -6,6 +6,8 @@ every node on its own state directory, under faults — the bounded form of benc
   namespaces, spoofed sources, a changed address of its own;
 - node processes SIGKILLed at random points of a churn of pods and policies: afterwards 0
   disagreements, 0 duplicate or leaked addresses, veths, namespaces or pod records;
+- a TCP flow between pods on two nodes keeps flowing every second while the agent, routing
+  loop and policy loop of both nodes are SIGKILLed;
 - BIRD killed: routes come back;
 - every etcd member paused (no answer, no reset): nodes keep their policy and routes, CNI ADD
   fails fast with a clear error, and after the heal a new policy is enforced within seconds;
@@ -31,6 +33,7 @@ from podnet.testing import faultkit
 from podnet.testing.cli_cluster import EX, Cluster, connect
 from podnet.testing.cluster_audit import audit
 from podnet.testing.leaks import Prefixes
+from podnet.testing.tcp_flow import TcpFlow
 
 pytestmark = pytest.mark.kernel
 
@@ -150,6 +153,42 @@ def test_node_processes_killed_during_churn_leave_nothing_behind(cluster: Cluste
         time.sleep(0.5)
     status = cluster.cli("status").stdout
     assert "restart" in status and "killed by SIGKILL" in status
+
+
+def test_a_running_flow_sees_no_zero_second_while_node_processes_are_killed(cluster: Cluster) -> None:
+    peer = "k8s-master01"
+    cluster.apply_text(f"""apiVersion: v1
+kind: Pod
+metadata: {{name: flow-src, namespace: default, labels: {{run: flow}}}}
+spec:
+  nodeName: {WORKER}
+  containers: [{{name: c, image: busybox, command: [sleep, "36000"]}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: flow-dst, namespace: default, labels: {{run: flow}}}}
+spec:
+  nodeName: {peer}
+  containers: [{{name: c, image: busybox, command: [sleep, "36000"]}}]
+""")
+    cluster.cli("wait", "pods", "flow-src", "flow-dst", "--for", "condition=Ready", "--timeout", "90s")
+    pods = cluster.pods()
+    rng = random.Random(9)
+    kills = 0
+    with TcpFlow(cluster.pod_netns("flow-src"), cluster.pod_netns("flow-dst"), pods["flow-dst"]["status"]["podIP"],
+                 rate=2_000_000) as flow:
+        flow.settle(2)
+        for _ in range(8):  # bench/faults_converge.py does 100
+            pid = cluster.service_pid(rng.choice((WORKER, peer)), rng.choice(("agent", "policy", "routing")))
+            if pid:
+                os.kill(pid, signal.SIGKILL)
+                kills += 1
+            time.sleep(rng.uniform(0.4, 1.0))
+        flow.settle(2)
+    assert kills >= 6
+    assert len(flow.result.per_second) >= 6, flow.result
+    assert flow.result.zero_seconds == 0, f"seconds without a byte: {flow.result.per_second}"
+    cluster.cli("delete", "pod", "flow-src", "flow-dst")
 
 
 def test_bird_killed_routes_come_back(cluster: Cluster) -> None:

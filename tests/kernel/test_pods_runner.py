@@ -208,3 +208,21 @@ def test_a_pod_whose_namespace_vanished_is_started_again(node: Node) -> None:
     assert netns.exists(ns) and lp.phase == "Running" and lp.containers[0].pid != old_pid
     assert proc_start_time(old_pid) is None
     assert len(_handles(node.lab)) == 1
+
+
+def test_a_pass_over_pods_reports_progress_after_each_pod(node: Node) -> None:
+    """The agent's watchdog is fed from the pass after each pod it starts or supervises: a pass
+    over many pods on a busy machine outlasts the watchdog, and killing it mid-start loses every
+    half-made pod."""
+    for i in range(3):
+        node.create(f"prog{i}", ["sleep", "36000"])
+    node.create("prog-bad", ["/no/such/command"])  # a failed start is progress too
+    r = node.runner()
+    ticks: list[int] = []
+    r.progress = lambda: ticks.append(len(r.local))
+    r.reconcile(node.store.snapshot())
+    assert len(ticks) == 4, ticks
+    assert {"prog0", "prog1", "prog2"} <= {name for _, name in r.local}
+    ticks.clear()
+    r.reconcile(node.store.snapshot())  # and after each pod it supervised
+    assert len(ticks) == len(r.local) >= 3, ticks

@@ -88,6 +88,21 @@ def test_a_hung_service_is_killed_by_its_watchdog(run: tuple[Path, list[Supervis
     assert sup.children[0].last_exit == "watchdog: no WATCHDOG=1 for 1 s, killed"
 
 
+def test_the_watchdog_starts_once_the_service_is_ready(run: tuple[Path, list[Supervisor]]) -> None:
+    """As in systemd, a loop whose first pass outlasts its watchdog is starting, not hung (a
+    first pass over many pods on a busy machine): it is killed only after READY=1."""
+    tmp, started = run
+    slow = (f"import sys, time; sys.path.insert(0, {CHECKOUT!r}); from podnet.agent.notify import Notifier\n"
+            "time.sleep(2.5)\nn = Notifier()\nwhile True:\n    n.ready(); n.watchdog(); time.sleep(0.05)")
+    sup = Supervisor([Service("loop", "a slow first pass", (PY, "-c", slow), watchdog_sec=1.0)], str(tmp), str(tmp))
+    start(sup, started)
+    wait_for(lambda: sup.children[0].ready, timeout=10)
+    assert sup.children[0].restarts == 0, sup.children[0].last_exit
+    os.kill(sup.children[0].proc.pid, signal.SIGSTOP)  # type: ignore[union-attr]  # hung once ready
+    wait_for(lambda: sup.children[0].restarts == 1, timeout=5)
+    assert sup.children[0].last_exit == "watchdog: no WATCHDOG=1 for 1 s, killed"
+
+
 def test_a_service_waits_for_the_file_it_needs(run: tuple[Path, list[Supervisor]]) -> None:
     tmp, started = run
     need = tmp / "bird.conf"
