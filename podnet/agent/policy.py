@@ -16,11 +16,15 @@ import json
 import logging
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from podnet.dataplane.nft.flush import flush_for_commit
 from podnet.dataplane.nft.live import LiveTable
-from podnet.dataplane.nft.render import RenderMemo, render_indexed
+from podnet.dataplane.nft.model import MapKey, NftChain, NftTable, Verdict
+from podnet.dataplane.nft.render import FROM_MAP, TO_MAP, RenderMemo, render_indexed
+from podnet.kernel.conntrack import delete_pod_flows
 from podnet.kernel.nft.apply import NftApplier
 from podnet.model import (
     AdminNetworkPolicy,
@@ -123,8 +127,11 @@ class PolicyReconciler:
 
     def __init__(self, node: str, *, netns: str | None = None, state_dir: str | None = None,
                  readback_every: float = READBACK_SECONDS, to_host: str = "Drop",
-                 metrics: DataplaneMetrics | None = None) -> None:
+                 metrics: DataplaneMetrics | None = None, cut_flows: bool = True) -> None:
         self.node = node
+        #: delete the tracked flows of pods whose rules a commit changed, so a tightened policy
+        #: cuts established flows (``dataplane.nft.flush``)
+        self.cut_flows = cut_flows
         self.to_host = to_host
         self.applier = NftApplier(netns)
         self.metrics = metrics if metrics is not None else DataplaneMetrics(NULL, str(self.applier.table))
@@ -166,6 +173,8 @@ class PolicyReconciler:
             tiered = any(not p.is_k8s for p in state.policies)
             self._last = None if tiered else (LiveTable(table, index, state), _Known(dict(state.policies_by_ns), state))
             status.plan = plan.summary()
+            status.plan["flows_cut"] = self._cut_flows(plan.commands, table.chains,
+                                                       _elements(table, FROM_MAP), _elements(table, TO_MAP))
             status.counts = table.counts()
             self._last_revision = snapshot.revision
             if read_back:
@@ -257,7 +266,9 @@ class PolicyReconciler:
             self._last = None
             return None
         _merge(pods, fresh)
-        return self._finish_fast_path(revision, {"incremental": True, **update.plan.summary(), "path": how}, t0)
+        cut = self._cut_flows(update.commands, live.chains, live.entries(FROM_MAP), live.entries(TO_MAP))
+        return self._finish_fast_path(revision, {"incremental": True, **update.plan.summary(), "path": how,
+                                                 "flows_cut": cut}, t0)
 
     def _policies_only(self, revision: int, changes: list[tuple[str, Any, Any]]) -> PolicyStatus | None:
         if not self._fast_path_allowed(changes, NetworkPolicy):
@@ -293,11 +304,29 @@ class PolicyReconciler:
         _merge(compiled, fresh)
         for old_ir, new_ir in pairs:
             known.replace(old_ir, new_ir)
-        status = self._finish_fast_path(revision, {**update.plan.summary(), "incremental": True, "path": how}, t0)
+        cut = self._cut_flows(update.commands, live.chains, live.entries(FROM_MAP), live.entries(TO_MAP))
+        status = self._finish_fast_path(revision, {**update.plan.summary(), "incremental": True, "path": how,
+                                                   "flows_cut": cut}, t0)
         if not update.plan.empty:
             log.info("node %s: policy update at revision %d: %s", self.node, revision,
                      {k: v for k, v in status.plan.items() if v and k != "touched_chains"})
         return status
+
+    def _cut_flows(self, commands: list[dict[str, Any]], chains: Mapping[str, NftChain],
+                   from_pod: Mapping[MapKey, Verdict], to_pod: Mapping[MapKey, Verdict]) -> int:
+        """After a commit: delete the tracked flows of the local pods whose rules it changed (an
+        established flow the new rules deny would otherwise keep flowing). Returns how many
+        entries went; a failure is logged (the rules are committed either way)."""
+        if not self.cut_flows or not commands:
+            return 0
+        addresses = flush_for_commit(commands, chains, from_pod, to_pod)
+        if not addresses:
+            return 0
+        try:
+            return delete_pod_flows(self.applier.netns, addresses)
+        except Exception as exc:
+            log.warning("node %s: deleting the flows of %d pods failed: %s", self.node, len(addresses), exc)
+            return 0
 
     def _write_status(self) -> None:
         if not self.state_dir:
@@ -308,6 +337,11 @@ class PolicyReconciler:
         with open(tmp, "w") as f:
             json.dump(self.status.to_dict(), f)
         os.replace(tmp, path)
+
+
+def _elements(table: NftTable, name: str) -> Mapping[MapKey, Verdict]:
+    m = table.maps.get(name)
+    return m.elements if m is not None else {}
 
 
 def _merge(cache: dict[Any, Any], fresh: dict[Any, Any]) -> None:

@@ -66,3 +66,36 @@ def delete_flows(netns_name: str | None, flows: Iterable[StaleFlow]) -> int:
                              retryable=True, hint="the next sync tries again") from exc
     return deleted
 
+
+
+def delete_pod_flows(netns_name: str | None, addresses: Iterable[str]) -> int:
+    """Delete every tracked flow (any protocol) to or from one of ``addresses``, in the
+    namespace ``netns_name`` (None: this one); the policy loop calls it after a commit that
+    changed those pods' rules, so their next packets meet the new rules. A Service flow to such
+    a pod matches by its reply source. Returns how many were deleted."""
+    wanted = frozenset(addresses)
+    if not wanted:
+        return 0
+    from pyroute2 import Conntrack
+
+    where = netns_name or "this namespace"
+    deleted = 0
+    try:
+        with _netns.enter(netns_name) if netns_name else nullcontext():
+            ct = Conntrack()
+            try:
+                hits = [e for e in ct.dump_entries()
+                        if not wanted.isdisjoint((e.tuple_orig.saddr, e.tuple_orig.daddr,
+                                                  e.tuple_reply.saddr, e.tuple_reply.daddr))]
+                for entry in hits:
+                    try:
+                        ct.delete(entry)
+                        deleted += 1
+                    except OSError:  # gone meanwhile
+                        pass
+            finally:
+                ct.close()
+    except OSError as exc:
+        raise DataplaneError(f"conntrack entries in {where}: {exc}", target=f"conntrack in {where}",
+                             retryable=True, hint="the next sync tries again") from exc
+    return deleted

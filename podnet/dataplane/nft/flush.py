@@ -1,0 +1,166 @@
+"""Which local pods' tracked flows a committed policy change must cut (pure).
+
+The forward chain accepts ``ct state established,related`` before any policy, so a flow
+the old rules allowed keeps flowing after they tighten until its conntrack entry times out
+(30 s for UDP and ICMP, days for TCP). After a commit, the entries to and from the pods whose
+effective rules changed are deleted; the next packet of each flow then meets the new rules
+(TCP with ``nf_conntrack_tcp_loose`` picks an allowed mid-stream flow up as a new one).
+
+A pod's effective rules are its two dispatch entries (``from-pod``, ``to-pod``) and every
+chain reachable from their verdicts, with the sets those chains look up. So the pods to flush
+are: those whose dispatch entries (or anti-spoofing ``pod-ifaces`` element) the change
+touched, and those whose verdict reaches a chain
+that was rewritten, added or removed or that looks up a set whose elements changed. A change
+the table's shape does not localise (the table replaced, a base chain rewritten) flushes every
+pod of the node. Adding allowances flushes too (the planner does not tell widening from
+tightening): harmless for the flows, which the new rules accept again.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from .model import MapKey, NftChain, Verdict
+from .render import FROM_MAP, POD_IFACES, TO_MAP
+
+_TARGET = re.compile(r'"(?:jump|goto)":\{"target":"([^"]+)"\}')
+_SET_REF = re.compile(r'"@([^"]+)"')
+#: keyed by the pod (its veth, its address): a change there concerns that pod alone
+_DISPATCH = frozenset((FROM_MAP, TO_MAP, POD_IFACES))
+
+
+@dataclass(frozen=True)
+class ChangedObjects:
+    """What one committed transaction touched, by name."""
+
+    chains: frozenset[str]
+    sets: frozenset[str]
+    #: interface names and addresses in the dispatch entries (and anti-spoofing interface
+    #: set elements) added or deleted
+    dispatch_keys: frozenset[str]
+    #: the table itself was created, deleted or flushed: nothing can be localised
+    whole_table: bool
+
+
+def changed_objects(commands: Iterable[Mapping[str, Any]]) -> ChangedObjects:
+    """Read the names a transaction's commands (nftables JSON, as ``plan_sync`` and the live
+    table's updates write them) change."""
+    chains: set[str] = set()
+    sets: set[str] = set()
+    keys: set[str] = set()
+    whole = False
+    for cmd in commands:
+        for body in cmd.values():
+            for kind, obj in body.items():
+                if kind == "table":
+                    whole = True
+                elif kind == "chain":
+                    chains.add(obj["name"])
+                elif kind == "rule":
+                    chains.add(obj["chain"])
+                elif kind in ("set", "map"):
+                    sets.add(obj["name"])
+                elif kind == "element":
+                    if obj["name"] in _DISPATCH:
+                        keys.update(_key_strings(obj.get("elem", ())))
+                    else:
+                        sets.add(obj["name"])
+    return ChangedObjects(frozenset(chains), frozenset(sets), frozenset(keys), whole)
+
+
+def _key_strings(value: Any) -> Iterable[str]:
+    """Every string in a dispatch element (its key and verdict): interface names and addresses
+    among them."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            yield from _key_strings(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _key_strings(v)
+
+
+@lru_cache(maxsize=1 << 16)
+def _refs(chain: NftChain) -> tuple[frozenset[str], frozenset[str]]:
+    """(chains jumped or gone to, sets looked up) by a chain's rules; chains are frozen values,
+    so an unchanged chain is parsed once."""
+    targets: set[str] = set()
+    sets: set[str] = set()
+    for r in chain.rules:
+        targets.update(_TARGET.findall(r.expr_json))
+        sets.update(_SET_REF.findall(r.expr_json))
+    return frozenset(targets), frozenset(sets - _DISPATCH)
+
+
+def _tainted(chains: Mapping[str, NftChain], changed: ChangedObjects) -> set[str]:
+    """Chains whose behaviour may differ: changed ones, those looking up a changed set, and
+    (to a fixed point) those that reach either."""
+    tainted = set(changed.chains)
+    callers: dict[str, list[str]] = {}
+    for name, chain in chains.items():
+        targets, sets = _refs(chain)
+        if sets & changed.sets:
+            tainted.add(name)
+        for t in targets:
+            callers.setdefault(t, []).append(name)
+    todo = list(tainted)
+    while todo:
+        for caller in callers.get(todo.pop(), ()):
+            if caller not in tainted:
+                tainted.add(caller)
+                todo.append(caller)
+    return tainted
+
+
+def _target(verdict: Verdict) -> str | None:
+    return verdict[1] if len(verdict) == 2 and verdict[0] in ("jump", "goto") else None
+
+
+def pods_to_flush(changed: ChangedObjects, chains: Mapping[str, NftChain],
+                  from_pod: Mapping[MapKey, Verdict], to_pod: Mapping[MapKey, Verdict]) -> list[str]:
+    """The addresses of the node's pods whose tracked flows must be cut after ``changed`` was
+    committed, given the table after the commit (its chains and dispatch maps). Sorted."""
+    if not (changed.chains or changed.sets or changed.dispatch_keys or changed.whole_table):
+        return []
+    iface_ip = {key[0]: key[1] for key in from_pod if len(key) == 2}
+    out: set[str] = set()
+    if changed.whole_table or any(chains[n].hook for n in changed.chains if n in chains):
+        out.update(iface_ip.values())
+    else:
+        tainted = _tainted(chains, changed) if changed.chains or changed.sets else set()
+        if any(chains[n].hook for n in tainted if n in chains):
+            out.update(iface_ip.values())
+        else:
+            for key, verdict in from_pod.items():
+                if len(key) == 2 and _target(verdict) in tainted:
+                    out.add(key[1])
+            for key, verdict in to_pod.items():
+                if key and key[0] in iface_ip and _target(verdict) in tainted:
+                    out.add(iface_ip[key[0]])
+    for s in changed.dispatch_keys:  # entries added or deleted: the pod's address or its veth
+        if s in iface_ip:
+            out.add(iface_ip[s])
+        elif _is_ipv4(s):
+            out.add(s)
+    return sorted(out, key=lambda a: ipaddress.IPv4Address(a))
+
+
+def _is_ipv4(text: str) -> bool:
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def flush_for_commit(commands: Sequence[Mapping[str, Any]], chains: Mapping[str, NftChain],
+                     from_pod: Mapping[MapKey, Verdict], to_pod: Mapping[MapKey, Verdict]) -> list[str]:
+    """``pods_to_flush`` for one committed transaction's commands."""
+    if not commands:
+        return []
+    return pods_to_flush(changed_objects(commands), chains, from_pod, to_pod)
