@@ -1,4 +1,5 @@
-"""Deleting stale conntrack entries of a node namespace, over ctnetlink (pyroute2).
+"""Deleting stale conntrack entries of a node namespace, and marking the flows a tightened
+policy denies, over ctnetlink (pyroute2).
 
 A UDP "connection" through a Service stays bound to its endpoint in conntrack for as long as
 the client keeps sending (30 s after the last datagram): when that endpoint goes away, the
@@ -10,10 +11,13 @@ endpoint's reset or the client's timeout ends the connection.
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Any
 
+from podnet.dataplane.nft.flush import FlowVerdicts, TrackedFlow
+from podnet.dataplane.nft.render import FLOW_DENIED_MARK
 from podnet.errors import DataplaneError
 
 from . import netns as _netns
@@ -68,34 +72,51 @@ def delete_flows(netns_name: str | None, flows: Iterable[StaleFlow]) -> int:
 
 
 
-def delete_pod_flows(netns_name: str | None, addresses: Iterable[str]) -> int:
-    """Delete every tracked flow (any protocol) to or from one of ``addresses``, in the
-    namespace ``netns_name`` (None: this one); the policy loop calls it after a commit that
-    changed those pods' rules, so their next packets meet the new rules. A Service flow to such
-    a pod matches by its reply source. Returns how many were deleted."""
+
+def _tracked(entry: Any) -> TrackedFlow:
+    o, r = entry.tuple_orig, entry.tuple_reply
+    port = None if o.proto == socket.IPPROTO_ICMP else r.sport
+    return TrackedFlow(o.proto, o.saddr, r.saddr, port, entry.mark == FLOW_DENIED_MARK)
+
+
+def enforce_pod_flows(netns_name: str | None, addresses: Iterable[str],
+                      judge: Callable[[list[TrackedFlow]], FlowVerdicts]) -> dict[str, int]:
+    """Hold the tracked flows to or from ``addresses`` in the namespace ``netns_name`` (None:
+    this one) to ``judge``'s verdicts: mark the denied ones with ``FLOW_DENIED_MARK`` (the
+    table drops their packets), clear the mark of those allowed again, delete those of pods
+    that are gone. A Service flow to such a pod matches by its reply source. Returns how many
+    entries went each way."""
     wanted = frozenset(addresses)
+    counts = {"denied": 0, "allowed": 0, "deleted": 0}
     if not wanted:
-        return 0
+        return counts
     from pyroute2 import Conntrack
 
     where = netns_name or "this namespace"
-    deleted = 0
     try:
         with _netns.enter(netns_name) if netns_name else nullcontext():
             ct = Conntrack()
             try:
-                hits = [e for e in ct.dump_entries()
-                        if not wanted.isdisjoint((e.tuple_orig.saddr, e.tuple_orig.daddr,
-                                                  e.tuple_reply.saddr, e.tuple_reply.daddr))]
-                for entry in hits:
-                    try:
-                        ct.delete(entry)
-                        deleted += 1
-                    except OSError:  # gone meanwhile
-                        pass
+                entries = {}
+                for e in ct.dump_entries():
+                    o, r = e.tuple_orig, e.tuple_reply
+                    if not wanted.isdisjoint((o.saddr, o.daddr, r.saddr, r.daddr)):
+                        entries[_tracked(e)] = e
+                verdicts = judge(list(entries))
+                for flows, how in ((verdicts.deny, FLOW_DENIED_MARK), (verdicts.allow, 0), (verdicts.gone, None)):
+                    for f in flows:
+                        try:
+                            if how is None:
+                                ct.delete(entries[f])
+                                counts["deleted"] += 1
+                            else:
+                                ct.entry("set", mark=how, tuple_orig=entries[f].tuple_orig)
+                                counts["denied" if how else "allowed"] += 1
+                        except OSError:  # gone meanwhile (it timed out)
+                            pass
             finally:
                 ct.close()
     except OSError as exc:
         raise DataplaneError(f"conntrack entries in {where}: {exc}", target=f"conntrack in {where}",
                              retryable=True, hint="the next sync tries again") from exc
-    return deleted
+    return counts

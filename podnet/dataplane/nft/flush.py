@@ -24,6 +24,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from podnet.policy.cluster import ClusterState
+from podnet.policy.evaluate import evaluate
+
 from .model import MapKey, NftChain, Verdict
 from .render import FROM_MAP, POD_IFACES, TO_MAP
 
@@ -164,3 +167,63 @@ def flush_for_commit(commands: Sequence[Mapping[str, Any]], chains: Mapping[str,
     if not commands:
         return []
     return pods_to_flush(changed_objects(commands), chains, from_pod, to_pod)
+
+
+# --- the tracked flows of those pods ------------------------------------------------------------
+
+#: IP protocol numbers the policy engine decides
+PROTOCOLS = {6: "TCP", 17: "UDP", 132: "SCTP", 1: "ICMP"}
+
+
+@dataclass(frozen=True)
+class TrackedFlow:
+    """One conntrack entry as the forward hook saw its first packet: the source before any
+    SNAT (the original source), the destination after any DNAT (the reply's source) and its
+    port (None for ICMP), and whether it carries ``FLOW_DENIED_MARK``."""
+
+    protocol: int
+    src: str
+    dst: str
+    port: int | None
+    denied: bool = False
+
+
+@dataclass(frozen=True)
+class FlowVerdicts:
+    """What to do with the tracked flows of the pods a commit changed."""
+
+    #: allowed when established, denied now: mark them (their packets are dropped both ways)
+    deny: tuple[TrackedFlow, ...] = ()
+    #: marked before, allowed again: clear the mark
+    allow: tuple[TrackedFlow, ...] = ()
+    #: to or from an address of this node's that no pod holds any more: delete
+    gone: tuple[TrackedFlow, ...] = ()
+
+
+def judge_flows(flows: Iterable[TrackedFlow], state: ClusterState, pods: Iterable[str],
+                node_ips: Iterable[str] = ()) -> FlowVerdicts:
+    """Hold each tracked flow to or from one of ``pods`` (the addresses ``pods_to_flush`` named)
+    to the policy engine's decision for it in ``state``: the same decision the table's rules make
+    for a new connection (``podnet verify`` holds the two equal). Flows of other protocols and
+    flows between a pod and its own node (the input chain's business) are left alone."""
+    wanted, own = frozenset(pods), frozenset(node_ips)
+    cache: dict[tuple[str, str, int | None, str], bool] = {}
+    deny: list[TrackedFlow] = []
+    allow: list[TrackedFlow] = []
+    gone: list[TrackedFlow] = []
+    for f in flows:
+        protocol = PROTOCOLS.get(f.protocol)
+        if protocol is None or (f.src not in wanted and f.dst not in wanted) or f.src in own or f.dst in own:
+            continue
+        if any(a in wanted and a not in state.by_ip for a in (f.src, f.dst)):
+            gone.append(f)
+            continue
+        key = (f.src, f.dst, f.port, protocol)
+        ok = cache.get(key)
+        if ok is None:
+            ok = cache[key] = evaluate(state, state.endpoint(f.src), state.endpoint(f.dst), f.port, protocol).allowed
+        if not ok and not f.denied:
+            deny.append(f)
+        elif ok and f.denied:
+            allow.append(f)
+    return FlowVerdicts(tuple(deny), tuple(allow), tuple(gone))

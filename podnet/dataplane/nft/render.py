@@ -128,8 +128,18 @@ _L4_DPORT = concat(meta("l4proto"), payload("th", "dport"))
 _CALI = IFACE_PREFIX + "*"
 
 
+#: the conntrack mark of a tracked flow the policy denies since it was established; the policy
+#: loop sets it after a commit (``dataplane.nft.flush``), and the flow's packets are dropped in
+#: both directions (deleting the entry instead would let the responder's next packet open it
+#: again, in reverse, through the responder's own egress policy)
+FLOW_DENIED_MARK = 0x0D0E0A0D
+_CT_MARK = {"ct": {"key": "mark"}}
+
+
 def _ct_rules() -> list[NftRule]:
     return [
+        NftRule.make([match(_CT_MARK, FLOW_DENIED_MARK), COUNTER, DROP],
+                     "a tracked flow the policy denies since it was established"),
         NftRule.make([match(_CT_STATE, ["established", "related"], "in"), ACCEPT], "replies and related traffic"),
         NftRule.make([match(_CT_STATE, "invalid", "in"), COUNTER, DROP], "invalid conntrack state"),
     ]
