@@ -3,7 +3,7 @@ two real renders of the node's table, the diff between them, and the pods it nam
 from __future__ import annotations
 
 from podnet.dataplane.nft.diff import plan_sync
-from podnet.dataplane.nft.flush import changed_objects, flush_for_commit
+from podnet.dataplane.nft.flush import FlowVerdicts, TrackedFlow, changed_objects, flush_for_commit, judge_flows
 from podnet.dataplane.nft.live import LiveTable
 from podnet.dataplane.nft.model import NftTable
 from podnet.dataplane.nft.render import FROM_MAP, TO_MAP, render, render_indexed
@@ -103,3 +103,38 @@ def test_the_policy_fast_path_names_the_same_pods_as_a_full_diff() -> None:
     live.commit(update)
     fast = flush_for_commit(update.commands, live.chains, live.entries(FROM_MAP), live.entries(TO_MAP))
     assert fast == _flush(table, _table(_pods(), [WEB_FROM_CLIENTS])) == [WEB]
+
+
+# --- tracked flows held to the policy -----------------------------------------------------------
+
+TCP, UDP, ICMP = 6, 17, 1
+
+
+def _state(pods: list[Pod], policies: list[NetworkPolicy]) -> ClusterState:
+    return ClusterState.build([Namespace.model_validate({"metadata": {"name": "default"}})], pods, policies)
+
+
+def test_flows_the_new_policy_denies_are_marked_and_allowed_ones_left() -> None:
+    state = _state(_pods(), [WEB_FROM_CLIENTS])
+    flows = [TrackedFlow(TCP, CLIENT, WEB, 80), TrackedFlow(TCP, CLIENT, WEB, 81),
+             TrackedFlow(UDP, OTHER, WEB, 80), TrackedFlow(ICMP, REMOTE, WEB, None),
+             TrackedFlow(TCP, REMOTE, WEB, 80), TrackedFlow(TCP, WEB, OTHER, 22)]
+    verdicts = judge_flows(flows, state, [WEB])
+    assert set(verdicts.deny) == {flows[1], flows[2], flows[3]}  # wrong port, not a client, not TCP
+    assert verdicts.allow == () and verdicts.gone == ()  # web's egress is not isolated
+
+
+def test_a_marked_flow_the_policy_allows_again_is_released() -> None:
+    denied = TrackedFlow(UDP, OTHER, WEB, 80, denied=True)
+    assert judge_flows([denied], _state(_pods(), []), [WEB]).allow == (denied,)
+    assert judge_flows([denied], _state(_pods(), [WEB_FROM_CLIENTS]), [WEB]) == FlowVerdicts()  # stays marked
+
+
+def test_flows_of_a_deleted_pod_are_deleted_and_others_untouched() -> None:
+    state = _state([p for p in _pods() if p.metadata.name != "client"], [WEB_FROM_CLIENTS])
+    gone = TrackedFlow(TCP, CLIENT, REMOTE, 80)
+    elsewhere = TrackedFlow(TCP, REMOTE, WEB, 81)  # denied, but neither end among the addresses to hold
+    to_node = TrackedFlow(TCP, OTHER, "10.99.0.1", 10250)  # the input chain's business
+    verdicts = judge_flows([gone, elsewhere, to_node, TrackedFlow(47, OTHER, WEB, None)], state, [CLIENT, OTHER],
+                           node_ips=["10.99.0.1"])
+    assert verdicts.gone == (gone,) and verdicts.deny == () and verdicts.allow == ()

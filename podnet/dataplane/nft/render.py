@@ -138,8 +138,6 @@ _CT_MARK = {"ct": {"key": "mark"}}
 
 def _ct_rules() -> list[NftRule]:
     return [
-        NftRule.make([match(_CT_MARK, FLOW_DENIED_MARK), COUNTER, DROP],
-                     "a tracked flow the policy denies since it was established"),
         NftRule.make([match(_CT_STATE, ["established", "related"], "in"), ACCEPT], "replies and related traffic"),
         NftRule.make([match(_CT_STATE, "invalid", "in"), COUNTER, DROP], "invalid conntrack state"),
     ]
@@ -163,7 +161,10 @@ def to_host_rules(action: str = "Drop") -> list[NftRule]:
 
 def base_chains(to_host: str = "Drop") -> dict[str, NftChain]:
     """The fixed part: hooks, the dispatch chains and egress-ok."""
-    forward = NftChain("forward", tuple(_ct_rules() + [
+    forward = NftChain("forward", tuple([
+        NftRule.make([match(_CT_MARK, FLOW_DENIED_MARK), COUNTER, DROP],
+                     "a tracked flow the policy denies since it was established"),
+    ] + _ct_rules() + [
         NftRule.make([match(meta("iifname"), _CALI), goto(FROM_WL)], "from a pod: its egress policy"),
         NftRule.make([match(meta("oifname"), _CALI), goto(TO_WL)], "to a pod: its ingress policy"),
     ]), hook="forward")
