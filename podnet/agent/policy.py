@@ -20,7 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from podnet.dataplane.nft.flush import FlowVerdicts, TrackedFlow, flush_for_commit, judge_flows
+from podnet.dataplane.nft.flows import FlowVerdicts, TrackedFlow
+from podnet.dataplane.nft.flush import flush_for_commit, judge_flows
 from podnet.dataplane.nft.live import LiveTable
 from podnet.dataplane.nft.model import MapKey, NftChain, NftTable, Verdict
 from podnet.dataplane.nft.render import FROM_MAP, TO_MAP, RenderMemo, render_indexed

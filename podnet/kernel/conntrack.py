@@ -16,8 +16,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from podnet.dataplane.nft.flush import FlowVerdicts, TrackedFlow
-from podnet.dataplane.nft.render import FLOW_DENIED_MARK
+from podnet.dataplane.nft.flows import FLOW_DENIED_MARK, FlowVerdicts, TrackedFlow
 from podnet.errors import DataplaneError
 
 from . import netns as _netns

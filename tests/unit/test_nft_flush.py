@@ -3,7 +3,8 @@ two real renders of the node's table, the diff between them, and the pods it nam
 from __future__ import annotations
 
 from podnet.dataplane.nft.diff import plan_sync
-from podnet.dataplane.nft.flush import FlowVerdicts, TrackedFlow, changed_objects, flush_for_commit, judge_flows
+from podnet.dataplane.nft.flows import FlowVerdicts, TrackedFlow
+from podnet.dataplane.nft.flush import changed_objects, flush_for_commit, judge_flows
 from podnet.dataplane.nft.live import LiveTable
 from podnet.dataplane.nft.model import NftTable
 from podnet.dataplane.nft.render import FROM_MAP, TO_MAP, render, render_indexed

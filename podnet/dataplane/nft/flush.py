@@ -1,19 +1,27 @@
-"""Which local pods' tracked flows a committed policy change must cut (pure).
+"""Which tracked flows a committed policy change must cut, and how (pure).
 
-The forward chain accepts ``ct state established,related`` before any policy, so a flow
-the old rules allowed keeps flowing after they tighten until its conntrack entry times out
-(30 s for UDP and ICMP, days for TCP). After a commit, the entries to and from the pods whose
-effective rules changed are deleted; the next packet of each flow then meets the new rules
-(TCP with ``nf_conntrack_tcp_loose`` picks an allowed mid-stream flow up as a new one).
+The forward chain accepts ``ct state established,related`` before any policy, so a flow the old
+rules allowed would keep flowing after they tighten until its conntrack entry times out (30 s
+of silence for UDP and ICMP, days for TCP). After a commit the policy loop therefore holds the
+tracked flows of the pods whose rules changed to the new policy:
 
-A pod's effective rules are its two dispatch entries (``from-pod``, ``to-pod``) and every
-chain reachable from their verdicts, with the sets those chains look up. So the pods to flush
-are: those whose dispatch entries (or anti-spoofing ``pod-ifaces`` element) the change
-touched, and those whose verdict reaches a chain
-that was rewritten, added or removed or that looks up a set whose elements changed. A change
-the table's shape does not localise (the table replaced, a base chain rewritten) flushes every
-pod of the node. Adding allowances flushes too (the planner does not tell widening from
-tightening): harmless for the flows, which the new rules accept again.
+1. ``pods_to_flush``: which of this node's pods' rules the commit changed. A pod's rules are
+   its dispatch entries (``from-pod``, ``to-pod``, its ``pod-ifaces`` element) and every chain
+   reachable from their verdicts, with the sets those chains look up; so: the pods whose
+   dispatch entries the change touched, and those whose verdict reaches a chain that was
+   rewritten, added or removed or that looks up a set whose elements changed. A change the
+   table's shape does not localise (the table replaced, a base chain rewritten) names every
+   pod of the node.
+2. ``judge_flows``: each tracked flow to or from those pods, held to the policy engine's
+   decision for it (the decision the rules make for a new connection): denied ones get
+   ``FLOW_DENIED_MARK`` (the forward chain's first rule drops their packets both ways), marked
+   ones the policy allows again are released, flows of pods that are gone are deleted.
+
+Deleting a denied flow's entry instead would not cut it: with ``nf_conntrack_tcp_loose`` the
+responder's next packet (a delayed ACK, a retransmission, a UDP answer) opens a new entry in
+the reverse direction, which the responder's own (often open) egress policy accepts, and the
+initiator's packets then pass as its replies. The mark keeps the entry and its direction.
+Allowed flows are not touched at all.
 """
 from __future__ import annotations
 
@@ -27,6 +35,7 @@ from typing import Any
 from podnet.policy.cluster import ClusterState
 from podnet.policy.evaluate import evaluate
 
+from .flows import FlowVerdicts, TrackedFlow
 from .model import MapKey, NftChain, Verdict
 from .render import FROM_MAP, POD_IFACES, TO_MAP
 
@@ -173,31 +182,6 @@ def flush_for_commit(commands: Sequence[Mapping[str, Any]], chains: Mapping[str,
 
 #: IP protocol numbers the policy engine decides
 PROTOCOLS = {6: "TCP", 17: "UDP", 132: "SCTP", 1: "ICMP"}
-
-
-@dataclass(frozen=True)
-class TrackedFlow:
-    """One conntrack entry as the forward hook saw its first packet: the source before any
-    SNAT (the original source), the destination after any DNAT (the reply's source) and its
-    port (None for ICMP), and whether it carries ``FLOW_DENIED_MARK``."""
-
-    protocol: int
-    src: str
-    dst: str
-    port: int | None
-    denied: bool = False
-
-
-@dataclass(frozen=True)
-class FlowVerdicts:
-    """What to do with the tracked flows of the pods a commit changed."""
-
-    #: allowed when established, denied now: mark them (their packets are dropped both ways)
-    deny: tuple[TrackedFlow, ...] = ()
-    #: marked before, allowed again: clear the mark
-    allow: tuple[TrackedFlow, ...] = ()
-    #: to or from an address of this node's that no pod holds any more: delete
-    gone: tuple[TrackedFlow, ...] = ()
 
 
 def judge_flows(flows: Iterable[TrackedFlow], state: ClusterState, pods: Iterable[str],

@@ -43,6 +43,7 @@ from podnet.services.cluster import APISERVER_PORT
 
 from . import flowlog
 from .expr import ACCEPT, COUNTER, DROP, concat, goto, jump, match, meta, payload, vmap
+from .flows import FLOW_DENIED_MARK
 from .model import (
     POLICY_TABLE,
     MapKey,
@@ -128,11 +129,6 @@ _L4_DPORT = concat(meta("l4proto"), payload("th", "dport"))
 _CALI = IFACE_PREFIX + "*"
 
 
-#: the conntrack mark of a tracked flow the policy denies since it was established; the policy
-#: loop sets it after a commit (``dataplane.nft.flush``), and the flow's packets are dropped in
-#: both directions (deleting the entry instead would let the responder's next packet open it
-#: again, in reverse, through the responder's own egress policy)
-FLOW_DENIED_MARK = 0x0D0E0A0D
 _CT_MARK = {"ct": {"key": "mark"}}
 
 
