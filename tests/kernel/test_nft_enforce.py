@@ -57,7 +57,6 @@ def _policies(text: str) -> list[NetworkPolicy]:
 def _verify(lab: PolicyLab, policies: list[NetworkPolicy], **kw: Any) -> Any:
     state = lab.state(policies, **kw)
     lab.apply(state)
-    lab.flush_conntrack()
     observed, results = probe_matrix(lab.probe_pods(), PORTS, PROTOCOLS, timeout=TIMEOUT)
     expected = compute_matrix(state, PORTS, PROTOCOLS)
     report = compare(state, expected, observed, {(r.src, r.dst, r.key): r.outcome for r in results})
