@@ -45,6 +45,7 @@ def delete_flows(netns_name: str | None, flows: Iterable[StaleFlow]) -> int:
     if not wanted:
         return 0
     from pyroute2 import Conntrack
+    from pyroute2.netlink.exceptions import NetlinkError
 
     where = netns_name or "this namespace"
     deleted = 0
@@ -60,11 +61,11 @@ def delete_flows(netns_name: str | None, flows: Iterable[StaleFlow]) -> int:
                     try:
                         ct.delete(entry)
                         deleted += 1
-                    except OSError:  # gone meanwhile (it timed out, or another delete won)
+                    except (OSError, NetlinkError):  # gone meanwhile (it timed out, or another delete won)
                         pass
             finally:
                 ct.close()
-    except OSError as exc:
+    except (OSError, NetlinkError) as exc:
         raise DataplaneError(f"conntrack entries in {where}: {exc}", target=f"conntrack in {where}",
                              retryable=True, hint="the next sync tries again") from exc
     return deleted
@@ -90,6 +91,7 @@ def enforce_pod_flows(netns_name: str | None, addresses: Iterable[str],
     if not wanted:
         return counts
     from pyroute2 import Conntrack
+    from pyroute2.netlink.exceptions import NetlinkError
 
     where = netns_name or "this namespace"
     try:
@@ -111,11 +113,11 @@ def enforce_pod_flows(netns_name: str | None, addresses: Iterable[str],
                             else:
                                 ct.entry("set", mark=how, tuple_orig=entries[f].tuple_orig)
                                 counts["denied" if how else "allowed"] += 1
-                        except OSError:  # gone meanwhile (it timed out)
+                        except (OSError, NetlinkError):  # gone meanwhile (it timed out)
                             pass
             finally:
                 ct.close()
-    except OSError as exc:
+    except (OSError, NetlinkError) as exc:
         raise DataplaneError(f"conntrack entries in {where}: {exc}", target=f"conntrack in {where}",
                              retryable=True, hint="the next sync tries again") from exc
     return counts

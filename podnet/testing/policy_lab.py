@@ -140,15 +140,17 @@ class PolicyLab:
         return ClusterState.build(self.namespaces(), self.pod_models(), list(policies),
                                   ipblock_matches_pods=ipblock_matches_pods, tiers=tiers, network_sets=network_sets)
 
-    def apply(self, state: ClusterState, *, read_back: bool = False) -> dict[str, SyncPlan]:
-        """Render and sync every node's table, then hold the tracked flows of the pods whose
-        rules changed to ``state`` as the policy loop does (so an earlier probe's flow that a
-        later one happens to reuse counts as what the new rules say); the plans that were
-        committed."""
+    def apply(self, state: ClusterState, *, read_back: bool = False, hold_flows: bool = True) -> dict[str, SyncPlan]:
+        """Render and sync every node's table, then (``hold_flows``) hold the tracked flows of
+        the pods whose rules changed to ``state`` as the policy loop does, so an earlier probe's
+        flow that a later one happens to reuse counts as what the new rules say; the plans that
+        were committed."""
         plans = {}
         for name, node in self.nodes.items():
             table = render(state, name, node_ips=[node.ip])
             plan = plans[name] = node.applier.sync(table, read_back=read_back)
+            if not hold_flows:
+                continue
             addresses = flush_for_commit(plan.commands, table.chains, table.maps[FROM_MAP].elements,
                                          table.maps[TO_MAP].elements)
             enforce_pod_flows(node.netns, addresses,
