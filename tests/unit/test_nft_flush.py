@@ -139,3 +139,28 @@ def test_flows_of_a_deleted_pod_are_deleted_and_others_untouched() -> None:
     verdicts = judge_flows([gone, elsewhere, to_node, TrackedFlow(47, OTHER, WEB, None)], state, [CLIENT, OTHER],
                            node_ips=["10.99.0.1"])
     assert verdicts.gone == (gone,) and verdicts.deny == () and verdicts.allow == ()
+
+
+def test_a_conntrack_listing_is_read_as_flows_of_the_wanted_pods() -> None:
+    from podnet.kernel.conntrack import parse_listing
+
+    text = "\n".join([
+        f"icmp     1 29 src={REMOTE} dst={WEB} type=8 code=0 id=7 src={WEB} dst={REMOTE} type=0 code=0 id=7 "
+        "mark=0 use=1",
+        f"udp      17 29 src={REMOTE} dst={WEB} sport=4000 dport=53 [UNREPLIED] src={WEB} dst={REMOTE} sport=53 "
+        "dport=4000 mark=219023885 use=1",
+        f"udp      17 29 src={REMOTE} dst={WEB} sport=4001 dport=53 src={WEB} dst={REMOTE} sport=53 dport=4001 "
+        "mark=0 use=1",
+        # a Service flow: DNATed from the Service address to web, and an unrelated one
+        f"tcp      6 431999 ESTABLISHED src={CLIENT} dst=10.96.0.10 sport=5000 dport=80 src={WEB} dst={CLIENT} "
+        "sport=8080 dport=5000 [ASSURED] mark=0 use=1",
+        "tcp      6 431999 ESTABLISHED src=10.0.0.1 dst=10.0.0.2 sport=1 dport=2 src=10.0.0.2 dst=10.0.0.1 "
+        "sport=2 dport=1 [ASSURED] mark=0 use=1",
+    ])
+    flows = parse_listing(text, frozenset([WEB]))
+    assert set(flows) == {TrackedFlow(ICMP, REMOTE, WEB, None), TrackedFlow(UDP, REMOTE, WEB, 53, denied=True),
+                          TrackedFlow(UDP, REMOTE, WEB, 53), TrackedFlow(TCP, CLIENT, WEB, 8080)}
+    assert flows[TrackedFlow(ICMP, REMOTE, WEB, None)] == [
+        {"saddr": REMOTE, "daddr": WEB, "proto": ICMP, "icmp_id": 7, "icmp_type": 8, "icmp_code": 0}]
+    assert flows[TrackedFlow(TCP, CLIENT, WEB, 8080)] == [
+        {"saddr": CLIENT, "daddr": "10.96.0.10", "proto": TCP, "sport": 5000, "dport": 80}]
