@@ -130,8 +130,8 @@ class PolicyReconciler:
                  readback_every: float = READBACK_SECONDS, to_host: str = "Drop",
                  metrics: DataplaneMetrics | None = None, cut_flows: bool = True) -> None:
         self.node = node
-        #: delete the tracked flows of pods whose rules a commit changed, so a tightened policy
-        #: cuts established flows (``dataplane.nft.flush``)
+        #: hold the tracked flows of the pods whose rules a commit changed to the new policy, so
+        #: a tightened policy cuts established flows (``dataplane.nft.flush``)
         self.cut_flows = cut_flows
         self.to_host = to_host
         self.applier = NftApplier(netns)

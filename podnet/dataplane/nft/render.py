@@ -125,11 +125,9 @@ def signature_chain_name(direction: str, refs: tuple[str, ...]) -> str:
 
 
 _CT_STATE = {"ct": {"key": "state"}}
+_CT_MARK = {"ct": {"key": "mark"}}
 _L4_DPORT = concat(meta("l4proto"), payload("th", "dport"))
 _CALI = IFACE_PREFIX + "*"
-
-
-_CT_MARK = {"ct": {"key": "mark"}}
 
 
 def _ct_rules() -> list[NftRule]:
