@@ -1,8 +1,9 @@
 """A tightened policy cuts established flows: TCP, UDP and ICMP echo streams from client1 (node
 n2) to web (node n1) are flowing when a policy admitting only client2's TCP to web is written;
 within a second of the policy loop's pass none of them gets through any more, while client2's
-TCP connection to the same pod keeps running (no reset, no stall). Removing the policy lets the
-same flows (same sockets) through again."""
+TCP connection to the same pod keeps running (no reset, no stall). client2 then loses the label
+the policy admits (a pod change on the other node), which cuts its connection too. Removing the
+policy lets the same flows (same sockets) through again."""
 from __future__ import annotations
 
 import select
@@ -19,7 +20,7 @@ import pytest
 from podnet.agent.policy import PolicyReconciler
 from podnet.agent.policy_view import LiveView
 from podnet.kernel import netns
-from podnet.model import NetworkPolicy
+from podnet.model import NetworkPolicy, Pod
 from podnet.testing.policy_lab import PolicyLab
 
 pytestmark = pytest.mark.kernel
@@ -37,7 +38,7 @@ def _sock(ns: str, family: int, kind: int, proto: int = 0) -> socket.socket:
 
 
 def _checksum(data: bytes) -> int:
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     total = (total >> 16) + (total & 0xFFFF)
     return ~(total + (total >> 16)) & 0xFFFF
 
@@ -174,9 +175,22 @@ def test_a_tightened_policy_cuts_established_flows(policy_store_lab: tuple[Polic
         assert not streams.errors, streams.errors
         assert status.plan["flows"]["denied"] >= 3, status.plan["flows"]  # client1's TCP, UDP, ICMP
 
+        # client2 (on the other node) loses the label the policy admits: one set element on n1
+        # (the pod fast path), and web's flows are held to the policy again
+        pod = store.get(Pod, "client2", namespace="default")
+        data = pod.to_dict()
+        store.update(Pod.model_validate({**data, "metadata": {**data["metadata"], "labels": {"run": "elsewhere"}}}))
+        status = rec.reconcile_view(view)
+        committed = time.monotonic()
+        assert status.error is None and status.plan.get("incremental"), status.plan
+        time.sleep(max(0.0, committed + 0.3 - time.monotonic()))
+        moved = _progress(streams, 0.7)
+        assert moved == {"tcp": 0, "udp": 0, "icmp": 0, "allowed-tcp": 0}, moved
+        assert status.plan["flows"]["denied"] >= 1, status.plan["flows"]
+
         store.delete(NetworkPolicy, "web-from-client2", namespace="default")
         status = rec.reconcile_view(view)
-        assert status.error is None and status.plan["flows"]["allowed"] >= 3, status.plan
-        moved = _wait_flowing(streams, ("tcp", "udp", "icmp"), 5.0)  # TCP: its next retransmission
-        assert moved["udp"] > 0 and moved["icmp"] > 0 and moved["tcp"] > 0, moved
+        assert status.error is None and status.plan["flows"]["allowed"] >= 4, status.plan
+        moved = _wait_flowing(streams, ("tcp", "udp", "icmp", "allowed-tcp"), 5.0)  # TCP: its next retransmission
+        assert all(v > 0 for v in moved.values()), moved
         assert not streams.errors, streams.errors
