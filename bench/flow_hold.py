@@ -2,7 +2,7 @@
 
 After a commit that changed some pods' rules, the loop reads the node's conntrack entries of
 those pods over ctnetlink, asks the policy engine about each distinct flow and marks the denied
-ones (``kernel/conntrack.py``, ``dataplane/nft/flush.py``). This fills a node namespace of a
+ones (``kernel/conntrack.py``, ``dataplane/nft/recheck.py``). This fills a node namespace of a
 policy lab with N UDP entries of one pod (created over ctnetlink, as if N peers talked to it)
 and times, per N, medians of 5: reading them and judging them all allowed (nothing to write),
 and (median of 3) judging them all denied (one mark write each; "marked" counts them), next to

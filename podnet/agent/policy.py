@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from podnet.dataplane.nft.flows import FlowVerdicts, TrackedFlow
-from podnet.dataplane.nft.flush import flush_for_commit, judge_flows
 from podnet.dataplane.nft.live import LiveTable
 from podnet.dataplane.nft.model import MapKey, NftChain, NftTable, Verdict
+from podnet.dataplane.nft.recheck import judge_flows, pods_to_recheck_after
 from podnet.dataplane.nft.render import FROM_MAP, TO_MAP, RenderMemo, render_indexed
 from podnet.kernel.conntrack import enforce_pod_flows
 from podnet.kernel.nft.apply import NftApplier
@@ -131,7 +131,7 @@ class PolicyReconciler:
                  metrics: DataplaneMetrics | None = None, cut_flows: bool = True) -> None:
         self.node = node
         #: hold the tracked flows of the pods whose rules a commit changed to the new policy, so
-        #: a tightened policy cuts established flows (``dataplane.nft.flush``)
+        #: a tightened policy cuts established flows (``dataplane.nft.recheck``)
         self.cut_flows = cut_flows
         self.to_host = to_host
         self.applier = NftApplier(netns)
@@ -326,7 +326,7 @@ class PolicyReconciler:
         have tracked flows. A failure is logged: the rules are committed either way."""
         if not self.cut_flows or not commands:
             return {}
-        addresses = flush_for_commit(commands, chains, from_pod, to_pod)
+        addresses = pods_to_recheck_after(commands, chains, from_pod, to_pod)
         if not addresses:
             return {}
 

@@ -14,7 +14,7 @@ from functools import partial
 from typing import Any
 
 from podnet.dataplane.nft.diff import SyncPlan
-from podnet.dataplane.nft.flush import flush_for_commit, judge_flows
+from podnet.dataplane.nft.recheck import judge_flows, pods_to_recheck_after
 from podnet.dataplane.nft.render import FROM_MAP, TO_MAP, render, workload_ifname
 from podnet.kernel import netns, underlay
 from podnet.kernel.conntrack import enforce_pod_flows
@@ -151,7 +151,7 @@ class PolicyLab:
             plan = plans[name] = node.applier.sync(table, read_back=read_back)
             if not hold_flows:
                 continue
-            addresses = flush_for_commit(plan.commands, table.chains, table.maps[FROM_MAP].elements,
+            addresses = pods_to_recheck_after(plan.commands, table.chains, table.maps[FROM_MAP].elements,
                                          table.maps[TO_MAP].elements)
             enforce_pod_flows(node.netns, addresses,
                               partial(judge_flows, state=state, pods=addresses, node_ips=[node.ip]))

@@ -1,5 +1,5 @@
 """Tracked flows as values: what the policy loop reads from conntrack and decides about
-(``flush.judge_flows``), and the mark a denied one gets (``kernel/conntrack.py`` applies it,
+(``recheck.judge_flows``), and the mark a denied one gets (``kernel/conntrack.py`` applies it,
 the policy table's forward chain drops it)."""
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ rules allowed would keep flowing after they tighten until its conntrack entry ti
 of silence for UDP and ICMP, days for TCP). After a commit the policy loop therefore holds the
 tracked flows of the pods whose rules changed to the new policy:
 
-1. ``pods_to_flush``: which of this node's pods' rules the commit changed. A pod's rules are
+1. ``pods_to_recheck``: which of this node's pods' rules the commit changed. A pod's rules are
    its dispatch entries (``from-pod``, ``to-pod``, its ``pod-ifaces`` element) and every chain
    reachable from their verdicts, with the sets those chains look up; so: the pods whose
    dispatch entries the change touched, and those whose verdict reaches a chain that was
@@ -133,7 +133,7 @@ def _target(verdict: Verdict) -> str | None:
     return verdict[1] if len(verdict) == 2 and verdict[0] in ("jump", "goto") else None
 
 
-def pods_to_flush(changed: ChangedObjects, chains: Mapping[str, NftChain],
+def pods_to_recheck(changed: ChangedObjects, chains: Mapping[str, NftChain],
                   from_pod: Mapping[MapKey, Verdict], to_pod: Mapping[MapKey, Verdict]) -> list[str]:
     """The addresses of the node's pods whose tracked flows must be cut after ``changed`` was
     committed, given the table after the commit (its chains and dispatch maps). Sorted."""
@@ -170,12 +170,12 @@ def _is_ipv4(text: str) -> bool:
     return True
 
 
-def flush_for_commit(commands: Sequence[Mapping[str, Any]], chains: Mapping[str, NftChain],
+def pods_to_recheck_after(commands: Sequence[Mapping[str, Any]], chains: Mapping[str, NftChain],
                      from_pod: Mapping[MapKey, Verdict], to_pod: Mapping[MapKey, Verdict]) -> list[str]:
-    """``pods_to_flush`` for one committed transaction's commands."""
+    """``pods_to_recheck`` for one committed transaction's commands."""
     if not commands:
         return []
-    return pods_to_flush(changed_objects(commands), chains, from_pod, to_pod)
+    return pods_to_recheck(changed_objects(commands), chains, from_pod, to_pod)
 
 
 # --- the tracked flows of those pods ------------------------------------------------------------
@@ -186,7 +186,7 @@ PROTOCOLS = {6: "TCP", 17: "UDP", 132: "SCTP", 1: "ICMP"}
 
 def judge_flows(flows: Iterable[TrackedFlow], state: ClusterState, pods: Iterable[str],
                 node_ips: Iterable[str] = ()) -> FlowVerdicts:
-    """Hold each tracked flow to or from one of ``pods`` (the addresses ``pods_to_flush`` named)
+    """Hold each tracked flow to or from one of ``pods`` (the addresses ``pods_to_recheck`` named)
     to the policy engine's decision for it in ``state``: the same decision the table's rules make
     for a new connection (``podnet verify`` holds the two equal). Flows of other protocols and
     flows between a pod and its own node (the input chain's business) are left alone."""

@@ -1,12 +1,12 @@
-"""Which local pods' flows a committed policy change cuts (dataplane/nft/flush.py), without root:
+"""Which local pods' flows a committed policy change cuts (dataplane/nft/recheck.py), without root:
 two real renders of the node's table, the diff between them, and the pods it names."""
 from __future__ import annotations
 
 from podnet.dataplane.nft.diff import plan_sync
 from podnet.dataplane.nft.flows import FlowVerdicts, TrackedFlow
-from podnet.dataplane.nft.flush import changed_objects, flush_for_commit, judge_flows
 from podnet.dataplane.nft.live import LiveTable
 from podnet.dataplane.nft.model import NftTable
+from podnet.dataplane.nft.recheck import changed_objects, judge_flows, pods_to_recheck_after
 from podnet.dataplane.nft.render import FROM_MAP, TO_MAP, render, render_indexed
 from podnet.model import Namespace, NetworkPolicy, Pod
 from podnet.policy.cluster import ClusterState
@@ -41,30 +41,30 @@ def _table(pods: list[Pod], policies: list[NetworkPolicy]) -> NftTable:
     return render(ClusterState.build(ns, pods, policies), "n1", node_ips=["10.99.0.1"])
 
 
-def _flush(old: NftTable | None, new: NftTable) -> list[str]:
+def _named(old: NftTable | None, new: NftTable) -> list[str]:
     plan = plan_sync(new, old)
-    return flush_for_commit(plan.commands, new.chains, new.maps[FROM_MAP].elements, new.maps[TO_MAP].elements)
+    return pods_to_recheck_after(plan.commands, new.chains, new.maps[FROM_MAP].elements, new.maps[TO_MAP].elements)
 
 
-def test_no_change_flushes_nothing() -> None:
+def test_no_change_names_no_pod() -> None:
     t = _table(_pods(), [WEB_FROM_CLIENTS])
-    assert _flush(t, t) == []
+    assert _named(t, t) == []
 
 
-def test_a_new_policy_flushes_only_the_pods_it_selects() -> None:
+def test_a_new_policy_names_only_the_pods_it_selects() -> None:
     before = _table(_pods(), [])
     after = _table(_pods(), [WEB_FROM_CLIENTS])
-    assert _flush(before, after) == [WEB]
-    assert _flush(after, before) == [WEB]  # and its removal the same pod
+    assert _named(before, after) == [WEB]
+    assert _named(after, before) == [WEB]  # and its removal the same pod
 
 
-def test_a_port_change_flushes_the_selected_pods() -> None:
+def test_a_port_change_names_the_selected_pods() -> None:
     narrower = _policy("web", {"app": "web"}, [{"from": [{"podSelector": {"matchLabels": {"run": "client"}}}],
                                                 "ports": [{"port": 81}]}])
-    assert _flush(_table(_pods(), [WEB_FROM_CLIENTS]), _table(_pods(), [narrower])) == [WEB]
+    assert _named(_table(_pods(), [WEB_FROM_CLIENTS]), _table(_pods(), [narrower])) == [WEB]
 
 
-def test_a_remote_peer_leaving_a_set_flushes_the_pods_whose_rules_look_it_up() -> None:
+def test_a_remote_peer_leaving_a_set_names_the_pods_whose_rules_look_it_up() -> None:
     """The remote pod's label no longer matches the peer selector: one set element on this node,
     which only web's ingress rules read."""
     before = _table(_pods(), [WEB_FROM_CLIENTS])
@@ -72,26 +72,26 @@ def test_a_remote_peer_leaving_a_set_flushes_the_pods_whose_rules_look_it_up() -
     commands = plan_sync(after, before).commands
     changed = changed_objects(commands)
     assert changed.sets and not changed.chains and not changed.dispatch_keys
-    assert _flush(before, after) == [WEB]
+    assert _named(before, after) == [WEB]
 
 
-def test_a_local_pod_relabelled_into_a_policy_flushes_it() -> None:
+def test_a_local_pod_relabelled_into_a_policy_is_named() -> None:
     pods = _pods()
     relabelled = [_pod("other", OTHER, "n1", {"app": "web"}) if p.metadata.name == "other" else p for p in pods]
     before, after = _table(pods, [WEB_FROM_CLIENTS]), _table(relabelled, [WEB_FROM_CLIENTS])
-    assert _flush(before, after) == [OTHER]
+    assert _named(before, after) == [OTHER]
 
 
-def test_a_deleted_pod_is_flushed() -> None:
+def test_a_deleted_pod_is_named() -> None:
     pods = _pods()
     before = _table(pods, [WEB_FROM_CLIENTS])
     after = _table([p for p in pods if p.metadata.name != "client"], [WEB_FROM_CLIENTS])
-    flushed = _flush(before, after)
-    assert CLIENT in flushed and OTHER not in flushed
+    named = _named(before, after)
+    assert CLIENT in named and OTHER not in named
 
 
-def test_a_new_table_flushes_every_local_pod() -> None:
-    assert _flush(None, _table(_pods(), [WEB_FROM_CLIENTS])) == [WEB, CLIENT, OTHER]
+def test_a_new_table_names_every_local_pod() -> None:
+    assert _named(None, _table(_pods(), [WEB_FROM_CLIENTS])) == [WEB, CLIENT, OTHER]
 
 
 def test_the_policy_fast_path_names_the_same_pods_as_a_full_diff() -> None:
@@ -102,8 +102,8 @@ def test_the_policy_fast_path_names_the_same_pods_as_a_full_diff() -> None:
     update = live.plan_policies([(None, compile_policy(WEB_FROM_CLIENTS))], state)
     assert update is not None
     live.commit(update)
-    fast = flush_for_commit(update.commands, live.chains, live.entries(FROM_MAP), live.entries(TO_MAP))
-    assert fast == _flush(table, _table(_pods(), [WEB_FROM_CLIENTS])) == [WEB]
+    fast = pods_to_recheck_after(update.commands, live.chains, live.entries(FROM_MAP), live.entries(TO_MAP))
+    assert fast == _named(table, _table(_pods(), [WEB_FROM_CLIENTS])) == [WEB]
 
 
 # --- tracked flows held to the policy -----------------------------------------------------------
