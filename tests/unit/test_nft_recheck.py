@@ -90,6 +90,14 @@ def test_a_deleted_pod_is_named() -> None:
     assert CLIENT in named and OTHER not in named
 
 
+def test_a_new_pod_names_no_pod() -> None:
+    """Its packets were dropped until its entries existed: it has no flows to hold."""
+    before = _table(_pods(), [WEB_FROM_CLIENTS])
+    after = _table([*_pods(), _pod("fresh", "10.244.1.9", "n1", {"run": "nobody"})], [WEB_FROM_CLIENTS])
+    assert plan_sync(after, before).map_changes == 2
+    assert _named(before, after) == []
+
+
 def test_a_new_table_names_every_local_pod() -> None:
     assert _named(None, _table(_pods(), [WEB_FROM_CLIENTS])) == [WEB, CLIENT, OTHER]
 

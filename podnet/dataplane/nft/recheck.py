@@ -8,7 +8,8 @@ tracked flows of the pods whose rules changed to the new policy:
 1. ``pods_to_recheck``: which of this node's pods' rules the commit changed. A pod's rules are
    its dispatch entries (``from-pod``, ``to-pod``, its ``pod-ifaces`` element) and every chain
    reachable from their verdicts, with the sets those chains look up; so: the pods whose
-   dispatch entries the change touched, and those whose verdict reaches a chain that was
+   dispatch entries the change replaced or removed (a new pod's first entries name nobody: its
+   packets were dropped until then, so it has no flows), and those whose verdict reaches a chain that was
    rewritten, added or removed or that looks up a set whose elements changed. A change the
    table's shape does not localise (the table replaced, a base chain rewritten) names every
    pod of the node.
@@ -52,7 +53,7 @@ class ChangedObjects:
     chains: frozenset[str]
     sets: frozenset[str]
     #: interface names and addresses in the dispatch entries (and anti-spoofing interface
-    #: set elements) added or deleted
+    #: set elements) deleted (or replaced)
     dispatch_keys: frozenset[str]
     #: the table itself was created, deleted or flushed: nothing can be localised
     whole_table: bool
@@ -66,7 +67,7 @@ def changed_objects(commands: Iterable[Mapping[str, Any]]) -> ChangedObjects:
     keys: set[str] = set()
     whole = False
     for cmd in commands:
-        for body in cmd.values():
+        for verb, body in cmd.items():
             for kind, obj in body.items():
                 if kind == "table":
                     whole = True
@@ -78,7 +79,10 @@ def changed_objects(commands: Iterable[Mapping[str, Any]]) -> ChangedObjects:
                     sets.add(obj["name"])
                 elif kind == "element":
                     if obj["name"] in _DISPATCH:
-                        keys.update(_key_strings(obj.get("elem", ())))
+                        # a pod's entries changed are deleted and added again; only added: a
+                        # new pod, whose packets were dropped until now (no flows to hold)
+                        if verb == "delete":
+                            keys.update(_key_strings(obj.get("elem", ())))
                     else:
                         sets.add(obj["name"])
     return ChangedObjects(frozenset(chains), frozenset(sets), frozenset(keys), whole)
