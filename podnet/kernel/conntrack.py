@@ -11,6 +11,7 @@ endpoint's reset or the client's timeout ends the connection.
 from __future__ import annotations
 
 import socket
+import struct
 import subprocess
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
@@ -123,6 +124,58 @@ def parse_listing(text: str, wanted: frozenset[str]) -> dict[TrackedFlow, list[d
     return out
 
 
+_NETLINK_NETFILTER = 12
+_CTNETLINK = 1 << 8  # NFNL_SUBSYS_CTNETLINK in the message type's high byte
+_CT_NEW, _CT_DELETE = 0, 2
+_NLM_F_REQUEST, _NLM_F_ACK = 1, 4
+_NLMSG_ERROR = 2
+_CHUNK = 128
+_SOL_NETLINK, _NETLINK_CAP_ACK = 270, 10
+
+
+def _encode(seq: int, msg_type: int, fields: dict[str, Any], mark: int | None) -> bytes:
+    """One ctnetlink request addressing an entry by its original tuple (pyroute2's encoder)."""
+    from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple, nfct_msg
+
+    msg = nfct_msg.create_from(tuple_orig=NFCTAttrTuple(**fields), mark=mark)
+    msg["nfgen_family"] = socket.AF_INET
+    msg["header"]["type"] = _CTNETLINK | msg_type
+    msg["header"]["flags"] = _NLM_F_REQUEST | _NLM_F_ACK
+    msg["header"]["sequence_number"] = seq
+    msg.encode()
+    return bytes(msg.data)
+
+
+def _write(requests: list[tuple[int, dict[str, Any], int | None]]) -> int:
+    """Send the requests on one netfilter socket of this namespace, many to a datagram (one
+    round trip per chunk instead of per entry, ~0.5 ms each through pyroute2's request path);
+    returns how many the kernel acknowledged without error (an entry gone meanwhile is not)."""
+    done = 0
+    if not requests:
+        return done
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_NETFILTER) as sock:
+        sock.setsockopt(_SOL_NETLINK, _NETLINK_CAP_ACK, 1)  # acks without the request echoed
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        sock.bind((0, 0))
+        for start in range(0, len(requests), _CHUNK):
+            chunk = requests[start:start + _CHUNK]
+            sock.send(b"".join(_encode(start + i + 1, t, f, m) for i, (t, f, m) in enumerate(chunk)))
+            acks = 0
+            while acks < len(chunk):
+                data = sock.recv(1 << 20)
+                offset = 0
+                while offset + 16 <= len(data):
+                    length, kind = struct.unpack_from("=IH", data, offset)
+                    if kind == _NLMSG_ERROR:
+                        acks += 1
+                        (error,) = struct.unpack_from("=i", data, offset + 16)
+                        done += error == 0
+                    offset += (length + 3) & ~3
+                    if length == 0:
+                        break
+    return done
+
+
 def enforce_pod_flows(netns_name: str | None, addresses: Iterable[str],
                       judge: Callable[[list[TrackedFlow]], FlowVerdicts]) -> dict[str, int]:
     """Hold the tracked flows to or from ``addresses`` in the namespace ``netns_name`` (None:
@@ -134,10 +187,6 @@ def enforce_pod_flows(netns_name: str | None, addresses: Iterable[str],
     counts = {"denied": 0, "allowed": 0, "deleted": 0}
     if not wanted:
         return counts
-    from pyroute2 import Conntrack
-    from pyroute2.netlink.exceptions import NetlinkError
-    from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
-
     where = netns_name or "this namespace"
     try:
         entries = parse_listing(_listing(netns_name), wanted)
@@ -145,22 +194,11 @@ def enforce_pod_flows(netns_name: str | None, addresses: Iterable[str],
         if not (verdicts.deny or verdicts.allow or verdicts.gone):
             return counts
         with _netns.enter(netns_name) if netns_name else nullcontext():
-            ct = Conntrack()
-            try:
-                for flows, how in ((verdicts.deny, FLOW_DENIED_MARK), (verdicts.allow, 0), (verdicts.gone, None)):
-                    for tuple_orig in (NFCTAttrTuple(**fields) for f in flows for fields in entries[f]):
-                        try:
-                            if how is None:
-                                ct.entry("del", tuple_orig=tuple_orig)
-                                counts["deleted"] += 1
-                            else:
-                                ct.entry("set", mark=how, tuple_orig=tuple_orig)
-                                counts["denied" if how else "allowed"] += 1
-                        except (OSError, NetlinkError):  # gone meanwhile (it timed out)
-                            pass
-            finally:
-                ct.close()
-    except (OSError, NetlinkError, subprocess.SubprocessError) as exc:
+            for flows, msg_type, mark, what in ((verdicts.deny, _CT_NEW, FLOW_DENIED_MARK, "denied"),
+                                               (verdicts.allow, _CT_NEW, 0, "allowed"),
+                                               (verdicts.gone, _CT_DELETE, None, "deleted")):
+                counts[what] = _write([(msg_type, fields, mark) for f in flows for fields in entries[f]])
+    except (OSError, subprocess.SubprocessError) as exc:
         raise DataplaneError(f"conntrack entries in {where}: {exc}", target=f"conntrack in {where}",
                              retryable=True, hint="the next sync tries again") from exc
     return counts
