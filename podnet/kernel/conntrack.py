@@ -133,17 +133,27 @@ _CHUNK = 128
 _SOL_NETLINK, _NETLINK_CAP_ACK = 270, 10
 
 
-def _encode(seq: int, msg_type: int, fields: dict[str, Any], mark: int | None) -> bytes:
-    """One ctnetlink request addressing an entry by its original tuple (pyroute2's encoder)."""
-    from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple, nfct_msg
+def _nla(kind: int, payload: bytes) -> bytes:
+    head = struct.pack("=HH", 4 + len(payload), kind)
+    return head + payload + b"\0" * (-len(payload) % 4)
 
-    msg = nfct_msg.create_from(tuple_orig=NFCTAttrTuple(**fields), mark=mark)
-    msg["nfgen_family"] = socket.AF_INET
-    msg["header"]["type"] = _CTNETLINK | msg_type
-    msg["header"]["flags"] = _NLM_F_REQUEST | _NLM_F_ACK
-    msg["header"]["sequence_number"] = seq
-    msg.encode()
-    return bytes(msg.data)
+
+def _encode(seq: int, msg_type: int, fields: dict[str, Any], mark: int | None) -> bytes:
+    """One ctnetlink request addressing an entry by its original tuple (CTA_TUPLE_ORIG: the
+    addresses, the protocol and its ports or ICMP id/type/code), with CTA_MARK to set; encoded
+    as pyroute2 encodes it (a unit test holds the two equal), at a tenth of the cost."""
+    proto = fields["proto"]
+    l4 = _nla(1, struct.pack("B", proto))
+    if proto == socket.IPPROTO_ICMP:
+        l4 += _nla(4, struct.pack("!H", fields["icmp_id"])) + _nla(5, struct.pack("B", fields["icmp_type"])) \
+            + _nla(6, struct.pack("B", fields["icmp_code"]))
+    else:
+        l4 += _nla(2, struct.pack("!H", fields["sport"])) + _nla(3, struct.pack("!H", fields["dport"]))
+    ips = _nla(1, socket.inet_aton(fields["saddr"])) + _nla(2, socket.inet_aton(fields["daddr"]))
+    body = struct.pack("=BBH", socket.AF_INET, 0, 0) + _nla(1, _nla(1, ips) + _nla(2, l4))
+    if mark is not None:
+        body += _nla(8, struct.pack("!I", mark))
+    return struct.pack("=IHHII", 16 + len(body), _CTNETLINK | msg_type, _NLM_F_REQUEST | _NLM_F_ACK, seq, 0) + body
 
 
 def _write(requests: list[tuple[int, dict[str, Any], int | None]]) -> int:

@@ -172,3 +172,22 @@ def test_a_conntrack_listing_is_read_as_flows_of_the_wanted_pods() -> None:
         {"saddr": REMOTE, "daddr": WEB, "proto": ICMP, "icmp_id": 7, "icmp_type": 8, "icmp_code": 0}]
     assert flows[TrackedFlow(TCP, CLIENT, WEB, 8080)] == [
         {"saddr": CLIENT, "daddr": "10.96.0.10", "proto": TCP, "sport": 5000, "dport": 80}]
+
+
+def test_conntrack_requests_are_encoded_as_pyroute2_encodes_them() -> None:
+    from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple, nfct_msg
+
+    from podnet.kernel.conntrack import _encode
+
+    for msg_type, fields, mark in [
+            (0, {"saddr": CLIENT, "daddr": WEB, "proto": TCP, "sport": 40000, "dport": 80}, 0x0D0E0A0D),
+            (0, {"saddr": REMOTE, "daddr": WEB, "proto": UDP, "sport": 5353, "dport": 53}, 0),
+            (0, {"saddr": REMOTE, "daddr": WEB, "proto": ICMP, "icmp_id": 513, "icmp_type": 8, "icmp_code": 0}, 7),
+            (2, {"saddr": CLIENT, "daddr": "10.96.0.10", "proto": TCP, "sport": 1, "dport": 443}, None)]:
+        msg = nfct_msg.create_from(tuple_orig=NFCTAttrTuple(**fields), mark=mark)
+        msg["nfgen_family"] = 2
+        msg["header"]["type"] = (1 << 8) | msg_type
+        msg["header"]["flags"] = 1 | 4
+        msg["header"]["sequence_number"] = 9
+        msg.encode()
+        assert _encode(9, msg_type, fields, mark) == bytes(msg.data), fields
