@@ -1,5 +1,5 @@
 """Deleting stale conntrack entries of a node namespace, and marking the flows a tightened
-policy denies, over ctnetlink (pyroute2).
+policy denies (read with `conntrack -L`, written over ctnetlink).
 
 A UDP "connection" through a Service stays bound to its endpoint in conntrack for as long as
 the client keeps sending (30 s after the last datagram): when that endpoint goes away, the
@@ -77,7 +77,7 @@ def delete_flows(netns_name: str | None, flows: Iterable[StaleFlow]) -> int:
 
 def _listing(netns_name: str | None) -> str:
     """``conntrack -L`` of the namespace: the C tool lists ten thousand entries in tens of
-    milliseconds, where decoding them through pyroute2 takes about a second."""
+    milliseconds, where decoding them through pyroute2 takes seconds."""
     argv = ["conntrack", "-L", "-f", "ipv4"]
     if netns_name:
         return _netns.run_in(netns_name, argv, check=True).stdout
@@ -141,7 +141,7 @@ def _nla(kind: int, payload: bytes) -> bytes:
 def _encode(seq: int, msg_type: int, fields: dict[str, Any], mark: int | None) -> bytes:
     """One ctnetlink request addressing an entry by its original tuple (CTA_TUPLE_ORIG: the
     addresses, the protocol and its ports or ICMP id/type/code), with CTA_MARK to set; encoded
-    as pyroute2 encodes it (a unit test holds the two equal), at a tenth of the cost."""
+    as pyroute2 encodes it (a unit test holds the two equal), without its per-message cost."""
     proto = fields["proto"]
     l4 = _nla(1, struct.pack("B", proto))
     if proto == socket.IPPROTO_ICMP:
