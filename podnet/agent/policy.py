@@ -16,11 +16,16 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from podnet.dataplane.nft.flows import FlowVerdicts, TrackedFlow
 from podnet.dataplane.nft.live import LiveTable
-from podnet.dataplane.nft.render import RenderMemo, render_indexed
+from podnet.dataplane.nft.model import MapKey, NftChain, NftTable, Verdict
+from podnet.dataplane.nft.recheck import judge_flows, pods_to_recheck_after
+from podnet.dataplane.nft.render import FROM_MAP, TO_MAP, RenderMemo, render_indexed
+from podnet.kernel.conntrack import enforce_pod_flows
 from podnet.kernel.nft.apply import NftApplier
 from podnet.model import (
     AdminNetworkPolicy,
@@ -123,8 +128,11 @@ class PolicyReconciler:
 
     def __init__(self, node: str, *, netns: str | None = None, state_dir: str | None = None,
                  readback_every: float = READBACK_SECONDS, to_host: str = "Drop",
-                 metrics: DataplaneMetrics | None = None) -> None:
+                 metrics: DataplaneMetrics | None = None, cut_flows: bool = True) -> None:
         self.node = node
+        #: hold the tracked flows of the pods whose rules a commit changed to the new policy, so
+        #: a tightened policy cuts established flows (``dataplane.nft.recheck``)
+        self.cut_flows = cut_flows
         self.to_host = to_host
         self.applier = NftApplier(netns)
         self.metrics = metrics if metrics is not None else DataplaneMetrics(NULL, str(self.applier.table))
@@ -166,6 +174,8 @@ class PolicyReconciler:
             tiered = any(not p.is_k8s for p in state.policies)
             self._last = None if tiered else (LiveTable(table, index, state), _Known(dict(state.policies_by_ns), state))
             status.plan = plan.summary()
+            status.plan["flows"] = self._cut_flows(plan.commands, table.chains, _elements(table, FROM_MAP),
+                                                   _elements(table, TO_MAP), lambda: snapshot, state)
             status.counts = table.counts()
             self._last_revision = snapshot.revision
             if read_back:
@@ -199,9 +209,9 @@ class PolicyReconciler:
             self._write_status()
             return self.status
         if changes and self._last is not None and self._last_revision is not None:
-            fast = self._pods_only(view.revision, changes)
+            fast = self._pods_only(view.revision, changes, view.snapshot)
             if fast is None:
-                fast = self._policies_only(view.revision, changes)
+                fast = self._policies_only(view.revision, changes, view.snapshot)
             if fast is not None:
                 return fast
         return self.reconcile(view.snapshot())
@@ -228,7 +238,8 @@ class PolicyReconciler:
         if status.error is None:
             self.metrics.revision.set(status.revision)
 
-    def _pods_only(self, revision: int, changes: list[tuple[str, Any, Any]]) -> PolicyStatus | None:
+    def _pods_only(self, revision: int, changes: list[tuple[str, Any, Any]],
+                   snapshot_of: Callable[[], Any]) -> PolicyStatus | None:
         if not self._fast_path_allowed(changes, Pod):
             return None
         t0 = time.perf_counter()
@@ -257,9 +268,13 @@ class PolicyReconciler:
             self._last = None
             return None
         _merge(pods, fresh)
-        return self._finish_fast_path(revision, {"incremental": True, **update.plan.summary(), "path": how}, t0)
+        cut = self._cut_flows(update.commands, live.chains, live.entries(FROM_MAP), live.entries(TO_MAP),
+                              snapshot_of)
+        return self._finish_fast_path(revision, {"incremental": True, **update.plan.summary(), "path": how,
+                                                 "flows": cut}, t0)
 
-    def _policies_only(self, revision: int, changes: list[tuple[str, Any, Any]]) -> PolicyStatus | None:
+    def _policies_only(self, revision: int, changes: list[tuple[str, Any, Any]],
+                       snapshot_of: Callable[[], Any]) -> PolicyStatus | None:
         if not self._fast_path_allowed(changes, NetworkPolicy):
             return None
         t0 = time.perf_counter()
@@ -293,11 +308,41 @@ class PolicyReconciler:
         _merge(compiled, fresh)
         for old_ir, new_ir in pairs:
             known.replace(old_ir, new_ir)
-        status = self._finish_fast_path(revision, {**update.plan.summary(), "incremental": True, "path": how}, t0)
+        cut = self._cut_flows(update.commands, live.chains, live.entries(FROM_MAP), live.entries(TO_MAP),
+                              snapshot_of)
+        status = self._finish_fast_path(revision, {**update.plan.summary(), "incremental": True, "path": how,
+                                                   "flows": cut}, t0)
         if not update.plan.empty:
             log.info("node %s: policy update at revision %d: %s", self.node, revision,
                      {k: v for k, v in status.plan.items() if v and k != "touched_chains"})
         return status
+
+    def _cut_flows(self, commands: list[dict[str, Any]], chains: Mapping[str, NftChain],
+                   from_pod: Mapping[MapKey, Verdict], to_pod: Mapping[MapKey, Verdict],
+                   snapshot_of: Callable[[], Any], state: ClusterState | None = None) -> dict[str, int]:
+        """After a commit: hold the tracked flows of the local pods whose rules it changed to the
+        new policy (an established flow the new rules deny would otherwise keep flowing; the
+        table drops the ones marked denied). The engine's state is built only when such pods
+        have tracked flows. A failure is logged: the rules are committed either way."""
+        if not self.cut_flows or not commands:
+            return {}
+        addresses = pods_to_recheck_after(commands, chains, from_pod, to_pod)
+        if not addresses:
+            return {}
+
+        def judge(flows: list[TrackedFlow]) -> FlowVerdicts:
+            if not flows:
+                return FlowVerdicts()
+            snapshot = snapshot_of()
+            return judge_flows(flows, state if state is not None else self._cache.build(snapshot), addresses,
+                               node_ips(snapshot, self.node))
+
+        try:
+            return enforce_pod_flows(self.applier.netns, addresses, judge)
+        except Exception as exc:
+            log.warning("node %s: holding the flows of %d pods to the policy failed: %s", self.node,
+                        len(addresses), exc)
+            return {}
 
     def _write_status(self) -> None:
         if not self.state_dir:
@@ -308,6 +353,11 @@ class PolicyReconciler:
         with open(tmp, "w") as f:
             json.dump(self.status.to_dict(), f)
         os.replace(tmp, path)
+
+
+def _elements(table: NftTable, name: str) -> Mapping[MapKey, Verdict]:
+    m = table.maps.get(name)
+    return m.elements if m is not None else {}
 
 
 def _merge(cache: dict[Any, Any], fresh: dict[Any, Any]) -> None:

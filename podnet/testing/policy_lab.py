@@ -10,11 +10,14 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from podnet.dataplane.nft.diff import SyncPlan
-from podnet.dataplane.nft.render import render, workload_ifname
+from podnet.dataplane.nft.recheck import judge_flows, pods_to_recheck_after
+from podnet.dataplane.nft.render import FROM_MAP, TO_MAP, render, workload_ifname
 from podnet.kernel import netns, underlay
+from podnet.kernel.conntrack import enforce_pod_flows
 from podnet.kernel.nft.apply import NftApplier
 from podnet.kernel.probe import ProbePod
 from podnet.model import GlobalNetworkSet, Namespace, NetworkSet, Pod, Tier
@@ -137,14 +140,25 @@ class PolicyLab:
         return ClusterState.build(self.namespaces(), self.pod_models(), list(policies),
                                   ipblock_matches_pods=ipblock_matches_pods, tiers=tiers, network_sets=network_sets)
 
-    def apply(self, state: ClusterState, *, read_back: bool = False) -> dict[str, SyncPlan]:
-        """Render and sync every node's table; the plans that were committed."""
-        return {name: node.applier.sync(render(state, name, node_ips=[node.ip]), read_back=read_back)
-                for name, node in self.nodes.items()}
+    def apply(self, state: ClusterState, *, read_back: bool = False, hold_flows: bool = True) -> dict[str, SyncPlan]:
+        """Render and sync every node's table, then (``hold_flows``) hold the tracked flows of
+        the pods whose rules changed to ``state`` as the policy loop does, so an earlier probe's
+        flow that a later one happens to reuse counts as what the new rules say; the plans that
+        were committed."""
+        plans = {}
+        for name, node in self.nodes.items():
+            table = render(state, name, node_ips=[node.ip])
+            plan = plans[name] = node.applier.sync(table, read_back=read_back)
+            if not hold_flows:
+                continue
+            addresses = pods_to_recheck_after(plan.commands, table.chains, table.maps[FROM_MAP].elements,
+                                         table.maps[TO_MAP].elements)
+            enforce_pod_flows(node.netns, addresses,
+                              partial(judge_flows, state=state, pods=addresses, node_ips=[node.ip]))
+        return plans
 
     def flush_conntrack(self) -> None:
-        """Forget every tracked flow on the lab's nodes: an earlier probe's UDP or ICMP flow that
-        happens to reuse a 5-tuple would otherwise count as established after a policy change."""
+        """Forget every tracked flow on the lab's nodes (a clean start for a benchmark)."""
         for node in self.nodes.values():
             netns.run_in(node.netns, ["conntrack", "-F"], check=False)
 

@@ -60,7 +60,6 @@ def test_engine_naive_evaluator_and_kernel_agree(lab: PolicyLab) -> None:
             lab.pods[f"{ns}/{app}"].labels = dict(labels)
         state = lab.state([NetworkPolicy.model_validate(p) for p in policies])
         lab.apply(state)
-        lab.flush_conntrack()
         engine, naive = engine_table(state), naive_table(ns_labels, pod_labels, policies)
         assert mismatches(engine, naive) == []
         for timeout in (0.35, 1.5):
@@ -102,7 +101,6 @@ def test_tiered_engine_naive_evaluator_and_kernel_agree(tiered_lab: PolicyLab, s
         lab.namespace_labels[ns.metadata.name] = dict(ns.metadata.labels)
     state = lab.state(c["policies"], tiers=c["tiers"], network_sets=c["netsets"])
     lab.apply(state)
-    lab.flush_conntrack()
     models = {f"{p.metadata.namespace}/{p.metadata.name}": p for p in lab.pod_models()}
     naive = Naive(lab.namespaces(), list(models.values()), c["policies"], c["tiers"], c["netsets"])
     engine = engine_table(state)

@@ -64,14 +64,12 @@ def enforce(lab: PolicyLab, state: ClusterState) -> Matrix:
     lab.apply(state)
     # what the kernel lists back is the rendered table (no drift to repair on the next resync)
     assert all(plan.empty for plan in lab.apply(state, read_back=True).values())
-    lab.flush_conntrack()
     expected = compute_matrix(state, PORTS, PROTOCOLS)
     for timeout in (0.35, 1.5):  # a late answer on a busy machine is not a disagreement
         observed, results = probe_matrix(lab.probe_pods(), PORTS, PROTOCOLS, timeout=timeout, workers=256)
         report = compare(state, expected, observed, {(r.src, r.dst, r.key): r.outcome for r in results})
         if report.ok:
             break
-        lab.flush_conntrack()
     assert report.ok, "\n".join(d.describe() for d in report.disagreements)
     assert report.cells == 36 * 5 and report.skipped == 0
     return expected

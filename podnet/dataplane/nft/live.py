@@ -230,6 +230,15 @@ class LiveTable:
     def book(self) -> PolicyBook | None:
         return self._book
 
+    @property
+    def chains(self) -> Mapping[str, NftChain]:
+        """The chains as they are now (a read-only view)."""
+        return self._tracker.chains
+
+    def entries(self, name: str) -> Mapping[MapKey, Verdict]:
+        """A dispatch map's entries as they are now."""
+        return self._tracker.entries(name)
+
     # -- pod changes --------------------------------------------------------------------------
 
     def plan_pods(self, changes: Sequence[PodChange], policies_by_ns: Mapping[str, Sequence[PolicyIR]],

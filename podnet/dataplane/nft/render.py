@@ -43,6 +43,7 @@ from podnet.services.cluster import APISERVER_PORT
 
 from . import flowlog
 from .expr import ACCEPT, COUNTER, DROP, concat, goto, jump, match, meta, payload, vmap
+from .flows import FLOW_DENIED_MARK
 from .model import (
     POLICY_TABLE,
     MapKey,
@@ -124,6 +125,7 @@ def signature_chain_name(direction: str, refs: tuple[str, ...]) -> str:
 
 
 _CT_STATE = {"ct": {"key": "state"}}
+_CT_MARK = {"ct": {"key": "mark"}}
 _L4_DPORT = concat(meta("l4proto"), payload("th", "dport"))
 _CALI = IFACE_PREFIX + "*"
 
@@ -153,7 +155,10 @@ def to_host_rules(action: str = "Drop") -> list[NftRule]:
 
 def base_chains(to_host: str = "Drop") -> dict[str, NftChain]:
     """The fixed part: hooks, the dispatch chains and egress-ok."""
-    forward = NftChain("forward", tuple(_ct_rules() + [
+    forward = NftChain("forward", tuple([
+        NftRule.make([match(_CT_MARK, FLOW_DENIED_MARK), COUNTER, DROP],
+                     "a tracked flow the policy denies since it was established"),
+    ] + _ct_rules() + [
         NftRule.make([match(meta("iifname"), _CALI), goto(FROM_WL)], "from a pod: its egress policy"),
         NftRule.make([match(meta("oifname"), _CALI), goto(TO_WL)], "to a pod: its ingress policy"),
     ]), hook="forward")
