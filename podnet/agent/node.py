@@ -115,7 +115,7 @@ def run_node(config: AgentConfig, stop: threading.Event) -> None:
     reporter = NodeStatusReporter(store, node, renew_interval=config.heartbeat)
     loop = Agent(store, node, [reporter, runner], resync=config.resync, stop=stop, telemetry=metrics.telemetry,
                  first_snapshot=first)
-    runner.progress = loop.runner.notify.watchdog  # a pass starting many pods is alive while pods start
+    runner.progress = reporter.alive_while(loop.runner.notify.watchdog)  # a pass starting many pods
     ready = os.path.join(node_dir, "agent.ready")
     with open(ready, "w") as f:
         f.write(str(os.getpid()))

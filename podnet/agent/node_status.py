@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import platform
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -66,6 +67,16 @@ class NodeStatusReporter:
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         self.store.kv.txn([], [Put(lease_key(self.node), lease_value(self.node, stamp))])
         self._renewed = now
+
+    def alive_while(self, watchdog: Callable[[], None]) -> Callable[[], None]:
+        """What a long pass calls after each step: it is alive for the watchdog, and for the
+        control plane, which marks the node Ready=Unknown once its lease stops moving (a pass
+        starting 200 pods outlasts the lease's grace on a busy machine)."""
+        def progress() -> None:
+            watchdog()
+            self.renew_lease()  # at most once per renew interval
+
+        return progress
 
     def mark_stopped(self) -> None:
         self._report(self.store.get(Node, self.node), "False", "PodnetAgentStopped", "podnet agent stopped")

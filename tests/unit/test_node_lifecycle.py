@@ -74,3 +74,22 @@ def test_a_control_plane_that_could_not_look_gives_every_lease_a_fresh_grace() -
     assert watch.stale(["a"], now=61) == []
     watch.observe({"a": 1}, now=65)
     assert watch.stale(["a"], now=71) == ["a"]
+
+
+def test_a_long_pass_keeps_the_lease_moving_and_feeds_the_watchdog() -> None:
+    """A pass starting many pods reports progress per pod: the lease moves during the pass
+    (at most once per renew interval) and the watchdog is fed every time."""
+    store = ResourceStore(MemoryStore())
+    store.create(Node.model_validate(NODE))
+    fed: list[int] = []
+    reporter = NodeStatusReporter(store, "n1", renew_interval=3600)
+    progress = reporter.alive_while(lambda: fed.append(1))
+    progress()
+    first = store.kv.get(lease_key("n1"))
+    assert first is not None
+    progress()  # within the interval: the watchdog is fed, the lease is not rewritten
+    assert store.kv.get(lease_key("n1")).mod_revision == first.mod_revision  # type: ignore[union-attr]
+    reporter.renew_interval = 0
+    progress()
+    assert store.kv.get(lease_key("n1")).mod_revision > first.mod_revision  # type: ignore[union-attr]
+    assert len(fed) == 3
