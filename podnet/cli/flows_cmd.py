@@ -35,8 +35,19 @@ def parse_since(text: str) -> float:
 
 
 def ring_paths(sd: str, node: str | None) -> list[str]:
-    """The ring of every node directory (or of ``node``), whether written yet or not."""
-    dirs = [os.path.join(sd, "nodes", node)] if node else sorted(glob.glob(os.path.join(sd, "nodes", "*")))
+    """The ring of every node directory (or of ``node``), whether written yet or not. On an
+    etcd cluster each node keeps its own state directory (``cluster.datastore``), as a host would."""
+    from podnet.cluster.builder import read_state
+    from podnet.cluster.datastore import is_etcd
+
+    state = read_state(sd)
+    if is_etcd(state):
+        assert state is not None
+        hosts = state["store"]["hosts"]
+        names = [node] if node else sorted(os.listdir(hosts)) if os.path.isdir(hosts) else []
+        dirs = [os.path.join(hosts, n, "nodes", n) for n in names]
+    else:
+        dirs = [os.path.join(sd, "nodes", node)] if node else sorted(glob.glob(os.path.join(sd, "nodes", "*")))
     return [os.path.join(d, FILE) for d in dirs if os.path.isdir(d)]
 
 
@@ -176,7 +187,7 @@ def command(ctx: click.Context, verdict: str | None, from_pod: str | None, to_po
     since_t = None if since is None else time.time() - parse_since(since)
     paths = ring_paths(sd, node)
     if not any(os.path.exists(p) for p in paths) and not follow:
-        raise PodnetError(f"no flow logs under {sd}/nodes: is the cluster up with its flow loggers?",
+        raise PodnetError(f"no flow logs for the nodes of {sd}: is the cluster up with its flow loggers?",
                           hint="podnet up starts a flow logger on every node; `podnet status` shows them")
     names = PodNames(sd)
     filters = dict(verdict=verdict.upper() if verdict else None, from_pod=_pod_ref(from_pod, namespace),
