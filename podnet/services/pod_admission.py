@@ -11,29 +11,15 @@ Pure, with the admission protocol of ``services/admission.py``."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from podnet.errors import ValidationError
 
-from .admission import refusal_problem
+from .admission import Change, Outcome, refusal_problem
 from .allocation import Refused
 
 READS: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Change:
-    key: str
-    new: dict[str, Any] | None
-    old: dict[str, Any] | None
-
-
-@dataclass(frozen=True)
-class Outcome:
-    values: tuple[dict[str, Any] | None, ...]
-    puts: Mapping[str, dict[str, Any]]
-    deletes: tuple[str, ...]
+__all__ = ["READS", "Change", "Outcome", "admit"]  # the protocol the store calls
 
 
 def _node(value: Mapping[str, Any] | None) -> str:

@@ -8,7 +8,6 @@ import json
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -16,7 +15,6 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from podnet.agent.flow_logger import FlowLogger, FlowLoggerConfig
 from podnet.agent.policy import PolicyReconciler
 from podnet.cli.main import cli
 from podnet.dataplane.nft.flowlog import DENY_BURST, DENY_RATE
@@ -24,6 +22,7 @@ from podnet.kernel import netns
 from podnet.kernel.probe import REACHED, probe
 from podnet.model import NetworkPolicy
 from podnet.telemetry.prom import PromTelemetry
+from podnet.testing.flow_logs import running_flow_logger
 from podnet.testing.policy_lab import PolicyLab
 
 pytestmark = pytest.mark.kernel
@@ -45,21 +44,8 @@ def logged(policy_store_lab: tuple[PolicyLab, Any, str]) -> Iterator[tuple[Polic
     store.create(NetworkPolicy.model_validate(S1))
     assert PolicyReconciler("n1", netns=n1, state_dir=state_dir).reconcile(store.snapshot()).error is None
     telemetry = PromTelemetry(runtime=False)
-    logger = FlowLogger(FlowLoggerConfig("n1", state_dir, netns=n1), telemetry)
-    stop = threading.Event()
-
-    def run() -> None:
-        while not stop.is_set():
-            logger.step(0.05)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
+    with running_flow_logger("n1", state_dir, n1, telemetry):
         yield lab, state_dir, telemetry
-    finally:
-        stop.set()
-        thread.join(5)
-        logger.close()
 
 
 def flows(state_dir: str, *args: str) -> list[dict[str, Any]]:

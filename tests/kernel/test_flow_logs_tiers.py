@@ -7,7 +7,6 @@ Allow and, past the admin tier's passing end, the BaselineAdminNetworkPolicy's D
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -15,12 +14,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from podnet.agent.flow_logger import FlowLogger, FlowLoggerConfig
 from podnet.agent.policy import PolicyReconciler
 from podnet.cli.main import cli
 from podnet.kernel.probe import REACHED, probe
 from podnet.model import AdminNetworkPolicy, BaselineAdminNetworkPolicy, GlobalNetworkPolicy, Resource, Tier
 from podnet.telemetry.prom import PromTelemetry
+from podnet.testing.flow_logs import running_flow_logger
 from podnet.testing.policy_lab import PolicyLab
 
 pytestmark = pytest.mark.kernel
@@ -57,21 +56,8 @@ def logged_with(policy_store_lab: tuple[PolicyLab, Any, str], objects: list[Reso
     for o in objects:
         store.create(o)
     assert PolicyReconciler("n1", netns=n1, state_dir=state_dir).reconcile(store.snapshot()).error is None
-    logger = FlowLogger(FlowLoggerConfig("n1", state_dir, netns=n1), PromTelemetry(runtime=False))
-    stop = threading.Event()
-
-    def run() -> None:
-        while not stop.is_set():
-            logger.step(0.05)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
+    with running_flow_logger("n1", state_dir, n1, PromTelemetry(runtime=False)):
         yield lab, state_dir
-    finally:
-        stop.set()
-        thread.join(5)
-        logger.close()
 
 
 def flows(state_dir: str, *args: str) -> list[dict[str, Any]]:
