@@ -726,6 +726,8 @@ class PodRunner:
         self._cni_del(lp)
         if self._sandbox_is_ours(lp):
             netns.remove(lp.netns)
+        elif lp.netns:
+            netns.remove_stale(lp.netns)  # a start killed between claiming the name and mounting
         self.prober.remove(lp.key)
         with self.lock:
             if self.local.get(lp.key) is lp:

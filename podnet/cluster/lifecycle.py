@@ -358,6 +358,8 @@ def _stop_leftover_pods(state_dir: str, node: str) -> list[str]:
     for lp in pods:
         if lp.netns and netns.owner(lp.netns) == sandbox_owner(lp.sandbox) and netns.remove(lp.netns):
             removed.append(f"{lp.namespace}/{lp.name}")
+        elif lp.netns and netns.remove_stale(lp.netns):  # its start was killed before the mount
+            removed.append(f"{lp.namespace}/{lp.name}")
     return removed
 
 

@@ -228,6 +228,39 @@ def remove(name: str, *, only_owned: bool = True) -> bool:
     return True
 
 
+def remove_stale(name: str) -> bool:
+    """Remove ``/run/netns/NAME`` if it is an empty file left by a create that was killed
+    between claiming the name and mounting the namespace on it; True if one was removed.
+
+    Such a file is no namespace (``exists`` is False and there is no record), so ``owner``
+    cannot tell whose it is; the caller knows the name was its own. A live namespace mounted
+    there is never touched: the check and the unlink hold the lock ``create`` claims under.
+    """
+    p = path(name)
+    _ensure_dir()
+    with _names_locked():
+        if not os.path.lexists(p) or _is_nsfs(p):
+            return False
+        os.unlink(p)
+    _drop_record(name)
+    return True
+
+
+def stale_files(prefixes: Sequence[str]) -> list[str]:
+    """Names under /run/netns starting with one of ``prefixes`` that are left-over empty files,
+    not namespaces (see ``remove_stale``); read under the creation lock, so a name being
+    claimed at this moment is not reported."""
+    if not prefixes:
+        return []
+    _ensure_dir()
+    with _names_locked():
+        try:
+            names = [n for n in os.listdir(NETNS_DIR) if n.startswith(tuple(prefixes))]
+        except FileNotFoundError:
+            return []
+        return sorted(n for n in names if not _is_nsfs(os.path.join(NETNS_DIR, n)))
+
+
 def _drop_record(name: str) -> None:
     try:
         os.unlink(_record_path(name))

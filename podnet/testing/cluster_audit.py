@@ -1,6 +1,6 @@
 """What a ``podnet up`` cluster holds that it should not, after faults: addresses given twice,
 IPAM handles of pods that no longer exist, pods without their handle, pod veths without a pod,
-pod namespaces without a pod, and pod records of pods that are gone. Read from the store, the
+pod namespaces without a pod, pod namespace names left as empty files, and pod records of pods that are gone. Read from the store, the
 nodes' namespaces and the agents' records, so the same audit works for either store.
 """
 from __future__ import annotations
@@ -27,12 +27,14 @@ class Audit:
     pods_without_handle: list[str] = field(default_factory=list)
     leaked_links: dict[str, int] = field(default_factory=dict)  # node → cali veths beyond its pods
     missing_netns: list[str] = field(default_factory=list)
+    #: pod namespace names left as empty files under /run/netns (a start killed mid-create)
+    stale_netns: list[str] = field(default_factory=list)
     leaked_records: list[str] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
         return not (self.duplicate_ips or self.leaked_handles or self.pods_without_handle or self.leaked_links
-                    or self.missing_netns or self.leaked_records)
+                    or self.missing_netns or self.stale_netns or self.leaked_records)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -73,6 +75,7 @@ def audit(state_dir: str) -> Audit:
         for rec in load_pods(node_state_dir(state_dir, node), node):
             if rec.uid not in uids:
                 result.leaked_records.append(f"{node}:{rec.namespace}/{rec.name}")
+    result.stale_netns = netns.stale_files([f"{row['name']}-" for row in status["nodes"]])
     return result
 
 

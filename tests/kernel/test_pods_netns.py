@@ -97,3 +97,30 @@ def test_processes_racing_to_create_one_name_one_wins(prefix: str) -> None:
         finally:
             _unmount_all(name)
         assert not os.path.lexists(netns.path(name))
+
+
+def test_a_create_killed_before_the_mount_leaves_a_file_that_is_found_and_removed(prefix: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A pod start killed between claiming the name and mounting leaves an empty file: no
+    namespace and no record, so ``owner`` cannot vouch for it. Whoever recorded the name (the
+    agent's teardown, ``down``) removes it; a live namespace of the same prefix is left alone."""
+    from podnet.cluster.lifecycle import _stop_leftover_pods
+    from podnet.workloads.records import LocalPod, save_pod
+
+    stale, live = f"{prefix}node1-default-web-0a1b", f"{prefix}node1-default-db-2c3d"
+    os.makedirs(netns.NETNS_DIR, exist_ok=True)
+    os.close(os.open(netns.path(stale), os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))  # what a kill leaves
+    try:
+        netns.create(live)
+        assert not netns.exists(stale) and netns.owner(stale) is None
+        assert netns.stale_files([f"{prefix}node1-"]) == [stale]
+        assert netns.remove_stale(live) is False and netns.exists(live)
+
+        save_pod(str(tmp_path), "node1", LocalPod("default", "web", "0a1b", netns=stale, sandbox="s1"))
+        assert _stop_leftover_pods(str(tmp_path), "node1") == ["default/web"]
+        assert not os.path.lexists(netns.path(stale)) and netns.stale_files([f"{prefix}node1-"]) == []
+        assert netns.remove_stale(stale) is False  # idempotent
+        assert netns.exists(live)
+    finally:
+        if os.path.lexists(netns.path(stale)):
+            os.unlink(netns.path(stale))
+        netns.remove(live)
