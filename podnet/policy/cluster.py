@@ -36,6 +36,7 @@ from podnet.model import (
 from podnet.model.selectors import LabelSelector
 
 from .admin_ir import compile_admin
+from .bits import bitset, set_bits
 from .calico_ir import NAME_LABEL as CALICO_NAME_LABEL
 from .calico_ir import NAMESPACED_MARK, compile_calico
 from .ir import (
@@ -402,41 +403,86 @@ class ClusterState:
     def applying(self, ep: Endpoint) -> tuple[PolicyIR, ...]:
         """Every policy that applies to ``ep``, in evaluation order (``applies`` for each, with
         the namespace parts decided once per namespace)."""
+        ordered = self.ordered
+        return tuple(ordered[k] for k in self.applying_positions(ep))
+
+    def applying_positions(self, ep: Endpoint) -> tuple[int, ...]:
+        """``applying`` as positions in ``ordered``. Each distinct pod selector of the
+        namespace's candidates is evaluated once (a namespace's hundreds of policies share a
+        few dozen selectors), and the candidates it selects are a bitset."""
         if not ep.selectable:
             return ()
         key = ("applying", ep.key)
         known = self.by_key.get(ep.key) is ep
         hit = self.memo.get(key) if known else None
         if hit is None:
-            out = []
+            plan = self._applying_plan(ep.namespace or "")
+            chosen = plan.always
+            for selector, chosen_by in plan.selectors:
+                if selector.matches(ep.labels):
+                    chosen |= chosen_by
             calico: Mapping[str, str] | None = None
-            for p in self._candidates(ep.namespace or ""):
-                subject = p.subject
-                if subject is None or isinstance(subject, AdminSubject):
-                    selector = p.pod_selector if subject is None else subject.pod_selector
-                    if selector is None or selector.matches(ep.labels):
-                        out.append(p)
-                    continue
+            for slot, subject in plan.calico:
                 if subject.service_account_selector is not None and not subject.service_account_selector.matches(
                         {CALICO_NAME_LABEL: ep.service_account}):
                     continue
                 if calico is None:
                     calico = self.calico_labels(ep)
                 if subject.selector.matches(calico):
-                    out.append(p)
-            hit = tuple(out)
+                    chosen |= 1 << slot
+            positions = plan.positions
+            hit = tuple(positions[k] for k in set_bits(chosen))
             if known:
                 self.memo[key] = hit
         return hit  # type: ignore[return-value]
 
+    def _applying_plan(self, namespace: str) -> _ApplyingPlan:
+        """The candidates of ``namespace`` (``_candidates``) as slots: those applying to every
+        pod of it, those chosen by each distinct pod selector, and the Calico subjects."""
+        key = ("applying-plan", namespace)
+        hit = self.memo.get(key)
+        if hit is None:
+            rank = self._rank()
+            candidates = self._candidates(namespace)
+            always = 0
+            by_selector: dict[tuple[object, ...], tuple[LabelSelector, list[int]]] = {}
+            calico: list[tuple[int, CalicoSubject]] = []
+            for slot, p in enumerate(candidates):
+                subject = p.subject
+                if subject is None or isinstance(subject, AdminSubject):
+                    selector = p.pod_selector if subject is None else subject.pod_selector
+                    if selector is None or selector.is_empty:
+                        always |= 1 << slot
+                    else:
+                        by_selector.setdefault(_selector_key(selector), (selector, []))[1].append(slot)
+                else:
+                    calico.append((slot, subject))
+            hit = self.memo[key] = _ApplyingPlan(
+                tuple(rank[id(p)] for p in candidates), always,
+                tuple((selector, bitset(slots)) for selector, slots in by_selector.values()), tuple(calico))
+        return hit  # type: ignore[return-value]
+
+    def _rank(self) -> Mapping[int, int]:
+        """Each policy's position in ``ordered`` (by ``id``)."""
+        hit = self.memo.get("rank")
+        if hit is None:
+            hit = self.memo["rank"] = {id(p): k for k, p in enumerate(self.ordered)}
+        return hit  # type: ignore[return-value]
+
     def _candidates(self, namespace: str) -> tuple[PolicyIR, ...]:
-        """The policies whose namespace part admits pods of ``namespace``, in evaluation order."""
+        """The policies whose namespace part admits pods of ``namespace``, in evaluation order:
+        the namespace's own and the cluster-wide ones that admit it."""
         key = ("candidates", namespace)
         hit = self.memo.get(key)
         if hit is None:
-            own = set(map(id, self.candidates_by_ns.get(namespace, ())))
-            hit = self.memo[key] = tuple(p for p in self.ordered
-                                         if (id(p) in own if p.namespace else self._namespace_admits(p, namespace)))
+            own = self.candidates_by_ns.get(namespace, ())
+            wide = [p for p in self.cluster_wide if self._namespace_admits(p, namespace)]
+            if wide:
+                rank = self._rank()
+                hit = tuple(sorted((*own, *wide), key=lambda p: rank[id(p)]))
+            else:
+                hit = own
+            self.memo[key] = hit
         return hit  # type: ignore[return-value]
 
     def _namespace_admits(self, pol: PolicyIR, namespace: str) -> bool:
@@ -568,6 +614,24 @@ class ClusterState:
                 or in_networks(ep.ip, self.set_networks(peer, True))):
             return False
         return True
+
+
+@dataclass(frozen=True)
+class _ApplyingPlan:
+    """A namespace's candidate policies for ``applying``: their positions in evaluation order,
+    the slots applying to every pod, per distinct pod selector the slots it chooses, and the
+    Calico subjects (decided per pod on Calico's labels)."""
+
+    positions: tuple[int, ...]
+    always: int
+    selectors: tuple[tuple[LabelSelector, int], ...]
+    calico: tuple[tuple[int, CalicoSubject], ...]
+
+
+def _selector_key(selector: LabelSelector) -> tuple[object, ...]:
+    """Equal for selectors written alike (what ``applying`` shares an evaluation by)."""
+    return (tuple(sorted((selector.match_labels or {}).items())),
+            tuple((r.key, r.operator, tuple(r.values or ())) for r in selector.match_expressions or ()))
 
 
 def _namespace_extras(namespace: str, ns_labels: Mapping[str, str]) -> dict[str, str]:

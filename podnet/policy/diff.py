@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .cluster import ClusterState, Endpoint, always_allowed
-from .matrix import Matrix, compute_matrix, set_bits, traffic_keys
+from .bits import set_bits
+from .matrix import Matrix, compute_matrix, traffic_keys
 from .walk import Walk, direction_walk
 
 

@@ -9,11 +9,13 @@ need it:
    alike, so which policies apply is computed once per group;
 2. ``_peers``: every distinct peer (and Calico rule end) becomes one bit; each pod gets the set
    of peers it belongs to (per group for label-only peers, per address for the others);
-3. ``_classes``: pods with the same applying policies, peer bits and named ports;
-4. ``_rows_for(key)``: per traffic key, the walk (``walk_bits``) over source classes for each
+3. ``_classes``: pods with the same applying policies, peer bits and named ports (those some
+   rule refers to);
+4. ``_class_rows(key)``: per traffic key, the walk (``walk_bits``) over source classes for each
    destination class's ingress and over destination classes for each source class's egress,
    tier by tier, keeping per tier which classes it allowed, denied and passed on. Equal rule
-   programs share one walk. Rows are Python ints (bit j: destination pod j).
+   programs share one walk. Rows are Python ints over classes (bit d: destination class d);
+   ``class_rows.ClassRows`` expands them to pods when a row is printed or asked for.
 
 ``reference_matrix`` computes the same table pair by pair with ``walk.allowed``; property tests
 hold the two equal.
@@ -25,10 +27,13 @@ import functools
 import ipaddress
 import json
 import operator
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+import socket
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 
+from .bits import bitset, set_bits
+from .class_rows import ClassRows, PodRows
 from .cluster import ICMP, ClusterState, Endpoint, rule_protocol_matches
 from .ir import (
     DIRECTIONS,
@@ -49,31 +54,56 @@ from .walk import allowed
 
 @dataclass(frozen=True)
 class Matrix:
-    """Truth tables per ``"PORT/PROTO"`` key (``"ICMP"`` for ICMP); rows as int bitsets."""
+    """Truth tables per ``"PORT/PROTO"`` key (``"ICMP"`` for ICMP); rows as int bitsets.
+
+    ``compute_matrix`` fills ``by_class`` (rows per equivalence class) and ``rows`` expands a
+    key's pod rows when asked for; the printers and ``allowed`` read ``by_class`` directly, so
+    a 100,000-pod matrix is printed row by row without ever holding its n² bits."""
 
     pods: tuple[str, ...]
     ports: tuple[int, ...]
     protocols: tuple[str, ...]
-    rows: dict[str, tuple[int, ...]]
+    rows: Mapping[str, Sequence[int]]
     #: how many equivalence classes the pods fell into (0 for the reference evaluator), and each
     #: pod's class (pods of one class have equal rows but for themselves and their node)
     classes: int = 0
     class_of: tuple[int, ...] = ()
+    by_class: ClassRows | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def from_classes(cls, pods: tuple[str, ...], ports: tuple[int, ...], protocols: tuple[str, ...],
+                     by_class: ClassRows) -> Matrix:
+        return cls(pods, ports, protocols, PodRows(by_class), by_class.count, by_class.class_of, by_class)
 
     @property
     def keys(self) -> tuple[str, ...]:
         return tuple(self.rows)
 
     def allowed(self, key: str, src: int, dst: int) -> bool:
+        if self.by_class is not None:
+            return self.by_class.allowed(key, src, dst)
         return bool((self.rows[key][src] >> dst) & 1)
 
-    def table(self, key: str) -> list[list[bool]]:
+    def row_bits(self, key: str, i: int) -> str:
+        """Row i as text: character j is ``1`` when pod i reaches pod j."""
+        if self.by_class is not None:
+            return self.by_class.bits(key, i)
         n = len(self.pods)
-        out = []
-        for row in self.rows[key]:
-            bits = format(row, f"0{n}b")[::-1] if n else ""
-            out.append([b == "1" for b in bits])
-        return out
+        return format(self.rows[key][i], f"0{n}b")[::-1] if n else ""
+
+    def row(self, key: str, i: int) -> int:
+        if self.by_class is not None:
+            return self.by_class.row(key, i)
+        return self.rows[key][i]
+
+    def count_allowed(self, key: str) -> int:
+        """How many (source, destination) pairs are allowed (at class level when it can)."""
+        if self.by_class is not None:
+            return self.by_class.count_allowed(key)
+        return sum(row.bit_count() for row in self.rows[key])
+
+    def table(self, key: str) -> list[list[bool]]:
+        return [[b == "1" for b in self.row_bits(key, i)] for i in range(len(self.pods))]
 
     def to_json(self) -> dict[str, object]:
         """The contract: pods sorted, row index = source, column index = destination."""
@@ -81,43 +111,47 @@ class Matrix:
             "pods": list(self.pods),
             "ports": list(self.ports),
             "protocols": list(self.protocols),
-            "allowed": {key: self.table(key) for key in self.rows},
+            "allowed": {key: self.table(key) for key in self.keys},
         }
 
     def iter_json(self) -> Iterator[str]:
         """``json.dumps(self.to_json())`` in pieces, one per row: the same text without building
         the nested lists of booleans (at 100,000 pods the lists, not the matrix, filled memory
         and time). Each row is turned into text at C speed from its bit string."""
-        n = len(self.pods)
         yield (f'{{"pods": {json.dumps(list(self.pods))}, "ports": {json.dumps(list(self.ports))}, '
                f'"protocols": {json.dumps(list(self.protocols))}, "allowed": {{')
-        for k, key in enumerate(self.rows):
+        for k, key in enumerate(self.keys):
             yield f'{", " if k else ""}{json.dumps(key)}: ['
-            for i, row in enumerate(self.rows[key]):
-                bits = format(row, f"0{n}b")[::-1] if n else ""
-                cells = ", ".join(bits).replace("1", "true").replace("0", "false")
+            for i in range(len(self.pods)):
+                cells = ", ".join(self.row_bits(key, i)).replace("1", "true").replace("0", "false")
                 yield f"{', ' if i else ''}[{cells}]"
             yield "]"
         yield "}}"
 
-    def render_table(self, key: str) -> str:
-        """The Kubernetes e2e truth table: ``.`` allowed, ``X`` denied."""
+    def iter_table(self, key: str) -> Iterator[str]:
+        """The Kubernetes e2e truth table, line by line: ``.`` allowed, ``X`` denied."""
         names = list(self.pods)
         width = max([len(p) for p in names] + [2])
-        lines = [f"{key}".ljust(width) + "  " + " ".join(names)]
-        for i, row in enumerate(self.table(key)):
-            cells = " ".join(("." if ok else "X").center(len(names[j])) for j, ok in enumerate(row))
-            lines.append(names[i].ljust(width) + "  " + cells)
-        return "\n".join(lines)
+        yield f"{key}".ljust(width) + "  " + " ".join(names)
+        for i, src in enumerate(names):
+            bits = self.row_bits(key, i)
+            cells = " ".join(("." if bit == "1" else "X").center(len(names[j])) for j, bit in enumerate(bits))
+            yield src.ljust(width) + "  " + cells
+
+    def render_table(self, key: str) -> str:
+        return "\n".join(self.iter_table(key))
+
+    def iter_csv(self) -> Iterator[str]:
+        """``render_csv`` in pieces, one per row."""
+        yield "key,from,to,allowed\n"
+        for key in self.keys:
+            for i, src in enumerate(self.pods):
+                prefix = f"{key},{src},"
+                yield "".join(f"{prefix}{dst},{'true' if bit == '1' else 'false'}\n"
+                              for dst, bit in zip(self.pods, self.row_bits(key, i)))
 
     def render_csv(self) -> str:
-        lines = ["key,from,to,allowed"]
-        for key in self.rows:
-            table = self.table(key)
-            for i, src in enumerate(self.pods):
-                for j, dst in enumerate(self.pods):
-                    lines.append(f"{key},{src},{dst},{str(table[i][j]).lower()}")
-        return "\n".join(lines) + "\n"
+        return "".join(self.iter_csv())
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), separators=(",", ":"))
@@ -155,17 +189,6 @@ def reference_matrix(state: ClusterState, ports: Sequence[int], protocols: Seque
             out.append(row)
         rows[key] = tuple(out)
     return Matrix(tuple(e.key for e in eps), tuple(ports), tuple(p.upper() for p in protocols), rows)
-
-
-def set_bits(value: int) -> list[int]:
-    """The positions of the 1 bits, lowest first (``str.find`` skips the zeros at C speed)."""
-    text = bin(value)[:1:-1]
-    out = []
-    i = text.find("1")
-    while i >= 0:
-        out.append(i)
-        i = text.find("1", i + 1)
-    return out
 
 
 # --- the walk over bitsets -------------------------------------------------------------------
@@ -248,8 +271,7 @@ def _groups(state: ClusterState, eps: Sequence[Endpoint]) -> _Groups:
             gid = ids[key] = len(reps)
             reps.append(ep)
         of_pod.append(gid)
-    index = {id(p): i for i, p in enumerate(state.ordered)}
-    applying = [tuple(index[id(p)] for p in state.applying(rep)) for rep in reps]
+    applying = [state.applying_positions(rep) for rep in reps]
     return _Groups(of_pod, reps, applying, state.ordered)
 
 
@@ -275,45 +297,54 @@ def _masks(nets: Sequence[IPNetwork]) -> list[tuple[int, int, int]]:
     return [(n.version, int(n.network_address), int(n.broadcast_address)) for n in nets]
 
 
+def _address_int(ip: str) -> tuple[int, int]:
+    """(IP version, the address as an integer); ``inet_pton`` first, as it is many times
+    faster than ``ipaddress`` for the 100,000 addresses of a large cluster."""
+    try:
+        return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, ip), "big")
+    except OSError:
+        addr = ipaddress.ip_address(ip)
+        return addr.version, int(addr)
+
+
 class _Addresses:
     """The pods' addresses, sorted, so "which pods lie in this network" is two bisections."""
 
     def __init__(self, eps: Sequence[Endpoint]) -> None:
         self.sorted: dict[int, tuple[list[int], list[int]]] = {}
         pairs: dict[int, list[tuple[int, int]]] = {}
-        self.by_ip: dict[str, int] = {}
+        self.by_ip: dict[str, list[int]] = {}
         for i, ep in enumerate(eps):
             if not ep.ip:
                 continue
-            addr = ipaddress.ip_address(ep.ip)
-            pairs.setdefault(addr.version, []).append((int(addr), i))
-            self.by_ip[ep.ip] = self.by_ip.get(ep.ip, 0) | (1 << i)
+            version, value = _address_int(ep.ip)
+            pairs.setdefault(version, []).append((value, i))
+            self.by_ip.setdefault(ep.ip, []).append(i)
         for version, items in pairs.items():
             items.sort()
             self.sorted[version] = ([a for a, _ in items], [i for _, i in items])
-        self._memo: dict[tuple[int, int, int], int] = {}
+        self._memo: dict[tuple[int, int, int], frozenset[int]] = {}
 
-    def within(self, nets: Sequence[IPNetwork]) -> int:
-        """The pods (as a bitset) whose address lies in any of ``nets``."""
-        out = 0
-        for version, first, last in _masks(nets):
-            key = (version, first, last)
+    def within(self, nets: Sequence[IPNetwork]) -> set[int]:
+        """The pods (indexes) whose address lies in any of ``nets``."""
+        out: set[int] = set()
+        for key in _masks(nets):
             hit = self._memo.get(key)
             if hit is None:
-                hit = 0
-                found = self.sorted.get(version)
-                if found is not None:
+                found = self.sorted.get(key[0])
+                if found is None:
+                    hit = frozenset()
+                else:
                     addrs, idx = found
-                    for k in range(bisect.bisect_left(addrs, first), bisect.bisect_right(addrs, last)):
-                        hit |= 1 << idx[k]
+                    hit = frozenset(idx[bisect.bisect_left(addrs, key[1]):bisect.bisect_right(addrs, key[2])])
                 self._memo[key] = hit
             out |= hit
         return out
 
-    def at(self, ips: Iterable[str]) -> int:
-        out = 0
+    def at(self, ips: Iterable[str]) -> set[int]:
+        out: set[int] = set()
         for ip in ips:
-            out |= self.by_ip.get(ip, 0)
+            out.update(self.by_ip.get(ip, ()))
         return out
 
 
@@ -326,52 +357,53 @@ class _Peers:
 
 
 def _peers(state: ClusterState, eps: Sequence[Endpoint], groups: _Groups, rules: Sequence[Rule]) -> _Peers:
-    """Label-only peers are decided once per group; the others (ipBlocks, networks, nodes, Calico
-    entities with addresses) as bitsets over pods, from the sorted addresses."""
+    """Label-only peers are decided once per group (and a pod selector once per namespace it
+    is asked in); the others (ipBlocks, networks, nodes, Calico entities with addresses) per
+    pod, from the sorted addresses."""
     ids: dict[tuple[object, ...], int] = {}
-    found: list[Peer] = []
+    found: list[tuple[tuple[object, ...], Peer]] = []
     for rule in rules:
         for peer in (*(rule.peers or ()), *((rule.local,) if rule.local is not None else ())):
             key = _peer_key(peer)
             if key not in ids:
                 ids[key] = len(found)
-                found.append(peer)
+                found.append((key, peer))
     by_group = [0] * len(groups.reps)
-    group_pods = [0] * len(groups.reps)
+    group_members: list[list[int]] = [[] for _ in groups.reps]
     for i, gid in enumerate(groups.of_pod):
-        group_pods[gid] |= 1 << i
-    selectable = 0
-    for i, ep in enumerate(eps):
-        if ep.selectable:
-            selectable |= 1 << i
+        group_members[gid].append(i)
     addresses = _Addresses(eps)
-    members: list[tuple[int, int]] = []  # (peer bit, its pods) for the address-decided peers
+    members: list[tuple[int, Iterable[int]]] = []  # (peer bit, its pods) for the address-decided peers
 
-    def groups_where(test: Callable[[Endpoint], bool]) -> int:
-        out = 0
+    def groups_where(test: Callable[[Endpoint], bool]) -> set[int]:
+        out: set[int] = set()
         for gid, rep in enumerate(groups.reps):
             if test(rep):
-                out |= group_pods[gid]
+                out.update(group_members[gid])
         return out
 
     by_ns: dict[str, list[int]] = {}
     for gid, rep in enumerate(groups.reps):
         if rep.selectable:
             by_ns.setdefault(rep.namespace or "", []).append(gid)
-    for pid, peer in enumerate(found):
+    selected: dict[tuple[str, object], list[int]] = {}  # (namespace, pod selector) → its groups
+    for pid, (key, peer) in enumerate(found):
         bit = 1 << pid
         if isinstance(peer, PodPeer):
             namespaces = ((peer.namespace,) if peer.namespace_selector is None
                           else state.namespaces_matching(peer.namespace_selector))
             everything = peer.pod_selector.is_empty
             for ns in namespaces:
-                for gid in by_ns.get(ns, ()):
-                    if everything or peer.pod_selector.matches(groups.reps[gid].labels):
-                        by_group[gid] |= bit
+                hit = selected.get((ns, key[2]))
+                if hit is None:
+                    hit = selected[(ns, key[2])] = [
+                        gid for gid in by_ns.get(ns, ()) if everything or peer.pod_selector.matches(groups.reps[gid].labels)]
+                for gid in hit:
+                    by_group[gid] |= bit
         elif isinstance(peer, IPBlockPeer):
-            pods = addresses.within((peer.network,)) & ~addresses.within(peer.except_networks)
+            pods = addresses.within((peer.network,)) - addresses.within(peer.except_networks)
             if not state.ipblock_matches_pods:
-                pods &= ~selectable
+                pods = {i for i in pods if not eps[i].selectable}
             members.append((bit, pods))
         elif isinstance(peer, NetworkPeer):
             members.append((bit, addresses.within(peer.networks)))
@@ -385,19 +417,19 @@ def _peers(state: ClusterState, eps: Sequence[Endpoint], groups: _Groups, rules:
                     if state.entity_matches(peer, rep):
                         by_group[gid] |= bit
                 continue
-            pods = (1 << len(eps)) - 1
+            pods = set(range(len(eps)))
             if peer.nets:
                 pods &= addresses.within(peer.networks)
             if peer.not_nets:
-                pods &= ~addresses.within(peer.not_networks)
+                pods -= addresses.within(peer.not_networks)
             if peer.has_positive:
                 pods &= groups_where(partial(state.entity_pod_positive, peer)) | addresses.within(pos_sets)
             if peer.not_selector is not None:
-                pods &= ~(groups_where(partial(_not_selected, state, peer)) | addresses.within(neg_sets))
+                pods -= groups_where(partial(_not_selected, state, peer)) | addresses.within(neg_sets)
             members.append((bit, pods))
     of_pod = [by_group[gid] for gid in groups.of_pod]
     for bit, pods in members:
-        for i in set_bits(pods):
+        for i in pods:
             of_pod[i] |= bit
     return _Peers(ids, of_pod)
 
@@ -410,11 +442,22 @@ def _not_selected(state: ClusterState, peer: EntityPeer, rep: Endpoint) -> bool:
 # --- 3. classes -------------------------------------------------------------------------------
 
 
+NamedPorts = frozenset[tuple[tuple[str, str], int]]
+
+
+def _named(ep: Endpoint, wanted: Sequence[tuple[str, str]]) -> NamedPorts:
+    """The pod's named ports that some rule refers to (``wanted``: their (name, protocol)
+    pairs); the others cannot tell pods apart."""
+    declared = ep.named_ports
+    if not declared:
+        return frozenset()
+    return frozenset((k, declared[k]) for k in wanted if k in declared)
+
+
 @dataclass(frozen=True)
 class _Classes:
     of_pod: list[int]
     reps: list[int]  # a pod index per class
-    pods: list[int]  # per class, its pods as a bitset
     count: int
 
     @property
@@ -422,24 +465,25 @@ class _Classes:
         return (1 << self.count) - 1
 
 
-def _classes(eps: Sequence[Endpoint], groups: _Groups, peers: _Peers) -> _Classes:
+def _classes(eps: Sequence[Endpoint], groups: _Groups, peers: _Peers, names: Sequence[tuple[str, str]]) -> _Classes:
     ids: dict[tuple[object, ...], int] = {}
     of_pod: list[int] = []
     reps: list[int] = []
-    pods: list[int] = []
     for i, ep in enumerate(eps):
-        key = (groups.applying[groups.of_pod[i]], peers.of_pod[i], frozenset(ep.named_ports.items()), ep.ip_version)
+        key = (groups.applying[groups.of_pod[i]], peers.of_pod[i], _named(ep, names), ep.ip_version)
         cid = ids.get(key)
         if cid is None:
             cid = ids[key] = len(reps)
             reps.append(i)
-            pods.append(0)
-        pods[cid] |= 1 << i
         of_pod.append(cid)
-    return _Classes(of_pod, reps, pods, len(reps))
+    return _Classes(of_pod, reps, len(reps))
 
 
 # --- 4. rows ------------------------------------------------------------------------------------
+
+
+#: the tiers of a class in one direction, each with the ids of its rules, in walk order
+Program = tuple[tuple[TierInfo, tuple[int, ...]], ...]
 
 
 class _Build:
@@ -459,13 +503,16 @@ class _Build:
                 for rule in groups.policies[p].rules(direction):
                     ids.append(len(self.rules))
                     self.rules.append(rule)
+        names = sorted({(pm.port, pm.protocol) for r in self.rules for pm in (*(r.ports or ()), *r.not_ports)
+                        if isinstance(pm.port, str)})
         self.peers = peers = _peers(state, eps, groups, self.rules)
-        self.classes = classes = _classes(eps, groups, peers)
+        self.classes = classes = _classes(eps, groups, peers, names)
         all_classes = classes.universe
-        peer_classes = [0] * len(peers.ids)
+        peer_members: list[list[int]] = [[] for _ in peers.ids]
         for cid, rep in enumerate(classes.reps):
             for pid in set_bits(peers.of_pod[rep]):
-                peer_classes[pid] |= 1 << cid
+                peer_members[pid].append(cid)
+        peer_classes = [bitset(m) for m in peer_members]
 
         def classes_of(rule_peers: Sequence[Peer] | None) -> int:
             if rule_peers is None:
@@ -481,16 +528,25 @@ class _Build:
         #: version) or between destination classes (named ports)
         self.by_subject = [r.local is not None or r.ip_version is not None for r in self.rules]
         self.named_ports = [any(pm.is_named for pm in (*(r.ports or ()), *r.not_ports)) for r in self.rules]
-        self.named = [dict(eps[rep].named_ports) for rep in classes.reps]
         # What a class-dependent rule's answer depends on: the class's named ports, its address
         # family and which rule ends (Calico ``local`` entities) it belongs to.
         self.local_bit = [0 if r.local is None else 1 << peers.ids[_peer_key(r.local)] for r in self.rules]
-        named_ids: dict[frozenset[tuple[tuple[str, str], int]], int] = {}
-        self.profile = [(named_ids.setdefault(frozenset(eps[rep].named_ports.items()), len(named_ids)),
-                         eps[rep].ip_version, peers.of_pod[rep]) for rep in classes.reps]
+        named_ids: dict[NamedPorts, int] = {}
+        named_members: list[list[int]] = []
+        self.profile: list[tuple[int, int, int]] = []
+        for cid, rep in enumerate(classes.reps):
+            named = _named(eps[rep], names)
+            nid = named_ids.setdefault(named, len(named_ids))
+            if nid == len(named_members):
+                named_members.append([])
+            named_members[nid].append(cid)
+            self.profile.append((nid, eps[rep].ip_version, peers.of_pod[rep]))
+        #: each distinct set of (referenced) named ports, with the classes that declare it
+        self.named_profiles = [(dict(named), bitset(named_members[nid])) for named, nid in named_ids.items()]
         self.tiers = {t.name: t for t in state.tiers}
         self._programs: dict[tuple[tuple[int, ...], str], Program] = {}
         self._dependent: dict[tuple[int, str], tuple[tuple[int, ...], bool, bool, int]] = {}
+        self._slots: dict[str, list[tuple[Program, int, int]]] = {}
 
     def program(self, cid: int, direction: str) -> Program:
         """The tiers that apply to class ``cid`` in ``direction``, each with its rule ids in
@@ -523,39 +579,51 @@ class _Build:
                 functools.reduce(operator.or_, (self.local_bit[r] for r in ids), 0))
         return hit
 
-
-#: the tiers of a class in one direction, each with the ids of its rules, in walk order
-Program = tuple[tuple[TierInfo, tuple[int, ...]], ...]
+    def slots(self, direction: str) -> list[tuple[Program, int, int]]:
+        """The classes grouped by what decides their rule program at any key: the base program
+        and what its class-dependent rules test. Each slot is (base program, one of its
+        classes, its classes as a bitset), so a key costs one filter per slot, not per class."""
+        hit = self._slots.get(direction)
+        if hit is None:
+            found: dict[tuple[object, ...], tuple[Program, list[int]]] = {}
+            for cid in range(self.classes.count):
+                base = self.program(cid, direction)
+                key: tuple[object, ...] = ()
+                if base:
+                    ids, named, family, ends = self.dependent(base, direction)
+                    named_id, version, members = self.profile[cid]
+                    key = (id(base), named_id if named else None, version if family else None, members & ends)
+                found.setdefault(key, (base, []))[1].append(cid)
+            hit = self._slots[direction] = [(base, cids[0], bitset(cids)) for base, cids in found.values()]
+        return hit
 
 
 def compute_matrix(state: ClusterState, ports: Sequence[int], protocols: Sequence[str],
                    pods: Iterable[Endpoint] | None = None) -> Matrix:
-    """The full matrix over equivalence classes (see module docstring)."""
+    """The full matrix over equivalence classes (see module docstring); pod rows are expanded
+    from it only when printed or asked for (``Matrix.rows``, ``row``, ``row_bits``)."""
     eps = _select(state, pods)
     build = _Build(state, eps)
-    rows = {key: _rows_for(build, port, proto) for key, port, proto in traffic_keys(ports, protocols)}
-    return Matrix(tuple(e.key for e in eps), tuple(ports), tuple(p.upper() for p in protocols), rows,
-                  build.classes.count, tuple(build.classes.of_pod))
+    rows = {key: _class_rows(build, port, proto) for key, port, proto in traffic_keys(ports, protocols)}
+    by_class = ClassRows(tuple(build.classes.of_pod), build.classes.count, rows, _always(eps))
+    return Matrix.from_classes(tuple(e.key for e in eps), tuple(ports), tuple(p.upper() for p in protocols), by_class)
 
 
-def _always(eps: Sequence[Endpoint]) -> list[int]:
-    """Per source pod: the destinations it always reaches (itself; a node's own pods)."""
-    extra = [1 << i for i in range(len(eps))]
-    by_host_ip: dict[str, int] = {}
+def _always(eps: Sequence[Endpoint]) -> dict[int, frozenset[int]]:
+    """Per source pod, the other pods it always reaches: a node's own pods, from the node's
+    hostNetwork pods (every pod also reaches itself)."""
+    by_host_ip: dict[str, list[int]] = {}
     for j, ep in enumerate(eps):
         if ep.selectable and ep.host_ip:
-            by_host_ip[ep.host_ip] = by_host_ip.get(ep.host_ip, 0) | (1 << j)
-    for i, ep in enumerate(eps):
-        if not ep.selectable and ep.ip and ep.ip in by_host_ip:
-            extra[i] |= by_host_ip[ep.ip]
-    return extra
+            by_host_ip.setdefault(ep.host_ip, []).append(j)
+    return {i: frozenset(by_host_ip[ep.ip]) for i, ep in enumerate(eps)
+            if not ep.selectable and ep.ip and ep.ip in by_host_ip}
 
 
 def _port_mask(build: _Build, port: int | None, proto: str) -> list[int]:
     """Per rule: the destination classes at which its ports (and notPorts, protocol matches)
     admit (port, proto)."""
-    classes = build.classes
-    all_classes = classes.universe
+    all_classes = build.classes.universe
     cache: dict[tuple[object, ...], int] = {}
 
     def mask(pms: Sequence[PortMatch]) -> int:
@@ -572,9 +640,9 @@ def _port_mask(build: _Build, port: int | None, proto: str) -> list[int]:
                 bits = all_classes
                 break
         if bits != all_classes and named:
-            for cid in range(classes.count):
-                if any(pm.matches(port, proto, build.named[cid]) for pm in named):
-                    bits |= 1 << cid
+            for declared, classes in build.named_profiles:
+                if any(pm.matches(port, proto, declared) for pm in named):
+                    bits |= classes
         cache[key] = bits
         return bits
 
@@ -591,12 +659,52 @@ def _port_mask(build: _Build, port: int | None, proto: str) -> list[int]:
     return out
 
 
-def _rows_for(build: _Build, port: int | None, proto: str) -> tuple[int, ...]:
+def _transpose(by_sources: Mapping[int, int], count: int, everyone: int) -> list[int]:
+    """Per source class, the destination classes whose ingress admits it, from "these source
+    classes → these destination classes" (``everyone``: destinations admitting every source).
+
+    Each source class first collects which of those sets it is in (a set with more than half
+    the classes is listed by its complement, so this costs the smaller side), then the
+    destination bitsets are ORed once per distinct collection: far fewer than the classes."""
+    universe = (1 << count) - 1
+    sets = list(by_sources.items())
+    member_of: list[list[int]] = [[] for _ in range(count)]  # k: in set k; ~k: not in dense set k
+    dense = 0
+    for k, (sources, dst) in enumerate(sets):
+        if sources == universe:
+            everyone |= dst
+        elif 2 * sources.bit_count() > count:
+            dense |= dst
+            for s in set_bits(universe & ~sources):
+                member_of[s].append(~k)
+        else:
+            for s in set_bits(sources):
+                member_of[s].append(k)
+    done: dict[tuple[int, ...], int] = {}
+    out = []
+    for ks in member_of:
+        key = tuple(ks)
+        row = done.get(key)
+        if row is None:
+            listed = excluded = 0
+            for k in key:
+                if k >= 0:
+                    listed |= sets[k][1]
+                else:
+                    excluded |= sets[~k][1]
+            row = done[key] = everyone | listed | (dense & ~excluded)
+        out.append(row)
+    return out
+
+
+def _class_rows(build: _Build, port: int | None, proto: str) -> tuple[int, ...]:
+    """One key: per source class, the destination classes it reaches (egress walk of the
+    source's program AND ingress walks of the destinations' programs). Equal rows share one
+    int."""
     eps, classes, rules = build.eps, build.classes, build.rules
-    n, universe = len(eps), classes.universe
-    all_pods = (1 << n) - 1
+    universe = classes.universe
     pm = _port_mask(build, port, proto)
-    filtered: dict[tuple[tuple[int, str], tuple[int, ...]], tuple[TierProgram, ...]] = {}
+    filtered: dict[tuple[int, str, tuple[int, ...]], tuple[TierProgram, ...]] = {}
 
     def usable(rule_id: int, cid: int) -> bool:
         rule = rules[rule_id]
@@ -604,23 +712,18 @@ def _rows_for(build: _Build, port: int | None, proto: str) -> tuple[int, ...]:
             return False
         return rule.ip_version is None or rule.ip_version == eps[classes.reps[cid]].ip_version
 
-    answers: dict[tuple[object, ...], tuple[int, ...]] = {}
+    def admits(r: int, cid: int, ingress: bool) -> bool:
+        if not ((pm[r] >> cid) & 1 if ingress else pm[r]):
+            return False
+        return not build.by_subject[r] or usable(r, cid)
 
     def program_at(base: Program, cid: int, direction: str) -> tuple[TierProgram, ...]:
-        """``base`` without the rules that cannot match this key at class ``cid``. Only rules
-        with named ports (at the destination) or a Calico rule's own end or IP version depend on
-        the class, and only through what they test (the class's named ports, family, membership
-        of those rule ends): their answer is computed once per distinct such profile, and the
-        base filtered once per distinct answer."""
+        """``base`` without the rules that cannot match this key at class ``cid`` (and every
+        class of its slot). Only rules with named ports (at the destination) or a Calico rule's
+        own end or IP version depend on the class; the base is filtered once per answer."""
         ingress = direction == "ingress"
-        slot = (id(base), direction)
-        deps = build.dependent(base, direction)
-        named_id, family, members = build.profile[cid]
-        profile = (slot, named_id if deps[1] else None, family if deps[2] else None, members & deps[3])
-        answer = answers.get(profile)
-        if answer is None:
-            answer = answers[profile] = tuple(r for r in deps[0] if admits(r, cid, ingress))
-        key = (slot, answer)
+        answer = tuple(r for r in build.dependent(base, direction)[0] if admits(r, cid, ingress))
+        key = (id(base), direction, answer)
         hit = filtered.get(key)
         if hit is None:
             keep = set(answer)
@@ -631,68 +734,34 @@ def _rows_for(build: _Build, port: int | None, proto: str) -> tuple[int, ...]:
                 for tier, ids in base)
         return hit
 
-    def admits(r: int, cid: int, ingress: bool) -> bool:
-        if not ((pm[r] >> cid) & 1 if ingress else pm[r]):
-            return False
-        return not build.by_subject[r] or usable(r, cid)
-
     # ingress: destination classes grouped by their program, each program walked over sources.
     by_program: dict[tuple[TierProgram, ...], int] = {}
     always_in = 0
-    for cid in range(classes.count):
-        base = build.program(cid, "ingress")
+    for base, rep, cbits in build.slots("ingress"):
         if not base:
-            always_in |= classes.pods[cid]
+            always_in |= cbits
             continue
-        program = program_at(base, cid, "ingress")
-        by_program[program] = by_program.get(program, 0) | classes.pods[cid]
-    # Destination pods by the source classes they admit (many programs admit the same sources);
-    # each distinct set is transposed once, listed when it is small, else as "every source but
-    # these", so the transposition costs the smaller side.
+        program = program_at(base, rep, "ingress")
+        by_program[program] = by_program.get(program, 0) | cbits
     by_sources: dict[int, int] = {}
-    for program, dst_pods in by_program.items():
-        sources = allowed_bits(walk_bits(program, lambda r: build.peers_c[r], universe), universe)
-        by_sources[sources] = by_sources.get(sources, 0) | dst_pods
-    in_t: dict[int, int] = {}
-    dense_pods = 0
-    not_in: dict[int, int] = {}
-    for sources, dst_pods in by_sources.items():
-        if sources == universe:
-            always_in |= dst_pods
-        elif 2 * sources.bit_count() > classes.count:
-            dense_pods |= dst_pods
-            for s in set_bits(universe & ~sources):
-                not_in[s] = not_in.get(s, 0) | dst_pods
-        else:
-            for s in set_bits(sources):
-                in_t[s] = in_t.get(s, 0) | dst_pods
+    for program, dst_classes in by_program.items():
+        sources = allowed_bits(walk_bits(program, build.peers_c.__getitem__, universe), universe)
+        by_sources[sources] = by_sources.get(sources, 0) | dst_classes
+    admitted = _transpose(by_sources, classes.count, always_in)
     # egress: each source class's program, walked over destination classes.
-    expand_cache: dict[int, int] = {}
-
-    def expand(cbits: int) -> int:
-        if cbits == universe:
-            return all_pods
-        hit = expand_cache.get(cbits)
-        if hit is None:
-            hit = 0
-            for c in set_bits(cbits):
-                hit |= classes.pods[c]
-            expand_cache[cbits] = hit
-        return hit
-
-    eg_cache: dict[tuple[TierProgram, ...], int] = {}
-    class_row: list[int] = []
-    for cid in range(classes.count):
-        base = build.program(cid, "egress")
+    walked: dict[tuple[TierProgram, ...], int] = {}
+    rows = [0] * classes.count
+    distinct: dict[int, int] = {}
+    for base, rep, cbits in build.slots("egress"):
+        dests = universe
         if base:
-            program = program_at(base, cid, "egress")
-            e_pods = eg_cache.get(program)
-            if e_pods is None:
-                dests = allowed_bits(walk_bits(program, lambda r: build.peers_c[r] & pm[r], universe), universe)
-                e_pods = eg_cache[program] = expand(dests)
-        else:
-            e_pods = all_pods
-        admitted = always_in | in_t.get(cid, 0) | (dense_pods & ~not_in.get(cid, 0))
-        class_row.append(e_pods & admitted)
-    extra = _always(eps)
-    return tuple(class_row[classes.of_pod[i]] | extra[i] for i in range(n))
+            program = program_at(base, rep, "egress")
+            hit = walked.get(program)
+            if hit is None:
+                hit = walked[program] = allowed_bits(
+                    walk_bits(program, lambda r: build.peers_c[r] & pm[r], universe), universe)
+            dests = hit
+        for cid in set_bits(cbits):
+            row = dests & admitted[cid]
+            rows[cid] = distinct.setdefault(row, row)
+    return tuple(rows)
