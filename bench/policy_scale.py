@@ -5,8 +5,9 @@ the semantic diff of two such policy sets.
     .venv/bin/python bench/policy_scale.py            # 1,000 and 10,000 pods × 100 and 1,000 policies, then tiers
     .venv/bin/python bench/policy_scale.py --quick    # 1,000 pods only
     .venv/bin/python bench/policy_scale.py --tiers    # only the tiered measurement (10,000 pods)
-    .venv/bin/python bench/policy_scale.py --scale 10000,20000   # pods (policies = pods / 10): matrix,
-                                                      # `matrix -o json` streamed vs built, explain, RSS
+    .venv/bin/python bench/policy_scale.py --scale 10000,100000  # pods (policies = pods / 10), each size in
+                                                      # its own process: the bench's own footprint, full matrix,
+                                                      # every pod row expanded, explain, `matrix -o json`, RSS
 
 Clusters are generated with realistic skew: 500 namespaces whose sizes follow a Zipf-like law,
 deployments with pod-template-hash labels, a few popular app/tier labels, named ports, and a
@@ -19,8 +20,10 @@ import argparse
 import random
 import resource
 import statistics
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +39,10 @@ from podnet.model import (  # noqa: E402
     Pod,
     Tier,
 )
-from podnet.policy.cluster import ClusterState  # noqa: E402
+from podnet.policy.cluster import ClusterState, compile_any, endpoint_for_pod  # noqa: E402
 from podnet.policy.diff import semantic_diff  # noqa: E402
 from podnet.policy.evaluate import evaluate  # noqa: E402
-from podnet.policy.matrix import compute_matrix, reference_matrix  # noqa: E402
+from podnet.policy.matrix import Matrix, compute_matrix, reference_matrix  # noqa: E402
 
 APPS = [f"app{i}" for i in range(60)]
 TIERS = ["web", "api", "db", "cache", "worker"]
@@ -53,15 +56,40 @@ def zipf_choice(rng: random.Random, items: list[Any], s: float = 1.1) -> Any:
 
 
 def generate(n_pods: int, n_policies: int, n_ns: int = 500, seed: int = 1):
+    """The cluster as model objects (namespaces, pods, policies)."""
+    out: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
+    for kind, obj in iter_cluster(n_pods, n_policies, n_ns, seed):
+        out[kind].append(obj)
+    return out
+
+
+def generate_state(n_pods: int, n_policies: int, n_ns: int = 500, seed: int = 1) -> ClusterState:
+    """The same cluster as ``ClusterState.build(*generate(...))``, each pod turned into its
+    endpoint as it is generated, so the bench never holds 100,000 Pod models at once (they,
+    not the engine, were most of its memory)."""
+    namespaces, endpoints, policies = [], [], []
+    for kind, obj in iter_cluster(n_pods, n_policies, n_ns, seed):
+        if kind == NAMESPACE:
+            namespaces.append(obj)
+        elif kind == POD:
+            endpoints.append(endpoint_for_pod(obj))
+        else:
+            policies.append(compile_any(obj))
+    return ClusterState.from_parts(namespaces, endpoints, policies)
+
+
+NAMESPACE, POD, POLICY = 0, 1, 2
+
+
+def iter_cluster(n_pods: int, n_policies: int, n_ns: int = 500, seed: int = 1) -> Iterator[tuple[int, Any]]:
+    """(kind, object) for every namespace, then pod, then policy, in one random sequence."""
     rng = random.Random(seed)
-    namespaces = []
     for i in range(n_ns):
         labels = {"team": f"team{int(rng.paretovariate(1.2)) % 40}", "env": rng.choice(["prod", "dev", "staging"])}
         if rng.random() < 0.1:
             labels["networking/namespace"] = f"zone{i % 7}"
-        namespaces.append(Namespace.model_validate({"metadata": {"name": f"ns{i}", "labels": labels}}))
+        yield NAMESPACE, Namespace.model_validate({"metadata": {"name": f"ns{i}", "labels": labels}})
     ns_weights = [1 / (i + 1) ** 0.9 for i in range(n_ns)]
-    pods = []
     deployments: dict[str, list[dict[str, str]]] = {}
     for i in range(n_pods):
         ns = rng.choices(range(n_ns), ns_weights)[0]
@@ -75,13 +103,12 @@ def generate(n_pods: int, n_policies: int, n_ns: int = 500, seed: int = 1):
             labels["access"] = "true"
         declared = rng.sample(PORTS, rng.randint(0, 3))
         node = i % 50
-        pods.append(Pod.model_validate({
+        yield POD, Pod.model_validate({
             "metadata": {"name": f"{labels['app']}-{i}", "namespace": nsname, "labels": labels},
             "spec": {"containers": [{"name": "main", "ports": [{"name": n, "containerPort": p, "protocol": pr}
                                                                  for n, p, pr in declared]}], "nodeName": f"node{node}"},
             "status": {"podIP": f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}", "hostIP": f"192.168.{node // 250}.{node % 250 + 1}"},
-        }))
-    policies = []
+        })
     for i in range(n_policies):
         ns = rng.choices(range(n_ns), ns_weights)[0]
         app = zipf_choice(rng, APPS)
@@ -116,8 +143,7 @@ def generate(n_pods: int, n_policies: int, n_ns: int = 500, seed: int = 1):
                     "ingress": [{"from": [{"podSelector": {"matchLabels": {"access": "true"}}}], "ports": [{"port": "metrics"}]}]}
         else:
             spec = {"podSelector": sel, "ingress": [{}], "egress": [{}], "policyTypes": ["Ingress", "Egress"]}
-        policies.append(NetworkPolicy.model_validate({"metadata": {"name": f"pol{i}", "namespace": f"ns{ns}"}, "spec": spec}))
-    return namespaces, pods, policies
+        yield POLICY, NetworkPolicy.model_validate({"metadata": {"name": f"pol{i}", "namespace": f"ns{ns}"}, "spec": spec})
 
 
 TIER_ORDERS = {"security": 100, "platform": 500, "apps": 2_000_000}
@@ -284,25 +310,97 @@ def json_output(state: ClusterState) -> tuple[float, float, int]:
 
 
 def scale(n_pods: int) -> None:
-    """One size of the 10:1 pods-to-policies workload, everything the issue bounds."""
+    """One size of the 10:1 pods-to-policies workload, everything the issue bounds, with the
+    bench's own footprint (generating the cluster) measured apart from the engine's."""
     n_pol = n_pods // 10
-    ns, pods, pols = generate(n_pods, n_pol)
     t0 = time.perf_counter()
-    state = ClusterState.build(ns, pods, pols)
-    build = time.perf_counter() - t0
-    elapsed, cells, classes = full_matrix(state)
+    state = generate_state(n_pods, n_pol)
+    made = time.perf_counter() - t0
+    print(f"{n_pods:>7} pods x {n_pol:>6} policies: generated and state built in {made:.1f} s; the bench's own "
+          f"footprint: RSS {current_rss_mb():.0f} MB now, peak {peak_rss_mb():.0f} MB while generating", flush=True)
+    reset = reset_peak_rss()
+    before = current_rss_mb()
+    elapsed, cells, classes, matrices = full_matrix_kept(state)
+    matrix_peak = peak_rss_mb()
+    print(f"         full matrix {elapsed:.2f} s ({cells:,} cells, {classes} classes), peak RSS "
+          f"{matrix_peak:.0f} MB ({'since' if reset else 'process; RSS'} {before:.0f} MB before the matrix)", flush=True)
+    t0 = time.perf_counter()
+    allowed = expanded = 0
+    for m in matrices:
+        for key in m.keys:
+            counted = m.count_allowed(key)
+            assert m.by_class is not None
+            seen = sum(row.bit_count() for row in m.by_class.iter_rows(key))
+            assert seen == counted, f"{key}: {seen} cells in the expanded rows, {counted} counted per class"
+            allowed += counted
+            expanded += len(m.pods)
+    expand_s = time.perf_counter() - t0
+    print(f"         every pod row expanded once (streamed, not kept) and checked against the per-class count: "
+          f"{expanded:,} rows in {expand_s:.2f} s ({allowed:,} of {cells:,} cells allowed), peak RSS "
+          f"{peak_rss_mb():.0f} MB", flush=True)
     p50, p99 = explain_latency(state)
-    print(f"{n_pods:>7} pods x {n_pol:>6} policies: build {build:.2f} s, full matrix {elapsed:.2f} s "
-          f"({cells:,} cells, {classes} classes), explain p50 {p50:.3f} ms p99 {p99:.3f} ms, "
-          f"peak RSS {peak_rss_mb():.0f} MB", flush=True)
+    print(f"         explain p50 {p50:.3f} ms p99 {p99:.3f} ms, peak RSS {peak_rss_mb():.0f} MB", flush=True)
     if n_pods <= 20000:
         streamed, built, size = json_output(state)
         print(f"         matrix -o json, one port ({size / 1e6:.0f} MB): streamed {streamed:.2f} s vs built "
               f"then dumped {built:.2f} s ({built / streamed:.2f}x), peak RSS {peak_rss_mb():.0f} MB", flush=True)
+    else:
+        rows, took = json_rows(matrices[0])
+        print(f"         matrix -o json, the first {rows:,} rows of one port: {took:.2f} s ({took / rows * 1000:.2f} ms "
+              f"per row of {n_pods:,} cells, so a whole port is ~{took / rows * n_pods / 60:.0f} min and "
+              f"~{n_pods * n_pods * 6.5 / 1e9:.0f} GB)", flush=True)
+
+
+def full_matrix_kept(state: ClusterState) -> tuple[float, int, int, list[Matrix]]:
+    """``full_matrix``, keeping the matrices (per class, so small) for the checks after it."""
+    t0 = time.perf_counter()
+    cells = classes = 0
+    out = []
+    for proto, ports in declared_ports(state).items():
+        m = compute_matrix(state, ports, [proto])
+        cells += len(m.rows) * len(m.pods) ** 2
+        classes = max(classes, m.classes)
+        out.append(m)
+    return time.perf_counter() - t0, cells, classes, out
+
+
+def json_rows(m: Matrix, rows: int = 1000) -> tuple[int, float]:
+    """``matrix -o json`` streamed to /dev/null for the first ``rows`` rows of the first key."""
+    t0 = time.perf_counter()
+    with open("/dev/null", "w") as out:
+        for n, piece in enumerate(m.iter_json()):
+            out.write(piece)
+            if n > rows:  # the head, the key, then one piece per row
+                break
+    return rows, time.perf_counter() - t0
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """The peak RSS (VmHWM: since the last ``reset_peak_rss``, else since the start)."""
+    return _status_kb("VmHWM") / 1024 or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mb() -> float:
+    return _status_kb("VmRSS") / 1024
+
+
+def reset_peak_rss() -> bool:
+    """Start VmHWM again from the current RSS (Linux ≥ 4.0), so a phase's peak is its own."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def _status_kb(field: str) -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def main() -> None:
@@ -312,8 +410,12 @@ def main() -> None:
     parser.add_argument("--scale", default="", help="comma-separated pod counts, 10 pods per policy")
     args = parser.parse_args()
     if args.scale:
-        for n in args.scale.split(","):
-            scale(int(n))
+        sizes = [int(n) for n in args.scale.split(",")]
+        if len(sizes) == 1:
+            scale(sizes[0])
+            return
+        for n in sizes:  # each size in its own process, so one size's memory is not the next one's
+            subprocess.run([sys.executable, __file__, "--scale", str(n)], check=True)
         return
     if args.tiers:
         tiered(10000, 1000, 100, 20)

@@ -186,7 +186,7 @@ def matrix_summary(result: Any) -> str | None:
         return None
     lines = [f"{n:,} pods: the table would be about {size >> 20:,} MiB, too large for a terminal"]
     for key in result.keys:
-        allowed = sum(bin(row).count("1") for row in result.rows[key])
+        allowed = result.count_allowed(key)  # per class: no row is expanded
         lines.append(f"  {key}: {allowed:,} of {n * n:,} connections allowed ({100 * allowed / (n * n):.1f} %)")
     lines.append("narrow it with -n NAMESPACE, or send it to a file or a pipe (-o csv gives one line per cell, "
                  "-o json one document)")

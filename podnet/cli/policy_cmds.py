@@ -183,13 +183,16 @@ def matrix(ctx: click.Context, namespaces: tuple[str, ...], ports_text: str | No
     wanted = namespaces_arg(namespaces, state.namespace_labels)
     pods = [ep for ep in state.pods if not wanted or ep.namespace in wanted]
     result = compute_matrix(state, ports_arg(ports_text, pods), protocols_arg(protocols_text), pods)
-    if output == "json":  # streamed row by row: printing a 100,000-pod matrix must not dominate
-        out = sys.stdout
+    # Every form is written row by row from the per-class matrix: printing a 100,000-pod matrix
+    # must not hold its rows (or its text) in memory, nor dominate the time.
+    out = sys.stdout
+    if output == "json":
         for piece in result.iter_json():
             out.write(piece)
         out.write("\n")
     elif output == "csv":
-        click.echo(result.render_csv(), nl=False)
+        for piece in result.iter_csv():
+            out.write(piece)
     else:
         if not result.pods:
             click.echo("no pods")
@@ -200,7 +203,12 @@ def matrix(ctx: click.Context, namespaces: tuple[str, ...], ports_text: str | No
         if summary is not None:  # a table too large for a terminal (a pipe or a file gets it)
             click.echo(summary)
             return
-        click.echo("\n\n".join(result.render_table(key) for key in result.keys))
+        for k, key in enumerate(result.keys):
+            if k:
+                out.write("\n\n")
+            for n, line in enumerate(result.iter_table(key)):
+                out.write(f"\n{line}" if n else line)
+        out.write("\n")
 
 
 # --- lint ---------------------------------------------------------------------------------

@@ -15,6 +15,9 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
+#: how many characters of expanded rows ``ClassRows.bits`` keeps (~128 MB)
+TEXT_CACHE_CHARS = 128 << 20
+
 
 @dataclass(frozen=True)
 class ClassRows:
@@ -45,11 +48,27 @@ class ClassRows:
         """A class row as text: character d is ``1`` when the class reaches class d."""
         return format(self.rows[key][cid], f"0{self.count}b")[::-1]
 
+    @functools.cached_property
+    def _expanded(self) -> dict[int, str]:
+        """Class row → its pods' text, for the rows printed one after another (few distinct
+        class rows serve all the pods); emptied when it would pass ``TEXT_CACHE_CHARS``."""
+        return {}
+
+    def _pod_text(self, key: str, cid: int) -> str:
+        crow = self.rows[key][cid]
+        out = self._expanded.get(crow)
+        if out is None:
+            out = "".join(self._gather(self.class_text(key, cid)))
+            if (len(self._expanded) + 1) * len(out) > TEXT_CACHE_CHARS:
+                self._expanded.clear()
+            self._expanded[crow] = out
+        return out
+
     def bits(self, key: str, i: int) -> str:
         """Pod i's row as text: character j is ``1`` when pod i reaches pod j."""
         if not self.class_of:
             return ""
-        out = "".join(self._gather(self.class_text(key, self.class_of[i])))
+        out = self._pod_text(key, self.class_of[i])
         extra = self.extra.get(i)
         if extra:
             chars = list(out)
@@ -69,11 +88,14 @@ class ClassRows:
         return bool((self.rows[key][self.class_of[src]] >> self.class_of[dst]) & 1)
 
     def pod_rows(self, key: str) -> tuple[int, ...]:
-        """Every pod's row (n²/8 bytes: for small matrices and callers that compare rows);
-        each distinct class row is expanded once."""
+        """Every pod's row (n²/8 bytes: for small matrices and callers that compare rows)."""
+        return tuple(self.iter_rows(key))
+
+    def iter_rows(self, key: str) -> Iterator[int]:
+        """Every pod's row in order, each distinct class row expanded once (the expansions are
+        kept for the pass: one n-bit int per distinct class row, far fewer than the classes)."""
         rows = self.rows[key]
         expanded: dict[int, int] = {}
-        out = []
         for i, cid in enumerate(self.class_of):
             crow = rows[cid]
             base = expanded.get(crow)
@@ -83,8 +105,7 @@ class ClassRows:
             row = base | (1 << i)
             for j in self.extra.get(i, ()):
                 row |= 1 << j
-            out.append(row)
-        return tuple(out)
+            yield row
 
     @functools.cached_property
     def _by_size(self) -> tuple[tuple[int, int], ...]:

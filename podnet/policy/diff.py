@@ -14,8 +14,8 @@ import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .cluster import ClusterState, Endpoint, always_allowed
 from .bits import set_bits
+from .cluster import ClusterState, Endpoint, always_allowed
 from .matrix import Matrix, compute_matrix, traffic_keys
 from .walk import Walk, direction_walk
 

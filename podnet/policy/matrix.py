@@ -373,7 +373,7 @@ def _peers(state: ClusterState, eps: Sequence[Endpoint], groups: _Groups, rules:
     for i, gid in enumerate(groups.of_pod):
         group_members[gid].append(i)
     addresses = _Addresses(eps)
-    members: list[tuple[int, Iterable[int]]] = []  # (peer bit, its pods) for the address-decided peers
+    members: list[tuple[int, set[int]]] = []  # (peer bit, its pods) for the address-decided peers
 
     def groups_where(test: Callable[[Endpoint], bool]) -> set[int]:
         out: set[int] = set()
@@ -428,8 +428,8 @@ def _peers(state: ClusterState, eps: Sequence[Endpoint], groups: _Groups, rules:
                 pods -= groups_where(partial(_not_selected, state, peer)) | addresses.within(neg_sets)
             members.append((bit, pods))
     of_pod = [by_group[gid] for gid in groups.of_pod]
-    for bit, pods in members:
-        for i in pods:
+    for bit, found_pods in members:
+        for i in found_pods:
             of_pod[i] |= bit
     return _Peers(ids, of_pod)
 
@@ -459,6 +459,7 @@ class _Classes:
     of_pod: list[int]
     reps: list[int]  # a pod index per class
     count: int
+    named: list[NamedPorts]  # per class, its named ports that some rule refers to
 
     @property
     def universe(self) -> int:
@@ -469,14 +470,17 @@ def _classes(eps: Sequence[Endpoint], groups: _Groups, peers: _Peers, names: Seq
     ids: dict[tuple[object, ...], int] = {}
     of_pod: list[int] = []
     reps: list[int] = []
+    named_of: list[NamedPorts] = []
     for i, ep in enumerate(eps):
-        key = (groups.applying[groups.of_pod[i]], peers.of_pod[i], _named(ep, names), ep.ip_version)
+        named = _named(ep, names)
+        key = (groups.applying[groups.of_pod[i]], peers.of_pod[i], named, ep.ip_version)
         cid = ids.get(key)
         if cid is None:
             cid = ids[key] = len(reps)
             reps.append(i)
+            named_of.append(named)
         of_pod.append(cid)
-    return _Classes(of_pod, reps, len(reps))
+    return _Classes(of_pod, reps, len(reps), named_of)
 
 
 # --- 4. rows ------------------------------------------------------------------------------------
@@ -535,7 +539,7 @@ class _Build:
         named_members: list[list[int]] = []
         self.profile: list[tuple[int, int, int]] = []
         for cid, rep in enumerate(classes.reps):
-            named = _named(eps[rep], names)
+            named = classes.named[cid]
             nid = named_ids.setdefault(named, len(named_ids))
             if nid == len(named_members):
                 named_members.append([])
@@ -546,7 +550,7 @@ class _Build:
         self.tiers = {t.name: t for t in state.tiers}
         self._programs: dict[tuple[tuple[int, ...], str], Program] = {}
         self._dependent: dict[tuple[int, str], tuple[tuple[int, ...], bool, bool, int]] = {}
-        self._slots: dict[str, list[tuple[Program, int, int]]] = {}
+        self._slots: dict[str, list[tuple[Program, list[int], int]]] = {}
 
     def program(self, cid: int, direction: str) -> Program:
         """The tiers that apply to class ``cid`` in ``direction``, each with its rule ids in
@@ -579,10 +583,10 @@ class _Build:
                 functools.reduce(operator.or_, (self.local_bit[r] for r in ids), 0))
         return hit
 
-    def slots(self, direction: str) -> list[tuple[Program, int, int]]:
+    def slots(self, direction: str) -> list[tuple[Program, list[int], int]]:
         """The classes grouped by what decides their rule program at any key: the base program
-        and what its class-dependent rules test. Each slot is (base program, one of its
-        classes, its classes as a bitset), so a key costs one filter per slot, not per class."""
+        and what its class-dependent rules test. Each slot is (base program, its classes, the
+        same as a bitset), so a key costs one filter per slot, not per class."""
         hit = self._slots.get(direction)
         if hit is None:
             found: dict[tuple[object, ...], tuple[Program, list[int]]] = {}
@@ -594,7 +598,7 @@ class _Build:
                     named_id, version, members = self.profile[cid]
                     key = (id(base), named_id if named else None, version if family else None, members & ends)
                 found.setdefault(key, (base, []))[1].append(cid)
-            hit = self._slots[direction] = [(base, cids[0], bitset(cids)) for base, cids in found.values()]
+            hit = self._slots[direction] = [(base, cids, bitset(cids)) for base, cids in found.values()]
         return hit
 
 
@@ -737,11 +741,11 @@ def _class_rows(build: _Build, port: int | None, proto: str) -> tuple[int, ...]:
     # ingress: destination classes grouped by their program, each program walked over sources.
     by_program: dict[tuple[TierProgram, ...], int] = {}
     always_in = 0
-    for base, rep, cbits in build.slots("ingress"):
+    for base, cids, cbits in build.slots("ingress"):
         if not base:
             always_in |= cbits
             continue
-        program = program_at(base, rep, "ingress")
+        program = program_at(base, cids[0], "ingress")
         by_program[program] = by_program.get(program, 0) | cbits
     by_sources: dict[int, int] = {}
     for program, dst_classes in by_program.items():
@@ -752,16 +756,16 @@ def _class_rows(build: _Build, port: int | None, proto: str) -> tuple[int, ...]:
     walked: dict[tuple[TierProgram, ...], int] = {}
     rows = [0] * classes.count
     distinct: dict[int, int] = {}
-    for base, rep, cbits in build.slots("egress"):
+    for base, cids, _ in build.slots("egress"):
         dests = universe
         if base:
-            program = program_at(base, rep, "egress")
+            program = program_at(base, cids[0], "egress")
             hit = walked.get(program)
             if hit is None:
                 hit = walked[program] = allowed_bits(
                     walk_bits(program, lambda r: build.peers_c[r] & pm[r], universe), universe)
             dests = hit
-        for cid in set_bits(cbits):
+        for cid in cids:
             row = dests & admitted[cid]
             rows[cid] = distinct.setdefault(row, row)
     return tuple(rows)
