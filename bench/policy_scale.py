@@ -346,8 +346,12 @@ def scale(n_pods: int) -> None:
               f"then dumped {built:.2f} s ({built / streamed:.2f}x), peak RSS {peak_rss_mb():.0f} MB", flush=True)
     else:
         rows, took = json_rows(matrices[0])
+        whole = took / rows * n_pods
         print(f"         matrix -o json, the first {rows:,} rows of one port: {took:.2f} s ({took / rows * 1000:.2f} ms "
-              f"per row of {n_pods:,} cells, so a whole port is ~{took / rows * n_pods / 60:.0f} min and "
+              f"per row of {n_pods:,} cells, so a whole port is ~{whole / 60:.0f} min and "
+              f"~{n_pods * n_pods * 6.5 / 1e9:.0f} GB)" if whole >= 120 else
+              f"         matrix -o json, the first {rows:,} rows of one port: {took:.2f} s ({took / rows * 1000:.2f} ms "
+              f"per row of {n_pods:,} cells, so a whole port is ~{whole:.0f} s and "
               f"~{n_pods * n_pods * 6.5 / 1e9:.0f} GB)", flush=True)
 
 
