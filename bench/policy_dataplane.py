@@ -36,7 +36,7 @@ from podnet.agent.policy import PolicyReconciler, read_status  # noqa: E402
 from podnet.agent.policy_view import LiveView  # noqa: E402
 from podnet.dataplane.nft.render import render  # noqa: E402
 from podnet.kernel import netns  # noqa: E402
-from podnet.model import Namespace, NetworkPolicy, Pod  # noqa: E402
+from podnet.model import Namespace, NetworkPolicy, Node, Pod  # noqa: E402
 from podnet.policy.cluster import ClusterState  # noqa: E402
 from podnet.store.open import open_store  # noqa: E402
 from podnet.testing.policy_lab import PolicyLab  # noqa: E402
@@ -303,6 +303,8 @@ class OneChange:
         self.sd = tempfile.mkdtemp(prefix="podnet-bench-")
         self.store = open_store(self.sd)
         self.store.create(Namespace.model_validate({"metadata": {"name": NS}}))
+        self.store.create(Node.model_validate({"metadata": {"name": "n1"}, "status": {
+            "addresses": [{"type": "InternalIP", "address": "10.99.0.1"}]}}))
         npol = objects // 10
         pods = synthetic_pods(objects - npol, nodes=2)
         for p in pods:
@@ -314,6 +316,7 @@ class OneChange:
         self.view = LiveView(self.store)  # what the policy loop reads: the store kept current by watch events
         self.rec.reconcile_view(self.view)
         self.target = pods[1].metadata.name  # a pod on n2: its label change is one set element on n1
+        self.local = pods[2].metadata.name  # a pod on n1 (app a2): moves between a2's and a0's chains
         self.flips = 0
 
     def step(self) -> float:
@@ -321,6 +324,20 @@ class OneChange:
         cur = self.store.get(Pod, self.target, NS)
         data = cur.to_dict()
         data["metadata"]["labels"] = {"app": "a3" if self.flips % 2 == 0 else "a1"}
+        self.flips += 1
+        self.store.update(Pod.model_validate(data), check_version=False)
+        t0 = time.perf_counter()
+        st = self.rec.reconcile_view(self.view)
+        took = time.perf_counter() - t0
+        assert st.revision == self.store.revision() and st.plan.get("incremental"), st.plan
+        return took
+
+    def local_step(self) -> float:
+        """A pod of this node relabelled between two apps whose signature chains exist (a0's,
+        and a2's or, at 10 objects, the open one): its dispatch moves, no chain is added."""
+        cur = self.store.get(Pod, self.local, NS)
+        data = cur.to_dict()
+        data["metadata"]["labels"] = {"app": "a0" if self.flips % 2 == 0 else "a2"}
         self.flips += 1
         self.store.update(Pod.model_validate(data), check_version=False)
         t0 = time.perf_counter()
@@ -340,7 +357,7 @@ class OneChange:
         t0 = time.perf_counter()
         st = self.rec.reconcile_view(self.view)
         took = time.perf_counter() - t0
-        assert st.revision == self.store.revision() and st.plan.get("chains_rewritten") == 1, st.plan
+        assert st.revision == self.store.revision() and st.plan.get("incremental"), st.plan
         return took
 
     def close(self) -> None:
@@ -351,55 +368,55 @@ class OneChange:
             shutil.rmtree(self.sd, ignore_errors=True)
 
 
+def _side_by_side(small: OneChange, big: OneChange, step: Any, repeats: int) -> dict[str, Any]:
+    """``step`` on both cases, alternating, after one warm-up each: medians and p90 in ms."""
+    times: dict[int, list[float]] = {10: [], 10000: []}
+    for case in (small, big):
+        step(case)  # warm up this path
+    for _ in range(repeats):
+        for case in (small, big):
+            times[case.objects].append(step(case))
+    for case in (small, big):
+        assert case.rec.applier.model_matches_kernel(), "the kernel differs from the applier's model"
+    s_ms, b_ms = (statistics.median(times[n]) * 1000 for n in (10, 10000))
+    return {"small_ms": round(s_ms, 3), "big_ms": round(b_ms, 3), "ratio": round(b_ms / s_ms, 2),
+            "small_p90_ms": round(pct(times[10], 90) * 1000, 3), "big_p90_ms": round(pct(times[10000], 90) * 1000, 3),
+            "repeats": repeats, "path": big.rec.status.plan.get("path"),
+            "commands": big.rec.status.plan.get("commands", 0)}
+
+
+#: (key, what, the step, commit through raw netlink, hold the flows of the named pods)
+ONE_CHANGE_CASES: tuple[tuple[str, str, Any, bool, bool], ...] = (
+    ("netlink", "a remote pod's label", OneChange.step, True, False),
+    ("libnftables", "a remote pod's label", OneChange.step, False, False),
+    ("local", "a local pod's label (between chains)", OneChange.local_step, True, False),
+    ("policy", "one policy's port", OneChange.policy_step, True, False),
+    ("policy_libnftables", "one policy's port", OneChange.policy_step, False, False),
+    ("policy_flows", "one policy's port, flows held", OneChange.policy_step, True, True),
+    ("local_flows", "a local pod's label, flows held", OneChange.local_step, True, True),
+)
+
+
 def one_change(repeats: int) -> dict[str, Any]:
     """10 vs 10,000 objects side by side: passes alternate between the two, so drift on the
-    machine hits both; each with the commit as a raw netlink batch and, for comparison, through
-    libnftables (which lists the table's chains and sets before every commit). First a pod's
-    label (element changes), then a policy's port (its chain flushed and refilled)."""
+    machine hits both. A pod's label (element changes) on another node and on this one, then a
+    policy's port; the commit as a raw netlink batch (the agent's path) and, for comparison,
+    through libnftables (which lists the table's chains and sets before every commit). The
+    table's part is measured with the flow recheck off; the last rows add it (after each
+    commit the loop lists the node's conntrack entries when the commit names pods)."""
     small = big = None
     out: dict[str, Any] = {}
     try:
         small, big = OneChange(10), OneChange(10000)
-        for path, raw in (("netlink", True), ("libnftables", False)):
-            times: dict[int, list[float]] = {10: [], 10000: []}
+        for key, what, step, raw, flows in ONE_CHANGE_CASES:
             for case in (small, big):
                 case.rec.applier.raw_elements = raw
-                case.step()  # warm up this path
-            for _ in range(repeats):
-                for case in (small, big):
-                    times[case.objects].append(case.step())
-            for case in (small, big):
-                assert case.rec.status.plan.get("path") == path, case.rec.status.plan
-                assert case.rec.applier.model_matches_kernel(), "the kernel differs from the applier's model"
-            s_ms, b_ms = (statistics.median(times[n]) * 1000 for n in (10, 10000))
-            out[path] = {"small_ms": round(s_ms, 3), "big_ms": round(b_ms, 3), "ratio": round(b_ms / s_ms, 2),
-                         "small_p90_ms": round(pct(times[10], 90) * 1000, 3),
-                         "big_p90_ms": round(pct(times[10000], 90) * 1000, 3),
-                         "commands": big.rec.status.plan.get("commands", 0), "repeats": repeats}
-            r = out[path]
-            print(f"  element commit via {path:11s}: 10 objects {r['small_ms']:.3f} ms, 10,000 objects "
-                  f"{r['big_ms']:.3f} ms: ratio {r['ratio']}x (medians of {repeats}; p90 {r['small_p90_ms']:.3f} / "
-                  f"{r['big_p90_ms']:.3f} ms; {r['commands']} kernel commands per change)", flush=True)
-        for path, raw in (("netlink", True), ("libnftables", False)):
-            times = {10: [], 10000: []}
-            for case in (small, big):
-                case.rec.applier.raw_elements = raw
-                case.policy_step()  # warm up this path
-            for _ in range(max(5, repeats // 4)):
-                for case in (small, big):
-                    times[case.objects].append(case.policy_step())
-            for case in (small, big):
-                assert case.rec.status.plan.get("path") == path, case.rec.status.plan
-                assert case.rec.applier.model_matches_kernel(), "the kernel differs from the applier's model"
-            s_ms, b_ms = (statistics.median(times[n]) * 1000 for n in (10, 10000))
-            key = "policy" if raw else "policy_libnftables"
-            out[key] = {"small_ms": round(s_ms, 3), "big_ms": round(b_ms, 3), "ratio": round(b_ms / s_ms, 2),
-                        "small_p90_ms": round(pct(times[10], 90) * 1000, 3),
-                        "big_p90_ms": round(pct(times[10000], 90) * 1000, 3), "repeats": len(times[10])}
-            r = out[key]
-            print(f"  one policy's port changed, commit via {path:11s}: 10 objects {r['small_ms']:.3f} ms, 10,000 "
-                  f"objects {r['big_ms']:.3f} ms: ratio {r['ratio']}x (medians of {r['repeats']}; p90 "
-                  f"{r['small_p90_ms']:.3f} / {r['big_p90_ms']:.3f} ms)", flush=True)
+                case.rec.cut_flows = flows
+            n = repeats if step is OneChange.step else max(5, repeats // 4)
+            r = out[key] = _side_by_side(small, big, step, n)
+            print(f"  {what:38s} via {r['path']:11s}: 10 objects {r['small_ms']:.3f} ms, 10,000 objects "
+                  f"{r['big_ms']:.3f} ms: ratio {r['ratio']}x (medians of {n}; p90 {r['small_p90_ms']:.3f} / "
+                  f"{r['big_p90_ms']:.3f} ms; {r['commands']} commands)", flush=True)
     finally:
         for case in (small, big):
             if case is not None:

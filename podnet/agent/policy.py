@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from podnet.dataplane.nft.flows import FlowVerdicts, TrackedFlow
+from podnet.dataplane.nft.dispatch import dispatch_entries
 from podnet.dataplane.nft.live import LiveTable
 from podnet.dataplane.nft.model import MapKey, NftChain, NftTable, Verdict
 from podnet.dataplane.nft.recheck import judge_flows, pods_to_recheck_after
@@ -174,8 +175,8 @@ class PolicyReconciler:
             tiered = any(not p.is_k8s for p in state.policies)
             self._last = None if tiered else (LiveTable(table, index, state), _Known(dict(state.policies_by_ns), state))
             status.plan = plan.summary()
-            status.plan["flows"] = self._cut_flows(plan.commands, table.chains, _elements(table, FROM_MAP),
-                                                   _elements(table, TO_MAP), lambda: snapshot, state)
+            status.plan["flows"] = self._cut_flows(plan.commands, table.chains, dispatch_entries(table, FROM_MAP),
+                                                   dispatch_entries(table, TO_MAP), lambda: snapshot, state)
             status.counts = table.counts()
             self._last_revision = snapshot.revision
             if read_back:
@@ -353,11 +354,6 @@ class PolicyReconciler:
         with open(tmp, "w") as f:
             json.dump(self.status.to_dict(), f)
         os.replace(tmp, path)
-
-
-def _elements(table: NftTable, name: str) -> Mapping[MapKey, Verdict]:
-    m = table.maps.get(name)
-    return m.elements if m is not None else {}
 
 
 def _merge(cache: dict[Any, Any], fresh: dict[Any, Any]) -> None:

@@ -145,7 +145,7 @@ def test_policy_updates_without_rendering_equal_a_full_render() -> None:
     assert incremental >= 100 and pod_steps >= 10
 
 
-def test_a_port_change_rewrites_only_the_policy_chain() -> None:
+def test_a_port_change_is_an_element_change() -> None:
     rng = random.Random(2)
     pods = [_pod("x", f"p{i}", f"10.244.1.{10 + i}", "n1", APPS[i % 3]) for i in range(9)]
     pol = compile_policy(NetworkPolicy.model_validate({
@@ -161,7 +161,13 @@ def test_a_port_change_rewrites_only_the_policy_chain() -> None:
     new = compile_policy(NetworkPolicy.model_validate(data))
     upd = live.plan_policies([(pol, new)], st)
     assert upd is not None and rng is not None
-    assert upd.plan.touched_chains == ["pi-" + upd.plan.touched_chains[0][3:]] and upd.plan.chains_rewritten == 1
+    # the rule reads its own port set: the edit is that set's elements, no rule changes
+    assert upd.plan.touched_chains == [] and upd.plan.chains_rewritten == 0
     assert not upd.maps["from-pod"] and not upd.maps["to-pod"] and not upd.sets_added and not upd.sets_removed
-    verbs = [next(iter(c)) for c in upd.commands]
-    assert verbs == ["flush", "add"], upd.commands
+    (name, (gone, fresh)), = upd.elements.items()
+    assert name.startswith("ports-") and gone == {("tcp", (80, 80))} and fresh == {("tcp", (8080, 8080))}
+    assert [(next(iter(c)), next(iter(next(iter(c.values()))))) for c in upd.commands] == \
+        [("delete", "element"), ("add", "element")], upd.commands
+    live.commit(upd)
+    assert _canonical(live.table) == _canonical(render_indexed(ClusterState.from_parts(NAMESPACES, pods, [new]), "n1",
+                                                               node_ips=NODE_IPS)[0])

@@ -6,13 +6,16 @@ of silence for UDP and ICMP, days for TCP). After a commit the policy loop there
 tracked flows of the pods whose rules changed to the new policy:
 
 1. ``pods_to_recheck``: which of this node's pods' rules the commit changed. A pod's rules are
-   its dispatch entries (``from-pod``, ``to-pod``, its ``pod-ifaces`` element) and every chain
+   its dispatch entries (its elements in the membership sets ``from-<h>``/``to-<h>``, or in the
+   tiered table's ``from-pod``/``to-pod`` maps, and in ``pod-ifaces``) and every chain
    reachable from their verdicts, with the sets those chains look up; so: the pods whose
    dispatch entries the change replaced or removed (a new pod's first entries name nobody: its
    packets were dropped until then, so it has no flows), and those whose verdict reaches a chain that was
-   rewritten, added or removed or that looks up a set whose elements changed. A change the
-   table's shape does not localise (the table replaced, a base chain rewritten) names every
-   pod of the node.
+   rewritten, added or removed or that looks up a set whose elements changed. The dispatch
+   chains themselves (``from-wl``, ``to-wl``) are rewritten when a signature chain comes or
+   goes; what that changes for a pod is its dispatch entry, so they do not count as changed
+   chains. A change the table's shape does not localise (the table replaced, a base chain
+   rewritten) names every pod of the node.
 2. ``judge_flows``: each tracked flow to or from those pods, held to the policy engine's
    decision for it (the decision the rules make for a new connection): denied ones get
    ``FLOW_DENIED_MARK`` (the forward chain's first rule drops their packets both ways), marked
@@ -37,13 +40,13 @@ from podnet.policy.cluster import ClusterState
 from podnet.policy.evaluate import evaluate
 
 from .flows import FlowVerdicts, TrackedFlow
+from .dispatch import FROM_WL, POD_IFACES, TO_WL, is_dispatch, is_member_set
 from .model import MapKey, NftChain, Verdict
-from .render import FROM_MAP, POD_IFACES, TO_MAP
 
 _TARGET = re.compile(r'"(?:jump|goto)":\{"target":"([^"]+)"\}')
 _SET_REF = re.compile(r'"@([^"]+)"')
-#: keyed by the pod (its veth, its address): a change there concerns that pod alone
-_DISPATCH = frozenset((FROM_MAP, TO_MAP, POD_IFACES))
+#: the dispatch chains: a pod's part of them is its dispatch entry
+_DISPATCH_CHAINS = frozenset((FROM_WL, TO_WL))
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,9 @@ def changed_objects(commands: Iterable[Mapping[str, Any]]) -> ChangedObjects:
     chains: set[str] = set()
     sets: set[str] = set()
     keys: set[str] = set()
+    #: pods entering a membership set: (their interface, the element's strings)
+    entering: list[tuple[str, list[str]]] = []
+    new_ifaces: set[str] = set()
     whole = False
     for cmd in commands:
         for verb, body in cmd.items():
@@ -72,19 +78,33 @@ def changed_objects(commands: Iterable[Mapping[str, Any]]) -> ChangedObjects:
                 if kind == "table":
                     whole = True
                 elif kind == "chain":
-                    chains.add(obj["name"])
+                    if obj["name"] not in _DISPATCH_CHAINS:
+                        chains.add(obj["name"])
                 elif kind == "rule":
-                    chains.add(obj["chain"])
+                    if obj["chain"] not in _DISPATCH_CHAINS:
+                        chains.add(obj["chain"])
                 elif kind in ("set", "map"):
-                    sets.add(obj["name"])
+                    if not is_dispatch(obj["name"]):
+                        sets.add(obj["name"])
                 elif kind == "element":
-                    if obj["name"] in _DISPATCH:
+                    if is_dispatch(obj["name"]):
                         # a pod's entries changed are deleted and added again; only added: a
                         # new pod, whose packets were dropped until now (no flows to hold)
                         if verb == "delete":
                             keys.update(_key_strings(obj.get("elem", ())))
+                        elif obj["name"] == POD_IFACES:
+                            new_ifaces.update(_key_strings(obj.get("elem", ())))
+                        elif is_member_set(obj["name"]):
+                            # a pod whose old membership set went away with its chain is only
+                            # added to its new set; a new pod also enters pod-ifaces
+                            for elem in obj.get("elem", ()):
+                                strings = list(_key_strings(elem))
+                                entering.append((strings[0], strings))
                     else:
                         sets.add(obj["name"])
+    for ifname, strings in entering:
+        if ifname not in new_ifaces:
+            keys.update(strings)
     return ChangedObjects(frozenset(chains), frozenset(sets), frozenset(keys), whole)
 
 
@@ -110,7 +130,7 @@ def _refs(chain: NftChain) -> tuple[frozenset[str], frozenset[str]]:
     for r in chain.rules:
         targets.update(_TARGET.findall(r.expr_json))
         sets.update(_SET_REF.findall(r.expr_json))
-    return frozenset(targets), frozenset(sets - _DISPATCH)
+    return frozenset(targets), frozenset(s for s in sets if not is_dispatch(s))
 
 
 def _tainted(chains: Mapping[str, NftChain], changed: ChangedObjects) -> set[str]:
@@ -119,6 +139,8 @@ def _tainted(chains: Mapping[str, NftChain], changed: ChangedObjects) -> set[str
     tainted = set(changed.chains)
     callers: dict[str, list[str]] = {}
     for name, chain in chains.items():
+        if name in _DISPATCH_CHAINS:  # reached through the pods' dispatch entries instead
+            continue
         targets, sets = _refs(chain)
         if sets & changed.sets:
             tainted.add(name)
