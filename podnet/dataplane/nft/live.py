@@ -287,6 +287,11 @@ class LiveTable:
                 if new.host_ip and new.host_ip not in index.sig_own:
                     return None  # an address the signature chains do not accept yet
                 from_key, to_key = dispatch_keys(new, index.interfaces)
+                known = self._group_verdicts(new)
+                if known is not None:  # pods with its namespace and labels here: the same chains
+                    over[FROM_MAP][from_key], over[TO_MAP][to_key] = known
+                    ifaces[to_key] = True
+                    continue
                 selecting = [p for p in policies_by_ns.get(new.namespace or "", ())
                              if p.pod_selector.matches(new.labels)]
                 lookups: tuple[tuple[Direction, str, MapKey], ...] = (("egress", FROM_MAP, from_key),
@@ -317,6 +322,18 @@ class LiveTable:
             if any(self._usage[v] + delta[v] <= 0 for v in chains_left):
                 return None
         return self._element_update(wanted, ifaces, final, changes)
+
+    def _group_verdicts(self, ep: Endpoint) -> tuple[Verdict, Verdict] | None:
+        """The (egress, ingress) dispatch verdicts of the local pods with ``ep``'s namespace and
+        labels as last committed (every selector decides them alike, so ``ep`` gets the same),
+        without running the namespace's selectors; None when no such pod is on this node."""
+        book = self._book
+        group = None if book is None else book.groups.get(ep.namespace or "", {}).get(_labels_key(ep))
+        if group is None or not group.local:
+            return None
+        from_key, to_key = next(iter(group.local.values()))
+        egress, ingress = self._dispatch[FROM_MAP].get(from_key), self._dispatch[TO_MAP].get(to_key)
+        return None if egress is None or ingress is None else (egress, ingress)
 
     def _element_update(self, wanted: Mapping[str, Mapping[Element, bool]], ifaces: Mapping[Element, bool],
                         final: Mapping[str, Mapping[MapKey, Verdict | None]],
