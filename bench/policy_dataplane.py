@@ -6,7 +6,7 @@
      0 policies measured in the same run; with veth offloads on and off.
      (goals: new connections >= 0.90x, request/response >= 0.97x, throughput >= 0.98x)
   2. nft rules, chains and set/map elements against policies and pods (must grow with
-     policies + pods, not pods²).
+     policies + pods, not pods²); the render, first apply and read-back resync of a whole table.
   3. policy write -> enforced latency through the store and the policy loop process, with
      1,000 policies and 200 pods (goal p99 <= 100 ms).
   4. one change at 10,000 objects vs the same change at 10 (goal <= 1.2x): a pod's label and a
@@ -14,7 +14,8 @@
      the live table, commit), both sizes measured side by side; with the commit as a raw netlink
      batch (the agent's path) and, for comparison, through libnftables.
 
-Run as root: .venv/bin/python bench/policy_dataplane.py [--quick] [--json FILE] [--only one-change]
+Run as root: .venv/bin/python bench/policy_dataplane.py [--quick] [--json FILE]
+             [--only datapath|sizes|apply|write|one-change]
 """
 from __future__ import annotations
 
@@ -225,6 +226,47 @@ def sizes() -> list[dict[str, Any]]:
     return rows
 
 
+# --- a whole table applied ------------------------------------------------------------------------
+
+
+def full_apply(repeats: int = 3) -> list[dict[str, Any]]:
+    """What a full pass costs at 1,000 policies: the render, the first apply of the whole table
+    to a node without one (one libnftables transaction), and a resync that reads the kernel back
+    and finds nothing to change (listing, parse, diff); medians of ``repeats``."""
+    from podnet.kernel.nft.apply import NftApplier
+
+    nss = [Namespace.model_validate({"metadata": {"name": NS}})]
+    rows = []
+    for pods in (1000, 9000):
+        state = ClusterState.build(nss, synthetic_pods(pods), make_policies(1000))
+        renders, applies, resyncs = [], [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            table = render(state, "n1", node_ips=["10.99.0.1"])
+            renders.append(time.perf_counter() - t0)
+            lab = PolicyLab.build(f"pf-{secrets.token_hex(2)}", nodes=1)
+            try:
+                applier = NftApplier(lab.nodes["n1"].netns)
+                t0 = time.perf_counter()
+                applier.sync(table)
+                applies.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                plan = applier.sync(table, read_back=True)
+                resyncs.append(time.perf_counter() - t0)
+                assert plan.empty, plan.summary()
+            finally:
+                lab.close()
+        c = table.counts()
+        row = {"pods": pods, "policies": 1000, **c, "render_ms": round(statistics.median(renders) * 1000, 1),
+               "apply_ms": round(statistics.median(applies) * 1000, 1),
+               "resync_ms": round(statistics.median(resyncs) * 1000, 1)}
+        rows.append(row)
+        print(f"  {pods:5d} pods, 1,000 policies (node n1 of 2): rules {c['rules']}, sets {c['sets']}, set elements "
+              f"{c['set_elements']}, map elements {c['map_elements']}: render {row['render_ms']} ms, first apply "
+              f"{row['apply_ms']} ms, read-back resync {row['resync_ms']} ms (medians of {repeats})", flush=True)
+    return rows
+
+
 # --- write -> enforced -------------------------------------------------------------------------
 
 
@@ -429,7 +471,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="shorter runs, fewer samples")
     ap.add_argument("--json", default=None, help="also write the figures to this file")
-    ap.add_argument("--only", choices=["datapath", "sizes", "write", "one-change"], default=None,
+    ap.add_argument("--only", choices=["datapath", "sizes", "apply", "write", "one-change"], default=None,
                     help="run only this section")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -443,6 +485,9 @@ def main() -> int:
     if args.only in (None, "sizes"):
         print("2. table size", flush=True)
         out["sizes"] = sizes()
+    if args.only in (None, "apply"):
+        print("2b. a whole table applied", flush=True)
+        out["full_apply"] = full_apply()
     if args.only in (None, "write"):
         print("3. policy write -> enforced", flush=True)
         out["write_to_enforced"] = write_to_enforced(samples)
