@@ -4,7 +4,8 @@
      nodes whose ends are both isolated and selected by 1/20 of the policies): new-connection
      rate, 1-byte request/response rate, iperf3 single-stream throughput, each as a ratio to
      0 policies measured in the same run; with veth offloads on and off.
-     (goals: new connections >= 0.90x, request/response >= 0.97x, throughput >= 0.98x)
+     (goals: new connections >= 0.90x, request/response >= 0.97x, throughput >= 0.98x); and the
+     new-connection rate with the dispatch by membership sets against per-pod verdict maps.
   2. nft rules, chains and set/map elements against policies and pods (must grow with
      policies + pods, not pods²); the render, first apply and read-back resync of a whole table.
   3. policy write -> enforced latency through the store and the policy loop process, with
@@ -15,7 +16,7 @@
      batch (the agent's path) and, for comparison, through libnftables.
 
 Run as root: .venv/bin/python bench/policy_dataplane.py [--quick] [--json FILE]
-             [--only datapath|sizes|apply|write|one-change]
+             [--only datapath|dispatch|sizes|apply|write|one-change]
 """
 from __future__ import annotations
 
@@ -35,7 +36,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from podnet.agent.policy import PolicyReconciler, read_status  # noqa: E402
 from podnet.agent.policy_view import LiveView  # noqa: E402
-from podnet.dataplane.nft.render import render  # noqa: E402
+from podnet.dataplane.nft.dispatch import FROM_MAP, FROM_WL, TO_MAP, TO_WL, dispatch_entries, is_member_set  # noqa: E402
+from podnet.dataplane.nft.model import NftMap, NftTable  # noqa: E402
+from podnet.dataplane.nft.render import base_chains, render  # noqa: E402
 from podnet.kernel import netns  # noqa: E402
 from podnet.model import Namespace, NetworkPolicy, Node, Pod  # noqa: E402
 from podnet.policy.cluster import ClusterState  # noqa: E402
@@ -196,6 +199,57 @@ def datapath(seconds: float, counts: list[int], runs: int) -> dict[str, Any]:
                           f"({r['bw_ratio']:.3f}x)", flush=True)
         finally:
             srv.close()
+    finally:
+        lab.close()
+    return out
+
+
+def vmap_layout(table: NftTable) -> NftTable:
+    """The same table with the dispatch of its earlier layout (and the tiered table's): verdict
+    maps keyed on the pod, one ``vmap`` rule in each dispatch chain, no membership sets."""
+    base = base_chains()
+    maps = {FROM_MAP: NftMap(FROM_MAP, ("ifname", "ipv4_addr"), dispatch_entries(table, FROM_MAP)),
+            TO_MAP: NftMap(TO_MAP, ("ifname",), dispatch_entries(table, TO_MAP))}
+    return NftTable(table.family, table.name, sets={n: s for n, s in table.sets.items() if not is_member_set(n)},
+                    maps=maps, chains={**table.chains, FROM_WL: base[FROM_WL], TO_WL: base[TO_WL]})
+
+
+def dispatch_cost(seconds: float, runs: int) -> dict[str, Any]:
+    """New connections per second across nodes with 1,000 policies, the dispatch by membership
+    sets (one rule per signature chain) against the same table with per-pod verdict maps, and 0
+    policies; runs interleaved, medians (the machine's load moves single runs a lot)."""
+    lab = PolicyLab.build(f"pd-{secrets.token_hex(2)}")
+    out: dict[str, Any] = {}
+    try:
+        for node in ("n1", "n2"):
+            for i in range(20):
+                app = "a0" if (node, i) == ("n1", 0) else "a1" if (node, i) == ("n2", 0) else f"a{2 + i % 18}"
+                lab.add_pod(NS, f"{node}-p{i}", node, {"app": app})
+        server, client = lab.pods[f"{NS}/n1-p0"], lab.pods[f"{NS}/n2-p0"]
+        tables: dict[str, dict[str, NftTable]] = {}
+        for key, pols in (("none", 0), ("sets", 1000)):
+            state = lab.state(make_policies(pols))
+            tables[key] = {n: render(state, n, node_ips=[node.ip]) for n, node in lab.nodes.items()}
+        tables["vmaps"] = {n: vmap_layout(t) for n, t in tables["sets"].items()}
+        rules = {n: len(t.chains[FROM_WL].rules) + len(t.chains[TO_WL].rules) for n, t in tables["sets"].items()}
+        srv = EchoServer(server.netns, server.ip, SERVER_PORT)
+        try:
+            res: dict[str, list[float]] = {k: [] for k in tables}
+            for _ in range(runs):
+                for key, by_node in tables.items():
+                    for n, node in lab.nodes.items():
+                        node.applier.sync(by_node[n])
+                    res[key].append(conn_rate(client.netns, server.ip, seconds))
+        finally:
+            srv.close()
+        med = {k: statistics.median(v) for k, v in res.items()}
+        out = {"conn_per_s": {k: round(v) for k, v in med.items()}, "dispatch_rules": rules,
+               "sets_vs_vmaps": round(med["sets"] / med["vmaps"], 3), "sets_vs_none": round(med["sets"] / med["none"], 3),
+               "vmaps_vs_none": round(med["vmaps"] / med["none"], 3), "runs": runs}
+        print(f"  new conn/s, 1,000 policies: membership sets {round(med['sets'])} ({out['sets_vs_none']:.3f}x of 0 "
+              f"policies), verdict maps {round(med['vmaps'])} ({out['vmaps_vs_none']:.3f}x), 0 policies "
+              f"{round(med['none'])}: sets / maps {out['sets_vs_vmaps']:.3f}x (medians of {runs} interleaved runs "
+              f"of {seconds} s; dispatch rules per node {rules})", flush=True)
     finally:
         lab.close()
     return out
@@ -471,7 +525,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="shorter runs, fewer samples")
     ap.add_argument("--json", default=None, help="also write the figures to this file")
-    ap.add_argument("--only", choices=["datapath", "sizes", "apply", "write", "one-change"], default=None,
+    ap.add_argument("--only", choices=["datapath", "dispatch", "sizes", "apply", "write", "one-change"], default=None,
                     help="run only this section")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -482,6 +536,9 @@ def main() -> int:
     if args.only in (None, "datapath"):
         print("1. datapath, allowed pair across nodes, 20 pods per node", flush=True)
         out["datapath"] = datapath(secs, [0, 100, 1000], runs)
+    if args.only in (None, "dispatch"):
+        print("1b. the dispatch's cost per new connection: membership sets vs verdict maps", flush=True)
+        out["dispatch"] = dispatch_cost(1.5, 4 if args.quick else 8)
     if args.only in (None, "sizes"):
         print("2. table size", flush=True)
         out["sizes"] = sizes()

@@ -20,10 +20,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from podnet.dataplane.nft.flows import FlowVerdicts, TrackedFlow
 from podnet.dataplane.nft.dispatch import dispatch_entries
+from podnet.dataplane.nft.flows import FlowVerdicts, TrackedFlow
 from podnet.dataplane.nft.live import LiveTable
-from podnet.dataplane.nft.model import MapKey, NftChain, NftTable, Verdict
+from podnet.dataplane.nft.model import MapKey, NftChain, Verdict
 from podnet.dataplane.nft.recheck import judge_flows, pods_to_recheck_after
 from podnet.dataplane.nft.render import FROM_MAP, TO_MAP, RenderMemo, render_indexed
 from podnet.kernel.conntrack import enforce_pod_flows

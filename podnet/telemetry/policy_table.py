@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from podnet.dataplane.nft.counts import TableCounts
-from podnet.dataplane.nft.model import TableId
 from podnet.dataplane.nft.dispatch import POD_IFACES
+from podnet.dataplane.nft.model import TableId
 from podnet.dataplane.nft.stats import PolicyTableStats, policy_table_stats
 
 from .api import Kind, Telemetry

@@ -14,8 +14,8 @@ from functools import partial
 from typing import Any
 
 from podnet.dataplane.nft.diff import SyncPlan
-from podnet.dataplane.nft.recheck import judge_flows, pods_to_recheck_after
 from podnet.dataplane.nft.dispatch import dispatch_entries
+from podnet.dataplane.nft.recheck import judge_flows, pods_to_recheck_after
 from podnet.dataplane.nft.render import FROM_MAP, TO_MAP, render, workload_ifname
 from podnet.kernel import netns, underlay
 from podnet.kernel.conntrack import enforce_pod_flows

@@ -3,11 +3,11 @@ two real renders of the node's table, the diff between them, and the pods it nam
 from __future__ import annotations
 
 from podnet.dataplane.nft.diff import plan_sync
+from podnet.dataplane.nft.dispatch import dispatch_entries
 from podnet.dataplane.nft.flows import FlowVerdicts, TrackedFlow
 from podnet.dataplane.nft.live import LiveTable
 from podnet.dataplane.nft.model import NftTable
 from podnet.dataplane.nft.recheck import changed_objects, judge_flows, pods_to_recheck_after
-from podnet.dataplane.nft.dispatch import dispatch_entries
 from podnet.dataplane.nft.render import FROM_MAP, TO_MAP, render, render_indexed
 from podnet.model import Namespace, NetworkPolicy, Pod
 from podnet.policy.cluster import ClusterState

@@ -24,8 +24,8 @@ from podnet.cni.handler import Handler
 from podnet.cni.plugin import via_agent
 from podnet.cni.server import CniServer
 from podnet.dataplane.nft.counts import RuleCount, TableCounts
-from podnet.dataplane.nft.model import POLICY_TABLE, NftTable
 from podnet.dataplane.nft.dispatch import POD_IFACES
+from podnet.dataplane.nft.model import POLICY_TABLE, NftTable
 from podnet.dataplane.nft.render import render
 from podnet.dataplane.nft.stats import denied_by, policy_table_stats
 from podnet.ipam.allocator import IPAM

@@ -39,8 +39,8 @@ from typing import Any
 from podnet.policy.cluster import ClusterState
 from podnet.policy.evaluate import evaluate
 
-from .flows import FlowVerdicts, TrackedFlow
 from .dispatch import FROM_WL, POD_IFACES, TO_WL, is_dispatch, is_member_set
+from .flows import FlowVerdicts, TrackedFlow
 from .model import MapKey, NftChain, Verdict
 
 _TARGET = re.compile(r'"(?:jump|goto)":\{"target":"([^"]+)"\}')

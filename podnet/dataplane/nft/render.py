@@ -63,7 +63,6 @@ from .model import (
     Element,
     MapKey,
     NftChain,
-    NftMap,
     NftRule,
     NftSet,
     NftTable,
