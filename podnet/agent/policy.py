@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from podnet.dataplane.nft.dispatch import dispatch_entries
+from podnet.dataplane.nft.dispatch import DispatchIndex, dispatch_entries
 from podnet.dataplane.nft.flows import FlowVerdicts, TrackedFlow
 from podnet.dataplane.nft.live import LiveTable
 from podnet.dataplane.nft.model import MapKey, NftChain, Verdict
@@ -270,7 +270,7 @@ class PolicyReconciler:
             return None
         _merge(pods, fresh)
         cut = self._cut_flows(update.commands, live.chains, live.entries(FROM_MAP), live.entries(TO_MAP),
-                              snapshot_of)
+                              snapshot_of, index=live.dispatch)
         return self._finish_fast_path(revision, {"incremental": True, **update.plan.summary(), "path": how,
                                                  "flows": cut}, t0)
 
@@ -310,7 +310,7 @@ class PolicyReconciler:
         for old_ir, new_ir in pairs:
             known.replace(old_ir, new_ir)
         cut = self._cut_flows(update.commands, live.chains, live.entries(FROM_MAP), live.entries(TO_MAP),
-                              snapshot_of)
+                              snapshot_of, index=live.dispatch)
         status = self._finish_fast_path(revision, {**update.plan.summary(), "incremental": True, "path": how,
                                                    "flows": cut}, t0)
         if not update.plan.empty:
@@ -320,14 +320,15 @@ class PolicyReconciler:
 
     def _cut_flows(self, commands: list[dict[str, Any]], chains: Mapping[str, NftChain],
                    from_pod: Mapping[MapKey, Verdict], to_pod: Mapping[MapKey, Verdict],
-                   snapshot_of: Callable[[], Any], state: ClusterState | None = None) -> dict[str, int]:
+                   snapshot_of: Callable[[], Any], state: ClusterState | None = None,
+                   index: DispatchIndex | None = None) -> dict[str, int]:
         """After a commit: hold the tracked flows of the local pods whose rules it changed to the
         new policy (an established flow the new rules deny would otherwise keep flowing; the
         table drops the ones marked denied). The engine's state is built only when such pods
         have tracked flows. A failure is logged: the rules are committed either way."""
         if not self.cut_flows or not commands:
             return {}
-        addresses = pods_to_recheck_after(commands, chains, from_pod, to_pod)
+        addresses = pods_to_recheck_after(commands, chains, from_pod, to_pod, index)
         if not addresses:
             return {}
 

@@ -9,7 +9,9 @@ import random
 from typing import Any
 
 from podnet.dataplane.nft.diff import plan_sync
+from podnet.dataplane.nft.dispatch import FROM_MAP, TO_MAP, dispatch_entries
 from podnet.dataplane.nft.live import LiveTable
+from podnet.dataplane.nft.recheck import pods_to_recheck_after
 from podnet.dataplane.nft.model import NftTable
 from podnet.dataplane.nft.render import render_indexed
 from podnet.model import Namespace, NetworkPolicy, Pod
@@ -72,6 +74,18 @@ def _policy(rng: random.Random, ns: str, name: str) -> PolicyIR:
         "metadata": {"name": name, "namespace": ns}, "spec": spec}))
 
 
+def _same_recheck(live: LiveTable, commands: list[dict[str, Any]], where: str) -> None:
+    """The live table's dispatch index is its dispatch entries indexed, and the flow recheck
+    names the same pods with it as by visiting every entry."""
+    entries = {w: dict(live.entries(w)) for w in (FROM_MAP, TO_MAP)}
+    assert entries == {w: dispatch_entries(live.table, w) for w in (FROM_MAP, TO_MAP)}, where
+    members = {w: {v: {k for k, x in entries[w].items() if x == v} for v in set(entries[w].values())}
+               for w in entries}
+    assert live.dispatch.members == members, where
+    plain = pods_to_recheck_after(commands, live.chains, entries[FROM_MAP], entries[TO_MAP])
+    assert pods_to_recheck_after(commands, live.chains, entries[FROM_MAP], entries[TO_MAP], live.dispatch) == plain, where
+
+
 def test_policy_updates_without_rendering_equal_a_full_render() -> None:
     rng = random.Random(17)
     ips = iter(range(10, 250))
@@ -103,6 +117,7 @@ def test_policy_updates_without_rendering_equal_a_full_render() -> None:
             if upd is not None:
                 live.commit(upd)
                 pod_steps += 1
+                _same_recheck(live, upd.commands, f"step {step}")
             else:
                 table, index = render_indexed(st, "n1", node_ips=NODE_IPS)
                 live = LiveTable(table, index, st)
@@ -134,6 +149,7 @@ def test_policy_updates_without_rendering_equal_a_full_render() -> None:
         incremental += 1
         live.commit(upd)
         assert _canonical(live.table) == _canonical(full), f"step {step}: {[(a and a.ref, b and b.ref) for a, b in changes]}"
+        _same_recheck(live, upd.commands, f"step {step}")
         assert _peers(live.pod_sets) == _peers(full_index.pod_sets), f"step {step}: pod sets"
         assert live.book is not None and live.book.signatures == dict(full_index.signatures), f"step {step}"
         # The commands turn the old table into the new one: the plan against the new one is empty

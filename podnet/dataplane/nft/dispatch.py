@@ -135,3 +135,37 @@ def dispatch_entries(table: NftTable, which: str) -> dict[MapKey, Verdict]:
             for elem in s.elements:
                 out[element_key(which, elem)] = verdict
     return out
+
+
+class DispatchIndex:
+    """Every local pod's dispatch entries, indexed both ways, kept current change by change:
+    key → verdict per direction, the keys of each verdict (the members of a signature chain's
+    set), and interface → address. What the flow recheck needs to find the pods behind a
+    changed chain without visiting every pod of the node."""
+
+    def __init__(self, entries: Mapping[str, Mapping[MapKey, Verdict]]) -> None:
+        self.entries: dict[str, dict[MapKey, Verdict]] = {w: dict(e) for w, e in entries.items()}
+        self.members: dict[str, dict[Verdict, set[MapKey]]] = {w: {} for w in self.entries}
+        for which, by_key in self.entries.items():
+            for key, verdict in by_key.items():
+                self.members[which].setdefault(verdict, set()).add(key)
+        self.iface_ip: dict[str, str] = {k[0]: k[1] for k in self.entries.get(FROM_MAP, {}) if len(k) == 2}
+
+    def put(self, which: str, key: MapKey, verdict: Verdict | None) -> None:
+        """Give ``key`` its new verdict (None: the pod's entry is gone)."""
+        by_key, members = self.entries[which], self.members[which]
+        was = by_key.get(key)
+        if was is not None:
+            keys = members[was]
+            keys.discard(key)
+            if not keys:
+                del members[was]
+        if verdict is None:
+            by_key.pop(key, None)
+            if which == FROM_MAP and len(key) == 2 and self.iface_ip.get(key[0]) == key[1]:
+                del self.iface_ip[key[0]]
+            return
+        by_key[key] = verdict
+        members.setdefault(verdict, set()).add(key)
+        if which == FROM_MAP and len(key) == 2:
+            self.iface_ip[key[0]] = key[1]

@@ -31,7 +31,16 @@ from podnet.policy.cluster import ClusterState, Endpoint, PeerContext, peer_matc
 from podnet.policy.ir import DIRECTIONS, Direction, PodPeer, PolicyIR
 
 from .diff import SyncPlan, plan_sync, set_elements
-from .dispatch import FROM_SET, KEY_TYPES, TO_SET, dispatch_chains, dispatch_entries, member_element, member_set
+from .dispatch import (
+    FROM_SET,
+    KEY_TYPES,
+    TO_SET,
+    DispatchIndex,
+    dispatch_chains,
+    dispatch_entries,
+    member_element,
+    member_set,
+)
 from .model import Element, KeyInfo, MapKey, NftChain, NftSet, NftTable, TableId, Verdict
 from .render import (
     ALLOW,
@@ -200,7 +209,8 @@ class LiveTable:
         self._pod_sets: dict[str, PodPeer] = dict(index.pod_sets)
         #: each local pod's dispatch key → verdict, per direction (the membership sets' contents
         #: by pod, kept current by ``commit``)
-        self._dispatch: dict[str, dict[MapKey, Verdict]] = {name: dispatch_entries(table, name) for name in _DISPATCH}
+        self._index = DispatchIndex({name: dispatch_entries(table, name) for name in _DISPATCH})
+        self._dispatch = self._index.entries
         #: how many dispatch entries use each verdict (a signature chain no entry uses would
         #: disappear in a full render)
         self._usage: Counter[Verdict] = Counter()
@@ -240,6 +250,11 @@ class LiveTable:
     def chains(self) -> Mapping[str, NftChain]:
         """The chains as they are now (a read-only view)."""
         return self._tracker.chains
+
+    @property
+    def dispatch(self) -> DispatchIndex:
+        """The local pods' dispatch entries, indexed (a live view: read it, do not change it)."""
+        return self._index
 
     def entries(self, name: str) -> Mapping[MapKey, Verdict]:
         """The dispatch entries (FROM_MAP / TO_MAP) as they are now (a live, read-only view)."""
@@ -565,9 +580,7 @@ class LiveTable:
                     self._usage[was] -= 1
                 if verdict is not None:
                     self._usage[verdict] += 1
-                    entries[key] = verdict
-                else:
-                    entries.pop(key, None)
+                self._index.put(name, key, verdict)
         for verdict in [v for v, n in self._usage.items() if n <= 0]:
             del self._usage[verdict]
         if self._book is not None:

@@ -30,16 +30,16 @@ Allowed flows are not touched at all.
 from __future__ import annotations
 
 import ipaddress
+import socket
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from podnet.policy.cluster import ClusterState
 from podnet.policy.evaluate import evaluate
 
-from .dispatch import FROM_WL, POD_IFACES, TO_WL, is_dispatch, is_member_set
+from .dispatch import FROM_MAP, FROM_WL, POD_IFACES, TO_WL, DispatchIndex, is_dispatch, is_member_set
 from .flows import FlowVerdicts, TrackedFlow
 from .model import MapKey, NftChain, Verdict
 
@@ -121,10 +121,23 @@ def _key_strings(value: Any) -> Iterable[str]:
             yield from _key_strings(v)
 
 
-@lru_cache(maxsize=1 << 16)
+#: id(chain) → (the chain, its refs): chains are frozen values kept by the table, so a chain
+#: seen before is found by identity (hashing a chain's rules costs more than the lookup)
+_REFS: dict[int, tuple[NftChain, tuple[frozenset[str], frozenset[str]]]] = {}
+
+
 def _refs(chain: NftChain) -> tuple[frozenset[str], frozenset[str]]:
-    """(chains jumped or gone to, sets looked up) by a chain's rules; chains are frozen values,
-    so an unchanged chain is parsed once."""
+    """(chains jumped or gone to, sets looked up) by a chain's rules, parsed once per chain."""
+    hit = _REFS.get(id(chain))
+    if hit is not None and hit[0] is chain:
+        return hit[1]
+    if len(_REFS) >= 1 << 16:
+        _REFS.clear()
+    refs = _REFS[id(chain)] = (chain, _parse_refs(chain))
+    return refs[1]
+
+
+def _parse_refs(chain: NftChain) -> tuple[frozenset[str], frozenset[str]]:
     targets: set[str] = set()
     sets: set[str] = set()
     for r in chain.rules:
@@ -160,12 +173,14 @@ def _target(verdict: Verdict) -> str | None:
 
 
 def pods_to_recheck(changed: ChangedObjects, chains: Mapping[str, NftChain],
-                  from_pod: Mapping[MapKey, Verdict], to_pod: Mapping[MapKey, Verdict]) -> list[str]:
+                  from_pod: Mapping[MapKey, Verdict], to_pod: Mapping[MapKey, Verdict],
+                  index: DispatchIndex | None = None) -> list[str]:
     """The addresses of the node's pods whose tracked flows must be cut after ``changed`` was
-    committed, given the table after the commit (its chains and dispatch maps). Sorted."""
+    committed, given the table after the commit (its chains and dispatch entries; ``index``, the
+    same entries indexed, spares a visit of every pod). Sorted."""
     if not (changed.chains or changed.sets or changed.dispatch_keys or changed.whole_table):
         return []
-    iface_ip = {key[0]: key[1] for key in from_pod if len(key) == 2}
+    iface_ip = index.iface_ip if index is not None else {key[0]: key[1] for key in from_pod if len(key) == 2}
     out: set[str] = set()
     if changed.whole_table or any(chains[n].hook for n in changed.chains if n in chains):
         out.update(iface_ip.values())
@@ -173,6 +188,11 @@ def pods_to_recheck(changed: ChangedObjects, chains: Mapping[str, NftChain],
         tainted = _tainted(chains, changed) if changed.chains or changed.sets else set()
         if any(chains[n].hook for n in tainted if n in chains):
             out.update(iface_ip.values())
+        elif index is not None:
+            for which, by_verdict in index.members.items():
+                for verdict, keys in by_verdict.items():
+                    if _target(verdict) in tainted:
+                        out.update(ip for ip in (_address(which, key, iface_ip) for key in keys) if ip)
         else:
             for key, verdict in from_pod.items():
                 if len(key) == 2 and _target(verdict) in tainted:
@@ -185,7 +205,12 @@ def pods_to_recheck(changed: ChangedObjects, chains: Mapping[str, NftChain],
             out.add(iface_ip[s])
         elif _is_ipv4(s):
             out.add(s)
-    return sorted(out, key=lambda a: ipaddress.IPv4Address(a))
+    return sorted(out, key=socket.inet_aton)  # address order (IPv4Address parses ~20x slower)
+
+
+def _address(which: str, key: MapKey, iface_ip: Mapping[str, str]) -> str | None:
+    """A dispatch key's pod address: in the key (egress), or its interface's (ingress)."""
+    return key[1] if which == FROM_MAP and len(key) == 2 else iface_ip.get(key[0]) if key else None
 
 
 def _is_ipv4(text: str) -> bool:
@@ -197,11 +222,12 @@ def _is_ipv4(text: str) -> bool:
 
 
 def pods_to_recheck_after(commands: Sequence[Mapping[str, Any]], chains: Mapping[str, NftChain],
-                     from_pod: Mapping[MapKey, Verdict], to_pod: Mapping[MapKey, Verdict]) -> list[str]:
+                     from_pod: Mapping[MapKey, Verdict], to_pod: Mapping[MapKey, Verdict],
+                     index: DispatchIndex | None = None) -> list[str]:
     """``pods_to_recheck`` for one committed transaction's commands."""
     if not commands:
         return []
-    return pods_to_recheck(changed_objects(commands), chains, from_pod, to_pod)
+    return pods_to_recheck(changed_objects(commands), chains, from_pod, to_pod, index)
 
 
 # --- the tracked flows of those pods ------------------------------------------------------------
