@@ -11,8 +11,8 @@ from typing import Any
 from podnet.dataplane.nft.diff import plan_sync
 from podnet.dataplane.nft.dispatch import FROM_MAP, TO_MAP, dispatch_entries
 from podnet.dataplane.nft.live import LiveTable
-from podnet.dataplane.nft.recheck import pods_to_recheck_after
 from podnet.dataplane.nft.model import NftTable
+from podnet.dataplane.nft.recheck import pods_to_recheck_after
 from podnet.dataplane.nft.render import render_indexed
 from podnet.model import Namespace, NetworkPolicy, Pod
 from podnet.policy.cluster import ClusterState, Endpoint, endpoint_for_pod

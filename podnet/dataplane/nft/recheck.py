@@ -30,8 +30,8 @@ Allowed flows are not touched at all.
 from __future__ import annotations
 
 import ipaddress
-import socket
 import re
+import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
