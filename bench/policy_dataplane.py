@@ -276,7 +276,8 @@ def sizes() -> list[dict[str, Any]]:
             c = table.counts()
             rows.append({"pods": pods, "policies": pols, **c, "render_s": round(time.perf_counter() - t0, 3)})
             print(f"  {pods:5d} pods {pols:5d} policies: rules {c['rules']:5d}  chains {c['chains']:5d}  "
-                  f"set elements {c['set_elements']:6d}  map elements {c['map_elements']:5d}", flush=True)
+                  f"sets {c['sets']:5d}  set elements {c['set_elements']:6d}  map elements {c['map_elements']:5d}",
+                  flush=True)
     return rows
 
 
@@ -319,6 +320,59 @@ def full_apply(repeats: int = 3) -> list[dict[str, Any]]:
               f"{c['set_elements']}, map elements {c['map_elements']}: render {row['render_ms']} ms, first apply "
               f"{row['apply_ms']} ms, read-back resync {row['resync_ms']} ms (medians of {repeats})", flush=True)
     return rows
+
+
+def jump_check(repeats: int = 30) -> dict[str, Any]:
+    """The kernel's part of a rule change, by layout: one chain flushed and refilled with a
+    ``counter accept`` rule (a rule with a verdict makes nf_tables check the table's jumps
+    before it commits), as one raw netlink batch, in the 9,000-pod table with the dispatch by
+    membership sets and the same table with per-pod verdict maps; and one pod moved between
+    signature chains (two set elements, or the two verdict-map entries replaced)."""
+    from podnet.kernel.nft.apply import NftApplier
+    from podnet.kernel.nft.netlink import encode
+
+    nss = [Namespace.model_validate({"metadata": {"name": NS}})]
+    sets = render(ClusterState.build(nss, synthetic_pods(9000), make_policies(1000)), "n1", node_ips=["10.99.0.1"])
+    out: dict[str, Any] = {}
+    for layout, table in (("sets", sets), ("vmaps", vmap_layout(sets))):
+        lab = PolicyLab.build(f"pj-{secrets.token_hex(2)}", nodes=1)
+        try:
+            applier = NftApplier(lab.nodes["n1"].netns)
+            applier.sync(table)
+            sock = applier._element_socket()
+            chain = next(n for n in sorted(table.chains) if n.startswith("pi-"))
+            t = table.id
+            rule = {"add": {"rule": t.ref(chain=chain, expr=[{"counter": None}, {"accept": None}], comment="x")}}
+            flush = {"flush": {"chain": t.ref(name=chain)}}
+            if layout == "sets":
+                a, b = sorted(n for n in table.sets if n.startswith("from-") and n != "from-open")[:2]
+                elem = sorted(table.sets[a].elements)[0]
+                key = {"concat": [elem[0], str(__import__("ipaddress").IPv4Address(elem[1][0]))]}  # type: ignore[index]
+                moves = [[{"delete": {"element": t.ref(name=a, elem=[key])}}, {"add": {"element": t.ref(name=b, elem=[key])}}],
+                         [{"delete": {"element": t.ref(name=b, elem=[key])}}, {"add": {"element": t.ref(name=a, elem=[key])}}]]
+            else:
+                entries = table.maps[FROM_MAP].elements
+                k = sorted(entries)[0]
+                other = next(v for v in sorted(set(entries.values())) if v != entries[k] and v[1] != "egress-ok")
+                moves = [[{"delete": {"element": t.ref(name=FROM_MAP, elem=[{"concat": list(k)}])}},
+                          {"add": {"element": t.ref(name=FROM_MAP, elem=[[{"concat": list(k)}, {v[0]: {"target": v[1]}}]])}}]
+                         for v in (other, entries[k])]
+            times: dict[str, list[float]] = {"rule": [], "move": []}
+            for i in range(repeats):
+                for what, cmds in (("rule", [flush, rule]), ("move", moves[i % 2])):
+                    batch = encode(cmds, t, table.key_info, sock.seq + 1)
+                    assert batch is not None, (layout, what)
+                    t0 = time.perf_counter()
+                    sock.commit(*batch)
+                    times[what].append(time.perf_counter() - t0)
+            out[layout] = {w: round(statistics.median(v) * 1000, 3) for w, v in times.items()}
+        finally:
+            lab.close()
+    print(f"  kernel commit, 9,000 pods and 1,000 policies (4,500 pods on the node): a rule with a verdict "
+          f"{out['sets']['rule']} ms with membership sets, {out['vmaps']['rule']} ms with verdict maps; a pod "
+          f"moved between chains {out['sets']['move']} ms (set elements) vs {out['vmaps']['move']} ms (map "
+          f"entries) (medians of {repeats})", flush=True)
+    return out
 
 
 # --- write -> enforced -------------------------------------------------------------------------
@@ -456,6 +510,20 @@ class OneChange:
         assert st.revision == self.store.revision() and st.plan.get("incremental"), st.plan
         return took
 
+    def peer_step(self) -> float:
+        """One policy's peer changed (another pod selector): its rules are rewritten, so the
+        kernel checks the table's jumps (see ``jump_check``)."""
+        cur = self.store.get(NetworkPolicy, "np0000", NS)
+        data = cur.to_dict()
+        data["spec"]["ingress"][0]["from"] = [{"podSelector": {"matchLabels": {"app": "a7" if self.flips % 2 else "a3"}}}]
+        self.flips += 1
+        self.store.update(NetworkPolicy.model_validate(data), check_version=False)
+        t0 = time.perf_counter()
+        st = self.rec.reconcile_view(self.view)
+        took = time.perf_counter() - t0
+        assert st.revision == self.store.revision() and st.plan.get("incremental"), st.plan
+        return took
+
     def close(self) -> None:
         try:
             self.store.close()
@@ -488,6 +556,7 @@ ONE_CHANGE_CASES: tuple[tuple[str, str, Any, bool, bool], ...] = (
     ("local", "a local pod's label (between chains)", OneChange.local_step, True, False),
     ("policy", "one policy's port", OneChange.policy_step, True, False),
     ("policy_libnftables", "one policy's port", OneChange.policy_step, False, False),
+    ("policy_peer", "one policy's peer (its rules rewritten)", OneChange.peer_step, True, False),
     ("policy_flows", "one policy's port, flows held", OneChange.policy_step, True, True),
     ("local_flows", "a local pod's label, flows held", OneChange.local_step, True, True),
 )
@@ -545,6 +614,7 @@ def main() -> int:
     if args.only in (None, "apply"):
         print("2b. a whole table applied", flush=True)
         out["full_apply"] = full_apply()
+        out["jump_check"] = jump_check()
     if args.only in (None, "write"):
         print("3. policy write -> enforced", flush=True)
         out["write_to_enforced"] = write_to_enforced(samples)
