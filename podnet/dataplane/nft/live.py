@@ -378,7 +378,8 @@ class LiveTable:
                 cmds.append({"delete": set_elements(t, s, sorted(gone))})
             if fresh:
                 cmds.append({"add": set_elements(t, s, sorted(fresh))})
-            plan.map_changes += len(gone) + len(fresh)
+            plan.elements_removed += len(gone)
+            plan.elements_added += len(fresh)
             elements[name] = (gone, fresh)
         for name in _DISPATCH:
             if final[name]:
