@@ -180,7 +180,7 @@ def test_golden_s1_reads_as_intended() -> None:
     assert table.maps == {}
     assert table.sets["to-" + verdict[1][len("ingress-"):]].elements == {(web_if,)}
     assert [r.comment.split(" ", 1)[1] for r in table.chains["to-wl"].rules] == [
-        f"dispatch: pods of {verdict[1]}", "dispatch: pods no policy isolates for ingress",
+        "dispatch: pods no policy isolates for ingress", f"dispatch: pods of {verdict[1]}",
         "unknown pod interface: fail closed until programmed"]
     assert [r.comment.split(" ", 1)[1] for r in table.chains["from-wl"].rules] == [
         "dispatch: pods no policy isolates for egress", "anti-spoofing: source is not the pod's address",

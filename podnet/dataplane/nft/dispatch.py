@@ -7,8 +7,8 @@ looking the pod up in a plain named set of that chain's members (pure).
               iifname . ip saddr @from-open goto egress-ok     pods no policy isolates (egress)
               iifname @pod-ifaces counter drop                 a known veth, a wrong source
               counter drop                                     an unknown cali*: fail closed
-    to-wl     oifname @to-<h> goto ingress-<h>                 one per ingress signature chain
-              oifname @to-open accept                          pods no policy isolates (ingress)
+    to-wl     oifname @to-open accept                          pods no policy isolates (ingress)
+              oifname @to-<h> goto ingress-<h>                 one per ingress signature chain
               counter drop
 
 Why not verdict maps keyed on the pod (``iifname . ip saddr vmap @from-pod``, what the tiered
@@ -105,9 +105,10 @@ def dispatch_rule(which: str, name: str) -> NftRule:
 
 
 def dispatch_chains(names: Iterable[str]) -> dict[str, NftChain]:
-    """``from-wl`` and ``to-wl`` for the membership sets ``names`` (in name order, the open
-    ones included): the rules are disjoint, so their order does not change any verdict."""
-    ordered = sorted(set(names))
+    """``from-wl`` and ``to-wl`` for the membership sets ``names``: the open ones first (a pod
+    no policy isolates meets one lookup), then by name. The rules are disjoint, so their order
+    does not change any verdict."""
+    ordered = sorted(set(names), key=lambda n: (not n.endswith(OPEN), n))
     from_wl = NftChain(FROM_WL, (
         *[dispatch_rule(FROM_MAP, n) for n in ordered if n.startswith(FROM_SET)],
         NftRule.make([match(meta("iifname"), "@" + POD_IFACES), COUNTER, DROP],
