@@ -20,9 +20,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from podnet.dataplane.nft.dispatch import DispatchIndex, dispatch_entries
 from podnet.dataplane.nft.flows import FlowVerdicts, TrackedFlow
 from podnet.dataplane.nft.live import LiveTable
-from podnet.dataplane.nft.model import MapKey, NftChain, NftTable, Verdict
+from podnet.dataplane.nft.model import MapKey, NftChain, Verdict
 from podnet.dataplane.nft.recheck import judge_flows, pods_to_recheck_after
 from podnet.dataplane.nft.render import FROM_MAP, TO_MAP, RenderMemo, render_indexed
 from podnet.kernel.conntrack import enforce_pod_flows
@@ -174,8 +175,8 @@ class PolicyReconciler:
             tiered = any(not p.is_k8s for p in state.policies)
             self._last = None if tiered else (LiveTable(table, index, state), _Known(dict(state.policies_by_ns), state))
             status.plan = plan.summary()
-            status.plan["flows"] = self._cut_flows(plan.commands, table.chains, _elements(table, FROM_MAP),
-                                                   _elements(table, TO_MAP), lambda: snapshot, state)
+            status.plan["flows"] = self._cut_flows(plan.commands, table.chains, dispatch_entries(table, FROM_MAP),
+                                                   dispatch_entries(table, TO_MAP), lambda: snapshot, state)
             status.counts = table.counts()
             self._last_revision = snapshot.revision
             if read_back:
@@ -269,7 +270,7 @@ class PolicyReconciler:
             return None
         _merge(pods, fresh)
         cut = self._cut_flows(update.commands, live.chains, live.entries(FROM_MAP), live.entries(TO_MAP),
-                              snapshot_of)
+                              snapshot_of, index=live.dispatch)
         return self._finish_fast_path(revision, {"incremental": True, **update.plan.summary(), "path": how,
                                                  "flows": cut}, t0)
 
@@ -309,7 +310,7 @@ class PolicyReconciler:
         for old_ir, new_ir in pairs:
             known.replace(old_ir, new_ir)
         cut = self._cut_flows(update.commands, live.chains, live.entries(FROM_MAP), live.entries(TO_MAP),
-                              snapshot_of)
+                              snapshot_of, index=live.dispatch)
         status = self._finish_fast_path(revision, {**update.plan.summary(), "incremental": True, "path": how,
                                                    "flows": cut}, t0)
         if not update.plan.empty:
@@ -319,14 +320,15 @@ class PolicyReconciler:
 
     def _cut_flows(self, commands: list[dict[str, Any]], chains: Mapping[str, NftChain],
                    from_pod: Mapping[MapKey, Verdict], to_pod: Mapping[MapKey, Verdict],
-                   snapshot_of: Callable[[], Any], state: ClusterState | None = None) -> dict[str, int]:
+                   snapshot_of: Callable[[], Any], state: ClusterState | None = None,
+                   index: DispatchIndex | None = None) -> dict[str, int]:
         """After a commit: hold the tracked flows of the local pods whose rules it changed to the
         new policy (an established flow the new rules deny would otherwise keep flowing; the
         table drops the ones marked denied). The engine's state is built only when such pods
         have tracked flows. A failure is logged: the rules are committed either way."""
         if not self.cut_flows or not commands:
             return {}
-        addresses = pods_to_recheck_after(commands, chains, from_pod, to_pod)
+        addresses = pods_to_recheck_after(commands, chains, from_pod, to_pod, index)
         if not addresses:
             return {}
 
@@ -353,11 +355,6 @@ class PolicyReconciler:
         with open(tmp, "w") as f:
             json.dump(self.status.to_dict(), f)
         os.replace(tmp, path)
-
-
-def _elements(table: NftTable, name: str) -> Mapping[MapKey, Verdict]:
-    m = table.maps.get(name)
-    return m.elements if m is not None else {}
 
 
 def _merge(cache: dict[Any, Any], fresh: dict[Any, Any]) -> None:

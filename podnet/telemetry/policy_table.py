@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from podnet.dataplane.nft.counts import TableCounts
+from podnet.dataplane.nft.dispatch import POD_IFACES
 from podnet.dataplane.nft.model import TableId
-from podnet.dataplane.nft.render import TO_MAP
 from podnet.dataplane.nft.stats import PolicyTableStats, policy_table_stats
 
 from .api import Kind, Telemetry
@@ -52,7 +52,7 @@ class PolicyTableCollector:
         self._text = [SeriesText(name, kind, doc, labels) for name, kind, doc, labels in FAMILIES]
 
     def expose(self) -> str:
-        return self.render(policy_table_stats(self.read((TO_MAP,))))
+        return self.render(policy_table_stats(self.read((POD_IFACES,))))
 
     def render(self, stats: PolicyTableStats) -> str:
         table = (self.table,)

@@ -14,6 +14,7 @@ from functools import partial
 from typing import Any
 
 from podnet.dataplane.nft.diff import SyncPlan
+from podnet.dataplane.nft.dispatch import dispatch_entries
 from podnet.dataplane.nft.recheck import judge_flows, pods_to_recheck_after
 from podnet.dataplane.nft.render import FROM_MAP, TO_MAP, render, workload_ifname
 from podnet.kernel import netns, underlay
@@ -151,8 +152,8 @@ class PolicyLab:
             plan = plans[name] = node.applier.sync(table, read_back=read_back)
             if not hold_flows:
                 continue
-            addresses = pods_to_recheck_after(plan.commands, table.chains, table.maps[FROM_MAP].elements,
-                                         table.maps[TO_MAP].elements)
+            addresses = pods_to_recheck_after(plan.commands, table.chains, dispatch_entries(table, FROM_MAP),
+                                         dispatch_entries(table, TO_MAP))
             enforce_pod_flows(node.netns, addresses,
                               partial(judge_flows, state=state, pods=addresses, node_ips=[node.ip]))
         return plans

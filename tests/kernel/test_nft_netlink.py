@@ -164,7 +164,8 @@ def test_chains_rules_and_sets_by_netlink_list_as_libnftables_writes_them(ns: st
     same table written by libnftables: same expressions, same comments."""
     import json
 
-    from podnet.dataplane.nft.model import NftMap, NftTable
+    from podnet.dataplane.nft.diff import set_elements
+    from podnet.dataplane.nft.model import NftChain, NftTable
     from podnet.kernel.nft.netlink import encode
 
     other = f"{ns}2"  # under the test's prefix too
@@ -177,24 +178,25 @@ def test_chains_rules_and_sets_by_netlink_list_as_libnftables_writes_them(ns: st
         table, _ = render_indexed(state, "n1", node_ips=NODE_IPS)
         by_lib = NftApplier(ns)
         by_lib.sync(table)
-        # The other namespace: base chains, maps and all but one set through libnftables, then
-        # the rest as one raw netlink batch.
+        # The other namespace: the base chains (the dispatch chains empty) and the sets every
+        # pod change needs through libnftables, then the rest as one raw netlink batch: a new
+        # pod set, the rules' port sets, the dispatch membership sets, every other chain and
+        # the dispatch rules.
         base = {"forward", "input", "from-wl", "to-wl", "egress-ok"}
+        dispatch = {"from-wl", "to-wl"}
         new_set = next(n for n in table.sets if n.startswith("pods-") and table.sets[n].elements)
-        first = NftTable(table.family, table.name, sets={n: s for n, s in table.sets.items() if n != new_set},
-                         maps={n: NftMap(n, m.key_types, {}) for n, m in table.maps.items()},
-                         chains={n: c for n, c in table.chains.items() if n in base})
+        late = {n for n in table.sets if n == new_set or n.startswith(("ports-", "from-", "to-"))}
+        first = NftTable(table.family, table.name, sets={n: s for n, s in table.sets.items() if n not in late},
+                         chains={n: (NftChain(n, ()) if n in dispatch else c)
+                                 for n, c in table.chains.items() if n in base})
         by_nl = NftApplier(other)
         by_nl.sync(first)
         rest = [c for n, c in sorted(table.chains.items()) if n not in base]
-        cmds = [{"add": table.sets[new_set].to_json(table.id)}] + [{"add": c.to_json(table.id)} for c in rest]
-        cmds += [{"add": r} for c in rest for r in c.rules_json(table.id)]
-        cmds += [{"add": {"element": {"family": "inet", "table": "podnet", "name": n,
-                                      "elem": m.to_json(table.id)["map"]["elem"]}}}
-                 for n, m in sorted(table.maps.items())]
+        cmds = [{"add": table.sets[n].to_json(table.id)} for n in sorted(late)]
+        cmds += [{"add": c.to_json(table.id)} for c in rest]
+        cmds += [{"add": r} for c in rest + [table.chains[n] for n in sorted(dispatch)] for r in c.rules_json(table.id)]
         assert any("range" in json.dumps(c) for c in cmds) and any("ip6" in json.dumps(c) for c in cmds)
-        maps = {n: (m.key_types, True) for n, m in table.maps.items()}
-        encoded = encode(cmds, table.id, maps.get, 1000)
+        encoded = encode(cmds, table.id, lambda name: None, 1000)
         assert encoded is not None, "the encoder declined a policy table"
         by_nl._element_socket().commit(*encoded)
         listed = _listing(by_nl)
@@ -204,9 +206,30 @@ def test_chains_rules_and_sets_by_netlink_list_as_libnftables_writes_them(ns: st
         # Flush and refill one chain (the per-policy rewrite), again equal.
         pol_chain = next(c for n, c in sorted(table.chains.items()) if n.startswith("pi-"))
         again = encode([{"flush": {"chain": {"family": "inet", "table": "podnet", "name": pol_chain.name}}}]
-                       + [{"add": r} for r in pol_chain.rules_json(table.id)], table.id, lambda name: None, 2000)
+                       + [{"add": r} for r in pol_chain.rules_json(table.id)], table.id, table.key_info, 2000)
         assert again is not None
         by_nl._element_socket().commit(*again)
         assert _listing(by_nl) == _listing(by_lib)
+        # A rule's ports edited (its set's elements, deletes first, a range among them) and a
+        # pod moved between dispatch sets, both ways, again equal.
+        ports = next(s for n, s in sorted(table.sets.items()) if n.startswith("ports-") and len(s.elements) > 1)
+        opened = next(n for n in sorted(table.sets) if n.startswith("from-") and n != "from-open"
+                      and table.sets[n].elements)
+        moved = sorted(table.sets[opened].elements)[0]
+        edit = [("tcp", (1, 2)), ("udp", (53, 53))]
+        for side in (by_lib, by_nl):
+            cmds = [{"delete": set_elements(table.id, ports, sorted(ports.elements))},
+                    {"add": set_elements(table.id, ports, edit)},
+                    {"delete": set_elements(table.id, table.sets[opened], [moved])},
+                    {"add": set_elements(table.id, table.sets["from-open"], [moved])}]
+            if side is by_lib:
+                with side._inside() as nft:
+                    side._run(nft, cmds)
+            else:
+                batch = encode(cmds, table.id, table.key_info, 3000)
+                assert batch is not None
+                side._element_socket().commit(*batch)
+        assert _listing(by_nl) == _listing(by_lib)
+        assert any('"range": [1, 2]' in line for line in _listing(by_nl))
     finally:
         netns.remove(other)

@@ -9,8 +9,10 @@ import random
 from typing import Any
 
 from podnet.dataplane.nft.diff import plan_sync
+from podnet.dataplane.nft.dispatch import FROM_MAP, TO_MAP, dispatch_entries
 from podnet.dataplane.nft.live import LiveTable
 from podnet.dataplane.nft.model import NftTable
+from podnet.dataplane.nft.recheck import pods_to_recheck_after
 from podnet.dataplane.nft.render import render_indexed
 from podnet.model import Namespace, NetworkPolicy, Pod
 from podnet.policy.cluster import ClusterState, Endpoint, endpoint_for_pod
@@ -72,6 +74,18 @@ def _policy(rng: random.Random, ns: str, name: str) -> PolicyIR:
         "metadata": {"name": name, "namespace": ns}, "spec": spec}))
 
 
+def _same_recheck(live: LiveTable, commands: list[dict[str, Any]], where: str) -> None:
+    """The live table's dispatch index is its dispatch entries indexed, and the flow recheck
+    names the same pods with it as by visiting every entry."""
+    entries = {w: dict(live.entries(w)) for w in (FROM_MAP, TO_MAP)}
+    assert entries == {w: dispatch_entries(live.table, w) for w in (FROM_MAP, TO_MAP)}, where
+    members = {w: {v: {k for k, x in entries[w].items() if x == v} for v in set(entries[w].values())}
+               for w in entries}
+    assert live.dispatch.members == members, where
+    plain = pods_to_recheck_after(commands, live.chains, entries[FROM_MAP], entries[TO_MAP])
+    assert pods_to_recheck_after(commands, live.chains, entries[FROM_MAP], entries[TO_MAP], live.dispatch) == plain, where
+
+
 def test_policy_updates_without_rendering_equal_a_full_render() -> None:
     rng = random.Random(17)
     ips = iter(range(10, 250))
@@ -103,6 +117,7 @@ def test_policy_updates_without_rendering_equal_a_full_render() -> None:
             if upd is not None:
                 live.commit(upd)
                 pod_steps += 1
+                _same_recheck(live, upd.commands, f"step {step}")
             else:
                 table, index = render_indexed(st, "n1", node_ips=NODE_IPS)
                 live = LiveTable(table, index, st)
@@ -134,6 +149,7 @@ def test_policy_updates_without_rendering_equal_a_full_render() -> None:
         incremental += 1
         live.commit(upd)
         assert _canonical(live.table) == _canonical(full), f"step {step}: {[(a and a.ref, b and b.ref) for a, b in changes]}"
+        _same_recheck(live, upd.commands, f"step {step}")
         assert _peers(live.pod_sets) == _peers(full_index.pod_sets), f"step {step}: pod sets"
         assert live.book is not None and live.book.signatures == dict(full_index.signatures), f"step {step}"
         # The commands turn the old table into the new one: the plan against the new one is empty
@@ -145,7 +161,7 @@ def test_policy_updates_without_rendering_equal_a_full_render() -> None:
     assert incremental >= 100 and pod_steps >= 10
 
 
-def test_a_port_change_rewrites_only_the_policy_chain() -> None:
+def test_a_port_change_is_an_element_change() -> None:
     rng = random.Random(2)
     pods = [_pod("x", f"p{i}", f"10.244.1.{10 + i}", "n1", APPS[i % 3]) for i in range(9)]
     pol = compile_policy(NetworkPolicy.model_validate({
@@ -161,7 +177,13 @@ def test_a_port_change_rewrites_only_the_policy_chain() -> None:
     new = compile_policy(NetworkPolicy.model_validate(data))
     upd = live.plan_policies([(pol, new)], st)
     assert upd is not None and rng is not None
-    assert upd.plan.touched_chains == ["pi-" + upd.plan.touched_chains[0][3:]] and upd.plan.chains_rewritten == 1
+    # the rule reads its own port set: the edit is that set's elements, no rule changes
+    assert upd.plan.touched_chains == [] and upd.plan.chains_rewritten == 0
     assert not upd.maps["from-pod"] and not upd.maps["to-pod"] and not upd.sets_added and not upd.sets_removed
-    verbs = [next(iter(c)) for c in upd.commands]
-    assert verbs == ["flush", "add"], upd.commands
+    (name, (gone, fresh)), = upd.elements.items()
+    assert name.startswith("ports-") and gone == {("tcp", (80, 80))} and fresh == {("tcp", (8080, 8080))}
+    assert [(next(iter(c)), next(iter(next(iter(c.values()))))) for c in upd.commands] == \
+        [("delete", "element"), ("add", "element")], upd.commands
+    live.commit(upd)
+    assert _canonical(live.table) == _canonical(render_indexed(ClusterState.from_parts(NAMESPACES, pods, [new]), "n1",
+                                                               node_ips=NODE_IPS)[0])

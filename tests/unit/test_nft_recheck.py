@@ -3,6 +3,7 @@ two real renders of the node's table, the diff between them, and the pods it nam
 from __future__ import annotations
 
 from podnet.dataplane.nft.diff import plan_sync
+from podnet.dataplane.nft.dispatch import dispatch_entries
 from podnet.dataplane.nft.flows import FlowVerdicts, TrackedFlow
 from podnet.dataplane.nft.live import LiveTable
 from podnet.dataplane.nft.model import NftTable
@@ -43,7 +44,7 @@ def _table(pods: list[Pod], policies: list[NetworkPolicy]) -> NftTable:
 
 def _named(old: NftTable | None, new: NftTable) -> list[str]:
     plan = plan_sync(new, old)
-    return pods_to_recheck_after(plan.commands, new.chains, new.maps[FROM_MAP].elements, new.maps[TO_MAP].elements)
+    return pods_to_recheck_after(plan.commands, new.chains, dispatch_entries(new, FROM_MAP), dispatch_entries(new, TO_MAP))
 
 
 def test_no_change_names_no_pod() -> None:
@@ -94,8 +95,19 @@ def test_a_new_pod_names_no_pod() -> None:
     """Its packets were dropped until its entries existed: it has no flows to hold."""
     before = _table(_pods(), [WEB_FROM_CLIENTS])
     after = _table([*_pods(), _pod("fresh", "10.244.1.9", "n1", {"run": "nobody"})], [WEB_FROM_CLIENTS])
-    assert plan_sync(after, before).map_changes == 2
+    assert plan_sync(after, before).elements_added == 3  # from-open, to-open, pod-ifaces
     assert _named(before, after) == []
+
+
+def test_a_pod_whose_chain_goes_away_with_it_is_named() -> None:
+    """The last pod of a signature chain leaves it: the chain and its membership set are
+    removed whole (no element delete), the pod only enters its new set, and is named."""
+    pods = _pods()
+    relabelled = [_pod("web", WEB, "n1", {"app": "not-web"}) if p.metadata.name == "web" else p for p in pods]
+    before, after = _table(pods, [WEB_FROM_CLIENTS]), _table(relabelled, [WEB_FROM_CLIENTS])
+    commands = plan_sync(after, before).commands
+    assert not any("delete" in c and "element" in c["delete"] for c in commands)
+    assert _named(before, after) == [WEB]
 
 
 def test_a_new_table_names_every_local_pod() -> None:

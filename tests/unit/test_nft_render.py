@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from podnet.cni.spec import Env, host_ifname
 from podnet.dataplane.nft.diff import plan_sync
+from podnet.dataplane.nft.dispatch import dispatch_entries
 from podnet.dataplane.nft.model import (
     NftTable,
     cidr_minus,
@@ -154,7 +155,8 @@ def test_golden_s1_reads_as_intended() -> None:
     state = ClusterState.build(NAMESPACES, PODS, policies(SCENARIOS["s1"]))
     table = render(state, "n1", node_ips=["10.99.0.1"])
     web_if = workload_ifname("default", "web")
-    verdict = table.maps["to-pod"].elements[(web_if,)]
+    to_pod, from_pod = dispatch_entries(table, "to-pod"), dispatch_entries(table, "from-pod")
+    verdict = to_pod[(web_if,)]
     assert verdict[0] == "goto"
     texts = [r.comment.split(" ", 1)[1] for r in table.chains[verdict[1]].rules]
     assert texts == [
@@ -170,10 +172,24 @@ def test_golden_s1_reads_as_intended() -> None:
     ]
     members = [s for s in table.sets.values() if s.name.startswith("pods-") and s.elements]
     assert [sorted(e[0][0] for e in s.elements) for s in members] == [[int(ipaddress.ip_address("10.244.1.3"))]]
-    assert table.maps["to-pod"].elements[(workload_ifname("default", "client1"),)] == ("accept",)
-    assert table.maps["from-pod"].elements[(web_if, "10.244.1.2")] == ("goto", "egress-ok")
-    assert (workload_ifname("test", "client"), "10.244.1.4") in table.maps["from-pod"].elements  # every local pod
-    assert not any(k[0] == workload_ifname("default", "client2") for k in table.maps["from-pod"].elements)  # on n2
+    assert to_pod[(workload_ifname("default", "client1"),)] == ("accept",)
+    assert from_pod[(web_if, "10.244.1.2")] == ("goto", "egress-ok")
+    assert (workload_ifname("test", "client"), "10.244.1.4") in from_pod  # every local pod
+    assert not any(k[0] == workload_ifname("default", "client2") for k in from_pod)  # on n2
+    # the dispatch: one rule per membership set (no per-pod verdicts), then anti-spoofing
+    assert table.maps == {}
+    assert table.sets["to-" + verdict[1][len("ingress-"):]].elements == {(web_if,)}
+    assert [r.comment.split(" ", 1)[1] for r in table.chains["to-wl"].rules] == [
+        "dispatch: pods no policy isolates for ingress", f"dispatch: pods of {verdict[1]}",
+        "unknown pod interface: fail closed until programmed"]
+    assert [r.comment.split(" ", 1)[1] for r in table.chains["from-wl"].rules] == [
+        "dispatch: pods no policy isolates for egress", "anti-spoofing: source is not the pod's address",
+        "unknown pod interface: fail closed until programmed"]
+    # the rules' ports: one named interval set per policy rule, shared by its peers' rules
+    ports = [s for s in table.sets.values() if s.name.startswith("ports-")]
+    assert [(s.types, s.interval, s.elements) for s in ports] == [
+        (("inet_proto", "inet_service"), True, frozenset({("tcp", (80, 80))}))]
+    assert all(f'"@{ports[0].name}"' in r.expr_json for r in pi.rules)
 
 
 def test_interface_name_matches_the_cni_plugin() -> None:
@@ -198,8 +214,7 @@ def test_named_ports_resolve_per_destination() -> None:
     shown = sorted((str(ipaddress.ip_address(e[0][0])), e[1], e[2]) for e in nport.elements)
     assert shown == [("10.244.1.2", "tcp", (80, 80)), ("10.244.2.3", "tcp", (8080, 8080)),
                      ("10.244.3.2", "udp", (53, 53))]
-    exprs = [r.expr_json for c in table.chains.values() for r in c.rules]
-    assert any('{"concat":["tcp",{"range":[30000,32767]}]}' in e for e in exprs)
+    assert any(("tcp", (30000, 32767)) in s.elements for n, s in table.sets.items() if n.startswith("ports-"))
 
 
 def test_ipblock_except_becomes_disjoint_intervals() -> None:

@@ -24,8 +24,9 @@ from podnet.cni.handler import Handler
 from podnet.cni.plugin import via_agent
 from podnet.cni.server import CniServer
 from podnet.dataplane.nft.counts import RuleCount, TableCounts
+from podnet.dataplane.nft.dispatch import POD_IFACES
 from podnet.dataplane.nft.model import POLICY_TABLE, NftTable
-from podnet.dataplane.nft.render import TO_MAP, render
+from podnet.dataplane.nft.render import render
 from podnet.dataplane.nft.stats import denied_by, policy_table_stats
 from podnet.ipam.allocator import IPAM
 from podnet.kernel.bird import parse_protocols, peer_rows
@@ -103,7 +104,7 @@ def as_listed(table: NftTable) -> TableCounts:
                 continue
             verdict = next((k for e in reversed(expr) for k in ("accept", "drop", "goto", "jump") if k in e), "")
             counted.append(RuleCount(chain.name, rule.comment, verdict, n, 100 * n))
-    return TableCounts(list(table.chains), n, counted, {TO_MAP: len(table.maps[TO_MAP].elements)})
+    return TableCounts(list(table.chains), n, counted, {POD_IFACES: len(table.sets[POD_IFACES].elements)})
 
 
 def cluster_store() -> Any:

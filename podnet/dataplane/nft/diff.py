@@ -143,14 +143,15 @@ def plan_sync(desired: NftTable, observed: NftTable | None) -> SyncPlan:
         if fresh:
             cmds.append({"add": map_elements(t, m, fresh, m.elements)})
         plan.map_changes += len(set(stale) | set(fresh))
-    # 5. removals, once nothing refers to them: chains, then maps and sets.
+    # 5. removals, once nothing refers to them: the rules of removed chains, then maps (their
+    #    elements may jump to a removed chain), chains and sets.
     for name in sorted(set(observed.chains) - set(desired.chains)):
         cmds.append({"flush": {"chain": t.ref(name=name)}})
+    for name in sorted(set(observed.maps) - set(desired.maps)):
+        cmds.append({"delete": {"map": t.ref(name=name)}})
     for name in sorted(set(observed.chains) - set(desired.chains)):
         cmds.append({"delete": {"chain": t.ref(name=name)}})
         plan.chains_removed += 1
-    for name in sorted(set(observed.maps) - set(desired.maps)):
-        cmds.append({"delete": {"map": t.ref(name=name)}})
     for name in sorted(set(observed.sets) - set(desired.sets)):
         cmds.append({"delete": {"set": t.ref(name=name)}})
         plan.sets_removed += 1

@@ -30,8 +30,18 @@ from typing import Any
 from podnet.policy.cluster import ClusterState, Endpoint, PeerContext, peer_matches
 from podnet.policy.ir import DIRECTIONS, Direction, PodPeer, PolicyIR
 
-from .diff import SyncPlan, map_elements, plan_sync, set_elements
-from .model import Element, KeyInfo, MapKey, NftChain, NftMap, NftSet, NftTable, TableId, Verdict
+from .diff import SyncPlan, plan_sync, set_elements
+from .dispatch import (
+    FROM_SET,
+    KEY_TYPES,
+    TO_SET,
+    DispatchIndex,
+    dispatch_chains,
+    dispatch_entries,
+    member_element,
+    member_set,
+)
+from .model import Element, KeyInfo, MapKey, NftChain, NftSet, NftTable, TableId, Verdict
 from .render import (
     ALLOW,
     EGRESS_OK,
@@ -57,6 +67,7 @@ PodChange = tuple[Endpoint | None, Endpoint | None]
 PolicyChange = tuple[PolicyIR | None, PolicyIR | None]
 _SET_REF = re.compile(r'"@([^"]+)"')
 _DISPATCH = (FROM_MAP, TO_MAP)
+_SIG_PREFIX = {FROM_MAP: "egress-", TO_MAP: "ingress-"}
 
 
 def chain_set_refs(chain: NftChain) -> tuple[str, ...]:
@@ -83,7 +94,8 @@ class LiveUpdate:
     plan: SyncPlan
     #: set → (elements removed, elements added)
     elements: Mapping[str, tuple[Set[Element], Set[Element]]] = field(default_factory=dict)
-    #: dispatch map → key → its new verdict (None: removed)
+    #: dispatch (FROM_MAP / TO_MAP) → key → its new verdict (None: removed); the membership
+    #: set elements that carry it are in ``elements`` and ``sets_added``
     maps: Mapping[str, Mapping[MapKey, Verdict | None]] = field(default_factory=dict)
     sets_added: Mapping[str, NftSet] = field(default_factory=dict)
     sets_removed: Set[str] = frozenset()
@@ -195,11 +207,15 @@ class LiveTable:
         self.index = index
         self._tracker = TableTracker(table)
         self._pod_sets: dict[str, PodPeer] = dict(index.pod_sets)
+        #: each local pod's dispatch key → verdict, per direction (the membership sets' contents
+        #: by pod, kept current by ``commit``)
+        self._index = DispatchIndex({name: dispatch_entries(table, name) for name in _DISPATCH})
+        self._dispatch = self._index.entries
         #: how many dispatch entries use each verdict (a signature chain no entry uses would
         #: disappear in a full render)
         self._usage: Counter[Verdict] = Counter()
         for name in _DISPATCH:
-            self._usage.update(table.maps[name].elements.values())
+            self._usage.update(self._dispatch[name].values())
         self._book: PolicyBook | None = None
         if state is not None and state.ipblock_matches_pods:
             self._book = PolicyBook(table, index, state.pods, state.policies)
@@ -235,9 +251,14 @@ class LiveTable:
         """The chains as they are now (a read-only view)."""
         return self._tracker.chains
 
+    @property
+    def dispatch(self) -> DispatchIndex:
+        """The local pods' dispatch entries, indexed (a live view: read it, do not change it)."""
+        return self._index
+
     def entries(self, name: str) -> Mapping[MapKey, Verdict]:
-        """A dispatch map's entries as they are now."""
-        return self._tracker.entries(name)
+        """The dispatch entries (FROM_MAP / TO_MAP) as they are now (a live, read-only view)."""
+        return self._dispatch[name]
 
     # -- pod changes --------------------------------------------------------------------------
 
@@ -249,7 +270,7 @@ class LiveTable:
             return None
         #: per set, element → wanted (last change wins)
         wanted: dict[str, dict[Element, bool]] = {}
-        base = {name: tracker.entries(name) for name in _DISPATCH}
+        base = self._dispatch
         #: per map, key → its value after the changes (None: absent); only touched keys
         over: dict[str, dict[MapKey, Verdict | None]] = {name: {} for name in _DISPATCH}
         ifaces: dict[Element, bool] = {}
@@ -278,9 +299,14 @@ class LiveTable:
                 released.add(pop(TO_MAP, to_key))
                 ifaces[to_key] = False
             if new is not None and programmed(new) and new.node == index.node:
-                if new.host_ip and new.host_ip not in index.own:
-                    return None
+                if new.host_ip and new.host_ip not in index.sig_own:
+                    return None  # an address the signature chains do not accept yet
                 from_key, to_key = dispatch_keys(new, index.interfaces)
+                known = self._group_verdicts(new)
+                if known is not None:  # pods with its namespace and labels here: the same chains
+                    over[FROM_MAP][from_key], over[TO_MAP][to_key] = known
+                    ifaces[to_key] = True
+                    continue
                 selecting = [p for p in policies_by_ns.get(new.namespace or "", ())
                              if p.pod_selector.matches(new.labels)]
                 lookups: tuple[tuple[Direction, str, MapKey], ...] = (("egress", FROM_MAP, from_key),
@@ -312,6 +338,18 @@ class LiveTable:
                 return None
         return self._element_update(wanted, ifaces, final, changes)
 
+    def _group_verdicts(self, ep: Endpoint) -> tuple[Verdict, Verdict] | None:
+        """The (egress, ingress) dispatch verdicts of the local pods with ``ep``'s namespace and
+        labels as last committed (every selector decides them alike, so ``ep`` gets the same),
+        without running the namespace's selectors; None when no such pod is on this node."""
+        book = self._book
+        group = None if book is None else book.groups.get(ep.namespace or "", {}).get(_labels_key(ep))
+        if group is None or not group.local:
+            return None
+        from_key, to_key = next(iter(group.local.values()))
+        egress, ingress = self._dispatch[FROM_MAP].get(from_key), self._dispatch[TO_MAP].get(to_key)
+        return None if egress is None or ingress is None else (egress, ingress)
+
     def _element_update(self, wanted: Mapping[str, Mapping[Element, bool]], ifaces: Mapping[Element, bool],
                         final: Mapping[str, Mapping[MapKey, Verdict | None]],
                         changes: Sequence[PodChange]) -> LiveUpdate:
@@ -334,19 +372,37 @@ class LiveTable:
             if gone or fresh:
                 elements[name] = (gone, fresh)
         maps: dict[str, Mapping[MapKey, Verdict | None]] = {}
+        for name, (gone, fresh) in sorted(self._member_changes(final).items()):
+            s = tracker.set_def(name)
+            if gone:
+                cmds.append({"delete": set_elements(t, s, sorted(gone))})
+            if fresh:
+                cmds.append({"add": set_elements(t, s, sorted(fresh))})
+            plan.elements_removed += len(gone)
+            plan.elements_added += len(fresh)
+            elements[name] = (gone, fresh)
         for name in _DISPATCH:
-            m, changed = tracker.map_def(name), final[name]
-            current = tracker.entries(name)
-            stale = sorted(k for k in changed if k in current)
-            added = {k: v for k, v in changed.items() if v is not None}
-            if stale:
-                cmds.append({"delete": map_elements(t, m, stale)})
-            if added:
-                cmds.append({"add": map_elements(t, m, sorted(added), added)})
-            plan.map_changes += len(stale) + len(added)
-            if changed:
-                maps[name] = changed
+            if final[name]:
+                maps[name] = final[name]
         return LiveUpdate(plan, elements=elements, maps=maps, pods=tuple(changes))
+
+    def _member_changes(self, final: Mapping[str, Mapping[MapKey, Verdict | None]]
+                        ) -> dict[str, tuple[set[Element], set[Element]]]:
+        """Dispatch entries changed (key → new verdict, None: gone) as membership set elements:
+        set → (elements leaving it, elements entering it)."""
+        out: dict[str, tuple[set[Element], set[Element]]] = {}
+        for which in _DISPATCH:
+            current = self._dispatch[which]
+            for key, verdict in final.get(which, {}).items():
+                was = current.get(key)
+                if was == verdict:
+                    continue
+                elem = member_element(which, key)
+                if was is not None:
+                    out.setdefault(member_set(which, was), (set(), set()))[0].add(elem)
+                if verdict is not None:
+                    out.setdefault(member_set(which, verdict), (set(), set()))[1].add(elem)
+        return out
 
     # -- policy changes -----------------------------------------------------------------------
 
@@ -381,8 +437,8 @@ class LiveTable:
                 if hit is None:
                     from_key, to_key = next(iter(group.local.values()))
                     hit = refs[id(group)] = (group, {
-                        "egress": book.refs_of(tracker.entries(FROM_MAP).get(from_key)),
-                        "ingress": book.refs_of(tracker.entries(TO_MAP).get(to_key))})
+                        "egress": book.refs_of(self._dispatch[FROM_MAP].get(from_key)),
+                        "ingress": book.refs_of(self._dispatch[TO_MAP].get(to_key))})
                 cur = hit[1]
                 for direction in DIRECTIONS:
                     kept = [r for r in cur[direction] if r != ref]
@@ -408,7 +464,7 @@ class LiveTable:
             for from_key, to_key in group.local.values():
                 for name, key, verdict in ((FROM_MAP, from_key, verdicts["egress"]),
                                            (TO_MAP, to_key, verdicts["ingress"])):
-                    previous = tracker.entries(name).get(key)
+                    previous = self._dispatch[name].get(key)
                     if previous == verdict:
                         continue
                     if previous is not None:
@@ -459,17 +515,42 @@ class LiveTable:
         sets_removed = {s for s, n in set_users.items() if n < 0 and book.set_users[s] + n <= 0 and s in have_set}
         sets_added = {s: builder.sets[s] for s, n in set_users.items()
                       if n > 0 and s not in have_set and s in builder.sets}
+        # A rule's port set that stays: its elements follow the policy (an edit of its ports).
+        elements: dict[str, tuple[set[Element], set[Element]]] = {}
+        for name in builder.port_sets:
+            if name in have_set and name not in sets_removed:
+                want, have = builder.sets[name].elements, tracker.elements(name)
+                if want != have:
+                    elements[name] = (set(have - want), set(want - have))
+        # The pods' dispatch entries as membership set elements; a signature chain added or
+        # removed adds or removes its set and its dispatch rule.
+        gone_sets = {member_set(name, ("goto", sig)) for sig in sigs_removed
+                     for name in _DISPATCH if sig.startswith(_SIG_PREFIX[name])}
+        for name, (gone, fresh) in self._member_changes(maps).items():
+            if name in gone_sets:
+                continue
+            if name in have_set:
+                elements[name] = (gone, fresh)
+            else:
+                sets_added[name] = NftSet(name, KEY_TYPES[FROM_MAP if name.startswith(FROM_SET) else TO_MAP], False,
+                                          frozenset(fresh))
+        sets_removed |= gone_sets
+        new_members = {n for n in sets_added if n.startswith((FROM_SET, TO_SET))}
+        if new_members or gone_sets:  # a signature chain added or removed: its dispatch rule
+            members = {n for n in have_set if n.startswith((FROM_SET, TO_SET))}
+            chains.update(dispatch_chains((members - gone_sets) | new_members))
         # The touched objects before and after; plan_sync orders the commands.
         t = tracker.id
-        before = NftTable(t.family, t.name, sets={s: tracker.set_def(s) for s in sets_removed},
-                          maps={n: NftMap(n, tracker.map_def(n).key_types, old_maps[n]) for n in maps},
+        before = NftTable(t.family, t.name,
+                          sets={**{s: tracker.set_def(s) for s in sets_removed},
+                                **{n: _with(tracker.set_def(n), gone) for n, (gone, _) in elements.items()}},
                           chains={n: tracker.chains[n] for n in [*chains, *chains_removed, *sigs_removed]
                                   if n in tracker.chains})
-        after = NftTable(t.family, t.name, sets=sets_added,
-                         maps={n: NftMap(n, tracker.map_def(n).key_types, maps[n]) for n in maps},
+        after = NftTable(t.family, t.name,
+                         sets={**sets_added, **{n: _with(tracker.set_def(n), fresh) for n, (_, fresh) in elements.items()}},
                          chains={**chains, **{s: signature_chain(d, r, index.sig_own)
                                               for s, (d, r) in sigs_added.items()}})
-        return LiveUpdate(plan_sync(after, before), maps=maps, sets_added=sets_added,
+        return LiveUpdate(plan_sync(after, before), elements=elements, maps=maps, sets_added=sets_added,
                           sets_removed=frozenset(sets_removed),
                           chains=dict(after.chains), chains_removed=frozenset(chains_removed | sigs_removed),
                           pod_peers={s: builder.pod_peers[s] for s in sets_added if s in builder.pod_peers},
@@ -493,14 +574,14 @@ class LiveTable:
         for name, (gone, fresh) in update.elements.items():
             tracker.update_elements(name, gone, fresh)
         for name, changed in update.maps.items():
-            entries = tracker.entries(name)
+            entries = self._dispatch[name]
             for key, verdict in changed.items():
                 was = entries.get(key)
                 if was is not None:
                     self._usage[was] -= 1
                 if verdict is not None:
                     self._usage[verdict] += 1
-            tracker.update_entries(name, changed)
+                self._index.put(name, key, verdict)
         for verdict in [v for v, n in self._usage.items() if n <= 0]:
             del self._usage[verdict]
         if self._book is not None:
@@ -509,6 +590,11 @@ class LiveTable:
             for old, new in update.pods:
                 self._book.pod_removed(old)
                 self._book.pod_added(new)
+
+
+def _with(s: NftSet, elements: Set[Element]) -> NftSet:
+    """The set's definition holding ``elements`` (a side of an element change, for plan_sync)."""
+    return NftSet(s.name, s.types, s.interval, frozenset(elements))
 
 
 def _labels_key(ep: Endpoint) -> tuple[tuple[str, str], ...]:

@@ -31,8 +31,9 @@ Element = tuple[Component, ...]
 Verdict = tuple[str, ...]
 #: a verdict map key: one string per key type (an interface name, an address, a port)
 MapKey = tuple[str, ...]
-#: (key types, is a verdict map) of a plain set or map: what an element encoder needs
-KeyInfo = tuple[tuple[str, ...], bool]
+#: (key types, is a verdict map) of a plain set or map, (key types, False, True) of a
+#: concatenated interval set: what an element encoder needs
+KeyInfo = tuple[tuple[str, ...], bool] | tuple[tuple[str, ...], bool, bool]
 
 #: base chain priorities by name, as nft spells them for the ip, ip6 and inet families
 PRIORITIES = {"raw": -300, "mangle": -150, "dstnat": -100, "filter": 0, "security": 50, "srcnat": 100}
@@ -241,7 +242,9 @@ def key_info(sets: Mapping[str, NftSet], maps: Mapping[str, NftMap], name: str) 
     """``TableModel.key_info`` over a table's set and map definitions."""
     s = sets.get(name)
     if s is not None:
-        return None if s.interval else (s.types, False)
+        if s.interval:  # a concatenation's elements carry their last key; a plain interval set's do not
+            return (s.types, False, True) if len(s.types) > 1 else None
+        return (s.types, False)
     m = maps.get(name)
     return None if m is None else (m.key_types, True)
 

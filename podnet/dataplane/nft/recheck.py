@@ -6,13 +6,16 @@ of silence for UDP and ICMP, days for TCP). After a commit the policy loop there
 tracked flows of the pods whose rules changed to the new policy:
 
 1. ``pods_to_recheck``: which of this node's pods' rules the commit changed. A pod's rules are
-   its dispatch entries (``from-pod``, ``to-pod``, its ``pod-ifaces`` element) and every chain
+   its dispatch entries (its elements in the membership sets ``from-<h>``/``to-<h>``, or in the
+   tiered table's ``from-pod``/``to-pod`` maps, and in ``pod-ifaces``) and every chain
    reachable from their verdicts, with the sets those chains look up; so: the pods whose
    dispatch entries the change replaced or removed (a new pod's first entries name nobody: its
    packets were dropped until then, so it has no flows), and those whose verdict reaches a chain that was
-   rewritten, added or removed or that looks up a set whose elements changed. A change the
-   table's shape does not localise (the table replaced, a base chain rewritten) names every
-   pod of the node.
+   rewritten, added or removed or that looks up a set whose elements changed. The dispatch
+   chains themselves (``from-wl``, ``to-wl``) are rewritten when a signature chain comes or
+   goes; what that changes for a pod is its dispatch entry, so they do not count as changed
+   chains. A change the table's shape does not localise (the table replaced, a base chain
+   rewritten) names every pod of the node.
 2. ``judge_flows``: each tracked flow to or from those pods, held to the policy engine's
    decision for it (the decision the rules make for a new connection): denied ones get
    ``FLOW_DENIED_MARK`` (the forward chain's first rule drops their packets both ways), marked
@@ -28,22 +31,22 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from podnet.policy.cluster import ClusterState
 from podnet.policy.evaluate import evaluate
 
+from .dispatch import FROM_MAP, FROM_WL, POD_IFACES, TO_WL, DispatchIndex, is_dispatch, is_member_set
 from .flows import FlowVerdicts, TrackedFlow
 from .model import MapKey, NftChain, Verdict
-from .render import FROM_MAP, POD_IFACES, TO_MAP
 
 _TARGET = re.compile(r'"(?:jump|goto)":\{"target":"([^"]+)"\}')
 _SET_REF = re.compile(r'"@([^"]+)"')
-#: keyed by the pod (its veth, its address): a change there concerns that pod alone
-_DISPATCH = frozenset((FROM_MAP, TO_MAP, POD_IFACES))
+#: the dispatch chains: a pod's part of them is its dispatch entry
+_DISPATCH_CHAINS = frozenset((FROM_WL, TO_WL))
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,9 @@ def changed_objects(commands: Iterable[Mapping[str, Any]]) -> ChangedObjects:
     chains: set[str] = set()
     sets: set[str] = set()
     keys: set[str] = set()
+    #: pods entering a membership set: (their interface, the element's strings)
+    entering: list[tuple[str, list[str]]] = []
+    new_ifaces: set[str] = set()
     whole = False
     for cmd in commands:
         for verb, body in cmd.items():
@@ -72,19 +78,33 @@ def changed_objects(commands: Iterable[Mapping[str, Any]]) -> ChangedObjects:
                 if kind == "table":
                     whole = True
                 elif kind == "chain":
-                    chains.add(obj["name"])
+                    if obj["name"] not in _DISPATCH_CHAINS:
+                        chains.add(obj["name"])
                 elif kind == "rule":
-                    chains.add(obj["chain"])
+                    if obj["chain"] not in _DISPATCH_CHAINS:
+                        chains.add(obj["chain"])
                 elif kind in ("set", "map"):
-                    sets.add(obj["name"])
+                    if not is_dispatch(obj["name"]):
+                        sets.add(obj["name"])
                 elif kind == "element":
-                    if obj["name"] in _DISPATCH:
+                    if is_dispatch(obj["name"]):
                         # a pod's entries changed are deleted and added again; only added: a
                         # new pod, whose packets were dropped until now (no flows to hold)
                         if verb == "delete":
                             keys.update(_key_strings(obj.get("elem", ())))
+                        elif obj["name"] == POD_IFACES:
+                            new_ifaces.update(_key_strings(obj.get("elem", ())))
+                        elif is_member_set(obj["name"]):
+                            # a pod whose old membership set went away with its chain is only
+                            # added to its new set; a new pod also enters pod-ifaces
+                            for elem in obj.get("elem", ()):
+                                strings = list(_key_strings(elem))
+                                entering.append((strings[0], strings))
                     else:
                         sets.add(obj["name"])
+    for ifname, strings in entering:
+        if ifname not in new_ifaces:
+            keys.update(strings)
     return ChangedObjects(frozenset(chains), frozenset(sets), frozenset(keys), whole)
 
 
@@ -101,16 +121,29 @@ def _key_strings(value: Any) -> Iterable[str]:
             yield from _key_strings(v)
 
 
-@lru_cache(maxsize=1 << 16)
+#: id(chain) → (the chain, its refs): chains are frozen values kept by the table, so a chain
+#: seen before is found by identity (hashing a chain's rules costs more than the lookup)
+_REFS: dict[int, tuple[NftChain, tuple[frozenset[str], frozenset[str]]]] = {}
+
+
 def _refs(chain: NftChain) -> tuple[frozenset[str], frozenset[str]]:
-    """(chains jumped or gone to, sets looked up) by a chain's rules; chains are frozen values,
-    so an unchanged chain is parsed once."""
+    """(chains jumped or gone to, sets looked up) by a chain's rules, parsed once per chain."""
+    hit = _REFS.get(id(chain))
+    if hit is not None and hit[0] is chain:
+        return hit[1]
+    if len(_REFS) >= 1 << 16:
+        _REFS.clear()
+    refs = _REFS[id(chain)] = (chain, _parse_refs(chain))
+    return refs[1]
+
+
+def _parse_refs(chain: NftChain) -> tuple[frozenset[str], frozenset[str]]:
     targets: set[str] = set()
     sets: set[str] = set()
     for r in chain.rules:
         targets.update(_TARGET.findall(r.expr_json))
         sets.update(_SET_REF.findall(r.expr_json))
-    return frozenset(targets), frozenset(sets - _DISPATCH)
+    return frozenset(targets), frozenset(s for s in sets if not is_dispatch(s))
 
 
 def _tainted(chains: Mapping[str, NftChain], changed: ChangedObjects) -> set[str]:
@@ -119,6 +152,8 @@ def _tainted(chains: Mapping[str, NftChain], changed: ChangedObjects) -> set[str
     tainted = set(changed.chains)
     callers: dict[str, list[str]] = {}
     for name, chain in chains.items():
+        if name in _DISPATCH_CHAINS:  # reached through the pods' dispatch entries instead
+            continue
         targets, sets = _refs(chain)
         if sets & changed.sets:
             tainted.add(name)
@@ -138,12 +173,14 @@ def _target(verdict: Verdict) -> str | None:
 
 
 def pods_to_recheck(changed: ChangedObjects, chains: Mapping[str, NftChain],
-                  from_pod: Mapping[MapKey, Verdict], to_pod: Mapping[MapKey, Verdict]) -> list[str]:
+                  from_pod: Mapping[MapKey, Verdict], to_pod: Mapping[MapKey, Verdict],
+                  index: DispatchIndex | None = None) -> list[str]:
     """The addresses of the node's pods whose tracked flows must be cut after ``changed`` was
-    committed, given the table after the commit (its chains and dispatch maps). Sorted."""
+    committed, given the table after the commit (its chains and dispatch entries; ``index``, the
+    same entries indexed, spares a visit of every pod). Sorted."""
     if not (changed.chains or changed.sets or changed.dispatch_keys or changed.whole_table):
         return []
-    iface_ip = {key[0]: key[1] for key in from_pod if len(key) == 2}
+    iface_ip = index.iface_ip if index is not None else {key[0]: key[1] for key in from_pod if len(key) == 2}
     out: set[str] = set()
     if changed.whole_table or any(chains[n].hook for n in changed.chains if n in chains):
         out.update(iface_ip.values())
@@ -151,6 +188,11 @@ def pods_to_recheck(changed: ChangedObjects, chains: Mapping[str, NftChain],
         tainted = _tainted(chains, changed) if changed.chains or changed.sets else set()
         if any(chains[n].hook for n in tainted if n in chains):
             out.update(iface_ip.values())
+        elif index is not None:
+            for which, by_verdict in index.members.items():
+                for verdict, keys in by_verdict.items():
+                    if _target(verdict) in tainted:
+                        out.update(ip for ip in (_address(which, key, iface_ip) for key in keys) if ip)
         else:
             for key, verdict in from_pod.items():
                 if len(key) == 2 and _target(verdict) in tainted:
@@ -163,7 +205,12 @@ def pods_to_recheck(changed: ChangedObjects, chains: Mapping[str, NftChain],
             out.add(iface_ip[s])
         elif _is_ipv4(s):
             out.add(s)
-    return sorted(out, key=lambda a: ipaddress.IPv4Address(a))
+    return sorted(out, key=socket.inet_aton)  # address order (IPv4Address parses ~20x slower)
+
+
+def _address(which: str, key: MapKey, iface_ip: Mapping[str, str]) -> str | None:
+    """A dispatch key's pod address: in the key (egress), or its interface's (ingress)."""
+    return key[1] if which == FROM_MAP and len(key) == 2 else iface_ip.get(key[0]) if key else None
 
 
 def _is_ipv4(text: str) -> bool:
@@ -175,11 +222,12 @@ def _is_ipv4(text: str) -> bool:
 
 
 def pods_to_recheck_after(commands: Sequence[Mapping[str, Any]], chains: Mapping[str, NftChain],
-                     from_pod: Mapping[MapKey, Verdict], to_pod: Mapping[MapKey, Verdict]) -> list[str]:
+                     from_pod: Mapping[MapKey, Verdict], to_pod: Mapping[MapKey, Verdict],
+                     index: DispatchIndex | None = None) -> list[str]:
     """``pods_to_recheck`` for one committed transaction's commands."""
     if not commands:
         return []
-    return pods_to_recheck(changed_objects(commands), chains, from_pod, to_pod)
+    return pods_to_recheck(changed_objects(commands), chains, from_pod, to_pod, index)
 
 
 # --- the tracked flows of those pods ------------------------------------------------------------

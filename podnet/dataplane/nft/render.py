@@ -6,10 +6,11 @@ Layout (Calico's, in nftables terms)::
                             iifname "cali*" goto from-wl; oifname "cali*" goto to-wl
     input   (hook input)    non-cali accept; ct …; drop              (a pod talking to its node,
                             endpoint-to-host Drop; Accept: goto from-wl, its egress policy)
-    from-wl                 iifname . ip saddr vmap @from-pod  → goto egress-<sig> | goto egress-ok
+    from-wl                 iifname . ip saddr @from-<sig> goto egress-<sig>  (one per signature)
+                            iifname . ip saddr @from-open goto egress-ok
                             iifname @pod-ifaces drop  (anti-spoofing: a known veth, a wrong source)
                             drop                      (unknown cali*: fail closed until programmed)
-    to-wl                   oifname vmap @to-pod  → goto ingress-<sig> | accept ; else drop
+    to-wl                   oifname @to-<sig> goto ingress-<sig>; oifname @to-open accept; drop
     egress-<sig>            jump po-<policy> for each egress policy selecting the pods; drop
     ingress-<sig>           own node accept; jump pi-<policy> for each; drop
     po-<policy> / pi-<policy>   the policy's rules, once per node: allow = goto egress-ok / accept
@@ -17,11 +18,12 @@ Layout (Calico's, in nftables terms)::
 
 ``<sig>`` names the ordered list of policies that isolate a pod, so pods selected by the same
 policies share one chain, and each policy's rules are rendered once per node: rules grow with
-policies + pods, not their product. A pod is two map elements (and one set element); a label
-change moves it between chains by changing its map elements, and changes peer sets by single
-elements. Pod peers are named IP sets, one per selector, shared by every rule that uses it;
-ipBlocks are interval sets (cidr minus excepts); ports are anonymous ``inet_proto .
-inet_service`` interval sets in the rule; named ports resolve per destination in ``ip . proto
+policies + pods, not their product. A pod is an element of one membership set per direction
+(``dispatch``: plain sets, no per-pod verdicts) and of ``pod-ifaces``; a label change moves it
+between chains by moving those elements, and changes peer sets by single elements. Pod peers
+are named IP sets, one per selector, shared by every rule that uses it; ipBlocks are interval
+sets (cidr minus excepts); a rule's numeric ports are its own named ``inet_proto .
+inet_service`` interval set (``ports-<hash>``), so a port edit is an element change; named ports resolve per destination in ``ip . proto
 . port`` sets (ingress: the selected local pods; egress: every peer pod). Comments name the
 policy and manifest field.
 
@@ -42,13 +44,25 @@ from podnet.policy.ir import DIRECTIONS, Direction, IPBlockPeer, PodPeer, Policy
 from podnet.services.cluster import APISERVER_PORT
 
 from . import flowlog
+from .dispatch import (
+    EGRESS_OK,
+    FROM_MAP,
+    FROM_WL,
+    KEY_TYPES,
+    POD_IFACES,
+    TO_MAP,
+    TO_WL,
+    dispatch_chains,
+    member_element,
+    member_set,
+)
 from .expr import ACCEPT, COUNTER, DROP, concat, goto, jump, match, meta, payload, vmap
 from .flows import FLOW_DENIED_MARK
 from .model import (
     POLICY_TABLE,
+    Element,
     MapKey,
     NftChain,
-    NftMap,
     NftRule,
     NftSet,
     NftTable,
@@ -60,8 +74,7 @@ from .model import (
 )
 
 TABLE = POLICY_TABLE
-FROM_MAP, TO_MAP, POD_IFACES = "from-pod", "to-pod", "pod-ifaces"
-FROM_WL, TO_WL, EGRESS_OK = "from-wl", "to-wl", "egress-ok"
+__all__ = ["EGRESS_OK", "FROM_MAP", "FROM_WL", "POD_IFACES", "TO_MAP", "TO_WL"]
 IFACE_PREFIX = "cali"
 #: Felix's DefaultEndpointToHostAction: what a pod's new connection to its own node gets
 TO_HOST_ACTIONS = ("Drop", "Accept")
@@ -154,7 +167,9 @@ def to_host_rules(action: str = "Drop") -> list[NftRule]:
 
 
 def base_chains(to_host: str = "Drop") -> dict[str, NftChain]:
-    """The fixed part: hooks, the dispatch chains and egress-ok."""
+    """The fixed part: hooks, the dispatch chains and egress-ok. The dispatch here is the
+    tiered table's (verdict maps keyed on the pod); the Kubernetes-only table replaces
+    ``from-wl`` and ``to-wl`` with one rule per signature chain (``dispatch``)."""
     forward = NftChain("forward", tuple([
         NftRule.make([match(_CT_MARK, FLOW_DENIED_MARK), COUNTER, DROP],
                      "a tracked flow the policy denies since it was established"),
@@ -197,6 +212,14 @@ def label_groups(pods: Iterable[Endpoint]) -> list[tuple[Endpoint, tuple[int, ..
     return [(ep, tuple(ips)) for _, (ep, ips) in sorted(groups.items(), key=lambda kv: kv[0])]
 
 
+def port_elements(spans: Iterable[tuple[str, int, int]]) -> list[tuple[str, tuple[int, int]]]:
+    """``(protocol, first, last)`` spans as sorted, merged ``proto . port`` interval elements."""
+    by_proto: dict[str, list[tuple[int, int]]] = {}
+    for proto, lo, hi in spans:
+        by_proto.setdefault(proto.lower(), []).append((lo, hi))
+    return sorted((proto, span) for proto, spans_ in by_proto.items() for span in merge_intervals(spans_))
+
+
 @dataclass(frozen=True)
 class _Addr:
     """One address matcher: a named set and its address family."""
@@ -224,6 +247,8 @@ class SetBuilder:
         self.sets: dict[str, NftSet] = {}
         #: pod-selector sets by name, with the peer that defines their members
         self.pod_peers: dict[str, PodPeer] = {}
+        #: the rules' port sets built here (always built: they follow the policy)
+        self.port_sets: set[str] = set()
         #: the set-making calls made while rendering one policy chain (replayed on a memo hit)
         self.requests: list[tuple[Any, ...]] | None = None
         self._groups_of = groups
@@ -272,6 +297,20 @@ class SetBuilder:
             self.sets[name] = NftSet(name, _V4 if version == 4 else _V6, True, frozenset((s,) for s in spans))
         return _Addr(name, version)
 
+    def rule_ports(self, pol: PolicyIR, rule: Rule, spans: tuple[tuple[str, int, int], ...]) -> str | None:
+        """A rule's numeric ports as its own named ``proto . port`` interval set (None when
+        empty), so that editing the rule's ports changes elements, not the rule: a rule with a
+        verdict added to the table makes the kernel check the table's jumps. Always built
+        (its elements come from the policy, not from the pods)."""
+        self._note("rule_ports", pol, rule, spans)
+        elems = port_elements(spans)
+        if not elems:
+            return None
+        name = "ports-" + short_hash("ports", pol.ref, rule.direction, rule.index)
+        self.sets[name] = NftSet(name, _PORTS, True, frozenset(elems))
+        self.port_sets.add(name)
+        return name
+
     @staticmethod
     def ports(spans: Iterable[tuple[str, int, int]]) -> dict[str, Any] | None:
         """The ranges as an anonymous ``proto . port`` interval set (None when empty).
@@ -279,10 +318,7 @@ class SetBuilder:
         Anonymous, not named: the set changes only with the policy, which rewrites the chain
         anyway, and every named set makes each later transaction slower (libnftables fetches
         all set definitions before it commits an element)."""
-        by_proto: dict[str, list[tuple[int, int]]] = {}
-        for proto, lo, hi in spans:
-            by_proto.setdefault(proto.lower(), []).append((lo, hi))
-        elems = sorted((proto, span) for proto, spans_ in by_proto.items() for span in merge_intervals(spans_))
+        elems = port_elements(spans)
         if not elems:
             return None
         return {"set": [element_json(e, _PORTS) for e in elems]}
@@ -349,9 +385,9 @@ def _rule_rules(b: SetBuilder, pol: PolicyIR, rule: Rule) -> list[NftRule]:
         return [NftRule.make(m + [COUNTER, *verdict], text) for m, text in matchers]
     named = [pm for pm in rule.ports if pm.is_named]
     out: list[NftRule] = []
-    port_set = b.ports(_port_range(pm) for pm in rule.ports if not pm.is_named)
+    port_set = b.rule_ports(pol, rule, tuple(_port_range(pm) for pm in rule.ports if not pm.is_named))
     if port_set is not None:
-        out += [NftRule.make(m + [match(_L4_DPORT, port_set), COUNTER, *verdict], text + " ports")
+        out += [NftRule.make(m + [match(_L4_DPORT, "@" + port_set), COUNTER, *verdict], text + " ports")
                 for m, text in matchers]
     if named:
         nset = b.named_ports(pol, rule, named)
@@ -498,14 +534,25 @@ def render_indexed(state: ClusterState, node: str, *, node_ips: Iterable[str] = 
     if memo is not None:
         memo.sweep()
     b.sets[POD_IFACES] = NftSet(POD_IFACES, ("ifname",), False, frozenset(ifaces))
-    maps = {FROM_MAP: NftMap(FROM_MAP, ("ifname", "ipv4_addr"), from_map),
-            TO_MAP: NftMap(TO_MAP, ("ifname",), to_map)}
-    table = NftTable(TABLE.family, TABLE.name, sets=dict(sorted(b.sets.items())), maps=maps,
+    b.sets.update(member_sets(from_map, to_map))
+    chains.update(dispatch_chains(n for n in b.sets if n.startswith(("from-", "to-"))))
+    table = NftTable(TABLE.family, TABLE.name, sets=dict(sorted(b.sets.items())),
                      chains=dict(sorted(chains.items())))
     extras = any(n.startswith("nport-") for n in b.sets) or (
         not state.ipblock_matches_pods and any(n.startswith("net") for n in b.sets))
     index = RenderIndex(node, tuple(sorted(set(node_ips))), given, dict(b.pod_peers), extras, signatures, own)
     return table, index
+
+
+def member_sets(from_map: Mapping[MapKey, Verdict], to_map: Mapping[MapKey, Verdict]) -> dict[str, NftSet]:
+    """The dispatch entries as membership sets, one per verdict; the open ones always exist."""
+    members: dict[str, set[Element]] = {member_set(FROM_MAP, ALLOW["egress"]): set(),
+                                        member_set(TO_MAP, ALLOW["ingress"]): set()}
+    for which, entries in ((FROM_MAP, from_map), (TO_MAP, to_map)):
+        for key, verdict in entries.items():
+            members.setdefault(member_set(which, verdict), set()).add(member_element(which, key))
+    return {name: NftSet(name, KEY_TYPES[FROM_MAP if name.startswith("from-") else TO_MAP], False, frozenset(elems))
+            for name, elems in members.items()}
 
 
 def describe_rule(comment: str) -> str:

@@ -1,9 +1,9 @@
 """What a node's ``inet podnet`` table says about itself, read from the kernel's listing (pure).
 
 The kernel side (``kernel.nft.dump``) lists a table's chains, its rules with their counters
-and verdicts, and the sizes of its maps as ``TableCounts``; ``policy_table_stats`` turns that
+and verdicts, and the sizes of its sets as ``TableCounts``; ``policy_table_stats`` turns that
 into what the policy loop's metrics report: how many rules and chains are programmed, how many
-local endpoints the dispatch map holds, how many policies have chains (Felix's active local
+local endpoints it dispatches (its ``pod-ifaces`` set: one interface per pod), how many policies have chains (Felix's active local
 policies), each counted rule's packets, and the packets each pod's default deny dropped,
 attributed to the policies that isolate it (the rule's own comment names them). With tiers, a
 tier's end drop is attributed to the tier's policies that selected the pod, and a Deny rule to
@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from .counts import TableCounts
-from .render import TO_MAP, describe_rule
+from .dispatch import POD_IFACES
+from .render import describe_rule
 
 #: policy chains (one per policy and direction that selects a local pod), by name prefix
 POLICY_CHAIN_PREFIXES = {"pi-": "ingress", "po-": "egress"}
@@ -73,5 +74,5 @@ def policy_table_stats(counts: TableCounts) -> PolicyTableStats:
             _add(denied, deny, r.packets, r.bytes)
     policies = {name[len(p):] for name in counts.chains for p in POLICY_CHAIN_PREFIXES if name.startswith(p)}
     return PolicyTableStats(chains=len(counts.chains), rules=counts.rules,
-                            local_endpoints=counts.map_sizes.get(TO_MAP, 0), active_policies=len(policies),
+                            local_endpoints=counts.map_sizes.get(POD_IFACES, 0), active_policies=len(policies),
                             by_rule=by_rule, denied=denied)

@@ -39,14 +39,15 @@ NFPROTO = {"inet": 1, "ip": 2, "arp": 3, "netdev": 5, "bridge": 7, "ip6": 10}
 # attributes (linux/netfilter/nf_tables.h)
 NFTA_SET_ELEM_LIST_TABLE, NFTA_SET_ELEM_LIST_SET, NFTA_SET_ELEM_LIST_ELEMENTS = 1, 2, 3
 NFTA_LIST_ELEM = 1
-NFTA_SET_ELEM_KEY, NFTA_SET_ELEM_DATA = 1, 2
+NFTA_SET_ELEM_KEY, NFTA_SET_ELEM_DATA, NFTA_SET_ELEM_KEY_END = 1, 2, 10
 NFTA_DATA_VALUE, NFTA_DATA_VERDICT = 1, 2
 NFTA_VERDICT_CODE, NFTA_VERDICT_CHAIN = 1, 2
 VERDICT_CODES = {"drop": 0, "accept": 1, "jump": -3, "goto": -4}
 IFNAMSIZ = 16
 
-#: (key types, is a verdict map) of a named set or map, or None when it cannot be encoded here
-SetInfo = tuple[tuple[str, ...], bool]
+#: (key types, is a verdict map[, is a concatenated interval set]) of a named set or map, or
+#: None when it cannot be encoded here
+SetInfo = tuple[Any, ...]
 
 
 class NetlinkRejected(OSError):
@@ -94,8 +95,33 @@ def _verdict(value: dict[str, Any]) -> bytes:
     return nest(NFTA_SET_ELEM_DATA, [nest(NFTA_DATA_VERDICT, parts)])
 
 
+def _span(value: Any, typ: str) -> tuple[Any, Any]:
+    """One component of an interval element as (first, last): a value, a range or a prefix."""
+    if isinstance(value, dict) and "range" in value:
+        lo, hi = value["range"]
+        return lo, hi
+    if isinstance(value, dict) and "prefix" in value and typ == "ipv4_addr":
+        net = ipaddress.IPv4Network(f"{value['prefix']['addr']}/{value['prefix']['len']}", strict=False)
+        return str(net.network_address), str(net.broadcast_address)
+    return value, value
+
+
+def _interval_element(value: Any, types: tuple[str, ...]) -> bytes:
+    """An element of a concatenated interval set: its first key and its last (``KEY_END``)."""
+    parts = value["concat"] if isinstance(value, dict) and "concat" in value else [value]
+    spans = [_span(p, t) for p, t in zip(parts, types, strict=True)]
+    first, last = encode_key([lo for lo, _ in spans], types), encode_key([hi for _, hi in spans], types)
+    body = (nest(NFTA_SET_ELEM_KEY, [attr(NFTA_DATA_VALUE, first)])
+            + nest(NFTA_SET_ELEM_KEY_END, [attr(NFTA_DATA_VALUE, last)]))
+    return attr(NFTA_LIST_ELEM | NLA_F_NESTED, body)
+
+
 def _element(value: Any, info: SetInfo, with_data: bool) -> bytes:
-    types, is_map = info
+    types, is_map = tuple(info[0]), bool(info[1])
+    if len(info) > 2 and info[2]:
+        if is_map or len(types) < 2:
+            raise ValueError("only concatenated interval sets are encoded here")
+        return _interval_element(value, types)
     data = b""
     if is_map:
         key, verdict = value if isinstance(value, (list, tuple)) else (value, None)
@@ -147,7 +173,7 @@ def encode(cmds: list[dict[str, Any]], table: TableId, info_of: Callable[[str], 
                              family, 0, payload))
         acked.append(seq)
 
-    batch = _rules.Batch(table, message)
+    batch = _rules.Batch(table, message, info_of)
 
     def elements(name: str, values: list[Any], adding: bool) -> None:
         info = batch.new_sets.get(name) or info_of(name)

@@ -61,6 +61,20 @@ TYPE_IPADDR, TYPE_INET_PROTOCOL, TYPE_INET_SERVICE = 7, 12, 13
 _PORTS_KEY_TYPE = (TYPE_INET_PROTOCOL << 6) | TYPE_INET_SERVICE
 #: set userdata: key byte order = big endian (what libnftables stores for address sets)
 _ADDR_SET_USERDATA = b"\x00\x04" + struct.pack("=I", 2)
+TYPE_IFNAME = 41
+#: the named sets this encoder creates, as libnftables creates them: nft type → (key type,
+#: key length, flags, field lengths of a concatenation, userdata)
+_NAMED_SETS: dict[tuple[tuple[str, ...], bool], tuple[int, int, int, tuple[int, ...], bytes]] = {
+    (("ipv4_addr",), False): (TYPE_IPADDR, 4, 0, (), _ADDR_SET_USERDATA),
+    (("ifname",), False): (TYPE_IFNAME, 16, 0, (), b"\x00\x04" + struct.pack("=I", 1)),
+    (("ifname", "ipv4_addr"), False): ((TYPE_IFNAME << 6) | TYPE_IPADDR, 20, 0, (),
+                                       bytes.fromhex("00040000000003080004" "0d0000000100")),
+    (("inet_proto", "inet_service"), True): (_PORTS_KEY_TYPE, 8, NFT_SET_INTERVAL | NFT_SET_CONCAT, (1, 2),
+                                             bytes.fromhex("00040000000003080004" "0d0000000100")),
+}
+NFT_META_IIFNAME, NFT_META_OIFNAME = 6, 7
+_IFNAME_KEYS = {"iifname": NFT_META_IIFNAME, "oifname": NFT_META_OIFNAME}
+NFT_REG_2 = 2
 _ADDR = {("ip", "saddr"): (2, 12, 4), ("ip", "daddr"): (2, 16, 4),
          ("ip6", "saddr"): (10, 8, 16), ("ip6", "daddr"): (10, 24, 16)}
 
@@ -126,12 +140,21 @@ def _immediate(kind: str, target: str | None = None) -> bytes:
 class Batch:
     """Messages of one batch being built: ``add(kind, flags, payload)`` and fresh set ids."""
 
-    def __init__(self, table: TableId, message: Callable[[int, int, bytes], None]) -> None:
+    def __init__(self, table: TableId, message: Callable[[int, int, bytes], None],
+                 info_of: Callable[[str], Any] | None = None) -> None:
         self.table = table
         self._message = message
         self._set_id = 0
-        #: sets added in this batch: name → (key types, is a map)
-        self.new_sets: dict[str, tuple[tuple[str, ...], bool]] = {}
+        #: sets added in this batch: name → (key types, is a map[, is an interval set])
+        self.new_sets: dict[str, Any] = {}
+        self._info_of = info_of
+
+    def info(self, name: str) -> Any:
+        """(key types, is a map[, is an interval set]) of a set, new in this batch or in the
+        table; None when unknown."""
+        if name in self.new_sets:
+            return self.new_sets[name]
+        return self._info_of(name) if self._info_of is not None else None
 
     def add(self, kind: int, flags: int, payload: bytes) -> None:
         self._message(kind, flags, payload)
@@ -205,6 +228,24 @@ def _match(batch: Batch, m: dict[str, Any]) -> list[bytes]:
                                            u32(NFTA_BYTEORDER_OP, NFT_BYTEORDER_HTON), u32(NFTA_BYTEORDER_LEN, 1),
                                            u32(NFTA_BYTEORDER_SIZE, 2)]))
         return out + [_payload(NFT_REG32_01, NFT_PAYLOAD_TRANSPORT, 2, 2), _lookup(NFT_REG_1, "__set%d", set_id)]
+    if left == {"concat": [{"meta": {"key": "l4proto"}}, {"payload": {"protocol": "th", "field": "dport"}}]} \
+            and isinstance(right, str) and right.startswith("@"):  # a rule's named port set
+        info = batch.info(right[1:])
+        if info is None or tuple(info[0]) != ("inet_proto", "inet_service") or info[1]:
+            raise Unsupported(f"port set {right!r}")
+        out = [_meta(NFT_META_L4PROTO, NFT_REG_1)]
+        if len(info) > 2 and info[2]:
+            out.append(_expr("byteorder", [u32(NFTA_BYTEORDER_SREG, NFT_REG_1), u32(NFTA_BYTEORDER_DREG, NFT_REG_1),
+                                           u32(NFTA_BYTEORDER_OP, NFT_BYTEORDER_HTON), u32(NFTA_BYTEORDER_LEN, 1),
+                                           u32(NFTA_BYTEORDER_SIZE, 2)]))
+        return out + [_payload(NFT_REG32_01, NFT_PAYLOAD_TRANSPORT, 2, 2), _lookup(NFT_REG_1, right[1:])]
+    if isinstance(right, str) and right.startswith("@"):  # the dispatch: a pod's interface (and address)
+        if isinstance(left, dict) and "meta" in left and left["meta"].get("key") in _IFNAME_KEYS:
+            return [_meta(_IFNAME_KEYS[left["meta"]["key"]], NFT_REG_1), _lookup(NFT_REG_1, right[1:])]
+        if left == {"concat": [{"meta": {"key": "iifname"}}, {"payload": {"protocol": "ip", "field": "saddr"}}]}:
+            return [_meta(NFT_META_NFPROTO, NFT_REG_1), _cmp(NFT_REG_1, bytes([2])),
+                    _meta(NFT_META_IIFNAME, NFT_REG_1), _payload(NFT_REG_2, NFT_PAYLOAD_NETWORK, 12, 4),
+                    _lookup(NFT_REG_1, right[1:])]
     raise Unsupported(f"match on {left!r}")
 
 
@@ -295,12 +336,21 @@ def encode_command(batch: Batch, verb: str, kind: str, body: dict[str, Any]) -> 
         netlink_nat.set_command(batch, kind, body)
         return
     if kind == "set" and verb == "add":
-        if body.get("type") != "ipv4_addr" or set(body) - {"family", "table", "name", "type", "elem"}:
-            raise Unsupported("a set other than a plain ipv4_addr set")
+        types = tuple(body["type"]) if isinstance(body.get("type"), list) else (body.get("type"),)
+        interval = body.get("flags") == ["interval"]
+        known = _NAMED_SETS.get((types, interval))
+        if known is None or set(body) - {"family", "table", "name", "type", "elem", "flags"} \
+                or ("flags" in body and not interval):
+            raise Unsupported("a set other than the policy table's plain and port sets")
+        key_type, key_len, flags, fields, userdata = known
         set_id = batch.set_id()
-        batch.add(NFT_MSG_NEWSET, NLM_F_CREATE, table + b"".join([
-            attr(NFTA_SET_NAME, strz(body["name"])), u32(NFTA_SET_FLAGS, 0), u32(NFTA_SET_KEY_TYPE, TYPE_IPADDR),
-            u32(NFTA_SET_KEY_LEN, 4), u32(NFTA_SET_ID, set_id), attr(NFTA_SET_USERDATA, _ADDR_SET_USERDATA)]))
-        batch.new_sets[body["name"]] = (("ipv4_addr",), False)
+        parts = [attr(NFTA_SET_NAME, strz(body["name"])), u32(NFTA_SET_FLAGS, flags), u32(NFTA_SET_KEY_TYPE, key_type),
+                 u32(NFTA_SET_KEY_LEN, key_len), u32(NFTA_SET_ID, set_id)]
+        if fields:
+            parts.append(nest(NFTA_SET_DESC, [nest(NFTA_SET_DESC_CONCAT, [
+                nest(NFTA_LIST_ELEM, [u32(NFTA_SET_FIELD_LEN, n)]) for n in fields])]))
+        parts.append(attr(NFTA_SET_USERDATA, userdata))
+        batch.add(NFT_MSG_NEWSET, NLM_F_CREATE, table + b"".join(parts))
+        batch.new_sets[body["name"]] = (types, False, True) if interval else (types, False)
         return
     raise Unsupported(f"{verb} {kind}")
