@@ -41,7 +41,19 @@ from podnet.policy.ir import DIRECTIONS, Direction, EntityPeer, Peer, PodPeer, P
 from podnet.policy.order import TierInfo, policy_key
 
 from .diff import SyncPlan, plan_sync
-from .model import Element, KeyInfo, MapKey, NftChain, NftMap, NftSet, NftTable, TableId, Verdict, merge_intervals, short_hash
+from .model import (
+    Element,
+    KeyInfo,
+    MapKey,
+    NftChain,
+    NftMap,
+    NftSet,
+    NftTable,
+    TableId,
+    Verdict,
+    merge_intervals,
+    short_hash,
+)
 from .render import ALLOW, EGRESS_OK, FROM_MAP, POD_IFACES, TO_MAP, RenderIndex, dispatch_keys, ip_int, programmed
 from .tiers import (
     TIER_ALLOW,
@@ -245,7 +257,7 @@ class TieredLiveTable:
     def _spans_of(self, name: str) -> Spans:
         hit = self._spans.get(name)
         if hit is None:
-            hit = self._spans[name] = sorted(e[0] for e in self._tracker.elements(name))
+            hit = self._spans[name] = sorted(_span(e) for e in self._tracker.elements(name))
         return hit
 
     def _contains(self, name: str, x: int) -> bool:
@@ -295,7 +307,8 @@ class TieredLiveTable:
             lists = {d: self._walk(group.rep, [r for _, refs in group.lists[d] for r in refs], pols, d)
                      for d in DIRECTIONS}
             draft.lists[g] = lists
-            for d, name, at in (("egress", FROM_MAP, 0), ("ingress", TO_MAP, 1)):
+            sides: tuple[tuple[Direction, str, int], ...] = (("egress", FROM_MAP, 0), ("ingress", TO_MAP, 1))
+            for d, name, at in sides:
                 verdict = _verdict(d, lists[d])
                 if verdict != _verdict(d, group.lists[d]):
                     for keys in group.local.values():
@@ -308,7 +321,6 @@ class TieredLiveTable:
         """The update for pod changes (old, new; in store order), or None: render in full."""
         if not self.usable or not self.pods_plannable:
             return None
-        node = self.index.node
         initial: dict[str, Endpoint | None] = {}
         final: dict[str, Endpoint | None] = {}
         for old, new in changes:
@@ -364,11 +376,17 @@ class TieredLiveTable:
                 if want != self._contains(name, x):
                     (add if want else drop).append((x, x))
             if add or drop:
-                have = self._spans_of(name)
-                now = merge_intervals(_minus(have, drop) + add)
-                old_e, new_e = {(s,) for s in have}, {(s,) for s in now}
+                spans = self._spans_of(name)
+                after = merge_intervals(_minus(spans, drop) + add)
+                old_e: set[Element] = {(span,) for span in spans}
+                new_e: set[Element] = {(span,) for span in after}
                 draft.elements[name] = (old_e - new_e, new_e - old_e)
-        # 2. local pods: their groups and dispatch entries
+        return self._local_changes(draft, initial, final)
+
+    def _local_changes(self, draft: _Draft, initial: Mapping[str, Endpoint | None],
+                       final: Mapping[str, Endpoint | None]) -> TieredUpdate | None:
+        """The local pods' groups and dispatch entries, then the chains and sets that follow."""
+        node = self.index.node
         ordered: list[str] | None = None
         host_left: Counter[str] = Counter()
         sizes: dict[GroupKey, int] = {}
@@ -382,13 +400,13 @@ class TieredLiveTable:
             g_old = group_key(was) if was is not None else None
             g_new = group_key(now) if now is not None else None
             if was is not None:
-                keys = dispatch_keys(was, self.index.interfaces)
-                draft.moves.append((g_old, None, key, keys))
+                old_keys = dispatch_keys(was, self.index.interfaces)
+                draft.moves.append((g_old, None, key, old_keys))
                 assert g_old is not None
                 sizes[g_old] = sizes.get(g_old, len(self._groups[g_old].local)) - 1
-                for name, k in zip(_DISPATCH, keys, strict=True):
-                    draft.maps[name][k] = None
-                ifaces[keys[1]] = False
+                draft.maps[FROM_MAP][old_keys[0]] = None
+                draft.maps[TO_MAP][old_keys[1]] = None
+                ifaces[old_keys[1]] = False
                 if was.host_ip and was.host_ip not in self._node_ips:
                     host_left[was.host_ip] -= 1
             if now is not None:
@@ -410,12 +428,12 @@ class TieredLiveTable:
                 lists = group.lists if group is not None else draft.lists[g_new]
                 assert lists is not None
                 sizes[g_new] = sizes.get(g_new, len(group.local) if group is not None else 0) + 1
-                for name, k, d in ((FROM_MAP, keys[0], "egress"), (TO_MAP, keys[1], "ingress")):
-                    draft.maps[name][k] = _verdict(d, lists[d])  # type: ignore[arg-type]
+                draft.maps[FROM_MAP][keys[0]] = _verdict("egress", lists["egress"])
+                draft.maps[TO_MAP][keys[1]] = _verdict("ingress", lists["ingress"])
                 ifaces[keys[1]] = True
         if host_left:
-            local_hosts = Counter(ep.host_ip for g in self._groups.values() for k in g.local
-                                  for ep in [self._pods[k]] if ep.host_ip)
+            local_hosts = Counter(self._pods[k].host_ip for grp in self._groups.values() for k in grp.local
+                                  if self._pods[k].host_ip)
             if any(local_hosts[h] + n <= 0 for h, n in host_left.items()):
                 return None  # an own-node address that goes away
         for g, n in sizes.items():
@@ -424,9 +442,9 @@ class TieredLiveTable:
             elif n <= 0:  # a group that came and went within the change
                 draft.lists.pop(g, None)
                 draft.new_groups.pop(g, None)
-        have = self._tracker.elements(POD_IFACES)
-        gone = {e for e, keep in ifaces.items() if not keep and e in have}
-        fresh = {e for e, keep in ifaces.items() if keep and e not in have}
+        present = self._tracker.elements(POD_IFACES)
+        gone = {e for e, keep in ifaces.items() if not keep and e in present}
+        fresh = {e for e, keep in ifaces.items() if keep and e not in present}
         if gone or fresh:
             draft.elements[POD_IFACES] = (gone, fresh)
         return self._finish(draft)
@@ -503,22 +521,22 @@ class TieredLiveTable:
         before_sets = {s: tracker.set_def(s) for s in sets_removed}
         after_sets: dict[str, NftSet] = dict(sets_added)
         for s, (gone, fresh) in elements.items():
-            d = tracker.set_def(s)
+            sdef = tracker.set_def(s)
             current = tracker.elements(s)
-            before_sets[s] = NftSet(s, d.types, d.interval, frozenset(current))
-            after_sets[s] = NftSet(s, d.types, d.interval, frozenset((current - gone) | fresh))
-        before = NftTable(t.family, t.name, sets=before_sets,
+            before_sets[s] = NftSet(s, sdef.types, sdef.interval, frozenset(current))
+            after_sets[s] = NftSet(s, sdef.types, sdef.interval, frozenset((current - gone) | fresh))
+        old_table = NftTable(t.family, t.name, sets=before_sets,
                           maps={n: NftMap(n, tracker.map_def(n).key_types,
                                           {k: tracker.entries(n)[k] for k in m if k in tracker.entries(n)})
                                 for n, m in maps.items() if m},
                           chains={n: tracker.chains[n] for n in [*chains, *removed] if n in tracker.chains})
-        after = NftTable(t.family, t.name, sets=after_sets,
+        new_table = NftTable(t.family, t.name, sets=after_sets,
                          maps={n: NftMap(n, tracker.map_def(n).key_types, {k: v for k, v in m.items() if v is not None})
                                for n, m in maps.items() if m},
                          chains=chains)
         draft.elements = elements
         draft.maps = maps
-        return TieredUpdate(plan_sync(after, before), draft, chains, frozenset(removed), sets_added,
+        return TieredUpdate(plan_sync(new_table, old_table), draft, chains, frozenset(removed), sets_added,
                             frozenset(sets_removed), suffix_delta, policy_delta, set_delta, chain_sets, set_peers)
 
     # -- commit -------------------------------------------------------------------------------
@@ -565,27 +583,32 @@ class TieredLiveTable:
                 self._groups[g] = _Group(draft.new_groups[g], lists)
             else:
                 group.lists = lists
-        for g_old, g_new, key, keys in draft.moves:
+        for g_old, g_new, pod_key, keys in draft.moves:
             left = self._groups.get(g_old) if g_old is not None else None
             joined = self._groups.get(g_new) if g_new is not None else None
             if left is not None:
-                left.local.pop(key, None)
+                left.local.pop(pod_key, None)
             if joined is not None:
-                joined.local[key] = keys
+                joined.local[pod_key] = keys
         for g, lists in draft.lists.items():
             if lists is None:
                 self._groups.pop(g, None)
         if draft.pods:
-            for key, ep in draft.pods.items():
-                old = self._pods.pop(key, None)
-                if programmed(old):
-                    self._at_ip.get(ip_int(old.ip or ""), set()).discard(key)  # type: ignore[union-attr]
+            for pod_key, ep in draft.pods.items():
+                gone_pod = self._pods.pop(pod_key, None)
+                if gone_pod is not None and programmed(gone_pod):
+                    self._at_ip.get(ip_int(gone_pod.ip or ""), set()).discard(pod_key)
                 if ep is not None:
-                    self._pods[key] = ep
+                    self._pods[pod_key] = ep
                     if programmed(ep):
-                        self._at_ip.setdefault(ip_int(ep.ip or ""), set()).add(key)
+                        self._at_ip.setdefault(ip_int(ep.ip or ""), set()).add(pod_key)
             self._host_ips.update(draft.host_ips)
             self._sets = None  # its members were the old pods'
+
+
+def _span(e: Element) -> tuple[int, int]:
+    span: Any = e[0]
+    return int(span[0]), int(span[1])
 
 
 def _add(counter: Counter[Any], delta: Mapping[Any, int]) -> None:
