@@ -409,7 +409,7 @@ def tiered_policy_chain(sets: TierSets, pol: PolicyIR, tier: str, direction: Dir
     return NftChain(tiered_policy_chain_name(pol.ref, direction), tuple(rules))
 
 
-def _pass_indices(pol: PolicyIR, direction: Direction) -> list[int]:
+def pass_indices(pol: PolicyIR, direction: Direction) -> list[int]:
     """The mark codes a policy's Pass rules set (indices past ``PASS_INDEX_MAX`` share one)."""
     return sorted({min(r.index, PASS_INDEX_MAX) for r in pol.rules(direction) if r.action == "Pass"})
 
@@ -417,7 +417,7 @@ def _pass_indices(pol: PolicyIR, direction: Direction) -> list[int]:
 def _passed_last(tier: str, pol: PolicyIR, direction: Direction, onward: list[Expr]) -> list[NftRule]:
     """A Pass in the last tier: the profile allows; log which Pass rule it was."""
     rules = []
-    for index in _pass_indices(pol, direction):
+    for index in pass_indices(pol, direction):
         shown = index if index < PASS_INDEX_MAX else flowlog.DEFAULT_DENY
         rid = flowlog.passed_rule_id(pol.ref, direction, shown, tier)
         rules.append(NftRule.make([_passed_by(index), _clear_pass(), flowlog.log_stmt(rid), *onward],

@@ -63,6 +63,7 @@ from .tiers import (
     TierList,
     TierSets,
     group_key,
+    pass_indices,
     tier_chain_name,
     tier_chains,
     tiered_policy_chain,
@@ -465,6 +466,9 @@ class TieredLiveTable:
             self._count(group.lists if group is not None else _NO_LISTS, -1, suffix_delta, policy_delta)
             self._count(lists if lists is not None else _NO_LISTS, 1, suffix_delta, policy_delta)
         changed = set(draft.policies)
+        # a tier chain reads its policies' refs and, in the last tier, their Pass rules' indices
+        passes = {(d, r) for r, p in draft.policies.items() for d in DIRECTIONS
+                  if p is None or r not in self._policies or pass_indices(p, d) != pass_indices(self._policies[r], d)}
         chains: dict[str, NftChain] = {}
         removed: set[str] = set()
         for (d, walk), n in suffix_delta.items():
@@ -473,7 +477,7 @@ class TieredLiveTable:
             if before + n <= 0:
                 if before > 0:
                     removed.add(name)
-            elif before <= 0 or any(r in changed for _, refs in walk for r in refs):
+            elif before <= 0 or len(walk) == 1 and any((d, r) in passes for r in walk[0][1]):
                 tiers = [(self._tiers[tier], tuple(self._policy(r, draft) for r in refs)) for tier, refs in walk]
                 chains[name] = tier_chains(d, tiers, self._own, TIER_ALLOW[d])[name]
         set_delta: Counter[str] = Counter()
