@@ -35,6 +35,10 @@ addresses each, computed with the engine's own matching (``ClusterState.entity_m
 the interval algebra here reproduces), so Calico's "selectors match by address" holds in the
 kernel too. The verdict statements are built in one place (``verdict_*``), one function per
 rule action.
+
+``render_tiered_layout`` also returns the layout (each local group's tier lists, the sets each
+policy chain asked for, the peers behind the pod-dependent sets) that the live planner
+(``tiers_live``) plans later changes from, rendering what they touch with the same functions.
 """
 from __future__ import annotations
 
