@@ -10,7 +10,10 @@ Side by side in one run, in a namespace made for it (one node, ``--pods`` synthe
      build, render, diff, one atomic transaction) and the live path (compile the changed policy,
      plan it on the live table: ``dataplane/nft/live.py`` for the Kubernetes-only table,
      ``dataplane/nft/tiers_live.py`` for the tiered one; commit the commands, a raw netlink
-     batch when the encoder covers them), for each kind of table.
+     batch when the encoder covers them), for each kind of table;
+  3. the same change through the policy loop (a store write, then ``PolicyReconciler.
+     reconcile_view``: read the watch, compile, plan on the live table, commit, hold the
+     affected pods' tracked flows to it), both tables interleaved, write → committed.
 
 Run as root: .venv/bin/python bench/policy_tiers.py [--policies 100] [--pods 200] [--changes 50]
 """
@@ -22,6 +25,7 @@ import os
 import secrets
 import statistics
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -90,6 +94,8 @@ def main() -> int:
     ap.add_argument("--pods", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--changes", type=int, default=50)
+    ap.add_argument("--no-cut-flows", action="store_true",
+                    help="the loop does not hold tracked flows to the new policy (no conntrack listing)")
     args = ap.parse_args()
     name = f"bt{secrets.token_hex(3)}"
     spaces = {(kind, path): f"{name}{kind[0]}{path[0]}" for kind in ("k8s", "tiered") for path in ("full", "live")}
@@ -119,6 +125,7 @@ def main() -> int:
                 figures[kind]["apply"].append(t2 - t1)
                 counts[kind] = table.counts()
         changes = one_change_figures(args, pod_list, spaces)
+        loop = loop_figures(args, pod_list, {kind: spaces[(kind, "live")] for kind in ("k8s", "tiered")})
     finally:
         for ns in spaces.values():
             netns.remove(ns)
@@ -144,7 +151,62 @@ def main() -> int:
         print(f"  {kind:7s} full / live: p50 {pct(full, 50) / pct(live, 50):.1f}x  p99 {pct(full, 99) / pct(live, 99):.1f}x")
     tl, kl = changes[("tiered", "live")][0], changes[("k8s", "live")][0]
     print(f"  tiered live / k8s live: p50 {pct(tl, 50) / pct(kl, 50):.2f}x  p99 {pct(tl, 99) / pct(kl, 99):.2f}x")
+    print(f"through the policy loop (store write → committed), ms over {args.changes} changes:")
+    for kind in ("k8s", "tiered"):
+        xs, passes, live_passes = loop[kind]
+        print(f"  {kind:7s} p50 {1e3 * pct(xs, 50):7.2f}  p99 {1e3 * pct(xs, 99):7.2f}  (the loop's pass alone: p50 "
+              f"{1e3 * pct(passes, 50):6.2f}  p99 {1e3 * pct(passes, 99):6.2f}; live passes {live_passes}/{len(xs)})")
     return 0
+
+
+def loop_figures(args: argparse.Namespace, pod_list: list[Pod], spaces: dict[str, str]
+                 ) -> dict[str, tuple[list[float], list[float], int]]:
+    """One policy written to a store at a time, then one pass of the node's policy loop."""
+    from podnet.agent.policy import PolicyReconciler
+    from podnet.agent.policy_view import LiveView
+    from podnet.store.open import open_store
+
+    out: dict[str, tuple[list[float], list[float], int]] = {}
+    runs: dict[str, tuple[Any, Any, Any]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind, ns in spaces.items():
+            netns.run_in(ns, ["nft", "delete", "table", "inet", "podnet"], check=False)
+            store = open_store(os.path.join(tmp, kind))
+            store.create(Namespace.model_validate({"metadata": {"name": NS}}))
+            if kind == "tiered":
+                for tier in tiers():
+                    store.create(tier)
+            for p in pod_list:
+                created = store.create(Pod.model_validate({k: v for k, v in p.to_dict().items() if k != "status"}))
+                store.update_status(Pod.model_validate({**created.to_dict(), "status": p.to_dict()["status"]}))
+            for pol in (k8s_policies if kind == "k8s" else tiered_policies)(args.policies):
+                store.create(pol)
+            rec = PolicyReconciler("n1", netns=ns, readback_every=1e9, cut_flows=not args.no_cut_flows)
+            view = LiveView(store)
+            assert rec.reconcile_view(view).error is None
+            runs[kind] = (store, rec, view)
+            out[kind] = ([], [], 0)
+        try:
+            for i in range(args.changes):
+                for kind, (store, rec, view) in runs.items():
+                    obj = (k8s_policies if kind == "k8s" else tiered_policies)(1, 1 + i % 2)[0]
+                    cls = type(obj)
+                    have = store.get(cls, obj.metadata.name, obj.metadata.namespace)
+                    fresh = cls.model_validate({**obj.to_dict(), "metadata": {
+                        **obj.to_dict()["metadata"], "resourceVersion": have.metadata.resource_version}})
+                    t0 = time.perf_counter()
+                    store.update(fresh)
+                    status = rec.reconcile_view(view)
+                    took = time.perf_counter() - t0
+                    assert status.error is None and not status.skipped
+                    xs, passes, live = out[kind]
+                    xs.append(took)
+                    passes.append(status.seconds)
+                    out[kind] = (xs, passes, live + bool(status.plan.get("incremental")))
+        finally:
+            for store, _, _ in runs.values():
+                store.close()
+    return out
 
 
 def one_change_figures(args: argparse.Namespace, pod_list: list[Pod], spaces: dict[tuple[str, str], str]
