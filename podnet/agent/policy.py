@@ -265,7 +265,7 @@ class PolicyReconciler:
             after = endpoint_for_pod(new) if new is not None else None
             pairs.append((before[1] if before else None, after))
             fresh[k] = (new.metadata.resource_version, after) if new is not None else None  # type: ignore[assignment]
-        update = live.plan_pods(pairs) if isinstance(live, TieredLiveTable) else live.plan_pods(
+        update = _tiered_plan(lambda: live.plan_pods(pairs)) if isinstance(live, TieredLiveTable) else live.plan_pods(
             pairs, known.policies_by_ns, known.peers)
         if update is None:
             return None
@@ -307,8 +307,8 @@ class PolicyReconciler:
                 return None
             pairs.append((before[1] if before else None, after))
             fresh[(cls, *k)] = (new.metadata.resource_version, after) if after is not None else None
-        update = live.plan_policies(pairs) if isinstance(live, TieredLiveTable) else live.plan_policies(
-            pairs, known.peers)
+        update = _tiered_plan(lambda: live.plan_policies(pairs)) if isinstance(live, TieredLiveTable) \
+            else live.plan_policies(pairs, known.peers)
         if update is None:
             return None
         try:
@@ -368,6 +368,16 @@ class PolicyReconciler:
         with open(tmp, "w") as f:
             json.dump(self.status.to_dict(), f)
         os.replace(tmp, path)
+
+
+def _tiered_plan(plan: Callable[[], TieredUpdate | None]) -> TieredUpdate | None:
+    """A tiered live plan, or None (render in full) also when planning fails: the full pass is
+    always correct, so a planner error costs time, not enforcement."""
+    try:
+        return plan()
+    except Exception:
+        log.exception("tiered live planning failed; rendering in full")
+        return None
 
 
 def _committer(live: Live, update: LiveUpdate | TieredUpdate) -> Callable[[], None]:
