@@ -89,24 +89,28 @@ def run(seed: int, steps: int, named_ports: bool) -> dict[str, int]:
     table, live = full(state)
     seen = {"policy": 0, "pod": 0, "declined": 0, "elements": 0, "chains": 0}
     for step in range(steps):
-        old_pods, old_policies = dict(pods), dict(policies)
-        if rng.random() < 0.45:
-            p = rng.choice(pool)
-            ref = ref_of(p)
-            if ref in policies and rng.random() < 0.3:
-                del policies[ref]
-            else:
-                policies[ref] = p
-            kind = "policy"
-            change = [(compile_any(old_policies[ref]) if ref in old_policies else None,
-                       compile_any(policies[ref]) if ref in policies else None)]
-        else:
+        kind = "policy" if rng.random() < 0.45 else "pod"
+        change: list[Any] = []
+        # one change, or a few of one kind in one pass (the loop batches what the watch brought)
+        for n in range(1 if rng.random() < 0.75 else rng.randint(2, 4)):
+            if kind == "policy":
+                p = rng.choice(pool)
+                ref = ref_of(p)
+                was = policies.get(ref)
+                if ref in policies and rng.random() < 0.3:
+                    del policies[ref]
+                else:
+                    policies[ref] = p
+                change.append((compile_any(was) if was is not None else None,
+                               compile_any(policies[ref]) if ref in policies else None))
+                continue
             name = rng.choice(sorted(pods))
+            was_pod = pods.get(name)
             roll = rng.random()
             if roll < 0.15:
                 del pods[name]
             elif roll < 0.3:
-                name = f"q{step}"
+                name, was_pod = f"q{step}.{n}", None
                 pods[name] = pod(rng, name, free.pop())
             else:
                 fresh = pod(rng, name, pods[name].status.pod_ip if roll < 0.8 else free.pop(), pods[name].metadata.namespace)
@@ -114,14 +118,13 @@ def run(seed: int, steps: int, named_ports: bool) -> dict[str, int]:
                     fresh = pods[name].model_copy(update={"metadata": pods[name].metadata.model_copy(
                         update={"labels": fresh.metadata.labels})})
                 pods[name] = fresh
-            kind = "pod"
-            change = [(endpoint_for_pod(old_pods[name]) if name in old_pods else None,
-                       endpoint_for_pod(pods[name]) if name in pods else None)]
+            change.append((endpoint_for_pod(was_pod) if was_pod is not None else None,
+                           endpoint_for_pod(pods[name]) if name in pods else None))
         state = state_of(pods, policies)
         expected = render_indexed(state, NODE, node_ips=NODE_IPS)[0]
         update = None
         if live is not None:
-            update = live.plan_policies(change) if kind == "policy" else live.plan_pods(change)  # type: ignore[arg-type]
+            update = live.plan_policies(change) if kind == "policy" else live.plan_pods(change)
         if update is None:
             seen["declined"] += 1
             table, live = full(state)
