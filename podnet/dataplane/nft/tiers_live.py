@@ -169,10 +169,10 @@ class TieredLiveTable:
         self._rank = {t.name: i for i, t in enumerate(st.tiers)}
         self._policies: dict[str, PolicyIR] = {p.ref: p for p in st.policies}
         self._pods: dict[str, Endpoint] = {ep.key: ep for ep in st.pods}
-        self._at_ip: dict[int, set[str]] = {}
-        for ep in st.pods:
-            if programmed(ep):
-                self._at_ip.setdefault(ip_int(ep.ip or ""), set()).add(ep.key)
+        #: programmed pods by address (built when a pod change first needs it)
+        self._by_ip: dict[int, set[str]] | None = None
+        #: whether pods changed since the full render (``_base.pods`` is then out of date)
+        self._pods_moved = False
         self._node_addrs = {n.name: frozenset(n.addresses) for n in st.nodes}
         #: (node, hostIP) of every pod: a pod can be the only source of a node's address
         self._host_ips: Counter[tuple[str, str]] = Counter(
@@ -191,7 +191,8 @@ class TieredLiveTable:
         self._set_users: Counter[str] = Counter(s for sets in self._chain_sets.values() for s in sets)
         self._set_peers: dict[str, Peer] = dict(layout.set_peers)
         self._spans: dict[str, Spans] = {}
-        self._sets: TierSets | None = TierSets(st, self._tracker.set_names())
+        #: the sets' members from the current pods (built when a chain is first rendered)
+        self._sets: TierSets | None = None
         named = any(n.startswith("tnport-") for n in table.sets)
         #: pod changes are planned only when every pod-dependent set is one ``_member`` decides
         self.pods_plannable = st.ipblock_matches_pods and not named
@@ -250,8 +251,19 @@ class TieredLiveTable:
                 out.append((p.tier, (p.ref,)))
         return tuple(out)
 
+    @property
+    def _at_ip(self) -> dict[int, set[str]]:
+        if self._by_ip is None:
+            self._by_ip = {}
+            for ep in self._pods.values():
+                if programmed(ep):
+                    self._by_ip.setdefault(ip_int(ep.ip or ""), set()).add(ep.key)
+        return self._by_ip
+
     def _current_state(self) -> ClusterState:
         """The state with the pods of now (a fresh memo: Calico labels are memoised by pod key)."""
+        if not self._pods_moved:
+            return self._base
         pods = tuple(sorted(self._pods.values(), key=lambda e: e.key))
         return replace(self._base, pods=pods, by_key={p.key: p for p in pods}, memo={}, ns_match_memo={})
 
@@ -494,9 +506,7 @@ class TieredLiveTable:
                 continue
             if before > 0 and r not in changed:
                 continue
-            if self._sets is None:
-                if not draft.new_sets_allowed:
-                    return None
+            if self._sets is None:  # the pods before this change: a set it needs anew is declined below
                 self._sets = TierSets(self._current_state(), tracker.set_names())
             pol = self._policy(r, draft)
             self._sets.requested = []
@@ -598,16 +608,18 @@ class TieredLiveTable:
             if lists is None:
                 self._groups.pop(g, None)
         if draft.pods:
+            at_ip = self._at_ip  # built from the pods before the change, then kept current
             for pod_key, ep in draft.pods.items():
                 gone_pod = self._pods.pop(pod_key, None)
                 if gone_pod is not None and programmed(gone_pod):
-                    self._at_ip.get(ip_int(gone_pod.ip or ""), set()).discard(pod_key)
+                    at_ip.get(ip_int(gone_pod.ip or ""), set()).discard(pod_key)
                 if ep is not None:
                     self._pods[pod_key] = ep
                     if programmed(ep):
-                        self._at_ip.setdefault(ip_int(ep.ip or ""), set()).add(pod_key)
+                        at_ip.setdefault(ip_int(ep.ip or ""), set()).add(pod_key)
             self._host_ips.update(draft.host_ips)
             self._sets = None  # its members were the old pods'
+            self._pods_moved = True
 
 
 def _span(e: Element) -> tuple[int, int]:
