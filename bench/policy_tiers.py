@@ -38,7 +38,7 @@ from podnet.dataplane.nft.tiers_live import TieredLiveTable  # noqa: E402
 from podnet.kernel import netns  # noqa: E402
 from podnet.kernel.nft.apply import NftApplier  # noqa: E402
 from podnet.model import CalicoNetworkPolicy, Namespace, NetworkPolicy, Pod, Tier  # noqa: E402
-from podnet.policy.cluster import ClusterState, compile_any  # noqa: E402
+from podnet.policy.cluster import ClusterState, compile_any, endpoint_for_pod  # noqa: E402
 
 NS = "bench"
 TIERS = 4
@@ -147,6 +147,10 @@ def main() -> int:
             print(f"  {kind:7s} {path:5s} p50 {1e3 * pct(xs, 50):7.2f}  p99 {1e3 * pct(xs, 99):7.2f}  "
                   f"(commit: {', '.join(f'{h} {n}' for h, n in sorted(how.items()))})")
     for kind in ("k8s", "tiered"):
+        xs, how = changes[(kind, "pod")]
+        print(f"  {kind:7s} one pod relabelled, live path: p50 {1e3 * pct(xs, 50):7.2f}  p99 {1e3 * pct(xs, 99):7.2f}  "
+              f"(commit: {', '.join(f'{h} {n}' for h, n in sorted(how.items()))})")
+    for kind in ("k8s", "tiered"):
         full, live = changes[(kind, "full")][0], changes[(kind, "live")][0]
         print(f"  {kind:7s} full / live: p50 {pct(full, 50) / pct(live, 50):.1f}x  p99 {pct(full, 99) / pct(live, 99):.1f}x")
     tl, kl = changes[("tiered", "live")][0], changes[("k8s", "live")][0]
@@ -253,6 +257,26 @@ def one_change_figures(args: argparse.Namespace, pod_list: list[Pod], spaces: di
                 current[kind] = new
             xs.append(time.perf_counter() - t0)
             how[way] = how.get(way, 0) + 1
+    # one pod relabelled (it leaves one label group for another), on the live path of each table
+    subject = pod_list[7]
+    pod_now = {kind: endpoint_for_pod(subject) for kind in lives}
+    for i in range(args.changes):
+        labels = {"app": f"a{(7 + 1 + i % 2) % 20}"}
+        moved = endpoint_for_pod(subject.model_copy(update={"metadata": subject.metadata.model_copy(
+            update={"labels": labels})}))
+        for kind, (live, st) in lives.items():
+            applier = appliers[(kind, "live")]
+            xs, how = out.setdefault((kind, "pod"), ([], {}))
+            t0 = time.perf_counter()
+            if kind == "k8s":
+                update = live.plan_pods([(pod_now[kind], moved)], st.policies_by_ns, st)
+            else:
+                update = live.plan_pods([(pod_now[kind], moved)])
+            assert update is not None and not update.plan.empty
+            way = applier.apply_elements(update.commands, live, functools.partial(live.commit, update))
+            xs.append(time.perf_counter() - t0)
+            how[way] = how.get(way, 0) + 1
+            pod_now[kind] = moved
     return out
 
 
