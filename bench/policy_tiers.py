@@ -10,7 +10,8 @@ Side by side in one run, in a namespace made for it (one node, ``--pods`` synthe
      build, render, diff, one atomic transaction) and the live path (compile the changed policy,
      plan it on the live table: ``dataplane/nft/live.py`` for the Kubernetes-only table,
      ``dataplane/nft/tiers_live.py`` for the tiered one; commit the commands, a raw netlink
-     batch when the encoder covers them), for each kind of table;
+     batch when the encoder covers them), for each kind of table; then one pod relabelled
+     (it moves to another label group) on the live path of each table;
   3. the same change through the policy loop (a store write, then ``PolicyReconciler.
      reconcile_view``: read the watch, compile, plan on the live table, commit, hold the
      affected pods' tracked flows to it), both tables interleaved, write → committed.
