@@ -173,3 +173,34 @@ def test_a_port_change_rewrites_one_policy_chain_and_nothing_else() -> None:
     live.commit(update)
     assert canonical(live.snapshot()) == canonical(render_indexed(state_of(pods, {"gnp:web": b}), NODE,
                                                                   node_ips=NODE_IPS)[0])
+
+
+def _gnp(name: str, tier: str, port: int) -> Any:
+    from podnet.model import GlobalNetworkPolicy
+    return GlobalNetworkPolicy.model_validate({"metadata": {"name": name}, "spec": {
+        "tier": tier, "selector": "all()", "types": ["Ingress"],
+        "ingress": [{"action": "Allow", "protocol": "TCP", "destination": {"ports": [port]}}]}})
+
+
+def test_changes_it_cannot_decide_are_declined() -> None:
+    """Each of these would give a table the planner does not model: it declines (the loop then
+    renders in full), and a decline changes nothing in the live table."""
+    rng = random.Random(9)
+    pods = {f"p{i}": pod(rng, f"p{i}", f"10.0.0.{i + 2}") for i in range(8)}
+    web = _gnp("web", "early", 80)
+    table, live = full(state_of(pods, {"gnp:web": web}))
+    assert live is not None
+    before = canonical(live.snapshot())
+    ir = compile_any(web)
+    # the last tiered policy goes: the table goes back to the Kubernetes-only layout
+    assert live.plan_policies([(ir, None)]) is None
+    # a tier no Tier object defines and no policy named at the last full pass
+    assert live.plan_policies([(None, compile_any(_gnp("odd", "nowhere", 81)))]) is None
+    # a pod on the address of another pod
+    twin = endpoint_for_pod(pod(rng, "twin", pods["p1"].status.pod_ip or ""))
+    assert live.plan_pods([(None, twin)]) is None
+    # a pod whose hostIP no node has: a node address would appear
+    stray = pod(rng, "stray", "10.0.0.99")
+    stray = stray.model_copy(update={"status": stray.status.model_copy(update={"host_ip": "192.168.0.77"})})
+    assert live.plan_pods([(None, endpoint_for_pod(stray))]) is None
+    assert canonical(live.snapshot()) == before == canonical(table)
