@@ -16,7 +16,7 @@ from podnet.dataplane.nft.model import NftTable
 from podnet.dataplane.nft.render import render_indexed
 from podnet.dataplane.nft.tiers import render_tiered_layout, tiered_policy_chain_name
 from podnet.dataplane.nft.tiers_live import TieredLiveTable
-from podnet.model import GlobalNetworkSet, Namespace, Node, Pod, Tier
+from podnet.model import GlobalNetworkPolicy, GlobalNetworkSet, Namespace, Node, Pod, Tier
 from podnet.policy.cluster import ClusterState, compile_any, endpoint_for_pod, ref_of
 
 from test_policy_naive import KEYS, VALUES, tiered_cluster
@@ -159,7 +159,6 @@ def test_a_port_change_rewrites_one_policy_chain_and_nothing_else() -> None:
     pods = {f"p{i}": pod(rng, f"p{i}", f"10.0.0.{i + 2}") for i in range(12)}
     spec = {"tier": "early", "order": 10, "selector": "all()", "types": ["Ingress"],
             "ingress": [{"action": "Allow", "protocol": "TCP", "destination": {"ports": [80]}}]}
-    from podnet.model import GlobalNetworkPolicy
     a = GlobalNetworkPolicy.model_validate({"metadata": {"name": "web"}, "spec": spec})
     b = GlobalNetworkPolicy.model_validate({"metadata": {"name": "web"}, "spec": {
         **spec, "ingress": [{"action": "Allow", "protocol": "TCP", "destination": {"ports": [81]}}]}})
@@ -176,7 +175,6 @@ def test_a_port_change_rewrites_one_policy_chain_and_nothing_else() -> None:
 
 
 def _gnp(name: str, tier: str, port: int) -> Any:
-    from podnet.model import GlobalNetworkPolicy
     return GlobalNetworkPolicy.model_validate({"metadata": {"name": name}, "spec": {
         "tier": tier, "selector": "all()", "types": ["Ingress"],
         "ingress": [{"action": "Allow", "protocol": "TCP", "destination": {"ports": [port]}}]}})
