@@ -150,7 +150,7 @@ def test_live_plans_on_a_tiered_table_equal_a_full_render(seed: int) -> None:
 
 
 def test_named_ports_fall_back_and_stay_equal() -> None:
-    seen = run(7, 60, named_ports=True)
+    seen = run(7, 40, named_ports=True)
     assert seen["declined"] > 0, seen
 
 
