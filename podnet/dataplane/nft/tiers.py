@@ -237,6 +237,8 @@ class TierSets:
         self.peers: dict[str, Peer] = {}
         #: the sets asked for since ``requested`` was set to a list (one policy chain's render)
         self.requested: list[str] | None = None
+        #: the named-port sets: name → (policy ref, direction, rule index) they resolve for
+        self.named: dict[str, tuple[str, Direction, int]] = {}
 
     def _named(self, kind: str, key: object, spans: Callable[[], Spans]) -> str:
         """The set for ``key``; its members are computed only the first time it is asked for."""
@@ -325,6 +327,7 @@ class TierSets:
         name = "tnport-" + short_hash("tnport", pol.ref, rule.direction, rule.index)
         if self.requested is not None:
             self.requested.append(name)
+        self.named[name] = (pol.ref, rule.direction, rule.index)
         self.sets[name] = NftSet(name, ("ipv4_addr", "inet_proto", "inet_service"), True, frozenset(elems))
         return name
 
@@ -491,6 +494,8 @@ class TierLayout:
     groups: Mapping[GroupKey, Mapping[Direction, TierList]]
     chain_sets: Mapping[PolicyChainKey, tuple[str, ...]]
     set_peers: Mapping[str, Peer]
+    #: named-port set → (policy ref, direction, rule index)
+    named_sets: Mapping[str, tuple[str, Direction, int]]
 
 
 def tiered_layout(state: ClusterState, local: Sequence[Endpoint], own: Sequence[str],
@@ -530,7 +535,7 @@ def tiered_layout(state: ClusterState, local: Sequence[Endpoint], own: Sequence[
         chain_sets[(direction, ref)] = tuple(dict.fromkeys(sets.requested))
         sets.requested = None
         chains[chain.name] = chain
-    layout = TierLayout(state, tuple(own), lists, chain_sets, dict(sets.peers))
+    layout = TierLayout(state, tuple(own), lists, chain_sets, dict(sets.peers), dict(sets.named))
     return chains, sets, entries, layout
 
 

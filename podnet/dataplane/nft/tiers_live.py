@@ -14,12 +14,16 @@ pod-dependent set. From that, a change costs its own size:
   chains and sets nothing uses any more go, the sets a new chain asks for come.
 * ``plan_pods``: a pod created, deleted, relabelled or readdressed changes the membership of its
   address in the pod-dependent sets (each set's members are a pointwise function of the pod at
-  an address: the engine's own match is asked at that one address) and, on this node, its two
-  dispatch entries and its ``pod-ifaces`` element; a pod of a group not seen yet gets its tier
-  lists from the policies in evaluation order.
+  an address: the engine's own match is asked at that one address; a named-port set's
+  elements at that address are resolved on that pod) and, on this node, its two dispatch
+  entries and its ``pod-ifaces`` element; a pod of a group not seen yet gets its tier lists
+  from the policies in evaluation order.
+
+A changed policy's named-port sets keep their names (policy, direction, rule index) and are
+resolved again, element deltas against what the table holds.
 
 A plan is None whenever the result could differ from a full render or the planner cannot tell
-(named ports, ipBlocks that exclude pod addresses, a policy in a tier the last full pass did not
+(ipBlocks that exclude pod addresses, a policy in a tier the last full pass did not
 know, the last tiered policy gone, an address shared by two pods, a node address that would
 appear or disappear, an IPv6 pod, a new set needed together with pod changes); the caller then
 renders in full. A plan reads the live state and never changes it; ``commit`` brings the state
@@ -89,11 +93,6 @@ def probe(ep: Endpoint) -> Endpoint:
     return replace(ep, name="\x00" + tag)
 
 
-def _has_named_ports(pol: PolicyIR | None) -> bool:
-    return pol is not None and any(pm.is_named for d in DIRECTIONS for r in pol.rules(d)
-                                   for pm in (*(r.ports or ()), *(r.not_ports or ())))
-
-
 def _refs(lists: Lists) -> set[str]:
     return {r for d in DIRECTIONS for _, refs in lists[d] for r in refs}
 
@@ -147,6 +146,7 @@ class TieredUpdate:
     set_delta: Mapping[str, int]
     chain_sets: Mapping[PolicyChainKey, tuple[str, ...] | None]
     set_peers: Mapping[str, Peer]
+    named_sets: Mapping[str, tuple[str, Direction, int]]
 
     @property
     def commands(self) -> list[dict[str, Any]]:
@@ -190,12 +190,14 @@ class TieredLiveTable:
         self._chain_sets: dict[PolicyChainKey, tuple[str, ...]] = dict(layout.chain_sets)
         self._set_users: Counter[str] = Counter(s for sets in self._chain_sets.values() for s in sets)
         self._set_peers: dict[str, Peer] = dict(layout.set_peers)
+        self._named_sets: dict[str, tuple[str, Direction, int]] = dict(layout.named_sets)
         self._spans: dict[str, Spans] = {}
         #: the sets' members from the current pods (built when a chain is first rendered)
         self._sets: TierSets | None = None
-        named = any(n.startswith("tnport-") for n in table.sets)
         #: pod changes are planned only when every pod-dependent set is one ``_member`` decides
-        self.pods_plannable = st.ipblock_matches_pods and not named
+        self.pods_plannable = st.ipblock_matches_pods and all(
+            n in self._set_peers or n in self._named_sets or not n.startswith(("ent-", "tpod-", "tnport-"))
+            for n in table.sets)
         #: the table is the one the book describes (else every plan is None: render in full)
         self.usable = st.ipblock_matches_pods and set(table.sets) == {*self._set_users, POD_IFACES} and all(
             tiered_policy_chain_name(r, d) in table.chains for d, r in self._policy_users)
@@ -289,6 +291,26 @@ class TieredLiveTable:
                 and peer.pod_selector.matches(pod.labels)
         raise TypeError(peer)
 
+    def _local(self) -> list[Endpoint]:
+        """The programmed pods of this node now (named ports resolve on them for ingress)."""
+        return [ep for ep in self._pods.values() if programmed(ep) and ep.node == self.index.node]
+
+    def _named_elements(self, name: str, pod: Endpoint | None, x: int) -> set[Element]:
+        """The elements a full render puts in named-port set ``name`` for address ``x`` with
+        ``pod`` the pod there (``TierSets.named_ports`` for that one destination)."""
+        ref, direction, index = self._named_sets[name]
+        pol = self._policies[ref]
+        rule = next(r for r in pol.rules(direction) if r.index == index)
+        if pod is None or direction == "ingress" and (pod.node != self.index.node or not self._base.applies(
+                pol, probe(pod))):
+            return set()
+        out: set[Element] = set()
+        for pm in (pm for pm in rule.ports or () if pm.is_named):
+            span = pm.resolve(dict(pod.named_ports))
+            if span is not None:
+                out.add(((x, x), pm.protocol.lower(), span))
+        return out
+
     # -- policy changes -----------------------------------------------------------------------
 
     def plan_policies(self, changes: Sequence[PolicyChange]) -> TieredUpdate | None:
@@ -303,8 +325,6 @@ class TieredLiveTable:
                 continue
             if new is not None and new.tier not in self._tiers:
                 return None  # a tier the last full pass did not know: its place comes from the store
-            if _has_named_ports(new) or _has_named_ports(self._policies.get(pol.ref)):
-                return None
             draft.policies[pol.ref] = new
         if not draft.policies:
             return None
@@ -394,6 +414,19 @@ class TieredLiveTable:
                 old_e: set[Element] = {(span,) for span in spans}
                 new_e: set[Element] = {(span,) for span in after}
                 draft.elements[name] = (old_e - new_e, new_e - old_e)
+        for name in self._named_sets:
+            if name not in sets:
+                continue
+            elements = self._tracker.elements(name)
+            gone_e: set[Element] = set()
+            fresh_e: set[Element] = set()
+            for x, pod in there.items():
+                had = {e for e in elements if e[0] == (x, x)}
+                wanted = self._named_elements(name, pod, x)
+                gone_e |= had - wanted
+                fresh_e |= wanted - had
+            if gone_e or fresh_e:
+                draft.elements[name] = (gone_e, fresh_e)
         return self._local_changes(draft, initial, final)
 
     def _local_changes(self, draft: _Draft, initial: Mapping[str, Endpoint | None],
@@ -494,6 +527,8 @@ class TieredLiveTable:
                 chains[name] = tier_chains(d, tiers, self._own, TIER_ALLOW[d])[name]
         set_delta: Counter[str] = Counter()
         chain_sets: dict[PolicyChainKey, tuple[str, ...] | None] = {}
+        # named ports resolve on the local pods (ingress); pod changes render no named-port set anew
+        local = self._local() if changed else []
         touched = set(policy_delta) | {(d, r) for r in changed for d in DIRECTIONS}
         for d, r in sorted(touched):
             before = self._policy_users[(d, r)]
@@ -511,12 +546,19 @@ class TieredLiveTable:
             pol = self._policy(r, draft)
             self._sets.requested = []
             try:
-                chains[name] = tiered_policy_chain(self._sets, pol, pol.tier, d, (), EGRESS_OK)
+                chains[name] = tiered_policy_chain(self._sets, pol, pol.tier, d, local, EGRESS_OK)
             except PodnetError:
                 return None  # the full pass reports it
             finally:
                 asked, self._sets.requested = self._sets.requested, None
             chain_sets[(d, r)] = tuple(dict.fromkeys(asked or ()))
+            for s in chain_sets[(d, r)] or ():
+                if s.startswith("tnport-") and s in tracker.set_names():  # resolved again: the same name
+                    if not draft.new_sets_allowed:
+                        return None
+                    now, was = self._sets.sets[s].elements, tracker.elements(s)
+                    if now != was:
+                        draft.elements[s] = (was - now, now - was)
             if before > 0:
                 set_delta.subtract(self._chain_sets.get((d, r), ()))
             set_delta.update(chain_sets[(d, r)] or ())
@@ -529,6 +571,7 @@ class TieredLiveTable:
                     return None
                 sets_added[s] = self._sets.sets[s]
         set_peers = {s: self._sets.peers[s] for s in sets_added if self._sets is not None and s in self._sets.peers}
+        named_sets = {s: self._sets.named[s] for s in sets_added if self._sets is not None and s in self._sets.named}
         # the touched objects before and after; plan_sync orders the commands
         maps = {n: {k: v for k, v in m.items() if tracker.entries(n).get(k) != v} for n, m in draft.maps.items()}
         elements = {s: e for s, e in draft.elements.items() if s not in sets_removed}
@@ -551,7 +594,8 @@ class TieredLiveTable:
         draft.elements = elements
         draft.maps = maps
         return TieredUpdate(plan_sync(new_table, old_table), draft, chains, frozenset(removed), sets_added,
-                            frozenset(sets_removed), suffix_delta, policy_delta, set_delta, chain_sets, set_peers)
+                            frozenset(sets_removed), suffix_delta, policy_delta, set_delta, chain_sets, set_peers,
+                            named_sets)
 
     # -- commit -------------------------------------------------------------------------------
 
@@ -565,10 +609,12 @@ class TieredLiveTable:
         for name in update.sets_removed:
             tracker.remove_set(name)
             self._set_peers.pop(name, None)
+            self._named_sets.pop(name, None)
             self._spans.pop(name, None)
         for s in update.sets_added.values():
             tracker.add_set(s)
         self._set_peers.update(update.set_peers)
+        self._named_sets.update(update.named_sets)
         for name, (gone, fresh) in draft.elements.items():
             tracker.update_elements(name, gone, fresh)
             self._spans.pop(name, None)
