@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from podnet.dataplane.nft.flows import FlowVerdicts, TrackedFlow
-from podnet.dataplane.nft.live import LiveTable, LiveUpdate
+from podnet.dataplane.nft.live import LiveTable
 from podnet.dataplane.nft.model import MapKey, NftChain, NftTable, Verdict
 from podnet.dataplane.nft.recheck import judge_flows, pods_to_recheck_after
 from podnet.dataplane.nft.render import FROM_MAP, TO_MAP, RenderMemo, render_indexed
@@ -370,25 +370,6 @@ class PolicyReconciler:
         os.replace(tmp, path)
 
 
-def _tiered_plan(plan: Callable[[], TieredUpdate | None]) -> TieredUpdate | None:
-    """A tiered live plan, or None (render in full) also when planning fails: the full pass is
-    always correct, so a planner error costs time, not enforcement."""
-    try:
-        return plan()
-    except Exception:
-        log.exception("tiered live planning failed; rendering in full")
-        return None
-
-
-def _committer(live: Live, update: LiveUpdate | TieredUpdate) -> Callable[[], None]:
-    """What brings the live table to the update's result once the kernel took it."""
-    if isinstance(live, TieredLiveTable):
-        assert isinstance(update, TieredUpdate)
-        return lambda: live.commit(update)
-    assert isinstance(update, LiveUpdate)
-    return lambda: live.commit(update)
-
-
 def _elements(table: NftTable, name: str) -> Mapping[MapKey, Verdict]:
     m = table.maps.get(name)
     return m.elements if m is not None else {}
@@ -401,6 +382,21 @@ def _merge(cache: dict[Any, Any], fresh: dict[Any, Any]) -> None:
             cache.pop(key, None)
         else:
             cache[key] = hit
+
+
+def _tiered_plan(plan: Callable[[], TieredUpdate | None]) -> TieredUpdate | None:
+    """A tiered live plan, or None (render in full) also when planning fails: the full pass is
+    always correct, so a planner error costs time, not enforcement."""
+    try:
+        return plan()
+    except Exception:
+        log.exception("tiered live planning failed; rendering in full")
+        return None
+
+
+def _committer(live: Live, update: Any) -> Callable[[], None]:
+    """What brings the live table (either kind) to the update's result once the kernel took it."""
+    return lambda: live.commit(update)
 
 
 @dataclass

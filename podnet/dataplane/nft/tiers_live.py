@@ -225,6 +225,11 @@ class TieredLiveTable:
     def entries(self, name: str) -> Mapping[MapKey, Verdict]:
         return self._tracker.entries(name)
 
+    @property
+    def dispatch(self) -> None:
+        """No per-pod dispatch index: the flow recheck reads the verdict maps themselves."""
+        return None
+
     # -- helpers ------------------------------------------------------------------------------
 
     @staticmethod
