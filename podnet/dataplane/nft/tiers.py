@@ -475,6 +475,7 @@ PolicyChainKey = tuple[Direction, str]
 
 
 def group_key(pod: Endpoint) -> GroupKey:
+    """What every selector of a tiered policy reads of a pod (its tier lists depend on no more)."""
     return (pod.namespace or "", repr(sorted(pod.labels.items())), pod.service_account or "")
 
 
