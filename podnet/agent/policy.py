@@ -26,6 +26,8 @@ from podnet.dataplane.nft.live import LiveTable
 from podnet.dataplane.nft.model import MapKey, NftChain, Verdict
 from podnet.dataplane.nft.recheck import judge_flows, pods_to_recheck_after
 from podnet.dataplane.nft.render import FROM_MAP, TO_MAP, RenderMemo, render_indexed
+from podnet.dataplane.nft.tiers import render_tiered_layout
+from podnet.dataplane.nft.tiers_live import TieredLiveTable, TieredUpdate
 from podnet.kernel.conntrack import enforce_pod_flows
 from podnet.kernel.nft.apply import NftApplier
 from podnet.model import (
@@ -50,9 +52,12 @@ from podnet.telemetry.dataplane import DataplaneMetrics
 log = logging.getLogger("podnet.agent.policy")
 READBACK_SECONDS = 10.0
 #: the policy kinds compiled into tier chains (``dataplane.nft.tiers``); with none of them the
-#: table is the Kubernetes-only one and the fast paths apply
+#: table is the Kubernetes-only one (fast paths: ``dataplane.nft.live``), with one of them the
+#: tiered one (fast paths: ``dataplane.nft.tiers_live``)
 TIERED_KINDS = (CalicoNetworkPolicy, GlobalNetworkPolicy, AdminNetworkPolicy, BaselineAdminNetworkPolicy,
                 ClusterNetworkPolicy)
+#: the live table of the last full pass, Kubernetes-only or tiered
+Live = LiveTable | TieredLiveTable
 
 
 @dataclass
@@ -143,7 +148,7 @@ class PolicyReconciler:
         self._last_readback = 0.0
         self._cache = StateCache()
         self._memo = RenderMemo()
-        self._last: tuple[LiveTable, _Known] | None = None  # the committed table, what it was made from
+        self._last: tuple[Live, _Known] | None = None  # the committed table, what it was made from
         self.status = PolicyStatus(node)
 
     def reconcile(self, snapshot: Any) -> PolicyStatus:
@@ -162,18 +167,21 @@ class PolicyReconciler:
         status = PolicyStatus(self.node, revision=snapshot.revision)
         try:
             state = self._cache.build(snapshot)
-            table, index = render_indexed(state, self.node, node_ips=node_ips(snapshot, self.node), memo=self._memo,
-                                         to_host=self.to_host)
+            tiered = bool(state.tiered)
+            if tiered:  # the same table render_indexed gives, with what the tiered fast paths plan from
+                table, index, layout = render_tiered_layout(state, self.node, node_ips=node_ips(snapshot, self.node),
+                                                            to_host=self.to_host)
+            else:
+                table, index = render_indexed(state, self.node, node_ips=node_ips(snapshot, self.node),
+                                              memo=self._memo, to_host=self.to_host)
             self._last = None
             plan = self.applier.sync(table, read_back=read_back)
             if read_back:
                 self.metrics.resyncs.inc()
                 if idle and not plan.empty:  # nothing changed in the store, yet the kernel had to
                     self.metrics.drift.inc()
-            # the fast paths plan on a Kubernetes-only table; with tiers every change is a full
-            # render, diffed and applied in one atomic transaction
-            tiered = any(not p.is_k8s for p in state.policies)
-            self._last = None if tiered else (LiveTable(table, index, state), _Known(dict(state.policies_by_ns), state))
+            live: Live = TieredLiveTable(table, index, layout) if tiered else LiveTable(table, index, state)
+            self._last = (live, _Known(dict(state.policies_by_ns), state))
             status.plan = plan.summary()
             status.plan["flows"] = self._cut_flows(plan.commands, table.chains, dispatch_entries(table, FROM_MAP),
                                                    dispatch_entries(table, TO_MAP), lambda: snapshot, state)
@@ -217,9 +225,9 @@ class PolicyReconciler:
                 return fast
         return self.reconcile(view.snapshot())
 
-    def _fast_path_allowed(self, changes: list[tuple[str, Any, Any]], kind: type) -> bool:
-        """Only changes of one kind, and a read-back not long overdue (else: the full path)."""
-        if any(type(new if new is not None else old) is not kind for _, old, new in changes):
+    def _fast_path_allowed(self, changes: list[tuple[str, Any, Any]], *kinds: type) -> bool:
+        """Only changes of these kinds, and a read-back not long overdue (else: the full path)."""
+        if any(type(new if new is not None else old) not in kinds for _, old, new in changes):
             return False
         return time.monotonic() - self._last_readback < 6 * self.readback_every
 
@@ -258,11 +266,12 @@ class PolicyReconciler:
             after = endpoint_for_pod(new) if new is not None else None
             pairs.append((before[1] if before else None, after))
             fresh[k] = (new.metadata.resource_version, after) if new is not None else None  # type: ignore[assignment]
-        update = live.plan_pods(pairs, known.policies_by_ns, known.peers)
+        update = _tiered_plan(lambda: live.plan_pods(pairs)) if isinstance(live, TieredLiveTable) else live.plan_pods(
+            pairs, known.policies_by_ns, known.peers)
         if update is None:
             return None
         try:
-            how = self.applier.apply_elements(update.commands, live, lambda: live.commit(update))
+            how = self.applier.apply_elements(update.commands, live, _committer(live, update))
         except Exception as exc:  # the full path reads the kernel back and repairs
             self.metrics.failures.inc()
             log.warning("node %s: element update failed (%s); syncing in full", self.node, exc)
@@ -276,39 +285,45 @@ class PolicyReconciler:
 
     def _policies_only(self, revision: int, changes: list[tuple[str, Any, Any]],
                        snapshot_of: Callable[[], Any]) -> PolicyStatus | None:
-        if not self._fast_path_allowed(changes, NetworkPolicy):
-            return None
-        t0 = time.perf_counter()
         assert self._last is not None
         live, known = self._last
-        compiled = self._cache._policies
+        tiered = isinstance(live, TieredLiveTable)
+        if not (self._fast_path_allowed(changes, NetworkPolicy, *TIERED_KINDS) if tiered
+                else self._fast_path_allowed(changes, NetworkPolicy)):
+            return None
+        t0 = time.perf_counter()
         pairs: list[tuple[PolicyIR | None, PolicyIR | None]] = []
-        fresh: dict[tuple[str, str], tuple[str | None, PolicyIR] | None] = {}
+        fresh: dict[tuple[type, str, str], tuple[str | None, PolicyIR] | None] = {}
         for _key, old, new in changes:
             obj = new if new is not None else old
+            cls = type(obj)
+            compiled = self._cache._policies if cls is NetworkPolicy else self._cache._tiered[cls]
             k = (obj.metadata.namespace or "default", obj.metadata.name)
             before = compiled.get(k)
             if old is not None and before is None:
                 return None
             try:
-                after = compile_policy(new) if new is not None else None
+                after = (compile_policy(new) if cls is NetworkPolicy else compile_any(new)) if new is not None else None
             except Exception:  # the full path reports it
                 return None
             pairs.append((before[1] if before else None, after))
-            fresh[k] = (new.metadata.resource_version, after) if after is not None else None
-        update = live.plan_policies(pairs, known.peers)
+            fresh[(cls, *k)] = (new.metadata.resource_version, after) if after is not None else None
+        update = _tiered_plan(lambda: live.plan_policies(pairs)) if isinstance(live, TieredLiveTable) \
+            else live.plan_policies(pairs, known.peers)
         if update is None:
             return None
         try:
-            how = self.applier.apply_elements(update.commands, live, lambda: live.commit(update))
+            how = self.applier.apply_elements(update.commands, live, _committer(live, update))
         except Exception as exc:  # the full path reads the kernel back and repairs
             self.metrics.failures.inc()
             log.warning("node %s: policy update failed (%s); syncing in full", self.node, exc)
             self._last = None
             return None
-        _merge(compiled, fresh)
-        for old_ir, new_ir in pairs:
-            known.replace(old_ir, new_ir)
+        for (cls, ns, name), hit in fresh.items():
+            _merge(self._cache._policies if cls is NetworkPolicy else self._cache._tiered[cls], {(ns, name): hit})
+        if not tiered:
+            for old_ir, new_ir in pairs:
+                known.replace(old_ir, new_ir)
         cut = self._cut_flows(update.commands, live.chains, live.entries(FROM_MAP), live.entries(TO_MAP),
                               snapshot_of, index=live.dispatch)
         status = self._finish_fast_path(revision, {**update.plan.summary(), "incremental": True, "path": how,
@@ -364,6 +379,21 @@ def _merge(cache: dict[Any, Any], fresh: dict[Any, Any]) -> None:
             cache.pop(key, None)
         else:
             cache[key] = hit
+
+
+def _tiered_plan(plan: Callable[[], TieredUpdate | None]) -> TieredUpdate | None:
+    """A tiered live plan, or None (render in full) also when planning fails: the full pass is
+    always correct, so a planner error costs time, not enforcement."""
+    try:
+        return plan()
+    except Exception:
+        log.exception("tiered live planning failed; rendering in full")
+        return None
+
+
+def _committer(live: Live, update: Any) -> Callable[[], None]:
+    """What brings the live table (either kind) to the update's result once the kernel took it."""
+    return lambda: live.commit(update)
 
 
 @dataclass

@@ -35,11 +35,16 @@ addresses each, computed with the engine's own matching (``ClusterState.entity_m
 the interval algebra here reproduces), so Calico's "selectors match by address" holds in the
 kernel too. The verdict statements are built in one place (``verdict_*``), one function per
 rule action.
+
+``render_tiered_layout`` also returns the layout (each local group's tier lists, the sets each
+policy chain asked for, the peers behind the pod-dependent sets) that the live planner
+(``tiers_live``) plans later changes from, rendering what they touch with the same functions.
 """
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from podnet.errors import PodnetError
@@ -215,8 +220,10 @@ def _v4_ip(ep: Endpoint) -> int | None:
 class TierSets:
     """The interval sets of the tiered peers, named by what decides their members."""
 
-    def __init__(self, state: ClusterState) -> None:
+    def __init__(self, state: ClusterState, existing: Container[str] = frozenset()) -> None:
         self.state = state
+        #: sets there are already (the live planner's table): named, not computed again
+        self._existing = existing
         self.sets: dict[str, NftSet] = {}
         self._pods = [(ep, ip) for ep in state.pods if ep.selectable for ip in [_v4_ip(ep)] if ip is not None]
         # pods alike in everything a selector reads are decided once (a representative, addresses)
@@ -225,11 +232,20 @@ class TierSets:
             key = (ep.namespace, tuple(sorted(ep.labels.items())), ep.service_account)
             groups.setdefault(key, (ep, []))[1].append(ip)
         self._groups = list(groups.values())
+        #: the peer that defines each pod-dependent set's members (``ent-``, ``tpod-``), for the
+        #: live planner (``tiers_live``), which redoes a set's membership at one address
+        self.peers: dict[str, Peer] = {}
+        #: the sets asked for since ``requested`` was set to a list (one policy chain's render)
+        self.requested: list[str] | None = None
+        #: the named-port sets: name → (policy ref, direction, rule index) they resolve for
+        self.named: dict[str, tuple[str, Direction, int]] = {}
 
     def _named(self, kind: str, key: object, spans: Callable[[], Spans]) -> str:
         """The set for ``key``; its members are computed only the first time it is asked for."""
         name = f"{kind}-" + short_hash(kind, repr(key))
-        if name not in self.sets:
+        if self.requested is not None:
+            self.requested.append(name)
+        if name not in self.sets and name not in self._existing:
             self.sets[name] = NftSet(name, ("ipv4_addr",), True, frozenset((s,) for s in merge_intervals(spans())))
         return name
 
@@ -238,7 +254,9 @@ class TierSets:
 
     def entity(self, peer: EntityPeer) -> str:
         """``ClusterState.entity_matches`` over every IPv4 address, as intervals."""
-        return self._named("ent", peer.key, lambda: self._entity_spans(peer))
+        name = self._named("ent", peer.key, lambda: self._entity_spans(peer))
+        self.peers.setdefault(name, peer)
+        return name
 
     def _entity_spans(self, peer: EntityPeer) -> Spans:
         st = self.state
@@ -266,9 +284,11 @@ class TierSets:
     def pods(self, peer: PodPeer) -> str:
         st = self.state
         scope = peer.namespace if peer.namespace_selector is None else peer.namespace_selector.to_dict()
-        return self._named("tpod", (scope, peer.pod_selector.to_dict()), lambda: self._pod_spans(
+        name = self._named("tpod", (scope, peer.pod_selector.to_dict()), lambda: self._pod_spans(
             lambda ep: peer.namespace_in_scope(ep.namespace or "", st.ns_labels(ep.namespace))
             and peer.pod_selector.matches(ep.labels)))
+        self.peers.setdefault(name, peer)
+        return name
 
     def ip_block(self, peer: IPBlockPeer) -> str:
         def spans() -> Spans:
@@ -305,6 +325,9 @@ class TierSets:
                 if span is not None:
                     elems.add(((ip, ip), pm.protocol.lower(), span))
         name = "tnport-" + short_hash("tnport", pol.ref, rule.direction, rule.index)
+        if self.requested is not None:
+            self.requested.append(name)
+        self.named[name] = (pol.ref, rule.direction, rule.index)
         self.sets[name] = NftSet(name, ("ipv4_addr", "inet_proto", "inet_service"), True, frozenset(elems))
         return name
 
@@ -393,7 +416,7 @@ def tiered_policy_chain(sets: TierSets, pol: PolicyIR, tier: str, direction: Dir
     return NftChain(tiered_policy_chain_name(pol.ref, direction), tuple(rules))
 
 
-def _pass_indices(pol: PolicyIR, direction: Direction) -> list[int]:
+def pass_indices(pol: PolicyIR, direction: Direction) -> list[int]:
     """The mark codes a policy's Pass rules set (indices past ``PASS_INDEX_MAX`` share one)."""
     return sorted({min(r.index, PASS_INDEX_MAX) for r in pol.rules(direction) if r.action == "Pass"})
 
@@ -401,7 +424,7 @@ def _pass_indices(pol: PolicyIR, direction: Direction) -> list[int]:
 def _passed_last(tier: str, pol: PolicyIR, direction: Direction, onward: list[Expr]) -> list[NftRule]:
     """A Pass in the last tier: the profile allows; log which Pass rule it was."""
     rules = []
-    for index in _pass_indices(pol, direction):
+    for index in pass_indices(pol, direction):
         shown = index if index < PASS_INDEX_MAX else flowlog.DEFAULT_DENY
         rid = flowlog.passed_rule_id(pol.ref, direction, shown, tier)
         rules.append(NftRule.make([_passed_by(index), _clear_pass(), flowlog.log_stmt(rid), *onward],
@@ -445,48 +468,100 @@ def tier_chains(direction: Direction, tiers: Sequence[tuple[TierInfo, Sequence[P
     return out
 
 
-def tiered_chains(state: ClusterState, local: Sequence[Endpoint], own: Sequence[str],
+#: a local pod's group: pods alike in namespace, labels and service account walk the same tiers
+GroupKey = tuple[str, str, str]
+#: (direction, policy ref) of a ``tp-``/``tq-`` chain
+PolicyChainKey = tuple[Direction, str]
+
+
+def group_key(pod: Endpoint) -> GroupKey:
+    """What every selector of a tiered policy reads of a pod (its tier lists depend on no more)."""
+    return (pod.namespace or "", repr(sorted(pod.labels.items())), pod.service_account or "")
+
+
+def listed(tiers: Sequence[tuple[TierInfo, Sequence[PolicyIR]]]) -> TierList:
+    """A walk's tiers as names and policy refs (what the tier chains are named by)."""
+    return tuple((t.name, tuple(p.ref for p in pols)) for t, pols in tiers)
+
+
+@dataclass(frozen=True)
+class TierLayout:
+    """What a full render decided that the live planner (``tiers_live``) plans changes from:
+    the state, the own-node addresses, each local group's tier lists and the sets each
+    policy chain asked for (with the peers defining the pod-dependent ones)."""
+
+    state: ClusterState
+    own: tuple[str, ...]
+    groups: Mapping[GroupKey, Mapping[Direction, TierList]]
+    chain_sets: Mapping[PolicyChainKey, tuple[str, ...]]
+    set_peers: Mapping[str, Peer]
+    #: named-port set → (policy ref, direction, rule index)
+    named_sets: Mapping[str, tuple[str, Direction, int]]
+
+
+def tiered_layout(state: ClusterState, local: Sequence[Endpoint], own: Sequence[str],
                   allow: Mapping[Direction, list[Expr]], egress_ok: str, directions: Sequence[Direction]
-                  ) -> tuple[dict[str, NftChain], dict[str, NftSet], dict[tuple[str, ...], dict[Direction, str | None]]]:
-    """Chains, sets and, per (namespace, labels) group of local pods, the first tier chain of each
-    direction (None: no tier applies, the pod is open in that direction)."""
+                  ) -> tuple[dict[str, NftChain], TierSets, dict[tuple[str, ...], dict[Direction, str | None]],
+                             TierLayout]:
+    """Chains, sets and, per group of local pods, the first tier chain of each direction (None:
+    no tier applies, the pod is open in that direction); and the layout the live planner needs."""
     sets = TierSets(state)
     chains: dict[str, NftChain] = {}
     needed: dict[tuple[Direction, str], tuple[PolicyIR, str]] = {}
     entries: dict[tuple[str, ...], dict[Direction, str | None]] = {}
+    lists: dict[GroupKey, dict[Direction, TierList]] = {}
     for pod in local:
-        group = (pod.namespace or "", repr(sorted(pod.labels.items())), pod.service_account or "")
+        group = group_key(pod)
         if group in entries:
             continue
         decided: dict[Direction, str | None] = {}
+        walks = lists[group] = {}
         for direction in directions:
             tiers = state.tiers_for(pod, direction)
+            walks[direction] = listed(tiers)
             if not tiers:
                 decided[direction] = None
                 continue
             made = tier_chains(direction, tiers, own, allow[direction])
             chains.update(made)
-            decided[direction] = tier_chain_name(direction, tuple((t.name, tuple(p.ref for p in ps)) for t, ps in tiers))
+            decided[direction] = tier_chain_name(direction, walks[direction])
             for tier, pols in tiers:
                 for pol in pols:
                     needed[(direction, pol.ref)] = (pol, tier.name)
         entries[group] = decided
-    for (direction, _ref), (pol, tier_name) in sorted(needed.items(), key=lambda kv: kv[0]):
+    chain_sets: dict[PolicyChainKey, tuple[str, ...]] = {}
+    for (direction, ref), (pol, tier_name) in sorted(needed.items(), key=lambda kv: kv[0]):
+        sets.requested = []
         chain = tiered_policy_chain(sets, pol, tier_name, direction, local, egress_ok)
+        chain_sets[(direction, ref)] = tuple(dict.fromkeys(sets.requested))
+        sets.requested = None
         chains[chain.name] = chain
-    return chains, sets.sets, entries
+    layout = TierLayout(state, tuple(own), lists, chain_sets, dict(sets.peers), dict(sets.named))
+    return chains, sets, entries, layout
 
 
 def render_tiered(state: ClusterState, node: str, *, node_ips: Iterable[str] = (),
                   interfaces: Mapping[str, str] | None = None, to_host: str = "Drop") -> tuple[NftTable, RenderIndex]:
     """The whole table with tiers (``render.render_indexed`` calls this when a tiered kind is in
     the state): the same base chains, dispatch maps and anti-spoofing, tier chains behind them."""
+    table, index, _ = render_tiered_layout(state, node, node_ips=node_ips, interfaces=interfaces, to_host=to_host)
+    return table, index
+
+
+#: what a tier walk ends with when every tier passed (the profile allows)
+TIER_ALLOW: Mapping[Direction, list[Expr]] = {"ingress": [ACCEPT], "egress": [goto(EGRESS_OK)]}
+
+
+def render_tiered_layout(state: ClusterState, node: str, *, node_ips: Iterable[str] = (),
+                         interfaces: Mapping[str, str] | None = None, to_host: str = "Drop"
+                         ) -> tuple[NftTable, RenderIndex, TierLayout]:
+    """``render_tiered`` and the layout the live planner starts from (``tiers_live``)."""
     local = local_pods(state, node)
     given = dict(interfaces or {})
     own = tuple(sorted({*node_ips, *(p.host_ip for p in local if p.host_ip)}))
-    allow: dict[Direction, list[Expr]] = {"ingress": [ACCEPT], "egress": [goto(EGRESS_OK)]}
     chains = base_chains(to_host)
-    tiered, sets, entries = tiered_chains(state, local, own, allow, EGRESS_OK, ("ingress", "egress"))
+    tiered, tier_sets, entries, layout = tiered_layout(state, local, own, TIER_ALLOW, EGRESS_OK, ("ingress", "egress"))
+    sets = tier_sets.sets
     chains.update(tiered)
     from_map: dict[Any, Any] = {}
     to_map: dict[Any, Any] = {}
@@ -494,7 +569,7 @@ def render_tiered(state: ClusterState, node: str, *, node_ips: Iterable[str] = (
     for pod in local:
         from_key, to_key = dispatch_keys(pod, given)
         ifaces.add(to_key)
-        decided = entries[(pod.namespace or "", repr(sorted(pod.labels.items())), pod.service_account or "")]
+        decided = entries[group_key(pod)]
         egress, ingress = decided["egress"], decided["ingress"]
         from_map[from_key] = ("goto", egress) if egress else ALLOW["egress"]
         to_map[to_key] = ("goto", ingress) if ingress else ALLOW["ingress"]
@@ -503,6 +578,7 @@ def render_tiered(state: ClusterState, node: str, *, node_ips: Iterable[str] = (
             TO_MAP: NftMap(TO_MAP, ("ifname",), to_map)}
     table = NftTable(TABLE.family, TABLE.name, sets=dict(sorted(sets.items())), maps=maps,
                      chains=dict(sorted(chains.items())))
-    # pod_dependent_extras: every set here depends on pods; the live planner must render in full
+    # pod_dependent_extras: every set here depends on pods; the Kubernetes live planner must
+    # not plan on this table (``tiers_live`` does, from the layout)
     index = RenderIndex(node, tuple(sorted(set(node_ips))), given, {}, True, {}, own)
-    return table, index
+    return table, index, layout
