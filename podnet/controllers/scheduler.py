@@ -12,7 +12,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from podnet.model.core import Node, Pod
-
 from podnet.services.hostports import HostPortKey, conflicts, wanted_host_ports
 
 #: kube-scheduler's reasons, as its filters word them
