@@ -26,11 +26,12 @@ from typing import Any
 
 from podnet.dataplane.nft.services import SERVICE_TABLE, NodeContext
 from podnet.dataplane.nft.services_live import LiveServiceTable
+from podnet.ipam.blocks import HANDLES
 from podnet.kernel.conntrack import StaleFlow, delete_flows
 from podnet.kernel.nft.apply import NftApplier
 from podnet.model import EndpointSlice, IPPool, Node, Pod, Service
 from podnet.services.allocation import CONFIG_KEY
-from podnet.services.hostports import HostPortMapping, node_mappings
+from podnet.services.hostports import HostPortMapping, attachment_mappings, node_mappings
 from podnet.services.proxy import ProxyPlan, ServicePlan, plan_service, proxied
 
 from .hostports import HostPortReconciler
@@ -209,6 +210,8 @@ class ProxyView:
         self.ctx = NodeContext()
         #: this node's pods (those that may forward host ports)
         self.pods: dict[str, Pod] = {}
+        #: IPAM handle key → the forwards of that CNI attachment on this node (runtimeConfig.portMappings)
+        self.attachments: dict[str, list[HostPortMapping]] = {}
         #: (forwards, conflicts left out) from ``pods``
         self.host_ports: tuple[list[HostPortMapping], list[str]] = ([], [])
         #: whether the last refresh moved anything besides the Services it returned as dirty
@@ -256,8 +259,16 @@ class ProxyView:
                     pods = True
                 elif self.pods.pop(key, None) is not None:
                     pods = True
+        for key in getattr(self.view, "raw_changes", ()):
+            if key.startswith(HANDLES):
+                value = self.view.raw(key)
+                found = attachment_mappings([value], self.node) if value else []
+                if found or self.attachments.pop(key, None) is not None:
+                    if found:
+                        self.attachments[key] = found
+                    pods = True
         if pods:
-            self.host_ports = node_mappings(self.pods.values(), self.node)
+            self.host_ports = self._host_ports()
         if context:
             ctx = node_context(self.node_obj, self.pools.values(), self._service_config())
             if ctx.node_ips != self.ctx.node_ips:  # whether the node may reach guarded LoadBalancer addresses
@@ -267,6 +278,10 @@ class ProxyView:
             self._plan(key)
         self.context_changed = context
         return ProxyPlan(self.node, self.plans), self.ctx, dirty
+
+    def _host_ports(self) -> tuple[list[HostPortMapping], list[str]]:
+        extra = sorted((m for ms in self.attachments.values() for m in ms), key=lambda m: (m.owner, m))
+        return node_mappings(self.pods.values(), self.node, extra)
 
     def _service_config(self) -> Mapping[str, Any] | None:
         record = self.view.store.kv.get(CONFIG_KEY)
@@ -288,7 +303,11 @@ class ProxyView:
         self.pools = {p.name: p for p in snap.of(IPPool)}
         self.node_obj = snap.get(Node, self.node)
         self.pods = {_svc_key(p.namespace, p.name): p for p in snap.of(Pod) if p.spec.node_name == self.node}
-        self.host_ports = node_mappings(self.pods.values(), self.node)
+        self.attachments = {}
+        for key, value in (getattr(snap, "raw", None) or {}).items():
+            if key.startswith(HANDLES) and (found := attachment_mappings([value], self.node)):
+                self.attachments[key] = found
+        self.host_ports = self._host_ports()
         self.plans = {}
         self.ctx = node_context(self.node_obj, self.pools.values(), self._service_config())
         for key in sorted(self.services):

@@ -14,11 +14,17 @@ the CNI ``portmap`` plugin read the same pod spec:
 * the node forwards each host port of its running, addressed pods to podIP:containerPort.
   Should two of its pods claim one host port anyway (bound by hand with ``nodeName``), the one
   first by namespace and name keeps it and the other is reported.
+* containers a runtime started through the CNI plugin with ``runtimeConfig.portMappings``
+  (``podman run -p 8080:80``) are forwarded the same way: the plugin records the mappings in
+  the attachment's IPAM handle, which lives exactly as long as the attachment. They come after
+  the store's pods when ports clash; a pod whose runtime passed its own host ports as
+  portMappings too (a kubelet) is the same owner and forwarded once.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from podnet.model.core import Pod
 
@@ -89,10 +95,39 @@ def _forwarded(pod: Pod, node: str) -> bool:
             and pod.status.phase not in ("Succeeded", "Failed"))
 
 
-def node_mappings(pods: Iterable[Pod], node: str) -> tuple[list[HostPortMapping], list[str]]:
-    """The forwards ``node`` programs for its pods, and the conflicts it leaves out (as text)."""
+def attachment_mappings(handles: Iterable[Mapping[str, Any]], node: str) -> list[HostPortMapping]:
+    """The forwards of CNI attachments on ``node`` (IPAM handle values with ``portMappings``);
+    the owner is the pod the runtime named (``K8S_POD_NAMESPACE``/``NAME``), else ``cni/<container>``."""
+    out = []
+    for h in handles:
+        ips = h.get("ips") or []
+        if h.get("node") != node or not ips or ":" in str(ips[0]):
+            continue
+        ns, pod = (str(h["namespace"]), str(h["pod"])) if h.get("namespace") and h.get("pod") else (
+            "cni", str(h.get("containerID", ""))[:12])
+        for m in h.get("portMappings") or ():
+            host_ip = str(m.get("hostIP") or "") or ANY
+            if ":" in host_ip:
+                continue
+            out.append(HostPortMapping(host_ip, int(m["hostPort"]), str(m.get("protocol") or "tcp").lower(),
+                                       str(ips[0]).split("/")[0], int(m["containerPort"]), ns, pod))
+    return sorted(out, key=lambda m: (m.owner, m))
+
+
+def node_mappings(pods: Iterable[Pod], node: str,
+                  attachments: Iterable[HostPortMapping] = ()) -> tuple[list[HostPortMapping], list[str]]:
+    """The forwards ``node`` programs for its pods and then its CNI ``attachments``, and the
+    conflicts it leaves out (as text)."""
     taken: list[HostPortMapping] = []
-    problems = []
+    problems: list[str] = []
+
+    def take(m: HostPortMapping) -> None:
+        clash = next((t for t in taken if t.key.overlaps(m.key)), None)
+        if clash is None:
+            taken.append(m)
+        elif clash.owner != m.owner:
+            problems.append(f"{m.owner}: host port {m.key} is taken by {clash.owner}")
+
     for pod in sorted(pods, key=lambda p: (p.namespace or "default", p.name)):
         if not _forwarded(pod, node):
             continue
@@ -104,12 +139,8 @@ def node_mappings(pods: Iterable[Pod], node: str) -> tuple[list[HostPortMapping]
             for p in c.ports or ():
                 if not p.host_port or ":" in (p.host_ip or ""):
                     continue
-                m = HostPortMapping(_host_ip(p.host_ip), p.host_port, p.protocol.lower(), pod_ip, p.container_port,
-                                    ns, pod.name)
-                clash = next((t for t in taken if t.key.overlaps(m.key)), None)
-                if clash is not None:
-                    if clash.owner != m.owner:
-                        problems.append(f"{m.owner}: host port {m.key} is taken by {clash.owner}")
-                    continue
-                taken.append(m)
+                take(HostPortMapping(_host_ip(p.host_ip), p.host_port, p.protocol.lower(), pod_ip, p.container_port,
+                                     ns, pod.name))
+    for m in attachments:
+        take(m)
     return sorted(taken), problems

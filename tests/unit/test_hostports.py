@@ -156,3 +156,47 @@ def test_the_control_loop_records_failed_scheduling() -> None:
     loop.reconcile(store.snapshot())
     second = store.get(Pod, "second")
     assert isinstance(second, Pod) and second.spec.node_name == "n1"  # the port is free again
+
+
+def test_cni_port_mappings_are_parsed_checked_and_forwarded() -> None:
+    import pytest
+
+    from podnet.cni import spec
+    from podnet.cni.install import conflist
+    from podnet.services.hostports import attachment_mappings
+
+    assert conflist("n1", "/var/lib/podnet")["plugins"][0]["capabilities"] == {"portMappings": True}
+
+    def conf(mappings: Any) -> spec.NetConf:
+        return spec.parse_config(json.dumps({"cniVersion": "1.0.0", "name": "podnet", "nodeName": "n1",
+                                             "runtimeConfig": {"portMappings": mappings}}))
+
+    got = conf([{"hostPort": 8080, "containerPort": 80, "protocol": "tcp", "hostIP": ""},
+                {"hostPort": 5353, "containerPort": 53, "protocol": "UDP", "hostIP": NODE_IP}]).port_mappings
+    assert got == ({"hostPort": 8080, "containerPort": 80, "protocol": "tcp", "hostIP": ""},
+                   {"hostPort": 5353, "containerPort": 53, "protocol": "udp", "hostIP": NODE_IP})
+    assert spec.parse_config(b'{"cniVersion":"1.0.0","name":"n","nodeName":"x"}').port_mappings == ()
+    for bad, field in (([{"hostPort": 0, "containerPort": 80}], "runtimeConfig.portMappings[0].hostPort"),
+                       ([{"hostPort": 80, "containerPort": "80"}], "runtimeConfig.portMappings[0].containerPort"),
+                       ([{"hostPort": 80, "containerPort": 80, "protocol": "icmp"}],
+                        "runtimeConfig.portMappings[0].protocol"),
+                       ([{"hostPort": 80, "containerPort": 80, "hostIP": "nowhere"}],
+                        "runtimeConfig.portMappings[0].hostIP"),
+                       ({"hostPort": 80}, "runtimeConfig.portMappings")):
+        with pytest.raises(spec.CniError) as e:
+            conf(bad)
+        assert e.value.code == 7 and f"'{field}'" in e.value.msg
+    handles = [
+        {"node": "n1", "ips": ["10.244.1.9"], "containerID": "0123456789abcdef", "portMappings": list(got)},
+        {"node": "n2", "ips": ["10.244.2.9"], "containerID": "ffff", "portMappings": list(got)},  # another node
+        {"node": "n1", "ips": ["10.244.1.10"], "containerID": "aaaa"},  # no ports
+    ]
+    forwards = attachment_mappings(handles, "n1")
+    assert [(m.owner, str(m.key), m.pod_ip, m.container_port) for m in forwards] == [
+        ("cni/0123456789ab", "0.0.0.0:8080/TCP", "10.244.1.9", 80),
+        ("cni/0123456789ab", f"{NODE_IP}:5353/UDP", "10.244.1.9", 53)]
+    # a store pod holding the port first keeps it; the attachment is reported
+    web = pod("web", hp(8080), node_name="n1", ip="10.244.1.2")
+    taken, problems = node_mappings([web], "n1", forwards)
+    assert [m.owner for m in taken] == ["default/web", "cni/0123456789ab"]
+    assert problems == ["cni/0123456789ab: host port 0.0.0.0:8080/TCP is taken by default/web"]
