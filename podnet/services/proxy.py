@@ -35,6 +35,7 @@ from podnet.model.discovery import SliceEndpoint
 
 PROXY_NAME_LABEL = "service.kubernetes.io/service-proxy-name"
 HEADLESS_LABEL = "service.kubernetes.io/headless"
+SOURCE_RANGES_ANNOTATION = "service.beta.kubernetes.io/load-balancer-source-ranges"
 
 #: an endpoint as the proxy sends to it: (address, port)
 Target = tuple[str, int]
@@ -136,14 +137,28 @@ def _usable(candidates: list[tuple[SliceEndpoint, Target]]) -> tuple[Target, ...
 def _firewall(service: Service, node_ips: Iterable[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(the guarded LoadBalancer addresses, the allowed source CIDRs)."""
     lb_ips = tuple(dict.fromkeys(i for i in service.ingress_addresses if _is_ip(i)))
-    ranges = [ipaddress.IPv4Network(r.strip(), strict=False) for r in service.spec.load_balancer_source_ranges or ()
-              if ":" not in r]
+    given = service.spec.load_balancer_source_ranges or _annotated_ranges(service)
+    ranges = [ipaddress.IPv4Network(r.strip(), strict=False) for r in given if ":" not in r]
     if service.spec.type != "LoadBalancer" or not lb_ips or not ranges:
         return (), ()
     allowed = {str(r) for r in ranges}
     if any(ipaddress.IPv4Address(ip) in r for ip in node_ips if _is_ip(ip) for r in ranges):
         allowed |= {f"{ip}/32" for ip in lb_ips}
     return lb_ips, tuple(sorted(allowed, key=lambda c: ipaddress.IPv4Network(c)))
+
+
+def _annotated_ranges(service: Service) -> list[str]:
+    """The older annotation kube-proxy still reads when the field is empty (comma separated);
+    entries that are not IPv4 CIDRs are left out."""
+    text = service.metadata.annotations.get(SOURCE_RANGES_ANNOTATION, "")
+    out = []
+    for part in (p.strip() for p in text.split(",")):
+        try:
+            ipaddress.IPv4Network(part, strict=False)
+        except ValueError:
+            continue
+        out.append(part)
+    return out
 
 
 def plan_service(service: Service, slices: Iterable[EndpointSlice], node: str,

@@ -43,6 +43,10 @@ def test_the_plan_guards_load_balancer_addresses_only() -> None:
     p = plan_service(guarded(["192.168.10.0/24"]), SLICES, "n1", [NODE_IP])
     assert p.source_ranges == ("192.168.10.0/24", f"{LB}/32")
     assert plan_service(guarded(["10.99.0.0/24"]), SLICES, "n1", [NODE_IP]).source_ranges == ("10.99.0.0/24",)
+    # the older annotation counts when the field is empty (entries that are no CIDR are left out)
+    annotated = guarded([]).with_meta(annotations={
+        "service.beta.kubernetes.io/load-balancer-source-ranges": "10.99.0.0/24, bogus,172.16.0.0/12"})
+    assert plan_service(annotated, SLICES, "n1").source_ranges == ("10.99.0.0/24", "172.16.0.0/12")
 
 
 def _rules(table: Any, chain: str) -> list[str]:
