@@ -200,3 +200,39 @@ def test_cni_port_mappings_are_parsed_checked_and_forwarded() -> None:
     taken, problems = node_mappings([web], "n1", forwards)
     assert [m.owner for m in taken] == ["default/web", "cni/0123456789ab"]
     assert problems == ["cni/0123456789ab: host port 0.0.0.0:8080/TCP is taken by default/web"]
+
+
+def test_the_proxy_view_follows_this_nodes_pods_and_cni_attachments() -> None:
+    from podnet.agent.policy_view import LiveView
+    from podnet.agent.proxy import ProxyView
+    from podnet.ipam.blocks import handle_key
+    from podnet.store.memory import MemoryStore
+    from podnet.store.resources import ResourceStore
+
+    store = ResourceStore(MemoryStore())
+    store.bootstrap()
+    view = ProxyView(LiveView(store), "n1")
+
+    def forwards() -> list[str]:
+        view.refresh()
+        return [f"{m.owner} {m.key}" for m in view.host_ports[0]]
+
+    def put(p: Pod) -> None:
+        store.apply([p])
+        store.update_status(p)
+
+    assert forwards() == [] and view.context_changed  # the first refresh reads everything
+    put(pod("web", hp(8080), node_name="n1", ip="10.244.1.2"))
+    put(pod("away", hp(9090), node_name="n2", ip="10.244.2.2"))
+    assert forwards() == ["default/web 0.0.0.0:8080/TCP"]
+    assert not view.context_changed  # pod writes leave the service table idle
+    store.kv.create(handle_key("podnet.c0ffee.eth0"), {
+        "node": "n1", "ips": ["10.244.1.9"], "containerID": "c0ffee", "network": "podnet",
+        "portMappings": [{"hostPort": 18080, "containerPort": 80, "protocol": "tcp", "hostIP": ""}]})
+    assert forwards() == ["default/web 0.0.0.0:8080/TCP", "cni/c0ffee 0.0.0.0:18080/TCP"]
+    fresh = ProxyView(LiveView(store), "n1")  # a restarted proxy reads the same from a full load
+    fresh.refresh()
+    assert fresh.host_ports == view.host_ports
+    store.kv.delete(handle_key("podnet.c0ffee.eth0"))
+    store.delete(Pod, "web", "default", grace_period_seconds=0)
+    assert forwards() == []
