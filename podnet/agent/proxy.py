@@ -10,8 +10,9 @@ nothing changed). Only once the kernel holds the new endpoints are the conntrack
 UDP endpoints that left deleted, so a client's next datagram finds a live endpoint.
 
 ``ProxyView`` keeps the inputs current from the store's watch events, so a change costs the
-Services it touches, not the cluster's size. It also follows this node's pods for their host
-ports, which the reconciler hands to ``HostPortReconciler`` (the ``ip podnet-hostport`` table). The status of the last pass goes to
+Services it touches, not the cluster's size. It also follows this node's pods and CNI
+attachments for their host ports, which the reconciler hands to ``HostPortReconciler`` (the
+``ip podnet-hostport`` table). The status of the last pass goes to
 ``<state>/nodes/<node>/proxy.json`` (tests and benchmarks wait on its revision).
 """
 from __future__ import annotations
@@ -272,7 +273,7 @@ class ProxyView:
         if context:
             ctx = node_context(self.node_obj, self.pools.values(), self._service_config())
             if ctx.node_ips != self.ctx.node_ips:  # whether the node may reach guarded LoadBalancer addresses
-                dirty |= {k for k, s in self.services.items() if s.spec.load_balancer_source_ranges}
+                dirty |= {k for k, s in self.services.items() if s.spec.type == "LoadBalancer"}
             self.ctx = ctx
         for key in dirty:
             self._plan(key)
