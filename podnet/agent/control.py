@@ -48,7 +48,10 @@ class ControlLoop:
     def reconcile(self, snap: Any) -> None:
         pods = list(snap.of(Pod))
         self.apps.reconcile(snap)
-        for pod, node in scheduler.schedule(pods, list(snap.of(Node))):
+        schedule = scheduler.plan(pods, list(snap.of(Node)))
+        for pending in schedule.unschedulable:
+            self.apps.scheduler_events.record(pending.pod, "Warning", "FailedScheduling", pending.message)
+        for pod, node in schedule.bindings:
             try:
                 self.store.update(scheduler.bind(pod, node), check_version=True)
             except (Conflict, NotFound):

@@ -26,6 +26,8 @@ class LiveView:
         self._snapshot: Snapshot | None = None
         self._loaded = False
         self.full_reads = 0
+        #: the keys of non-resource records (IPAM, config) the last ``poll`` saw change
+        self.raw_changes: set[str] = set()
 
     def _full(self) -> None:
         records, revision = self.store.kv.list("")
@@ -49,6 +51,7 @@ class LiveView:
             self._full()
             return None
         changes: dict[str, tuple[Any, Any]] = {}
+        self.raw_changes = set()
         seen_event = False
         try:
             for ev in self.store.kv.watch("", self.revision + 1, timeout=0):
@@ -56,6 +59,7 @@ class LiveView:
                 self.revision = max(self.revision, ev.revision)
                 cls = kind_of_key(ev.key)
                 if cls is None:
+                    self.raw_changes.add(ev.key)
                     if ev.type == "DELETE":
                         self._raw.pop(ev.key, None)
                     else:
@@ -78,6 +82,10 @@ class LiveView:
         if seen_event:
             self._snapshot = None
         return [(k, old, new) for k, (old, new) in changes.items()]
+
+    def raw(self, key: str) -> dict[str, Any] | None:
+        """A non-resource record's current value (None: absent)."""
+        return self._raw.get(key)
 
     def snapshot(self) -> Snapshot:
         """The current state as a Snapshot (built only when something changed)."""

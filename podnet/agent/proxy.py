@@ -10,7 +10,9 @@ nothing changed). Only once the kernel holds the new endpoints are the conntrack
 UDP endpoints that left deleted, so a client's next datagram finds a live endpoint.
 
 ``ProxyView`` keeps the inputs current from the store's watch events, so a change costs the
-Services it touches, not the cluster's size. The status of the last pass goes to
+Services it touches, not the cluster's size. It also follows this node's pods and CNI
+attachments for their host ports, which the reconciler hands to ``HostPortReconciler`` (the
+``ip podnet-hostport`` table). The status of the last pass goes to
 ``<state>/nodes/<node>/proxy.json`` (tests and benchmarks wait on its revision).
 """
 from __future__ import annotations
@@ -25,12 +27,15 @@ from typing import Any
 
 from podnet.dataplane.nft.services import SERVICE_TABLE, NodeContext
 from podnet.dataplane.nft.services_live import LiveServiceTable
+from podnet.ipam.blocks import HANDLES
 from podnet.kernel.conntrack import StaleFlow, delete_flows
 from podnet.kernel.nft.apply import NftApplier
-from podnet.model import EndpointSlice, IPPool, Node, Service
+from podnet.model import EndpointSlice, IPPool, Node, Pod, Service
 from podnet.services.allocation import CONFIG_KEY
+from podnet.services.hostports import HostPortMapping, attachment_mappings, node_mappings
 from podnet.services.proxy import ProxyPlan, ServicePlan, plan_service, proxied
 
+from .hostports import HostPortReconciler
 from .proxy_health import HealthCheck, HealthServers
 
 log = logging.getLogger("podnet.proxy")
@@ -52,6 +57,8 @@ class ProxyStatus:
     conntrack_deleted: int = 0
     problems: list[str] = field(default_factory=list)
     error: str | None = None
+    #: the host port table's last sync (forwards, commands, conflicts left out)
+    host_ports: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -81,17 +88,22 @@ class ProxyReconciler:
         self._last_readback = 0.0
         self._checks: dict[str, tuple[int, HealthCheck]] = {}
         self.status = ProxyStatus(node)
+        self.host_ports = HostPortReconciler(netns)
 
     def reconcile(self, plan: ProxyPlan, ctx: NodeContext, dirty: Iterable[str] | None = None,
-                  revision: int = -1, *, idle: bool = False) -> ProxyStatus:
+                  revision: int = -1, *, idle: bool = False,
+                  host_ports: tuple[list[HostPortMapping], list[str]] | None = None) -> ProxyStatus:
         """One pass; a failed one keeps the table as it was and is returned with its ``error``
-        (the next pass renders in full and retries)."""
+        (the next pass renders in full and retries). ``host_ports`` (the node's forwards and
+        the conflicts left out; None: not followed) goes to the host port table."""
         t0 = time.perf_counter()
         status = ProxyStatus(self.node, revision=revision, services=len(plan.services))
         now = time.monotonic()
         read_back = self.live is None or (idle and now - self._last_readback >= self.readback_every)
-        if idle and not read_back:
-            self.status.revision = max(self.status.revision, revision)
+        if idle and not read_back and not self.host_ports.pending(host_ports):
+            if revision > self.status.revision:  # seen (those waiting on proxy.json see it too)
+                self.status.revision = revision
+                self._write_status()
             return self.status
         dirty = None if dirty is None else sorted(set(dirty))
         try:
@@ -120,6 +132,14 @@ class ProxyReconciler:
             self.live = None
             status.error = f"{type(exc).__name__}: {exc}"
             log.error("node %s: service table sync failed: %s", self.node, exc)
+        if host_ports is not None:
+            try:
+                status.host_ports = self.host_ports.reconcile(*host_ports, read_back=read_back).to_dict()
+            except Exception as exc:  # the next pass renders the host port table again
+                status.error = status.error or f"{type(exc).__name__}: {exc}"
+                log.error("node %s: host port table sync failed: %s", self.node, exc)
+        else:
+            status.host_ports = self.status.host_ports
         status.seconds = time.perf_counter() - t0
         status.synced_at = time.time()
         self.status = status
@@ -189,14 +209,25 @@ class ProxyView:
         self.node_obj: Node | None = None
         self.plans: dict[str, ServicePlan] = {}
         self.ctx = NodeContext()
+        #: this node's pods (those that may forward host ports)
+        self.pods: dict[str, Pod] = {}
+        #: IPAM handle key → the forwards of that CNI attachment on this node (runtimeConfig.portMappings)
+        self.attachments: dict[str, list[HostPortMapping]] = {}
+        #: (forwards, conflicts left out) from ``pods``
+        self.host_ports: tuple[list[HostPortMapping], list[str]] = ([], [])
+        #: whether the last refresh moved anything besides the Services it returned as dirty
+        #: (the node context; a full load): a pass with neither is idle for the service table
+        self.context_changed = True
 
     def refresh(self) -> tuple[ProxyPlan, NodeContext, set[str] | None]:
         changes = self.view.poll()
+        self.context_changed = True
         if changes is None:
             self._load(self.view.snapshot())
             return ProxyPlan(self.node, self.plans), self.ctx, None
         dirty: set[str] = set()
         context = False
+        pods = False
         for _key, old, new in changes:
             obj = new if new is not None else old
             if isinstance(obj, Service):
@@ -222,11 +253,36 @@ class ProxyView:
             elif isinstance(obj, Node) and obj.name == self.node:
                 context = True
                 self.node_obj = new
+            elif isinstance(obj, Pod):
+                key = _svc_key(obj.namespace, obj.name)
+                if new is not None and new.spec.node_name == self.node:
+                    self.pods[key] = new
+                    pods = True
+                elif self.pods.pop(key, None) is not None:
+                    pods = True
+        for key in getattr(self.view, "raw_changes", ()):
+            if key.startswith(HANDLES):
+                value = self.view.raw(key)
+                found = attachment_mappings([value], self.node) if value else []
+                if found or self.attachments.pop(key, None) is not None:
+                    if found:
+                        self.attachments[key] = found
+                    pods = True
+        if pods:
+            self.host_ports = self._host_ports()
+        if context:
+            ctx = node_context(self.node_obj, self.pools.values(), self._service_config())
+            if ctx.node_ips != self.ctx.node_ips:  # whether the node may reach guarded LoadBalancer addresses
+                dirty |= {k for k, s in self.services.items() if s.spec.type == "LoadBalancer"}
+            self.ctx = ctx
         for key in dirty:
             self._plan(key)
-        if context:
-            self.ctx = node_context(self.node_obj, self.pools.values(), self._service_config())
+        self.context_changed = context
         return ProxyPlan(self.node, self.plans), self.ctx, dirty
+
+    def _host_ports(self) -> tuple[list[HostPortMapping], list[str]]:
+        extra = sorted((m for ms in self.attachments.values() for m in ms), key=lambda m: (m.owner, m))
+        return node_mappings(self.pods.values(), self.node, extra)
 
     def _service_config(self) -> Mapping[str, Any] | None:
         record = self.view.store.kv.get(CONFIG_KEY)
@@ -237,7 +293,7 @@ class ProxyView:
         if svc is None or not proxied(svc):
             self.plans.pop(key, None)
         else:
-            self.plans[key] = plan_service(svc, self.slices.get(key, {}).values(), self.node)
+            self.plans[key] = plan_service(svc, self.slices.get(key, {}).values(), self.node, self.ctx.node_ips)
 
     def _load(self, snap: Any) -> None:
         self.services = {_svc_key(s.namespace, s.name): s for s in snap.of(Service)}
@@ -247,10 +303,16 @@ class ProxyView:
                 self.slices.setdefault(_svc_key(sl.namespace, sl.service_name), {})[_slice_key(sl)] = sl
         self.pools = {p.name: p for p in snap.of(IPPool)}
         self.node_obj = snap.get(Node, self.node)
+        self.pods = {_svc_key(p.namespace, p.name): p for p in snap.of(Pod) if p.spec.node_name == self.node}
+        self.attachments = {}
+        for key, value in (getattr(snap, "raw", None) or {}).items():
+            if key.startswith(HANDLES) and (found := attachment_mappings([value], self.node)):
+                self.attachments[key] = found
+        self.host_ports = self._host_ports()
         self.plans = {}
+        self.ctx = node_context(self.node_obj, self.pools.values(), self._service_config())
         for key in sorted(self.services):
             self._plan(key)
-        self.ctx = node_context(self.node_obj, self.pools.values(), self._service_config())
 
 
 def _svc_key(namespace: str | None, name: str) -> str:

@@ -8,7 +8,7 @@ from what is there, without a flush.
 """
 from __future__ import annotations
 
-from podnet.model import EndpointSlice, IPPool, Node, Service
+from podnet.model import EndpointSlice, IPPool, Node, Pod, Service
 from podnet.services.allocation import CONFIG_KEY
 from podnet.store.resources import REGISTRY
 
@@ -16,8 +16,8 @@ from .proxy import ProxyReconciler, ProxyView
 from .runner import PassFailed
 
 LOOP = "proxy"
-#: what the proxy reads: a write elsewhere (pods, policies, IPAM) does not wake it
-PROXY_KEYS = (*(f"{REGISTRY}{cls.PLURAL}/" for cls in (Service, EndpointSlice, Node, IPPool)), CONFIG_KEY)
+#: what the proxy reads (pods for their host ports): a write elsewhere (policies, IPAM) does not wake it
+PROXY_KEYS = (*(f"{REGISTRY}{cls.PLURAL}/" for cls in (Service, EndpointSlice, Node, IPPool, Pod)), CONFIG_KEY)
 
 
 class ProxyPass:
@@ -32,8 +32,10 @@ class ProxyPass:
     def __call__(self) -> int:
         plan, ctx, dirty = self.view.refresh()
         revision: int = self.view.view.revision
-        idle = dirty is not None and not dirty and revision == self._revision
-        status = self.reconciler.reconcile(plan, ctx, dirty, revision, idle=idle)
+        # idle: nothing the service table reads moved (a pod write moves only the host ports,
+        # which the reconciler compares itself)
+        idle = dirty is not None and not dirty and (revision == self._revision or not self.view.context_changed)
+        status = self.reconciler.reconcile(plan, ctx, dirty, revision, idle=idle, host_ports=self.view.host_ports)
         if status.error is not None:
             raise PassFailed(status.error)
         self._revision = revision

@@ -98,7 +98,9 @@ class Handler:
         pod = env.pod
         attrs = {"containerID": env.container_id, "ifname": env.ifname, "network": conf.name,
                  "hostIf": host_if, **({"namespace": pod[0], "pod": pod[1]} if pod else {}),
-                 **({"podUID": env.args["K8S_POD_UID"]} if env.args.get("K8S_POD_UID") else {})}
+                 **({"podUID": env.args["K8S_POD_UID"]} if env.args.get("K8S_POD_UID") else {}),
+                 # the node's proxy forwards these (``services/hostports.attachment_mappings``)
+                 **({"portMappings": [dict(m) for m in conf.port_mappings]} if conf.port_mappings else {})}
         assignment = ipam.assign(handle, conf.node_name, attrs)
         preexisting = not assignment.fresh  # a repeated ADD must not undo the first
         try:

@@ -72,6 +72,8 @@ def conflist(node: str, state_dir: str, *, name: str = "k8s-pod-network", mtu: i
         "cniVersion": cni_version, "name": name,
         "plugins": [{"type": PLUGIN_TYPE, "mtu": mtu, "nodeName": node, "stateDir": state_dir,
                      "agentSocket": socket or agent_socket(state_dir, node),
+                     # runtimes pass runtimeConfig.portMappings (podman -p, a kubelet's hostPort)
+                     "capabilities": {"portMappings": True},
                      "ipam": {"type": IPAM_TYPE, "podCIDR": pod_cidr}}],
     }
 

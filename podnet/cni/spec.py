@@ -127,6 +127,9 @@ class NetConf:
     prev_result: Mapping[str, Any] | None
     valid_attachments: tuple[tuple[str, str], ...] | None
     raw: Mapping[str, Any]
+    #: runtimeConfig.portMappings (capability ``portMappings``), normalised: hostPort,
+    #: containerPort, protocol (lower case), hostIP ("" for every address)
+    port_mappings: tuple[Mapping[str, Any], ...] = ()
 
 
 def _bad(field_name: str, problem: str, fix: str) -> CniError:
@@ -186,7 +189,44 @@ def parse_config(text: str | bytes, *, default_node: str = "") -> NetConf:
         attachments = tuple((a["containerID"], a["ifname"]) for a in valid)
     state_dir = conf.get("stateDir", "/var/lib/podnet")
     return NetConf(version, name, mtu, node, state_dir,
-                   conf.get("agentSocket", f"{state_dir}/nodes/{node}/cni.sock"), pool_cidr, prev, attachments, conf)
+                   conf.get("agentSocket", f"{state_dir}/nodes/{node}/cni.sock"), pool_cidr, prev, attachments, conf,
+                   _port_mappings(conf.get("runtimeConfig")))
+
+
+def _port_mappings(runtime: Any) -> tuple[dict[str, Any], ...]:
+    """``runtimeConfig.portMappings`` as the portmap plugin reads it (what a runtime passes for
+    ``podman -p`` or a kubelet for ``hostPort``), each field checked."""
+    if runtime is None:
+        return ()
+    if not isinstance(runtime, dict):
+        raise _bad("runtimeConfig", "must be an object", "the runtime fills it from the plugin's capabilities")
+    mappings = runtime.get("portMappings")
+    if mappings is None:
+        return ()
+    if not isinstance(mappings, list):
+        raise _bad("runtimeConfig.portMappings", "must be a list", "e.g. [{\"hostPort\": 8080, \"containerPort\": 80}]")
+    out = []
+    for i, m in enumerate(mappings):
+        where = f"runtimeConfig.portMappings[{i}]"
+        if not isinstance(m, dict):
+            raise _bad(where, "must be an object", "with hostPort, containerPort, protocol and hostIP")
+        ports = {}
+        for key in ("hostPort", "containerPort"):
+            v = m.get(key)
+            if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= 65535:
+                raise _bad(f"{where}.{key}", f"is {v!r}, must be an integer between 1 and 65535", "fix the port")
+            ports[key] = v
+        protocol = m.get("protocol") or "tcp"
+        if not isinstance(protocol, str) or protocol.lower() not in ("tcp", "udp", "sctp"):
+            raise _bad(f"{where}.protocol", f"is {protocol!r}, must be tcp, udp or sctp", "fix the protocol")
+        host_ip = m.get("hostIP") or ""
+        try:
+            if host_ip:
+                ipaddress.ip_address(host_ip)
+        except (ValueError, TypeError):
+            raise _bad(f"{where}.hostIP", f"is {host_ip!r}, not an IP address", "leave it empty for every address") from None
+        out.append({**ports, "protocol": protocol.lower(), "hostIP": host_ip})
+    return tuple(out)
 
 
 def check_command_version(command: str, version: str) -> None:

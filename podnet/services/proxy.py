@@ -13,6 +13,11 @@ kube-proxy's choices, made once here so the renderer only spells them in nftable
   the same for NodePort, externalIP and LoadBalancer traffic and keeps the client's address,
   while pods and the node itself still reach the Service through every endpoint.
 * **The health check** of a Local Service counts this node's *ready* endpoints only.
+* **loadBalancerSourceRanges** filter traffic to the LoadBalancer addresses only (not the
+  ClusterIP, NodePorts or externalIPs): a source outside every range is dropped. When a range
+  holds one of the node's addresses, the LoadBalancer addresses themselves are allowed as
+  sources too: the node reaching an address it holds speaks from that address (kube-proxy's
+  ``allowFromNode``).
 
 A Service port's endpoints are the slices' endpoints whose slice carries a port of the same
 name and protocol; its number is the pod's targetPort (resolved per pod by the slice
@@ -21,6 +26,7 @@ came in, and a Service's plan changes only when something that reaches the kerne
 """
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -29,6 +35,7 @@ from podnet.model.discovery import SliceEndpoint
 
 PROXY_NAME_LABEL = "service.kubernetes.io/service-proxy-name"
 HEADLESS_LABEL = "service.kubernetes.io/headless"
+SOURCE_RANGES_ANNOTATION = "service.beta.kubernetes.io/load-balancer-source-ranges"
 
 #: an endpoint as the proxy sends to it: (address, port)
 Target = tuple[str, int]
@@ -67,6 +74,10 @@ class ServicePlan:
     #: sessionAffinity ClientIP: its timeout in seconds
     affinity: int | None = None
     health_check_port: int | None = None
+    #: status.loadBalancer.ingress addresses that loadBalancerSourceRanges guard (empty: no firewall)
+    firewall_ips: tuple[str, ...] = ()
+    #: the sources allowed to them (CIDRs, normalised)
+    source_ranges: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -123,8 +134,37 @@ def _usable(candidates: list[tuple[SliceEndpoint, Target]]) -> tuple[Target, ...
     return tuple(sorted(ready))
 
 
-def plan_service(service: Service, slices: Iterable[EndpointSlice], node: str) -> ServicePlan:
-    """One proxied Service's plan from its slices (those labelled with its name)."""
+def _firewall(service: Service, node_ips: Iterable[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(the guarded LoadBalancer addresses, the allowed source CIDRs)."""
+    lb_ips = tuple(dict.fromkeys(i for i in service.ingress_addresses if _is_ip(i)))
+    given = service.spec.load_balancer_source_ranges or _annotated_ranges(service)
+    ranges = [ipaddress.IPv4Network(r.strip(), strict=False) for r in given if ":" not in r]
+    if service.spec.type != "LoadBalancer" or not lb_ips or not ranges:
+        return (), ()
+    allowed = {str(r) for r in ranges}
+    if any(ipaddress.IPv4Address(ip) in r for ip in node_ips if _is_ip(ip) for r in ranges):
+        allowed |= {f"{ip}/32" for ip in lb_ips}
+    return lb_ips, tuple(sorted(allowed, key=lambda c: ipaddress.IPv4Network(c)))
+
+
+def _annotated_ranges(service: Service) -> list[str]:
+    """The older annotation kube-proxy still reads when the field is empty (comma separated);
+    entries that are not IPv4 CIDRs are left out."""
+    text = service.metadata.annotations.get(SOURCE_RANGES_ANNOTATION, "")
+    out = []
+    for part in (p.strip() for p in text.split(",")):
+        try:
+            ipaddress.IPv4Network(part, strict=False)
+        except ValueError:
+            continue
+        out.append(part)
+    return out
+
+
+def plan_service(service: Service, slices: Iterable[EndpointSlice], node: str,
+                 node_ips: Iterable[str] = ()) -> ServicePlan:
+    """One proxied Service's plan from its slices (those labelled with its name); ``node_ips``
+    (the node's addresses) decide whether the node may reach its guarded LoadBalancer addresses."""
     spec = service.spec
     ports = []
     slices = [s for s in slices if s.address_type == "IPv4"]
@@ -150,12 +190,14 @@ def plan_service(service: Service, slices: Iterable[EndpointSlice], node: str) -
         affinity = timeout or 10800
     externals = tuple(dict.fromkeys([*(spec.external_ips or ()), *(i for i in service.ingress_addresses if _is_ip(i))]))
     external_local = spec.external_traffic_policy == "Local" and spec.externally_accessible
+    firewall_ips, source_ranges = _firewall(service, node_ips)
     return ServicePlan(
         namespace=service.namespace or "default", name=service.name, cluster_ip=spec.cluster_ip or "",
         external_ips=externals, ports=tuple(sorted(ports, key=lambda p: (p.protocol, p.port, p.name))),
         internal_local=spec.internal_traffic_policy == "Local", external_local=external_local,
         affinity=affinity,
-        health_check_port=spec.health_check_node_port if external_local and spec.type == "LoadBalancer" else None)
+        health_check_port=spec.health_check_node_port if external_local and spec.type == "LoadBalancer" else None,
+        firewall_ips=firewall_ips, source_ranges=source_ranges)
 
 
 def _is_ip(text: str) -> bool:
@@ -173,12 +215,14 @@ def slices_by_service(slices: Iterable[EndpointSlice]) -> dict[str, list[Endpoin
     return out
 
 
-def plan(services: Iterable[Service], slices: Iterable[EndpointSlice], node: str) -> ProxyPlan:
+def plan(services: Iterable[Service], slices: Iterable[EndpointSlice], node: str,
+         node_ips: Iterable[str] = ()) -> ProxyPlan:
     """The whole cluster's proxied Services as this node programs them."""
+    node_ips = tuple(node_ips)
     by_service = slices_by_service(slices)
     out: dict[str, ServicePlan] = {}
     for svc in services:
         if proxied(svc):
             key = f"{svc.namespace or 'default'}/{svc.name}"
-            out[key] = plan_service(svc, by_service.get(key, ()), node)
+            out[key] = plan_service(svc, by_service.get(key, ()), node, node_ips)
     return ProxyPlan(node, dict(sorted(out.items())))

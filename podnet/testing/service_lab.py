@@ -76,14 +76,16 @@ class NameServer:
             s.close()
 
 
-def _exchange(ns: str, ip: str, port: int, request: bytes, timeout: float) -> bytes | str:
-    """Connect from ``ns``, send ``request``, read until the server closes: the bytes read, or
-    ``refused``/``timeout``/``error: …``."""
+def _exchange(ns: str, ip: str, port: int, request: bytes, timeout: float, source: str | None = None) -> bytes | str:
+    """Connect from ``ns`` (from address ``source`` when given), send ``request``, read until
+    the server closes: the bytes read, or ``refused``/``timeout``/``error: …``."""
     with netns.enter(ns):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     with s:
         s.settimeout(timeout)
         try:
+            if source:
+                s.bind((source, 0))
             s.connect((ip, port))
             if request:
                 s.sendall(request)
@@ -99,9 +101,9 @@ def _exchange(ns: str, ip: str, port: int, request: bytes, timeout: float) -> by
             return "refused" if exc.errno in (errno.ECONNREFUSED, errno.ECONNRESET) else f"error: {exc}"
 
 
-def ask_tcp(ns: str, ip: str, port: int, timeout: float = 1.0) -> str:
+def ask_tcp(ns: str, ip: str, port: int, timeout: float = 1.0, source: str | None = None) -> str:
     """The name a ``NameServer`` answers with, or ``refused``/``timeout``/``error: …``."""
-    got = _exchange(ns, ip, port, b"", timeout)
+    got = _exchange(ns, ip, port, b"", timeout, source)
     return got if isinstance(got, str) else (got.decode() or "closed")
 
 

@@ -110,3 +110,41 @@ def test_podman_container_gets_podnet_address(lab: Lab, podman: Podman) -> None:
         time.sleep(0.01)
     assert [n for n in links(lab.node_ns) if n.startswith("cali")] == []
     assert not os.path.lexists(sandbox), "podman left the container's network namespace behind"
+
+
+def test_podman_publish_port_through_podnet(lab: Lab, podman: Podman) -> None:
+    """``podman run -p 18080:80``: podman passes runtimeConfig.portMappings to podnet-cni (the
+    conflist's ``portMappings`` capability), the attachment's IPAM handle records them, and the
+    node's proxy forwards the node's addresses and 127.0.0.1 to the container."""
+    from podnet.agent.policy_view import LiveView
+    from podnet.agent.proxy import ProxyReconciler, ProxyView
+    from podnet.agent.proxy_loop import ProxyPass
+    from podnet.dataplane.nft.hostports import HOSTPORT_TABLE
+    from podnet.kernel.nft.apply import NftApplier
+    from podnet.store.open import open_backend, state_dir_url
+    from podnet.store.resources import ResourceStore
+    from podnet.testing.cni_lab import NODE_ADDRESS
+
+    store = ResourceStore(open_backend(state_dir_url(lab.state_dir)))
+    proxy = ProxyPass(ProxyReconciler("n1", netns=lab.node_ns, health=False), ProxyView(LiveView(store), "n1"))
+    r = podman.run("run", "-d", "--name", "pm2", "--network", "podnet", "-p", "18080:80", "--rootfs", podman.rootfs,
+                   "/bin/busybox", "httpd", "-f", "-p", "80", "-h", "/www")
+    assert r.returncode == 0, r.stderr
+    ip = podman.run("inspect", "pm2", "--format", "{{.NetworkSettings.Networks.podnet.IPAddress}}").stdout.strip()
+    (attrs,) = lab.ipam().handles().values()
+    assert attrs["portMappings"] == [{"hostPort": 18080, "containerPort": 80, "protocol": "tcp", "hostIP": ""}]
+    proxy()
+    assert proxy.reconciler.status.host_ports["forwards"] == 1, proxy.reconciler.status
+    for where in (NODE_ADDRESS, "127.0.0.1"):  # from the node
+        out = netns.run_in(lab.node_ns, ["busybox", "wget", "-qO-", f"http://{where}:18080/"])
+        assert out.stdout == "hello from podman\n", (where, out.stderr)
+    p = lab.pod_ns()  # and from a podnet pod
+    res = lab.runtime().call("ADD", "podnet-pod", netns.path(p), "eth0")
+    out = netns.run_in(p, ["busybox", "wget", "-qO-", f"http://{NODE_ADDRESS}:18080/"])
+    assert out.stdout == "hello from podman\n", out.stderr
+    lab.runtime().call("DEL", "podnet-pod", netns.path(p), "eth0", prev_result=res)
+    assert ip.startswith("10.244.")
+    # podman's DEL releases the handle: the forward goes with it
+    assert podman.run("rm", "-f", "-t", "0", "pm2").returncode == 0
+    proxy()
+    assert NftApplier(lab.node_ns, table=HOSTPORT_TABLE).read() is None

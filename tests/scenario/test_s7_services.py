@@ -347,3 +347,62 @@ def _restarted(cluster: Cluster, node: str, previous: dict[str, Any], applier: A
     assert applier.read() == before
     answers += _names(client, cip, 80, 10)
     assert all(a in replicas for a in answers), answers
+
+
+HOST_PORTS = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: hp, namespace: default}
+spec:
+  replicas: REPLICAS
+  selector: {matchLabels: {app: hp}}
+  template:
+    metadata: {labels: {app: hp}}
+    spec:
+      containers:
+      - {name: nginx, image: nginx, ports: [{containerPort: 80, hostPort: 8088}]}
+"""
+
+
+def test_host_ports_through_the_cli(cluster: Cluster) -> None:
+    """One replica per node answers on that node's address:8088 from the external host; the
+    replica no node has a free port for stays Pending with kube-scheduler's event; scaled
+    down, the forwards go with the pods."""
+    from podnet.dataplane.nft.hostports import HOSTPORT_TABLE
+    from podnet.kernel.nft.apply import NftApplier
+    from podnet.model import Pod
+
+    if cluster.status()["backend"] != "bgp":
+        pytest.skip("once is enough: host ports do not depend on the backend")
+    nodes = cluster.status()["nodes"]
+    cluster.apply(HOST_PORTS.replace("REPLICAS", str(len(nodes) + 1)))
+
+    def hp_pods() -> list[Pod]:
+        return cluster.read(lambda store: [p for p in store.list(Pod) if p.labels.get("app") == "hp"])
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        pods = hp_pods()
+        running = {p.spec.node_name: p.name for p in pods if p.status.pod_ip and p.status.phase == "Running"}
+        if len(pods) == len(nodes) + 1 and len(running) == len(nodes):
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"host port pods did not settle: {[(p.name, p.spec.node_name) for p in hp_pods()]}")
+    (pending,) = [p for p in hp_pods() if not p.spec.node_name]
+    described = cluster.cli("describe", "pod", pending.name).stdout
+    assert "FailedScheduling" in described, described
+    assert (f"0/{len(nodes)} nodes are available: {len(nodes)} node(s) didn't have free ports for the "
+            "requested pod ports.") in described, described
+    cluster.synced()
+    external = cluster.status()["topology"].externals[0].netns
+    for node in nodes:
+        assert http_get(external, node["address"], 8088, 2.0) == running[node["name"]], node["name"]
+    cluster.cli("delete", "deployment", "hp")
+    deadline = time.monotonic() + 60
+    while hp_pods() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    cluster.synced()
+    for node in nodes:
+        assert NftApplier(node["netns"], table=HOSTPORT_TABLE).read() is None, node["name"]
+        assert http_get(external, node["address"], 8088, 1.0) in ("refused", "timeout")

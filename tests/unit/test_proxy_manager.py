@@ -48,4 +48,4 @@ def test_node_context_and_wake_keys() -> None:
     assert ctx.node_ips == ("192.168.10.71",) and ctx.pod_cidrs == ("10.244.0.0/16",)
     assert ctx.service_cidr == "10.96.0.0/12"
     assert any("services" in k for k in PROXY_KEYS) and any("endpointslices" in k for k in PROXY_KEYS)
-    assert not any("pods" in k for k in PROXY_KEYS)  # pod churn does not wake the proxy
+    assert any("pods" in k for k in PROXY_KEYS)  # pods wake it for their host ports only

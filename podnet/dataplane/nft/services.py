@@ -2,12 +2,15 @@
 
 kube-proxy's nftables layout, in podnet's table::
 
-    filter-prerouting / filter-output   (filter, dstnat-10)  ct state new jump service-endpoints-check
+    filter-prerouting / filter-output   (filter, dstnat-10)  ct state new jump firewall-check,
+                                                             ct state new jump service-endpoints-check
     nat-prerouting / nat-output         (nat, dstnat)        jump services
     filter-prerouting-post-dnat /
     filter-output-post-dnat             (filter, dstnat+10)  ct state new jump cluster-ips-check
     nat-postrouting                     (nat, srcnat-10)     jump masquerading
 
+    firewall-check           ip daddr . meta l4proto . th dport vmap @firewall-ips
+    firewall-<h>-ns/name     loadBalancerSourceRanges: ip saddr <range> return …; drop
     services                 ip daddr . meta l4proto . th dport vmap @service-ips
                              ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports
     service-endpoints-check  the same keys in @no-endpoint-services / @no-endpoint-nodeports
@@ -89,6 +92,7 @@ SERVICE_IPS, SERVICE_NODEPORTS = "service-ips", "service-nodeports"
 NO_EP_SERVICES, NO_EP_NODEPORTS = "no-endpoint-services", "no-endpoint-nodeports"
 CLUSTER_IPS, NODEPORT_IPS, POD_CIDRS = "cluster-ips", "nodeport-ips", "pod-cidrs"
 SERVICES, EP_CHECK, CIP_CHECK = "services", "service-endpoints-check", "cluster-ips-check"
+FIREWALL_IPS, FIREWALL_CHECK = "firewall-ips", "firewall-check"
 MARK, MASQUERADING, REJECT = "mark-for-masquerade", "masquerading", "reject-chain"
 #: the base chains' priorities (see the module docstring)
 PRIO_FILTER = PRIORITIES["dstnat"] - 10
@@ -156,6 +160,10 @@ def endpoint_chain(svc: ServicePlan, port: PortPlan, ep: Target) -> str:
     return _named("endpoint", f"{_port_id(svc, port)}__{ep[0]}/{ep[1]}")
 
 
+def firewall_chain(svc: ServicePlan) -> str:
+    return _named("firewall", svc.key)
+
+
 def affinity_set(svc: ServicePlan, port: PortPlan, ep: Target) -> str:
     return _named("affinity", f"{_port_id(svc, port)}__{ep[0]}/{ep[1]}")
 
@@ -198,9 +206,14 @@ def render_service(svc: ServicePlan) -> Fragment:
     chains: dict[str, NftChain] = {}
     sets: dict[str, NftSet] = {}
     entries: dict[str, dict[MapKey, Verdict]] = {SERVICE_IPS: {}, SERVICE_NODEPORTS: {}, NO_EP_SERVICES: {},
-                                                  NO_EP_NODEPORTS: {}}
+                                                  NO_EP_NODEPORTS: {}, FIREWALL_IPS: {}}
     reject: Verdict = ("goto", REJECT)
     uses_local = svc.internal_local or svc.external_local
+    if svc.firewall_ips:
+        chain = _firewall(svc)
+        chains[chain.name] = chain
+        entries[FIREWALL_IPS] = {(ip, p.protocol, str(p.port)): ("goto", chain.name)
+                                 for ip in svc.firewall_ips for p in svc.ports}
     for port in svc.ports:
         proto, number = port.protocol, str(port.port)
         vips = [(ip, proto, number) for ip in svc.external_ips]
@@ -235,6 +248,17 @@ def render_service(svc: ServicePlan) -> Fragment:
                 entries[SERVICE_NODEPORTS][node_port] = ("goto", external)
     cluster_ip = interval_of(svc.cluster_ip)
     return Fragment(chains, sets, {k: v for k, v in entries.items() if v}, (cluster_ip,))
+
+
+def _firewall(svc: ServicePlan) -> NftChain:
+    """loadBalancerSourceRanges: the allowed sources go back to the base chain, the rest drop."""
+    rules = []
+    for cidr in svc.source_ranges:
+        addr, _, length = cidr.partition("/")
+        right: Any = addr if length == "32" else {"prefix": {"addr": addr, "len": int(length)}}
+        rules.append(_rule([match(_SADDR, right), {"return": None}], f"{svc.key}: from {cidr}, allowed"))
+    rules.append(_rule([COUNTER, DROP], f"{svc.key}: loadBalancerSourceRanges do not hold the source"))
+    return NftChain(firewall_chain(svc), tuple(rules))
 
 
 def _external_rules(svc: ServicePlan, port: PortPlan) -> list[NftRule]:
@@ -281,11 +305,13 @@ def base_table(ctx: NodeContext) -> NftTable:
         cip_rules.append(_rule([match(_DADDR, {"prefix": {"addr": addr, "len": int(length)}}), COUNTER, DROP],
                                "an unallocated address of the service CIDR"))
     new_check = [_CT_NEW, jump(EP_CHECK)]
+    firewall = _rule([_CT_NEW, jump(FIREWALL_CHECK)], "new connections to guarded LoadBalancer addresses")
     post_check = [_CT_NEW, jump(CIP_CHECK)]
     chains = [
-        chain("filter-prerouting", [_rule(new_check, "new connections to Services")],
+        chain("filter-prerouting", [firewall, _rule(new_check, "new connections to Services")],
               hook="prerouting", prio=PRIO_FILTER),
-        chain("filter-output", [_rule(new_check, "new connections to Services")], hook="output", prio=PRIO_FILTER),
+        chain("filter-output", [firewall, _rule(new_check, "new connections to Services")], hook="output",
+              prio=PRIO_FILTER),
         chain("filter-prerouting-post-dnat", [_rule(post_check, "what no Service translated")],
               hook="prerouting", prio=PRIO_POST_DNAT),
         chain("filter-output-post-dnat", [_rule(post_check, "what no Service translated")],
@@ -295,6 +321,8 @@ def base_table(ctx: NodeContext) -> NftTable:
         chain("nat-postrouting", [_rule([jump(MASQUERADING)], "masquerade what was marked")],
               hook="postrouting", prio=PRIO_MASQUERADE, type="nat"),
         services, ep_check, chain(CIP_CHECK, cip_rules),
+        chain(FIREWALL_CHECK, [_rule([vmap(concat(_DADDR, meta("l4proto"), payload("th", "dport")), "@" + FIREWALL_IPS)],
+                                     "LoadBalancer addresses with loadBalancerSourceRanges")]),
         chain(MARK, [_rule([{"mangle": {"key": _MARK, "value": {"|": [_MARK, MASQUERADE_MARK]}}}], "mark")]),
         chain(MASQUERADING, [
             _rule([match({"&": [_MARK, MASQUERADE_MARK]}, 0), {"return": None}], "not marked"),
@@ -308,7 +336,7 @@ def base_table(ctx: NodeContext) -> NftTable:
             NftSet(NODEPORT_IPS, ("ipv4_addr",), False, frozenset((interval_of(ip),) for ip in ctx.node_ips)),
             _cidr_set(POD_CIDRS, ctx.pod_cidrs)]
     maps = [NftMap(SERVICE_IPS, _IP_KEY), NftMap(NO_EP_SERVICES, _IP_KEY),
-            NftMap(SERVICE_NODEPORTS, _PORT_KEY), NftMap(NO_EP_NODEPORTS, _PORT_KEY)]
+            NftMap(SERVICE_NODEPORTS, _PORT_KEY), NftMap(NO_EP_NODEPORTS, _PORT_KEY), NftMap(FIREWALL_IPS, _IP_KEY)]
     return NftTable(SERVICE_TABLE.family, SERVICE_TABLE.name, {s.name: s for s in sets}, {m.name: m for m in maps},
                     {c.name: c for c in chains})
 
