@@ -24,8 +24,8 @@ from podnet.model.calico_selector import Selector as CalicoSelector
 from podnet.model.calico_selector import parse_selector
 from podnet.model.selectors import EVERYTHING
 
+from .tiers import DEFAULT_TIER
 from .ir import (
-    DEFAULT_TIER,
     SOURCE_ANNOTATION,
     CalicoSubject,
     Direction,

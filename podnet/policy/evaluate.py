@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from .checks import PartCheck, RuleCheck, check_rule
 from .cluster import ICMP, ClusterState, Endpoint, always_allowed, rule_matches, sides
 from .fixes import deny_fix, new_rule_fix, rule_fix
-from .ir import DEFAULT_TIER, Direction, PolicyIR, Rule
+from .ir import Direction, PolicyIR, Rule
+from .tiers import DEFAULT_TIER
 from .order import TierInfo
 from .walk import Step, Walk, walk
 

@@ -66,12 +66,13 @@ from podnet.model.calico_selector import Selector as CalicoSelector
 from podnet.model.networking import IPBlock, NetworkPolicyPeer, NetworkPolicyPort
 from podnet.model.selectors import EVERYTHING, LabelSelector
 
+from .tiers import DEFAULT_TIER
+
 Direction = Literal["ingress", "egress"]
 DIRECTIONS: tuple[Direction, Direction] = ("ingress", "egress")
 Action = Literal["Allow", "Deny", "Pass", "Log"]
 #: the actions that end a tier walk's search (Log notes the packet and goes on)
 TERMINAL: tuple[Action, ...] = ("Allow", "Deny", "Pass")
-DEFAULT_TIER = "default"
 #: where Calico puts a Kubernetes NetworkPolicy in the default tier
 K8S_ORDER = 1000.0
 #: ``PolicyIR.kind`` tags: "" is a Kubernetes NetworkPolicy; the others name the source kind

@@ -21,7 +21,8 @@ from typing import Literal
 
 from podnet.model.calico_policy import BUILTIN_TIERS, Tier
 
-from .ir import DEFAULT_TIER, PolicyIR
+from .ir import PolicyIR
+from .tiers import DEFAULT_TIER
 
 ADMIN_TIER = "kube-admin"
 BASELINE_TIER = "kube-baseline"

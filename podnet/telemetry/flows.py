@@ -20,7 +20,7 @@ from typing import Any
 
 from podnet.dataplane.nft.flowlog import RuleId, implied_action
 from podnet.kernel.nflog import LoggedPacket
-from podnet.policy.ir import DEFAULT_TIER
+from podnet.policy.tiers import DEFAULT_TIER
 
 from .api import Telemetry
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from podnet.policy.ir import DEFAULT_TIER
+from podnet.policy.tiers import DEFAULT_TIER
 
 from .model import NftRule, NftTable, short_hash
 
