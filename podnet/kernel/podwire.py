@@ -15,14 +15,14 @@ import ipaddress
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
+from typing import TYPE_CHECKING, Any
 
 from . import netns
 from .netns import ipr_in
 from .rtnl import Rtnl
+
+if TYPE_CHECKING:  # pyroute2 is loaded only by the rare paths below (CHECK, DEL without the pod's namespace):
+    from pyroute2 import IPRoute  # ADD runs on rtnl alone, and the agent starts without it
 
 GATEWAY = "169.254.1.1"
 HOST_MAC = "ee:ee:ee:ee:ee:ee"
@@ -44,6 +44,8 @@ class Wired:
 
 def _index(ipr: IPRoute, ifname: str) -> int | None:
     """The link's index by name: one RTM_GETLINK (link_lookup would dump every link)."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
     try:
         return int(ipr.link("get", ifname=ifname)[0]["index"])
     except NetlinkError as exc:
@@ -138,6 +140,8 @@ def unwire(host_ns: str, pod_ns: str | None, ifname: str, host_ifname: str, addr
 
 
 def _delete(ipr: IPRoute, index: int | None) -> bool:
+    from pyroute2.netlink.exceptions import NetlinkError
+
     if index is None:
         return False
     try:
