@@ -15,8 +15,6 @@ from typing import Any
 
 from podnet.dataplane.bird_config import render_bird_config
 from podnet.dataplane.node_routing import desired_routing
-from podnet.kernel import routes
-from podnet.kernel.node_routing import RoutingApplier, write_file
 from podnet.routing import ClusterFacts, cluster_facts, plan_node
 from podnet.routing.plan import RoutingPlan
 
@@ -122,6 +120,11 @@ class RoutingReconciler:
                  underlay_dev: str = "eth0",
                  blocks_source: Callable[[], Mapping[str, Sequence[str]]] | None = None,
                  supervised_bird: bool = False) -> None:
+        # the kernel side (pyroute2 with it) is loaded here, not with the module: the agent
+        # imports this module only to plan its pod MTU
+        from podnet.kernel import routes
+        from podnet.kernel.node_routing import RoutingApplier
+
         self.node = node
         self.backend = backend
         self.netns = netns_name
@@ -150,13 +153,18 @@ class RoutingReconciler:
         status.routes = sorted(f"{r.dst} via {r.gateway} dev {r.dev}{' onlink' if r.onlink else ''}"
                                for r in want.routes)
         status.changes, status.errors, status.bird, status.vtep = done.changes, done.errors, done.bird, done.vtep
-        write_file(os.path.join(self.run_dir, STATUS_FILE), json.dumps(asdict(status), indent=1))
+        self._write(json.dumps(asdict(status), indent=1))
         return status
 
     def teardown(self) -> None:
         """Remove what this node's passes made, and their status."""
         self.applier.teardown()
-        write_file(os.path.join(self.run_dir, STATUS_FILE), None)
+        self._write(None)
+
+    def _write(self, text: str | None) -> None:
+        from podnet.kernel.node_routing import write_file
+
+        write_file(os.path.join(self.run_dir, STATUS_FILE), text)
 
 
 def pod_mtu(snapshot: Any, node: str, backend: str, underlay_mtu: int = 1500) -> int:
