@@ -25,7 +25,7 @@ from podnet.services.allocation import CLUSTER_IPS, CONFIG_KEY, DEFAULT_SERVICE_
 from podnet.services.cluster import kubernetes_service, service_config
 from podnet.telemetry.serving import metrics_args
 
-from . import builder, datastore, ingress_addon, processes, supervisor, tor
+from . import builder, bytecode, datastore, ingress_addon, processes, supervisor, tor
 from .lab import node_resources
 from .topology import Topology, plan_topology
 
@@ -95,6 +95,7 @@ the ingress-nginx controller (``cluster/ingress_addon.py``)."""
             progress("the lab router peers with every node over BGP")
             _start_router_bgp(state_dir, topo)
         progress("starting node processes")
+        bytecode.compile_podnet()  # once here, not in each of the processes below
         _start_processes(state_dir, topo)
         progress("waiting for nodes to report ready")
         wait_ready(state_dir, topo, backend, timeout)
