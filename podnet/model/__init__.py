@@ -1,4 +1,9 @@
-"""Frozen resource values and the registry of kinds podnet knows."""
+"""Frozen resource values and the registry of kinds podnet knows.
+
+These modules do not use ``from __future__ import annotations``: pydantic would then compile
+and evaluate every field's annotation string when each class is made (about a third of the
+import, paid by every process that reads the store). A name used before its class is defined
+is written in quotes instead."""
 from .admin_policy import AdminNetworkPolicy, BaselineAdminNetworkPolicy, ClusterNetworkPolicy
 from .apps import Deployment, ReplicaSet
 from .base import Model, ObjectMeta, Resource

@@ -5,7 +5,6 @@ A subject is exactly one of ``namespaces`` or ``pods``; a peer exactly one of it
 object with none fails validation here, so the "fail closed on an unknown peer" rule never has
 to guess). ``domainNames`` peers are refused: podnet does not resolve names in policy.
 """
-from __future__ import annotations
 
 from typing import Annotated, ClassVar, Final, Literal
 
@@ -59,7 +58,7 @@ class Subject(Model):
     pods: NamespacedPod | None = None
 
     @model_validator(mode="after")
-    def _one(self) -> Subject:
+    def _one(self) -> "Subject":
         _exactly_one(self, ("namespaces", "pods"), "a subject")
         return self
 
@@ -80,7 +79,7 @@ class PortRange(Model):
     _check_end = v.field_check("end", v.check_port_number)
 
     @model_validator(mode="after")
-    def _ordered(self) -> PortRange:
+    def _ordered(self) -> "PortRange":
         if self.end < self.start:
             raise ValueError(f"end: {self.end} must not be below start {self.start}")
         return self
@@ -96,7 +95,7 @@ class AdminPort(Model):
     _check_name = v.field_check("named_port", v.check_port_name)
 
     @model_validator(mode="after")
-    def _one(self) -> AdminPort:
+    def _one(self) -> "AdminPort":
         _exactly_one(self, ("port_number", "named_port", "port_range"), "a port")
         return self
 
@@ -106,7 +105,7 @@ class AdminIngressPeer(Model):
     pods: NamespacedPod | None = None
 
     @model_validator(mode="after")
-    def _one(self) -> AdminIngressPeer:
+    def _one(self) -> "AdminIngressPeer":
         _exactly_one(self, ("namespaces", "pods"), "a peer")
         return self
 
@@ -119,7 +118,7 @@ class AdminEgressPeer(Model):
     domain_names: list[str] | None = None
 
     @model_validator(mode="after")
-    def _one(self) -> AdminEgressPeer:
+    def _one(self) -> "AdminEgressPeer":
         _exactly_one(self, ("namespaces", "pods", "nodes", "networks", "domain_names"), "a peer")
         if self.domain_names is not None:
             raise ValueError("domainNames: domain-name peers are not supported by podnet (it does not resolve "
@@ -127,7 +126,7 @@ class AdminEgressPeer(Model):
         return self
 
 
-def _no_named_ports_to_addresses(to: list[AdminEgressPeer] | list[ClusterEgressPeer],
+def _no_named_ports_to_addresses(to: "list[AdminEgressPeer] | list[ClusterEgressPeer]",
                                  named: bool) -> None:
     if named and any(p.networks is not None or p.nodes is not None for p in to):
         raise ValueError("ports: networks/nodes peers cannot be combined with named ports (addresses outside "
@@ -148,7 +147,7 @@ class AdminEgressRule(Model):
     ports: list[AdminPort] | None = Field(default=None, min_length=1, max_length=100)
 
     @model_validator(mode="after")
-    def _named(self) -> AdminEgressRule:
+    def _named(self) -> "AdminEgressRule":
         _no_named_ports_to_addresses(self.to, any(p.named_port for p in self.ports or ()))
         return self
 
@@ -191,7 +190,7 @@ class BaselineEgressRule(Model):
     ports: list[AdminPort] | None = Field(default=None, min_length=1, max_length=100)
 
     @model_validator(mode="after")
-    def _named(self) -> BaselineEgressRule:
+    def _named(self) -> "BaselineEgressRule":
         _no_named_ports_to_addresses(self.to, any(p.named_port for p in self.ports or ()))
         return self
 
@@ -217,7 +216,7 @@ class BaselineAdminNetworkPolicy(Resource):
     status: dict[str, object] | None = None
 
     @model_validator(mode="after")
-    def _singleton(self) -> BaselineAdminNetworkPolicy:
+    def _singleton(self) -> "BaselineAdminNetworkPolicy":
         if self.metadata.name and self.metadata.name != "default":
             raise ValueError(f"metadata: name: only one BaselineAdminNetworkPolicy, named \"default\", may exist "
                              f"(this one is {self.metadata.name!r})")
@@ -235,7 +234,7 @@ class ClusterPortRange(Model):
     _check_end = v.field_check("end", v.check_port_number)
 
     @model_validator(mode="after")
-    def _ordered(self) -> ClusterPortRange:
+    def _ordered(self) -> "ClusterPortRange":
         if not self.start < self.end:
             raise ValueError(f"end: start port must be less than end port ({self.start} >= {self.end})")
         return self
@@ -248,7 +247,7 @@ class ClusterPort(Model):
     _check_number = v.field_check("number", v.check_port_number)
 
     @model_validator(mode="after")
-    def _one(self) -> ClusterPort:
+    def _one(self) -> "ClusterPort":
         _exactly_one(self, ("number", "range"), "a destinationPort")
         return self
 
@@ -257,7 +256,7 @@ class ClusterL4(Model):
     destination_port: ClusterPort | None = None
 
     @model_validator(mode="after")
-    def _some(self) -> ClusterL4:
+    def _some(self) -> "ClusterL4":
         if self.destination_port is None:
             raise ValueError("destinationPort: required (leave the protocol out to match every port)")
         return self
@@ -274,7 +273,7 @@ class ClusterProtocol(Model):
     _check_name = v.field_check("destination_named_port", v.check_port_name)
 
     @model_validator(mode="after")
-    def _one(self) -> ClusterProtocol:
+    def _one(self) -> "ClusterProtocol":
         _exactly_one(self, ("tcp", "udp", "sctp", "destination_named_port"), "a protocol")
         return self
 
@@ -287,7 +286,7 @@ class ClusterEgressPeer(Model):
     domain_names: list[str] | None = None
 
     @model_validator(mode="after")
-    def _one(self) -> ClusterEgressPeer:
+    def _one(self) -> "ClusterEgressPeer":
         _exactly_one(self, ("namespaces", "pods", "nodes", "networks", "domain_names"), "a peer")
         if self.domain_names is not None:
             raise ValueError("domainNames: domain-name peers are not supported by podnet (it does not resolve "
@@ -309,7 +308,7 @@ class ClusterEgressRule(Model):
     protocols: list[ClusterProtocol] | None = Field(default=None, min_length=1, max_length=25)
 
     @model_validator(mode="after")
-    def _named(self) -> ClusterEgressRule:
+    def _named(self) -> "ClusterEgressRule":
         _no_named_ports_to_addresses(self.to, any(p.destination_named_port for p in self.protocols or ()))
         return self
 

@@ -1,5 +1,4 @@
 """apps/v1 Deployment and ReplicaSet: replicas of a pod template, rolled out by strategy."""
-from __future__ import annotations
 
 import re
 from typing import Any, ClassVar, Literal
@@ -41,7 +40,7 @@ class RollingUpdateDeployment(Model):
     max_unavailable: IntOrPercent | None = None
 
     @model_validator(mode="after")
-    def _rules(self) -> RollingUpdateDeployment:
+    def _rules(self) -> "RollingUpdateDeployment":
         _check_int_or_percent("maxSurge", self.max_surge)
         _check_int_or_percent("maxUnavailable", self.max_unavailable)
         if isinstance(self.max_unavailable, str) and int(self.max_unavailable[:-1]) > 100:
@@ -64,7 +63,7 @@ class DeploymentStrategy(Model):
     rolling_update: RollingUpdateDeployment | None = None
 
     @model_validator(mode="after")
-    def _rules(self) -> DeploymentStrategy:
+    def _rules(self) -> "DeploymentStrategy":
         if self.type == "Recreate" and self.rolling_update is not None:
             raise ValueError("rollingUpdate: may not be specified when strategy `type` is 'Recreate'")
         return self
@@ -85,7 +84,7 @@ class DeploymentSpec(Model):
     paused: bool | None = None
 
     @model_validator(mode="after")
-    def _selector_matches_template(self) -> DeploymentSpec:
+    def _selector_matches_template(self) -> "DeploymentSpec":
         if self.replicas < 0:
             raise ValueError("replicas: must be greater than or equal to 0")
         for name in ("min_ready_seconds", "revision_history_limit"):
@@ -126,7 +125,7 @@ class ReplicaSetSpec(Model):
     min_ready_seconds: int | None = None
 
     @model_validator(mode="after")
-    def _selector_matches_template(self) -> ReplicaSetSpec:
+    def _selector_matches_template(self) -> "ReplicaSetSpec":
         if self.replicas < 0:
             raise ValueError("replicas: must be greater than or equal to 0")
         if self.selector.is_empty:

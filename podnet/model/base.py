@@ -3,7 +3,6 @@
 Field names are snake_case in Python and camelCase in manifests, exactly as the Kubernetes and
 Calico APIs spell them. Unknown fields are errors (like ``kubectl --validate=strict``).
 """
-from __future__ import annotations
 
 from typing import Any, ClassVar
 
@@ -101,6 +100,6 @@ class Resource(Model):
         group = cls.group()
         return f"{cls.PLURAL}.{group}" if group else cls.PLURAL
 
-    def with_meta(self, **changes: Any) -> Resource:
+    def with_meta(self, **changes: Any) -> "Resource":
         """A copy with metadata fields replaced (values stay frozen)."""
         return self.model_copy(update={"metadata": self.metadata.model_copy(update=changes)})

@@ -1,5 +1,4 @@
 """projectcalico.org/v3 kinds: IPPool, BGPConfiguration, BGPPeer and Calico's Node."""
-from __future__ import annotations
 
 import ipaddress
 from typing import Any, ClassVar, Final, Literal
@@ -30,7 +29,7 @@ class IPPoolSpec(Model):
     _check_selector = v.field_check("node_selector", check_selector)
 
     @model_validator(mode="after")
-    def _pool_rules(self) -> IPPoolSpec:
+    def _pool_rules(self) -> "IPPoolSpec":
         net = ipaddress.ip_network(self.cidr, strict=False)
         size = self.effective_block_size
         low = 20 if net.version == 4 else 116
@@ -125,7 +124,7 @@ class BGPConfiguration(Resource):
     spec: BGPConfigurationSpec = Field(default_factory=BGPConfigurationSpec)
 
     @model_validator(mode="after")
-    def _global_only_fields(self) -> BGPConfiguration:
+    def _global_only_fields(self) -> "BGPConfiguration":
         """As Calico: the mesh switch and the cluster AS number live only in ``default``."""
         if self.metadata.name and self.metadata.name != "default":
             for alias, value in (("nodeToNodeMeshEnabled", self.spec.node_to_node_mesh_enabled),
@@ -152,7 +151,7 @@ class BGPPeerSpec(Model):
     _check_asn = v.field_check("as_number", v.check_as_number)
 
     @model_validator(mode="after")
-    def _peer_rules(self) -> BGPPeerSpec:
+    def _peer_rules(self) -> "BGPPeerSpec":
         if self.node and self.node_selector:
             raise ValueError("node and nodeSelector cannot both be set")
         if self.peer_ip and self.peer_selector:

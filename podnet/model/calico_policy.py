@@ -7,7 +7,6 @@ podnet cannot honour on pods are refused with the reason instead of being silent
 ``http`` (needs an application-layer proxy), ``services`` matches and source ports (a probe's
 source port is ephemeral, so such a rule's effect could not be explained).
 """
-from __future__ import annotations
 
 import ipaddress
 from typing import Annotated, Any, ClassVar, Final, Literal
@@ -110,7 +109,7 @@ class ICMPFields(Model):
     code: int | None = None
 
     @model_validator(mode="after")
-    def _ranges(self) -> ICMPFields:
+    def _ranges(self) -> "ICMPFields":
         if self.type is not None and not 0 <= self.type <= 254:
             raise ValueError(f"type: {self.type} must be between 0 and 254")
         if self.code is not None:
@@ -146,7 +145,7 @@ class EntityRule(Model):
     _check_ns_selector = v.field_check("namespace_selector", check_selector)
 
     @model_validator(mode="after")
-    def _supported(self) -> EntityRule:
+    def _supported(self) -> "EntityRule":
         if self.services is not None:
             raise ValueError("services: matching a Kubernetes Service in a rule is not supported by podnet; "
                              "select the Service's pods with selector instead")
@@ -173,7 +172,7 @@ class CalicoRule(Model):
     _check_not_protocol = v.field_check("not_protocol", check_protocol)
 
     @model_validator(mode="after")
-    def _rule_checks(self) -> CalicoRule:
+    def _rule_checks(self) -> "CalicoRule":
         """Calico's validateRule: ports need a port protocol, ICMP fields an ICMP protocol."""
         if self.http is not None:
             raise ValueError("http: HTTP matches need an application-layer proxy, which podnet does not run; "
@@ -218,7 +217,7 @@ class CalicoPolicySpec(Model):
     _check_tier = v.field_check("tier", v.check_dns1123_label)
 
     @model_validator(mode="after")
-    def _types_unique(self) -> CalicoPolicySpec:
+    def _types_unique(self) -> "CalicoPolicySpec":
         if self.types and len(set(self.types)) != len(self.types):
             raise ValueError("types: each type may appear once")
         return self
@@ -268,7 +267,7 @@ class GlobalNetworkPolicySpec(CalicoPolicySpec):
     _check_ns_selector = v.field_check("namespace_selector", check_selector)
 
     @model_validator(mode="after")
-    def _host_only_flags(self) -> GlobalNetworkPolicySpec:
+    def _host_only_flags(self) -> "GlobalNetworkPolicySpec":
         if self.do_not_track and self.pre_dnat:
             raise ValueError("preDNAT: doNotTrack and preDNAT cannot both be true")
         if (self.do_not_track or self.pre_dnat) and self.apply_on_forward is False:
@@ -314,7 +313,7 @@ class Tier(Resource):
     spec: TierSpec = Field(default_factory=TierSpec)
 
     @model_validator(mode="after")
-    def _builtin_fixed(self) -> Tier:
+    def _builtin_fixed(self) -> "Tier":
         """The admin, default and baseline tiers keep their order and default action."""
         fixed = BUILTIN_TIERS.get(self.metadata.name)
         if fixed is None:

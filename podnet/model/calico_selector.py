@@ -4,7 +4,6 @@ Grammar (projectcalico.org/v3): ``all()``, ``global()``, ``k == 'v'``, ``k != 'v
 ``!has(k)``, ``k in {'a','b'}``, ``k not in {..}``, ``k contains 'x'``, ``k starts with 'x'``,
 ``k ends with 'x'``, ``!``, ``&&``, ``||`` and parentheses. An empty selector means all().
 """
-from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping

@@ -3,7 +3,6 @@
 Fields podnet interprets are typed and validated; other real Kubernetes fields (seen in
 ``kubectl get -o yaml`` dumps) are accepted and kept as given, so such dumps round-trip.
 """
-from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
@@ -42,7 +41,7 @@ class ContainerPort(Model):
     _check_name = v.field_check("name", v.check_port_name)
 
     @model_validator(mode="after")
-    def _host_port_range(self) -> ContainerPort:
+    def _host_port_range(self) -> "ContainerPort":
         if self.host_port is not None and self.host_port != 0:  # 0 means "no host port"
             try:
                 v.check_port_number(self.host_port)
@@ -80,7 +79,7 @@ class Container(Model):
     _check_name = v.field_check("name", v.check_dns1123_label)
 
     @model_validator(mode="after")
-    def _unique_port_names(self) -> Container:
+    def _unique_port_names(self) -> "Container":
         names = [p.name for p in self.ports or () if p.name]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -137,7 +136,7 @@ class PodSpec(Model):
     resources: dict[str, Opaque] | None = None
 
     @model_validator(mode="after")
-    def _unique_container_names(self) -> PodSpec:
+    def _unique_container_names(self) -> "PodSpec":
         names = [c.name for c in self.containers]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -318,7 +317,7 @@ class ServicePort(Model):
     _check_app_protocol = v.field_check("app_protocol", v.check_qualified_name)
 
     @model_validator(mode="after")
-    def _node_port_range(self) -> ServicePort:
+    def _node_port_range(self) -> "ServicePort":
         if self.node_port:  # 0 means "allocate one"
             try:
                 check_node_port(self.node_port)
@@ -336,7 +335,7 @@ class ClientIPConfig(Model):
     timeout_seconds: int | None = None
 
     @model_validator(mode="after")
-    def _timeout_range(self) -> ClientIPConfig:
+    def _timeout_range(self) -> "ClientIPConfig":
         if self.timeout_seconds is not None and not 0 < self.timeout_seconds <= AFFINITY_TIMEOUT_MAX:
             raise ValueError(f"timeoutSeconds: {self.timeout_seconds} must be greater than 0 and less than or "
                              f"equal to {AFFINITY_TIMEOUT_MAX}")
@@ -382,7 +381,7 @@ class ServiceSpec(Model):
         return self.type in ("NodePort", "LoadBalancer") or (self.type == "ClusterIP" and bool(self.external_ips))
 
     @model_validator(mode="after")
-    def _type_rules(self) -> ServiceSpec:
+    def _type_rules(self) -> "ServiceSpec":
         """The API server's ValidateService rules that need no cluster state (located per field)."""
         if self.type == "ExternalName":
             _check_external_name(self)

@@ -4,7 +4,6 @@ The API server's rules for slices written by hand (selectorless Services): one a
 per slice, one address per endpoint, addresses of that type, at most 1,000 endpoints and 100
 ports.
 """
-from __future__ import annotations
 
 import ipaddress
 from typing import Any, ClassVar, Literal
@@ -41,7 +40,7 @@ class SliceEndpoint(Model):
     _check_hostname = v.field_check("hostname", v.check_dns1123_label)
 
     @model_validator(mode="after")
-    def _one_address(self) -> SliceEndpoint:
+    def _one_address(self) -> "SliceEndpoint":
         if len(self.addresses) != 1:
             raise ValueError(f"addresses: must hold exactly one address, got {len(self.addresses)}")
         return self
@@ -56,7 +55,7 @@ class SlicePort(Model):
     _check_port = v.field_check("port", v.check_port_number)
 
     @model_validator(mode="after")
-    def _name_rule(self) -> SlicePort:
+    def _name_rule(self) -> "SlicePort":
         if self.name:
             try:
                 v.check_dns1123_label(self.name)
@@ -81,7 +80,7 @@ class EndpointSlice(Resource):
         return self.metadata.labels.get(SERVICE_NAME_LABEL)
 
     @model_validator(mode="after")
-    def _slice_rules(self) -> EndpointSlice:
+    def _slice_rules(self) -> "EndpointSlice":
         if len(self.endpoints) > MAX_ENDPOINTS:
             raise ValueError(f"endpoints: at most {MAX_ENDPOINTS} endpoints per slice, got {len(self.endpoints)}")
         if len(self.ports or ()) > MAX_PORTS:

@@ -1,6 +1,5 @@
 """core/v1 Event: what the kubelet and controllers tell about an object (``describe`` shows
 them). Written by components, never by users; repeats of one event are counted in ``count``."""
-from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 

@@ -3,7 +3,6 @@
 as the whole first label; every path has a pathType, and Exact and Prefix paths are absolute;
 a backend names a Service (by port number or name) or a resource, never both; an Ingress
 without rules needs a defaultBackend."""
-from __future__ import annotations
 
 import ipaddress
 from typing import Any, ClassVar, Literal
@@ -25,7 +24,7 @@ class ServiceBackendPort(Model):
     _check_name = v.field_check("name", v.check_port_name)
 
     @model_validator(mode="after")
-    def _one(self) -> ServiceBackendPort:
+    def _one(self) -> "ServiceBackendPort":
         if (self.number is None) == (self.name is None):
             raise ValueError("exactly one of number or name must be specified")
         return self
@@ -43,7 +42,7 @@ class IngressBackend(Model):
     resource: dict[str, Any] | None = None
 
     @model_validator(mode="after")
-    def _one(self) -> IngressBackend:
+    def _one(self) -> "IngressBackend":
         if (self.service is None) == (self.resource is None):
             raise ValueError("exactly one of service or resource must be specified")
         return self
@@ -55,7 +54,7 @@ class HTTPIngressPath(Model):
     backend: IngressBackend
 
     @model_validator(mode="after")
-    def _absolute(self) -> HTTPIngressPath:
+    def _absolute(self) -> "HTTPIngressPath":
         if self.path_type in ("Exact", "Prefix"):
             if not self.path or not self.path.startswith("/"):
                 raise ValueError(f"path: must be an absolute path for pathType {self.path_type}")
@@ -70,7 +69,7 @@ class HTTPIngressRuleValue(Model):
     paths: list[HTTPIngressPath]
 
     @model_validator(mode="after")
-    def _some(self) -> HTTPIngressRuleValue:
+    def _some(self) -> "HTTPIngressRuleValue":
         if not self.paths:
             raise ValueError("paths: Required value")
         return self
@@ -116,7 +115,7 @@ class IngressTLS(Model):
     secret_name: str | None = Field(default=None, alias="secretName")
 
     @model_validator(mode="after")
-    def _hosts(self) -> IngressTLS:
+    def _hosts(self) -> "IngressTLS":
         for index, host in enumerate(self.hosts or ()):
             try:
                 check_rule_host(host)
@@ -134,7 +133,7 @@ class IngressSpec(Model):
     _check_class = v.field_check("ingress_class_name", v.check_dns1123_subdomain)
 
     @model_validator(mode="after")
-    def _something(self) -> IngressSpec:
+    def _something(self) -> "IngressSpec":
         if not self.rules and self.default_backend is None:
             raise ValueError("either `defaultBackend` or `rules` must be specified")
         return self

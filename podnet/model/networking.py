@@ -1,5 +1,4 @@
 """networking.k8s.io/v1 NetworkPolicy, complete, with the API server's validation rules."""
-from __future__ import annotations
 
 import ipaddress
 from typing import Any, ClassVar, Literal
@@ -18,7 +17,7 @@ class IPBlock(Model):
     _check_cidr = v.field_check("cidr", v.check_cidr)
 
     @model_validator(mode="after")
-    def _except_inside_cidr(self) -> IPBlock:
+    def _except_inside_cidr(self) -> "IPBlock":
         outer = ipaddress.ip_network(self.cidr, strict=False)
         for index, entry in enumerate(self.except_ or ()):
             try:
@@ -37,7 +36,7 @@ class NetworkPolicyPeer(Model):
     ip_block: IPBlock | None = None
 
     @model_validator(mode="after")
-    def _one_kind_of_peer(self) -> NetworkPolicyPeer:
+    def _one_kind_of_peer(self) -> "NetworkPolicyPeer":
         if self.ip_block is not None and (self.pod_selector is not None or self.namespace_selector is not None):
             raise ValueError("ipBlock may not be combined with podSelector or namespaceSelector in one peer")
         if self.ip_block is None and self.pod_selector is None and self.namespace_selector is None:
@@ -53,7 +52,7 @@ class NetworkPolicyPort(Model):
     _check_port = v.field_check("port", v.check_int_or_port_name)
 
     @model_validator(mode="after")
-    def _end_port_rules(self) -> NetworkPolicyPort:
+    def _end_port_rules(self) -> "NetworkPolicyPort":
         if self.end_port is None:
             return self
         if self.port is None:
@@ -83,7 +82,7 @@ class NetworkPolicySpec(Model):
     egress: list[NetworkPolicyEgressRule] | None = None
 
     @model_validator(mode="after")
-    def _at_most_two_types(self) -> NetworkPolicySpec:
+    def _at_most_two_types(self) -> "NetworkPolicySpec":
         # The API server checks only the length: a repeated type is accepted as it is.
         if len(self.policy_types or ()) > 2:
             raise ValueError("policyTypes: may not specify more than two policyTypes")

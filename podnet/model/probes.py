@@ -4,7 +4,6 @@ Shaped and validated as the API server does (one handler per probe or hook, non-
 timings, successThreshold 1 for liveness and startup); the kubelet's defaults are properties,
 so a manifest round-trips exactly as written.
 """
-from __future__ import annotations
 
 from typing import Any, Literal, cast
 
@@ -56,7 +55,7 @@ class SleepAction(Model):
     seconds: int
 
     @model_validator(mode="after")
-    def _non_negative(self) -> SleepAction:
+    def _non_negative(self) -> "SleepAction":
         if self.seconds < 0:
             raise ValueError("seconds: must be greater than or equal to 0")
         return self
@@ -88,7 +87,7 @@ class Probe(Model):
     termination_grace_period_seconds: int | None = None
 
     @model_validator(mode="after")
-    def _rules(self) -> Probe:
+    def _rules(self) -> "Probe":
         _one_handler(self, PROBE_HANDLERS)
         for name in ("initial_delay_seconds", "timeout_seconds", "period_seconds", "success_threshold",
                      "failure_threshold"):
@@ -132,7 +131,7 @@ class LifecycleHandler(Model):
     sleep: SleepAction | None = None
 
     @model_validator(mode="after")
-    def _rules(self) -> LifecycleHandler:
+    def _rules(self) -> "LifecycleHandler":
         _one_handler(self, HOOK_HANDLERS)
         return self
 
@@ -152,7 +151,7 @@ class ObjectFieldSelector(Model):
     api_version: str | None = None
 
     @model_validator(mode="after")
-    def _supported(self) -> ObjectFieldSelector:
+    def _supported(self) -> "ObjectFieldSelector":
         if self.field_path not in FIELD_PATHS and not (self.field_path.startswith(FIELD_PATH_PREFIXES)
                                                         and self.field_path.endswith("']")):
             supported = ", ".join(f'"{p}"' for p in FIELD_PATHS)
@@ -168,7 +167,7 @@ class EnvVarSource(Model):
     secret_key_ref: dict[str, Any] | None = None
 
     @model_validator(mode="after")
-    def _one_source(self) -> EnvVarSource:
+    def _one_source(self) -> "EnvVarSource":
         given = [n for n in ("field_ref", "resource_field_ref", "config_map_key_ref", "secret_key_ref")
                  if getattr(self, n) is not None]
         if len(given) != 1:
@@ -184,7 +183,7 @@ class EnvVar(Model):
     value_from: EnvVarSource | None = None
 
     @model_validator(mode="after")
-    def _rules(self) -> EnvVar:
+    def _rules(self) -> "EnvVar":
         if not self.name or "=" in self.name:
             raise ValueError(f"name: Invalid value: {self.name!r}: a valid environment variable name must "
                              "not be empty or contain '='")

@@ -4,7 +4,6 @@ Who may read what through the API server (``podnet/apiserver/rbac.py`` evaluates
 Kubernetes does). Names are path segments (``system:coredns`` is valid); a binding's roleRef
 names a Role in its own namespace or a ClusterRole; a ClusterRoleBinding only a ClusterRole.
 """
-from __future__ import annotations
 
 from typing import Any, ClassVar, Final, Literal
 
@@ -24,7 +23,7 @@ class PolicyRule(Model):
     non_resource_urls: list[str] | None = Field(default=None, alias="nonResourceURLs")
 
     @model_validator(mode="after")
-    def _resources_or_urls(self) -> PolicyRule:
+    def _resources_or_urls(self) -> "PolicyRule":
         if not self.verbs:
             raise ValueError("verbs: Required value: verbs must contain at least one value")
         if self.non_resource_urls and (self.resources or self.api_groups):
@@ -42,7 +41,7 @@ class Subject(Model):
     api_group: str | None = None
 
     @model_validator(mode="after")
-    def _group(self) -> Subject:
+    def _group(self) -> "Subject":
         expected = "" if self.kind == "ServiceAccount" else RBAC_GROUP
         if self.api_group not in (None, expected):
             raise ValueError(f"apiGroup: Unsupported value: {self.api_group!r}: supported values: {expected!r}")
@@ -104,7 +103,7 @@ class ClusterRoleBinding(Resource):
     role_ref: RoleRef
 
     @model_validator(mode="after")
-    def _cluster_role(self) -> ClusterRoleBinding:
+    def _cluster_role(self) -> "ClusterRoleBinding":
         if self.role_ref.kind != "ClusterRole":
             raise ValueError('roleRef.kind: Unsupported value: "Role": supported values: "ClusterRole"')
         return self

@@ -1,5 +1,4 @@
 """Which kinds exist, and how users name them (kind, plural, short names, plural.group)."""
-from __future__ import annotations
 
 from .admin_policy import AdminNetworkPolicy, BaselineAdminNetworkPolicy, ClusterNetworkPolicy
 from .apps import Deployment, ReplicaSet

@@ -5,7 +5,6 @@ A Secret's ``stringData`` is write-only, as on the API server: it is merged into
 shown object only has ``data``. Each well-known ``type`` requires its keys (``tls.crt`` and
 ``tls.key`` for ``kubernetes.io/tls``, the ingress controller's certificates).
 """
-from __future__ import annotations
 
 import base64
 import binascii
@@ -70,7 +69,7 @@ class Secret(Resource):
         return value
 
     @model_validator(mode="after")
-    def _valid(self) -> Secret:
+    def _valid(self) -> "Secret":
         decoded = {}
         for key, text in (self.data or {}).items():
             _check_key(key)

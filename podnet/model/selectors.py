@@ -2,7 +2,6 @@
 
 The Calico selector language lives in ``calico_selector``. Both compile once into a matcher.
 """
-from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Literal
@@ -24,7 +23,7 @@ class LabelSelectorRequirement(Model):
     _check_key = v.field_check("key", v.check_qualified_name)
 
     @model_validator(mode="after")
-    def _values_match_operator(self) -> LabelSelectorRequirement:
+    def _values_match_operator(self) -> "LabelSelectorRequirement":
         if self.operator in ("In", "NotIn"):
             if not self.values:
                 raise ValueError(f"values: must be specified (non-empty) when operator is {self.operator}")

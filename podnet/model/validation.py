@@ -3,7 +3,6 @@
 Each ``check_*`` raises ``ValueError`` with a message a user can act on; pydantic attaches the
 field path. Rules follow k8s.io/apimachinery/pkg/util/validation.
 """
-from __future__ import annotations
 
 import ipaddress
 import re

@@ -24,7 +24,6 @@ from podnet.model.calico_selector import Selector as CalicoSelector
 from podnet.model.calico_selector import parse_selector
 from podnet.model.selectors import EVERYTHING
 
-from .tiers import DEFAULT_TIER
 from .ir import (
     SOURCE_ANNOTATION,
     CalicoSubject,
@@ -39,6 +38,7 @@ from .ir import (
     _networks,
 )
 from .order import canonical_tier
+from .tiers import DEFAULT_TIER
 
 CalicoPolicy = CalicoNetworkPolicy | GlobalNetworkPolicy
 #: the label a namespace selector sees on every namespaced entity (how ``all()`` and ``global()``

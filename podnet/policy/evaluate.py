@@ -16,8 +16,8 @@ from .checks import PartCheck, RuleCheck, check_rule
 from .cluster import ICMP, ClusterState, Endpoint, always_allowed, rule_matches, sides
 from .fixes import deny_fix, new_rule_fix, rule_fix
 from .ir import Direction, PolicyIR, Rule
-from .tiers import DEFAULT_TIER
 from .order import TierInfo
+from .tiers import DEFAULT_TIER
 from .walk import Step, Walk, walk
 
 __all__ = ["DirectionVerdict", "PartCheck", "RuleCheck", "TierReport", "Verdict", "evaluate"]
