@@ -16,9 +16,10 @@ import os
 import podnet
 
 
-def compile_podnet() -> bool:
-    """Write missing or stale ``.pyc`` files of the podnet package; False if some could not be."""
-    root = os.path.dirname(os.path.abspath(podnet.__file__))
+def compile_podnet(root: str | None = None) -> bool:
+    """Write missing or stale ``.pyc`` files of the podnet package (or the tree at ``root``);
+    False if some could not be written."""
+    root = root or os.path.dirname(os.path.abspath(podnet.__file__))
     try:
         return bool(compileall.compile_dir(root, quiet=2, workers=1))
     except OSError:
