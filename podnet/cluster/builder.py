@@ -38,8 +38,13 @@ def write_state(state_dir: str, state: dict[str, Any]) -> None:
     os.replace(tmp, state_path(state_dir))
 
 
-def build(topo: Topology, state_dir: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Create the lab. On any failure everything already made is removed again."""
+def build(topo: Topology, state_dir: str, extra: dict[str, Any] | None = None, *,
+          wait_carrier: bool = True) -> dict[str, Any]:
+    """Create the lab. On any failure everything already made is removed again.
+
+    ``wait_carrier`` False returns before the new links have carrier (the kernel reports it up
+    to a second later): the caller overlaps that wait with other work and calls
+    ``wait_for_carrier`` before anything needs the underlay."""
     if read_state(state_dir) is not None:
         raise PodnetError(f"a cluster is already recorded in {state_dir}",
                           hint="run `podnet down` first (or use another --state-dir)")
@@ -51,6 +56,8 @@ def build(topo: Topology, state_dir: str, extra: dict[str, Any] | None = None) -
     write_state(state_dir, state)
     try:
         _build(topo)
+        if wait_carrier:
+            wait_for_carrier(topo)
     except BaseException:
         destroy(state_dir)
         raise
@@ -81,6 +88,10 @@ def _build(topo: Topology) -> None:
         underlay.wire(host.netns, "eth0", ext.netns, host.port, a_addr=f"{host.address}/{host.prefixlen}",
                       b_master=ext.bridge)
         underlay.add_route(host.netns, "0.0.0.0/0", gateway=host.gateway)
+
+
+def wait_for_carrier(topo: Topology) -> None:
+    """Until every underlay link has carrier (a bridge forwards through a port only then)."""
     down = underlay.wait_carrier(topo.namespaces())
     if down:
         raise PodnetError(f"underlay links without carrier after 5 s: {', '.join(down)}")

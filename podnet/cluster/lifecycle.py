@@ -73,9 +73,13 @@ the ingress-nginx controller (``cluster/ingress_addon.py``)."""
     preexisting = sorted(os.listdir(state_dir)) if os.path.isdir(state_dir) else []
     t0 = time.monotonic()
     progress(f"underlay {underlay}: {len(topo.namespaces())} namespaces")
+    # The links' carrier (up to a second of the kernel's link watch) is waited for after the
+    # node processes are started, which take longer than that to import and make their first
+    # pass; etcd members talk over the underlay as soon as they start, so they wait first.
     builder.build(topo, state_dir, {"kind": "cluster", "backend": backend, "pod_cidr": pod_cidr,
                                     "vxlan_mode": vxlan_mode, "preexisting": preexisting,
-                                    "started": time.time(), "store": {"kind": store}})
+                                    "started": time.time(), "store": {"kind": store}},
+                  wait_carrier=store == "etcd")
     try:
         if store == "etcd":
             progress("etcd: 3 members with TLS client auth on the underlay")
@@ -97,6 +101,7 @@ the ingress-nginx controller (``cluster/ingress_addon.py``)."""
         progress("starting node processes")
         bytecode.compile_podnet()  # once here, not in each of the processes below
         _start_processes(state_dir, topo)
+        builder.wait_for_carrier(topo)
         progress("waiting for nodes to report ready")
         wait_ready(state_dir, topo, backend, timeout)
         if monitoring:

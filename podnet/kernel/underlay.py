@@ -104,9 +104,10 @@ def wait_carrier(namespaces: list[str], timeout: float = 5.0) -> list[str]:
     import time
 
     deadline = time.monotonic() + timeout
+    pending = list(namespaces)  # a namespace whose links all have carrier is not read again
     while True:
         down = []
-        for ns in namespaces:
+        for ns in pending:
             with ipr_in(ns) as ipr:
                 for link in ipr.get_links():
                     info = link.get_attr("IFLA_LINKINFO")
@@ -115,4 +116,5 @@ def wait_carrier(namespaces: list[str], timeout: float = 5.0) -> list[str]:
                         down.append(f"{ns}/{link.get_attr('IFLA_IFNAME')}")
         if not down or time.monotonic() > deadline:
             return down
+        pending = [ns for ns in pending if any(d.startswith(f"{ns}/") for d in down)]
         time.sleep(0.02)
