@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import netns
+from . import netns, rtnl
 from .netns import ipr_in
 from .rtnl import Rtnl
 
@@ -69,18 +69,21 @@ def _route_once(rt: Rtnl, dst: str, oif: int, **kw: Any) -> None:
         pass
 
 
-def wire(host_ns: str, pod_ns: str, ifname: str, host_ifname: str, address: str, mtu: int,
+def wire(host_ns: str, pod_ns: str, ifname: str, host_ifname: str, address: str | Callable[[], str], mtu: int,
          hook: Hook = lambda step: None) -> Wired:
     """Create and configure the veth pair; on any failure remove what was made and re-raise.
+
+    ``address`` may be a callable, asked for the pod's address only once the veth exists: the
+    CNI handler allocates it from IPAM while the kernel creates the pair (the two are
+    independent and each is about half of an ADD's work); if it raises, the pair is removed.
 
     ``hook(step)`` runs after each step (veth, pod-side, host-side): it lets tests inject a
     failure at every point and prove the rollback leaves nothing behind. Nine rtnetlink
     requests at most (``rtnl.Rtnl``; seven when the kernel echoes the new link's indexes), the
     two per-interface sysctls included, so the host namespace is never entered after its socket
-    is open; the pod end is created up, with MTU and MACs set.
+    is open; the pod end is created up, with MTU and MACs set. After the veth, each side's
+    three requests go in one datagram: three system calls in all on Linux ≥ 6.1.
     """
-    ip = ipaddress.ip_interface(address).ip
-    plen = ip.max_prefixlen
     host_fd = os.open(host_ns if host_ns.startswith("/") else netns.path(host_ns), os.O_RDONLY | os.O_CLOEXEC)
     created = False
     try:
@@ -100,13 +103,17 @@ def wire(host_ns: str, pod_ns: str, ifname: str, host_ifname: str, address: str,
             hook("veth")
             eth, hidx = echoed or (pod.link_index(ifname), host.link_index(host_ifname))
             assert eth is not None and hidx is not None
-            pod.add_address(eth, str(ip), plen)
-            _route_once(pod, f"{GATEWAY}/32", eth, scope=RT_SCOPE_LINK)
-            _route_once(pod, "0.0.0.0/0", eth, gateway=GATEWAY)
+            ip = ipaddress.ip_interface(address() if callable(address) else address).ip
+            plen = ip.max_prefixlen
+            # each side in one datagram (``Rtnl.batch``); a route a second interface of the pod
+            # already added is kept as it is
+            pod.batch([rtnl.add_address_msg(eth, str(ip), plen),
+                       rtnl.add_route_msg(f"{GATEWAY}/32", eth, scope=RT_SCOPE_LINK),
+                       rtnl.add_route_msg("0.0.0.0/0", eth, gateway=GATEWAY)], exist_ok=(False, True, True))
             hook("pod-side")
-            host.set_proxy_delay(hidx, 0)
-            host.set_up(hidx, proxy_arp=True)  # proxy_arp=1 in the same request
-            host.add_route(f"{ip}/{plen}", hidx, scope=RT_SCOPE_LINK, proto=RTPROT_PODNET_POD)
+            host.batch([rtnl.proxy_delay_msg(hidx, 0),
+                        rtnl.set_up_msg(hidx, proxy_arp=True),  # proxy_arp=1 in the same request
+                        rtnl.add_route_msg(f"{ip}/{plen}", hidx, scope=RT_SCOPE_LINK, proto=RTPROT_PODNET_POD)])
             hook("host-side")
             return Wired(host_ifname, HOST_MAC, ifname, mac)
     except BaseException:

@@ -14,7 +14,7 @@ import ipaddress
 import os
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from . import netns
 
@@ -43,6 +43,8 @@ _IFINFOMSG = struct.Struct("=BxHiII")
 _IFADDRMSG = struct.Struct("=BBBBI")
 _RTMSG = struct.Struct("=BBBBBBBBI")
 _NDTMSG = struct.Struct("=BxH")
+
+Message = tuple[int, int, bytes]  # (type, flags, body) of one request, for ``Rtnl.batch``
 
 
 def _attr(kind: int, payload: bytes) -> bytes:
@@ -113,6 +115,38 @@ class Rtnl:
                     return out
                 out.append((mtype, payload))
 
+    def batch(self, messages: Sequence[Message], exist_ok: Sequence[bool] = ()) -> None:
+        """Send several requests in one datagram and wait for all their ACKs.
+
+        The kernel handles the messages of one datagram in order, each to the end, and ACKs
+        each (an error does not stop the ones after it), so a pod's side of the wiring is one
+        system call and one wake-up instead of one per request. ``exist_ok[i]``: EEXIST for
+        message i is not a failure (a route a second interface of the pod already added); the
+        first other error is raised once every ACK is in."""
+        first = self.seq + 1
+        packed = []
+        for msg_type, flags, body in messages:
+            self.seq += 1
+            packed.append(_NLMSGHDR.pack(16 + len(body), msg_type, flags | NLM_F_REQUEST | NLM_F_ACK, self.seq, 0)
+                          + body)
+        self.sock.sendto(b"".join(packed), (0, 0))
+        pending = set(range(first, self.seq + 1))
+        error = 0
+        while pending:
+            data = self.sock.recv(65536)
+            off = 0
+            while off + 16 <= len(data):
+                length, mtype, _f, mseq, _pid = _NLMSGHDR.unpack_from(data, off)
+                if mtype == NLMSG_ERROR and mseq in pending:
+                    pending.discard(mseq)
+                    (code,) = struct.unpack_from("=i", data, off + 16)
+                    i = mseq - first
+                    if code and not (code == -errno.EEXIST and i < len(exist_ok) and exist_ok[i]) and not error:
+                        error = -code
+                off += (length + 3) & ~3
+        if error:
+            raise OSError(error, os.strerror(error))
+
     # ---- links ---------------------------------------------------------------------------------
 
     def link_index(self, ifname: str) -> int | None:
@@ -158,17 +192,11 @@ class Rtnl:
         """Bring a link up; with ``proxy_arp`` also set its ipv4 ``proxy_arp`` in the same request
         (IFLA_AF_SPEC/AF_INET/IFLA_INET_CONF: the per-interface sysctl, without entering the
         link's namespace to write /proc/sys)."""
-        body = _ifinfo(index=index, flags=IFF_UP, change=IFF_UP)
-        if proxy_arp:
-            conf = _attr(IPV4_DEVCONF_PROXY_ARP, struct.pack("=I", 1))
-            body += _attr(IFLA_AF_SPEC, _attr(socket.AF_INET, _attr(IFLA_INET_CONF, conf)))
-        self._request(RTM_NEWLINK, 0, body)
+        self._request(*set_up_msg(index, proxy_arp=proxy_arp))
 
     def set_proxy_delay(self, index: int, msecs: int) -> None:
         """The link's ARP ``proxy_delay`` (net.ipv4.neigh.<if>.proxy_delay) via RTM_SETNEIGHTBL."""
-        parms = _attr(NDTPA_IFINDEX, struct.pack("=I", index)) + _attr(NDTPA_PROXY_DELAY, struct.pack("=Q", msecs))
-        body = _NDTMSG.pack(socket.AF_INET, 0) + _attr(NDTA_NAME, b"arp_cache\0") + _attr(NDTA_PARMS, parms)
-        self._request(RTM_SETNEIGHTBL, 0, body)
+        self._request(*proxy_delay_msg(index, msecs))
 
     def del_link(self, index: int) -> bool:
         """Delete a link; False if it was already gone."""
@@ -183,24 +211,46 @@ class Rtnl:
     # ---- addresses and routes ------------------------------------------------------------------
 
     def add_address(self, index: int, address: str, prefixlen: int) -> None:
-        ip = ipaddress.ip_address(address)
-        raw = ip.packed
-        body = _IFADDRMSG.pack(_family(ip), prefixlen, 0, RT_SCOPE_UNIVERSE, index)
-        body += _attr(IFA_LOCAL, raw) + _attr(IFA_ADDRESS, raw)
-        self._request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body)
+        self._request(*add_address_msg(index, address, prefixlen))
 
     def add_route(self, dst: str, oif: int, *, gateway: str | None = None, scope: int = RT_SCOPE_UNIVERSE,
                   proto: int = RTPROT_STATIC) -> None:
         """Add ``dst`` (a CIDR; 0.0.0.0/0 = default) out of ``oif``; EEXIST if already there."""
-        net = ipaddress.ip_network(dst)
-        body = _RTMSG.pack(_family(net.network_address), net.prefixlen, 0, 0, RT_TABLE_MAIN, proto, scope,
-                           RTN_UNICAST, 0)
-        if net.prefixlen:
-            body += _attr(RTA_DST, net.network_address.packed)
-        if gateway:
-            body += _attr(RTA_GATEWAY, ipaddress.ip_address(gateway).packed)
-        body += _attr(RTA_OIF, struct.pack("=I", oif))
-        self._request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, body)
+        self._request(*add_route_msg(dst, oif, gateway=gateway, scope=scope, proto=proto))
+
+
+# ---- messages (each method above sends one; ``Rtnl.batch`` sends several at once) --------------
+
+def set_up_msg(index: int, *, proxy_arp: bool = False) -> Message:
+    body = _ifinfo(index=index, flags=IFF_UP, change=IFF_UP)
+    if proxy_arp:
+        conf = _attr(IPV4_DEVCONF_PROXY_ARP, struct.pack("=I", 1))
+        body += _attr(IFLA_AF_SPEC, _attr(socket.AF_INET, _attr(IFLA_INET_CONF, conf)))
+    return RTM_NEWLINK, 0, body
+
+
+def proxy_delay_msg(index: int, msecs: int) -> Message:
+    parms = _attr(NDTPA_IFINDEX, struct.pack("=I", index)) + _attr(NDTPA_PROXY_DELAY, struct.pack("=Q", msecs))
+    return RTM_SETNEIGHTBL, 0, _NDTMSG.pack(socket.AF_INET, 0) + _attr(NDTA_NAME, b"arp_cache\0") + _attr(NDTA_PARMS, parms)
+
+
+def add_address_msg(index: int, address: str, prefixlen: int) -> Message:
+    ip = ipaddress.ip_address(address)
+    raw = ip.packed
+    body = _IFADDRMSG.pack(_family(ip), prefixlen, 0, RT_SCOPE_UNIVERSE, index)
+    return RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body + _attr(IFA_LOCAL, raw) + _attr(IFA_ADDRESS, raw)
+
+
+def add_route_msg(dst: str, oif: int, *, gateway: str | None = None, scope: int = RT_SCOPE_UNIVERSE,
+                  proto: int = RTPROT_STATIC) -> Message:
+    net = ipaddress.ip_network(dst)
+    body = _RTMSG.pack(_family(net.network_address), net.prefixlen, 0, 0, RT_TABLE_MAIN, proto, scope,
+                       RTN_UNICAST, 0)
+    if net.prefixlen:
+        body += _attr(RTA_DST, net.network_address.packed)
+    if gateway:
+        body += _attr(RTA_GATEWAY, ipaddress.ip_address(gateway).packed)
+    return RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, body + _attr(RTA_OIF, struct.pack("=I", oif))
 
 
 def _is_current(ns: str) -> bool:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from podnet.kernel import netns, podwire
+from podnet.kernel import netns, podwire, rtnl
 from podnet.kernel.rtnl import Rtnl
 
 pytestmark = pytest.mark.kernel
@@ -70,3 +70,25 @@ def test_add_veth_returns_both_indexes_from_the_kernels_echo(pair: tuple[str, st
             assert got[0] != got[1]
     finally:
         os.close(fd)
+
+
+def test_batch_applies_every_request_and_reports_the_first_real_error(pair: tuple[str, str]) -> None:
+    """One datagram, several requests: EEXIST is tolerated only where asked, a real error is
+    raised after all ACKs are in, and the requests after a failing one are still applied."""
+    host, _ = pair
+    netns.run_in(host, ["sh", "-c", "ip link add b0 type veth peer name b1 && ip link set b1 up && ip link set b0 up"],
+                 check=True)
+    with Rtnl(host) as rt:
+        idx = rt.link_index("b0")
+        assert idx is not None
+        rt.batch([rtnl.add_address_msg(idx, "10.7.0.1", 32),
+                  rtnl.add_route_msg("10.7.1.0/24", idx, scope=rtnl.RT_SCOPE_LINK)])
+        rt.batch([rtnl.add_route_msg("10.7.1.0/24", idx, scope=rtnl.RT_SCOPE_LINK),  # exists: tolerated
+                  rtnl.add_route_msg("10.7.2.0/24", idx, scope=rtnl.RT_SCOPE_LINK)], exist_ok=(True, False))
+        with pytest.raises(FileExistsError):
+            rt.batch([rtnl.add_address_msg(idx, "10.7.0.1", 32),  # exists, not tolerated
+                      rtnl.add_route_msg("10.7.3.0/24", idx, scope=rtnl.RT_SCOPE_LINK)])
+        rt.add_route("10.7.4.0/24", idx, scope=rtnl.RT_SCOPE_LINK)  # the socket is still in step
+    routes = netns.run_in(host, ["ip", "-4", "route", "show", "dev", "b0"], check=True).stdout
+    for net in ("10.7.1.0/24", "10.7.2.0/24", "10.7.3.0/24", "10.7.4.0/24"):
+        assert net in routes
