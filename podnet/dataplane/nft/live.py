@@ -41,7 +41,7 @@ from .dispatch import (
     member_element,
     member_set,
 )
-from .model import Element, KeyInfo, MapKey, NftChain, NftSet, NftTable, TableId, Verdict
+from .model import Element, MapKey, NftChain, NftSet, NftTable, Verdict
 from .render import (
     ALLOW,
     EGRESS_OK,
@@ -59,7 +59,7 @@ from .render import (
     signature_chain,
     signature_chain_name,
 )
-from .tracker import TableTracker
+from .tracker import TableTracker, TrackedTable
 
 #: (old, new) endpoint of one pod; None for absent
 PodChange = tuple[Endpoint | None, Endpoint | None]
@@ -197,7 +197,7 @@ class PolicyBook:
                 self.policies[ref] = pol
 
 
-class LiveTable:
+class LiveTable(TrackedTable):
     """The live policy table and what planning a change on it needs; the applier's model of
     the kernel after a commit (``TableModel``). Given the state the table was rendered from
     (its ipBlocks matching pod addresses), it also keeps the ``PolicyBook`` that policy changes
@@ -220,22 +220,7 @@ class LiveTable:
         if state is not None and state.ipblock_matches_pods:
             self._book = PolicyBook(table, index, state.pods, state.policies)
 
-    # -- the applier's model ----------------------------------------------------------------
-
-    @property
-    def id(self) -> TableId:
-        return self._tracker.id
-
-    def key_info(self, name: str) -> KeyInfo | None:
-        return self._tracker.key_info(name)
-
-    def snapshot(self) -> NftTable:
-        return self._tracker.snapshot()
-
-    @property
-    def table(self) -> NftTable:
-        """The table as it is now (a frozen value: later commits do not change it)."""
-        return self._tracker.snapshot()
+    # -- the applier's model (the rest is TrackedTable's) -----------------------------------
 
     @property
     def pod_sets(self) -> Mapping[str, PodPeer]:
@@ -245,11 +230,6 @@ class LiveTable:
     @property
     def book(self) -> PolicyBook | None:
         return self._book
-
-    @property
-    def chains(self) -> Mapping[str, NftChain]:
-        """The chains as they are now (a read-only view)."""
-        return self._tracker.chains
 
     @property
     def dispatch(self) -> DispatchIndex:

@@ -195,7 +195,8 @@ def _intersect(a: Spans, b: Spans) -> Spans:
     return out
 
 
-def _minus(a: Spans, holes: Spans) -> Spans:
+def spans_minus(a: Spans, holes: Spans) -> Spans:
+    """``a`` without ``holes``; both sorted, and no two holes overlap."""
     out: Spans = []
     for lo, hi in a:
         for hlo, hhi in holes:
@@ -266,12 +267,12 @@ class TierSets:
                                        + _v4_spans(st.set_networks(peer, False)))
             spans = _intersect(spans, positive)
         if peer.not_nets:
-            spans = _minus(spans, _v4_spans(peer.not_networks))
+            spans = spans_minus(spans, _v4_spans(peer.not_networks))
         if peer.not_selector is not None:
             sel = peer.not_selector
             negated = merge_intervals(self._pod_spans(lambda ep: sel.matches(st.calico_labels(ep)))
                                       + _v4_spans(st.set_networks(peer, True)))
-            spans = _minus(spans, negated)
+            spans = spans_minus(spans, negated)
         return spans
 
     def network(self, peer: NetworkPeer) -> str:
@@ -293,9 +294,9 @@ class TierSets:
     def ip_block(self, peer: IPBlockPeer) -> str:
         def spans() -> Spans:
             out = _v4_spans([peer.network]) if peer.network.version == 4 else []
-            out = _minus(out, _v4_spans(peer.except_networks))
+            out = spans_minus(out, _v4_spans(peer.except_networks))
             if not self.state.ipblock_matches_pods:
-                out = _minus(out, self._pod_spans(lambda ep: True))
+                out = spans_minus(out, self._pod_spans(lambda ep: True))
             return out
         return self._named("tnet", (peer.cidr, peer.excepts, self.state.ipblock_matches_pods), spans)
 

@@ -47,13 +47,11 @@ from podnet.policy.order import TierInfo, policy_key
 from .diff import SyncPlan, plan_sync
 from .model import (
     Element,
-    KeyInfo,
     MapKey,
     NftChain,
     NftMap,
     NftSet,
     NftTable,
-    TableId,
     Verdict,
     merge_intervals,
     short_hash,
@@ -68,12 +66,13 @@ from .tiers import (
     TierSets,
     group_key,
     pass_indices,
+    spans_minus,
     tier_chain_name,
     tier_chains,
     tiered_policy_chain,
     tiered_policy_chain_name,
 )
-from .tracker import TableTracker
+from .tracker import TableTracker, TrackedTable
 
 #: (old, new) endpoint of one pod; None for absent
 PodChange = tuple[Endpoint | None, Endpoint | None]
@@ -153,7 +152,7 @@ class TieredUpdate:
         return self.plan.commands
 
 
-class TieredLiveTable:
+class TieredLiveTable(TrackedTable):
     """The live tiered table and its book; the applier's model of the kernel after a commit
     (``TableModel``)."""
 
@@ -202,25 +201,7 @@ class TieredLiveTable:
         self.usable = st.ipblock_matches_pods and set(table.sets) == {*self._set_users, POD_IFACES} and all(
             tiered_policy_chain_name(r, d) in table.chains for d, r in self._policy_users)
 
-    # -- the applier's model ------------------------------------------------------------------
-
-    @property
-    def id(self) -> TableId:
-        return self._tracker.id
-
-    def key_info(self, name: str) -> KeyInfo | None:
-        return self._tracker.key_info(name)
-
-    def snapshot(self) -> NftTable:
-        return self._tracker.snapshot()
-
-    @property
-    def table(self) -> NftTable:
-        return self._tracker.snapshot()
-
-    @property
-    def chains(self) -> Mapping[str, NftChain]:
-        return self._tracker.chains
+    # -- the applier's model (the rest is TrackedTable's) -------------------------------------
 
     def entries(self, name: str) -> Mapping[MapKey, Verdict]:
         return self._tracker.entries(name)
@@ -415,7 +396,7 @@ class TieredLiveTable:
                     (add if want else drop).append((x, x))
             if add or drop:
                 spans = self._spans_of(name)
-                after = merge_intervals(_minus(spans, drop) + add)
+                after = merge_intervals(spans_minus(spans, sorted(drop)) + add)
                 old_e: set[Element] = {(span,) for span in spans}
                 new_e: set[Element] = {(span,) for span in after}
                 draft.elements[name] = (old_e - new_e, new_e - old_e)
@@ -683,18 +664,3 @@ def _add(counter: Counter[Any], delta: Mapping[Any, int]) -> None:
     for key in [k for k in delta if counter[k] <= 0]:
         del counter[key]
 
-
-def _minus(spans: Spans, points: Spans) -> Spans:
-    """``spans`` without the single addresses ``points`` (sorted)."""
-    out: Spans = []
-    holes = sorted(points)
-    for lo, hi in spans:
-        for hlo, hhi in holes:
-            if hhi < lo or hlo > hi:
-                continue
-            if hlo > lo:
-                out.append((lo, hlo - 1))
-            lo = hhi + 1
-        if lo <= hi:
-            out.append((lo, hi))
-    return out

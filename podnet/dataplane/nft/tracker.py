@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, KeysView, Mapping, Set
 from types import MappingProxyType
 
-from .model import Element, KeyInfo, MapKey, NftChain, NftMap, NftSet, NftTable, Verdict, key_info
+from .model import Element, KeyInfo, MapKey, NftChain, NftMap, NftSet, NftTable, TableId, Verdict, key_info
 
 
 class TableTracker:
@@ -113,3 +113,31 @@ class TableTracker:
     def remove_chain(self, name: str) -> None:
         self._chains.pop(name, None)
         self._frozen = None
+
+
+class TrackedTable:
+    """The part of the applier's model of the kernel (``TableModel``) that every live table
+    answers the same way: from its ``TableTracker``. The live policy tables (plain and tiered)
+    derive from it and add how they plan changes."""
+
+    _tracker: TableTracker
+
+    @property
+    def id(self) -> TableId:
+        return self._tracker.id
+
+    def key_info(self, name: str) -> KeyInfo | None:
+        return self._tracker.key_info(name)
+
+    def snapshot(self) -> NftTable:
+        return self._tracker.snapshot()
+
+    @property
+    def table(self) -> NftTable:
+        """The table as it is now (a frozen value: later commits do not change it)."""
+        return self._tracker.snapshot()
+
+    @property
+    def chains(self) -> Mapping[str, NftChain]:
+        """The chains as they are now (a read-only view)."""
+        return self._tracker.chains
