@@ -23,11 +23,11 @@ from podnet.dataplane.nft.diff import plan_sync
 from podnet.dataplane.nft.render import render
 from podnet.kernel import netns
 from podnet.kernel.nft.apply import NftApplier
-from podnet.kernel.probe import REACHED, probe
 from podnet.model import GlobalNetworkPolicy, GlobalNetworkSet, Namespace, NetworkPolicy, Pod, Tier
 from podnet.policy.cluster import ref_of
 from podnet.store.open import open_store
 from podnet.testing.policy_lab import PolicyLab
+from podnet.testing.tier_guard import SECURITY_TIER, WEB_FROM_CLIENTS, guard_web, reaches_web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from test_policy_naive import KEYS, VALUES, tiered_cluster  # noqa: E402  (the engine corpus's generator)
@@ -124,32 +124,19 @@ def test_tiered_changes_take_the_live_path_and_match_a_full_render(setup: tuple[
     assert {"netlink", "libnftables"} <= paths, paths
 
 
-def _guard(passed: str) -> dict[str, Any]:
-    return {"metadata": {"name": "security.guard-web"},
-            "spec": {"tier": "security", "selector": "app == 'web'", "ingress": [
-                {"action": "Pass", "source": {"selector": f"run == '{passed}'"}}, {"action": "Deny"}]}}
-
-
-def _tcp(lab: PolicyLab, src: str, dst: str) -> bool:
-    return probe(lab.pods[src].netns, lab.pods[dst].ip, 80, "TCP", 0.4)[0] in REACHED
-
-
 def test_a_live_tiered_change_is_enforced(policy_store_lab: tuple[PolicyLab, Any, str]) -> None:
     lab, store, state_dir = policy_store_lab
     rec = PolicyReconciler("n1", netns=lab.nodes["n1"].netns, state_dir=state_dir)
     view = LiveView(store)
-    store.create(NetworkPolicy.model_validate({
-        "metadata": {"name": "web-from-clients", "namespace": "default"},
-        "spec": {"podSelector": {"matchLabels": {"app": "web"}},
-                 "ingress": [{"from": [{"podSelector": {}}], "ports": [{"port": 80}]}]}}))
-    store.create(Tier.model_validate({"metadata": {"name": "security"}, "spec": {"order": 100}}))
-    store.create(GlobalNetworkPolicy.model_validate(_guard("client1")))
+    store.create(NetworkPolicy.model_validate(WEB_FROM_CLIENTS))
+    store.create(Tier.model_validate(SECURITY_TIER))
+    store.create(GlobalNetworkPolicy.model_validate(guard_web("client1")))
     assert rec.reconcile_view(view).error is None
-    assert _tcp(lab, "default/client1", "default/web") and not _tcp(lab, "default/client2", "default/web")
+    assert reaches_web(lab, "default/client1", "default/web") and not reaches_web(lab, "default/client2", "default/web")
     current = store.get(GlobalNetworkPolicy, "security.guard-web")
-    store.update(GlobalNetworkPolicy.model_validate({**_guard("client2"), "metadata": current.metadata.model_dump()}))
+    store.update(GlobalNetworkPolicy.model_validate({**guard_web("client2"), "metadata": current.metadata.model_dump()}))
     status = rec.reconcile_view(view)
     assert status.error is None and status.plan.get("incremental"), status.plan
     assert status.plan["chains_rewritten"] == 1 and status.plan["chains_added"] == 0, status.plan
-    assert not _tcp(lab, "default/client1", "default/web") and _tcp(lab, "default/client2", "default/web")
+    assert not reaches_web(lab, "default/client1", "default/web") and reaches_web(lab, "default/client2", "default/web")
     assert ref_of(current) == "gnp:security.guard-web"
