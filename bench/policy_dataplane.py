@@ -469,60 +469,46 @@ class OneChange:
         self.local = pods[2].metadata.name  # a pod on n1 (app a2): moves between a2's and a0's chains
         self.flips = 0
 
-    def step(self) -> float:
-        """One label change: the loop's whole pass (poll the watch, update the table, commit)."""
-        cur = self.store.get(Pod, self.target, NS)
-        data = cur.to_dict()
-        data["metadata"]["labels"] = {"app": "a3" if self.flips % 2 == 0 else "a1"}
+    def _timed_pass(self, kind: type[Any], name: str, edit: Any) -> float:
+        """Write ``edit(data)`` of the object, then time the loop's whole pass over it (poll the
+        watch, plan on the live table, commit); the pass must have taken the live path."""
+        data = self.store.get(kind, name, NS).to_dict()
+        edit(data)
         self.flips += 1
-        self.store.update(Pod.model_validate(data), check_version=False)
+        self.store.update(kind.model_validate(data), check_version=False)
         t0 = time.perf_counter()
         st = self.rec.reconcile_view(self.view)
         took = time.perf_counter() - t0
         assert st.revision == self.store.revision() and st.plan.get("incremental"), st.plan
         return took
+
+    def _relabel(self, pod: str, app: str) -> float:
+        def edit(data: dict[str, Any]) -> None:
+            data["metadata"]["labels"] = {"app": app}
+        return self._timed_pass(Pod, pod, edit)
+
+    def step(self) -> float:
+        """One label change of a pod on the other node: one set element here."""
+        return self._relabel(self.target, "a3" if self.flips % 2 == 0 else "a1")
 
     def local_step(self) -> float:
         """A pod of this node relabelled between two apps whose signature chains exist (a0's,
         and a2's or, at 10 objects, the open one): its dispatch moves, no chain is added."""
-        cur = self.store.get(Pod, self.local, NS)
-        data = cur.to_dict()
-        data["metadata"]["labels"] = {"app": "a0" if self.flips % 2 == 0 else "a2"}
-        self.flips += 1
-        self.store.update(Pod.model_validate(data), check_version=False)
-        t0 = time.perf_counter()
-        st = self.rec.reconcile_view(self.view)
-        took = time.perf_counter() - t0
-        assert st.revision == self.store.revision() and st.plan.get("incremental"), st.plan
-        return took
+        return self._relabel(self.local, "a0" if self.flips % 2 == 0 else "a2")
 
     def policy_step(self) -> float:
-        """One policy's port changed: the loop's whole pass (poll the watch, plan the policy's
-        chain on the live table, commit)."""
-        cur = self.store.get(NetworkPolicy, "np0000", NS)
-        data = cur.to_dict()
-        data["spec"]["ingress"][0]["ports"] = [{"port": 30000 + self.flips % 1000}]
-        self.flips += 1
-        self.store.update(NetworkPolicy.model_validate(data), check_version=False)
-        t0 = time.perf_counter()
-        st = self.rec.reconcile_view(self.view)
-        took = time.perf_counter() - t0
-        assert st.revision == self.store.revision() and st.plan.get("incremental"), st.plan
-        return took
+        """One policy's port changed: the policy's chain is planned on the live table."""
+        def edit(data: dict[str, Any]) -> None:
+            data["spec"]["ingress"][0]["ports"] = [{"port": 30000 + self.flips % 1000}]
+        return self._timed_pass(NetworkPolicy, "np0000", edit)
 
     def peer_step(self) -> float:
         """One policy's peer changed (another pod selector): its rules are rewritten, so the
         kernel checks the table's jumps (see ``jump_check``)."""
-        cur = self.store.get(NetworkPolicy, "np0000", NS)
-        data = cur.to_dict()
-        data["spec"]["ingress"][0]["from"] = [{"podSelector": {"matchLabels": {"app": "a7" if self.flips % 2 else "a3"}}}]
-        self.flips += 1
-        self.store.update(NetworkPolicy.model_validate(data), check_version=False)
-        t0 = time.perf_counter()
-        st = self.rec.reconcile_view(self.view)
-        took = time.perf_counter() - t0
-        assert st.revision == self.store.revision() and st.plan.get("incremental"), st.plan
-        return took
+        def edit(data: dict[str, Any]) -> None:
+            app = "a7" if self.flips % 2 else "a3"
+            data["spec"]["ingress"][0]["from"] = [{"podSelector": {"matchLabels": {"app": app}}}]
+        return self._timed_pass(NetworkPolicy, "np0000", edit)
 
     def close(self) -> None:
         try:
