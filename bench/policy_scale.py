@@ -8,6 +8,11 @@ the semantic diff of two such policy sets.
     .venv/bin/python bench/policy_scale.py --scale 10000,100000  # pods (policies = pods / 10), each size in
                                                       # its own process: the bench's own footprint, full matrix,
                                                       # every pod row expanded, explain, `matrix -o json`, RSS
+    .venv/bin/python bench/policy_scale.py --diff 10000,40000 [--against TREE]
+                                                      # the semantic diff of a change at each size (time, peak
+                                                      # RSS), each in its own process; with --against, the same
+                                                      # run of another podnet tree (e.g. a `git worktree` of an
+                                                      # older commit) beside it
 
 Clusters are generated with realistic skew: 500 namespaces whose sizes follow a Zipf-like law,
 deployments with pod-template-hash labels, a few popular app/tier labels, named ports, and a
@@ -17,6 +22,7 @@ named ports, port ranges, ipBlock with except, DNS egress).
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import resource
 import statistics
@@ -27,7 +33,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+#: ``--against``: the child process measures the podnet of another tree
+sys.path.insert(0, os.environ.get("PODNET_BENCH_TREE") or str(Path(__file__).resolve().parents[1]))
 
 from podnet.model import (  # noqa: E402
     AdminNetworkPolicy,
@@ -355,6 +362,26 @@ def scale(n_pods: int) -> None:
               f"~{n_pods * n_pods * 6.5 / 1e9:.0f} GB)", flush=True)
 
 
+def diff_scale(n_pods: int) -> None:
+    """One semantic diff at this size (10 pods per policy): the state against the same cluster
+    with its first three policies removed, every declared port; time and peak RSS (the
+    generation's own peak excluded where the kernel allows)."""
+    ns, pods, pols = generate(n_pods, n_pods // 10)
+    state = ClusterState.build(ns, pods, pols)
+    changed = ClusterState.build(ns, pods, pols[3:])
+    reset = reset_peak_rss()
+    t0 = time.perf_counter()
+    opened = closed = 0
+    for proto, ports in declared_ports(state).items():
+        d = semantic_diff(state, changed, ports, [proto])
+        opened += d.opened
+        closed += d.closed
+    took = time.perf_counter() - t0
+    tree = os.environ.get("PODNET_BENCH_TREE") or "this tree"
+    print(f"{n_pods:>7} pods, {tree}: diff {took:.2f} s, peak RSS {peak_rss_mb():.0f} MB"
+          f"{'' if reset else ' (process)'} ({opened:,} connections opened, {closed:,} closed)", flush=True)
+
+
 def full_matrix_kept(state: ClusterState) -> tuple[float, int, int, list[Matrix]]:
     """``full_matrix``, keeping the matrices (per class, so small) for the checks after it."""
     t0 = time.perf_counter()
@@ -412,7 +439,19 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1,000 pods only")
     parser.add_argument("--tiers", action="store_true", help="only the tiered measurement")
     parser.add_argument("--scale", default="", help="comma-separated pod counts, 10 pods per policy")
+    parser.add_argument("--diff", default="", help="comma-separated pod counts: the semantic diff at each")
+    parser.add_argument("--against", default="", help="with --diff: another podnet tree measured beside this one")
+    parser.add_argument("--diff-child", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.diff_child:
+        diff_scale(args.diff_child)
+        return
+    if args.diff:
+        for n in (int(x) for x in args.diff.split(",")):
+            for tree in ([args.against] if args.against else []) + [""]:
+                env = {**os.environ, "PODNET_BENCH_TREE": os.path.abspath(tree)} if tree else dict(os.environ)
+                subprocess.run([sys.executable, __file__, "--diff-child", str(n)], check=True, env=env)
+        return
     if args.scale:
         sizes = [int(n) for n in args.scale.split(",")]
         if len(sizes) == 1:

@@ -91,6 +91,11 @@ class ClassRows:
         """Every pod's row (n²/8 bytes: for small matrices and callers that compare rows)."""
         return tuple(self.iter_rows(key))
 
+    def class_pods(self, key: str, cid: int) -> int:
+        """The pods class ``cid``'s row reaches, as an int over pods (bit j: pod j), without the
+        pod itself or the extras: what every pod of the class reaches."""
+        return int("".join(self._gather(self.class_text(key, cid)))[::-1], 2)
+
     def iter_rows(self, key: str) -> Iterator[int]:
         """Every pod's row in order, each distinct class row expanded once (the expansions are
         kept for the pass: one n-bit int per distinct class row, far fewer than the classes)."""
@@ -100,8 +105,7 @@ class ClassRows:
             crow = rows[cid]
             base = expanded.get(crow)
             if base is None:
-                text = "".join(self._gather(self.class_text(key, cid)))
-                base = expanded[crow] = int(text[::-1], 2)
+                base = expanded[crow] = self.class_pods(key, cid)
             row = base | (1 << i)
             for j in self.extra.get(i, ()):
                 row |= 1 << j

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from podnet.policy.cluster import ClusterState
-from podnet.policy.diff import UNEXPLAINED, semantic_diff
+from podnet.policy.diff import UNEXPLAINED, _changed_rows, semantic_diff
+from podnet.policy.matrix import compute_matrix
 from podnet.policy.walk import allowed
 
 from test_policy_naive import tiered_cluster
@@ -53,3 +54,22 @@ def test_a_change_beyond_the_budget_is_counted_but_grouped_by_namespaces() -> No
     assert all(g.before == UNEXPLAINED and " → " in g.after and g.policies == () for g in none.groups)
     assert {pair for g in none.groups for p in g.products for pair in p.pairs()} == {
         pair for g in full.groups for p in g.products for pair in p.pairs()}
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_changed_rows_from_classes_equal_the_pod_rows(seed: int) -> None:
+    """The class-level walk of the changes (each (before, after) class pair expanded once) yields
+    exactly what comparing every pod's expanded rows yields, hostNetwork pods' extras included."""
+    old, new = _states(seed)
+    common = sorted(e.key for e in old.pods)
+    before = compute_matrix(old, PORTS, ["TCP", "ICMP"], [old.by_key[k] for k in common])
+    after = compute_matrix(new, PORTS, ["TCP", "ICMP"], [new.by_key[k] for k in common])
+    assert before.by_class is not None and after.by_class is not None
+    for key in before.keys:
+        for change in ("closed", "opened"):
+            want = []
+            for i, (was, now) in enumerate(zip(before.rows[key], after.rows[key])):
+                bits = was & ~now if change == "closed" else now & ~was
+                if bits:
+                    want.append((i, bits))
+            assert list(_changed_rows(before, after, key, change)) == want
