@@ -98,6 +98,8 @@ the ingress-nginx controller (``cluster/ingress_addon.py``)."""
         if router_bgp:
             progress("the lab router peers with every node over BGP")
             _start_router_bgp(state_dir, topo)
+        if backend == "bgp":
+            _write_bird_configs(state_dir, topo)
         progress("starting node processes")
         bytecode.compile_podnet()  # once here, not in each of the processes below
         _start_processes(state_dir, topo)
@@ -251,6 +253,31 @@ def _start_monitoring(state_dir: str, topo: Topology, interval: float) -> None:
     state.setdefault("processes", []).append(record["process"])
     state["monitoring"] = record
     builder.write_state(state_dir, state)
+
+
+def _write_bird_configs(state_dir: str, topo: Topology) -> None:
+    """Each node's BIRD configuration, as its routing loop's first pass will render it, written
+    before the node processes start: each node's supervisor starts BIRD as soon as the file is
+    there, so the BGP sessions come up while the Python processes are still importing, instead
+    of a second after the routing loops' first passes. A loop that renders something else
+    reconfigures BIRD, as on any change."""
+    from podnet.agent.routing import facts_from_snapshot
+    from podnet.dataplane.bird_config import render_bird_config
+    from podnet.kernel.routes import kernel_has_ipip
+    from podnet.routing.registry import plan_node
+    from podnet.store.open import open_store
+
+    store = open_store(state_dir)
+    try:
+        facts = facts_from_snapshot(store.snapshot(), ipip_supported=kernel_has_ipip())
+    finally:
+        store.close()
+    for n in topo.nodes:
+        plan = plan_node(facts, n.name, "bgp")
+        if plan.bgp is None:
+            continue
+        bird = Bird(run_dir(state_dir, n.name))
+        bird.write_config(render_bird_config(plan.bgp, n.name, bird.log))
 
 
 def _start_processes(state_dir: str, topo: Topology) -> None:

@@ -87,11 +87,7 @@ class Bird:
             return "unchanged"
         if self.supervised and not running and current == text:
             return "waiting for its supervisor to start it"
-        self.check(text)
-        tmp = self.conf + ".new"
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, self.conf)
+        self.write_config(text)
         if running:
             res = self.birdc("configure")
             if "Reconfigured" not in res and "Reconfiguration in progress" not in res:
@@ -101,6 +97,16 @@ class Bird:
             return "waiting for its supervisor to start it"
         self.start()
         return "started"
+
+    def write_config(self, text: str) -> None:
+        """Check ``text`` with BIRD itself, then replace the configuration file atomically (a
+        supervisor that starts BIRD once the file exists never sees half a file, or one BIRD
+        refuses)."""
+        self.check(text)
+        tmp = self.conf + ".new"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, self.conf)
 
     def foreground_argv(self) -> list[str]:
         """BIRD in the foreground, as a supervisor runs it (``bird -f``)."""

@@ -55,6 +55,10 @@ def test_up_status_change_restart_down(cluster):
     assert "10.244.0.64/26 via 192.168.10.72 dev eth0 proto bird" in routes
     protos = podnet("node", "exec", "k8s-node01", "--", "birdc", "show", "protocols").stdout
     assert "Mesh_192_168_10_71" in protos
+    for node in ("k8s-master01", "k8s-node01", "k8s-node02"):  # up wrote BIRD's configuration before
+        # the routing loops started, and each loop's first pass rendered the very same text
+        with open(os.path.join(sd, "nodes", node, "routing-status.json")) as f:
+            assert json.load(f)["bird"] == "unchanged", node
 
     status = podnet("status").stdout
     assert status.count("Ready") == 3 and "192.168.94.134" in status
