@@ -4,11 +4,15 @@ loop of the same rows in the same run, and side by side: apply and watch latency
 three-member etcd cluster with TLS (loopback, data in /dev/shm) vs the embedded SQLite store.
 
 Run: .venv/bin/python bench/store.py   (everything lives in a temporary directory, removed after)
+     .venv/bin/python bench/store.py --only watch [--against TREE]
+        watch delivery and the CPU of idle watchers, with --against also measured with another
+        podnet tree's store (e.g. a `git worktree` of an older commit), interleaved in one run
 """
 from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import sqlite3
 import subprocess
@@ -60,9 +64,10 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-def children(script: str, argv: list[list[str]]) -> list[subprocess.Popen]:
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    return [subprocess.Popen([sys.executable, "-c", script, *a], stdout=subprocess.PIPE, text=True, env=env)
+def children(script: str, argv: list[list[str]], root: str = ROOT) -> list[subprocess.Popen]:
+    env = dict(os.environ, PYTHONPATH=root)
+    # cwd too: ``-c`` puts the working directory first on the path, before PYTHONPATH
+    return [subprocess.Popen([sys.executable, "-c", script, *a], stdout=subprocess.PIPE, text=True, env=env, cwd=root)
             for a in argv]
 
 
@@ -79,23 +84,56 @@ def bench_writers(tmp: str, writers: int, each: int) -> None:
           f"p90 {pct(lat, 90) * 1e3:.2f} ms, p99 {pct(lat, 99) * 1e3:.2f} ms ({len(lat)} writes)")
 
 
-def bench_watch(tmp: str, count: int) -> None:
+def bench_watch(tmp: str, count: int, root: str = ROOT) -> None:
     url = f"sqlite://{tmp}/watch.db"
     store = open_backend(url)
     start = store.revision() + 1
-    proc, = children(WATCHER, [[url, str(start), str(start + count - 1)]])
+    proc, = children(WATCHER, [[url, str(start), str(start + count - 1)]], root)
     assert proc.stdout is not None
     proc.stdout.readline()  # "ready"
     time.sleep(0.2)
     from podnet.store.api import Put
+    gaps = random.Random(5)
     for i in range(count):
         store.txn([], [Put(f"/watch/{i % 50}", {"sent": time.time()})])
-        time.sleep(0.004)
+        time.sleep(gaps.uniform(0.002, 0.008))  # not periodic: a fixed gap can fall in step with a poll
     pairs = json.loads(proc.communicate()[0])
     lags = [recv - sent for sent, recv in pairs]
     store.close()
-    print(f"cross-process watch delivery ({len(lags)} events, writes every ~4 ms): "
+    print(f"cross-process watch delivery ({len(lags)} events, writes every 2-8 ms): "
           f"p50 {pct(lags, 50) * 1e3:.1f} ms, p99 {pct(lags, 99) * 1e3:.1f} ms, max {max(lags) * 1e3:.1f} ms")
+
+
+IDLE_WATCHER = textwrap.dedent("""
+    import sys, time
+    from podnet.store.open import open_backend
+    store = open_backend(sys.argv[1])
+    print("ready", flush=True)
+    t0 = time.process_time()
+    for ev in store.watch("/idle/", store.revision() + 1, timeout=float(sys.argv[2])):
+        pass
+    print(time.process_time() - t0, flush=True)
+""")
+
+
+def bench_idle_watchers(tmp: str, watchers: int, seconds: float, root: str = ROOT) -> None:
+    """CPU that watchers with nothing to deliver spend (what a lab's ~20 loops cost at rest),
+    measured inside each process from its first wait to its idle timeout."""
+    url = f"sqlite://{tmp}/idle.db"
+    open_backend(url).close()
+    procs = children(IDLE_WATCHER, [[url, str(seconds)] for _ in range(watchers)], root)
+    cpu = [float(p.communicate()[0].split()[-1]) for p in procs]
+    print(f"{watchers} idle watchers for {seconds:.0f} s: CPU {sum(cpu) / seconds * 100:.1f} % of a core in all "
+          f"({sum(cpu) / watchers / seconds * 1e3:.2f} ms per second each)")
+
+
+def watch_side_by_side(tmp: str, against: str) -> None:
+    """Delivery and idle CPU, this tree and ``against`` interleaved, two rounds."""
+    for round_ in (1, 2):
+        for name, root in ((against, os.path.abspath(against)), ("this tree", ROOT)):
+            print(f"-- round {round_}, {name}", flush=True)
+            bench_watch(tmp, 300, root)
+            bench_idle_watchers(tmp, 20, 20.0, root)
 
 
 def small_pod(i: int) -> Pod:
@@ -199,8 +237,21 @@ def bench_side_by_side(tmp: str, count: int) -> None:
 
 
 def main() -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", choices=["watch"], default=None)
+    ap.add_argument("--against", default="", help="with --only watch: another podnet tree, measured beside this one")
+    args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="podnet-bench-store-")
     try:
+        if args.only == "watch":
+            if args.against:
+                watch_side_by_side(tmp, args.against)
+            else:
+                bench_watch(tmp, 300)
+                bench_idle_watchers(tmp, 20, 20.0)
+            return
         print(f"SQLite {sqlite3.sqlite_version}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
         bench_writers(tmp, 1, 3000)
         bench_writers(tmp, 8, 600)

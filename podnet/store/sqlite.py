@@ -8,9 +8,10 @@ commit order and a reader can never see revision N+1 without N (no gaps for watc
 
 Tables: ``kv`` (current values with create/mod revision and version, like etcd's keyspace),
 ``history`` (one row per change, read by watch; compacted automatically), ``meta`` (revision,
-compaction point). Watchers in other processes poll ``PRAGMA data_version`` — a counter that
-moves only when another connection commits — every few milliseconds, so an idle watch costs
-one tiny query per poll and delivery takes a few milliseconds.
+compaction point). Watchers in other processes check ``PRAGMA data_version`` — a counter that
+moves only when another connection commits — each time inotify reports a write in the store's
+directory (``wake.py``; every few milliseconds where inotify is missing), so an idle watch
+costs nothing and delivery takes about a millisecond.
 
 Durability: ``synchronous=NORMAL`` in WAL mode survives a crash of any process; a power cut
 may lose the last transactions but never corrupts the file (etcd fsyncs every write; podnet's
@@ -29,12 +30,15 @@ from typing import Any, TypeVar
 from ..errors import Compacted, PodnetError
 from . import codec
 from .api import Compare, Delete, Event, Put, Record, TxnResult
+from .wake import DirectoryWake
 
 SCHEMA_VERSION = 1
 #: Revisions of history kept before automatic compaction.
 DEFAULT_HISTORY = 10_000
-#: How often a watcher checks for commits by other processes (seconds).
+#: How often a watcher checks for commits by other processes where inotify is missing (seconds).
 POLL_INTERVAL = 0.005
+#: The longest a watcher sleeps on inotify between two checks (a safety net: a commit wakes it).
+WAKE_MAX_SLEEP = 0.25
 #: How long a writer waits for another process's write transaction before giving up (seconds).
 LOCK_TIMEOUT = 30.0
 _WATCH_BATCH = 2000
@@ -173,6 +177,8 @@ class SqliteStore:
                " WHERE (revision, seq) > (?, ?) AND key >= ?" + ("" if end is None else " AND key < ?")
                + f" ORDER BY revision, seq LIMIT {_WATCH_BATCH}")
         conn = _connect(self.path)
+        # registered before the first check, so a commit between a check and the wait wakes it
+        wake = DirectoryWake(os.path.dirname(os.path.abspath(self.path)), max_sleep=WAKE_MAX_SLEEP)
         try:
             after = (max(start_revision, 1) - 1, 1 << 62)  # the last (revision, seq) delivered
             seen_version = None
@@ -200,8 +206,12 @@ class SqliteStore:
                             break
                 if timeout is not None and time.monotonic() - idle_since >= timeout:
                     return
-                time.sleep(self._poll)
+                if wake.active:
+                    wake.wait(None if timeout is None else timeout - (time.monotonic() - idle_since))
+                else:
+                    time.sleep(self._poll)
         finally:
+            wake.close()
             conn.close()
 
     def close(self) -> None:
