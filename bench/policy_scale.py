@@ -281,13 +281,7 @@ def tiered(n_pods: int, n_k8s: int, n_gnp: int, n_anp: int) -> None:
     for what, variant in changes:
         _, _, changed_pols = generate_tiers(n_gnp, n_anp, variant=variant)
         changed = ClusterState.build(ns, pods, pols[:-3] + changed_pols, tiers=tiers, network_sets=sets)
-        t0 = time.perf_counter()
-        opened = closed = 0
-        for proto, ports in declared_ports(state).items():
-            d = semantic_diff(state, changed, ports, [proto])
-            opened += d.opened
-            closed += d.closed
-        diff_s = time.perf_counter() - t0
+        diff_s, opened, closed = timed_diff(state, changed)
         print(f"  diff of two such sets, {what}: {diff_s:.2f} s ({opened:,} connections opened, {closed:,} closed)",
               flush=True)
     print(f"  peak RSS {peak_rss_mb():.0f} MB", flush=True)
@@ -362,6 +356,17 @@ def scale(n_pods: int) -> None:
               f"~{n_pods * n_pods * 6.5 / 1e9:.0f} GB)", flush=True)
 
 
+def timed_diff(state: ClusterState, changed: ClusterState) -> tuple[float, int, int]:
+    """The semantic diff over every declared port: seconds, connections opened and closed."""
+    t0 = time.perf_counter()
+    opened = closed = 0
+    for proto, ports in declared_ports(state).items():
+        d = semantic_diff(state, changed, ports, [proto])
+        opened += d.opened
+        closed += d.closed
+    return time.perf_counter() - t0, opened, closed
+
+
 def diff_scale(n_pods: int) -> None:
     """One semantic diff at this size (10 pods per policy): the state against the same cluster
     with its first three policies removed, every declared port; time and peak RSS (the
@@ -370,13 +375,7 @@ def diff_scale(n_pods: int) -> None:
     state = ClusterState.build(ns, pods, pols)
     changed = ClusterState.build(ns, pods, pols[3:])
     reset = reset_peak_rss()
-    t0 = time.perf_counter()
-    opened = closed = 0
-    for proto, ports in declared_ports(state).items():
-        d = semantic_diff(state, changed, ports, [proto])
-        opened += d.opened
-        closed += d.closed
-    took = time.perf_counter() - t0
+    took, opened, closed = timed_diff(state, changed)
     tree = os.environ.get("PODNET_BENCH_TREE") or "this tree"
     print(f"{n_pods:>7} pods, {tree}: diff {took:.2f} s, peak RSS {peak_rss_mb():.0f} MB"
           f"{'' if reset else ' (process)'} ({opened:,} connections opened, {closed:,} closed)", flush=True)
