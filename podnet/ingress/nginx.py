@@ -34,13 +34,13 @@ def server_name(host: str) -> str:
     return host
 
 
-def _target(upstream: Upstream | None, options: Options = Options()) -> str:
+def _target(upstream: Upstream | None, options: Options | None = None) -> str:
     if upstream is None:
         return "return 404;"
     if not upstream.endpoints:
         return "return 503;"
-    scheme = "https" if options.https_backend else "http"
-    host = quote(options.upstream_vhost) if options.upstream_vhost else "$host"
+    scheme = "https" if options is not None and options.https_backend else "http"
+    host = quote(options.upstream_vhost) if options is not None and options.upstream_vhost else "$host"
     return f"proxy_pass {scheme}://{upstream.name}; " + PROXY.format(host=host)
 
 
