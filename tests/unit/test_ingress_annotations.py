@@ -193,6 +193,8 @@ SITES = [
     ingress("ranges", "ranges.example", [("/", "Prefix", "one")], ann(whitelist_source_range="127.0.0.1/32")),
     ingress("closed", "closed.example", [("/", "Prefix", "one")], ann(whitelist_source_range="banana")),
     ingress("vhost", "vhost.example", [("/", "Prefix", "one")], ann(upstream_vhost="inside.example")),
+    ingress("small", "small.example", [("/", "Prefix", "one")], ann(proxy_body_size="1k")),
+    ingress("tlsback", "tlsback.example", [("/", "Prefix", "one")], ann(backend_protocol="HTTPS")),
 ]
 
 
@@ -234,6 +236,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NginxProcess]:
     ("ranges.example", "/x", 200, "one /x ranges.example", ""),
     ("closed.example", "/x", 503, None, ""),
     ("vhost.example", "/x", 200, "one /x inside.example", ""),
+    ("tlsback.example", "/x", 502, None, ""),  # nginx speaks TLS to a backend that does not
 ])
 def test_requests_through_nginx(served: NginxProcess, host: str, path: str, status: int, body: str | None,
                                 location: str) -> None:
@@ -247,6 +250,15 @@ def test_requests_through_nginx(served: NginxProcess, host: str, path: str, stat
 def test_a_source_outside_the_ranges_gets_403(served: NginxProcess) -> None:
     assert request(served.http_port, "ranges.example", "/x", source="127.0.0.2")[0] == 403
     assert request(served.http_port, "re.example", "/api", source="127.0.0.2")[0] == 200
+
+
+def test_a_body_over_proxy_body_size_gets_413(served: NginxProcess) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", served.http_port, timeout=3)
+    try:
+        conn.request("POST", "/x", body=b"x" * 2048, headers={"Host": "small.example"})
+        assert conn.getresponse().status == 413
+    finally:
+        conn.close()
 
 
 # -- Warning Events -----------------------------------------------------------------------------
