@@ -28,7 +28,7 @@ class ServiceController:
     def __init__(self, store: Any) -> None:
         self.store = store
         self.ingress_events = EventRecorder(store, "nginx-ingress-controller")
-        self._warned: set[tuple[str, str]] = set()  # (uid, resourceVersion) whose warnings are written
+        self._warned: set[tuple[str, ...]] = set()  # Ingress versions whose warnings are written
 
     def reconcile(self, snap: Any) -> None:
         services = list(snap.of(Service))
@@ -56,13 +56,17 @@ class ServiceController:
         self._ingress_warnings(list(snap.of(Ingress)), list(snap.of(IngressClass)))
 
     def _ingress_warnings(self, ingresses: list[Ingress], classes: list[IngressClass]) -> None:
-        """Once per Ingress version, as ingress-nginx reports a version it syncs."""
-        fresh = {f"{i.namespace or 'default'}/{i.name}": i for i in ingresses
-                 if (i.metadata.uid or i.name, i.metadata.resource_version or "") not in self._warned}
+        """Once per Ingress version (its spec and annotations: not its status, which this
+        controller writes), as ingress-nginx reports a version it syncs."""
+        fresh = {f"{i.namespace or 'default'}/{i.name}": i for i in ingresses if _version(i) not in self._warned}
         if not fresh:
             return
         for warning in ingress_plan(ingresses, classes, (), ()).warnings:
             ing = fresh.get(warning.ingress)
             if ing is not None:
                 self.ingress_events.record(ing, "Warning", warning.reason, warning.message)
-        self._warned = {(i.metadata.uid or i.name, i.metadata.resource_version or "") for i in ingresses}
+        self._warned = {_version(i) for i in ingresses}
+
+
+def _version(ing: Ingress) -> tuple[str, ...]:
+    return (ing.metadata.uid or ing.name, str(ing.metadata.generation), repr(sorted(ing.metadata.annotations.items())))

@@ -5,7 +5,11 @@ The Ingress path rules map onto nginx's own matching without regular expressions
 ``location = /foo`` (unless an Exact ``/foo`` takes that) plus ``location /foo/``, and nginx's
 longest-prefix choice among those is the API's "longest path wins" (``/aaa`` never matches
 ``/aaaccc``). A wildcard host matches exactly one label, which nginx's own ``*.foo.com`` does
-not promise: it becomes ``~^[^.]+\\.foo\\.com$``. Requests keep their path and Host."""
+not promise: it becomes ``~^[^.]+\\.foo\\.com$``. Requests keep their path and Host.
+
+A host in ingress-nginx's regex mode (``Server.regex``) is rendered as ingress-nginx renders it
+instead: case-insensitive regex locations, longest first. Each location carries its Ingress's
+annotations (``_body``); every path and value is checked or quoted, never pasted raw."""
 from __future__ import annotations
 
 import os

@@ -279,6 +279,10 @@ def test_bad_annotations_are_warning_events_in_describe(tmp_path: Path) -> None:
         control.reconcile(store.snapshot())  # the same version: no second Event
         events = store.list(Event, "default")
         assert sorted((e.reason, e.count) for e in events) == [(INVALID, 1), (UNSUPPORTED, 1)]
+        store.apply(objects(CLASSES) + objects(ingress("web", "w.example", [("/a", "Prefix", "web")], ann(
+            proxy_body_size="lots", server_snippet="return 200;", use_regex="maybe"))))
+        control.reconcile(store.snapshot())  # new annotations: their warnings
+        assert any("use-regex: 'maybe'" in e.message for e in store.list(Event, "default"))
     finally:
         store.close()
     out = CliRunner().invoke(cli, ["--state-dir", state, "describe", "ingress", "web"], catch_exceptions=False).stdout
