@@ -193,6 +193,11 @@ SITES = [
     ingress("ranges", "ranges.example", [("/", "Prefix", "one")], ann(whitelist_source_range="127.0.0.1/32")),
     ingress("closed", "closed.example", [("/", "Prefix", "one")], ann(whitelist_source_range="banana")),
     ingress("vhost", "vhost.example", [("/", "Prefix", "one")], ann(upstream_vhost="inside.example")),
+    # ingress-nginx's path-matching guide: its path priority example, and its warning example
+    ingress("guide1", "doc.example", [("/foo/bar", "Prefix", "one"), ("/foo/bar/", "Prefix", "two")], {}),
+    ingress("guide2", "doc.example", [("/foo/bar/(.+)", "ImplementationSpecific", "three")], ann(rewrite_target="/$1")),
+    ingress("guide3", "warn.example", [("/foo/bar/bar", "Prefix", "one"), ("/foo/bar/[A-Z0-9]{3}", "Prefix", "two")],
+            ann(use_regex="true")),
     ingress("small", "small.example", [("/", "Prefix", "one")], ann(proxy_body_size="1k")),
     ingress("tlsback", "tlsback.example", [("/", "Prefix", "one")], ann(backend_protocol="HTTPS")),
 ]
@@ -210,7 +215,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NginxProcess]:
     secret = ("apiVersion: v1\nkind: Secret\nmetadata: {name: none, namespace: default}\ntype: kubernetes.io/tls\n"
               f"data: {{tls.crt: {base64.b64encode((tmp / 'c').read_bytes()).decode()}, "
               f"tls.key: {base64.b64encode((tmp / 'k').read_bytes()).decode()}}}\n")
-    backends = {n: Backend(n) for n in ("one", "two")}
+    backends = {n: Backend(n) for n in ("one", "two", "three")}
     world = objects(CLASSES) + [o for n, b in backends.items() for o in service(n, b)] + objects(secret)
     world += [o for site in SITES for o in objects(site)]
     proc = NginxProcess(str(tmp_path_factory.mktemp("run")), free_port(), free_port())
@@ -236,7 +241,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NginxProcess]:
     ("ranges.example", "/x", 200, "one /x ranges.example", ""),
     ("closed.example", "/x", 503, None, ""),
     ("vhost.example", "/x", 200, "one /x inside.example", ""),
-    ("tlsback.example", "/x", 502, None, ""),  # nginx speaks TLS to a backend that does not
+    ("tlsback.example", "/x", 502, None, ""),
+    ("doc.example", "/foo/bar/1", 200, "three /1 doc.example", ""),  # longest first, rewritten
+    ("doc.example", "/foo/bar/", 200, "two /foo/bar/ doc.example", ""),  # not rewritten: another Ingress
+    ("doc.example", "/foo/bar", 200, "one /foo/bar doc.example", ""),
+    ("warn.example", "/foo/bar/bar", 200, "two /foo/bar/bar warn.example", ""),  # the first regex that matches  # nginx speaks TLS to a backend that does not
 ])
 def test_requests_through_nginx(served: NginxProcess, host: str, path: str, status: int, body: str | None,
                                 location: str) -> None:
