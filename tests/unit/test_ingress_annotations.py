@@ -241,11 +241,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NginxProcess]:
     ("ranges.example", "/x", 200, "one /x ranges.example", ""),
     ("closed.example", "/x", 503, None, ""),
     ("vhost.example", "/x", 200, "one /x inside.example", ""),
-    ("tlsback.example", "/x", 502, None, ""),
+    ("tlsback.example", "/x", 502, None, ""),  # nginx speaks TLS to a backend that does not
     ("doc.example", "/foo/bar/1", 200, "three /1 doc.example", ""),  # longest first, rewritten
     ("doc.example", "/foo/bar/", 200, "two /foo/bar/ doc.example", ""),  # not rewritten: another Ingress
     ("doc.example", "/foo/bar", 200, "one /foo/bar doc.example", ""),
-    ("warn.example", "/foo/bar/bar", 200, "two /foo/bar/bar warn.example", ""),  # the first regex that matches  # nginx speaks TLS to a backend that does not
+    ("warn.example", "/foo/bar/bar", 200, "two /foo/bar/bar warn.example", ""),  # the first regex that matches
 ])
 def test_requests_through_nginx(served: NginxProcess, host: str, path: str, status: int, body: str | None,
                                 location: str) -> None:
