@@ -131,6 +131,8 @@ def run(args: argparse.Namespace, stop: threading.Event) -> None:
                            objects[Secret], args.controller_class)
             for problem in desired.problems:
                 log.warning("%s", problem)
+            for warning in desired.warnings:
+                log.warning("%s: %s: %s", warning.ingress, warning.reason, warning.message)
             try:
                 done = nginx.apply(desired)
             except (RuntimeError, OSError) as exc:

@@ -8,7 +8,11 @@ catch-all server does); paths of several Ingresses for one host are merged, the 
 winning a duplicate path. Each path's backend resolves to the Service port's ready endpoints
 (address and target port from the EndpointSlices), as ingress-nginx sends to endpoints rather
 than the ClusterIP. A request no rule matches goes to a ``defaultBackend`` if an Ingress has one,
-else gets 404; a backend without ready endpoints answers 503."""
+else gets 404; a backend without ready endpoints answers 503.
+
+Each path carries its Ingress's annotations (``annotations.py``); a host on which any Ingress
+asks for regexes (use-regex, rewrite-target) has all its paths as regexes, as ingress-nginx
+does. What is wrong in an Ingress is a warning naming it, and the rest of it is served."""
 from __future__ import annotations
 
 import base64
@@ -18,6 +22,8 @@ from dataclasses import dataclass, field
 from podnet.model import EndpointSlice, Ingress, IngressClass, Service
 from podnet.model.ingress import IngressBackend
 from podnet.model.secrets import Secret
+
+from .annotations import Options, Problem, parse, path_problem
 
 CONTROLLER = "k8s.io/ingress-nginx"
 CATCH_ALL = "_"
@@ -36,6 +42,7 @@ class Route:
     path: str  # normalised: no trailing slash except "/"
     path_type: str  # Exact | Prefix (ImplementationSpecific is Prefix here)
     upstream: Upstream
+    options: Options = Options()
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,17 @@ class Server:
     host: str  # a name, "*.foo.com", or "_" for every other host
     routes: tuple[Route, ...] = ()
     tls: Certificate | None = None
+    regex: bool = False  # every path a case-insensitive regex (ingress-nginx's use-regex)
+    app_root: str | None = None
+
+
+@dataclass(frozen=True, order=True)
+class IngressWarning:
+    """A Warning Event for an Ingress: what of it is not served as written."""
+
+    ingress: str  # ns/name
+    reason: str
+    message: str
 
 
 @dataclass(frozen=True)
@@ -58,6 +76,7 @@ class IngressPlan:
     default_backend: Upstream | None = None
     ingresses: tuple[str, ...] = ()  # ns/name of every Ingress this controller serves
     problems: tuple[str, ...] = field(default=())
+    warnings: tuple[IngressWarning, ...] = field(default=())
 
 
 def our_classes(classes: Iterable[IngressClass], controller: str = CONTROLLER) -> tuple[set[str], bool]:
@@ -71,9 +90,9 @@ def is_ours(ing: Ingress, names: set[str], default: bool) -> bool:
     return name in names if name else default
 
 
-def normalise(path: str | None, path_type: str) -> tuple[str, str]:
+def normalise(path: str | None, path_type: str, regex: bool = False) -> tuple[str, str]:
     text = path or "/"
-    if path_type != "Exact" and len(text) > 1:
+    if path_type != "Exact" and len(text) > 1 and not regex:
         text = text.rstrip("/") or "/"
     return text, "Exact" if path_type == "Exact" else "Prefix"
 
@@ -125,9 +144,17 @@ def plan(ingresses: Iterable[Ingress], classes: Iterable[IngressClass], services
     routes: dict[str, dict[tuple[str, str], Route]] = {}
     tls: dict[str, Certificate] = {}
     problems: list[str] = []
+    warnings: list[IngressWarning] = []
     default_backend: Upstream | None = None
+    parsed = {id(ing): parse(ing.metadata.annotations or {}) for ing in mine}
+    regex_hosts = {(rule.host or CATCH_ALL).lower() for ing in mine if parsed[id(ing)].options.regex
+                   for rule in ing.spec.rules or ()}
+    app_roots: dict[str, str] = {}
     for ing in mine:
         ns = ing.namespace or "default"
+        ref = f"{ns}/{ing.name}"
+        got = parsed[id(ing)]
+        warnings += [IngressWarning(ref, p.reason, p.message) for p in got.problems]
         if ing.spec.default_backend is not None and default_backend is None:
             default_backend, problem = _upstream(ns, ing.spec.default_backend, svc_by, slices_by)
             problems += [f"{ns}/{ing.name}: {problem}"] if problem else []
@@ -141,15 +168,21 @@ def plan(ingresses: Iterable[Ingress], classes: Iterable[IngressClass], services
         for rule in ing.spec.rules or ():
             host = (rule.host or CATCH_ALL).lower()
             bucket = routes.setdefault(host, {})
+            if got.app_root is not None and rule.http:
+                app_roots.setdefault(host, got.app_root)
             for p in rule.http.paths if rule.http else ():
-                path, kind = normalise(p.path, p.path_type)
+                path, kind = normalise(p.path, p.path_type, host in regex_hosts)
+                bad: Problem | None = path_problem(path, host in regex_hosts and kind != "Exact")
+                if bad is not None:
+                    warnings.append(IngressWarning(ref, bad.reason, bad.message))
+                    continue
                 upstream, problem = _upstream(ns, p.backend, svc_by, slices_by)
                 if problem:
                     problems.append(f"{ns}/{ing.name}: {problem}")
                 if upstream is not None:
-                    bucket.setdefault((path, kind), Route(path, kind, upstream))
+                    bucket.setdefault((path, kind), Route(path, kind, upstream, got.options))
     routes.setdefault(CATCH_ALL, {})
-    servers = tuple(Server(host, tuple(sorted(r.values())), tls.get(host))
+    servers = tuple(Server(host, tuple(sorted(r.values())), tls.get(host), host in regex_hosts, app_roots.get(host))
                     for host, r in sorted(routes.items(), key=lambda kv: (kv[0] == CATCH_ALL, kv[0])))
     return IngressPlan(servers, default_backend, tuple(f"{i.namespace or 'default'}/{i.name}" for i in mine),
-                       tuple(problems))
+                       tuple(problems), tuple(warnings))

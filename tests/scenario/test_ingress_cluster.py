@@ -2,7 +2,9 @@
 Services behind one Ingress, `curl -H 'Host: foo.example' http://<node>:30380/a` and `/b` from
 the external host reach different Services; a wildcard host matches one label; TLS terminates
 with a self-signed kubernetes.io/tls Secret; the Ingress shows the address it is reached at;
-an Ingress change is served within a second, its reload losing no request of a loop."""
+an Ingress change is served within a second, its reload losing no request of a loop; and
+ingress-nginx's annotations: a rewrite with capture groups, regex paths, redirects (including
+TLS's default 308), source ranges."""
 from __future__ import annotations
 
 import base64
@@ -42,7 +44,10 @@ spec: {selector: {app: NAME}, ports: [{name: http, port: 80}]}
 INGRESS = """
 apiVersion: networking.k8s.io/v1
 kind: Ingress
-metadata: {name: foo, namespace: default}
+metadata:
+  name: foo
+  namespace: default
+  annotations: {nginx.ingress.kubernetes.io/ssl-redirect: "false"}  # plain HTTP stays served here
 spec:
   ingressClassName: nginx
   tls: [{hosts: [foo.example], secretName: foo-tls}]
@@ -135,3 +140,105 @@ def test_two_services_behind_one_ingress_from_the_external_host(cluster: Cluster
     stop.set()
     loop.join()
     assert len(codes) >= 5 and set(codes) == {200}, codes
+
+
+ANNOTATED = """
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: rewrite
+  namespace: default
+  annotations: {nginx.ingress.kubernetes.io/rewrite-target: /$2}
+spec:
+  rules:
+  - host: rw.example
+    http:
+      paths:
+      - {path: '/something(/|$)(.*)', pathType: ImplementationSpecific, backend: {service: {name: svc-a, port: {number: 80}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: regex
+  namespace: default
+  annotations: {nginx.ingress.kubernetes.io/use-regex: "true"}
+spec:
+  rules:
+  - host: re.example
+    http:
+      paths:
+      - {path: '/v[0-9]+/', pathType: ImplementationSpecific, backend: {service: {name: svc-b, port: {number: 80}}}}
+      - {path: /, pathType: Prefix, backend: {service: {name: svc-a, port: {number: 80}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: moved
+  namespace: default
+  annotations: {nginx.ingress.kubernetes.io/permanent-redirect: "https://new.example/landing"}
+spec:
+  rules:
+  - host: moved.example
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: svc-a, port: {number: 80}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: secure
+  namespace: default
+spec:
+  tls: [{hosts: [foo.example], secretName: foo-tls}]
+  rules:
+  - host: foo.example
+    http:
+      paths:
+      - {path: /tls-only, pathType: Prefix, backend: {service: {name: svc-a, port: {number: 80}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: inside
+  namespace: default
+  annotations: {nginx.ingress.kubernetes.io/whitelist-source-range: "10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16"}
+spec:
+  rules:
+  - host: inside.example
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: svc-a, port: {number: 80}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: outside
+  namespace: default
+  annotations: {nginx.ingress.kubernetes.io/allowlist-source-range: "198.51.100.0/24"}
+spec:
+  rules:
+  - host: outside.example
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: svc-a, port: {number: 80}}}}
+"""
+
+
+def test_annotations_through_the_controller(cluster: Cluster) -> None:
+    cluster.apply(ANNOTATED)
+    st = cluster.status()
+    ext = st["topology"].externals[0].netns
+    url = f"http://{st['nodes'][0]['address']}:{HTTP_NODE_PORT}"
+    deadline = time.monotonic() + 15
+    while curl(ext, "-H", "Host: outside.example", f"{url}/")[0] != 403:
+        assert time.monotonic() < deadline, "the annotated Ingresses were never served"
+        time.sleep(0.2)
+    # rewrite-target /$2: the backend sees /echo?msg=…, which it answers with the message
+    assert curl(ext, "-H", "Host: rw.example", f"{url}/something/echo?msg=rewritten") == (200, "rewritten")
+    assert curl(ext, "-H", "Host: re.example", f"{url}/V2/x")[1].startswith("svc-b-")  # regexes: ~* (any case)
+    assert curl(ext, "-H", "Host: re.example", f"{url}/vx/")[1].startswith("svc-a-")
+    code, head = curl(ext, "-I", "-H", "Host: moved.example", f"{url}/a")
+    assert code == 301 and "Location: https://new.example/landing" in head.splitlines(), head
+    code, head = curl(ext, "-I", "-H", "Host: foo.example", f"{url}/tls-only/x/")
+    assert code == 308 and "Location: https://foo.example/tls-only/x" in head.splitlines(), head  # TLS: 308, no trailing /
+    assert curl(ext, "-H", "Host: inside.example", f"{url}/")[1].startswith("svc-a-")
