@@ -102,4 +102,7 @@ def links(ns: str) -> list[str]:
 
 
 def ping(ns: str, ip: str) -> bool:
-    return netns.run_in(ns, ["ping", "-c1", "-W1", ip]).returncode == 0
+    """One echo answered within 3 s, asking every 0.2 s: a veth's carrier reaches the qdisc
+    through the kernel's link watch, up to a second after the link is up on a busy machine, and
+    what it drops meanwhile is not the wiring's fault."""
+    return netns.run_in(ns, ["ping", "-c1", "-i0.2", "-w3", ip]).returncode == 0
