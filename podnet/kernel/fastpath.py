@@ -20,7 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from podnet.errors import DataplaneError
+from podnet.errors import PodnetError
 
 from . import netns as _netns
 from .underlay import sysctl
@@ -40,6 +40,10 @@ TC_HANDLE = 1
 TC_PRIORITY = 1
 
 
+class FastPathError(PodnetError):
+    """The fast path could not be built, loaded, attached or detached."""
+
+
 class _TcHook(ctypes.Structure):
     _fields_ = [("sz", ctypes.c_size_t), ("ifindex", ctypes.c_int), ("attach_point", ctypes.c_int),
                 ("parent", ctypes.c_uint32), ("_pad", ctypes.c_uint32)]
@@ -55,7 +59,8 @@ def _libbpf() -> ctypes.CDLL:
     try:
         lib = ctypes.CDLL("libbpf.so.1", use_errno=True)
     except OSError as e:
-        raise DataplaneError(f"the fast path needs libbpf (package libbpf1): {e}") from e
+        raise FastPathError(f"the fast path needs libbpf (package libbpf1): {e}") from e
+    lib.libbpf_set_print(None)  # failures come back as return codes, told in FastPathError
     lib.bpf_object__open_file.restype = ctypes.c_void_p
     lib.bpf_object__open_file.argtypes = [ctypes.c_char_p, ctypes.c_void_p]
     lib.bpf_object__load.argtypes = [ctypes.c_void_p]
@@ -75,7 +80,7 @@ def _libbpf() -> ctypes.CDLL:
 
 def _check(rc: int, what: str) -> int:
     if rc < 0:
-        raise DataplaneError(f"fast path: {what}: {os.strerror(-rc)}")
+        raise FastPathError(f"fast path: {what}: {os.strerror(-rc)}")
     return rc
 
 
@@ -97,9 +102,9 @@ def build_object(source: Path = SOURCE, cache_dir: Path = CACHE_DIR) -> Path:
             subprocess.run(["clang", "-O2", "-g", "-target", "bpf", "-I", tmp, "-c", str(source), "-o", str(built)],
                            capture_output=True, check=True, text=True)
         except FileNotFoundError as e:
-            raise DataplaneError(f"the fast path needs clang and bpftool (make setup): {e}") from e
+            raise FastPathError(f"the fast path needs clang and bpftool (make setup): {e}") from e
         except subprocess.CalledProcessError as e:
-            raise DataplaneError(f"building the fast path failed: {e.stderr.strip()[-2000:]}") from e
+            raise FastPathError(f"building the fast path failed: {e.stderr.strip()[-2000:]}") from e
         os.replace(built, obj)
     return obj
 
@@ -132,7 +137,7 @@ class FastPath:
         path = build_object()
         obj = self._lib.bpf_object__open_file(str(path).encode(), None)
         if not obj:
-            raise DataplaneError(f"fast path: opening {path}: {os.strerror(ctypes.get_errno())}")
+            raise FastPathError(f"fast path: opening {path}: {os.strerror(ctypes.get_errno())}")
         self._obj: int | None = obj
         try:
             _check(self._lib.bpf_object__load(obj), "loading the program (verifier)")
@@ -156,7 +161,7 @@ class FastPath:
             try:
                 ifindex = socket.if_nametoindex(ifname)
             except OSError as e:
-                raise DataplaneError(f"fast path: no device {ifname} in {self.ns}") from e
+                raise FastPathError(f"fast path: no device {ifname} in {self.ns}") from e
             hook = _TcHook(ctypes.sizeof(_TcHook), ifindex, BPF_TC_INGRESS, 0, 0)
             rc = self._lib.bpf_tc_hook_create(ctypes.byref(hook))
             if rc < 0 and rc != -errno.EEXIST:

@@ -99,8 +99,10 @@ int podnet_fastpath(struct __sk_buff *skb)
 	if ((void *)(tcp + 1) > data_end)
 		return TC_ACT_OK;
 	flags = ((u8 *)tcp)[13];
-	if (flags & (TCP_FLAG_SYN | TCP_FLAG_FIN | TCP_FLAG_RST))
+	if (flags & (TCP_FLAG_SYN | TCP_FLAG_FIN | TCP_FLAG_RST)) {
+		count(STAT_SLOW_TCP);
 		return TC_ACT_OK;
+	}
 
 	tuple.ipv4.saddr = iph->saddr;
 	tuple.ipv4.daddr = iph->daddr;
