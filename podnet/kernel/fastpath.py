@@ -149,7 +149,7 @@ class FastPath:
             self.close()
             raise
         self._ncpus = _check(self._lib.libbpf_num_possible_cpus(), "possible CPUs")
-        self.attached: set[str] = set()
+        self.attached: dict[str, int] = {}  # device name -> its ifindex
 
     def enable_liberal_tracking(self) -> None:
         """Set in the node namespace only: the host's conntrack is never touched."""
@@ -172,7 +172,7 @@ class FastPath:
                 key, val = ctypes.c_uint32(ifindex), ctypes.c_uint8(1)
                 _check(self._lib.bpf_map_update_elem(self._peer_fd, ctypes.byref(key), ctypes.byref(val), 0),
                        f"peer map for {ifname}")
-        self.attached.add(ifname)
+        self.attached[ifname] = ifindex
 
     def detach(self, ifname: str) -> None:
         """Remove the clsact qdisc (and so the program) from ``ifname``; a device that is
@@ -189,7 +189,14 @@ class FastPath:
                     _check(rc, f"detach from {ifname}")
                 key = ctypes.c_uint32(ifindex)
                 self._lib.bpf_map_delete_elem(self._peer_fd, ctypes.byref(key))
-        self.attached.discard(ifname)
+        self.attached.pop(ifname, None)
+
+    def forget(self, ifname: str) -> None:
+        """A device that went away (a pod's veth goes with its namespace): drop its entry."""
+        ifindex = self.attached.pop(ifname, 0)
+        if ifindex:
+            key = ctypes.c_uint32(ifindex)
+            self._lib.bpf_map_delete_elem(self._peer_fd, ctypes.byref(key))
 
     def stats(self) -> Stats:
         """Sum the per-CPU counters."""

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from podnet.agent.fastpath import FastPathDevices
+from podnet.errors import PodnetError
 from podnet.kernel import netns
 from podnet.kernel.fastpath import FastPathError
 from podnet.kernel.probe import REACHED, probe
@@ -155,3 +157,34 @@ def test_attach_is_idempotent_and_detach_leaves_nothing(lab: PolicyLab) -> None:
 def test_liberal_tracking_stays_in_the_node_namespace(lab: PolicyLab) -> None:
     key = "/proc/sys/net/netfilter/nf_conntrack_tcp_be_liberal"
     assert netns.run_in(lab.nodes["n1"].netns, ["cat", key]).stdout.strip() == "1"
+
+
+def test_the_agent_follows_pods_as_they_come_and_go(prefixes: Prefixes) -> None:
+    lab = PolicyLab.build(prefixes.new(sep=""))
+    try:
+        node = lab.nodes["n1"]
+        lab.add_pod("default", "web", "n1", {"app": "web"})
+        devices = FastPathDevices(node.netns)
+        try:
+            assert devices.reconcile() == {"attached": 2, "added": 2, "gone": 0}  # eth0 and web's veth
+            assert devices.reconcile() == {"attached": 2, "added": 0, "gone": 0}
+            pod = lab.add_pod("default", "new", "n1", {"run": "new"})
+            assert devices.reconcile()["added"] == 1
+            assert "podnet_fastpath" in _filters(node.netns, pod.ifname)
+            lab.remove_pod(pod.key)  # its veth goes with its namespace (the kernel's cleanup work)
+            deadline, passed = time.monotonic() + 5, {}
+            while pod.ifname in devices.fp.attached and time.monotonic() < deadline:
+                passed = devices.reconcile()
+                time.sleep(0.05)
+            assert passed == {"attached": 2, "added": 0, "gone": 1}
+        finally:
+            devices.close()
+        for dev in ("eth0", lab.pods["default/web"].ifname):
+            assert _filters(node.netns, dev) == ""
+    finally:
+        lab.close()
+
+
+def test_host_network_nodes_refuse_the_fast_path() -> None:
+    with pytest.raises(PodnetError, match="host-network"):
+        FastPathDevices(host_network=True)

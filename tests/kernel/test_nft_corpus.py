@@ -27,10 +27,12 @@ NAMESPACES = ["x", "y", "z"]
 APPS = ["a", "b", "c"]
 
 
-@pytest.fixture(scope="module")
-def lab(prefixes: Prefixes) -> Iterator[PolicyLab]:
+@pytest.fixture(scope="module", params=["slow-path", "fast-path"])
+def lab(prefixes: Prefixes, request: pytest.FixtureRequest) -> Iterator[PolicyLab]:
     lab = PolicyLab.build(prefixes.new(sep=""))
     try:
+        if request.param == "fast-path":
+            lab.enable_fast_path()  # the same verdicts with established TCP off the slow path
         # The e2e suite's shape: pods a, b, c in namespaces x, y, z (here a subset on two nodes).
         for i, (ns, app) in enumerate([("x", "a"), ("x", "b"), ("y", "a"), ("y", "c"), ("z", "b"), ("z", "c")]):
             lab.add_pod(ns, app, "n1" if i % 2 == 0 else "n2", {"pod": app},
