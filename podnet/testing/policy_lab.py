@@ -18,8 +18,8 @@ from podnet.dataplane.nft.dispatch import dispatch_entries
 from podnet.dataplane.nft.recheck import judge_flows, pods_to_recheck_after
 from podnet.dataplane.nft.render import FROM_MAP, TO_MAP, render, workload_ifname
 from podnet.kernel import netns, underlay
-from podnet.kernel.fastpath import FastPath
 from podnet.kernel.conntrack import enforce_pod_flows
+from podnet.kernel.fastpath import FastPath
 from podnet.kernel.nft.apply import NftApplier
 from podnet.kernel.probe import ProbePod
 from podnet.model import GlobalNetworkSet, Namespace, NetworkSet, Pod, Tier
