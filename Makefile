@@ -7,7 +7,8 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := nftables python3-nftables python3-venv iproute2 bird2 iperf3 busybox-static \
 	conntrack iputils-ping ethtool tcpdump containernetworking-plugins podman runc \
 	etcd-server etcd-client procps bubblewrap prometheus nginx-light unbound dnsperf wrk chromium \
-	iputils-arping
+	iputils-arping \
+	clang llvm libbpf-dev bpftool
 APT_STAMP := $(VENV)/.apt-done
 PIP_STAMP := $(VENV)/.pip-done
 NFT_LINK := $(VENV)/lib/python3.11/site-packages/nftables

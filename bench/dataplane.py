@@ -4,7 +4,9 @@ side in the same run (so machine noise hits both), plus route convergence and `p
   1. pod<->pod on one node   vs a hand-built veth topology of the same shape  (goal >= 0.95x)
   2. host-gw pod<->pod across nodes vs node<->node over the underlay           (goal >= 0.85x)
   3. VXLAN   pod<->pod across nodes vs node<->node                               (goal >= 0.75x)
-  each: iperf3 single TCP stream (Gbit/s) and a 1-byte TCP request/response rate (req/s).
+  each: iperf3 single TCP stream (Gbit/s) and a 1-byte TCP request/response rate (req/s);
+  each also with the eBPF fast path (``--fast-path``) on the same pods, in the same rounds
+  (goals 1.0x, 0.95x, 0.85x: issue 16).
   4. a new node's routes on every peer: time from its reconcile start (bgp, vxlan)
   5. `podnet up` (bgp, wait for Established) for 3 and 10 nodes
 
@@ -29,7 +31,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from podnet.cluster import lifecycle  # noqa: E402
 from podnet.cluster.lab import Lab  # noqa: E402
 from podnet.kernel import netns, underlay  # noqa: E402
+from podnet.kernel.fastpath import FastPath  # noqa: E402
 from podnet.kernel.underlay import ipr_in  # noqa: E402
+
+SAME_NODE, HOST_GW, VXLAN = ("pod<->pod same node vs hand-built", "host-gw pod<->pod vs node<->node",
+                             "vxlan pod<->pod vs node<->node")
+FAST_GOALS = {SAME_NODE: 1.0, HOST_GW: 0.95, VXLAN: 0.85}  # issue 16, with the fast path on
 
 RR_SERVER = """
 import socket, sys
@@ -83,23 +90,75 @@ def rr_rate(client_ns: str, server_ns: str, ip: str, seconds: float) -> float:
         srv.wait()
 
 
+class FastPathToggle:
+    """Turns the eBPF fast path on and off on every device of a lab's nodes, so the same pods
+    are measured with and without it in one run."""
+
+    def __init__(self, node_namespaces: list[str]) -> None:
+        self.paths = [FastPath(ns) for ns in node_namespaces]
+        for fp in self.paths:
+            fp.enable_liberal_tracking()
+
+    def on(self) -> None:
+        for fp in self.paths:
+            with ipr_in(fp.ns) as ipr:
+                names = [link.get_attr("IFLA_IFNAME") for link in ipr.get_links()]
+            for name in names:
+                if name != "lo":
+                    fp.attach(name)
+
+    def off(self) -> None:
+        for fp in self.paths:
+            for name in sorted(fp.attached):
+                fp.detach(name)
+
+    def taken(self) -> int:
+        return sum(fp.stats().fast for fp in self.paths)
+
+    def close(self) -> None:
+        for fp in self.paths:
+            fp.close()
+
+
+def _measure(where: tuple[str, str, str], fast: FastPathToggle | None, what, secs: float) -> float:
+    if fast:
+        fast.on()
+    try:
+        return what(*where, secs)
+    finally:
+        if fast:
+            fast.off()
+
+
 def side_by_side(label: str, ours: tuple[str, str, str], ref: tuple[str, str, str], runs: int, secs: float,
-                 goal: float) -> dict:
-    a_bw, b_bw, a_rr, b_rr = [], [], [], []
-    for i in range(runs):  # interleaved, order alternating, so drift and load hit both alike
-        pair = [(a_bw, ours), (b_bw, ref)]
-        for acc, where in (pair if i % 2 == 0 else pair[::-1]):
-            acc.append(iperf(*where, secs))
+                 goal: float, fast: FastPathToggle | None = None) -> dict:
+    """podnet, podnet with the fast path (when ``fast``) and the reference, interleaved with
+    the order rotating each round, so drift and load hit all of them alike."""
+    variants: list[tuple[str, tuple[str, str, str], FastPathToggle | None]] = [("", ours, None), ("ref_", ref, None)]
+    if fast:
+        variants.insert(1, ("fast_", ours, fast))
+    acc: dict[str, list[float]] = {f"{v}{k}": [] for v, _, _ in variants for k in ("bw", "rr")}
+    for i in range(runs):
+        k = i % len(variants)
+        for name, where, fp in variants[k:] + variants[:k]:
+            acc[name + "bw"].append(_measure(where, fp, iperf, secs))
     for i in range(max(5, 2 * runs)):  # short and many: the request/response rate is load-sensitive
-        pair = [(a_rr, ours), (b_rr, ref)]
-        for acc, where in (pair if i % 2 == 0 else pair[::-1]):
-            acc.append(rr_rate(*where, 1.0))
-    m = {k: statistics.median(v) for k, v in (("bw", a_bw), ("ref_bw", b_bw), ("rr", a_rr), ("ref_rr", b_rr))}
+        k = i % len(variants)
+        for name, where, fp in variants[k:] + variants[:k]:
+            acc[name + "rr"].append(_measure(where, fp, rr_rate, 1.0))
+    m = {k: statistics.median(v) for k, v in acc.items()}
     out = {"case": label, **{k: round(v, 2) for k, v in m.items()},
            "bw_ratio": round(m["bw"] / m["ref_bw"], 3), "rr_ratio": round(m["rr"] / m["ref_rr"], 3), "goal": goal}
     print(f"{label:38s} iperf3 {m['bw']:6.2f} vs {m['ref_bw']:6.2f} Gbit/s = {out['bw_ratio']:.3f}x   "
           f"req/resp {m['rr']:8.0f} vs {m['ref_rr']:8.0f} /s = {out['rr_ratio']:.3f}x   (goal >= {goal}x)",
           flush=True)
+    if fast:
+        out.update(fast_bw_ratio=round(m["fast_bw"] / m["ref_bw"], 3), fast_rr_ratio=round(m["fast_rr"] / m["ref_rr"], 3),
+                   fast_goal=FAST_GOALS[label], fast_packets=fast.taken())
+        print(f"{'  + fast path (--fast-path)':38s} iperf3 {m['fast_bw']:6.2f} vs {m['ref_bw']:6.2f} Gbit/s = "
+              f"{out['fast_bw_ratio']:.3f}x   req/resp {m['fast_rr']:8.0f} vs {m['ref_rr']:8.0f} /s = "
+              f"{out['fast_rr_ratio']:.3f}x   (goal >= {out['fast_goal']}x; {out['fast_packets']} packets on it)",
+              flush=True)
     return out
 
 
@@ -122,7 +181,7 @@ def hand_built_same_node(prefix: str) -> tuple[list[str], tuple[str, str, str]]:
     return [a, b, host], (a, b, "10.99.0.3")
 
 
-def datapath(runs: int, secs: float, nat: bool = True) -> list[dict]:
+def datapath(runs: int, secs: float, nat: bool = True, fast_path: bool = True) -> list[dict]:
     results = []
     prefix = f"pb-{uuid.uuid4().hex[:4]}-"
     made: list[str] = []
@@ -134,19 +193,28 @@ def datapath(runs: int, secs: float, nat: bool = True) -> list[dict]:
             p3 = lab.add_pod("k8s-node01")
             lab.reconcile()
             underlay.wait_carrier([p[0] for p in (p1, p2, p3)] + [n.netns for n in lab.topo.nodes])
-            results.append(side_by_side("pod<->pod same node vs hand-built", (p1[0], p2[0], p2[1]), ref,
-                                        runs, secs, 0.95))
-            n0, n1 = lab.topo.nodes[0], lab.topo.nodes[1]
-            results.append(side_by_side("host-gw pod<->pod vs node<->node", (p1[0], p3[0], p3[1]),
-                                        (n0.netns, n1.netns, n1.address), runs, secs, 0.85))
+            fast = FastPathToggle([n.netns for n in lab.topo.nodes]) if fast_path else None
+            try:
+                results.append(side_by_side(SAME_NODE, (p1[0], p2[0], p2[1]), ref, runs, secs, 0.95, fast))
+                n0, n1 = lab.topo.nodes[0], lab.topo.nodes[1]
+                results.append(side_by_side(HOST_GW, (p1[0], p3[0], p3[1]),
+                                            (n0.netns, n1.netns, n1.address), runs, secs, 0.85, fast))
+            finally:
+                if fast:
+                    fast.close()
         with Lab(2, "l2", "vxlan", prefix=prefix + "v-", nat_outgoing=nat) as lab:
             p1 = lab.add_pod("k8s-master01")
             p3 = lab.add_pod("k8s-node01")
             lab.reconcile()
             underlay.wait_carrier([p1[0], p3[0]])
             n0, n1 = lab.topo.nodes[0], lab.topo.nodes[1]
-            results.append(side_by_side("vxlan pod<->pod vs node<->node", (p1[0], p3[0], p3[1]),
-                                        (n0.netns, n1.netns, n1.address), runs, secs, 0.75))
+            fast = FastPathToggle([n.netns for n in lab.topo.nodes]) if fast_path else None
+            try:
+                results.append(side_by_side(VXLAN, (p1[0], p3[0], p3[1]),
+                                            (n0.netns, n1.netns, n1.address), runs, secs, 0.75, fast))
+            finally:
+                if fast:
+                    fast.close()
     finally:
         for ns in made:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
@@ -216,6 +284,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="1 run of 1 s per case")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--no-nat", action="store_true", help="pools without natOutgoing (no conntrack on nodes)")
+    ap.add_argument("--no-fast-path", action="store_true", help="skip the eBPF fast-path variant")
     ap.add_argument("--only", choices=["datapath", "convergence", "up"])
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -226,7 +295,7 @@ def main() -> int:
           "(other work on the machine makes the ratios noisy)", flush=True)
     res: dict = {}
     if args.only in (None, "datapath"):
-        res["datapath"] = datapath(runs, secs, nat=not args.no_nat)
+        res["datapath"] = datapath(runs, secs, nat=not args.no_nat, fast_path=not args.no_fast_path)
     if args.only in (None, "convergence"):
         res["convergence"] = [convergence("vxlan"), convergence("bgp")]
     if args.only in (None, "up"):

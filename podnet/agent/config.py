@@ -25,6 +25,7 @@ class AgentConfig:
     heartbeat: float = 10.0  # seconds between renewals of the node's lease (kubelet's 10 s)
     metrics_port: int = 0  # 0: serve no metrics (see podnet.telemetry.serving.PORTS)
     metrics_host: str = "0.0.0.0"
+    fast_path: bool = False  # the eBPF fast path for established TCP (agent/fastpath.py)
 
 
 @dataclass(frozen=True)

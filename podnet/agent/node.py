@@ -90,6 +90,7 @@ def run_node(config: AgentConfig, stop: threading.Event) -> None:
 
     from .cnicall import CniRuntime
     from .core import Agent
+    from .fastpath import FastPathDevices
     from .node_status import NodeStatusReporter
     from .pods import PodRunner, podbin_dir
 
@@ -113,7 +114,8 @@ def run_node(config: AgentConfig, stop: threading.Event) -> None:
                        backoff_base=config.backoff_base, sandboxed=config.sandbox,
                        resolv_conf_path=config.resolv_conf)
     reporter = NodeStatusReporter(store, node, renew_interval=config.heartbeat)
-    loop = Agent(store, node, [reporter, runner], resync=config.resync, stop=stop, telemetry=metrics.telemetry,
+    fast = FastPathDevices(host_network=config.host_network) if config.fast_path else None
+    loop = Agent(store, node, [reporter, runner, *([fast] if fast else [])], resync=config.resync, stop=stop, telemetry=metrics.telemetry,
                  first_snapshot=first)
     runner.progress = reporter.alive_while(loop.runner.notify.watchdog)  # a pass starting many pods
     ready = os.path.join(node_dir, "agent.ready")
@@ -126,6 +128,8 @@ def run_node(config: AgentConfig, stop: threading.Event) -> None:
         if not config.keep_pods:
             runner.teardown_all()
         server.close()
+        if fast:
+            fast.close()
         reporter.mark_stopped()
         try:
             os.unlink(ready)

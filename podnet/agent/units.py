@@ -45,10 +45,12 @@ def podnet_argv(state_dir: str, python: str | None = None) -> list[str]:
 
 def node_services(node: str, state_dir: str, *, bgp: bool = True, host_network: bool = False,
                   watchdog_sec: float = WATCHDOG_SEC, python: str | None = None,
-                  heartbeat: float | None = None, metrics: bool = False, flow_logs: bool = True) -> list[Service]:
+                  heartbeat: float | None = None, metrics: bool = False, flow_logs: bool = True,
+                  fast_path: bool = False) -> list[Service]:
     """The agent, routing loop, policy loop, service proxy, flow logger (``flow_logs``) and (with
     BGP) BIRD of ``node``;
-    ``metrics`` serves each podnet process's metrics on its port (``telemetry.serving.PORTS``)."""
+    ``metrics`` serves each podnet process's metrics on its port (``telemetry.serving.PORTS``);
+    ``fast_path`` starts the agent with the eBPF fast path."""
     podnet = podnet_argv(state_dir, python)
     host = ["--host-network"] if host_network else []
     beat = [] if heartbeat is None else ["--heartbeat", f"{heartbeat:g}"]
@@ -58,7 +60,8 @@ def node_services(node: str, state_dir: str, *, bgp: bool = True, host_network: 
 
     services = [
         Service("agent", f"podnet node agent for {node}: CNI socket, pods, node status",
-                (*podnet, "agent", "--node", node, *host, *beat, *port("agent")), watchdog_sec),
+                (*podnet, "agent", "--node", node, *host, *beat, *(["--fast-path"] if fast_path else []),
+                 *port("agent")), watchdog_sec),
         Service("routing", f"podnet routing loop for {node}: routes, VXLAN, natOutgoing, BIRD configuration",
                 (*podnet, "routing-loop", "--node", node, "--bird-supervised", *host, *port("routing-loop")),
                 watchdog_sec),

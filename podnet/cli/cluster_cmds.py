@@ -48,10 +48,13 @@ def _require_root() -> None:
               help="Install the cluster DNS (coredns pods and the kube-dns Service), as kubeadm does.")
 @click.option("--ingress", is_flag=True,
               help="Also install the ingress-nginx controller (NodePorts 30380 and 30443 on every node).")
+@click.option("--fast-path", is_flag=True,
+              help="Every node agent attaches the eBPF fast path: established pod TCP skips netfilter's "
+                   "forward path (off by default; see docs/enforcement.md).")
 @click.pass_context
 def up(ctx: click.Context, nodes: int, underlay: str, backend: str, pod_cidr: str, vxlan_mode: str,
        service_cidr: str, cluster_dns: str | None, prefix: str, timeout: float, store: str, monitoring: bool,
-       scrape_interval: float, router_bgp: bool, dns_addon: bool, ingress: bool) -> None:
+       scrape_interval: float, router_bgp: bool, dns_addon: bool, ingress: bool, fast_path: bool) -> None:
     """Build an emulated cluster on this machine and start its node processes."""
     from podnet.cli.progress import Progress
     from podnet.cluster import lifecycle
@@ -62,7 +65,7 @@ def up(ctx: click.Context, nodes: int, underlay: str, backend: str, pod_cidr: st
                            vxlan_mode=vxlan_mode, prefix=prefix, progress=lambda m: progress.step(m, done=True),
                            timeout=timeout, service_cidr=service_cidr, cluster_dns=cluster_dns, store=store,
                            monitoring=scrape_interval if monitoring else 0, router_bgp=router_bgp,
-                           dns_addon=dns_addon, ingress=ingress)
+                           dns_addon=dns_addon, ingress=ingress, fast_path=fast_path)
     click.echo(f"cluster up: {len(res['nodes'])} nodes ({', '.join(res['nodes'])}), backend {backend}, "
                f"underlay {underlay}, store {store}, in {res['seconds']:.2f} s")
     if res["monitoring"]:

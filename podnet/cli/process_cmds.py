@@ -60,18 +60,21 @@ def _serve(run: Callable[[C, threading.Event], None], config: C) -> None:
               help="The node's resolver configuration: dnsPolicy Default, and the search domains ClusterFirst adds.")
 @click.option("--heartbeat", default=AgentConfig.heartbeat, show_default=True,
               help="Seconds between renewals of the node's lease (its liveness).")
+@click.option("--fast-path", is_flag=True,
+              help="Established pod TCP flows skip netfilter's forward path (eBPF at tc ingress; "
+                   "see docs/enforcement.md). Not with --host-network.")
 @metrics_options("agent")
 @click.pass_context
 @user_errors
 def agent(ctx: click.Context, node: str, resync: float, keep_pods: bool, mtu: int, host_network: bool,
-          backoff_base: float, sandbox: bool, resolv_conf: str, heartbeat: float, metrics_port: int,
+          backoff_base: float, sandbox: bool, resolv_conf: str, heartbeat: float, fast_path: bool, metrics_port: int,
           metrics_host: str) -> None:
     """Run the node agent: the CNI socket for podnet-cni and this node's pods."""
     from podnet.agent.node import run_node
 
     _serve(run_node, AgentConfig(node, os.path.abspath(state_dir(ctx)), resync, keep_pods, mtu, host_network,
                                  backoff_base, sandbox=sandbox, resolv_conf=resolv_conf, heartbeat=heartbeat,
-                                 metrics_port=metrics_port, metrics_host=metrics_host))
+                                 metrics_port=metrics_port, metrics_host=metrics_host, fast_path=fast_path))
 
 
 @click.command("policy-loop")

@@ -51,14 +51,15 @@ def up(state_dir: str, nodes: int = 3, underlay: str = "l2", backend: str = "bgp
        progress: Progress = _noop, timeout: float = 30.0,
        service_cidr: str = DEFAULT_SERVICE_CIDR, cluster_dns: str | None = None,
        store: str = "sqlite", monitoring: float = 0.0, router_bgp: bool = False,
-       dns_addon: bool = True, ingress: bool = False) -> dict[str, Any]:
+       dns_addon: bool = True, ingress: bool = False, fast_path: bool = False) -> dict[str, Any]:
     """Build and start a cluster: per node a routing loop, a node agent, a policy loop and a
     service proxy, and one control plane, each serving its metrics; ``store`` etcd puts the
     state in a 3-member etcd cluster on the underlay; ``monitoring`` > 0 also starts Prometheus
     scraping them at that interval (seconds); ``router_bgp`` makes the lab router a BGP speaker
     every node peers with (``cluster/tor.py``); ``dns_addon`` installs the cluster DNS
 (``cluster/dns_addon.py``) with the external host's resolver as its upstream; ``ingress``
-the ingress-nginx controller (``cluster/ingress_addon.py``)."""
+the ingress-nginx controller (``cluster/ingress_addon.py``); ``fast_path`` starts every agent
+with the eBPF fast path (``agent/fastpath.py``)."""
     if backend not in BACKENDS:
         raise PodnetError(f"unknown backend {backend!r}", hint=f"choose one of: {', '.join(sorted(BACKENDS))}")
     if store not in datastore.STORES:
@@ -78,7 +79,8 @@ the ingress-nginx controller (``cluster/ingress_addon.py``)."""
     # pass; etcd members talk over the underlay as soon as they start, so they wait first.
     builder.build(topo, state_dir, {"kind": "cluster", "backend": backend, "pod_cidr": pod_cidr,
                                     "vxlan_mode": vxlan_mode, "preexisting": preexisting,
-                                    "started": time.time(), "store": {"kind": store}},
+                                    "started": time.time(), "store": {"kind": store},
+                                    "fast_path": fast_path},
                   wait_carrier=store == "etcd")
     try:
         if store == "etcd":
@@ -296,7 +298,8 @@ def _start_processes(state_dir: str, topo: Topology) -> None:
         os.makedirs(rd, exist_ok=True)
         spec = os.path.join(rd, "services.json")
         supervisor.write_spec(spec, node_services(n.name, sd, bgp=(state or {}).get("backend") == "bgp",
-                                                  watchdog_sec=LAB_WATCHDOG, heartbeat=LAB_HEARTBEAT, metrics=True))
+                                                  watchdog_sec=LAB_WATCHDOG, heartbeat=LAB_HEARTBEAT, metrics=True,
+                                                  fast_path=bool((state or {}).get("fast_path"))))
         start(f"supervisor/{n.name}", sd, ["supervise", "--spec", spec, "--run-dir", rd, "--log-dir", logs,
                                            "--log-prefix", f"{n.name}-"], f"{n.name}-supervisor.log", n.netns)
     control = ["controllers", "--node-grace", f"{LAB_NODE_GRACE:g}", *metrics_args("controllers")]

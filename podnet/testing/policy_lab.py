@@ -19,6 +19,7 @@ from podnet.dataplane.nft.recheck import judge_flows, pods_to_recheck_after
 from podnet.dataplane.nft.render import FROM_MAP, TO_MAP, render, workload_ifname
 from podnet.kernel import netns, underlay
 from podnet.kernel.conntrack import enforce_pod_flows
+from podnet.kernel.fastpath import FastPath
 from podnet.kernel.nft.apply import NftApplier
 from podnet.kernel.probe import ProbePod
 from podnet.model import GlobalNetworkSet, Namespace, NetworkSet, Pod, Tier
@@ -75,6 +76,7 @@ class PolicyLab:
     namespace_labels: dict[str, dict[str, str]] = field(default_factory=dict)
     created: list[str] = field(default_factory=list)
     seq: int = 0
+    fast_paths: dict[str, FastPath] = field(default_factory=dict)
 
     @classmethod
     def build(cls, prefix: str, nodes: int = 2) -> PolicyLab:
@@ -119,13 +121,30 @@ class PolicyLab:
         ifname = workload_ifname(namespace, name)
         self.created.append(pod_ns)
         underlay.wire_pod(n.netns, pod_ns, ifname, ip)
+        if node in self.fast_paths:
+            self.fast_paths[node].attach(ifname)
         pod = LabPod(namespace, name, node, ip, pod_ns, ifname, dict(labels or {}), tuple(ports))
         self.pods[pod.key] = pod
         self.namespace_labels.setdefault(namespace, {})
         return pod
 
+    def enable_fast_path(self) -> None:
+        """Attach the eBPF fast path to every node's underlay device and pod veths, as the
+        agent does with ``--fast-path`` (pods added later get it too)."""
+        for node in self.nodes.values():
+            if node.name in self.fast_paths:
+                continue
+            fp = FastPath(node.netns)
+            self.fast_paths[node.name] = fp
+            fp.enable_liberal_tracking()
+            fp.attach("eth0")
+        for pod in self.pods.values():
+            self.fast_paths[pod.node].attach(pod.ifname)
+
     def remove_pod(self, key: str) -> None:
         pod = self.pods.pop(key)
+        if pod.node in self.fast_paths:
+            self.fast_paths[pod.node].detach(pod.ifname)
         netns.remove(pod.netns)
 
     def namespaces(self) -> list[Namespace]:
@@ -168,6 +187,12 @@ class PolicyLab:
 
     def close(self) -> None:
         """Remove every namespace the lab made (pods first); safe to call twice."""
+        for fp in self.fast_paths.values():
+            try:
+                fp.close()
+            except Exception:  # the namespaces go next anyway
+                pass
+        self.fast_paths.clear()
         for ns in reversed(self.created):
             try:
                 netns.remove(ns)

@@ -70,6 +70,24 @@ def policy_store_lab(tmp_path: Path, prefixes: Prefixes) -> Iterator[tuple[Polic
     """A policy lab (web on n1; client1 and client2 on n2) whose pods are in a fresh store, with
     their addresses: (lab, store, state dir)."""
     lab = PolicyLab.build(prefixes.new(sep=""))
+    yield from _store_lab(tmp_path, lab)
+
+
+@pytest.fixture(params=["slow-path", "fast-path"])
+def policy_store_lab_both_paths(tmp_path: Path, prefixes: Prefixes,
+                                request: pytest.FixtureRequest) -> Iterator[tuple[PolicyLab, Any, str]]:
+    """The same, once without and once with the eBPF fast path on both nodes."""
+    lab = PolicyLab.build(prefixes.new(sep=""))
+    if request.param == "fast-path":
+        try:
+            lab.enable_fast_path()
+        except BaseException:
+            lab.close()
+            raise
+    yield from _store_lab(tmp_path, lab)
+
+
+def _store_lab(tmp_path: Path, lab: PolicyLab) -> Iterator[tuple[PolicyLab, Any, str]]:
     state_dir = str(tmp_path / "state")
     store = open_store(state_dir)
     try:

@@ -31,10 +31,12 @@ PROTOCOLS = ["TCP", "UDP", "ICMP"]
 TIMEOUT = 0.4
 
 
-@pytest.fixture(scope="module")
-def lab(prefixes: Prefixes) -> Iterator[PolicyLab]:
+@pytest.fixture(scope="module", params=["slow-path", "fast-path"])
+def lab(prefixes: Prefixes, request: pytest.FixtureRequest) -> Iterator[PolicyLab]:
     lab = PolicyLab.build(prefixes.new(sep=""))
     try:
+        if request.param == "fast-path":
+            lab.enable_fast_path()  # the same verdicts with established TCP off the slow path
         lab.add_pod("default", "web", "n1", {"app": "web"}, [("http", 80, "TCP")])
         lab.add_pod("default", "client1", "n1", {"run": "client1"})
         lab.add_pod("default", "client2", "n2", {"run": "client2"})

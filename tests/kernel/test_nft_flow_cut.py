@@ -154,8 +154,8 @@ def _wait_flowing(streams: Streams, names: tuple[str, ...], timeout: float) -> d
             return moved
 
 
-def test_a_tightened_policy_cuts_established_flows(policy_store_lab: tuple[PolicyLab, Any, str]) -> None:
-    lab, store, _ = policy_store_lab
+def test_a_tightened_policy_cuts_established_flows(policy_store_lab_both_paths: tuple[PolicyLab, Any, str]) -> None:
+    lab, store, _ = policy_store_lab_both_paths
     rec = PolicyReconciler("n1", netns=lab.nodes["n1"].netns)
     view = LiveView(store)
     assert rec.reconcile_view(view).error is None  # the open table: every flow below is allowed
@@ -163,6 +163,8 @@ def test_a_tightened_policy_cuts_established_flows(policy_store_lab: tuple[Polic
     with streams.running():
         moved = _wait_flowing(streams, ("tcp", "udp", "icmp", "allowed-tcp"), 3.0)
         assert all(v > 0 for v in moved.values()), moved
+        if lab.fast_paths:  # the TCP streams are off the slow path before the policy comes
+            assert lab.fast_paths["n1"].stats().fast > 0
 
         store.create(NetworkPolicy.model_validate(ONLY_CLIENT2))
         status = rec.reconcile_view(view)

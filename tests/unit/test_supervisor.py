@@ -157,3 +157,7 @@ def test_node_services_are_the_node_processes(tmp_path: Path) -> None:
         "agent", "routing", "policy", "proxy", "flow-logger"]
     assert [s.name for s in node_services("n1", str(tmp_path), bgp=False, flow_logs=False)] == [
         "agent", "routing", "policy", "proxy"]
+    # --fast-path goes to the agent alone (it keeps the tc programs on the node's links)
+    fast = node_services("n1", str(tmp_path), bgp=False, fast_path=True)
+    assert [("--fast-path" in s.argv) for s in fast] == [True, False, False, False, False]
+    assert not any("--fast-path" in s.argv for s in services)
