@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import pytest
 
+from podnet.dataplane.nft.counts import RuleCount, TableCounts
 from podnet.telemetry.policy_table import PolicyTableCollector
 from podnet.telemetry.snapshot import PrefetchedText
-from podnet.dataplane.nft.counts import RuleCount, TableCounts
 
 
 class Clock:
