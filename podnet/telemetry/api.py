@@ -54,9 +54,10 @@ class Collector(Protocol):
 
 @runtime_checkable
 class TextCollector(Protocol):
-    """Writes its families in the text format when scraped (``telemetry.text``)."""
+    """Writes its families in the text format when scraped (``telemetry.text``), as text or
+    already encoded (``telemetry.snapshot``: encoded once per read)."""
 
-    def expose(self) -> str: ...
+    def expose(self) -> str | bytes: ...
 
 
 def check_name(kind: Kind, name: str, labels: Sequence[str] = ()) -> None:

@@ -17,6 +17,7 @@ from podnet.dataplane.nft.model import TableId
 from podnet.dataplane.nft.stats import PolicyTableStats, policy_table_stats
 
 from .api import Kind, Telemetry
+from .snapshot import PrefetchedText
 from .text import SeriesText
 
 RULE_LABELS = ("chain", "rule", "verdict")
@@ -64,8 +65,13 @@ class PolicyTableCollector:
         return "".join(text.render(samples) for text, samples in zip(self._text, series))
 
 
-def register_policy_table(telemetry: Telemetry, table: TableId, netns: str | None = None) -> None:
-    """Export ``table`` of ``netns`` (None: this process's namespace) on each scrape."""
+def register_policy_table(telemetry: Telemetry, table: TableId, netns: str | None = None,
+                          max_age: float = 1.0) -> PrefetchedText:
+    """Export ``table`` of ``netns`` (None: this process's namespace): each scrape serves the
+    kernel's values read at most ``max_age`` seconds before it, read ahead of the scrape
+    (``telemetry.snapshot``)."""
     from podnet.kernel.nft.dump import TableReader
 
-    telemetry.register(PolicyTableCollector(TableReader(table, netns).read, str(table)))
+    served = PrefetchedText(PolicyTableCollector(TableReader(table, netns).read, str(table)), max_age)
+    telemetry.register(served)
+    return served

@@ -61,7 +61,11 @@ class PromTelemetry(Telemetry):
 
     def exposition(self) -> bytes:
         """The text a scrape returns (Prometheus' text format 0.0.4)."""
-        return prometheus_client.generate_latest(self.registry) + "".join(c.expose() for c in self._text).encode()
+        parts = [prometheus_client.generate_latest(self.registry)]
+        for collector in self._text:
+            text = collector.expose()
+            parts.append(text.encode() if isinstance(text, str) else text)
+        return b"".join(parts)
 
 
 class _Unlabelled:
