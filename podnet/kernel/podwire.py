@@ -2,8 +2,9 @@
 
 Pod side: ``eth0`` with the pod's /32, a link route to 169.254.1.1 and the default route via
 it. Host side: ``cali…`` with MAC ee:ee:ee:ee:ee:ee, up, a /32 route to the pod, proxy_arp
-(so the node answers the pod's ARP for 169.254.1.1 with its own MAC) and proxy_delay 0
-(a child namespace has no ``neigh.default``; without it the first answer waits up to 0.8 s).
+(so the node answers the pod's ARP for 169.254.1.1 with its own MAC), proxy_delay 0
+(a child namespace has no ``neigh.default``; without it the first answer waits up to 0.8 s)
+and rp_filter 1 (a packet from the pod with another's address is dropped on arrival).
 
 All sockets are opened inside the target namespaces by switching only the calling thread
 (``netns.enter``), so nothing forks. Every step can be undone (``unwire`` is idempotent).
@@ -112,7 +113,12 @@ def wire(host_ns: str, pod_ns: str, ifname: str, host_ifname: str, address: str 
                        rtnl.add_route_msg("0.0.0.0/0", eth, gateway=GATEWAY)], exist_ok=(False, True, True))
             hook("pod-side")
             host.batch([rtnl.proxy_delay_msg(hidx, 0),
-                        rtnl.set_up_msg(hidx, proxy_arp=True),  # proxy_arp=1 in the same request
+                        # proxy_arp=1 and rp_filter=1 in the same request: strict reverse-path
+                        # filtering, as Calico sets on workload interfaces, drops what the pod
+                        # sends from an address that is not its own before any rule sees it
+                        # (the forward chain accepts established flows first, and conntrack
+                        # finds a flow by addresses and ports alone, whatever the interface)
+                        rtnl.set_up_msg(hidx, proxy_arp=True, strict_rpf=True),
                         rtnl.add_route_msg(f"{ip}/{plen}", hidx, scope=RT_SCOPE_LINK, proto=RTPROT_PODNET_POD)])
             hook("host-side")
             return Wired(host_ifname, HOST_MAC, ifname, mac)

@@ -29,6 +29,7 @@ IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_LINKINFO, IFLA_NET_NS_FD = 
 IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
 IFLA_AF_SPEC, IFLA_INET_CONF = 26, 1
 IPV4_DEVCONF_PROXY_ARP = 3  # the attribute type is the devconf index + 1, as in /proc/sys/net/ipv4/conf
+IPV4_DEVCONF_RP_FILTER = 8
 NDTA_NAME, NDTA_PARMS = 1, 6
 NDTPA_IFINDEX, NDTPA_PROXY_DELAY = 1, 13
 IFA_ADDRESS, IFA_LOCAL = 1, 2
@@ -188,11 +189,11 @@ class Rtnl:
                 return index, peer_index
         return None
 
-    def set_up(self, index: int, *, proxy_arp: bool = False) -> None:
-        """Bring a link up; with ``proxy_arp`` also set its ipv4 ``proxy_arp`` in the same request
-        (IFLA_AF_SPEC/AF_INET/IFLA_INET_CONF: the per-interface sysctl, without entering the
-        link's namespace to write /proc/sys)."""
-        self._request(*set_up_msg(index, proxy_arp=proxy_arp))
+    def set_up(self, index: int, *, proxy_arp: bool = False, strict_rpf: bool = False) -> None:
+        """Bring a link up; with ``proxy_arp`` / ``strict_rpf`` also set its ipv4 ``proxy_arp`` /
+        ``rp_filter=1`` in the same request (IFLA_AF_SPEC/AF_INET/IFLA_INET_CONF: the
+        per-interface sysctls, without entering the link's namespace to write /proc/sys)."""
+        self._request(*set_up_msg(index, proxy_arp=proxy_arp, strict_rpf=strict_rpf))
 
     def set_proxy_delay(self, index: int, msecs: int) -> None:
         """The link's ARP ``proxy_delay`` (net.ipv4.neigh.<if>.proxy_delay) via RTM_SETNEIGHTBL."""
@@ -221,10 +222,11 @@ class Rtnl:
 
 # ---- messages (each method above sends one; ``Rtnl.batch`` sends several at once) --------------
 
-def set_up_msg(index: int, *, proxy_arp: bool = False) -> Message:
+def set_up_msg(index: int, *, proxy_arp: bool = False, strict_rpf: bool = False) -> Message:
     body = _ifinfo(index=index, flags=IFF_UP, change=IFF_UP)
-    if proxy_arp:
-        conf = _attr(IPV4_DEVCONF_PROXY_ARP, struct.pack("=I", 1))
+    conf = (_attr(IPV4_DEVCONF_PROXY_ARP, struct.pack("=I", 1)) if proxy_arp else b"") + (
+        _attr(IPV4_DEVCONF_RP_FILTER, struct.pack("=I", 1)) if strict_rpf else b"")
+    if conf:
         body += _attr(IFLA_AF_SPEC, _attr(socket.AF_INET, _attr(IFLA_INET_CONF, conf)))
     return RTM_NEWLINK, 0, body
 

@@ -5,6 +5,7 @@ second, and detaching leaves no qdisc, filter or program behind."""
 from __future__ import annotations
 
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -102,6 +103,67 @@ def test_established_tcp_takes_the_fast_path(lab: PolicyLab, client: str) -> Non
         echo.close()
     # both directions of the stream cross n1 (web's veth; near's veth or eth0)
     assert lab.fast_paths["n1"].stats().fast - fast_before > 100
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def _tcp_ack(src: str, dst: str, sport: int, dport: int) -> bytes:
+    """An IPv4 TCP ACK with payload, checksums right: what a pod forging another's flow sends."""
+    payload = b"forged"
+    saddr, daddr = socket.inet_aton(src), socket.inet_aton(dst)
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, 1, 1, 5 << 4, 0x18, 1024, 0, 0) + payload
+    pseudo = saddr + daddr + struct.pack("!BBH", 0, socket.IPPROTO_TCP, len(tcp))
+    tcp = tcp[:16] + struct.pack("!H", _checksum(pseudo + tcp)) + tcp[18:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0, 64, socket.IPPROTO_TCP, 0, saddr, daddr)
+    return ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:] + tcp
+
+
+def _rpf_drops(ns: str) -> int:
+    """The namespace's count of packets strict reverse-path filtering dropped."""
+    lines = [line.split() for line in netns.run_in(ns, ["cat", "/proc/net/netstat"]).stdout.splitlines()
+             if line.startswith("TcpExt:")]
+    return int(dict(zip(lines[0], lines[1]))["IPReversePathFilter"])
+
+
+def test_a_pod_cannot_ride_another_pods_flow(lab: PolicyLab) -> None:
+    """A pod that sends packets with another pod's address and an established flow's ports
+    would find that flow in conntrack (addresses and ports are all it looks at), but its packets
+    came in on its own veth, not the one the address lives behind: the fast path leaves them to
+    the kernel, whose strict reverse-path filter on pod veths drops them before any rule (the
+    forward chain accepts established flows first), and the server never answers them."""
+    evil = lab.add_pod("default", "evil", "n1", {"run": "evil"})
+    lab.apply(lab.state())
+    lab.enable_fast_path()
+    echo = Echo(lab, "near")
+    try:
+        assert echo.exchange(0.2) > 0  # established, and on the fast path
+        sport = echo.sock.getsockname()[1]
+        near, web = lab.pods["default/near"], lab.pods["default/web"]
+        forged = _tcp_ack(near.ip, web.ip, sport, 80)
+        stats, drops = lab.fast_paths["n1"].stats(), _rpf_drops(lab.nodes["n1"].netns)
+        with netns.enter(evil.netns):
+            raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        try:
+            for _ in range(50):
+                raw.sendto(forged, (web.ip, 0))
+        finally:
+            raw.close()
+        time.sleep(0.2)
+        after = lab.fast_paths["n1"].stats()
+        assert after.slow_tcp - stats.slow_tcp >= 50  # none of them was forwarded by the program
+        assert _rpf_drops(lab.nodes["n1"].netns) - drops >= 50  # and the kernel dropped them
+        # had web got them, it would have answered each (out of window: a duplicate ACK) through
+        # the fast path; what crosses it now is at most the real flow's last delayed ACKs
+        assert after.fast - stats.fast < 10
+    finally:
+        echo.close()
 
 
 def test_new_connections_still_meet_the_policy(lab: PolicyLab) -> None:

@@ -36,9 +36,11 @@ def test_wire_sets_proxy_arp_and_proxy_delay_on_the_host_side(pair: tuple[str, s
     wired = podwire.wire(host, pod, "eth0", "calirtnltest", "10.9.0.5/32", 1400)
     assert wired.host_ifname == "calirtnltest"
     assert _read(host, "ipv4/conf/calirtnltest/proxy_arp") == "1"
+    assert _read(host, "ipv4/conf/calirtnltest/rp_filter") == "1"  # strict: no address but the pod's own
     assert _read(host, "ipv4/neigh/calirtnltest/proxy_delay") == "0"
     assert "state UP" in netns.run_in(host, ["ip", "-o", "link", "show", "calirtnltest"]).stdout
     assert _read(host, "ipv4/conf/all/proxy_arp") == "0"  # only the pod's interface, not the namespace
+    assert _read(host, "ipv4/conf/all/rp_filter") == "0"
     assert podwire.unwire(host, pod, "eth0", "calirtnltest")
 
 
@@ -51,11 +53,12 @@ def test_rtnl_sysctl_requests_change_the_values(pair: tuple[str, str]) -> None:
         idx = rt.link_index("rt0")
         assert idx is not None
         rt.set_proxy_delay(idx, 0)
-        rt.set_up(idx, proxy_arp=True)
+        rt.set_up(idx, proxy_arp=True, strict_rpf=True)
         with pytest.raises(OSError):
             rt.set_proxy_delay(idx + 1000, 0)  # no such interface: the kernel's error, not silence
     assert _read(host, "ipv4/neigh/rt0/proxy_delay") == "0"
     assert _read(host, "ipv4/conf/rt0/proxy_arp") == "1"
+    assert _read(host, "ipv4/conf/rt0/rp_filter") == "1"
 
 
 def test_add_veth_returns_both_indexes_from_the_kernels_echo(pair: tuple[str, str]) -> None:

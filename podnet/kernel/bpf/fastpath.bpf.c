@@ -4,8 +4,9 @@
  * Attached at tc ingress of a node's pod-side veths and its underlay/VXLAN devices. A packet
  * leaves here early only when conntrack already knows its flow as confirmed, assured and
  * established, without NAT and without the policy's "denied" mark; everything else
- * (new connections, SYN/FIN/RST, NATed or marked flows, other protocols) takes the slow path,
- * so every nftables rule still sees every new connection and a tightened policy still cuts.
+ * (new connections, SYN/FIN/RST, NATed or marked flows, other protocols, a source address that
+ * does not live behind the incoming device) takes the slow path, so every nftables rule still
+ * sees every new connection, a tightened policy still cuts, and anti-spoofing still holds.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -75,7 +76,7 @@ int podnet_fastpath(struct __sk_buff *skb)
 	struct tcphdr *tcp;
 	struct bpf_sock_tuple tuple = {};
 	struct bpf_ct_opts opts = {};
-	struct bpf_fib_lookup fib = {};
+	struct bpf_fib_lookup fib = {}, back = {};
 	struct nf_conn *ct;
 	u32 ihl, flags_off;
 	u8 flags;
@@ -120,6 +121,22 @@ int podnet_fastpath(struct __sk_buff *skb)
 		bpf_ct_change_timeout(ct, CT_ESTABLISHED_TIMEOUT_MS);
 	bpf_ct_release(ct);
 	if (!fast) {
+		count(STAT_SLOW_TCP);
+		return TC_ACT_OK;
+	}
+
+	/* The source must live behind the device the packet came in on, as strict rp_filter asks
+	 * (it runs later, in the IP stack, which a redirect skips): conntrack finds a flow by its
+	 * addresses and ports alone, so a pod sending with another pod's address and ports would
+	 * otherwise ride that pod's flow past the anti-spoofing rules. */
+	back.family = AF_INET;
+	back.l4_protocol = IPPROTO_TCP;
+	back.tot_len = bpf_ntohs(iph->tot_len);
+	back.ipv4_src = iph->daddr;
+	back.ipv4_dst = iph->saddr;
+	back.ifindex = skb->ingress_ifindex;
+	rc = bpf_fib_lookup(skb, &back, sizeof(back), BPF_FIB_LOOKUP_SKIP_NEIGH);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS || back.ifindex != skb->ingress_ifindex) {
 		count(STAT_SLOW_TCP);
 		return TC_ACT_OK;
 	}
